@@ -1,0 +1,5 @@
+//! salve: a self-healing controller. Signals become events, a pure engine turns events
+//! into decisions under guardrails, actions carry them out, and the audit journal
+//! records every step.
+
+pub mod policy;

@@ -1,0 +1,143 @@
+//! Policies: the YAML contract, its validation with `file:line:col` errors, and its
+//! JSON Schema.
+
+mod decode;
+mod diagnostic;
+mod model;
+mod names;
+mod parse;
+mod schema;
+mod schema_types;
+mod yaml;
+
+pub use decode::{suggest, Decoder, Fields};
+pub use diagnostic::{Diagnostic, Diagnostics};
+pub use model::*;
+pub use names::{HttpUrl, PolicyName, SignalName, UnitName};
+pub use schema::policy_schema;
+pub use schema_types::NoArgs;
+pub use yaml::{parse_documents, Node, Pos, Value};
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Parses every policy document in `source`, reporting all problems found.
+pub fn parse_file(file: &Path, source: &str) -> (Vec<Policy>, Vec<Diagnostic>) {
+    let diag = |pos: Pos, message: String| Diagnostic {
+        file: file.to_path_buf(),
+        pos,
+        message,
+    };
+    let documents = match parse_documents(source) {
+        Ok(docs) => docs,
+        Err(e) => return (Vec::new(), vec![diag(e.pos, format!("YAML syntax error: {}", e.message))]),
+    };
+    if documents.is_empty() {
+        return (Vec::new(), vec![diag(Pos { line: 1, col: 1 }, "no policy documents in this file".into())]);
+    }
+    let mut dec = Decoder::default();
+    let mut policies = Vec::new();
+    for doc in &documents {
+        if let Some(draft) = parse::policy(&mut dec, doc) {
+            policies.push(Policy {
+                api_version: ApiVersion::V1Alpha1,
+                kind: Kind::RemediationPolicy,
+                metadata: draft.metadata,
+                spec: draft.spec,
+                source: Source {
+                    file: file.to_path_buf(),
+                    line: draft.name_pos.line,
+                },
+            });
+        }
+    }
+    let mut errors: Vec<Diagnostic> = dec.errors.into_iter().map(|(p, m)| diag(p, m)).collect();
+    errors.sort_by_key(|d| d.pos);
+    (policies, errors)
+}
+
+/// Expands directories to the `.yaml`/`.yml` files directly inside them, sorted, so a
+/// load is deterministic. Files named explicitly are taken whatever their extension.
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostics> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    let io_error = |path: &Path, e: std::io::Error| Diagnostic {
+        file: path.to_path_buf(),
+        pos: Pos { line: 0, col: 0 },
+        message: format!("cannot read: {e}"),
+    };
+    for path in paths {
+        if path.is_dir() {
+            match std::fs::read_dir(path) {
+                Ok(entries) => {
+                    let mut found: Vec<PathBuf> = entries
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.is_file() && matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")))
+                        .collect();
+                    found.sort();
+                    files.extend(found);
+                }
+                Err(e) => errors.push(io_error(path, e)),
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    // The same file named twice (or also found in a named directory) is loaded once.
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|f| seen.insert(std::fs::canonicalize(f).unwrap_or_else(|_| f.clone())));
+    if errors.is_empty() {
+        Ok(files)
+    } else {
+        Err(Diagnostics(errors))
+    }
+}
+
+/// Loads policies from files and directories. Either every policy is valid and names are
+/// unique across all files, or every problem found is returned.
+pub fn load(paths: &[PathBuf]) -> Result<Vec<Policy>, Diagnostics> {
+    let files = expand_paths(paths)?;
+    let mut policies = Vec::new();
+    let mut errors = Vec::new();
+    for file in &files {
+        match std::fs::read_to_string(file) {
+            Ok(source) => {
+                let (found, problems) = parse_file(file, &source);
+                policies.extend(found);
+                errors.extend(problems);
+            }
+            Err(e) => errors.push(Diagnostic {
+                file: file.clone(),
+                pos: Pos { line: 0, col: 0 },
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    let mut seen: HashMap<&str, &Source> = HashMap::new();
+    for policy in &policies {
+        if let Some(first) = seen.insert(policy.name(), &policy.source) {
+            errors.push(Diagnostic {
+                file: policy.source.file.clone(),
+                pos: Pos { line: policy.source.line, col: 1 },
+                message: format!(
+                    "duplicate policy name \"{}\" (first defined at {}:{})",
+                    policy.name(),
+                    first.file.display(),
+                    first.line
+                ),
+            });
+        }
+    }
+    if files.is_empty() && errors.is_empty() {
+        errors.push(Diagnostic {
+            file: paths.first().cloned().unwrap_or_default(),
+            pos: Pos { line: 0, col: 0 },
+            message: "no policy files found (expected *.yaml or *.yml)".into(),
+        });
+    }
+    if errors.is_empty() {
+        Ok(policies)
+    } else {
+        Err(Diagnostics(errors))
+    }
+}

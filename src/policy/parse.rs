@@ -1,0 +1,377 @@
+//! Decodes one YAML document into a [`Policy`], reporting every problem with its position.
+//! The field lists here are the contract; `schema.rs` tests that the JSON Schema derived
+//! from `model.rs` names exactly the same fields.
+
+use super::decode::{Decoder, Fields};
+use super::model::*;
+use super::names::{HttpUrl, PolicyName, SignalName, UnitName};
+use super::schema_types::NoArgs;
+use super::yaml::Node;
+use std::time::Duration;
+
+pub(crate) const POLICY_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
+pub(crate) const METADATA_FIELDS: &[&str] = &["name", "labels"];
+pub(crate) const SPEC_FIELDS: &[&str] = &[
+    "target", "trigger", "actions", "verify", "guard", "escalate", "dryRun",
+];
+pub(crate) const TARGET_FIELDS: &[&str] = &["unit"];
+pub(crate) const CONDITION_KINDS: &[&str] = &["unit", "http", "log"];
+pub(crate) const TRIGGER_FIELDS: &[&str] = &["unit", "http", "log", "for"];
+pub(crate) const UNIT_CONDITION_FIELDS: &[&str] = &["activeState", "subState", "unitFileState"];
+pub(crate) const HTTP_CONDITION_FIELDS: &[&str] = &["url", "status", "failures", "interval", "timeout"];
+pub(crate) const LOG_CONDITION_FIELDS: &[&str] = &["path", "pattern", "count", "within"];
+pub(crate) const ACTION_KINDS: &[&str] = &[
+    "start", "stop", "restart", "tryRestart", "reload", "resetFailed", "kill", "enable",
+    "disable", "notify", "exec",
+];
+pub(crate) const KILL_FIELDS: &[&str] = &["signal", "whom"];
+pub(crate) const NOTIFY_FIELDS: &[&str] = &["webhook", "timeout"];
+pub(crate) const EXEC_FIELDS: &[&str] = &["command", "timeout"];
+pub(crate) const VERIFY_FIELDS: &[&str] = &["http", "unit"];
+pub(crate) const HTTP_VERIFY_FIELDS: &[&str] = &["url", "status", "within"];
+pub(crate) const UNIT_VERIFY_FIELDS: &[&str] = &["activeState", "within"];
+pub(crate) const GUARD_FIELDS: &[&str] = &["cooldown", "maxAttempts", "window", "backoff"];
+
+const ACTIVE_STATES: &[&str] = &[
+    "active", "reloading", "inactive", "failed", "activating", "deactivating", "maintenance",
+    "refreshing",
+];
+const UNIT_FILE_STATES: &[&str] = &[
+    "enabled", "enabled-runtime", "linked", "linked-runtime", "alias", "masked",
+    "masked-runtime", "static", "disabled", "invalid", "indirect", "generated", "transient",
+    "bad",
+];
+
+/// Decodes a policy document; `None` when any error was reported to `dec`.
+pub fn policy(dec: &mut Decoder, doc: &Node) -> Option<PolicyDraft> {
+    let before = dec.errors.len();
+    let f = dec.fields(doc, "the policy", POLICY_FIELDS)?;
+    if let Some(n) = f.required(dec, "apiVersion") {
+        if let Some(v) = dec.string(n) {
+            if v != API_VERSION {
+                dec.error(n.pos, format!("unsupported apiVersion \"{v}\": expected \"{API_VERSION}\""));
+            }
+        }
+    }
+    if let Some(n) = f.required(dec, "kind") {
+        if let Some(v) = dec.string(n) {
+            if v != KIND {
+                dec.error(n.pos, format!("unsupported kind \"{v}\": expected \"{KIND}\""));
+            }
+        }
+    }
+    let metadata = f.required(dec, "metadata").and_then(|n| metadata(dec, n));
+    let spec = f.required(dec, "spec").and_then(|n| spec(dec, n));
+    if dec.errors.len() > before {
+        return None;
+    }
+    Some(PolicyDraft {
+        metadata: metadata?,
+        spec: spec?,
+        name_pos: f.get("metadata").map(|n| n.pos).unwrap_or(f.pos),
+    })
+}
+
+/// A decoded policy before cross-file checks (duplicate names) and its source are known.
+pub struct PolicyDraft {
+    pub metadata: Metadata,
+    pub spec: PolicySpec,
+    pub name_pos: super::yaml::Pos,
+}
+
+fn parsed<T>(dec: &mut Decoder, node: &Node, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+    let text = dec.string(node)?;
+    parse(&text).map_err(|e| dec.error(node.pos, e)).ok()
+}
+
+fn metadata(dec: &mut Decoder, node: &Node) -> Option<Metadata> {
+    let f = dec.fields(node, "metadata", METADATA_FIELDS)?;
+    let name = f.required(dec, "name").and_then(|n| parsed(dec, n, PolicyName::parse));
+    let mut labels = std::collections::BTreeMap::new();
+    if let Some(n) = f.get("labels") {
+        if let super::yaml::Value::Map(entries) = &n.value {
+            for (k, v) in entries {
+                if let (Some(k), Some(v)) = (dec.string(k), dec.string(v)) {
+                    labels.insert(k, v);
+                }
+            }
+        } else {
+            dec.error(n.pos, format!("expected a mapping of labels, found {}", n.describe()));
+        }
+    }
+    Some(Metadata { name: name?, labels })
+}
+
+fn spec(dec: &mut Decoder, node: &Node) -> Option<PolicySpec> {
+    let f = dec.fields(node, "spec", SPEC_FIELDS)?;
+    let target = f.required(dec, "target").and_then(|n| target(dec, n));
+    let trigger = f
+        .required(dec, "trigger")
+        .and_then(|n| dec.non_empty_list(n, "trigger condition", trigger));
+    let actions = f
+        .required(dec, "actions")
+        .and_then(|n| dec.non_empty_list(n, "action", action));
+    let verify = optional(f.get("verify").map(|n| verify(dec, n)));
+    let guard = f.get("guard").map(|n| guard(dec, n));
+    let escalate = f.get("escalate").map(|n| dec.list(n, "action", action));
+    let dry_run = f.get("dryRun").map(|n| dec.bool(n));
+    Some(PolicySpec {
+        target: target?,
+        trigger: trigger?,
+        actions: actions?,
+        verify: verify?,
+        guard: guard.unwrap_or_else(|| Some(Guard::default()))?,
+        escalate: escalate.unwrap_or_else(|| Some(Vec::new()))?,
+        dry_run: dry_run.unwrap_or(Some(false))?,
+    })
+}
+
+fn target(dec: &mut Decoder, node: &Node) -> Option<Target> {
+    let f = dec.fields(node, "target", TARGET_FIELDS)?;
+    let unit = f.required(dec, "unit").and_then(|n| parsed(dec, n, UnitName::parse))?;
+    Some(Target { unit })
+}
+
+/// Reads an optional field, falling back to `default` when absent; `None` on a bad value.
+fn opt<T>(
+    dec: &mut Decoder,
+    f: &Fields<'_>,
+    key: &str,
+    default: T,
+    read: impl FnOnce(&mut Decoder, &Node) -> Option<T>,
+) -> Option<T> {
+    match f.get(key) {
+        Some(n) => read(dec, n),
+        None => Some(default),
+    }
+}
+
+fn positive_duration(dec: &mut Decoder, node: &Node) -> Option<Duration> {
+    let d = dec.duration(node)?;
+    if d.is_zero() {
+        dec.error(node.pos, "must be longer than 0s");
+        return None;
+    }
+    Some(d)
+}
+
+fn trigger(dec: &mut Decoder, node: &Node) -> Option<Trigger> {
+    let f = dec.fields(node, "a trigger condition", TRIGGER_FIELDS)?;
+    let kinds: Vec<&str> = CONDITION_KINDS.iter().copied().filter(|k| f.get(k).is_some()).collect();
+    let hold = opt(dec, &f, "for", Duration::ZERO, |d, n| d.duration(n));
+    let condition = match kinds.as_slice() {
+        ["unit"] => f.get("unit").and_then(|n| unit_condition(dec, n)).map(Condition::Unit),
+        ["http"] => f.get("http").and_then(|n| http_condition(dec, n)).map(Condition::Http),
+        ["log"] => f.get("log").and_then(|n| log_condition(dec, n)).map(Condition::Log),
+        [] => {
+            if !f.had_unknown {
+                dec.error(f.pos, "a trigger condition needs one of: unit, http, log");
+            }
+            None
+        }
+        _ => {
+            dec.error(
+                f.pos,
+                format!(
+                    "a trigger condition names exactly one kind, found {}: write each as its own list item",
+                    kinds.join(" and ")
+                ),
+            );
+            None
+        }
+    };
+    Some(Trigger { condition: condition?, hold: hold? })
+}
+
+fn enum_list<T: Copy>(dec: &mut Decoder, node: &Node, what: &str, names: &[&str], values: &[T]) -> Option<Vec<T>> {
+    dec.non_empty_list(node, what, |d, n| {
+        let text = d.string(n)?;
+        match names.iter().position(|k| *k == text) {
+            Some(i) => Some(values[i]),
+            None => {
+                d.error(n.pos, super::decode::unknown_name(what, &text, names));
+                None
+            }
+        }
+    })
+}
+
+fn active_states(dec: &mut Decoder, node: &Node) -> Option<Vec<ActiveState>> {
+    use ActiveState::*;
+    let values = [Active, Reloading, Inactive, Failed, Activating, Deactivating, Maintenance, Refreshing];
+    enum_list(dec, node, "active state", ACTIVE_STATES, &values)
+}
+
+fn unit_file_states(dec: &mut Decoder, node: &Node) -> Option<Vec<UnitFileState>> {
+    use UnitFileState::*;
+    let values = [
+        Enabled, EnabledRuntime, Linked, LinkedRuntime, Alias, Masked, MaskedRuntime, Static, Disabled,
+        Invalid, Indirect, Generated, Transient, Bad,
+    ];
+    enum_list(dec, node, "unit file state", UNIT_FILE_STATES, &values)
+}
+
+fn unit_condition(dec: &mut Decoder, node: &Node) -> Option<UnitCondition> {
+    let f = dec.fields(node, "a unit condition", UNIT_CONDITION_FIELDS)?;
+    if f.is_empty() {
+        dec.error(f.pos, "a unit condition needs at least one of: activeState, subState, unitFileState");
+        return None;
+    }
+    let active_state = opt(dec, &f, "activeState", Vec::new(), active_states);
+    let sub_state = opt(dec, &f, "subState", Vec::new(), |d, n| {
+        d.non_empty_list(n, "sub state", |d, n| d.non_empty_string(n, "a sub state"))
+    });
+    let unit_file_state = opt(dec, &f, "unitFileState", Vec::new(), unit_file_states);
+    Some(UnitCondition {
+        active_state: active_state?,
+        sub_state: sub_state?,
+        unit_file_state: unit_file_state?,
+    })
+}
+
+fn statuses(dec: &mut Decoder, node: &Node) -> Option<Vec<u16>> {
+    dec.non_empty_list(node, "HTTP status", |d, n| d.integer(n, 100, 599).map(|s| s as u16))
+}
+
+fn url(dec: &mut Decoder, node: &Node) -> Option<HttpUrl> {
+    parsed(dec, node, HttpUrl::parse)
+}
+
+fn http_condition(dec: &mut Decoder, node: &Node) -> Option<HttpCondition> {
+    let f = dec.fields(node, "an http condition", HTTP_CONDITION_FIELDS)?;
+    let url = f.required(dec, "url").and_then(|n| url(dec, n));
+    let status = opt(dec, &f, "status", vec![502, 503, 504], statuses);
+    let failures = opt(dec, &f, "failures", 3, |d, n| d.integer(n, 1, 1000).map(|v| v as u32));
+    let interval = opt(dec, &f, "interval", Duration::from_secs(5), positive_duration);
+    let timeout = opt(dec, &f, "timeout", Duration::from_secs(2), positive_duration);
+    if let (Some(i), Some(t), Some(n)) = (interval, timeout, f.get("timeout")) {
+        if t > i {
+            dec.error(n.pos, "timeout must not exceed interval, or probes would overlap");
+            return None;
+        }
+    }
+    Some(HttpCondition { url: url?, status: status?, failures: failures?, interval: interval?, timeout: timeout? })
+}
+
+fn log_condition(dec: &mut Decoder, node: &Node) -> Option<LogCondition> {
+    let f = dec.fields(node, "a log condition", LOG_CONDITION_FIELDS)?;
+    let path = f.required(dec, "path").and_then(|n| {
+        let p = dec.non_empty_string(n, "a log path")?;
+        if !p.starts_with('/') {
+            dec.error(n.pos, format!("log path \"{p}\" must be absolute"));
+            return None;
+        }
+        Some(std::path::PathBuf::from(p))
+    });
+    let pattern = f.required(dec, "pattern").and_then(|n| dec.regex(n));
+    let count = opt(dec, &f, "count", 1, |d, n| d.integer(n, 1, 100_000).map(|v| v as u32));
+    let within = opt(dec, &f, "within", Duration::from_secs(60), positive_duration);
+    Some(LogCondition { path: path?, pattern: pattern?, count: count?, within: within? })
+}
+
+fn no_args(dec: &mut Decoder, node: &Node, name: &'static str) -> Option<NoArgs> {
+    let f = dec.fields(node, name, &[])?;
+    f.is_empty().then_some(NoArgs)
+}
+
+fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
+    let (kind, args) = dec.variant(node, "action", ACTION_KINDS)?;
+    let action = match kind {
+        "start" => Action::Start(no_args(dec, args, "the start action")?),
+        "stop" => Action::Stop(no_args(dec, args, "the stop action")?),
+        "restart" => Action::Restart(no_args(dec, args, "the restart action")?),
+        "tryRestart" => Action::TryRestart(no_args(dec, args, "the tryRestart action")?),
+        "reload" => Action::Reload(no_args(dec, args, "the reload action")?),
+        "resetFailed" => Action::ResetFailed(no_args(dec, args, "the resetFailed action")?),
+        "enable" => Action::Enable(no_args(dec, args, "the enable action")?),
+        "disable" => Action::Disable(no_args(dec, args, "the disable action")?),
+        "kill" => {
+            let f = dec.fields(args, "the kill action", KILL_FIELDS)?;
+            let signal = opt(dec, &f, "signal", SignalName::default(), |d, n| parsed(d, n, SignalName::parse));
+            let whom = opt(dec, &f, "whom", KillWhom::All, |d, n| {
+                let names = ["all", "main", "control"];
+                let text = d.string(n)?;
+                match text.as_str() {
+                    "all" => Some(KillWhom::All),
+                    "main" => Some(KillWhom::Main),
+                    "control" => Some(KillWhom::Control),
+                    _ => {
+                        d.error(n.pos, super::decode::unknown_name("kill target", &text, &names));
+                        None
+                    }
+                }
+            });
+            Action::Kill(KillArgs { signal: signal?, whom: whom? })
+        }
+        "notify" => {
+            let f = dec.fields(args, "the notify action", NOTIFY_FIELDS)?;
+            let webhook = f.required(dec, "webhook").and_then(|n| url(dec, n));
+            let timeout = opt(dec, &f, "timeout", Duration::from_secs(5), positive_duration);
+            Action::Notify(NotifyArgs { webhook: webhook?, timeout: timeout? })
+        }
+        "exec" => {
+            let f = dec.fields(args, "the exec action", EXEC_FIELDS)?;
+            let command = f.required(dec, "command").and_then(|n| {
+                let argv = dec.non_empty_list(n, "command argument", |d, n| d.string(n))?;
+                // No PATH lookup: a remediation must run the program the policy author meant.
+                if !argv[0].starts_with('/') {
+                    dec.error(n.pos, format!("exec command \"{}\" must be an absolute path", argv[0]));
+                    return None;
+                }
+                Some(argv)
+            });
+            let timeout = opt(dec, &f, "timeout", Duration::from_secs(30), positive_duration);
+            Action::Exec(ExecArgs { command: command?, timeout: timeout? })
+        }
+        // `variant` only returns names from ACTION_KINDS, all handled above.
+        _ => return None,
+    };
+    Some(action)
+}
+
+/// An optional sub-value: absent is fine (`Some(None)`), present but invalid is `None`.
+fn optional<T>(decoded: Option<Option<T>>) -> Option<Option<T>> {
+    decoded.map_or(Some(None), |v| v.map(Some))
+}
+
+fn verify(dec: &mut Decoder, node: &Node) -> Option<Verify> {
+    let f = dec.fields(node, "verify", VERIFY_FIELDS)?;
+    if f.is_empty() {
+        dec.error(f.pos, "verify needs at least one of: http, unit");
+        return None;
+    }
+    let http = f.get("http").map(|n| {
+        let f = dec.fields(n, "an http verification", HTTP_VERIFY_FIELDS)?;
+        let url = f.required(dec, "url").and_then(|n| url(dec, n));
+        let status = opt(dec, &f, "status", vec![200], statuses);
+        let within = opt(dec, &f, "within", Duration::from_secs(10), positive_duration);
+        Some(HttpVerify { url: url?, status: status?, within: within? })
+    });
+    let unit = f.get("unit").map(|n| {
+        let f = dec.fields(n, "a unit verification", UNIT_VERIFY_FIELDS)?;
+        let active_state = opt(dec, &f, "activeState", vec![ActiveState::Active], active_states);
+        let within = opt(dec, &f, "within", Duration::from_secs(10), positive_duration);
+        Some(UnitVerify { active_state: active_state?, within: within? })
+    });
+    Some(Verify { http: optional(http)?, unit: optional(unit)? })
+}
+
+fn guard(dec: &mut Decoder, node: &Node) -> Option<Guard> {
+    let d = Guard::default();
+    let f = dec.fields(node, "guard", GUARD_FIELDS)?;
+    let cooldown = opt(dec, &f, "cooldown", d.cooldown, |d, n| d.duration(n));
+    let max_attempts = opt(dec, &f, "maxAttempts", d.max_attempts, |d, n| d.integer(n, 1, 1000).map(|v| v as u32));
+    let window = opt(dec, &f, "window", d.window, positive_duration);
+    let backoff = opt(dec, &f, "backoff", d.backoff, |d, n| d.float(n, 1.0, 10.0));
+    if let (Some(c), Some(w), Some(n)) = (cooldown, window, f.get("cooldown").or(f.get("window"))) {
+        if c > w {
+            dec.error(n.pos, format!(
+                "cooldown ({}) must not exceed window ({})",
+                humantime::format_duration(c),
+                humantime::format_duration(w)
+            ));
+            return None;
+        }
+    }
+    Some(Guard { cooldown: cooldown?, max_attempts: max_attempts?, window: window?, backoff: backoff? })
+}

@@ -1,0 +1,68 @@
+//! The policy's JSON Schema, generated from the model types.
+
+use super::model::Policy;
+
+/// The JSON Schema of a `RemediationPolicy` document, pretty-printed.
+pub fn policy_schema() -> String {
+    let schema = schemars::schema_for!(Policy);
+    // Serializing a `serde_json::Value`-backed schema cannot fail.
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse::*;
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn definition_fields(schema: &serde_json::Value, name: &str) -> BTreeSet<String> {
+        let def = if name == "RemediationPolicy" { schema } else { &schema["$defs"][name] };
+        def["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("schema has no properties for {name}: {def}"))
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn set(fields: &[&str]) -> BTreeSet<String> {
+        fields.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn schema_and_decoder_name_the_same_fields() {
+        let schema: serde_json::Value = serde_json::from_str(&policy_schema()).unwrap();
+        let pairs: &[(&str, &[&str])] = &[
+            ("RemediationPolicy", POLICY_FIELDS),
+            ("Metadata", METADATA_FIELDS),
+            ("PolicySpec", SPEC_FIELDS),
+            ("Target", TARGET_FIELDS),
+            ("UnitCondition", UNIT_CONDITION_FIELDS),
+            ("HttpCondition", HTTP_CONDITION_FIELDS),
+            ("LogCondition", LOG_CONDITION_FIELDS),
+            ("KillArgs", KILL_FIELDS),
+            ("NotifyArgs", NOTIFY_FIELDS),
+            ("ExecArgs", EXEC_FIELDS),
+            ("Verify", VERIFY_FIELDS),
+            ("HttpVerify", HTTP_VERIFY_FIELDS),
+            ("UnitVerify", UNIT_VERIFY_FIELDS),
+            ("Guard", GUARD_FIELDS),
+        ];
+        for (name, fields) in pairs {
+            assert_eq!(definition_fields(&schema, name), set(fields), "fields of {name}");
+        }
+    }
+
+    #[test]
+    fn committed_schema_matches_the_generated_one() {
+        let committed = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/schema/remediationpolicy.schema.json"
+        ))
+        .expect("deploy/schema/remediationpolicy.schema.json is committed");
+        assert!(
+            committed == policy_schema(),
+            "deploy/schema/remediationpolicy.schema.json is stale: run `make schema`"
+        );
+    }
+}
