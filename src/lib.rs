@@ -2,4 +2,8 @@
 //! into decisions under guardrails, actions carry them out, and the audit journal
 //! records every step.
 
+pub mod audit;
+pub mod config;
+pub mod engine;
 pub mod policy;
+pub mod simulate;

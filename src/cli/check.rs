@@ -16,8 +16,13 @@ pub fn run(paths: &[PathBuf]) -> ExitCode {
             for d in &diagnostics.0 {
                 println!("{d}");
             }
-            let files: std::collections::BTreeSet<_> = diagnostics.0.iter().map(|d| &d.file).collect();
-            eprintln!("{} error(s) in {} file(s)", diagnostics.0.len(), files.len());
+            let files: std::collections::BTreeSet<_> =
+                diagnostics.0.iter().map(|d| &d.file).collect();
+            eprintln!(
+                "{} error(s) in {} file(s)",
+                diagnostics.0.len(),
+                files.len()
+            );
             ExitCode::from(1)
         }
     }

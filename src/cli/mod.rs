@@ -1,13 +1,19 @@
 //! Subcommands of the `salve` binary.
 
 mod check;
+mod history;
+mod simulate;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "salve", version, about = "Self-healing controller: watches health signals and applies remediation policies")]
+#[command(
+    name = "salve",
+    version,
+    about = "Self-healing controller: watches health signals and applies remediation policies"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -34,6 +40,10 @@ pub enum Command {
     },
     /// Print the JSON Schema of the policy format.
     Schema,
+    /// Replay JSON Lines events through the engine on a virtual clock; print decisions.
+    Simulate(simulate::Args),
+    /// Show the audit journal: what salve decided and did, and why.
+    History(history::Args),
 }
 
 pub fn init_logging(format: LogFormat, verbose: u8) {
@@ -44,7 +54,9 @@ pub fn init_logging(format: LogFormat, verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -54,6 +66,8 @@ pub fn init_logging(format: LogFormat, verbose: u8) {
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Check { paths } => Ok(check::run(&paths)),
+        Command::Simulate(args) => simulate::run(args),
+        Command::History(args) => history::run(args),
         Command::Schema => {
             print!("{}", salve::policy::policy_schema());
             Ok(ExitCode::SUCCESS)

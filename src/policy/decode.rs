@@ -181,7 +181,10 @@ impl Decoder {
                 None
             }
             Value::Scalar { text, .. } if known.contains(&text.as_str()) => {
-                self.error(node.pos, format!("write `{text}: {{}}` (a {what} is a mapping)"));
+                self.error(
+                    node.pos,
+                    format!("write `{text}: {{}}` (a {what} is a mapping)"),
+                );
                 None
             }
             Value::Scalar { text, .. } => {
@@ -344,7 +347,10 @@ impl Decoder {
         item: impl FnMut(&mut Self, &Node) -> Option<T>,
     ) -> Option<Vec<T>> {
         if matches!(&node.value, Value::Seq(items) if items.is_empty()) {
-            self.error(node.pos, format!("empty list: at least one {what} is required"));
+            self.error(
+                node.pos,
+                format!("empty list: at least one {what} is required"),
+            );
             return None;
         }
         self.list(node, what, item)

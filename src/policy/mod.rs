@@ -30,10 +30,21 @@ pub fn parse_file(file: &Path, source: &str) -> (Vec<Policy>, Vec<Diagnostic>) {
     };
     let documents = match parse_documents(source) {
         Ok(docs) => docs,
-        Err(e) => return (Vec::new(), vec![diag(e.pos, format!("YAML syntax error: {}", e.message))]),
+        Err(e) => {
+            return (
+                Vec::new(),
+                vec![diag(e.pos, format!("YAML syntax error: {}", e.message))],
+            )
+        }
     };
     if documents.is_empty() {
-        return (Vec::new(), vec![diag(Pos { line: 1, col: 1 }, "no policy documents in this file".into())]);
+        return (
+            Vec::new(),
+            vec![diag(
+                Pos { line: 1, col: 1 },
+                "no policy documents in this file".into(),
+            )],
+        );
     }
     let mut dec = Decoder::default();
     let mut policies = Vec::new();
@@ -72,7 +83,13 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostics> {
                 Ok(entries) => {
                     let mut found: Vec<PathBuf> = entries
                         .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| p.is_file() && matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")))
+                        .filter(|p| {
+                            p.is_file()
+                                && matches!(
+                                    p.extension().and_then(|x| x.to_str()),
+                                    Some("yaml" | "yml")
+                                )
+                        })
                         .collect();
                     found.sort();
                     files.extend(found);
@@ -118,7 +135,10 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Policy>, Diagnostics> {
         if let Some(first) = seen.insert(policy.name(), &policy.source) {
             errors.push(Diagnostic {
                 file: policy.source.file.clone(),
-                pos: Pos { line: policy.source.line, col: 1 },
+                pos: Pos {
+                    line: policy.source.line,
+                    col: 1,
+                },
                 message: format!(
                     "duplicate policy name \"{}\" (first defined at {}:{})",
                     policy.name(),

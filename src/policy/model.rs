@@ -2,8 +2,8 @@
 //! validated. The JSON Schema (`salve schema`) is derived from these types, and
 //! `parse.rs` decodes YAML into them; a test keeps the two in step.
 
-use super::schema_types::{DurationSchema, NoArgs, RegexSchema};
 use super::names::{HttpUrl, PolicyName, SignalName, UnitName};
+use super::schema_types::{DurationSchema, NoArgs, RegexSchema};
 use regex::Regex;
 use schemars::JsonSchema;
 use std::collections::BTreeMap;
@@ -121,7 +121,9 @@ pub struct UnitCondition {
 }
 
 /// systemd's `ActiveState` values (org.freedesktop.systemd1.Unit).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, JsonSchema, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, JsonSchema, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ActiveState {
     Active,
@@ -135,7 +137,9 @@ pub enum ActiveState {
 }
 
 /// systemd's `UnitFileState` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, JsonSchema, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, JsonSchema, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum UnitFileState {
     Enabled,

@@ -11,12 +11,19 @@ pub struct PolicyName(String);
 
 impl PolicyName {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
-        let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let valid_char =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+        let edge_ok =
+            |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if text.is_empty() || text.len() > 253 {
-            return Err(format!("invalid policy name \"{text}\": must be 1 to 253 characters"));
+            return Err(format!(
+                "invalid policy name \"{text}\": must be 1 to 253 characters"
+            ));
         }
-        if !text.chars().all(valid_char) || !edge_ok(text.chars().next()) || !edge_ok(text.chars().last()) {
+        if !text.chars().all(valid_char)
+            || !edge_ok(text.chars().next())
+            || !edge_ok(text.chars().last())
+        {
             return Err(format!(
                 "invalid policy name \"{text}\": use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
             ));
@@ -51,8 +58,17 @@ impl JsonSchema for PolicyName {
 
 /// Unit types systemd knows; a unit name must end in one of them.
 const UNIT_SUFFIXES: &[&str] = &[
-    "service", "socket", "target", "device", "mount", "automount", "swap", "timer", "path",
-    "slice", "scope",
+    "service",
+    "socket",
+    "target",
+    "device",
+    "mount",
+    "automount",
+    "swap",
+    "timer",
+    "path",
+    "slice",
+    "scope",
 ];
 
 /// A systemd unit name such as `php8.2-fpm.service`.
@@ -188,14 +204,21 @@ impl SignalName {
     /// Accepts `SIGKILL`, `KILL` or `kill`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let upper = text.to_ascii_uppercase();
-        let wanted = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+        let wanted = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
         SIGNALS
             .iter()
             .find(|(name, _)| *name == wanted)
             .map(|&(name, number)| SignalName { name, number })
             .ok_or_else(|| {
                 let names: Vec<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
-                format!("unknown signal \"{text}\" (expected one of: {})", names.join(", "))
+                format!(
+                    "unknown signal \"{text}\" (expected one of: {})",
+                    names.join(", ")
+                )
             })
     }
 
@@ -210,7 +233,10 @@ impl SignalName {
 
 impl Default for SignalName {
     fn default() -> Self {
-        SignalName { name: "SIGTERM", number: 15 }
+        SignalName {
+            name: "SIGTERM",
+            number: 15,
+        }
     }
 }
 
@@ -247,7 +273,10 @@ mod tests {
     #[test]
     fn http_urls_split_into_host_port_and_path() {
         let url = HttpUrl::parse("http://127.0.0.1:8080/ping.php?x=1").unwrap();
-        assert_eq!((url.host.as_str(), url.port, url.path.as_str()), ("127.0.0.1", 8080, "/ping.php?x=1"));
+        assert_eq!(
+            (url.host.as_str(), url.port, url.path.as_str()),
+            ("127.0.0.1", 8080, "/ping.php?x=1")
+        );
         let url = HttpUrl::parse("http://localhost").unwrap();
         assert_eq!((url.port, url.path.as_str()), (80, "/"));
         assert!(HttpUrl::parse("https://x/").unwrap_err().contains("https"));

@@ -18,11 +18,21 @@ pub(crate) const TARGET_FIELDS: &[&str] = &["unit"];
 pub(crate) const CONDITION_KINDS: &[&str] = &["unit", "http", "log"];
 pub(crate) const TRIGGER_FIELDS: &[&str] = &["unit", "http", "log", "for"];
 pub(crate) const UNIT_CONDITION_FIELDS: &[&str] = &["activeState", "subState", "unitFileState"];
-pub(crate) const HTTP_CONDITION_FIELDS: &[&str] = &["url", "status", "failures", "interval", "timeout"];
+pub(crate) const HTTP_CONDITION_FIELDS: &[&str] =
+    &["url", "status", "failures", "interval", "timeout"];
 pub(crate) const LOG_CONDITION_FIELDS: &[&str] = &["path", "pattern", "count", "within"];
 pub(crate) const ACTION_KINDS: &[&str] = &[
-    "start", "stop", "restart", "tryRestart", "reload", "resetFailed", "kill", "enable",
-    "disable", "notify", "exec",
+    "start",
+    "stop",
+    "restart",
+    "tryRestart",
+    "reload",
+    "resetFailed",
+    "kill",
+    "enable",
+    "disable",
+    "notify",
+    "exec",
 ];
 pub(crate) const KILL_FIELDS: &[&str] = &["signal", "whom"];
 pub(crate) const NOTIFY_FIELDS: &[&str] = &["webhook", "timeout"];
@@ -33,12 +43,29 @@ pub(crate) const UNIT_VERIFY_FIELDS: &[&str] = &["activeState", "within"];
 pub(crate) const GUARD_FIELDS: &[&str] = &["cooldown", "maxAttempts", "window", "backoff"];
 
 const ACTIVE_STATES: &[&str] = &[
-    "active", "reloading", "inactive", "failed", "activating", "deactivating", "maintenance",
+    "active",
+    "reloading",
+    "inactive",
+    "failed",
+    "activating",
+    "deactivating",
+    "maintenance",
     "refreshing",
 ];
 const UNIT_FILE_STATES: &[&str] = &[
-    "enabled", "enabled-runtime", "linked", "linked-runtime", "alias", "masked",
-    "masked-runtime", "static", "disabled", "invalid", "indirect", "generated", "transient",
+    "enabled",
+    "enabled-runtime",
+    "linked",
+    "linked-runtime",
+    "alias",
+    "masked",
+    "masked-runtime",
+    "static",
+    "disabled",
+    "invalid",
+    "indirect",
+    "generated",
+    "transient",
     "bad",
 ];
 
@@ -49,14 +76,20 @@ pub fn policy(dec: &mut Decoder, doc: &Node) -> Option<PolicyDraft> {
     if let Some(n) = f.required(dec, "apiVersion") {
         if let Some(v) = dec.string(n) {
             if v != API_VERSION {
-                dec.error(n.pos, format!("unsupported apiVersion \"{v}\": expected \"{API_VERSION}\""));
+                dec.error(
+                    n.pos,
+                    format!("unsupported apiVersion \"{v}\": expected \"{API_VERSION}\""),
+                );
             }
         }
     }
     if let Some(n) = f.required(dec, "kind") {
         if let Some(v) = dec.string(n) {
             if v != KIND {
-                dec.error(n.pos, format!("unsupported kind \"{v}\": expected \"{KIND}\""));
+                dec.error(
+                    n.pos,
+                    format!("unsupported kind \"{v}\": expected \"{KIND}\""),
+                );
             }
         }
     }
@@ -79,14 +112,20 @@ pub struct PolicyDraft {
     pub name_pos: super::yaml::Pos,
 }
 
-fn parsed<T>(dec: &mut Decoder, node: &Node, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+fn parsed<T>(
+    dec: &mut Decoder,
+    node: &Node,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Option<T> {
     let text = dec.string(node)?;
     parse(&text).map_err(|e| dec.error(node.pos, e)).ok()
 }
 
 fn metadata(dec: &mut Decoder, node: &Node) -> Option<Metadata> {
     let f = dec.fields(node, "metadata", METADATA_FIELDS)?;
-    let name = f.required(dec, "name").and_then(|n| parsed(dec, n, PolicyName::parse));
+    let name = f
+        .required(dec, "name")
+        .and_then(|n| parsed(dec, n, PolicyName::parse));
     let mut labels = std::collections::BTreeMap::new();
     if let Some(n) = f.get("labels") {
         if let super::yaml::Value::Map(entries) = &n.value {
@@ -96,10 +135,16 @@ fn metadata(dec: &mut Decoder, node: &Node) -> Option<Metadata> {
                 }
             }
         } else {
-            dec.error(n.pos, format!("expected a mapping of labels, found {}", n.describe()));
+            dec.error(
+                n.pos,
+                format!("expected a mapping of labels, found {}", n.describe()),
+            );
         }
     }
-    Some(Metadata { name: name?, labels })
+    Some(Metadata {
+        name: name?,
+        labels,
+    })
 }
 
 fn spec(dec: &mut Decoder, node: &Node) -> Option<PolicySpec> {
@@ -128,7 +173,9 @@ fn spec(dec: &mut Decoder, node: &Node) -> Option<PolicySpec> {
 
 fn target(dec: &mut Decoder, node: &Node) -> Option<Target> {
     let f = dec.fields(node, "target", TARGET_FIELDS)?;
-    let unit = f.required(dec, "unit").and_then(|n| parsed(dec, n, UnitName::parse))?;
+    let unit = f
+        .required(dec, "unit")
+        .and_then(|n| parsed(dec, n, UnitName::parse))?;
     Some(Target { unit })
 }
 
@@ -157,12 +204,25 @@ fn positive_duration(dec: &mut Decoder, node: &Node) -> Option<Duration> {
 
 fn trigger(dec: &mut Decoder, node: &Node) -> Option<Trigger> {
     let f = dec.fields(node, "a trigger condition", TRIGGER_FIELDS)?;
-    let kinds: Vec<&str> = CONDITION_KINDS.iter().copied().filter(|k| f.get(k).is_some()).collect();
+    let kinds: Vec<&str> = CONDITION_KINDS
+        .iter()
+        .copied()
+        .filter(|k| f.get(k).is_some())
+        .collect();
     let hold = opt(dec, &f, "for", Duration::ZERO, |d, n| d.duration(n));
     let condition = match kinds.as_slice() {
-        ["unit"] => f.get("unit").and_then(|n| unit_condition(dec, n)).map(Condition::Unit),
-        ["http"] => f.get("http").and_then(|n| http_condition(dec, n)).map(Condition::Http),
-        ["log"] => f.get("log").and_then(|n| log_condition(dec, n)).map(Condition::Log),
+        ["unit"] => f
+            .get("unit")
+            .and_then(|n| unit_condition(dec, n))
+            .map(Condition::Unit),
+        ["http"] => f
+            .get("http")
+            .and_then(|n| http_condition(dec, n))
+            .map(Condition::Http),
+        ["log"] => f
+            .get("log")
+            .and_then(|n| log_condition(dec, n))
+            .map(Condition::Log),
         [] => {
             if !f.had_unknown {
                 dec.error(f.pos, "a trigger condition needs one of: unit, http, log");
@@ -180,10 +240,19 @@ fn trigger(dec: &mut Decoder, node: &Node) -> Option<Trigger> {
             None
         }
     };
-    Some(Trigger { condition: condition?, hold: hold? })
+    Some(Trigger {
+        condition: condition?,
+        hold: hold?,
+    })
 }
 
-fn enum_list<T: Copy>(dec: &mut Decoder, node: &Node, what: &str, names: &[&str], values: &[T]) -> Option<Vec<T>> {
+fn enum_list<T: Copy>(
+    dec: &mut Decoder,
+    node: &Node,
+    what: &str,
+    names: &[&str],
+    values: &[T],
+) -> Option<Vec<T>> {
     dec.non_empty_list(node, what, |d, n| {
         let text = d.string(n)?;
         match names.iter().position(|k| *k == text) {
@@ -198,15 +267,36 @@ fn enum_list<T: Copy>(dec: &mut Decoder, node: &Node, what: &str, names: &[&str]
 
 fn active_states(dec: &mut Decoder, node: &Node) -> Option<Vec<ActiveState>> {
     use ActiveState::*;
-    let values = [Active, Reloading, Inactive, Failed, Activating, Deactivating, Maintenance, Refreshing];
+    let values = [
+        Active,
+        Reloading,
+        Inactive,
+        Failed,
+        Activating,
+        Deactivating,
+        Maintenance,
+        Refreshing,
+    ];
     enum_list(dec, node, "active state", ACTIVE_STATES, &values)
 }
 
 fn unit_file_states(dec: &mut Decoder, node: &Node) -> Option<Vec<UnitFileState>> {
     use UnitFileState::*;
     let values = [
-        Enabled, EnabledRuntime, Linked, LinkedRuntime, Alias, Masked, MaskedRuntime, Static, Disabled,
-        Invalid, Indirect, Generated, Transient, Bad,
+        Enabled,
+        EnabledRuntime,
+        Linked,
+        LinkedRuntime,
+        Alias,
+        Masked,
+        MaskedRuntime,
+        Static,
+        Disabled,
+        Invalid,
+        Indirect,
+        Generated,
+        Transient,
+        Bad,
     ];
     enum_list(dec, node, "unit file state", UNIT_FILE_STATES, &values)
 }
@@ -214,7 +304,10 @@ fn unit_file_states(dec: &mut Decoder, node: &Node) -> Option<Vec<UnitFileState>
 fn unit_condition(dec: &mut Decoder, node: &Node) -> Option<UnitCondition> {
     let f = dec.fields(node, "a unit condition", UNIT_CONDITION_FIELDS)?;
     if f.is_empty() {
-        dec.error(f.pos, "a unit condition needs at least one of: activeState, subState, unitFileState");
+        dec.error(
+            f.pos,
+            "a unit condition needs at least one of: activeState, subState, unitFileState",
+        );
         return None;
     }
     let active_state = opt(dec, &f, "activeState", Vec::new(), active_states);
@@ -230,7 +323,9 @@ fn unit_condition(dec: &mut Decoder, node: &Node) -> Option<UnitCondition> {
 }
 
 fn statuses(dec: &mut Decoder, node: &Node) -> Option<Vec<u16>> {
-    dec.non_empty_list(node, "HTTP status", |d, n| d.integer(n, 100, 599).map(|s| s as u16))
+    dec.non_empty_list(node, "HTTP status", |d, n| {
+        d.integer(n, 100, 599).map(|s| s as u16)
+    })
 }
 
 fn url(dec: &mut Decoder, node: &Node) -> Option<HttpUrl> {
@@ -241,16 +336,39 @@ fn http_condition(dec: &mut Decoder, node: &Node) -> Option<HttpCondition> {
     let f = dec.fields(node, "an http condition", HTTP_CONDITION_FIELDS)?;
     let url = f.required(dec, "url").and_then(|n| url(dec, n));
     let status = opt(dec, &f, "status", vec![502, 503, 504], statuses);
-    let failures = opt(dec, &f, "failures", 3, |d, n| d.integer(n, 1, 1000).map(|v| v as u32));
-    let interval = opt(dec, &f, "interval", Duration::from_secs(5), positive_duration);
-    let timeout = opt(dec, &f, "timeout", Duration::from_secs(2), positive_duration);
+    let failures = opt(dec, &f, "failures", 3, |d, n| {
+        d.integer(n, 1, 1000).map(|v| v as u32)
+    });
+    let interval = opt(
+        dec,
+        &f,
+        "interval",
+        Duration::from_secs(5),
+        positive_duration,
+    );
+    let timeout = opt(
+        dec,
+        &f,
+        "timeout",
+        Duration::from_secs(2),
+        positive_duration,
+    );
     if let (Some(i), Some(t), Some(n)) = (interval, timeout, f.get("timeout")) {
         if t > i {
-            dec.error(n.pos, "timeout must not exceed interval, or probes would overlap");
+            dec.error(
+                n.pos,
+                "timeout must not exceed interval, or probes would overlap",
+            );
             return None;
         }
     }
-    Some(HttpCondition { url: url?, status: status?, failures: failures?, interval: interval?, timeout: timeout? })
+    Some(HttpCondition {
+        url: url?,
+        status: status?,
+        failures: failures?,
+        interval: interval?,
+        timeout: timeout?,
+    })
 }
 
 fn log_condition(dec: &mut Decoder, node: &Node) -> Option<LogCondition> {
@@ -264,9 +382,22 @@ fn log_condition(dec: &mut Decoder, node: &Node) -> Option<LogCondition> {
         Some(std::path::PathBuf::from(p))
     });
     let pattern = f.required(dec, "pattern").and_then(|n| dec.regex(n));
-    let count = opt(dec, &f, "count", 1, |d, n| d.integer(n, 1, 100_000).map(|v| v as u32));
-    let within = opt(dec, &f, "within", Duration::from_secs(60), positive_duration);
-    Some(LogCondition { path: path?, pattern: pattern?, count: count?, within: within? })
+    let count = opt(dec, &f, "count", 1, |d, n| {
+        d.integer(n, 1, 100_000).map(|v| v as u32)
+    });
+    let within = opt(
+        dec,
+        &f,
+        "within",
+        Duration::from_secs(60),
+        positive_duration,
+    );
+    Some(LogCondition {
+        path: path?,
+        pattern: pattern?,
+        count: count?,
+        within: within?,
+    })
 }
 
 fn no_args(dec: &mut Decoder, node: &Node, name: &'static str) -> Option<NoArgs> {
@@ -287,7 +418,9 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
         "disable" => Action::Disable(no_args(dec, args, "the disable action")?),
         "kill" => {
             let f = dec.fields(args, "the kill action", KILL_FIELDS)?;
-            let signal = opt(dec, &f, "signal", SignalName::default(), |d, n| parsed(d, n, SignalName::parse));
+            let signal = opt(dec, &f, "signal", SignalName::default(), |d, n| {
+                parsed(d, n, SignalName::parse)
+            });
             let whom = opt(dec, &f, "whom", KillWhom::All, |d, n| {
                 let names = ["all", "main", "control"];
                 let text = d.string(n)?;
@@ -296,18 +429,33 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
                     "main" => Some(KillWhom::Main),
                     "control" => Some(KillWhom::Control),
                     _ => {
-                        d.error(n.pos, super::decode::unknown_name("kill target", &text, &names));
+                        d.error(
+                            n.pos,
+                            super::decode::unknown_name("kill target", &text, &names),
+                        );
                         None
                     }
                 }
             });
-            Action::Kill(KillArgs { signal: signal?, whom: whom? })
+            Action::Kill(KillArgs {
+                signal: signal?,
+                whom: whom?,
+            })
         }
         "notify" => {
             let f = dec.fields(args, "the notify action", NOTIFY_FIELDS)?;
             let webhook = f.required(dec, "webhook").and_then(|n| url(dec, n));
-            let timeout = opt(dec, &f, "timeout", Duration::from_secs(5), positive_duration);
-            Action::Notify(NotifyArgs { webhook: webhook?, timeout: timeout? })
+            let timeout = opt(
+                dec,
+                &f,
+                "timeout",
+                Duration::from_secs(5),
+                positive_duration,
+            );
+            Action::Notify(NotifyArgs {
+                webhook: webhook?,
+                timeout: timeout?,
+            })
         }
         "exec" => {
             let f = dec.fields(args, "the exec action", EXEC_FIELDS)?;
@@ -315,13 +463,25 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
                 let argv = dec.non_empty_list(n, "command argument", |d, n| d.string(n))?;
                 // No PATH lookup: a remediation must run the program the policy author meant.
                 if !argv[0].starts_with('/') {
-                    dec.error(n.pos, format!("exec command \"{}\" must be an absolute path", argv[0]));
+                    dec.error(
+                        n.pos,
+                        format!("exec command \"{}\" must be an absolute path", argv[0]),
+                    );
                     return None;
                 }
                 Some(argv)
             });
-            let timeout = opt(dec, &f, "timeout", Duration::from_secs(30), positive_duration);
-            Action::Exec(ExecArgs { command: command?, timeout: timeout? })
+            let timeout = opt(
+                dec,
+                &f,
+                "timeout",
+                Duration::from_secs(30),
+                positive_duration,
+            );
+            Action::Exec(ExecArgs {
+                command: command?,
+                timeout: timeout?,
+            })
         }
         // `variant` only returns names from ACTION_KINDS, all handled above.
         _ => return None,
@@ -344,34 +504,72 @@ fn verify(dec: &mut Decoder, node: &Node) -> Option<Verify> {
         let f = dec.fields(n, "an http verification", HTTP_VERIFY_FIELDS)?;
         let url = f.required(dec, "url").and_then(|n| url(dec, n));
         let status = opt(dec, &f, "status", vec![200], statuses);
-        let within = opt(dec, &f, "within", Duration::from_secs(10), positive_duration);
-        Some(HttpVerify { url: url?, status: status?, within: within? })
+        let within = opt(
+            dec,
+            &f,
+            "within",
+            Duration::from_secs(10),
+            positive_duration,
+        );
+        Some(HttpVerify {
+            url: url?,
+            status: status?,
+            within: within?,
+        })
     });
     let unit = f.get("unit").map(|n| {
         let f = dec.fields(n, "a unit verification", UNIT_VERIFY_FIELDS)?;
-        let active_state = opt(dec, &f, "activeState", vec![ActiveState::Active], active_states);
-        let within = opt(dec, &f, "within", Duration::from_secs(10), positive_duration);
-        Some(UnitVerify { active_state: active_state?, within: within? })
+        let active_state = opt(
+            dec,
+            &f,
+            "activeState",
+            vec![ActiveState::Active],
+            active_states,
+        );
+        let within = opt(
+            dec,
+            &f,
+            "within",
+            Duration::from_secs(10),
+            positive_duration,
+        );
+        Some(UnitVerify {
+            active_state: active_state?,
+            within: within?,
+        })
     });
-    Some(Verify { http: optional(http)?, unit: optional(unit)? })
+    Some(Verify {
+        http: optional(http)?,
+        unit: optional(unit)?,
+    })
 }
 
 fn guard(dec: &mut Decoder, node: &Node) -> Option<Guard> {
     let d = Guard::default();
     let f = dec.fields(node, "guard", GUARD_FIELDS)?;
     let cooldown = opt(dec, &f, "cooldown", d.cooldown, |d, n| d.duration(n));
-    let max_attempts = opt(dec, &f, "maxAttempts", d.max_attempts, |d, n| d.integer(n, 1, 1000).map(|v| v as u32));
+    let max_attempts = opt(dec, &f, "maxAttempts", d.max_attempts, |d, n| {
+        d.integer(n, 1, 1000).map(|v| v as u32)
+    });
     let window = opt(dec, &f, "window", d.window, positive_duration);
     let backoff = opt(dec, &f, "backoff", d.backoff, |d, n| d.float(n, 1.0, 10.0));
     if let (Some(c), Some(w), Some(n)) = (cooldown, window, f.get("cooldown").or(f.get("window"))) {
         if c > w {
-            dec.error(n.pos, format!(
-                "cooldown ({}) must not exceed window ({})",
-                humantime::format_duration(c),
-                humantime::format_duration(w)
-            ));
+            dec.error(
+                n.pos,
+                format!(
+                    "cooldown ({}) must not exceed window ({})",
+                    humantime::format_duration(c),
+                    humantime::format_duration(w)
+                ),
+            );
             return None;
         }
     }
-    Some(Guard { cooldown: cooldown?, max_attempts: max_attempts?, window: window?, backoff: backoff? })
+    Some(Guard {
+        cooldown: cooldown?,
+        max_attempts: max_attempts?,
+        window: window?,
+        backoff: backoff?,
+    })
 }

@@ -16,7 +16,11 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn definition_fields(schema: &serde_json::Value, name: &str) -> BTreeSet<String> {
-        let def = if name == "RemediationPolicy" { schema } else { &schema["$defs"][name] };
+        let def = if name == "RemediationPolicy" {
+            schema
+        } else {
+            &schema["$defs"][name]
+        };
         def["properties"]
             .as_object()
             .unwrap_or_else(|| panic!("schema has no properties for {name}: {def}"))
@@ -49,7 +53,11 @@ mod tests {
             ("Guard", GUARD_FIELDS),
         ];
         for (name, fields) in pairs {
-            assert_eq!(definition_fields(&schema, name), set(fields), "fields of {name}");
+            assert_eq!(
+                definition_fields(&schema, name),
+                set(fields),
+                "fields of {name}"
+            );
         }
     }
 

@@ -1,0 +1,210 @@
+//! Reading the journal back, tolerating what a crash can leave behind.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::journal::parent_dir;
+use super::record::Record;
+use super::AuditError;
+
+/// Everything read from a journal and its rotated files, oldest first.
+#[derive(Debug, Default)]
+pub struct JournalRead {
+    pub records: Vec<Record>,
+    pub problems: Vec<ReadProblem>,
+}
+
+/// A line that could not be read as a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadProblem {
+    pub file: PathBuf,
+    /// 1-based.
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ReadProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+    }
+}
+
+/// Reads `path.N` ... `path.1`, then `path`. No journal at all reads as empty:
+/// a controller that has not acted yet has no history, which is not an error.
+pub fn read_journal(path: &Path) -> Result<JournalRead, AuditError> {
+    let mut out = JournalRead::default();
+    for file in journal_files(path)? {
+        read_file(&file, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn read_file(file: &Path, out: &mut JournalRead) -> Result<(), AuditError> {
+    let bytes = match fs::read(file) {
+        Ok(bytes) => bytes,
+        // Rotated away between listing and reading.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(read_err(file, "read")(e)),
+    };
+    let terminated = bytes.last() == Some(&b'\n');
+    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    // `split` yields at least one (possibly empty) piece, so no underflow.
+    let last = lines.len() - 1;
+    for (i, line) in lines.into_iter().enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Record>(line) {
+            Ok(record) => out.records.push(record),
+            // A write in progress, or one cut short by a crash: it was never
+            // acknowledged, so nothing is missing.
+            Err(_) if i == last && !terminated => {
+                tracing::debug!(file = %file.display(), line = i + 1, "ignoring unterminated last line");
+            }
+            // JSON that simply stops is a torn write that a later
+            // `Journal::open` terminated; garbage would be a syntax error.
+            Err(e) if e.is_eof() => {
+                tracing::warn!(file = %file.display(), line = i + 1, "skipping record torn by an earlier crash");
+            }
+            Err(e) => out.problems.push(ReadProblem {
+                file: file.to_path_buf(),
+                line: i + 1,
+                message: format!("not a journal record: {e}"),
+            }),
+        }
+    }
+    Ok(())
+}
+
+/// The journal's files in chronological order. Rotated files are found by
+/// listing the directory rather than probing 1, 2, ... because a crash during
+/// rotation can leave a gap in the numbering.
+fn journal_files(path: &Path) -> Result<Vec<PathBuf>, AuditError> {
+    let Some(name) = path.file_name() else {
+        let source = io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name");
+        return Err(read_err(path, "locate")(source));
+    };
+    let mut prefix = name.as_encoded_bytes().to_vec();
+    prefix.push(b'.');
+    let entries = match fs::read_dir(parent_dir(path)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(read_err(path, "list the directory of")(e)),
+    };
+    let mut rotated_files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(read_err(path, "list the directory of"))?;
+        let file_name = entry.file_name();
+        let Some(suffix) = file_name.as_encoded_bytes().strip_prefix(prefix.as_slice()) else {
+            continue;
+        };
+        // Exactly the names `rotated` produces: no sign, no leading zero.
+        let number = std::str::from_utf8(suffix)
+            .ok()
+            .filter(|s| !s.starts_with('0') && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok());
+        if let Some(n) = number {
+            rotated_files.push((n, entry.path()));
+        }
+    }
+    rotated_files.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+    let mut files: Vec<PathBuf> = rotated_files.into_iter().map(|(_, p)| p).collect();
+    files.push(path.to_path_buf());
+    Ok(files)
+}
+
+fn read_err(path: &Path, doing: &'static str) -> impl FnOnce(io::Error) -> AuditError {
+    let path = path.to_path_buf();
+    move |source| AuditError::Read {
+        path,
+        doing,
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::TestDir;
+    use super::*;
+
+    fn line(id: u64) -> String {
+        serde_json::to_string(&TestDir::record(id)).unwrap() + "\n"
+    }
+
+    #[test]
+    fn missing_journal_is_empty_not_an_error() {
+        let dir = TestDir::new("missing");
+        for path in [dir.0.join("audit.jsonl"), dir.0.join("no/such/dir/a.jsonl")] {
+            let read = read_journal(&path).unwrap();
+            assert!(read.records.is_empty() && read.problems.is_empty());
+        }
+    }
+
+    #[test]
+    fn torn_last_line_is_tolerated() {
+        let dir = TestDir::new("torn");
+        let path = dir.0.join("audit.jsonl");
+        let torn = &line(3)[..40];
+        fs::write(&path, line(0) + &line(1) + &line(2) + torn).unwrap();
+        let read = read_journal(&path).unwrap();
+        assert!(read.problems.is_empty(), "{:?}", read.problems);
+        assert_eq!(TestDir::ids(&read.records), [0, 1, 2]);
+    }
+
+    #[test]
+    fn garbled_middle_line_is_reported_with_its_number() {
+        let dir = TestDir::new("garbled");
+        let path = dir.0.join("audit.jsonl");
+        let text = line(0) + "\n" + "disk ate this {\n" + &line(1) + &line(2);
+        fs::write(&path, text).unwrap();
+        let read = read_journal(&path).unwrap();
+        assert_eq!(TestDir::ids(&read.records), [0, 1, 2]);
+        assert_eq!(read.problems.len(), 1, "{:?}", read.problems);
+        let problem = &read.problems[0];
+        assert_eq!((problem.file.as_path(), problem.line), (path.as_path(), 3));
+        assert!(problem
+            .to_string()
+            .contains("audit.jsonl:3: not a journal record"));
+    }
+
+    #[test]
+    fn terminated_bad_last_line_is_a_problem() {
+        let dir = TestDir::new("badlast");
+        let path = dir.0.join("audit.jsonl");
+        // Well-formed JSON but not a record: a crash cannot produce this.
+        fs::write(&path, line(0) + "{\"kind\":\"nope\"}\n").unwrap();
+        let read = read_journal(&path).unwrap();
+        assert_eq!(TestDir::ids(&read.records), [0]);
+        assert_eq!(read.problems.len(), 1);
+        assert_eq!(read.problems[0].line, 2);
+    }
+
+    #[test]
+    fn rotated_files_are_read_oldest_first_despite_gaps() {
+        let dir = TestDir::new("order");
+        let path = dir.0.join("audit.jsonl");
+        let file = |suffix: &str| dir.0.join(format!("audit.jsonl{suffix}"));
+        fs::write(file(".12"), line(0)).unwrap();
+        fs::write(file(".3"), line(1) + &line(2)).unwrap();
+        fs::write(file(".1"), line(3)).unwrap();
+        fs::write(&path, line(4)).unwrap();
+        // Look-alikes that are not rotated files of this journal.
+        for decoy in [".0", ".01", ".+4", ".bak", ".1.tmp", "x.2"] {
+            fs::write(file(decoy), line(99)).unwrap();
+        }
+        fs::write(dir.0.join("other.jsonl.2"), line(99)).unwrap();
+        let read = read_journal(&path).unwrap();
+        assert!(read.problems.is_empty(), "{:?}", read.problems);
+        assert_eq!(TestDir::ids(&read.records), [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn rotated_files_are_read_even_if_the_live_file_is_gone() {
+        let dir = TestDir::new("nolive");
+        let path = dir.0.join("audit.jsonl");
+        fs::write(dir.0.join("audit.jsonl.1"), line(7)).unwrap();
+        assert_eq!(TestDir::ids(&read_journal(&path).unwrap().records), [7]);
+    }
+}

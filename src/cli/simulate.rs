@@ -1,0 +1,82 @@
+//! `salve simulate --policies DIR --events FILE`
+
+use anyhow::Context;
+use salve::config::Config;
+use salve::engine::{parse_offset, Engine, OutcomeResult, Timestamp};
+use salve::policy;
+use salve::simulate::{self, AssumeOutcome};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Policy files or directories.
+    #[arg(long, required = true, num_args = 1..)]
+    policies: Vec<PathBuf>,
+    /// JSON Lines events, one per line: {"at": "1.5s", "unit": {...}} (see README).
+    #[arg(long)]
+    events: PathBuf,
+    /// Agent config for the global limits (storm cap, concurrency, dry run).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Complete every attempt with this result unless the events report one.
+    #[arg(long, value_parser = parse_result)]
+    assume_outcome: Option<OutcomeResult>,
+    /// How long each assumed attempt takes.
+    #[arg(long, default_value = "1s", value_parser = parse_offset)]
+    action_time: std::time::Duration,
+    /// Keep the clock running until this time (default: the last event's).
+    #[arg(long, value_parser = parse_offset)]
+    until: Option<std::time::Duration>,
+}
+
+fn parse_result(text: &str) -> Result<OutcomeResult, String> {
+    match text {
+        "ok" => Ok(OutcomeResult::Ok),
+        "failed" => Ok(OutcomeResult::Failed),
+        "timed_out" | "timed-out" => Ok(OutcomeResult::TimedOut),
+        _ => Err(format!(
+            "unknown outcome \"{text}\" (expected ok, failed or timed_out)"
+        )),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let policies = match policy::load(&args.policies) {
+        Ok(p) => p,
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let limits = match &args.config {
+        Some(path) => match Config::load(Some(path)) {
+            Ok(c) => c.limits,
+            Err(diagnostics) => {
+                eprintln!("{diagnostics}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        // A simulation must not depend on the machine it runs on: no implicit config.
+        None => Config::default().limits,
+    };
+    let text = std::fs::read_to_string(&args.events)
+        .with_context(|| format!("cannot read events file {}", args.events.display()))?;
+    let events = match simulate::parse_events(&args.events.display().to_string(), &text) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let assume = args.assume_outcome.map(|result| AssumeOutcome {
+        result,
+        after: args.action_time,
+    });
+    let mut engine = Engine::new(policies, limits);
+    let until = args.until.map(Timestamp::from_duration);
+    for record in simulate::run(&mut engine, &events, assume, until) {
+        println!("{}", serde_json::to_string(&record)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,166 @@
+//! Trigger conditions: what each one has seen, whether it holds, and for how long.
+
+use super::event::HttpObservation;
+use super::time::Timestamp;
+use crate::policy::{ActiveState, Condition, HttpCondition, Trigger, UnitCondition, UnitFileState};
+use std::collections::VecDeque;
+
+/// What is known of a unit; D-Bus updates arrive piecemeal.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UnitSnapshot {
+    pub active_state: Option<ActiveState>,
+    pub sub_state: Option<String>,
+    pub unit_file_state: Option<UnitFileState>,
+}
+
+#[derive(Debug, Default)]
+pub struct TriggerState {
+    /// Since when the condition has held without a break; `None` while it does not hold.
+    pub holds_since: Option<Timestamp>,
+    /// HTTP: consecutive failed probes.
+    consecutive_failures: u32,
+    last_failure: Option<String>,
+    /// Log: times of matching lines still inside `within`.
+    hits: VecDeque<Timestamp>,
+    last_line: Option<String>,
+}
+
+impl TriggerState {
+    pub fn observe_http(&mut self, cond: &HttpCondition, obs: &HttpObservation) {
+        let failed = match obs.status {
+            Some(status) => cond.status.contains(&status),
+            None => true,
+        };
+        if failed {
+            self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+            self.last_failure = Some(match (obs.status, &obs.error) {
+                (Some(s), _) => format!("status {s}"),
+                (None, Some(e)) => format!("no response: {e}"),
+                (None, None) => "no response".to_string(),
+            });
+        } else {
+            self.consecutive_failures = 0;
+        }
+    }
+
+    pub fn observe_log_match(&mut self, now: Timestamp, line: &str) {
+        self.hits.push_back(now);
+        self.last_line = Some(line.to_string());
+    }
+
+    /// The evidence an attempt acts on is used up by it: the next attempt needs fresh
+    /// failures or log lines. Live unit state is not evidence that can be used up.
+    pub fn consume_evidence(&mut self) {
+        if self.consecutive_failures > 0 || !self.hits.is_empty() {
+            self.consecutive_failures = 0;
+            self.hits.clear();
+            self.holds_since = None;
+        }
+    }
+
+    /// Updates `holds_since` and returns whether the condition holds right now.
+    pub fn refresh(
+        &mut self,
+        trigger: &Trigger,
+        unit: Option<&UnitSnapshot>,
+        now: Timestamp,
+    ) -> bool {
+        let holds = match &trigger.condition {
+            Condition::Unit(cond) => unit.is_some_and(|u| unit_matches(cond, u)),
+            Condition::Http(cond) => self.consecutive_failures >= cond.failures,
+            Condition::Log(cond) => {
+                while self.hits.front().is_some_and(|&t| t + cond.within <= now) {
+                    self.hits.pop_front();
+                }
+                self.hits.len() >= cond.count as usize
+            }
+        };
+        match (holds, self.holds_since) {
+            (true, None) => self.holds_since = Some(now),
+            (false, Some(_)) => self.holds_since = None,
+            _ => {}
+        }
+        holds
+    }
+
+    /// Whether the condition has held for the trigger's whole `for`.
+    pub fn satisfied(&self, trigger: &Trigger, now: Timestamp) -> bool {
+        self.holds_since
+            .is_some_and(|since| since + trigger.hold <= now)
+    }
+
+    /// The next moment this trigger could change on its own, with no new event.
+    pub fn deadline(&self, trigger: &Trigger, now: Timestamp) -> Option<Timestamp> {
+        let hold_ends = self
+            .holds_since
+            .map(|since| since + trigger.hold)
+            .filter(|&t| t > now);
+        let oldest_hit_expires = match &trigger.condition {
+            Condition::Log(cond) => self.hits.front().map(|&t| t + cond.within),
+            _ => None,
+        };
+        match (hold_ends, oldest_hit_expires) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn evidence(
+        &self,
+        trigger: &Trigger,
+        unit_name: &str,
+        unit: Option<&UnitSnapshot>,
+    ) -> String {
+        match &trigger.condition {
+            Condition::Unit(_) => {
+                let u = unit.cloned().unwrap_or_default();
+                let show = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+                format!(
+                    "unit {unit_name}: activeState={} subState={} unitFileState={}",
+                    show(u.active_state.map(|s| enum_name(&s))),
+                    show(u.sub_state),
+                    show(u.unit_file_state.map(|s| enum_name(&s))),
+                )
+            }
+            Condition::Http(cond) => format!(
+                "http {}: {} consecutive failures, last: {}",
+                cond.url,
+                self.consecutive_failures,
+                self.last_failure.as_deref().unwrap_or("?")
+            ),
+            Condition::Log(cond) => format!(
+                "log {}: {} matching line(s) within {}, last: {}",
+                cond.path.display(),
+                self.hits.len(),
+                humantime::format_duration(cond.within),
+                self.last_line.as_deref().unwrap_or("?")
+            ),
+        }
+    }
+}
+
+fn unit_matches(cond: &UnitCondition, unit: &UnitSnapshot) -> bool {
+    let matches = |wanted_empty: bool, found: bool| wanted_empty || found;
+    matches(
+        cond.active_state.is_empty(),
+        unit.active_state
+            .is_some_and(|s| cond.active_state.contains(&s)),
+    ) && matches(
+        cond.sub_state.is_empty(),
+        unit.sub_state
+            .as_ref()
+            .is_some_and(|s| cond.sub_state.contains(s)),
+    ) && matches(
+        cond.unit_file_state.is_empty(),
+        unit.unit_file_state
+            .is_some_and(|s| cond.unit_file_state.contains(&s)),
+    )
+}
+
+/// systemd's spelling of a state, as serde writes it.
+fn enum_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}

@@ -1,0 +1,88 @@
+//! What the engine hears: observations from signal sources, outcomes from executors,
+//! and people. `salve simulate` reads exactly these as JSON Lines.
+
+use crate::policy::{ActiveState, UnitFileState};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Event {
+    /// A unit's properties changed. Absent fields are unchanged (D-Bus `PropertiesChanged`
+    /// carries only what changed).
+    Unit(UnitObservation),
+    /// One HTTP probe result.
+    Http(HttpObservation),
+    /// One line appended to a watched log file.
+    Log(LogLine),
+    /// An attempt the engine asked for has finished.
+    Outcome(Outcome),
+    /// A person closed a policy's circuit (`salve reset`).
+    Reset(Reset),
+    /// Nothing happened, but time passed: lets `for`, cooldowns and windows expire.
+    /// Written `{"tick": {}}`.
+    Tick {},
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UnitObservation {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_state: Option<ActiveState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_file_state: Option<UnitFileState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpObservation {
+    pub url: String,
+    /// The status received; absent when no response came (refused, timed out, reset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogLine {
+    pub path: PathBuf,
+    pub line: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeResult {
+    Ok,
+    Failed,
+    TimedOut,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Outcome {
+    pub policy: String,
+    /// The attempt this reports on; when absent, the policy's attempt in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_id: Option<u64>,
+    pub result: OutcomeResult,
+    /// `false` when the actions ran but `verify` did not pass: a failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+}
+
+impl Outcome {
+    pub fn succeeded(&self) -> bool {
+        self.result == OutcomeResult::Ok && self.verified != Some(false)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Reset {
+    pub policy: String,
+}

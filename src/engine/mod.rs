@@ -1,0 +1,392 @@
+//! The pure decision core: `(state, event, now) -> decisions`.
+//!
+//! No I/O, no async, no clock reads: time comes in with each event, actions go out as
+//! values, and their outcomes come back as events. `salve simulate`, the property tests
+//! and the agent all drive this same code.
+
+mod condition;
+mod decision;
+mod event;
+mod guard;
+mod limits;
+mod time;
+
+pub use condition::UnitSnapshot;
+pub use decision::{Decision, DecisionRecord, PolicyId, SkipReason, Verdict};
+pub use event::{Event, HttpObservation, LogLine, Outcome, OutcomeResult, Reset, UnitObservation};
+pub use guard::current_cooldown;
+pub use limits::{Limits, STORM_WINDOW};
+pub use time::{parse_offset, Timestamp};
+
+use crate::policy::{Condition, Policy};
+use condition::TriggerState;
+use guard::{GuardState, GuardVerdict};
+use limits::{GlobalState, GlobalVerdict};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::path::PathBuf;
+
+#[derive(Default)]
+struct PolicyState {
+    triggers: Vec<TriggerState>,
+    guard: GuardState,
+    /// The earliest timer pending for this policy, to avoid flooding the heap.
+    scheduled: Option<Timestamp>,
+    waiting_for_slot: bool,
+}
+
+pub struct Engine {
+    policies: Vec<Policy>,
+    limits: Limits,
+    states: Vec<PolicyState>,
+    by_name: HashMap<String, PolicyId>,
+    by_unit: HashMap<String, Vec<PolicyId>>,
+    by_url: HashMap<String, Vec<(PolicyId, usize)>>,
+    by_log: HashMap<PathBuf, Vec<(PolicyId, usize)>>,
+    units: HashMap<String, UnitSnapshot>,
+    global: GlobalState,
+    timers: BinaryHeap<Reverse<(Timestamp, PolicyId)>>,
+    next_attempt_id: u64,
+}
+
+impl Engine {
+    /// Builds the engine and its indexes. Policy names must be unique (as `policy::load`
+    /// guarantees); a later duplicate is unreachable by name.
+    pub fn new(policies: Vec<Policy>, limits: Limits) -> Self {
+        let mut engine = Engine {
+            states: Vec::with_capacity(policies.len()),
+            policies: Vec::new(),
+            limits,
+            by_name: HashMap::new(),
+            by_unit: HashMap::new(),
+            by_url: HashMap::new(),
+            by_log: HashMap::new(),
+            units: HashMap::new(),
+            global: GlobalState::default(),
+            timers: BinaryHeap::new(),
+            next_attempt_id: 1,
+        };
+        for (i, policy) in policies.iter().enumerate() {
+            let id = PolicyId(i as u32);
+            engine
+                .by_name
+                .entry(policy.name().to_string())
+                .or_insert(id);
+            let mut watches_unit = false;
+            for (t, trigger) in policy.spec.trigger.iter().enumerate() {
+                match &trigger.condition {
+                    Condition::Unit(_) => watches_unit = true,
+                    Condition::Http(c) => engine
+                        .by_url
+                        .entry(c.url.as_str().to_string())
+                        .or_default()
+                        .push((id, t)),
+                    Condition::Log(c) => engine
+                        .by_log
+                        .entry(c.path.clone())
+                        .or_default()
+                        .push((id, t)),
+                }
+            }
+            if watches_unit {
+                engine
+                    .by_unit
+                    .entry(policy.spec.target.unit.as_str().to_string())
+                    .or_default()
+                    .push(id);
+            }
+            engine.states.push(PolicyState {
+                triggers: policy
+                    .spec
+                    .trigger
+                    .iter()
+                    .map(|_| TriggerState::default())
+                    .collect(),
+                ..PolicyState::default()
+            });
+        }
+        engine.policies = policies;
+        engine
+    }
+
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+
+    pub fn policy(&self, id: PolicyId) -> &Policy {
+        &self.policies[id.index()]
+    }
+
+    pub fn policy_id(&self, name: &str) -> Option<PolicyId> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The units any policy watches, for the agent to subscribe to.
+    pub fn watched_units(&self) -> impl Iterator<Item = &str> {
+        self.by_unit.keys().map(String::as_str)
+    }
+
+    /// When the engine next needs a `Tick` if no other event comes.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Whether a policy's circuit is open at `now`.
+    pub fn circuit_open(&self, id: PolicyId, now: Timestamp) -> bool {
+        self.states[id.index()]
+            .guard
+            .circuit_closes_at
+            .is_some_and(|t| now < t)
+    }
+
+    /// Feeds one event at `now`, appending any decisions to `out`. Timers already due are
+    /// handled first, so a late event never jumps ahead of an expired cooldown.
+    pub fn handle(&mut self, now: Timestamp, event: &Event, out: &mut Vec<Decision>) {
+        self.run_due_timers(now, out);
+        match event {
+            Event::Unit(obs) => self.on_unit(now, obs, out),
+            Event::Http(obs) => {
+                let Some(watchers) = self.by_url.get(&obs.url) else {
+                    return;
+                };
+                for &(id, t) in watchers {
+                    if let Condition::Http(cond) =
+                        &self.policies[id.index()].spec.trigger[t].condition
+                    {
+                        self.states[id.index()].triggers[t].observe_http(cond, obs);
+                    }
+                }
+                self.evaluate_each(now, watchers.iter().map(|&(id, _)| id).collect(), out);
+            }
+            Event::Log(line) => {
+                let Some(watchers) = self.by_log.get(&line.path) else {
+                    return;
+                };
+                let mut matched = Vec::new();
+                for &(id, t) in watchers {
+                    if let Condition::Log(cond) =
+                        &self.policies[id.index()].spec.trigger[t].condition
+                    {
+                        if cond.pattern.is_match(&line.line) {
+                            self.states[id.index()].triggers[t].observe_log_match(now, &line.line);
+                            matched.push(id);
+                        }
+                    }
+                }
+                self.evaluate_each(now, matched, out);
+            }
+            Event::Outcome(outcome) => self.on_outcome(now, outcome, out),
+            Event::Reset(reset) => {
+                if let Some(id) = self.policy_id(&reset.policy) {
+                    self.states[id.index()].guard.close_circuit();
+                    self.evaluate(now, id, out);
+                }
+            }
+            Event::Tick {} => {}
+        }
+    }
+
+    fn on_unit(&mut self, now: Timestamp, obs: &UnitObservation, out: &mut Vec<Decision>) {
+        let snapshot = self.units.entry(obs.name.clone()).or_default();
+        if let Some(s) = obs.active_state {
+            snapshot.active_state = Some(s);
+        }
+        if let Some(s) = &obs.sub_state {
+            snapshot.sub_state = Some(s.clone());
+        }
+        if let Some(s) = obs.unit_file_state {
+            snapshot.unit_file_state = Some(s);
+        }
+        let Some(watchers) = self.by_unit.get(&obs.name) else {
+            return;
+        };
+        for id in watchers.clone() {
+            self.evaluate(now, id, out);
+        }
+    }
+
+    fn on_outcome(&mut self, now: Timestamp, outcome: &Outcome, out: &mut Vec<Decision>) {
+        let Some(id) = self.policy_id(&outcome.policy) else {
+            return;
+        };
+        let guard = &mut self.states[id.index()].guard;
+        let Some(running) = guard.in_flight else {
+            return;
+        };
+        if outcome.attempt_id.is_some_and(|a| a != running) {
+            return;
+        }
+        guard.finish(outcome.succeeded());
+        self.global.finished();
+        self.evaluate(now, id, out);
+        // A freed slot may let a policy that was held back by `max_concurrent` act.
+        let waiting: Vec<PolicyId> = (0..self.states.len())
+            .filter(|&i| self.states[i].waiting_for_slot)
+            .map(|i| PolicyId(i as u32))
+            .collect();
+        for id in waiting {
+            self.states[id.index()].waiting_for_slot = false;
+            self.evaluate(now, id, out);
+        }
+    }
+
+    fn evaluate_each(&mut self, now: Timestamp, mut ids: Vec<PolicyId>, out: &mut Vec<Decision>) {
+        ids.dedup();
+        for id in ids {
+            self.evaluate(now, id, out);
+        }
+    }
+
+    fn run_due_timers(&mut self, now: Timestamp, out: &mut Vec<Decision>) {
+        while let Some(&Reverse((at, id))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let state = &mut self.states[id.index()];
+            // Only the earliest pending timer of a policy is live; evaluation reschedules.
+            if state.scheduled == Some(at) {
+                state.scheduled = None;
+                self.evaluate(now, id, out);
+            }
+        }
+    }
+
+    fn schedule(&mut self, id: PolicyId, at: Timestamp) {
+        let state = &mut self.states[id.index()];
+        if state.scheduled.is_none_or(|s| at < s) {
+            state.scheduled = Some(at);
+            self.timers.push(Reverse((at, id)));
+        }
+    }
+
+    /// Re-decides one policy at `now`: the heart of the guardrail semantics.
+    fn evaluate(&mut self, now: Timestamp, id: PolicyId, out: &mut Vec<Decision>) {
+        let policy = &self.policies[id.index()];
+        let unit = self.units.get(policy.spec.target.unit.as_str());
+        let state = &mut self.states[id.index()];
+        let mut fired = Vec::new();
+        let mut wake: Option<Timestamp> = None;
+        for (t, trigger) in policy.spec.trigger.iter().enumerate() {
+            let track = &mut state.triggers[t];
+            track.refresh(trigger, unit, now);
+            if track.satisfied(trigger, now) {
+                fired.push(t);
+            }
+            if let Some(d) = track.deadline(trigger, now) {
+                wake = Some(wake.map_or(d, |w| w.min(d)));
+            }
+        }
+        let dry_run = policy.spec.dry_run || self.limits.dry_run;
+        let evidence = |state: &PolicyState| -> Vec<String> {
+            fired
+                .iter()
+                .map(|&t| {
+                    state.triggers[t].evidence(
+                        &policy.spec.trigger[t],
+                        policy.spec.target.unit.as_str(),
+                        unit,
+                    )
+                })
+                .collect()
+        };
+        let skip = |state: &mut PolicyState,
+                    reason: SkipReason,
+                    retry_at: Option<Timestamp>,
+                    attempt: Option<u32>,
+                    out: &mut Vec<Decision>| {
+            if state.guard.last_skip != Some(reason) || reason == SkipReason::DryRun {
+                state.guard.last_skip = Some(reason);
+                out.push(Decision {
+                    at: now,
+                    policy: id,
+                    verdict: Verdict::Skip {
+                        reason,
+                        retry_at,
+                        attempt,
+                        evidence: evidence(state),
+                    },
+                });
+            }
+        };
+
+        let mut retry: Option<Timestamp> = None;
+        if fired.is_empty() {
+            // The episode is over: the next one gets its skips journalled afresh.
+            state.guard.last_skip = None;
+        } else if state.guard.in_flight.is_some() {
+            skip(state, SkipReason::InFlight, None, None, out);
+        } else {
+            match state.guard.check(&policy.spec.guard, now) {
+                GuardVerdict::CircuitOpen { closes_at } => {
+                    skip(state, SkipReason::CircuitOpen, Some(closes_at), None, out);
+                    retry = Some(closes_at);
+                }
+                GuardVerdict::OpenCircuit { attempts } => {
+                    state.guard.last_skip = Some(SkipReason::CircuitOpen);
+                    out.push(Decision {
+                        at: now,
+                        policy: id,
+                        verdict: Verdict::Escalate { attempts, dry_run },
+                    });
+                    retry = state.guard.circuit_closes_at;
+                }
+                GuardVerdict::Cooldown { retry_at } => {
+                    skip(state, SkipReason::Cooldown, Some(retry_at), None, out);
+                    retry = Some(retry_at);
+                }
+                GuardVerdict::Go if dry_run => {
+                    // A dry run walks the guardrails as a real run would, so it shows
+                    // the cooldowns and the circuit the policy would meet.
+                    let attempt = state.guard.start(now);
+                    skip(state, SkipReason::DryRun, None, Some(attempt), out);
+                    state.guard.finish(true);
+                    fired
+                        .iter()
+                        .for_each(|&t| state.triggers[t].consume_evidence());
+                    retry = Some(now + state.guard.cooldown(&policy.spec.guard));
+                }
+                GuardVerdict::Go => match self.global.check(&self.limits, now) {
+                    GlobalVerdict::StormCap { retry_at } => {
+                        skip(state, SkipReason::StormCap, Some(retry_at), None, out);
+                        retry = Some(retry_at);
+                    }
+                    GlobalVerdict::MaxConcurrent => {
+                        skip(state, SkipReason::MaxConcurrent, None, None, out);
+                        state.waiting_for_slot = true;
+                    }
+                    GlobalVerdict::Go => {
+                        let evidence = evidence(state);
+                        let attempt = state.guard.start(now);
+                        let attempt_id = self.next_attempt_id;
+                        self.next_attempt_id += 1;
+                        state.guard.in_flight = Some(attempt_id);
+                        self.global.started(now);
+                        fired
+                            .iter()
+                            .for_each(|&t| state.triggers[t].consume_evidence());
+                        out.push(Decision {
+                            at: now,
+                            policy: id,
+                            verdict: Verdict::Act {
+                                attempt_id,
+                                attempt,
+                                evidence,
+                            },
+                        });
+                    }
+                },
+            }
+        }
+        if let Some(r) = retry {
+            wake = Some(wake.map_or(r, |w| w.min(r)));
+        }
+        if let Some(at) = wake {
+            self.schedule(id, at);
+        }
+    }
+}

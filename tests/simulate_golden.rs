@@ -1,0 +1,102 @@
+//! Golden tests for `salve simulate`: each folder under tests/fixtures/simulate holds
+//! policies/, events.jsonl, an optional config.yaml, and expected.jsonl, the decisions
+//! the engine must print. Regenerate after an intended change with
+//! `SALVE_BLESS=1 cargo test --test simulate_golden` and review the diff.
+
+use salve::config::Config;
+use salve::engine::Engine;
+use salve::policy;
+use salve::simulate;
+use std::path::{Path, PathBuf};
+
+fn replay(dir: &Path) -> String {
+    let policies = policy::load(&[dir.join("policies")]).unwrap_or_else(|e| panic!("{e}"));
+    let config_path = dir.join("config.yaml");
+    let limits = if config_path.exists() {
+        Config::load(Some(&config_path))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .limits
+    } else {
+        Config::default().limits
+    };
+    let events_path = dir.join("events.jsonl");
+    let text = std::fs::read_to_string(&events_path).unwrap();
+    let events = simulate::parse_events(&events_path.display().to_string(), &text).unwrap();
+    let mut engine = Engine::new(policies, limits);
+    simulate::run(&mut engine, &events, None, None)
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect()
+}
+
+fn check(name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/simulate")
+        .join(name);
+    let actual = replay(&dir);
+    let expected_path = dir.join("expected.jsonl");
+    if std::env::var_os("SALVE_BLESS").is_some() {
+        std::fs::write(&expected_path, &actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with SALVE_BLESS=1 to create it)",
+            expected_path.display()
+        )
+    });
+    assert_eq!(
+        actual, expected,
+        "decisions for fixture {name} differ from expected.jsonl"
+    );
+}
+
+#[test]
+fn crash_is_restarted_once_and_its_own_transitions_are_ignored() {
+    check("crash");
+}
+
+#[test]
+fn flapping_unit_acts_only_after_holding_for_the_whole_debounce() {
+    check("flapping");
+}
+
+#[test]
+fn crash_loop_backs_off_then_opens_the_circuit_and_escalates_once() {
+    check("crash-loop");
+}
+
+#[test]
+fn storm_across_many_targets_is_held_to_the_global_cap() {
+    check("storm");
+}
+
+#[test]
+fn dry_run_walks_the_guardrails_but_never_acts() {
+    check("dry-run");
+}
+
+#[test]
+fn http_failures_and_log_matches_fire_triggers() {
+    check("probe-and-log");
+}
+
+#[test]
+fn every_fixture_folder_has_a_test() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/simulate");
+    let mut names: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "crash",
+            "crash-loop",
+            "dry-run",
+            "flapping",
+            "probe-and-log",
+            "storm"
+        ]
+    );
+}
