@@ -113,13 +113,15 @@ impl TriggerState {
     ) -> String {
         match &trigger.condition {
             Condition::Unit(_) => {
-                let u = unit.cloned().unwrap_or_default();
-                let show = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+                let active = unit
+                    .and_then(|u| u.active_state)
+                    .map_or("?", |s| s.as_str());
+                let sub = unit.and_then(|u| u.sub_state.as_deref()).unwrap_or("?");
+                let file = unit
+                    .and_then(|u| u.unit_file_state)
+                    .map_or("?", |s| s.as_str());
                 format!(
-                    "unit {unit_name}: activeState={} subState={} unitFileState={}",
-                    show(u.active_state.map(|s| enum_name(&s))),
-                    show(u.sub_state),
-                    show(u.unit_file_state.map(|s| enum_name(&s))),
+                    "unit {unit_name}: activeState={active} subState={sub} unitFileState={file}"
                 )
             }
             Condition::Http(cond) => format!(
@@ -155,12 +157,4 @@ fn unit_matches(cond: &UnitCondition, unit: &UnitSnapshot) -> bool {
         unit.unit_file_state
             .is_some_and(|s| cond.unit_file_state.contains(&s)),
     )
-}
-
-/// systemd's spelling of a state, as serde writes it.
-fn enum_name<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }

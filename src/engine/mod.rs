@@ -11,6 +11,11 @@ mod guard;
 mod limits;
 mod time;
 
+#[cfg(test)]
+mod properties;
+#[cfg(test)]
+mod tests;
+
 pub use condition::UnitSnapshot;
 pub use decision::{Decision, DecisionRecord, PolicyId, SkipReason, Verdict};
 pub use event::{Event, HttpObservation, LogLine, Outcome, OutcomeResult, Reset, UnitObservation};
@@ -46,6 +51,8 @@ pub struct Engine {
     units: HashMap<String, UnitSnapshot>,
     global: GlobalState,
     timers: BinaryHeap<Reverse<(Timestamp, PolicyId)>>,
+    /// Policies held back by `max_concurrent`, first come first served.
+    waiting_for_slot: Vec<PolicyId>,
     next_attempt_id: u64,
 }
 
@@ -64,6 +71,7 @@ impl Engine {
             units: HashMap::new(),
             global: GlobalState::default(),
             timers: BinaryHeap::new(),
+            waiting_for_slot: Vec::new(),
             next_attempt_id: 1,
         };
         for (i, policy) in policies.iter().enumerate() {
@@ -150,34 +158,40 @@ impl Engine {
         match event {
             Event::Unit(obs) => self.on_unit(now, obs, out),
             Event::Http(obs) => {
-                let Some(watchers) = self.by_url.get(&obs.url) else {
+                // Taken out and put back so evaluation can borrow the engine mutably
+                // without copying the list on every event.
+                let Some(watchers) = self.by_url.get_mut(&obs.url).map(std::mem::take) else {
                     return;
                 };
-                for &(id, t) in watchers {
+                for &(id, t) in &watchers {
                     if let Condition::Http(cond) =
                         &self.policies[id.index()].spec.trigger[t].condition
                     {
                         self.states[id.index()].triggers[t].observe_http(cond, obs);
                     }
+                    self.evaluate(now, id, out);
                 }
-                self.evaluate_each(now, watchers.iter().map(|&(id, _)| id).collect(), out);
+                if let Some(slot) = self.by_url.get_mut(&obs.url) {
+                    *slot = watchers;
+                }
             }
             Event::Log(line) => {
-                let Some(watchers) = self.by_log.get(&line.path) else {
+                let Some(watchers) = self.by_log.get_mut(&line.path).map(std::mem::take) else {
                     return;
                 };
-                let mut matched = Vec::new();
-                for &(id, t) in watchers {
+                for &(id, t) in &watchers {
                     if let Condition::Log(cond) =
                         &self.policies[id.index()].spec.trigger[t].condition
                     {
                         if cond.pattern.is_match(&line.line) {
                             self.states[id.index()].triggers[t].observe_log_match(now, &line.line);
-                            matched.push(id);
+                            self.evaluate(now, id, out);
                         }
                     }
                 }
-                self.evaluate_each(now, matched, out);
+                if let Some(slot) = self.by_log.get_mut(&line.path) {
+                    *slot = watchers;
+                }
             }
             Event::Outcome(outcome) => self.on_outcome(now, outcome, out),
             Event::Reset(reset) => {
@@ -191,21 +205,31 @@ impl Engine {
     }
 
     fn on_unit(&mut self, now: Timestamp, obs: &UnitObservation, out: &mut Vec<Decision>) {
-        let snapshot = self.units.entry(obs.name.clone()).or_default();
+        if !self.units.contains_key(&obs.name) {
+            self.units.insert(obs.name.clone(), UnitSnapshot::default());
+        }
+        let Some(snapshot) = self.units.get_mut(&obs.name) else {
+            return;
+        };
         if let Some(s) = obs.active_state {
             snapshot.active_state = Some(s);
         }
         if let Some(s) = &obs.sub_state {
-            snapshot.sub_state = Some(s.clone());
+            if snapshot.sub_state.as_deref() != Some(s) {
+                snapshot.sub_state = Some(s.clone());
+            }
         }
         if let Some(s) = obs.unit_file_state {
             snapshot.unit_file_state = Some(s);
         }
-        let Some(watchers) = self.by_unit.get(&obs.name) else {
+        let Some(watchers) = self.by_unit.get_mut(&obs.name).map(std::mem::take) else {
             return;
         };
-        for id in watchers.clone() {
+        for &id in &watchers {
             self.evaluate(now, id, out);
+        }
+        if let Some(slot) = self.by_unit.get_mut(&obs.name) {
+            *slot = watchers;
         }
     }
 
@@ -224,19 +248,8 @@ impl Engine {
         self.global.finished();
         self.evaluate(now, id, out);
         // A freed slot may let a policy that was held back by `max_concurrent` act.
-        let waiting: Vec<PolicyId> = (0..self.states.len())
-            .filter(|&i| self.states[i].waiting_for_slot)
-            .map(|i| PolicyId(i as u32))
-            .collect();
-        for id in waiting {
+        for id in std::mem::take(&mut self.waiting_for_slot) {
             self.states[id.index()].waiting_for_slot = false;
-            self.evaluate(now, id, out);
-        }
-    }
-
-    fn evaluate_each(&mut self, now: Timestamp, mut ids: Vec<PolicyId>, out: &mut Vec<Decision>) {
-        ids.dedup();
-        for id in ids {
             self.evaluate(now, id, out);
         }
     }
@@ -357,7 +370,10 @@ impl Engine {
                     }
                     GlobalVerdict::MaxConcurrent => {
                         skip(state, SkipReason::MaxConcurrent, None, None, out);
-                        state.waiting_for_slot = true;
+                        if !state.waiting_for_slot {
+                            state.waiting_for_slot = true;
+                            self.waiting_for_slot.push(id);
+                        }
                     }
                     GlobalVerdict::Go => {
                         let evidence = evidence(state);

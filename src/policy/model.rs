@@ -136,6 +136,22 @@ pub enum ActiveState {
     Refreshing,
 }
 
+impl ActiveState {
+    /// systemd's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActiveState::Active => "active",
+            ActiveState::Reloading => "reloading",
+            ActiveState::Inactive => "inactive",
+            ActiveState::Failed => "failed",
+            ActiveState::Activating => "activating",
+            ActiveState::Deactivating => "deactivating",
+            ActiveState::Maintenance => "maintenance",
+            ActiveState::Refreshing => "refreshing",
+        }
+    }
+}
+
 /// systemd's `UnitFileState` values.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, JsonSchema, serde::Serialize, serde::Deserialize,
@@ -156,6 +172,28 @@ pub enum UnitFileState {
     Generated,
     Transient,
     Bad,
+}
+
+impl UnitFileState {
+    /// systemd's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitFileState::Enabled => "enabled",
+            UnitFileState::EnabledRuntime => "enabled-runtime",
+            UnitFileState::Linked => "linked",
+            UnitFileState::LinkedRuntime => "linked-runtime",
+            UnitFileState::Alias => "alias",
+            UnitFileState::Masked => "masked",
+            UnitFileState::MaskedRuntime => "masked-runtime",
+            UnitFileState::Static => "static",
+            UnitFileState::Disabled => "disabled",
+            UnitFileState::Invalid => "invalid",
+            UnitFileState::Indirect => "indirect",
+            UnitFileState::Generated => "generated",
+            UnitFileState::Transient => "transient",
+            UnitFileState::Bad => "bad",
+        }
+    }
 }
 
 /// Holds after `failures` consecutive failed probes: no response, or a status in `status`.

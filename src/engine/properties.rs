@@ -1,0 +1,289 @@
+//! Property tests: random event sequences against random guard settings must never
+//! break the guardrail invariants.
+
+use super::tests::{engine_from, policy_yaml};
+use super::*;
+use crate::policy::{ActiveState, Guard};
+use proptest::prelude::*;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+enum Step {
+    UnitState(usize, ActiveState),
+    Probe(usize, u16),
+    LogLine(usize, bool),
+    Outcome(usize, OutcomeResult, bool),
+    Tick,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let state = prop_oneof![
+        Just(ActiveState::Active),
+        Just(ActiveState::Failed),
+        Just(ActiveState::Inactive),
+        Just(ActiveState::Activating),
+    ];
+    let result = prop_oneof![
+        Just(OutcomeResult::Ok),
+        Just(OutcomeResult::Failed),
+        Just(OutcomeResult::TimedOut)
+    ];
+    prop_oneof![
+        3 => (0..POLICIES, state).prop_map(|(u, s)| Step::UnitState(u, s)),
+        2 => (0..POLICIES, prop_oneof![Just(200u16), Just(502u16)]).prop_map(|(u, s)| Step::Probe(u, s)),
+        1 => (0..POLICIES, any::<bool>()).prop_map(|(u, m)| Step::LogLine(u, m)),
+        3 => (0..POLICIES, result, any::<bool>()).prop_map(|(p, r, v)| Step::Outcome(p, r, v)),
+        1 => Just(Step::Tick),
+    ]
+}
+
+const POLICIES: usize = 3;
+
+#[derive(Debug, Clone)]
+struct GuardParams {
+    cooldown_s: u64,
+    max_attempts: u32,
+    window_s: u64,
+    backoff_tenths: u32,
+    hold_s: u64,
+}
+
+fn guard_params() -> impl Strategy<Value = GuardParams> {
+    (0u64..20, 1u32..5, 0u64..120, 10u32..30, 0u64..4).prop_map(|(c, m, w, b, h)| GuardParams {
+        cooldown_s: c,
+        max_attempts: m,
+        window_s: c.max(1) + w,
+        backoff_tenths: b,
+        hold_s: h,
+    })
+}
+
+fn build(params: &[GuardParams], dry_run: bool, limits: Limits) -> Engine {
+    let yaml: Vec<String> = params
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let trigger = format!(
+                "    - unit: {{ activeState: [failed, inactive] }}\n      for: {}s\n    - http: {{ url: \"http://127.0.0.1/{i}\", failures: 2, interval: 1s, timeout: 1s }}\n    - log: {{ path: /var/log/{i}.log, pattern: 'refused', count: 1, within: 30s }}",
+                g.hold_s
+            );
+            let guard = format!(
+                "{{ cooldown: {}s, maxAttempts: {}, window: {}s, backoff: {}.{} }}",
+                g.cooldown_s,
+                g.max_attempts,
+                g.window_s,
+                g.backoff_tenths / 10,
+                g.backoff_tenths % 10
+            );
+            let extra = if dry_run { "  dryRun: true\n" } else { "" };
+            policy_yaml(&format!("p{i}"), &format!("u{i}.service"), &trigger, &guard, extra)
+        })
+        .collect();
+    engine_from(&yaml, limits)
+}
+
+fn event(step: &Step) -> Event {
+    match step {
+        Step::UnitState(u, s) => Event::Unit(UnitObservation {
+            name: format!("u{u}.service"),
+            active_state: Some(*s),
+            sub_state: None,
+            unit_file_state: None,
+        }),
+        Step::Probe(u, status) => Event::Http(HttpObservation {
+            url: format!("http://127.0.0.1/{u}"),
+            status: Some(*status),
+            error: None,
+        }),
+        Step::LogLine(u, matching) => Event::Log(LogLine {
+            path: format!("/var/log/{u}.log").into(),
+            line: if *matching {
+                "connect() failed (111: Connection refused)"
+            } else {
+                "favicon"
+            }
+            .into(),
+        }),
+        Step::Outcome(p, result, verified) => Event::Outcome(Outcome {
+            policy: format!("p{p}"),
+            attempt_id: None,
+            result: *result,
+            verified: Some(*verified),
+        }),
+        Step::Tick => Event::Tick {},
+    }
+}
+
+/// What happened during a run, in order: a step fed, or a decision made.
+#[derive(Debug)]
+enum Logged {
+    Fed(usize),
+    Decided(Decision),
+}
+
+/// Runs the steps with random gaps, honouring every timer the engine asks for.
+fn run_logged(engine: &mut Engine, steps: &[(u64, Step)]) -> Vec<Logged> {
+    let mut now = Timestamp::ZERO;
+    let mut log = Vec::new();
+    let mut out = Vec::new();
+    for (i, (gap_ms, step)) in steps.iter().enumerate() {
+        now = now + Duration::from_millis(*gap_ms);
+        while let Some(deadline) = engine.next_deadline().filter(|&d| d <= now) {
+            engine.handle(deadline, &Event::Tick {}, &mut out);
+            log.extend(out.drain(..).map(Logged::Decided));
+        }
+        log.push(Logged::Fed(i));
+        engine.handle(now, &event(step), &mut out);
+        log.extend(out.drain(..).map(Logged::Decided));
+    }
+    log
+}
+
+fn run(engine: &mut Engine, steps: &[(u64, Step)]) -> Vec<Decision> {
+    run_logged(engine, steps)
+        .into_iter()
+        .filter_map(|l| match l {
+            Logged::Decided(d) => Some(d),
+            Logged::Fed(_) => None,
+        })
+        .collect()
+}
+
+fn guard_of(engine: &Engine, id: PolicyId) -> Guard {
+    engine.policy(id).spec.guard.clone()
+}
+
+fn steps() -> impl Strategy<Value = Vec<(u64, Step)>> {
+    prop::collection::vec((0u64..15_000, step()), 1..300)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn attempts_within_any_window_never_exceed_max_attempts(
+        params in prop::collection::vec(guard_params(), POLICIES),
+        steps in steps(),
+    ) {
+        let mut engine = build(&params, false, Limits { max_actions_per_minute: 1000, max_concurrent: 1000, dry_run: false });
+        let decisions = run(&mut engine, &steps);
+        for p in 0..POLICIES {
+            let id = PolicyId(p as u32);
+            let guard = guard_of(&engine, id);
+            let acts: Vec<Timestamp> = decisions.iter()
+                .filter(|d| d.policy == id && matches!(d.verdict, Verdict::Act { .. }))
+                .map(|d| d.at).collect();
+            for (i, &t) in acts.iter().enumerate() {
+                let in_window = acts[..=i].iter().filter(|&&s| s + guard.window > t).count();
+                prop_assert!(in_window as u32 <= guard.max_attempts,
+                    "policy p{p}: {in_window} attempts within {:?} ending at {t}", guard.window);
+            }
+        }
+    }
+
+    #[test]
+    fn consecutive_attempts_are_at_least_the_current_cooldown_apart(
+        params in prop::collection::vec(guard_params(), POLICIES),
+        steps in steps(),
+    ) {
+        let mut engine = build(&params, false, Limits { max_actions_per_minute: 1000, max_concurrent: 1000, dry_run: false });
+        let log = run_logged(&mut engine, &steps);
+        // Walk the run in order to know each policy's failure streak at every act.
+        for p in 0..POLICIES {
+            let id = PolicyId(p as u32);
+            let guard = guard_of(&engine, id);
+            let mut last_act: Option<Timestamp> = None;
+            let mut streak = 0u32;
+            let mut circuit_between = false;
+            let mut in_flight = false;
+            for entry in &log {
+                match entry {
+                    Logged::Fed(i) => {
+                        if let Step::Outcome(q, result, verified) = &steps[*i].1 {
+                            if *q == p && in_flight {
+                                in_flight = false;
+                                if *result == OutcomeResult::Ok && *verified { streak = 0 } else { streak += 1 }
+                            }
+                        }
+                    }
+                    Logged::Decided(d) if d.policy == id => match d.verdict {
+                        Verdict::Act { .. } => {
+                            if let Some(prev) = last_act {
+                                let gap = d.at.saturating_since(prev);
+                                let needed = if circuit_between { guard.window } else { current_cooldown(&guard, streak) };
+                                prop_assert!(gap >= needed, "p{p}: attempts {prev} and {} only {gap:?} apart, need {needed:?}", d.at);
+                            }
+                            last_act = Some(d.at);
+                            circuit_between = false;
+                            in_flight = true;
+                        }
+                        Verdict::Escalate { .. } => { circuit_between = true; streak = 0; }
+                        Verdict::Skip { .. } => {}
+                    },
+                    Logged::Decided(_) => {}
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dry_run_never_yields_an_executable_action(
+        params in prop::collection::vec(guard_params(), POLICIES),
+        steps in steps(),
+        agent_wide in any::<bool>(),
+    ) {
+        let limits = Limits { dry_run: agent_wide, ..Limits::default() };
+        let mut engine = build(&params, !agent_wide, limits);
+        let decisions = run(&mut engine, &steps);
+        prop_assert!(decisions.iter().all(|d| !d.verdict.is_executable()));
+    }
+
+    #[test]
+    fn escalation_happens_at_most_once_per_circuit_opening(
+        params in prop::collection::vec(guard_params(), POLICIES),
+        steps in steps(),
+    ) {
+        let mut engine = build(&params, false, Limits { max_actions_per_minute: 1000, max_concurrent: 1000, dry_run: false });
+        let decisions = run(&mut engine, &steps);
+        for p in 0..POLICIES {
+            let id = PolicyId(p as u32);
+            let guard = guard_of(&engine, id);
+            let mut acts_since_escalation = u32::MAX;
+            let mut last_escalation: Option<Timestamp> = None;
+            for d in decisions.iter().filter(|d| d.policy == id) {
+                match d.verdict {
+                    Verdict::Act { .. } => acts_since_escalation = acts_since_escalation.saturating_add(1),
+                    Verdict::Escalate { .. } => {
+                        // A new opening needs the old circuit closed (a window) and the
+                        // attempts counted afresh up to maxAttempts.
+                        prop_assert!(acts_since_escalation >= guard.max_attempts,
+                            "p{p}: escalated again after only {acts_since_escalation} attempts");
+                        if let Some(prev) = last_escalation {
+                            prop_assert!(d.at.saturating_since(prev) >= guard.window);
+                        }
+                        last_escalation = Some(d.at);
+                        acts_since_escalation = 0;
+                    }
+                    Verdict::Skip { .. } => {}
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn global_caps_hold_across_all_policies(
+        params in prop::collection::vec(guard_params(), POLICIES),
+        steps in steps(),
+        cap in 1u32..4,
+        concurrent in 1u32..3,
+    ) {
+        let limits = Limits { max_actions_per_minute: cap, max_concurrent: concurrent, dry_run: false };
+        let mut engine = build(&params, false, limits);
+        let decisions = run(&mut engine, &steps);
+        let acts: Vec<Timestamp> = decisions.iter().filter(|d| matches!(d.verdict, Verdict::Act { .. })).map(|d| d.at).collect();
+        for (i, &t) in acts.iter().enumerate() {
+            let in_minute = acts[..=i].iter().filter(|&&s| s + STORM_WINDOW > t).count();
+            prop_assert!(in_minute as u32 <= cap, "{in_minute} actions in the minute ending at {t}");
+        }
+    }
+}
