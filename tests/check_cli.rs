@@ -352,7 +352,7 @@ fn duplicate_policy_names_across_files_are_errors() {
     assert_errors(
         &run,
         &[(
-            &format!("{second}:17:1"),
+            &format!("{second}:17:9"),
             &[&format!(
                 "duplicate policy name \"shared-name\" (first defined at {first}:4)"
             )],
@@ -363,7 +363,7 @@ fn duplicate_policy_names_across_files_are_errors() {
     assert_errors(
         &run,
         &[(
-            &format!("{first}:4:1"),
+            &format!("{first}:4:9"),
             &[&format!(
                 "duplicate policy name \"shared-name\" (first defined at {second}:17)"
             )],
@@ -387,7 +387,7 @@ fn duplicate_name_is_located_at_the_name_even_after_labels() {
     assert_errors(
         &run,
         &[(
-            &format!("{b}:7:1"),
+            &format!("{b}:7:9"),
             &[&format!(
                 "duplicate policy name \"labelled\" (first defined at {a}:6)"
             )],
@@ -414,13 +414,13 @@ fn empty_trigger_and_actions_are_errors() {
             (
                 &format!("{file}:18:10"),
                 &[
-                    "expected a list of trigger condition",
+                    "expected a list of trigger conditions",
                     "found nothing (null)",
                 ],
             ),
             (
                 &format!("{file}:19:10"),
-                &["expected a list of action", "found nothing (null)"],
+                &["expected a list of actions", "found nothing (null)"],
             ),
         ],
     );
@@ -577,7 +577,7 @@ fn wrong_types_say_what_was_expected_and_found() {
             ),
             (
                 &format!("{file}:10:49"),
-                &["expected a list of HTTP status, found the number 502"],
+                &["expected a list of HTTP status codes, found the number 502"],
             ),
             // Quoted, so a string even though it looks like a number.
             (
@@ -594,7 +594,7 @@ fn wrong_types_say_what_was_expected_and_found() {
             ),
             (
                 &format!("{file}:13:12"),
-                &["expected a list of action", "found a mapping"],
+                &["expected a list of actions", "found a mapping"],
             ),
             (
                 &format!("{file}:15:14"),
@@ -627,17 +627,14 @@ fn missing_path_is_a_clear_error() {
     let run = check(&[&valid, &missing]);
     assert_errors(
         &run,
-        &[(
-            &format!("{missing}:0:0"),
-            &["cannot read", "No such file or directory"],
-        )],
+        &[(&missing, &["cannot read", "No such file or directory"])],
     );
 
     // A directory without any policy file is an error too, not a silent success.
     let empty = TempDir::new("empty-dir");
     let dir = empty.0.display().to_string();
     let run = check(&[&dir]);
-    assert_errors(&run, &[(&format!("{dir}:0:0"), &["no policy files found"])]);
+    assert_errors(&run, &[(&dir, &["no policy files found"])]);
 }
 
 /// A policy whose parts are filled in by `body`, for inputs that must get as far as

@@ -9,6 +9,27 @@ use regex::Regex;
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// A noun in its two forms, so messages read "a list of actions" and "one action".
+#[derive(Debug, Clone, Copy)]
+pub struct Noun {
+    pub one: &'static str,
+    pub many: &'static str,
+}
+
+impl Noun {
+    pub const fn new(one: &'static str, many: &'static str) -> Self {
+        Noun { one, many }
+    }
+}
+
+/// "a" or "an", by the sound of the first letter (close enough for field names).
+pub fn article(word: &str) -> &'static str {
+    match word.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u' | 'A' | 'E' | 'I' | 'O' | 'U') => "an",
+        _ => "a",
+    }
+}
+
 #[derive(Default)]
 pub struct Decoder {
     pub errors: Vec<(Pos, String)>,
@@ -146,7 +167,7 @@ impl Decoder {
             Value::Map(entries) if entries.len() == 1 => {
                 let (key, value) = &entries[0];
                 let Value::Scalar { text, .. } = &key.value else {
-                    self.expected(key, &format!("the name of a {what}"));
+                    self.expected(key, &format!("the name of {} {what}", article(what)));
                     return None;
                 };
                 if known.contains(&text.as_str()) {
@@ -174,7 +195,8 @@ impl Decoder {
                 self.error(
                     node.pos,
                     format!(
-                        "a {what} names exactly one kind, found {}: write each as its own list item",
+                        "{} {what} names exactly one kind, found {}: write each as its own list item",
+                        article(what),
                         names.join(", ")
                     ),
                 );
@@ -183,7 +205,10 @@ impl Decoder {
             Value::Scalar { text, .. } if known.contains(&text.as_str()) => {
                 self.error(
                     node.pos,
-                    format!("write `{text}: {{}}` (a {what} is a mapping)"),
+                    format!(
+                        "write `{text}: {{}}` ({} {what} is a mapping)",
+                        article(what)
+                    ),
                 );
                 None
             }
@@ -192,7 +217,10 @@ impl Decoder {
                 None
             }
             _ => {
-                self.expected(node, &format!("a {what} (one of: {})", known.join(", ")));
+                self.expected(
+                    node,
+                    &format!("{} {what} (one of: {})", article(what), known.join(", ")),
+                );
                 None
             }
         }
@@ -262,6 +290,14 @@ impl Decoder {
                 );
                 None
             }
+            // A negative or huge whole number is a range problem, not a type problem.
+            Err(_) if text.parse::<i128>().is_ok() || is_integer_text(text) => {
+                self.error(
+                    node.pos,
+                    format!("{text} is out of range: expected {min} to {max}"),
+                );
+                None
+            }
             Err(_) => {
                 self.expected(node, "a whole number");
                 None
@@ -274,10 +310,10 @@ impl Decoder {
         let text = self.number_text(node, "a number")?;
         match text.parse::<f64>() {
             Ok(n) if n.is_finite() && n >= min && n <= max => Some(n),
-            Ok(n) if n.is_finite() => {
+            Ok(n) if !n.is_nan() => {
                 self.error(
                     node.pos,
-                    format!("{n} is out of range: expected {min} to {max}"),
+                    format!("{text} is out of range: expected {min} to {max}"),
                 );
                 None
             }
@@ -324,16 +360,21 @@ impl Decoder {
     }
 
     /// A list of items decoded by `item`; returns what decoded, having reported the rest.
+    /// A list whose items are decoded by `item`. Every bad item is reported; the list
+    /// is `None` if any was bad, so no caller ever sees a silently shortened list.
     pub fn list<T>(
         &mut self,
         node: &Node,
-        what: &str,
+        what: Noun,
         mut item: impl FnMut(&mut Self, &Node) -> Option<T>,
     ) -> Option<Vec<T>> {
         match &node.value {
-            Value::Seq(items) => Some(items.iter().filter_map(|n| item(self, n)).collect()),
+            Value::Seq(items) => {
+                let decoded: Vec<Option<T>> = items.iter().map(|n| item(self, n)).collect();
+                decoded.into_iter().collect()
+            }
             _ => {
-                self.expected(node, &format!("a list of {what}"));
+                self.expected(node, &format!("a list of {}", what.many));
                 None
             }
         }
@@ -343,18 +384,23 @@ impl Decoder {
     pub fn non_empty_list<T>(
         &mut self,
         node: &Node,
-        what: &str,
+        what: Noun,
         item: impl FnMut(&mut Self, &Node) -> Option<T>,
     ) -> Option<Vec<T>> {
         if matches!(&node.value, Value::Seq(items) if items.is_empty()) {
             self.error(
                 node.pos,
-                format!("empty list: at least one {what} is required"),
+                format!("empty list: at least one {} is required", what.one),
             );
             return None;
         }
         self.list(node, what, item)
     }
+}
+
+fn is_integer_text(text: &str) -> bool {
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ pub fn parse_file(file: &Path, source: &str) -> (Vec<Policy>, Vec<Diagnostic>) {
                 source: Source {
                     file: file.to_path_buf(),
                     line: draft.name_pos.line,
+                    col: draft.name_pos.col,
                 },
             });
         }
@@ -137,7 +138,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Policy>, Diagnostics> {
                 file: policy.source.file.clone(),
                 pos: Pos {
                     line: policy.source.line,
-                    col: 1,
+                    col: policy.source.col,
                 },
                 message: format!(
                     "duplicate policy name \"{}\" (first defined at {}:{})",

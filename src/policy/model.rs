@@ -28,7 +28,9 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Source {
     pub file: PathBuf,
+    /// Position of the policy's `metadata.name` value.
     pub line: usize,
+    pub col: usize,
 }
 
 /// A salve remediation policy: when the trigger fires on the target, run the actions,

@@ -150,7 +150,12 @@ impl HttpUrl {
             },
             _ => (authority, 80),
         };
-        if host.is_empty() || host.contains(['@', ' ']) {
+        let bracketed = host.starts_with('[');
+        if host.is_empty()
+            || host.contains(['@', ' ', '#', '?'])
+            || bracketed != host.ends_with(']')
+            || (!bracketed && host.contains(['[', ']']))
+        {
             return Err(format!("invalid URL \"{text}\": missing or invalid host"));
         }
         Ok(HttpUrl {
@@ -215,8 +220,11 @@ impl SignalName {
             .map(|&(name, number)| SignalName { name, number })
             .ok_or_else(|| {
                 let names: Vec<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
+                let hint = crate::policy::suggest(&wanted, &names)
+                    .map(|s| format!(", did you mean {s}?"))
+                    .unwrap_or_default();
                 format!(
-                    "unknown signal \"{text}\" (expected one of: {})",
+                    "unknown signal \"{text}\"{hint} (expected one of: {})",
                     names.join(", ")
                 )
             })
@@ -282,6 +290,8 @@ mod tests {
         assert!(HttpUrl::parse("https://x/").unwrap_err().contains("https"));
         assert!(HttpUrl::parse("http://x:0/").is_err());
         assert!(HttpUrl::parse("ftp://x/").is_err());
+        assert!(HttpUrl::parse("http://[::1").is_err());
+        assert_eq!(HttpUrl::parse("http://[::1]:8080/").unwrap().host, "[::1]");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! The field lists here are the contract; `schema.rs` tests that the JSON Schema derived
 //! from `model.rs` names exactly the same fields.
 
-use super::decode::{Decoder, Fields};
+use super::decode::{Decoder, Fields, Noun};
 use super::model::*;
 use super::names::{HttpUrl, PolicyName, SignalName, UnitName};
 use super::schema_types::NoArgs;
@@ -41,6 +41,9 @@ pub(crate) const VERIFY_FIELDS: &[&str] = &["http", "unit"];
 pub(crate) const HTTP_VERIFY_FIELDS: &[&str] = &["url", "status", "within"];
 pub(crate) const UNIT_VERIFY_FIELDS: &[&str] = &["activeState", "within"];
 pub(crate) const GUARD_FIELDS: &[&str] = &["cooldown", "maxAttempts", "window", "backoff"];
+
+const TRIGGERS: Noun = Noun::new("trigger condition", "trigger conditions");
+const ACTIONS: Noun = Noun::new("action", "actions");
 
 const ACTIVE_STATES: &[&str] = &[
     "active",
@@ -101,7 +104,7 @@ pub fn policy(dec: &mut Decoder, doc: &Node) -> Option<PolicyDraft> {
     Some(PolicyDraft {
         metadata: metadata?,
         spec: spec?,
-        name_pos: f.get("metadata").map(|n| n.pos).unwrap_or(f.pos),
+        name_pos: name_position(f.get("metadata")).unwrap_or(f.pos),
     })
 }
 
@@ -119,6 +122,19 @@ fn parsed<T>(
 ) -> Option<T> {
     let text = dec.string(node)?;
     parse(&text).map_err(|e| dec.error(node.pos, e)).ok()
+}
+
+/// Where the policy's name is written: the place a person looks for the policy.
+fn name_position(metadata: Option<&Node>) -> Option<super::yaml::Pos> {
+    let super::yaml::Value::Map(entries) = &metadata?.value else {
+        return metadata.map(|n| n.pos);
+    };
+    entries
+        .iter()
+        .find(
+            |(k, _)| matches!(&k.value, super::yaml::Value::Scalar { text, .. } if text == "name"),
+        )
+        .map(|(_, v)| v.pos)
 }
 
 fn metadata(dec: &mut Decoder, node: &Node) -> Option<Metadata> {
@@ -152,13 +168,13 @@ fn spec(dec: &mut Decoder, node: &Node) -> Option<PolicySpec> {
     let target = f.required(dec, "target").and_then(|n| target(dec, n));
     let trigger = f
         .required(dec, "trigger")
-        .and_then(|n| dec.non_empty_list(n, "trigger condition", trigger));
+        .and_then(|n| dec.non_empty_list(n, TRIGGERS, trigger));
     let actions = f
         .required(dec, "actions")
-        .and_then(|n| dec.non_empty_list(n, "action", action));
+        .and_then(|n| dec.non_empty_list(n, ACTIONS, action));
     let verify = optional(f.get("verify").map(|n| verify(dec, n)));
     let guard = f.get("guard").map(|n| guard(dec, n));
-    let escalate = f.get("escalate").map(|n| dec.list(n, "action", action));
+    let escalate = f.get("escalate").map(|n| dec.list(n, ACTIONS, action));
     let dry_run = f.get("dryRun").map(|n| dec.bool(n));
     Some(PolicySpec {
         target: target?,
@@ -249,7 +265,7 @@ fn trigger(dec: &mut Decoder, node: &Node) -> Option<Trigger> {
 fn enum_list<T: Copy>(
     dec: &mut Decoder,
     node: &Node,
-    what: &str,
+    what: Noun,
     names: &[&str],
     values: &[T],
 ) -> Option<Vec<T>> {
@@ -258,7 +274,7 @@ fn enum_list<T: Copy>(
         match names.iter().position(|k| *k == text) {
             Some(i) => Some(values[i]),
             None => {
-                d.error(n.pos, super::decode::unknown_name(what, &text, names));
+                d.error(n.pos, super::decode::unknown_name(what.one, &text, names));
                 None
             }
         }
@@ -277,7 +293,13 @@ fn active_states(dec: &mut Decoder, node: &Node) -> Option<Vec<ActiveState>> {
         Maintenance,
         Refreshing,
     ];
-    enum_list(dec, node, "active state", ACTIVE_STATES, &values)
+    enum_list(
+        dec,
+        node,
+        Noun::new("active state", "active states"),
+        ACTIVE_STATES,
+        &values,
+    )
 }
 
 fn unit_file_states(dec: &mut Decoder, node: &Node) -> Option<Vec<UnitFileState>> {
@@ -298,7 +320,13 @@ fn unit_file_states(dec: &mut Decoder, node: &Node) -> Option<Vec<UnitFileState>
         Transient,
         Bad,
     ];
-    enum_list(dec, node, "unit file state", UNIT_FILE_STATES, &values)
+    enum_list(
+        dec,
+        node,
+        Noun::new("unit file state", "unit file states"),
+        UNIT_FILE_STATES,
+        &values,
+    )
 }
 
 fn unit_condition(dec: &mut Decoder, node: &Node) -> Option<UnitCondition> {
@@ -312,7 +340,9 @@ fn unit_condition(dec: &mut Decoder, node: &Node) -> Option<UnitCondition> {
     }
     let active_state = opt(dec, &f, "activeState", Vec::new(), active_states);
     let sub_state = opt(dec, &f, "subState", Vec::new(), |d, n| {
-        d.non_empty_list(n, "sub state", |d, n| d.non_empty_string(n, "a sub state"))
+        d.non_empty_list(n, Noun::new("sub state", "sub states"), |d, n| {
+            d.non_empty_string(n, "a sub state")
+        })
     });
     let unit_file_state = opt(dec, &f, "unitFileState", Vec::new(), unit_file_states);
     Some(UnitCondition {
@@ -323,9 +353,11 @@ fn unit_condition(dec: &mut Decoder, node: &Node) -> Option<UnitCondition> {
 }
 
 fn statuses(dec: &mut Decoder, node: &Node) -> Option<Vec<u16>> {
-    dec.non_empty_list(node, "HTTP status", |d, n| {
-        d.integer(n, 100, 599).map(|s| s as u16)
-    })
+    dec.non_empty_list(
+        node,
+        Noun::new("HTTP status code", "HTTP status codes"),
+        |d, n| d.integer(n, 100, 599).map(|s| s as u16),
+    )
 }
 
 fn url(dec: &mut Decoder, node: &Node) -> Option<HttpUrl> {
@@ -460,12 +492,17 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
         "exec" => {
             let f = dec.fields(args, "the exec action", EXEC_FIELDS)?;
             let command = f.required(dec, "command").and_then(|n| {
-                let argv = dec.non_empty_list(n, "command argument", |d, n| d.string(n))?;
+                let argv = dec.non_empty_list(
+                    n,
+                    Noun::new("command argument", "command arguments"),
+                    |d, n| d.string(n),
+                )?;
                 // No PATH lookup: a remediation must run the program the policy author meant.
-                if !argv[0].starts_with('/') {
+                let program = argv.first()?;
+                if !program.starts_with('/') {
                     dec.error(
                         n.pos,
-                        format!("exec command \"{}\" must be an absolute path", argv[0]),
+                        format!("exec command \"{program}\" must be an absolute path"),
                     );
                     return None;
                 }

@@ -109,7 +109,23 @@ enum Open {
 struct Builder {
     documents: Vec<Node>,
     stack: Vec<Open>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes copied in by aliases so far.
+    expanded: usize,
+}
+
+/// How many nodes aliases may copy into one file in total.
+const MAX_ALIAS_EXPANSION: usize = 10_000;
+
+fn node_count(node: &Node) -> usize {
+    1 + match &node.value {
+        Value::Seq(items) => items.iter().map(node_count).sum(),
+        Value::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| node_count(k) + node_count(v))
+            .sum(),
+        Value::Null | Value::Scalar { .. } => 0,
+    }
 }
 
 impl Builder {
@@ -165,7 +181,21 @@ impl Builder {
             Event::Alias(anchor) => match self.anchors.get(&anchor) {
                 // An alias stands for a copy of the anchored node; the copy keeps the
                 // anchor's position, which is where the content really is.
-                Some(node) => self.complete(node.clone(), 0),
+                Some((node, size)) => {
+                    // Nested aliases grow exponentially ("billion laughs"): a 1 KB file
+                    // can expand to gigabytes. No policy needs more than a few copies.
+                    self.expanded += size;
+                    if self.expanded > MAX_ALIAS_EXPANSION {
+                        return Err(SyntaxError {
+                            pos,
+                            message: format!(
+                                "aliases expand to more than {MAX_ALIAS_EXPANSION} nodes; refusing to load"
+                            ),
+                        });
+                    }
+                    let node = node.clone();
+                    self.complete(node, 0)
+                }
                 None => Err(SyntaxError {
                     pos,
                     message: "alias to an unknown anchor".to_string(),
@@ -182,7 +212,8 @@ impl Builder {
     fn complete(&mut self, node: Node, anchor: usize) -> Result<(), SyntaxError> {
         // saphyr numbers anchors from 1; 0 means "no anchor".
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors
+                .insert(anchor, (node.clone(), node_count(&node)));
         }
         match self.stack.last_mut() {
             None => {
@@ -248,6 +279,17 @@ mod tests {
         assert_eq!(entries[0].1.describe(), "the string \"3\"");
         assert_eq!(entries[1].1.value, Value::Null);
         assert_eq!(entries[2].1.value, Value::Null);
+    }
+
+    #[test]
+    fn alias_bombs_are_refused_instead_of_exhausting_memory() {
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..9 {
+            let refs = vec![format!("*a{}", level - 1); 10].join(", ");
+            doc.push_str(&format!("a{level}: &a{level} [{refs}]\n"));
+        }
+        let err = parse_documents(&doc).unwrap_err();
+        assert!(err.message.contains("aliases expand"), "{err:?}");
     }
 
     #[test]
