@@ -1,15 +1,16 @@
-# salve — every entry point a developer or CI needs.
+# salve: every entry point a developer or CI needs.
 CARGO ?= cargo
-SALVE := target/release/salve
+# Benchmarks run pinned to one core when taskset (util-linux) is there.
+PIN := $(shell command -v taskset >/dev/null 2>&1 && echo taskset -c 0)
 
-.PHONY: all build test lint fmt schema bench demo deps clean
+.PHONY: all build test lint fmt schema bench demo clean
 
 all: build
 
 build:
 	$(CARGO) build --release
 
-# Everything CI runs: formatting, lints, unit, property, golden and end-to-end tests.
+# Everything CI runs: formatting, lints, unit, property, golden, CLI and crash tests.
 test: lint
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
@@ -26,12 +27,19 @@ schema:
 	$(CARGO) run --quiet -- schema > deploy/schema/remediationpolicy.schema.json
 
 bench:
-	$(CARGO) bench --bench engine
+	$(CARGO) bench --bench engine --no-run
+	$(PIN) $(CARGO) bench --bench engine
 
 demo:
-	@echo "make demo: the live demo (lab + agent healing PHP-FPM) is coming with the systemd agent."
-	@echo "Meanwhile, the same engine replays a PHP-FPM crash loop on a virtual clock:"
-	$(CARGO) run --quiet -- simulate --policies tests/fixtures/crash-loop/policies --events tests/fixtures/crash-loop/events.jsonl
+	@echo "== salve demo"
+	@echo "The live demo (a lab with systemd, nginx and PHP-FPM, salve healing a real crash)"
+	@echo "is coming with the systemd agent. Meanwhile, here is the same engine replaying a"
+	@echo "PHP-FPM crash loop on a virtual clock: restart, back off, open the circuit, escalate."
+	@echo
+	$(CARGO) run --quiet -- check policies
+	@echo
+	$(CARGO) run --quiet -- simulate --policies tests/fixtures/simulate/crash-loop/policies \
+		--events tests/fixtures/simulate/crash-loop/events.jsonl
 
 clean:
 	$(CARGO) clean

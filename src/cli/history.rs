@@ -41,6 +41,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
     };
     let read = audit::read_journal(&journal)?;
+    if read.records.is_empty() && read.problems.is_empty() && !journal.exists() {
+        // Most likely a wrong path or an agent that never ran: say so, not just "empty".
+        eprintln!(
+            "salve: no journal at {} (nothing recorded yet?)",
+            journal.display()
+        );
+    }
     for problem in &read.problems {
         tracing::warn!(%problem, "unreadable journal line skipped");
     }
