@@ -36,10 +36,14 @@ demo:
 	@echo "is coming with the systemd agent. Meanwhile, here is the same engine replaying a"
 	@echo "PHP-FPM crash loop on a virtual clock: restart, back off, open the circuit, escalate."
 	@echo
-	$(CARGO) run --quiet -- check policies
+	$(CARGO) build --quiet
+	target/debug/salve check policies
 	@echo
-	$(CARGO) run --quiet -- simulate --policies tests/fixtures/simulate/crash-loop/policies \
-		--events tests/fixtures/simulate/crash-loop/events.jsonl
+	@rm -f target/demo-journal.jsonl
+	target/debug/salve simulate --policies tests/fixtures/simulate/crash-loop/policies \
+		--events tests/fixtures/simulate/crash-loop/events.jsonl --journal target/demo-journal.jsonl
+	@echo
+	target/debug/salve history --journal target/demo-journal.jsonl
 
 clean:
 	$(CARGO) clean

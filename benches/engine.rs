@@ -210,6 +210,17 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs this binary without `--bench` in a debug build:
+    // then only check that a short run works, and print no figures that mean nothing.
+    if !std::env::args().any(|a| a == "--bench") {
+        let smoke = run(&events()[..20_000], false);
+        assert!(
+            smoke.handled >= 20_000 && smoke.counts.acts > 0,
+            "engine benchmark smoke run made no decisions"
+        );
+        println!("engine benchmark: smoke run ok (use `make bench` for figures)");
+        return;
+    }
     println!("salve engine benchmark: {POLICIES} policies, {EVENTS} scripted events, one thread");
     let events = events();
     run(&events[..100_000], false); // warm-up

@@ -1,12 +1,13 @@
 //! `salve simulate`: replays recorded or hand-written events through the engine on a
 //! virtual clock. Same engine as the agent; only the clock and the executors differ.
 
+use crate::audit::{decision_record, outcome_record, Record, Verification};
 use crate::engine::{
-    Decision, DecisionRecord, Engine, Event, Outcome, OutcomeResult, Timestamp, Verdict,
+    Decision, DecisionRecord, Engine, Event, Outcome, OutcomeResult, PolicyId, Timestamp, Verdict,
 };
 use serde::Deserialize;
-use std::collections::VecDeque;
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, SystemTime};
 
 /// One line of an events file: `{"at": "1.5s", "unit": {...}}`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -64,19 +65,30 @@ pub struct AssumeOutcome {
     pub after: Duration,
 }
 
+/// What a replay produced: the decisions, and the journal the agent would have written.
+#[derive(Debug, Default)]
+pub struct Replay {
+    pub decisions: Vec<DecisionRecord>,
+    /// Filled only when a journal start time was given.
+    pub journal: Vec<Record>,
+}
+
 /// Replays `events`, then lets timers run until `until` (default: the last event's time).
+/// With `journal_start`, also builds the journal records, stamped `journal_start + at`.
 pub fn run(
     engine: &mut Engine,
     events: &[TimedEvent],
     assume: Option<AssumeOutcome>,
     until: Option<Timestamp>,
-) -> Vec<DecisionRecord> {
+    journal_start: Option<SystemTime>,
+) -> Replay {
     let end = until
         .or(events.last().map(|e| e.at))
         .unwrap_or(Timestamp::ZERO);
     let mut script: VecDeque<TimedEvent> = events.iter().cloned().collect();
     let mut assumed: VecDeque<TimedEvent> = VecDeque::new();
-    let mut records = Vec::new();
+    let mut replay = Replay::default();
+    let mut running: HashMap<PolicyId, (u64, Timestamp)> = HashMap::new();
     let mut out: Vec<Decision> = Vec::new();
     loop {
         // The next thing to happen: a scripted event, an assumed outcome or a timer.
@@ -94,25 +106,59 @@ pub fn run(
             None
         }
         .unwrap_or(Event::Tick {});
+        let wall = journal_start.map(|start| start + at.since_origin());
+        if let (Some(ts), Event::Outcome(o)) = (wall, &event) {
+            // Journal the outcome only if the engine will take it: it closes the
+            // attempt in flight, and a stray report is ignored by both.
+            let id = engine.policy_id(&o.policy);
+            if let Some((id, (attempt_id, started))) =
+                id.and_then(|id| running.get(&id).map(|r| (id, *r)))
+            {
+                if o.attempt_id.is_none_or(|a| a == attempt_id) {
+                    running.remove(&id);
+                    let verification = o.verified.map(|passed| Verification {
+                        passed,
+                        detail: "as reported by the events file".to_string(),
+                    });
+                    let duration = at.saturating_since(started);
+                    let policy = engine.policy(id);
+                    replay.journal.push(outcome_record(
+                        policy,
+                        attempt_id,
+                        o,
+                        duration,
+                        None,
+                        verification,
+                        ts,
+                    ));
+                }
+            }
+        }
         out.clear();
         engine.handle(at, &event, &mut out);
         for decision in &out {
             let policy = engine.policy(decision.policy);
-            if let (Some(a), Verdict::Act { attempt_id, .. }) = (assume, &decision.verdict) {
-                let done = TimedEvent {
-                    at: at + a.after,
-                    event: Event::Outcome(Outcome {
-                        policy: policy.name().to_string(),
-                        attempt_id: Some(*attempt_id),
-                        result: a.result,
-                        verified: None,
-                    }),
-                };
-                let pos = assumed.partition_point(|e| e.at <= done.at);
-                assumed.insert(pos, done);
+            if let Verdict::Act { attempt_id, .. } = &decision.verdict {
+                running.insert(decision.policy, (*attempt_id, at));
+                if let Some(a) = assume {
+                    let done = TimedEvent {
+                        at: at + a.after,
+                        event: Event::Outcome(Outcome {
+                            policy: policy.name().to_string(),
+                            attempt_id: Some(*attempt_id),
+                            result: a.result,
+                            verified: None,
+                        }),
+                    };
+                    let pos = assumed.partition_point(|e| e.at <= done.at);
+                    assumed.insert(pos, done);
+                }
             }
-            records.push(DecisionRecord::new(decision, policy));
+            if let Some(ts) = wall {
+                replay.journal.push(decision_record(decision, policy, ts));
+            }
+            replay.decisions.push(DecisionRecord::new(decision, policy));
         }
     }
-    records
+    replay
 }

@@ -23,7 +23,8 @@ fn replay(dir: &Path) -> String {
     let text = std::fs::read_to_string(&events_path).unwrap();
     let events = simulate::parse_events(&events_path.display().to_string(), &text).unwrap();
     let mut engine = Engine::new(policies, limits);
-    simulate::run(&mut engine, &events, None, None)
+    simulate::run(&mut engine, &events, None, None, None)
+        .decisions
         .iter()
         .map(|r| serde_json::to_string(r).unwrap() + "\n")
         .collect()
@@ -99,4 +100,52 @@ fn every_fixture_folder_has_a_test() {
             "storm"
         ]
     );
+}
+
+#[test]
+fn replay_journal_reads_back_as_the_agent_would_have_written_it() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/simulate/crash-loop");
+    let policies = policy::load(&[dir.join("policies")]).unwrap();
+    let text = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    let events = simulate::parse_events("events.jsonl", &text).unwrap();
+    let mut engine = Engine::new(policies, Config::default().limits);
+    let start = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+    let replay = simulate::run(&mut engine, &events, None, None, Some(start));
+
+    let scratch = std::env::temp_dir().join(format!("salve-replay-journal-{}", std::process::id()));
+    let path = scratch.join("journal.jsonl");
+    let mut journal =
+        salve::audit::Journal::open(&path, salve::audit::Rotation::default()).unwrap();
+    for record in &replay.journal {
+        journal.append(record).unwrap();
+    }
+    let read = salve::audit::read_journal(&path).unwrap();
+    std::fs::remove_dir_all(&scratch).unwrap();
+
+    assert!(read.problems.is_empty(), "{:?}", read.problems);
+    assert_eq!(read.records, replay.journal);
+    let kinds: Vec<&str> = read.records.iter().map(|r| r.entry.kind()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "intent", "outcome", "skip", "intent", "outcome", "skip", "intent", "outcome",
+            "escalate", "intent"
+        ]
+    );
+    // Every outcome closes the intent before it, with the time the attempt took.
+    for pair in read.records.windows(2) {
+        if let (
+            salve::audit::Entry::Intent { id, .. },
+            salve::audit::Entry::Outcome {
+                id: closed,
+                duration_ms,
+                ..
+            },
+        ) = (&pair[0].entry, &pair[1].entry)
+        {
+            assert_eq!(id, closed);
+            assert_eq!(*duration_ms, 1000);
+        }
+    }
+    assert_eq!(read.records[0].ts, start);
 }

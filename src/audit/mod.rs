@@ -9,6 +9,7 @@ mod history;
 mod journal;
 mod reader;
 mod record;
+mod recorder;
 
 use std::io;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ pub use history::{filter, render_json, render_table, HistoryFilter, OutcomeFilte
 pub use journal::{Journal, Rotation};
 pub use reader::{read_journal, JournalRead, ReadProblem};
 pub use record::{Entry, OutcomeResult, Record, Verification};
+pub use recorder::{decision_record, outcome_record};
 
 /// Everything that can go wrong in the audit module. Each message names the
 /// file and suggests what to check, because the reader is usually an

@@ -1,6 +1,7 @@
 //! `salve simulate --policies DIR --events FILE`
 
 use anyhow::Context;
+use salve::audit::{Journal, Rotation};
 use salve::config::Config;
 use salve::engine::{parse_offset, Engine, OutcomeResult, Timestamp};
 use salve::policy;
@@ -28,6 +29,10 @@ pub struct Args {
     /// Keep the clock running until this time (default: the last event's).
     #[arg(long, value_parser = parse_offset)]
     until: Option<std::time::Duration>,
+    /// Also append the journal the agent would have written to this file (the replay
+    /// starts now, wall-clock), so `salve history` can be tried on it.
+    #[arg(long)]
+    journal: Option<PathBuf>,
 }
 
 fn parse_result(text: &str) -> Result<OutcomeResult, String> {
@@ -75,8 +80,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     let mut engine = Engine::new(policies, limits);
     let until = args.until.map(Timestamp::from_duration);
-    for record in simulate::run(&mut engine, &events, assume, until) {
-        println!("{}", serde_json::to_string(&record)?);
+    let start = args.journal.as_ref().map(|_| std::time::SystemTime::now());
+    let replay = simulate::run(&mut engine, &events, assume, until, start);
+    for record in &replay.decisions {
+        println!("{}", serde_json::to_string(record)?);
+    }
+    if let Some(path) = &args.journal {
+        let mut journal = Journal::open(path, Rotation::default())?;
+        for record in &replay.journal {
+            journal.append(record)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
