@@ -2,8 +2,11 @@
 //! into decisions under guardrails, actions carry them out, and the audit journal
 //! records every step.
 
+pub mod action;
 pub mod audit;
 pub mod config;
 pub mod engine;
+pub mod lab;
 pub mod policy;
+pub mod signal;
 pub mod simulate;
