@@ -70,6 +70,8 @@ fn events() -> Vec<Event> {
                     active_state: Some(states[rng.below(states.len())]),
                     sub_state: None,
                     unit_file_state: None,
+                    result: None,
+                    n_restarts: None,
                 }),
                 60..=89 => Event::Http(HttpObservation {
                     url: format!("http://127.0.0.1:{}/ping.php", 10_000 + i),
@@ -195,6 +197,7 @@ fn tally(
                     attempt_id: Some(*attempt_id),
                     result,
                     verified: None,
+                    detail: None,
                 });
                 pending.push_back((n + OUTCOME_DELAY, outcome));
             }

@@ -1,7 +1,7 @@
 //! `salve simulate`: replays recorded or hand-written events through the engine on a
 //! virtual clock. Same engine as the agent; only the clock and the executors differ.
 
-use crate::audit::{decision_record, outcome_record, Record, Verification};
+use crate::audit::{decision_record, outcome_record, Record};
 use crate::engine::{
     Decision, DecisionRecord, Engine, Event, Outcome, OutcomeResult, PolicyId, Timestamp, Verdict,
 };
@@ -116,21 +116,11 @@ pub fn run(
             {
                 if o.attempt_id.is_none_or(|a| a == attempt_id) {
                     running.remove(&id);
-                    let verification = o.verified.map(|passed| Verification {
-                        passed,
-                        detail: "as reported by the events file".to_string(),
-                    });
-                    let duration = at.saturating_since(started);
+                    let elapsed = at.saturating_since(started);
                     let policy = engine.policy(id);
-                    replay.journal.push(outcome_record(
-                        policy,
-                        attempt_id,
-                        o,
-                        duration,
-                        None,
-                        verification,
-                        ts,
-                    ));
+                    replay
+                        .journal
+                        .push(outcome_record(policy, attempt_id, o, elapsed, ts));
                 }
             }
         }
@@ -148,6 +138,7 @@ pub fn run(
                             attempt_id: Some(*attempt_id),
                             result: a.result,
                             verified: None,
+                            detail: None,
                         }),
                     };
                     let pos = assumed.partition_point(|e| e.at <= done.at);

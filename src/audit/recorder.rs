@@ -73,16 +73,23 @@ pub fn decision_record(decision: &Decision, policy: &Policy, ts: SystemTime) -> 
     }
 }
 
-/// The record closing an attempt.
+/// The record closing an attempt. `elapsed` stands in when the outcome does not say
+/// how long the attempt took.
 pub fn outcome_record(
     policy: &Policy,
     attempt_id: u64,
     outcome: &Outcome,
-    duration: Duration,
-    error: Option<String>,
-    verification: Option<Verification>,
+    elapsed: Duration,
     ts: SystemTime,
 ) -> Record {
+    let detail = outcome.detail.clone().unwrap_or_default();
+    let verification = outcome.verified.map(|passed| Verification {
+        passed,
+        detail: detail
+            .verification
+            .clone()
+            .unwrap_or_else(|| "no detail reported".to_string()),
+    });
     Record {
         ts,
         policy: policy.name().to_string(),
@@ -90,8 +97,10 @@ pub fn outcome_record(
         entry: Entry::Outcome {
             id: attempt_id,
             result: outcome.result,
-            error,
-            duration_ms: duration.as_millis().min(u64::MAX as u128) as u64,
+            error: detail.error,
+            duration_ms: detail
+                .duration_ms
+                .unwrap_or_else(|| elapsed.as_millis().min(u64::MAX as u128) as u64),
             verification,
         },
     }
@@ -121,6 +130,8 @@ mod tests {
             active_state: Some(ActiveState::Failed),
             sub_state: None,
             unit_file_state: None,
+            result: None,
+            n_restarts: None,
         })
     }
 
@@ -156,6 +167,7 @@ mod tests {
             attempt_id: None,
             result: crate::engine::OutcomeResult::Ok,
             verified: None,
+            detail: None,
         });
         out.clear();
         e.handle(Timestamp::from_millis(2_500), &done, &mut out);

@@ -11,6 +11,8 @@ pub struct UnitSnapshot {
     pub active_state: Option<ActiveState>,
     pub sub_state: Option<String>,
     pub unit_file_state: Option<UnitFileState>,
+    pub result: Option<String>,
+    pub n_restarts: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -120,9 +122,16 @@ impl TriggerState {
                 let file = unit
                     .and_then(|u| u.unit_file_state)
                     .map_or("?", |s| s.as_str());
-                format!(
+                let mut text = format!(
                     "unit {unit_name}: activeState={active} subState={sub} unitFileState={file}"
-                )
+                );
+                if let Some(result) = unit.and_then(|u| u.result.as_deref()) {
+                    text.push_str(&format!(" result={result}"));
+                }
+                if let Some(n) = unit.and_then(|u| u.n_restarts) {
+                    text.push_str(&format!(" nRestarts={n}"));
+                }
+                text
             }
             Condition::Http(cond) => format!(
                 "http {}: {} consecutive failures, last: {}",

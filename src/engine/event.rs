@@ -34,6 +34,12 @@ pub struct UnitObservation {
     pub sub_state: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit_file_state: Option<UnitFileState>,
+    /// The service's `Result` (e.g. `signal`, `exit-code`): why it last stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// The service's `NRestarts`: how often systemd itself restarted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_restarts: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +79,22 @@ pub struct Outcome {
     /// `false` when the actions ran but `verify` did not pass: a failed attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<bool>,
+    /// What the executor saw, for the journal; the engine decides on `result` and
+    /// `verified` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<AttemptDetail>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttemptDetail {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// What verification saw, e.g. "HTTP 200 after 120ms".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<String>,
 }
 
 impl Outcome {

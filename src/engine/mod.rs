@@ -18,7 +18,9 @@ mod tests;
 
 pub use condition::UnitSnapshot;
 pub use decision::{Decision, DecisionRecord, PolicyId, SkipReason, Verdict};
-pub use event::{Event, HttpObservation, LogLine, Outcome, OutcomeResult, Reset, UnitObservation};
+pub use event::{
+    AttemptDetail, Event, HttpObservation, LogLine, Outcome, OutcomeResult, Reset, UnitObservation,
+};
 pub use guard::current_cooldown;
 pub use limits::{Limits, STORM_WINDOW};
 pub use time::{parse_offset, Timestamp};
@@ -221,6 +223,14 @@ impl Engine {
         }
         if let Some(s) = obs.unit_file_state {
             snapshot.unit_file_state = Some(s);
+        }
+        if let Some(r) = &obs.result {
+            if snapshot.result.as_deref() != Some(r) {
+                snapshot.result = Some(r.clone());
+            }
+        }
+        if let Some(n) = obs.n_restarts {
+            snapshot.n_restarts = Some(n);
         }
         let Some(watchers) = self.by_unit.get_mut(&obs.name).map(std::mem::take) else {
             return;

@@ -89,6 +89,8 @@ fn event(step: &Step) -> Event {
             active_state: Some(*s),
             sub_state: None,
             unit_file_state: None,
+            result: None,
+            n_restarts: None,
         }),
         Step::Probe(u, status) => Event::Http(HttpObservation {
             url: format!("http://127.0.0.1/{u}"),
@@ -109,6 +111,7 @@ fn event(step: &Step) -> Event {
             attempt_id: None,
             result: *result,
             verified: Some(*verified),
+            detail: None,
         }),
         Step::Tick => Event::Tick {},
     }

@@ -47,6 +47,8 @@ fn unit(name: &str, state: ActiveState) -> Event {
         active_state: Some(state),
         sub_state: None,
         unit_file_state: None,
+        result: None,
+        n_restarts: None,
     })
 }
 
@@ -56,6 +58,7 @@ fn outcome(policy: &str, result: OutcomeResult) -> Event {
         attempt_id: None,
         result,
         verified: None,
+        detail: None,
     })
 }
 
@@ -158,6 +161,7 @@ fn failed_verification_counts_as_a_failed_attempt() {
         attempt_id: None,
         result: OutcomeResult::Ok,
         verified: Some(false),
+        detail: None,
     });
     feed(&mut e, 1.0, verify_failed);
     assert_eq!(
@@ -360,6 +364,7 @@ fn outcomes_for_unknown_policies_or_stale_attempts_are_ignored() {
         attempt_id: Some(99),
         result: OutcomeResult::Ok,
         verified: None,
+        detail: None,
     });
     assert!(feed(&mut e, 1.0, stale).is_empty());
     let v = feed(&mut e, 1.0, unit("php.service", Failed));
@@ -436,6 +441,8 @@ fn unit_file_state_triggers_the_enable_policy() {
         active_state: Some(Active),
         sub_state: Some("running".into()),
         unit_file_state: Some(crate::policy::UnitFileState::Disabled),
+        result: None,
+        n_restarts: None,
     });
     let v = feed(&mut e, 0.0, obs);
     assert!(
