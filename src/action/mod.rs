@@ -1,5 +1,211 @@
-//! Executors: each carries out one kind of action and reports how it went.
+//! Executors: carry out an attempt's actions in order, then its verification, and
+//! report the outcome as an engine event.
 
 pub mod exec;
 pub mod notify;
 pub mod systemd;
+
+use crate::engine::{AttemptDetail, Outcome, OutcomeResult};
+use crate::policy::{Action, HttpVerify, Policy, UnitVerify};
+use crate::signal::systemd::{SystemdHandle, UnitOp};
+use std::time::{Duration, Instant};
+
+/// How long one systemd job may take before the attempt counts as timed out.
+pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(90);
+/// How often verification looks again.
+const VERIFY_EVERY: Duration = Duration::from_millis(100);
+
+pub struct Executor {
+    systemd: SystemdHandle,
+    job_timeout: Duration,
+}
+
+/// Why an action did not succeed.
+struct Failure {
+    timed_out: bool,
+    message: String,
+}
+
+impl Failure {
+    fn from_message(message: String) -> Self {
+        Failure {
+            timed_out: message.starts_with("timed out"),
+            message,
+        }
+    }
+}
+
+impl Executor {
+    pub fn new(systemd: SystemdHandle, job_timeout: Duration) -> Self {
+        Executor {
+            systemd,
+            job_timeout,
+        }
+    }
+
+    /// Runs the policy's actions in order (stopping at the first failure), then its
+    /// verification. Never panics and never returns early: the outcome is always
+    /// reported, so the engine always learns the attempt is over.
+    pub async fn run_attempt(&self, policy: &Policy, attempt_id: u64) -> Outcome {
+        let started = Instant::now();
+        let mut result = OutcomeResult::Ok;
+        let mut error = None;
+        for action in &policy.spec.actions {
+            let span = tracing::info_span!("action", policy = policy.name(), target = %policy.spec.target.unit, action = action.name(), attempt_id);
+            let _enter = span.enter();
+            if let Err(failure) = self.run_action(policy, action, attempt_id).await {
+                result = if failure.timed_out {
+                    OutcomeResult::TimedOut
+                } else {
+                    OutcomeResult::Failed
+                };
+                tracing::warn!(error = %failure.message, "action failed");
+                error = Some(format!("{}: {}", action.name(), failure.message));
+                break;
+            }
+        }
+        let (verified, verification) = match (&policy.spec.verify, result) {
+            (Some(verify), OutcomeResult::Ok) => {
+                let mut checks = Vec::new();
+                let mut passed = true;
+                if let Some(http) = &verify.http {
+                    let (ok, detail) = self.verify_http(http).await;
+                    passed &= ok;
+                    checks.push(detail);
+                }
+                if let Some(unit) = &verify.unit {
+                    let (ok, detail) = self.verify_unit(policy, unit).await;
+                    passed &= ok;
+                    checks.push(detail);
+                }
+                (Some(passed), Some(checks.join("; ")))
+            }
+            _ => (None, None),
+        };
+        Outcome {
+            policy: policy.name().to_string(),
+            attempt_id: Some(attempt_id),
+            result,
+            verified,
+            detail: Some(AttemptDetail {
+                error,
+                duration_ms: Some(started.elapsed().as_millis().min(u64::MAX as u128) as u64),
+                verification,
+            }),
+        }
+    }
+
+    /// Runs the policy's `escalate` actions; returns the failures, if any.
+    pub async fn run_escalation(&self, policy: &Policy, attempts: u32) -> Vec<String> {
+        let mut failures = Vec::new();
+        for action in &policy.spec.escalate {
+            if let Err(f) = self.run_action(policy, action, 0).await {
+                failures.push(format!("{}: {}", action.name(), f.message));
+            }
+        }
+        if !failures.is_empty() {
+            tracing::warn!(policy = policy.name(), attempts, failures = ?failures, "escalation incomplete");
+        }
+        failures
+    }
+
+    async fn run_action(
+        &self,
+        policy: &Policy,
+        action: &Action,
+        attempt_id: u64,
+    ) -> Result<(), Failure> {
+        let unit = policy.spec.target.unit.as_str();
+        if let Some(op) = systemd::unit_op(action) {
+            let done = self
+                .systemd
+                .run(unit, op, self.job_timeout)
+                .await
+                .map_err(Failure::from_message)?;
+            if !done.succeeded() {
+                return Err(Failure {
+                    timed_out: done.job_result == "timeout",
+                    message: format!("job {}", done.job_result),
+                });
+            }
+            return Ok(());
+        }
+        match action {
+            Action::Notify(args) => {
+                let body = serde_json::json!({
+                    "policy": policy.name(),
+                    "target": unit,
+                    "attemptId": attempt_id,
+                    "message": format!("salve: policy {} on {unit}", policy.name()),
+                });
+                notify::post_webhook(&args.webhook, &body, args.timeout)
+                    .await
+                    .map(|_| ())
+                    .map_err(Failure::from_message)
+            }
+            Action::Exec(args) => exec::run(&args.command, args.timeout)
+                .await
+                .map(|_| ())
+                .map_err(Failure::from_message),
+            // `unit_op` covered every systemd action above.
+            _ => Ok(()),
+        }
+    }
+
+    async fn verify_http(&self, http: &HttpVerify) -> (bool, String) {
+        let started = Instant::now();
+        match crate::signal::http::wait_for_status(
+            &http.url,
+            &http.status,
+            http.within,
+            VERIFY_EVERY,
+        )
+        .await
+        {
+            Ok(status) => (
+                true,
+                format!(
+                    "HTTP {status} from {} after {}ms",
+                    http.url,
+                    started.elapsed().as_millis()
+                ),
+            ),
+            Err(last) => (
+                false,
+                format!(
+                    "{} not healthy within {}: {last}",
+                    http.url,
+                    humantime::format_duration(http.within)
+                ),
+            ),
+        }
+    }
+
+    async fn verify_unit(&self, policy: &Policy, unit: &UnitVerify) -> (bool, String) {
+        let name = policy.spec.target.unit.as_str();
+        let deadline = Instant::now() + unit.within;
+        let mut last: String;
+        loop {
+            match self.systemd.run(name, UnitOp::Query, unit.within).await {
+                Ok(done) => {
+                    let state = done.state.active_state;
+                    last = format!("activeState={}", state.map_or("?", |s| s.as_str()));
+                    if state.is_some_and(|s| unit.active_state.contains(&s)) {
+                        return (true, format!("unit {name} {last}"));
+                    }
+                }
+                Err(e) => last = e,
+            }
+            if Instant::now() + VERIFY_EVERY > deadline {
+                return (
+                    false,
+                    format!(
+                        "unit {name} not in the expected state within {}: {last}",
+                        humantime::format_duration(unit.within)
+                    ),
+                );
+            }
+            tokio::time::sleep(VERIFY_EVERY).await;
+        }
+    }
+}

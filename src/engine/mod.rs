@@ -9,6 +9,7 @@ mod decision;
 mod event;
 mod guard;
 mod limits;
+mod reload;
 mod time;
 
 #[cfg(test)]
@@ -63,7 +64,7 @@ impl Engine {
     /// guarantees); a later duplicate is unreachable by name.
     pub fn new(policies: Vec<Policy>, limits: Limits) -> Self {
         let mut engine = Engine {
-            states: Vec::with_capacity(policies.len()),
+            states: Vec::new(),
             policies: Vec::new(),
             limits,
             by_name: HashMap::new(),
@@ -76,36 +77,43 @@ impl Engine {
             waiting_for_slot: Vec::new(),
             next_attempt_id: 1,
         };
+        engine.install(policies);
+        engine
+    }
+
+    /// Replaces the policy list and rebuilds every index, with fresh per-policy state.
+    fn install(&mut self, policies: Vec<Policy>) {
+        self.by_name.clear();
+        self.by_unit.clear();
+        self.by_url.clear();
+        self.by_log.clear();
+        self.timers.clear();
+        self.waiting_for_slot.clear();
+        self.states = Vec::with_capacity(policies.len());
         for (i, policy) in policies.iter().enumerate() {
             let id = PolicyId(i as u32);
-            engine
-                .by_name
-                .entry(policy.name().to_string())
-                .or_insert(id);
+            self.by_name.entry(policy.name().to_string()).or_insert(id);
             let mut watches_unit = false;
             for (t, trigger) in policy.spec.trigger.iter().enumerate() {
                 match &trigger.condition {
                     Condition::Unit(_) => watches_unit = true,
-                    Condition::Http(c) => engine
+                    Condition::Http(c) => self
                         .by_url
                         .entry(c.url.as_str().to_string())
                         .or_default()
                         .push((id, t)),
-                    Condition::Log(c) => engine
-                        .by_log
-                        .entry(c.path.clone())
-                        .or_default()
-                        .push((id, t)),
+                    Condition::Log(c) => {
+                        self.by_log.entry(c.path.clone()).or_default().push((id, t))
+                    }
                 }
             }
             if watches_unit {
-                engine
-                    .by_unit
+                self.by_unit
                     .entry(policy.spec.target.unit.as_str().to_string())
                     .or_default()
                     .push(id);
             }
-            engine.states.push(PolicyState {
+            self.states.push(PolicyState {
                 triggers: policy
                     .spec
                     .trigger
@@ -115,8 +123,7 @@ impl Engine {
                 ..PolicyState::default()
             });
         }
-        engine.policies = policies;
-        engine
+        self.policies = policies;
     }
 
     pub fn policies(&self) -> &[Policy] {

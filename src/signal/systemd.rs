@@ -1,1 +1,477 @@
-//! (in progress)
+//! The systemd link: one task that owns the D-Bus connection, turns unit property
+//! changes into engine events, and runs the unit operations actions ask for.
+//!
+//! Watching and acting share one connection and one task on purpose. A restart passes
+//! through deactivating → inactive → activating → active, and systemd emits those
+//! `PropertiesChanged` signals before the job's `JobRemoved`. Because one connection
+//! delivers them in emission order and this task drains property changes before job
+//! completions, every transition caused by an action reaches the engine *before* that
+//! action's outcome: the engine never mistakes a restart's own `inactive` for a crash.
+
+use crate::engine::{Event, UnitObservation};
+use crate::policy::{ActiveState, UnitFileState};
+use futures_util::stream::{SelectAll, StreamExt};
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use zbus::fdo::PropertiesProxy;
+use zbus::names::InterfaceName;
+use zbus::Connection;
+use zbus_systemd::systemd1::ManagerProxy;
+
+const SYSTEMD: &str = "org.freedesktop.systemd1";
+const UNIT_INTERFACE: &str = "org.freedesktop.systemd1.Unit";
+const SERVICE_INTERFACE: &str = "org.freedesktop.systemd1.Service";
+
+/// Which bus to talk to: the machine's system bus or an explicit address (the lab's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bus {
+    System,
+    Address(String),
+}
+
+impl FromStr for Bus {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "system" => Ok(Bus::System),
+            t if t.starts_with("unix:") => Ok(Bus::Address(t.to_string())),
+            _ => Err(format!(
+                "unknown bus \"{text}\": expected `system` or a D-Bus address such as unix:path=/run/dbus/system_bus_socket"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Bus::System => f.write_str("system"),
+            Bus::Address(a) => f.write_str(a),
+        }
+    }
+}
+
+/// An operation on a unit, as the actions name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitOp {
+    Start,
+    Stop,
+    Restart,
+    TryRestart,
+    Reload,
+    ResetFailed,
+    Kill {
+        whom: String,
+        signal: i32,
+    },
+    Enable,
+    Disable,
+    /// Read the unit's state now (for `verify`).
+    Query,
+}
+
+impl UnitOp {
+    fn job_method(&self) -> Option<&'static str> {
+        match self {
+            UnitOp::Start => Some("start"),
+            UnitOp::Stop => Some("stop"),
+            UnitOp::Restart => Some("restart"),
+            UnitOp::TryRestart => Some("try-restart"),
+            UnitOp::Reload => Some("reload"),
+            _ => None,
+        }
+    }
+}
+
+/// What an operation ended with: the job result (`done`, `failed`, `timeout`, …) or
+/// "ok" for operations without a job, and the unit's state afterwards.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpResult {
+    pub job_result: String,
+    pub state: UnitObservation,
+}
+
+impl OpResult {
+    pub fn succeeded(&self) -> bool {
+        matches!(self.job_result.as_str(), "done" | "ok")
+    }
+}
+
+pub struct OpRequest {
+    pub unit: String,
+    pub op: UnitOp,
+    pub reply: oneshot::Sender<Result<OpResult, String>>,
+}
+
+/// Handle for actions: sends operations to the link task.
+#[derive(Clone)]
+pub struct SystemdHandle {
+    requests: mpsc::Sender<OpRequest>,
+}
+
+impl SystemdHandle {
+    /// Runs `op` on `unit`, waiting at most `timeout` (for the job to finish too).
+    pub async fn run(&self, unit: &str, op: UnitOp, timeout: Duration) -> Result<OpResult, String> {
+        let (reply, answer) = oneshot::channel();
+        let request = OpRequest {
+            unit: unit.to_string(),
+            op,
+            reply,
+        };
+        let work = async {
+            self.requests
+                .send(request)
+                .await
+                .map_err(|_| "the systemd link has stopped".to_string())?;
+            answer.await.map_err(|_| {
+                "the systemd link dropped the request (D-Bus connection lost?)".to_string()
+            })?
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "timed out after {}",
+                humantime::format_duration(timeout)
+            )),
+        }
+    }
+}
+
+pub struct SystemdLink {
+    bus: Bus,
+    units: Vec<String>,
+    events: mpsc::Sender<Event>,
+    requests: mpsc::Receiver<OpRequest>,
+    shutdown: watch::Receiver<bool>,
+}
+
+enum SessionEnd {
+    Shutdown,
+    Disconnected(String),
+}
+
+/// Creates the link and the handle actions use to reach it.
+pub fn link(
+    bus: Bus,
+    units: Vec<String>,
+    events: mpsc::Sender<Event>,
+    shutdown: watch::Receiver<bool>,
+) -> (SystemdLink, SystemdHandle) {
+    let (tx, rx) = mpsc::channel(64);
+    let link = SystemdLink {
+        bus,
+        units,
+        events,
+        requests: rx,
+        shutdown,
+    };
+    (link, SystemdHandle { requests: tx })
+}
+
+pub async fn connect(bus: &Bus) -> zbus::Result<Connection> {
+    match bus {
+        Bus::System => Connection::system().await,
+        Bus::Address(address) => {
+            zbus::connection::Builder::address(address.as_str())
+                .build()
+                .await
+        }
+    }
+}
+
+impl SystemdLink {
+    /// Runs until shutdown, reconnecting with backoff whenever the bus goes away. Each
+    /// new session re-reads every unit, so a failure during the outage is still seen.
+    pub async fn run(mut self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started = tokio::time::Instant::now();
+            match self.session().await {
+                Ok(SessionEnd::Shutdown) => return,
+                Ok(SessionEnd::Disconnected(why)) => {
+                    tracing::warn!(bus = %self.bus, reason = %why, "D-Bus connection lost; reconnecting")
+                }
+                Err(e) => {
+                    tracing::warn!(bus = %self.bus, error = %e, retry_in = ?backoff, "cannot talk to systemd over D-Bus")
+                }
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                backoff = Duration::from_millis(100);
+            }
+            // Requests that arrive while the bus is away fail at once rather than hang
+            // until their own timeout: the attempt is journalled as failed, and retried
+            // by the engine under its guardrails.
+            let sleep = tokio::time::sleep(backoff);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut sleep => break,
+                    _ = self.shutdown.changed() => return,
+                    Some(req) = self.requests.recv() => {
+                        let _ = req.reply.send(Err("D-Bus connection to systemd is down; reconnecting".to_string()));
+                    }
+                }
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn session(&mut self) -> zbus::Result<SessionEnd> {
+        let conn = connect(&self.bus).await?;
+        let manager = ManagerProxy::new(&conn).await?;
+        // systemd emits unit PropertiesChanged and JobRemoved only while some client is
+        // subscribed; this connection stays subscribed for the session's lifetime.
+        manager.subscribe().await?;
+        let mut job_removed = manager.receive_job_removed().await?;
+        let mut files_changed = manager.receive_unit_files_changed().await?;
+        let mut properties: SelectAll<_> = SelectAll::new();
+        let mut proxies: HashMap<String, PropertiesProxy<'static>> = HashMap::new();
+        for unit in &self.units {
+            let proxy = unit_properties(&conn, &manager, unit).await?;
+            let name = unit.clone();
+            let stream = proxy
+                .receive_properties_changed()
+                .await?
+                .map(move |signal| (name.clone(), signal));
+            properties.push(Box::pin(stream));
+            proxies.insert(unit.clone(), proxy);
+        }
+        tracing::info!(bus = %self.bus, units = self.units.len(), "watching systemd units");
+        for unit in &self.units {
+            let state = read_state(&proxies[unit], unit).await?;
+            if self.events.send(Event::Unit(state)).await.is_err() {
+                return Ok(SessionEnd::Shutdown);
+            }
+        }
+        let mut pending: HashMap<String, (String, oneshot::Sender<Result<OpResult, String>>)> =
+            HashMap::new();
+        loop {
+            tokio::select! {
+                // Order matters (see the module comment): property changes first, then
+                // job completions, then new work.
+                biased;
+                _ = self.shutdown.changed() => return Ok(SessionEnd::Shutdown),
+                changed = properties.next(), if !properties.is_empty() => {
+                    let Some((unit, signal)) = changed else {
+                        return Ok(SessionEnd::Disconnected("property stream ended".into()));
+                    };
+                    if let Some(obs) = observation_from_signal(&unit, &signal) {
+                        if self.events.send(Event::Unit(obs)).await.is_err() {
+                            return Ok(SessionEnd::Shutdown);
+                        }
+                    }
+                }
+                removed = job_removed.next() => {
+                    let Some(signal) = removed else {
+                        return Ok(SessionEnd::Disconnected("job stream ended".into()));
+                    };
+                    let args = signal.args()?;
+                    let job = args.job().to_string();
+                    if let Some((unit, reply)) = pending.remove(&job) {
+                        let state = read_state(&proxies[&unit], &unit).await?;
+                        let _ = self.events.send(Event::Unit(state.clone())).await;
+                        let _ = reply.send(Ok(OpResult { job_result: args.result().to_string(), state }));
+                    }
+                }
+                changed = files_changed.next() => {
+                    if changed.is_none() {
+                        return Ok(SessionEnd::Disconnected("unit files stream ended".into()));
+                    }
+                    // UnitFileState is not announced by PropertiesChanged; systemd says
+                    // only that some unit file changed, so re-read all watched units.
+                    for unit in &self.units {
+                        let state = read_state(&proxies[unit], unit).await?;
+                        let _ = self.events.send(Event::Unit(state)).await;
+                    }
+                }
+                request = self.requests.recv() => {
+                    let Some(request) = request else { return Ok(SessionEnd::Shutdown) };
+                    self.perform(&conn, &manager, &mut proxies, &mut pending, request).await?;
+                }
+            }
+            pending.retain(|_, (_, reply)| !reply.is_closed());
+        }
+    }
+
+    async fn perform(
+        &mut self,
+        conn: &Connection,
+        manager: &ManagerProxy<'static>,
+        proxies: &mut HashMap<String, PropertiesProxy<'static>>,
+        pending: &mut HashMap<String, (String, oneshot::Sender<Result<OpResult, String>>)>,
+        request: OpRequest,
+    ) -> zbus::Result<()> {
+        let OpRequest { unit, op, reply } = request;
+        if !proxies.contains_key(&unit) {
+            let proxy = unit_properties(conn, manager, &unit).await?;
+            proxies.insert(unit.clone(), proxy);
+        }
+        let name = unit.clone();
+        let outcome: Result<Option<String>, zbus::Error> = match &op {
+            job_op if job_op.job_method().is_some() => {
+                let mode = "replace".to_string();
+                let job = match job_op {
+                    UnitOp::Start => manager.start_unit(name, mode).await,
+                    UnitOp::Stop => manager.stop_unit(name, mode).await,
+                    UnitOp::Restart => manager.restart_unit(name, mode).await,
+                    UnitOp::TryRestart => manager.try_restart_unit(name, mode).await,
+                    _ => manager.reload_unit(name, mode).await,
+                };
+                job.map(|path| Some(path.to_string()))
+            }
+            UnitOp::ResetFailed => manager.reset_failed_unit(name).await.map(|_| None),
+            UnitOp::Kill { whom, signal } => manager
+                .kill_unit(name, whom.clone(), *signal)
+                .await
+                .map(|_| None),
+            UnitOp::Enable => match manager.enable_unit_files(vec![name], false, false).await {
+                Ok(_) => manager.reload().await.map(|_| None),
+                Err(e) => Err(e),
+            },
+            UnitOp::Disable => match manager.disable_unit_files(vec![name], false).await {
+                Ok(_) => manager.reload().await.map(|_| None),
+                Err(e) => Err(e),
+            },
+            _ => Ok(None),
+        };
+        match outcome {
+            // The reply waits for JobRemoved, which this task will see after every
+            // property change the job caused.
+            Ok(Some(job)) => {
+                pending.insert(job, (unit, reply));
+            }
+            Ok(None) => {
+                let state = read_state(&proxies[&unit], &unit).await?;
+                if op != UnitOp::Query {
+                    let _ = self.events.send(Event::Unit(state.clone())).await;
+                }
+                let _ = reply.send(Ok(OpResult {
+                    job_result: "ok".to_string(),
+                    state,
+                }));
+            }
+            Err(zbus::Error::MethodError(name, detail, _)) => {
+                // systemd refused (no such unit, access denied, …): the bus is fine.
+                let message = detail.unwrap_or_default();
+                let _ = reply.send(Err(format!(
+                    "systemd refused {op:?} on {unit}: {name}: {message}"
+                )));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(format!("D-Bus call failed: {e}")));
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn unit_properties(
+    conn: &Connection,
+    manager: &ManagerProxy<'_>,
+    unit: &str,
+) -> zbus::Result<PropertiesProxy<'static>> {
+    // LoadUnit (not GetUnit) so a unit that is not loaded yet still has an object.
+    let path = manager.load_unit(unit.to_string()).await?;
+    PropertiesProxy::builder(conn)
+        .destination(SYSTEMD)
+        .path(path)
+        .build()
+        .await
+}
+
+/// Reads the properties the engine cares about, all at once.
+async fn read_state(proxy: &PropertiesProxy<'_>, unit: &str) -> zbus::Result<UnitObservation> {
+    let unit_props = proxy
+        .get_all(InterfaceName::from_static_str_unchecked(UNIT_INTERFACE))
+        .await?;
+    let text = |map: &HashMap<String, zbus::zvariant::OwnedVariant>, key: &str| {
+        map.get(key).and_then(|v| String::try_from(&**v).ok())
+    };
+    let mut obs = UnitObservation {
+        name: unit.to_string(),
+        active_state: text(&unit_props, "ActiveState").and_then(|s| parse_active(&s)),
+        sub_state: text(&unit_props, "SubState"),
+        unit_file_state: text(&unit_props, "UnitFileState").and_then(|s| parse_file_state(&s)),
+        result: None,
+        n_restarts: None,
+    };
+    // Only services have Result and NRestarts; other unit types answer with an error.
+    if let Ok(service) = proxy
+        .get_all(InterfaceName::from_static_str_unchecked(SERVICE_INTERFACE))
+        .await
+    {
+        obs.result = text(&service, "Result");
+        obs.n_restarts = service
+            .get("NRestarts")
+            .and_then(|v| u32::try_from(&**v).ok());
+    }
+    Ok(obs)
+}
+
+fn observation_from_signal(
+    unit: &str,
+    signal: &zbus::fdo::PropertiesChanged,
+) -> Option<UnitObservation> {
+    let args = signal.args().ok()?;
+    let changed = args.changed_properties();
+    let text = |key: &str| changed.get(key).and_then(|v| String::try_from(v).ok());
+    let obs = UnitObservation {
+        name: unit.to_string(),
+        active_state: text("ActiveState").and_then(|s| parse_active(&s)),
+        sub_state: text("SubState"),
+        unit_file_state: text("UnitFileState").and_then(|s| parse_file_state(&s)),
+        result: text("Result"),
+        n_restarts: changed.get("NRestarts").and_then(|v| u32::try_from(v).ok()),
+    };
+    let anything = obs.active_state.is_some()
+        || obs.sub_state.is_some()
+        || obs.unit_file_state.is_some()
+        || obs.result.is_some()
+        || obs.n_restarts.is_some();
+    anything.then_some(obs)
+}
+
+fn parse_active(text: &str) -> Option<ActiveState> {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+}
+
+fn parse_file_state(text: &str) -> Option<UnitFileState> {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bus_parses_system_or_an_address() {
+        assert_eq!("system".parse::<Bus>(), Ok(Bus::System));
+        assert_eq!(
+            "unix:path=/proc/1/root/run/dbus/system_bus_socket".parse::<Bus>(),
+            Ok(Bus::Address(
+                "unix:path=/proc/1/root/run/dbus/system_bus_socket".into()
+            ))
+        );
+        assert!("session"
+            .parse::<Bus>()
+            .unwrap_err()
+            .contains("expected `system`"));
+    }
+
+    #[test]
+    fn systemd_state_names_parse_into_engine_states() {
+        assert_eq!(
+            parse_active("deactivating"),
+            Some(ActiveState::Deactivating)
+        );
+        assert_eq!(
+            parse_file_state("enabled-runtime"),
+            Some(UnitFileState::EnabledRuntime)
+        );
+        assert_eq!(parse_active("bogus"), None);
+    }
+}

@@ -1,0 +1,171 @@
+//! Swapping in a new policy set without forgetting what the old one learnt.
+
+use super::{Decision, Engine, PolicyId, PolicyState, Timestamp};
+use crate::policy::Policy;
+use std::collections::HashMap;
+
+impl Engine {
+    /// Installs `policies` (a reload). A policy whose name survives keeps its attempts,
+    /// backoff, open circuit and attempt in flight, so editing a file can never be a way
+    /// around a guardrail; its trigger progress (debounce, failure counts, log hits) is
+    /// kept only for triggers that did not change. Every policy is then re-decided at
+    /// `now`, which may produce decisions.
+    pub fn replace_policies(
+        &mut self,
+        now: Timestamp,
+        policies: Vec<Policy>,
+        out: &mut Vec<Decision>,
+    ) {
+        let old_policies = std::mem::take(&mut self.policies);
+        let old_states = std::mem::take(&mut self.states);
+        let old_waiting: Vec<String> = self
+            .waiting_for_slot
+            .iter()
+            .map(|id| old_policies[id.index()].name().to_string())
+            .collect();
+        let mut carried: HashMap<String, (Policy, PolicyState)> = old_policies
+            .into_iter()
+            .zip(old_states)
+            .map(|(p, s)| (p.name().to_string(), (p, s)))
+            .collect();
+        self.install(policies);
+        for i in 0..self.policies.len() {
+            let name = self.policies[i].name().to_string();
+            let Some((old_policy, old_state)) = carried.remove(&name) else {
+                continue;
+            };
+            let state = &mut self.states[i];
+            state.guard = old_state.guard;
+            for (t, (new_trigger, track)) in self.policies[i]
+                .spec
+                .trigger
+                .iter()
+                .zip(old_state.triggers)
+                .enumerate()
+            {
+                // Regexes have no equality; their Debug form is the pattern, which is
+                // what matters here.
+                let same = old_policy
+                    .spec
+                    .trigger
+                    .get(t)
+                    .is_some_and(|old| format!("{old:?}") == format!("{new_trigger:?}"));
+                if same {
+                    state.triggers[t] = track;
+                }
+            }
+            if old_waiting.contains(&name) {
+                state.waiting_for_slot = true;
+                self.waiting_for_slot.push(PolicyId(i as u32));
+            }
+        }
+        // A removed policy's attempt in flight will report to nobody: free its slot now.
+        for (_, (_, state)) in carried {
+            if state.guard.in_flight.is_some() {
+                self.global.finished();
+            }
+        }
+        for i in 0..self.policies.len() {
+            self.evaluate(now, PolicyId(i as u32), out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{engine_from, policy_yaml};
+    use super::super::*;
+    use crate::policy::parse_file;
+    use std::path::Path;
+
+    const DOWN: &str = "    - unit: { activeState: [failed] }";
+    const GUARD: &str = "{ cooldown: 1s, maxAttempts: 1, window: 1h, backoff: 1.0 }";
+
+    fn failed(unit: &str) -> Event {
+        Event::Unit(UnitObservation {
+            name: unit.into(),
+            active_state: Some(crate::policy::ActiveState::Failed),
+            sub_state: None,
+            unit_file_state: None,
+            result: None,
+            n_restarts: None,
+        })
+    }
+
+    fn policies(yaml: &str) -> Vec<Policy> {
+        let (found, errors) = parse_file(Path::new("r.yaml"), yaml);
+        assert!(errors.is_empty(), "{errors:?}");
+        found
+    }
+
+    #[test]
+    fn a_reload_keeps_an_open_circuit_closed_to_new_attempts() {
+        let yaml = policy_yaml("p", "php.service", DOWN, GUARD, "");
+        let mut e = engine_from(&[yaml.clone()], Limits::default());
+        let mut out = Vec::new();
+        e.handle(Timestamp::ZERO, &failed("php.service"), &mut out);
+        let done = Event::Outcome(Outcome {
+            policy: "p".into(),
+            attempt_id: None,
+            result: OutcomeResult::Failed,
+            verified: None,
+            detail: None,
+        });
+        e.handle(Timestamp::from_millis(500), &done, &mut out);
+        assert!(e.circuit_open(PolicyId(0), Timestamp::from_millis(600)));
+        out.clear();
+        let edited = yaml.replace("cooldown: 1s", "cooldown: 2s");
+        e.replace_policies(Timestamp::from_millis(1_000), policies(&edited), &mut out);
+        assert!(
+            out.iter()
+                .all(|d| !matches!(d.verdict, Verdict::Act { .. })),
+            "{out:?}"
+        );
+        assert!(e.circuit_open(PolicyId(0), Timestamp::from_millis(2_000)));
+    }
+
+    #[test]
+    fn a_removed_policy_frees_its_concurrency_slot() {
+        let a = policy_yaml("a", "a.service", DOWN, GUARD, "");
+        let b = policy_yaml("b", "b.service", DOWN, GUARD, "");
+        let limits = Limits {
+            max_concurrent: 1,
+            ..Limits::default()
+        };
+        let mut e = engine_from(&[a, b.clone()], limits);
+        let mut out = Vec::new();
+        e.handle(Timestamp::ZERO, &failed("a.service"), &mut out);
+        assert!(matches!(out[0].verdict, Verdict::Act { .. }));
+        out.clear();
+        e.replace_policies(Timestamp::from_millis(10), policies(&b), &mut out);
+        e.handle(Timestamp::from_millis(20), &failed("b.service"), &mut out);
+        assert!(
+            out.iter().any(|d| matches!(d.verdict, Verdict::Act { .. })),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_new_policy_is_decided_at_once_from_known_unit_state() {
+        let a = policy_yaml(
+            "a",
+            "a.service",
+            "    - unit: { activeState: [active] }",
+            GUARD,
+            "",
+        );
+        let mut e = engine_from(&[], Limits::default());
+        let mut out = Vec::new();
+        let active = Event::Unit(UnitObservation {
+            name: "a.service".into(),
+            active_state: Some(crate::policy::ActiveState::Active),
+            sub_state: None,
+            unit_file_state: None,
+            result: None,
+            n_restarts: None,
+        });
+        e.handle(Timestamp::ZERO, &active, &mut out);
+        e.replace_policies(Timestamp::from_millis(5), policies(&a), &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+    }
+}
