@@ -3,6 +3,7 @@
 //! records every step.
 
 pub mod action;
+pub mod agent;
 pub mod audit;
 pub mod config;
 pub mod engine;

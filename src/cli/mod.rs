@@ -1,5 +1,6 @@
 //! Subcommands of the `salve` binary.
 
+mod agent;
 mod check;
 mod history;
 mod simulate;
@@ -44,6 +45,8 @@ pub enum Command {
     Simulate(simulate::Args),
     /// Show the audit journal: what salve decided and did, and why.
     History(history::Args),
+    /// Run the host agent: watch systemd units and probes, heal by policy.
+    Agent(agent::Args),
 }
 
 pub fn init_logging(format: LogFormat, verbose: u8) {
@@ -69,6 +72,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check { paths } => Ok(check::run(&paths)),
         Command::Simulate(args) => simulate::run(args),
         Command::History(args) => history::run(args),
+        Command::Agent(args) => agent::run(args),
         Command::Schema => {
             print!("{}", salve::policy::policy_schema());
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,54 @@
+//! The HTTP probe loops the loaded policies need, one per distinct URL.
+
+use crate::engine::Event;
+use crate::policy::{Condition, HttpUrl, Policy};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+pub struct Probes {
+    stop: watch::Sender<bool>,
+}
+
+impl Probes {
+    /// Starts one loop per URL. Two policies probing the same URL share a loop that
+    /// runs at the shorter interval and timeout, so the service is not probed twice.
+    pub fn start(policies: &[Policy], events: &mpsc::Sender<Event>) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let mut wanted: BTreeMap<String, (HttpUrl, Duration, Duration)> = BTreeMap::new();
+        for policy in policies {
+            for trigger in &policy.spec.trigger {
+                if let Condition::Http(c) = &trigger.condition {
+                    wanted
+                        .entry(c.url.as_str().to_string())
+                        .and_modify(|(_, interval, timeout)| {
+                            *interval = (*interval).min(c.interval);
+                            *timeout = (*timeout).min(c.timeout);
+                        })
+                        .or_insert((c.url.clone(), c.interval, c.timeout));
+                }
+            }
+        }
+        for (url, interval, timeout) in wanted.into_values() {
+            tracing::info!(url = %url, interval = ?interval, "probing");
+            tokio::spawn(crate::signal::http::run_probe_loop(
+                url,
+                interval,
+                timeout,
+                events.clone(),
+                stopped.clone(),
+            ));
+        }
+        Probes { stop }
+    }
+
+    /// Stops the current loops and starts those `policies` need.
+    pub fn restart(&mut self, policies: &[Policy], events: &mpsc::Sender<Event>) {
+        self.stop();
+        *self = Probes::start(policies, events);
+    }
+
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
