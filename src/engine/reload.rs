@@ -101,7 +101,7 @@ mod tests {
     #[test]
     fn a_reload_keeps_an_open_circuit_closed_to_new_attempts() {
         let yaml = policy_yaml("p", "php.service", DOWN, GUARD, "");
-        let mut e = engine_from(&[yaml.clone()], Limits::default());
+        let mut e = engine_from(std::slice::from_ref(&yaml), Limits::default());
         let mut out = Vec::new();
         e.handle(Timestamp::ZERO, &failed("php.service"), &mut out);
         let done = Event::Outcome(Outcome {

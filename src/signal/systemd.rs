@@ -100,10 +100,14 @@ impl OpResult {
     }
 }
 
+type Reply = oneshot::Sender<Result<OpResult, String>>;
+/// Operations waiting for their job's `JobRemoved`, by job object path: (unit, reply).
+type PendingJobs = HashMap<String, (String, Reply)>;
+
 pub struct OpRequest {
     pub unit: String,
     pub op: UnitOp,
-    pub reply: oneshot::Sender<Result<OpResult, String>>,
+    pub reply: Reply,
 }
 
 /// Handle for actions: sends operations to the link task.
@@ -246,8 +250,7 @@ impl SystemdLink {
                 return Ok(SessionEnd::Shutdown);
             }
         }
-        let mut pending: HashMap<String, (String, oneshot::Sender<Result<OpResult, String>>)> =
-            HashMap::new();
+        let mut pending = PendingJobs::new();
         loop {
             tokio::select! {
                 // Order matters (see the module comment): property changes first, then
@@ -301,7 +304,7 @@ impl SystemdLink {
         conn: &Connection,
         manager: &ManagerProxy<'static>,
         proxies: &mut HashMap<String, PropertiesProxy<'static>>,
-        pending: &mut HashMap<String, (String, oneshot::Sender<Result<OpResult, String>>)>,
+        pending: &mut PendingJobs,
         request: OpRequest,
     ) -> zbus::Result<()> {
         let OpRequest { unit, op, reply } = request;
