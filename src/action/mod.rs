@@ -9,6 +9,7 @@ use crate::engine::{AttemptDetail, Outcome, OutcomeResult};
 use crate::policy::{Action, HttpVerify, Policy, UnitVerify};
 use crate::signal::systemd::{SystemdHandle, UnitOp};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// How long one systemd job may take before the attempt counts as timed out.
 pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(90);
@@ -51,9 +52,15 @@ impl Executor {
         let mut result = OutcomeResult::Ok;
         let mut error = None;
         for action in &policy.spec.actions {
+            // `instrument`, not `enter`: an entered guard held across an await would
+            // leak the span into whatever else runs on this thread meanwhile.
             let span = tracing::info_span!("action", policy = policy.name(), target = %policy.spec.target.unit, action = action.name(), attempt_id);
-            let _enter = span.enter();
-            if let Err(failure) = self.run_action(policy, action, attempt_id).await {
+            let ran = self
+                .run_action(policy, action, attempt_id)
+                .instrument(span.clone())
+                .await;
+            if let Err(failure) = ran {
+                let _enter = span.enter();
                 result = if failure.timed_out {
                     OutcomeResult::TimedOut
                 } else {

@@ -9,7 +9,9 @@ pub struct Clock {
 
 impl Clock {
     pub fn start() -> Self {
-        Clock { origin: Instant::now() }
+        Clock {
+            origin: Instant::now(),
+        }
     }
 
     pub fn now(&self) -> Timestamp {

@@ -69,7 +69,12 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
 
     let units = units_of(&policies);
-    let (link, handle) = systemd::link(options.bus.clone(), units, events_tx.clone(), stop_rx.clone());
+    let (link, handle) = systemd::link(
+        options.bus.clone(),
+        units,
+        events_tx.clone(),
+        stop_rx.clone(),
+    );
     let link_task = tokio::spawn(link.run());
     let mut probes = probes::Probes::start(&policies, &events_tx);
 
@@ -84,8 +89,10 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
         decisions: Vec::new(),
     };
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| AgentError::Signal("SIGHUP", e))?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| AgentError::Signal("SIGINT", e))?;
     let mut file_changes = watch_files::watch(&options.policy_paths);
     let mut watchdog = service::watchdog();
     tracing::info!(
@@ -97,7 +104,10 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     service::ready();
 
     loop {
-        let deadline = agent.engine.next_deadline().map(|t| agent.clock.instant_of(t));
+        let deadline = agent
+            .engine
+            .next_deadline()
+            .map(|t| agent.clock.instant_of(t));
         tokio::select! {
             Some(event) = events_rx.recv() => agent.handle(event),
             _ = sleep_until_opt(deadline) => agent.handle(Event::Tick {}),
@@ -117,7 +127,10 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     }
 
     service::stopping();
-    tracing::info!(in_flight = agent.running.len(), "stopping: finishing attempts in flight");
+    tracing::info!(
+        in_flight = agent.running.len(),
+        "stopping: finishing attempts in flight"
+    );
     // No new decisions from here: only outcomes of attempts already running are taken,
     // journalled, and shown to the engine.
     let grace = tokio::time::sleep(SHUTDOWN_GRACE);
@@ -151,7 +164,10 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 
 /// Every unit a policy targets: watched for state, and the object of its actions.
 fn units_of(policies: &[Policy]) -> Vec<String> {
-    let set: BTreeSet<String> = policies.iter().map(|p| p.spec.target.unit.to_string()).collect();
+    let set: BTreeSet<String> = policies
+        .iter()
+        .map(|p| p.spec.target.unit.to_string())
+        .collect();
     set.into_iter().collect()
 }
 
@@ -170,9 +186,17 @@ impl Agent {
 
     fn journal_outcome(&mut self, outcome: &Outcome) {
         let Some(id) = outcome.attempt_id else { return };
-        let Some(running) = self.running.remove(&id) else { return };
+        let Some(running) = self.running.remove(&id) else {
+            return;
+        };
         let policy = self.engine.policy(running.policy);
-        let record = outcome_record(policy, id, outcome, running.started.elapsed(), SystemTime::now());
+        let record = outcome_record(
+            policy,
+            id,
+            outcome,
+            running.started.elapsed(),
+            SystemTime::now(),
+        );
         tracing::info!(policy = policy.name(), attempt_id = id, result = ?outcome.result, verified = ?outcome.verified, "attempt finished");
         if let Err(e) = self.journal.append(&record) {
             tracing::error!(error = %e, "cannot journal an attempt's outcome");
@@ -187,7 +211,14 @@ impl Agent {
             let record = decision_record(decision, &policy, SystemTime::now());
             let journalled = self.journal.append(&record);
             match (&decision.verdict, journalled) {
-                (Verdict::Act { attempt_id, attempt, .. }, Ok(())) => {
+                (
+                    Verdict::Act {
+                        attempt_id,
+                        attempt,
+                        ..
+                    },
+                    Ok(()),
+                ) => {
                     tracing::info!(attempt_id, attempt, "acting");
                     self.start_attempt(decision.policy, policy, *attempt_id);
                 }
@@ -201,13 +232,21 @@ impl Agent {
                         result: OutcomeResult::Failed,
                         verified: None,
                         detail: Some(AttemptDetail {
-                            error: Some(format!("not run: the journal could not record the intent: {e}")),
+                            error: Some(format!(
+                                "not run: the journal could not record the intent: {e}"
+                            )),
                             ..AttemptDetail::default()
                         }),
                     };
                     let _ = self.events.try_send(Event::Outcome(failed));
                 }
-                (Verdict::Escalate { attempts, dry_run: false }, journalled) => {
+                (
+                    Verdict::Escalate {
+                        attempts,
+                        dry_run: false,
+                    },
+                    journalled,
+                ) => {
                     if let Err(e) = journalled {
                         tracing::error!(error = %e, "escalation not journalled: not sent");
                         continue;
@@ -229,7 +268,13 @@ impl Agent {
     }
 
     fn start_attempt(&mut self, id: PolicyId, policy: Policy, attempt_id: u64) {
-        self.running.insert(attempt_id, Running { policy: id, started: tokio::time::Instant::now() });
+        self.running.insert(
+            attempt_id,
+            Running {
+                policy: id,
+                started: tokio::time::Instant::now(),
+            },
+        );
         let executor = Arc::clone(&self.executor);
         let events = self.events.clone();
         self.attempts.spawn(async move {
@@ -244,7 +289,8 @@ impl Agent {
         match policy::load(paths) {
             Ok(policies) => {
                 let new_units: BTreeSet<String> = units_of(&policies).into_iter().collect();
-                let old_units: BTreeSet<String> = units_of(self.engine.policies()).into_iter().collect();
+                let old_units: BTreeSet<String> =
+                    units_of(self.engine.policies()).into_iter().collect();
                 if !new_units.is_subset(&old_units) {
                     tracing::warn!(
                         new_units = ?new_units.difference(&old_units).collect::<Vec<_>>(),
@@ -263,7 +309,10 @@ impl Agent {
                 for d in &diagnostics.0 {
                     tracing::error!(location = %d, "invalid policy");
                 }
-                tracing::error!(errors = diagnostics.0.len(), "reload rejected: keeping the last good policy set");
+                tracing::error!(
+                    errors = diagnostics.0.len(),
+                    "reload rejected: keeping the last good policy set"
+                );
             }
         }
     }

@@ -49,7 +49,11 @@ fn start(dirs: &[PathBuf]) -> std::io::Result<inotify::EventStream<Vec<u8>>> {
     for dir in dirs {
         inotify.watches().add(
             dir,
-            WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO | WatchMask::MOVED_FROM | WatchMask::CREATE | WatchMask::DELETE,
+            WatchMask::CLOSE_WRITE
+                | WatchMask::MOVED_TO
+                | WatchMask::MOVED_FROM
+                | WatchMask::CREATE
+                | WatchMask::DELETE,
         )?;
     }
     inotify.into_event_stream(vec![0u8; 4096])

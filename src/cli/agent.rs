@@ -41,8 +41,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         config.limits.dry_run = true;
     }
     // One thread: the agent mostly waits, and a single thread keeps its footprint small.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let options = AgentOptions { policy_paths: args.policies, config, bus: args.bus };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let options = AgentOptions {
+        policy_paths: args.policies,
+        config,
+        bus: args.bus,
+    };
     match runtime.block_on(agent::run(options)) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(agent::AgentError::Policies(diagnostics)) => {

@@ -3,6 +3,7 @@
 mod agent;
 mod check;
 mod history;
+mod lab;
 mod simulate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -47,6 +48,8 @@ pub enum Command {
     History(history::Args),
     /// Run the host agent: watch systemd units and probes, heal by policy.
     Agent(agent::Args),
+    /// A disposable systemd sandbox with nginx and PHP-FPM to break on purpose.
+    Lab(lab::Args),
 }
 
 pub fn init_logging(format: LogFormat, verbose: u8) {
@@ -73,6 +76,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => simulate::run(args),
         Command::History(args) => history::run(args),
         Command::Agent(args) => agent::run(args),
+        Command::Lab(args) => lab::run(args),
         Command::Schema => {
             print!("{}", salve::policy::policy_schema());
             Ok(ExitCode::SUCCESS)

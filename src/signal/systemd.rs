@@ -243,13 +243,13 @@ impl SystemdLink {
             properties.push(Box::pin(stream));
             proxies.insert(unit.clone(), proxy);
         }
+        let mut reloading = manager.receive_reloading().await?;
         tracing::info!(bus = %self.bus, units = self.units.len(), "watching systemd units");
-        for unit in &self.units {
-            let state = read_state(&proxies[unit], unit).await?;
-            if self.events.send(Event::Unit(state)).await.is_err() {
-                return Ok(SessionEnd::Shutdown);
-            }
-        }
+        // Unit states are read when the session starts and again whenever systemd says
+        // unit files changed or a daemon-reload finished. The read is deferred a little
+        // and never blocks this loop for long: systemd can drop method calls that arrive
+        // during a daemon-reload, and a read that times out is simply tried again.
+        let mut reread_at = Some(tokio::time::Instant::now());
         let mut pending = PendingJobs::new();
         loop {
             tokio::select! {
@@ -262,6 +262,7 @@ impl SystemdLink {
                         return Ok(SessionEnd::Disconnected("property stream ended".into()));
                     };
                     if let Some(obs) = observation_from_signal(&unit, &signal) {
+                        tracing::debug!(?obs, "unit changed");
                         if self.events.send(Event::Unit(obs)).await.is_err() {
                             return Ok(SessionEnd::Shutdown);
                         }
@@ -274,8 +275,16 @@ impl SystemdLink {
                     let args = signal.args()?;
                     let job = args.job().to_string();
                     if let Some((unit, reply)) = pending.remove(&job) {
-                        let state = read_state(&proxies[&unit], &unit).await?;
-                        let _ = self.events.send(Event::Unit(state.clone())).await;
+                        let state = match read_state_timed(&proxies[&unit], &unit).await? {
+                            Some(state) => {
+                                let _ = self.events.send(Event::Unit(state.clone())).await;
+                                state
+                            }
+                            None => {
+                                reread_at = Some(soon(REREAD_RETRY));
+                                unknown_state(&unit)
+                            }
+                        };
                         let _ = reply.send(Ok(OpResult { job_result: args.result().to_string(), state }));
                     }
                 }
@@ -285,14 +294,40 @@ impl SystemdLink {
                     }
                     // UnitFileState is not announced by PropertiesChanged; systemd says
                     // only that some unit file changed, so re-read all watched units.
+                    tracing::debug!("unit files changed");
+                    reread_at = Some(earliest(reread_at, soon(REREAD_DELAY)));
+                }
+                reload = reloading.next() => {
+                    let Some(signal) = reload else {
+                        return Ok(SessionEnd::Disconnected("reload stream ended".into()));
+                    };
+                    if signal.args().is_ok_and(|a| !*a.active()) {
+                        tracing::debug!("daemon-reload finished");
+                        reread_at = Some(earliest(reread_at, soon(REREAD_DELAY)));
+                    }
+                }
+                _ = sleep_until_opt(reread_at) => {
+                    reread_at = None;
                     for unit in &self.units {
-                        let state = read_state(&proxies[unit], unit).await?;
-                        let _ = self.events.send(Event::Unit(state)).await;
+                        match read_state_timed(&proxies[unit], unit).await? {
+                            Some(state) => {
+                                if self.events.send(Event::Unit(state)).await.is_err() {
+                                    return Ok(SessionEnd::Shutdown);
+                                }
+                            }
+                            None => {
+                                tracing::debug!(unit = %unit, "unit state read timed out; trying again");
+                                reread_at = Some(soon(REREAD_RETRY));
+                                break;
+                            }
+                        }
                     }
                 }
                 request = self.requests.recv() => {
                     let Some(request) = request else { return Ok(SessionEnd::Shutdown) };
-                    self.perform(&conn, &manager, &mut proxies, &mut pending, request).await?;
+                    if let Some(retry) = self.perform(&conn, &manager, &mut proxies, &mut pending, request).await? {
+                        reread_at = Some(earliest(reread_at, retry));
+                    }
                 }
             }
             pending.retain(|_, (_, reply)| !reply.is_closed());
@@ -306,7 +341,7 @@ impl SystemdLink {
         proxies: &mut HashMap<String, PropertiesProxy<'static>>,
         pending: &mut PendingJobs,
         request: OpRequest,
-    ) -> zbus::Result<()> {
+    ) -> zbus::Result<Option<tokio::time::Instant>> {
         let OpRequest { unit, op, reply } = request;
         if !proxies.contains_key(&unit) {
             let proxy = unit_properties(conn, manager, &unit).await?;
@@ -346,16 +381,25 @@ impl SystemdLink {
             Ok(Some(job)) => {
                 pending.insert(job, (unit, reply));
             }
-            Ok(None) => {
-                let state = read_state(&proxies[&unit], &unit).await?;
-                if op != UnitOp::Query {
-                    let _ = self.events.send(Event::Unit(state.clone())).await;
+            Ok(None) => match read_state_timed(&proxies[&unit], &unit).await? {
+                Some(state) => {
+                    if op != UnitOp::Query {
+                        let _ = self.events.send(Event::Unit(state.clone())).await;
+                    }
+                    let _ = reply.send(Ok(OpResult {
+                        job_result: "ok".to_string(),
+                        state,
+                    }));
                 }
-                let _ = reply.send(Ok(OpResult {
-                    job_result: "ok".to_string(),
-                    state,
-                }));
-            }
+                None => {
+                    let state = unknown_state(&unit);
+                    let _ = reply.send(Ok(OpResult {
+                        job_result: "ok".to_string(),
+                        state,
+                    }));
+                    return Ok(Some(soon(REREAD_RETRY)));
+                }
+            },
             Err(zbus::Error::MethodError(name, detail, _)) => {
                 // systemd refused (no such unit, access denied, …): the bus is fine.
                 let message = detail.unwrap_or_default();
@@ -368,7 +412,53 @@ impl SystemdLink {
                 return Err(e);
             }
         }
-        Ok(())
+        Ok(None)
+    }
+}
+
+/// How long one D-Bus call to systemd may take before it is abandoned and retried.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Let a burst of unit-file changes and the reload after them settle before reading.
+const REREAD_DELAY: Duration = Duration::from_millis(50);
+const REREAD_RETRY: Duration = Duration::from_millis(250);
+
+fn soon(after: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::now() + after
+}
+
+fn earliest(
+    current: Option<tokio::time::Instant>,
+    new: tokio::time::Instant,
+) -> tokio::time::Instant {
+    current.map_or(new, |t| t.min(new))
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn unknown_state(unit: &str) -> UnitObservation {
+    UnitObservation {
+        name: unit.to_string(),
+        active_state: None,
+        sub_state: None,
+        unit_file_state: None,
+        result: None,
+        n_restarts: None,
+    }
+}
+
+/// `read_state`, or `None` if systemd did not answer in time.
+async fn read_state_timed(
+    proxy: &PropertiesProxy<'_>,
+    unit: &str,
+) -> zbus::Result<Option<UnitObservation>> {
+    match tokio::time::timeout(CALL_TIMEOUT, read_state(proxy, unit)).await {
+        Ok(result) => result.map(Some),
+        Err(_) => Ok(None),
     }
 }
 

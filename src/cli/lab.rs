@@ -1,0 +1,135 @@
+//! `salve lab up|break|repair|status|down`: the disposable nginx + PHP-FPM sandbox.
+
+use salve::lab::{Lab, LabConfig, LabError, Scenario, DEFAULT_DIR, DEFAULT_HTTP_PORT};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: LabCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum LabCommand {
+    /// Boot systemd in a private namespace with nginx in front of a PHP-FPM pool.
+    Up {
+        #[arg(long, default_value = DEFAULT_DIR)]
+        dir: PathBuf,
+        /// nginx listens on 127.0.0.1:PORT.
+        #[arg(long, default_value_t = DEFAULT_HTTP_PORT)]
+        port: u16,
+    },
+    /// Break the lab on purpose: crash, stop, disable, crashloop or hang.
+    Break {
+        #[arg(value_parser = parse_scenario)]
+        scenario: Scenario,
+        #[arg(long, default_value = DEFAULT_DIR)]
+        dir: PathBuf,
+    },
+    /// Undo every scenario: restore the pool config, enable and restart the pool.
+    Repair {
+        #[arg(long, default_value = DEFAULT_DIR)]
+        dir: PathBuf,
+    },
+    /// Show the units and what a client of nginx sees.
+    Status {
+        #[arg(long, default_value = DEFAULT_DIR)]
+        dir: PathBuf,
+    },
+    /// Stop the sandbox and everything in it.
+    Down {
+        #[arg(long, default_value = DEFAULT_DIR)]
+        dir: PathBuf,
+    },
+}
+
+fn parse_scenario(s: &str) -> Result<Scenario, LabError> {
+    s.parse()
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        LabCommand::Up { dir, port } => up(dir, port),
+        LabCommand::Break { scenario, dir } => break_lab(scenario, &dir),
+        LabCommand::Repair { dir } => {
+            let lab = Lab::attach(&dir)?;
+            say("repairing: restoring the pool config, enabling and restarting php8.2-fpm");
+            lab.repair()?;
+            println!("{}", lab.status()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Status { dir } => {
+            println!("{}", Lab::attach(&dir)?.status()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Down { dir } => down(&dir),
+    }
+}
+
+fn up(dir: PathBuf, port: u16) -> anyhow::Result<ExitCode> {
+    let config = LabConfig {
+        dir: dir.clone(),
+        http_port: port,
+    };
+    let lab = Lab::up_with_progress(&config, &mut |step| say(step))?;
+    println!("{}", lab.status()?);
+    let dir_arg = dir_arg(&dir);
+    say(&format!(
+        "break it with `salve lab break crash{dir_arg}`, stop it with `salve lab down{dir_arg}`"
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn break_lab(scenario: Scenario, dir: &Path) -> anyhow::Result<ExitCode> {
+    let lab = Lab::attach(dir)?;
+    say(&format!(
+        "breaking the lab: {scenario}: {}",
+        scenario.describe()
+    ));
+    let started = Instant::now();
+    lab.break_scenario(scenario)?;
+    say(&format!(
+        "done in {:.1} s; undo with `salve lab repair{}`",
+        started.elapsed().as_secs_f64(),
+        dir_arg(dir)
+    ));
+    println!("{}", lab.status()?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn down(dir: &Path) -> anyhow::Result<ExitCode> {
+    match Lab::attach(dir) {
+        Ok(lab) => {
+            say(&format!("stopping the sandbox (systemd pid {})", lab.pid()));
+            let started = Instant::now();
+            lab.down()?;
+            say(&format!(
+                "lab is down in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        Err(LabError::Gone { pid, .. }) => {
+            Lab::remove_stale_record(dir)?;
+            say(&format!(
+                "the sandbox (pid {pid}) was already gone; cleared its record"
+            ));
+        }
+        Err(LabError::NotRunning { .. }) => say("no lab is running there; nothing to do"),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn say(step: &str) {
+    println!("salve lab: {step}");
+}
+
+fn dir_arg(dir: &Path) -> String {
+    if dir == Path::new(DEFAULT_DIR) {
+        String::new()
+    } else {
+        format!(" --dir {}", dir.display())
+    }
+}

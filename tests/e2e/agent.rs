@@ -1,0 +1,322 @@
+//! The agent heals PHP-FPM in the lab: crash, disable, crash loop, D-Bus restart, dry
+//! run, a broken policy dropped in, and a hung pool.
+
+use crate::harness::*;
+use salve::audit::Entry;
+use salve::lab::Scenario;
+use std::time::{Duration, Instant};
+
+const UNIT: &str = "php8.2-fpm.service";
+
+fn down_policy(ping: &str, guard: &str, extra: &str) -> String {
+    format!(
+        r#"apiVersion: salve.dev/v1alpha1
+kind: RemediationPolicy
+metadata:
+  name: php-fpm-down
+spec:
+  target:
+    unit: {UNIT}
+  trigger:
+    - unit: {{ activeState: [failed, inactive] }}
+  actions:
+    - resetFailed: {{}}
+    - restart: {{}}
+  verify:
+    http: {{ url: "{ping}", status: [200], within: 10s }}
+  guard: {guard}
+{extra}"#
+    )
+}
+
+const GUARD: &str = "{ cooldown: 2s, maxAttempts: 3, window: 1m, backoff: 1.0 }";
+
+#[test]
+fn crash_is_healed_within_five_seconds_and_journalled() {
+    let Some(env) = lab("crash") else { return };
+    let lab = env.lab();
+    let policies = env.dir.join("policies");
+    write_policy(
+        &policies,
+        "down.yaml",
+        &down_policy(&lab.ping_url(), GUARD, ""),
+    );
+    let agent = Agent::start(&env, &policies, &[]);
+    assert_eq!(http_status(lab.http_port(), "/ping.php"), Some(200));
+
+    let killed = Instant::now();
+    lab.break_scenario(Scenario::Crash).expect("crash the pool");
+    let saw_502 = wait_until(Duration::from_secs(2), || {
+        http_status(lab.http_port(), "/ping.php") == Some(502)
+    });
+    let healed = wait_until(Duration::from_secs(5), || {
+        http_status(lab.http_port(), "/ping.php") == Some(200)
+    });
+    let took = killed.elapsed();
+    assert!(
+        healed,
+        "ping.php not 200 within 5s of the crash\n{}",
+        agent.log_text()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || agent.count("outcome") >= 1),
+        "no outcome journalled"
+    );
+
+    let records = agent.records();
+    let intents = intents(&records);
+    assert_eq!(intents.len(), 1, "one crash, one restart: {records:#?}");
+    match &intents[0].entry {
+        Entry::Intent {
+            actions,
+            evidence,
+            dry_run: false,
+            ..
+        } => {
+            assert_eq!(actions, &["resetFailed", "restart"]);
+            assert!(evidence.iter().any(|e| e.contains("activeState=failed") || e.contains("activeState=inactive")), "{evidence:?}");
+        }
+        other => panic!("expected an intent, got {other:?}"),
+    }
+    let outcome = records
+        .iter()
+        .find(|r| r.entry.kind() == "outcome")
+        .expect("outcome");
+    match &outcome.entry {
+        Entry::Outcome {
+            result,
+            verification: Some(v),
+            ..
+        } => {
+            assert_eq!(*result, salve::engine::OutcomeResult::Ok);
+            assert!(v.passed, "verification failed: {}", v.detail);
+        }
+        other => panic!("expected a verified outcome, got {other:?}"),
+    }
+    eprintln!("crash healed in {took:?} (502 seen: {saw_502})");
+    agent.stop();
+}
+
+#[test]
+fn disabled_unit_is_enabled_again_and_journalled() {
+    let Some(env) = lab("disable") else { return };
+    let lab = env.lab();
+    let policies = env.dir.join("policies");
+    let yaml = format!(
+        r#"apiVersion: salve.dev/v1alpha1
+kind: RemediationPolicy
+metadata:
+  name: php-fpm-not-enabled
+spec:
+  target: {{ unit: {UNIT} }}
+  trigger:
+    - unit: {{ unitFileState: [disabled] }}
+  actions:
+    - enable: {{}}
+  guard: {{ cooldown: 5s, maxAttempts: 3, window: 1h }}
+"#
+    );
+    write_policy(&policies, "enable.yaml", &yaml);
+    let agent = Agent::start(&env, &policies, &[]);
+    lab.break_scenario(Scenario::Disable).expect("disable");
+    let enabled = wait_until(Duration::from_secs(10), || {
+        unit_state(lab, UNIT, "UnitFileState") == "enabled"
+    });
+    assert!(enabled, "unit not enabled again\n{}", agent.log_text());
+    assert!(wait_until(Duration::from_secs(5), || agent
+        .count("outcome")
+        == 1));
+    let records = agent.records();
+    assert_eq!(intents(&records).len(), 1, "{records:#?}");
+    assert!(
+        matches!(&intents(&records)[0].entry, Entry::Intent { actions, .. } if actions == &["enable"])
+    );
+    agent.stop();
+}
+
+#[test]
+fn crash_loop_stops_at_max_attempts_and_escalates_exactly_once() {
+    let Some(env) = lab("crashloop") else { return };
+    let lab = env.lab();
+    let hook = Webhook::start();
+    let policies = env.dir.join("policies");
+    let escalate = format!(
+        "  escalate:\n    - notify: {{ webhook: \"{}\" }}\n",
+        hook.url
+    );
+    let guard = "{ cooldown: 1s, maxAttempts: 2, window: 1m, backoff: 1.0 }";
+    let mut yaml = down_policy(&lab.ping_url(), guard, &escalate);
+    yaml = yaml.replace("within: 10s", "within: 2s");
+    write_policy(&policies, "down.yaml", &yaml);
+    let agent = Agent::start(&env, &policies, &[]);
+    lab.break_scenario(Scenario::CrashLoop).expect("crash loop");
+    let escalated = wait_until(Duration::from_secs(30), || hook.count() >= 1);
+    assert!(escalated, "no escalation\n{}", agent.log_text());
+    // Stay a while: nothing more may happen within the window.
+    std::thread::sleep(Duration::from_secs(6));
+    let records = agent.records();
+    assert_eq!(
+        intents(&records).len(),
+        2,
+        "exactly maxAttempts restarts: {records:#?}"
+    );
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.entry.kind() == "escalate")
+            .count(),
+        1
+    );
+    assert_eq!(hook.count(), 1, "the webhook is called exactly once");
+    let bodies = hook
+        .bodies
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    assert!(
+        bodies[0].contains("\"policy\":\"php-fpm-down\""),
+        "{bodies:?}"
+    );
+    let outcomes = records
+        .iter()
+        .filter(|r| matches!(r.entry, Entry::Outcome { .. }))
+        .count();
+    assert_eq!(outcomes, 2);
+    lab.repair().expect("repair the lab");
+    agent.stop();
+}
+
+#[test]
+fn agent_reconnects_after_dbus_restart_and_still_heals() {
+    let Some(env) = lab("dbus-restart") else {
+        return;
+    };
+    let lab = env.lab();
+    let policies = env.dir.join("policies");
+    write_policy(
+        &policies,
+        "down.yaml",
+        &down_policy(&lab.ping_url(), GUARD, ""),
+    );
+    let agent = Agent::start(&env, &policies, &[]);
+    lab.systemctl(&["restart", "dbus.service"])
+        .expect("restart dbus");
+    agent.wait_for_log("D-Bus connection lost", Duration::from_secs(10));
+    let reconnected = wait_until(Duration::from_secs(15), || {
+        agent.log_text().matches("watching systemd units").count() >= 2
+    });
+    assert!(reconnected, "agent did not reconnect\n{}", agent.log_text());
+    lab.break_scenario(Scenario::Crash).expect("crash");
+    let healed = wait_until(Duration::from_secs(10), || {
+        agent.count("intent") >= 1 && http_status(lab.http_port(), "/ping.php") == Some(200)
+    });
+    assert!(
+        healed,
+        "not healed after the D-Bus restart\n{}",
+        agent.log_text()
+    );
+    agent.stop();
+}
+
+#[test]
+fn dry_run_restarts_nothing_and_journals_its_decisions() {
+    let Some(env) = lab("dry-run") else { return };
+    let lab = env.lab();
+    let policies = env.dir.join("policies");
+    write_policy(
+        &policies,
+        "down.yaml",
+        &down_policy(&lab.ping_url(), GUARD, ""),
+    );
+    let agent = Agent::start(&env, &policies, &["--dry-run"]);
+    lab.break_scenario(Scenario::Crash).expect("crash");
+    let journalled = wait_until(Duration::from_secs(5), || {
+        agent.records().iter().any(|r| matches!(&r.entry, Entry::Skip { reason, dry_run: true, .. } if reason == "dry_run"))
+    });
+    assert!(
+        journalled,
+        "no dry-run decision journalled\n{}",
+        agent.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        unit_state(lab, UNIT, "ActiveState"),
+        "failed",
+        "dry run must not restart"
+    );
+    assert_eq!(agent.count("intent"), 0);
+    assert_eq!(http_status(lab.http_port(), "/ping.php"), Some(502));
+    agent.stop();
+}
+
+#[test]
+fn broken_policy_dropped_in_is_rejected_and_the_old_set_keeps_healing() {
+    let Some(env) = lab("broken-policy") else {
+        return;
+    };
+    let lab = env.lab();
+    let policies = env.dir.join("policies");
+    write_policy(
+        &policies,
+        "down.yaml",
+        &down_policy(&lab.ping_url(), GUARD, ""),
+    );
+    let agent = Agent::start(&env, &policies, &[]);
+    write_policy(&policies, "broken.yaml", "apiVersion: salve.dev/v1alpha1\nkind: RemediationPolicy\nmetadata: { name: broken }\nspec:\n  target: { unit: x.service }\n  trigger: [{ unit: { activeState: [faild] } }]\n  actions: [{ restart: {} }]\n");
+    agent.wait_for_log("broken.yaml:6:37", Duration::from_secs(5));
+    agent.wait_for_log("keeping the last good policy set", Duration::from_secs(2));
+    lab.break_scenario(Scenario::Crash).expect("crash");
+    let healed = wait_until(Duration::from_secs(8), || {
+        agent.count("intent") >= 1 && http_status(lab.http_port(), "/ping.php") == Some(200)
+    });
+    assert!(healed, "old policy set did not heal\n{}", agent.log_text());
+    agent.stop();
+}
+
+#[test]
+fn hung_pool_is_caught_by_the_http_probe_and_restarted() {
+    let Some(env) = lab("hang") else { return };
+    let lab = env.lab();
+    let policies = env.dir.join("policies");
+    let ping = lab.ping_url();
+    let yaml = format!(
+        r#"apiVersion: salve.dev/v1alpha1
+kind: RemediationPolicy
+metadata:
+  name: php-fpm-hung
+spec:
+  target: {{ unit: {UNIT} }}
+  trigger:
+    - http: {{ url: "{ping}", status: [502, 503, 504], failures: 2, interval: 1s, timeout: 1s }}
+  actions:
+    - restart: {{}}
+  verify:
+    http: {{ url: "{ping}", status: [200], within: 10s }}
+  guard: {{ cooldown: 5s, maxAttempts: 2, window: 1m }}
+"#
+    );
+    write_policy(&policies, "hung.yaml", &yaml);
+    let agent = Agent::start(&env, &policies, &[]);
+    lab.break_scenario(Scenario::Hang).expect("hang the pool");
+    assert_eq!(
+        unit_state(lab, UNIT, "ActiveState"),
+        "active",
+        "a hung pool is still active"
+    );
+    let restarted = wait_until(Duration::from_secs(20), || agent.count("intent") >= 1);
+    assert!(restarted, "probe never fired\n{}", agent.log_text());
+    let healed = wait_until(Duration::from_secs(15), || {
+        http_status(lab.http_port(), "/ping.php") == Some(200)
+    });
+    assert!(
+        healed,
+        "ping.php not 200 after the restart\n{}",
+        agent.log_text()
+    );
+    let records = agent.records();
+    assert!(
+        matches!(&intents(&records)[0].entry, Entry::Intent { evidence, .. } if evidence.iter().any(|e| e.starts_with("http ")))
+    );
+    lab.repair().expect("repair");
+    agent.stop();
+}

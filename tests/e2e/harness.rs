@@ -1,0 +1,252 @@
+//! What every end-to-end test needs: a lab, an agent process, a webhook receiver, and
+//! patient assertions with deadlines.
+
+use salve::audit::{read_journal, Entry, Record};
+use salve::lab::{Lab, LabConfig, LabGuard};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// This binary's own fixed port, distinct from the lab tests' and the demo's.
+pub const LAB_PORT: u16 = 18490;
+
+static ONE_LAB_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+pub struct Env {
+    pub lab: LabGuard,
+    pub dir: PathBuf,
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl Env {
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+}
+
+/// Boots a fresh lab for one test, or explains why it cannot (and fails under CI).
+pub fn lab(test: &str) -> Option<Env> {
+    let lock = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY-free check of the effective uid via /proc, to avoid a libc dependency.
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false);
+    if !root {
+        let why = "end-to-end tests need root (they boot systemd in a PID namespace)";
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{why}; under CI they must run"
+        );
+        eprintln!("skipping {test}: {why}");
+        return None;
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/e2e")
+        .join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the test's directory");
+    let config = LabConfig {
+        dir: dir.join("lab"),
+        http_port: LAB_PORT,
+    };
+    let lab = Lab::up(&config).unwrap_or_else(|e| panic!("lab up failed: {e}"));
+    Some(Env {
+        lab: LabGuard::new(lab),
+        dir,
+        _lock: lock,
+    })
+}
+
+/// A running `salve agent`, stopped with SIGTERM (then SIGKILL) when dropped.
+pub struct Agent {
+    child: Child,
+    pub log: PathBuf,
+    pub journal: PathBuf,
+}
+
+impl Agent {
+    pub fn start(env: &Env, policies: &Path, extra: &[&str]) -> Agent {
+        let log = env.dir.join("agent.log");
+        let journal = env.dir.join("journal.jsonl");
+        let out = std::fs::File::create(&log).expect("agent log");
+        let err = out.try_clone().expect("agent log");
+        let bus = env.lab().bus_address();
+        let child = Command::new(env!("CARGO_BIN_EXE_salve"))
+            .args(["agent", "--policies"])
+            .arg(policies)
+            .args(["--bus", &bus, "--journal"])
+            .arg(&journal)
+            .args(extra)
+            .env("RUST_LOG", "salve=debug")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start salve agent");
+        let agent = Agent {
+            child,
+            log,
+            journal,
+        };
+        agent.wait_for_log("watching systemd units", Duration::from_secs(10));
+        agent
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_for_log(&self, needle: &str, within: Duration) {
+        let found = wait_until(within, || self.log_text().contains(needle));
+        assert!(
+            found,
+            "agent log never said {needle:?} within {within:?}:\n{}",
+            self.log_text()
+        );
+    }
+
+    pub fn records(&self) -> Vec<Record> {
+        let read = read_journal(&self.journal).expect("read journal");
+        assert!(
+            read.problems.is_empty(),
+            "journal problems: {:?}",
+            read.problems
+        );
+        read.records
+    }
+
+    pub fn count(&self, kind: &str) -> usize {
+        self.records()
+            .iter()
+            .filter(|r| r.entry.kind() == kind)
+            .count()
+    }
+
+    /// Stops the agent the way systemd would, and waits for it.
+    pub fn stop(mut self) -> String {
+        self.terminate();
+        self.log_text()
+    }
+
+    fn terminate(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        // SIGTERM by this child's own PID: it is ours.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+pub fn wait_until(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// One GET with a short timeout; `None` when nothing answered.
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut status_line = String::new();
+    BufReader::new(stream).read_line(&mut status_line).ok()?;
+    status_line.split_whitespace().nth(1)?.parse().ok()
+}
+
+pub fn write_policy(dir: &Path, file: &str, yaml: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("policy dir");
+    let path = dir.join(file);
+    std::fs::write(&path, yaml).expect("write policy");
+    path
+}
+
+/// Counts POSTs to a local webhook and keeps their bodies.
+pub struct Webhook {
+    pub url: String,
+    pub hits: Arc<AtomicUsize>,
+    pub bodies: Arc<Mutex<Vec<String>>>,
+}
+
+impl Webhook {
+    pub fn start() -> Webhook {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook");
+        let port = listener.local_addr().expect("webhook addr").port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let (h, b) = (Arc::clone(&hits), Arc::clone(&bodies));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut stream = stream;
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = vec![0u8; 16 * 1024];
+                let n = stream.read(&mut buf).unwrap_or(0);
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                if text.starts_with("POST") {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    b.lock().unwrap_or_else(|e| e.into_inner()).push(text);
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Webhook {
+            url: format!("http://127.0.0.1:{port}/hooks/salve"),
+            hits,
+            bodies,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+pub fn intents(records: &[Record]) -> Vec<&Record> {
+    records
+        .iter()
+        .filter(|r| matches!(r.entry, Entry::Intent { .. }))
+        .collect()
+}
+
+pub fn unit_state(lab: &Lab, unit: &str, property: &str) -> String {
+    let out = lab
+        .systemctl(&["show", "-p", property, "--value", unit])
+        .expect("systemctl show");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
