@@ -1,6 +1,10 @@
-//! Per-policy guardrails: cooldown with backoff, attempts per window, the circuit.
+//! Per-target guardrails: cooldown with backoff, attempts per window, the circuit.
+//!
+//! Kept per target, not per policy: two policies that both restart php8.2-fpm share one
+//! history, one attempt in flight and one circuit, so together they can never do more
+//! to a unit than either may alone. Each policy's own limits are checked against that
+//! shared history.
 
-use super::decision::SkipReason;
 use super::time::Timestamp;
 use crate::policy::Guard;
 use std::collections::VecDeque;
@@ -17,9 +21,9 @@ pub struct GuardState {
     pub circuit_closes_at: Option<Timestamp>,
     /// The attempt running now, if any.
     pub in_flight: Option<u64>,
-    /// The last skip reported, so a condition that keeps holding is journalled once per
-    /// reason rather than on every event.
-    pub last_skip: Option<SkipReason>,
+    /// Attempts older than this are forgotten: the longest window of any policy on the
+    /// target, so no policy's count is cut short.
+    pub horizon: Duration,
 }
 
 pub enum GuardVerdict {
@@ -47,20 +51,20 @@ impl GuardState {
             if now < closes_at {
                 return GuardVerdict::CircuitOpen { closes_at };
             }
-            self.close_circuit();
+            // The window has passed: the attempts that opened the circuit are now outside
+            // the opening policy's window by construction. They are kept, because another
+            // policy on this target with a longer window still counts them.
+            self.circuit_closes_at = None;
+            self.consecutive_failures = 0;
         }
-        while self
-            .attempts
-            .front()
-            .is_some_and(|&t| t + guard.window <= now)
-        {
+        let horizon = self.horizon.max(guard.window);
+        while self.attempts.front().is_some_and(|&t| t + horizon <= now) {
             self.attempts.pop_front();
         }
-        if self.attempts.len() >= guard.max_attempts as usize {
+        let recent = self.attempts_within(guard, now);
+        if recent >= guard.max_attempts {
             self.circuit_closes_at = Some(now + guard.window);
-            return GuardVerdict::OpenCircuit {
-                attempts: self.attempts.len() as u32,
-            };
+            return GuardVerdict::OpenCircuit { attempts: recent };
         }
         if let Some(last) = self.last_start {
             let retry_at = last + self.cooldown(guard);
@@ -71,16 +75,22 @@ impl GuardState {
         GuardVerdict::Go
     }
 
+    fn attempts_within(&self, guard: &Guard, now: Timestamp) -> u32 {
+        self.attempts
+            .iter()
+            .filter(|&&t| t + guard.window > now)
+            .count() as u32
+    }
+
     pub fn cooldown(&self, guard: &Guard) -> Duration {
         current_cooldown(guard, self.consecutive_failures)
     }
 
-    /// Records an attempt starting now; returns its number within the window.
-    pub fn start(&mut self, now: Timestamp) -> u32 {
+    /// Records an attempt starting now; returns its number within `guard`'s window.
+    pub fn start(&mut self, guard: &Guard, now: Timestamp) -> u32 {
         self.attempts.push_back(now);
         self.last_start = Some(now);
-        self.last_skip = None;
-        self.attempts.len() as u32
+        self.attempts_within(guard, now)
     }
 
     pub fn finish(&mut self, succeeded: bool) {
@@ -92,12 +102,11 @@ impl GuardState {
         }
     }
 
-    /// A person's reset, or the window passing: start afresh.
+    /// A person's reset: start afresh, history and all.
     pub fn close_circuit(&mut self) {
         self.circuit_closes_at = None;
         self.attempts.clear();
         self.consecutive_failures = 0;
-        self.last_skip = None;
     }
 }
 

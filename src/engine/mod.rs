@@ -37,10 +37,24 @@ use std::path::PathBuf;
 #[derive(Default)]
 struct PolicyState {
     triggers: Vec<TriggerState>,
-    guard: GuardState,
+    target: TargetId,
     /// The earliest timer pending for this policy, to avoid flooding the heap.
     scheduled: Option<Timestamp>,
     waiting_for_slot: bool,
+    /// The last skip reported, so a condition that keeps holding is journalled once per
+    /// reason rather than on every event.
+    last_skip: Option<SkipReason>,
+}
+
+/// Index of a target (a unit) in the engine's target list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct TargetId(u32);
+
+struct TargetState {
+    name: String,
+    guard: GuardState,
+    /// The policies acting on this target.
+    policies: Vec<PolicyId>,
 }
 
 pub struct Engine {
@@ -52,6 +66,10 @@ pub struct Engine {
     by_url: HashMap<String, Vec<(PolicyId, usize)>>,
     by_log: HashMap<PathBuf, Vec<(PolicyId, usize)>>,
     units: HashMap<String, UnitSnapshot>,
+    targets: Vec<TargetState>,
+    /// Which target each attempt in flight acts on, so its outcome finds it even after
+    /// a reload removed the policy that started it.
+    attempt_targets: HashMap<u64, TargetId>,
     global: GlobalState,
     timers: BinaryHeap<Reverse<(Timestamp, PolicyId)>>,
     /// Policies held back by `max_concurrent`, first come first served.
@@ -72,6 +90,8 @@ impl Engine {
             by_url: HashMap::new(),
             by_log: HashMap::new(),
             units: HashMap::new(),
+            targets: Vec::new(),
+            attempt_targets: HashMap::new(),
             global: GlobalState::default(),
             timers: BinaryHeap::new(),
             waiting_for_slot: Vec::new(),
@@ -81,8 +101,27 @@ impl Engine {
         engine
     }
 
+    /// The target named `unit`, created on first use. Targets are never dropped: an
+    /// attempt in flight on a target whose policies were removed still reports back.
+    fn target_for(&mut self, unit: &str) -> TargetId {
+        if let Some(i) = self.targets.iter().position(|t| t.name == unit) {
+            return TargetId(i as u32);
+        }
+        self.targets.push(TargetState {
+            name: unit.to_string(),
+            guard: GuardState::default(),
+            policies: Vec::new(),
+        });
+        TargetId(self.targets.len() as u32 - 1)
+    }
+
     /// Replaces the policy list and rebuilds every index, with fresh per-policy state.
+    /// Target state (attempts, backoff, circuit, attempt in flight) is kept by unit.
     fn install(&mut self, policies: Vec<Policy>) {
+        for target in &mut self.targets {
+            target.policies.clear();
+            target.guard.horizon = std::time::Duration::ZERO;
+        }
         self.by_name.clear();
         self.by_unit.clear();
         self.by_url.clear();
@@ -113,7 +152,12 @@ impl Engine {
                     .or_default()
                     .push(id);
             }
+            let target = self.target_for(policy.spec.target.unit.as_str());
+            let target_state = &mut self.targets[target.0 as usize];
+            target_state.policies.push(id);
+            target_state.guard.horizon = target_state.guard.horizon.max(policy.spec.guard.window);
             self.states.push(PolicyState {
+                target,
                 triggers: policy
                     .spec
                     .trigger
@@ -152,12 +196,16 @@ impl Engine {
         self.timers.peek().map(|Reverse((t, _))| *t)
     }
 
-    /// Whether a policy's circuit is open at `now`.
+    /// Whether the circuit of a policy's target is open at `now`.
     pub fn circuit_open(&self, id: PolicyId, now: Timestamp) -> bool {
-        self.states[id.index()]
+        self.target_of(id)
             .guard
             .circuit_closes_at
             .is_some_and(|t| now < t)
+    }
+
+    fn target_of(&self, id: PolicyId) -> &TargetState {
+        &self.targets[self.states[id.index()].target.0 as usize]
     }
 
     /// Feeds one event at `now`, appending any decisions to `out`. Timers already due are
@@ -205,8 +253,12 @@ impl Engine {
             Event::Outcome(outcome) => self.on_outcome(now, outcome, out),
             Event::Reset(reset) => {
                 if let Some(id) = self.policy_id(&reset.policy) {
-                    self.states[id.index()].guard.close_circuit();
-                    self.evaluate(now, id, out);
+                    let target = self.states[id.index()].target.0 as usize;
+                    self.targets[target].guard.close_circuit();
+                    for id in self.targets[target].policies.clone() {
+                        self.states[id.index()].last_skip = None;
+                        self.evaluate(now, id, out);
+                    }
                 }
             }
             Event::Tick {} => {}
@@ -251,22 +303,38 @@ impl Engine {
     }
 
     fn on_outcome(&mut self, now: Timestamp, outcome: &Outcome, out: &mut Vec<Decision>) {
-        let Some(id) = self.policy_id(&outcome.policy) else {
-            return;
+        let target = match outcome.attempt_id {
+            Some(attempt) => self.attempt_targets.get(&attempt).copied(),
+            None => self
+                .policy_id(&outcome.policy)
+                .map(|id| self.states[id.index()].target),
         };
-        let guard = &mut self.states[id.index()].guard;
-        let Some(running) = guard.in_flight else {
+        let Some(target) = target else { return };
+        let state = &mut self.targets[target.0 as usize];
+        let Some(running) = state.guard.in_flight else {
             return;
         };
         if outcome.attempt_id.is_some_and(|a| a != running) {
             return;
         }
-        guard.finish(outcome.succeeded());
+        self.attempt_targets.remove(&running);
+        state.guard.finish(outcome.succeeded());
         self.global.finished();
-        self.evaluate(now, id, out);
-        // A freed slot may let a policy that was held back by `max_concurrent` act.
+        // What the target's triggers saw while the attempt ran describes the trouble it
+        // was fixing, not a new one: the next attempt needs fresh evidence.
+        for &id in &state.policies {
+            self.states[id.index()]
+                .triggers
+                .iter_mut()
+                .for_each(TriggerState::consume_evidence);
+        }
+        // The freed slot goes to whoever waited for one first, then the target is
+        // re-decided.
         for id in std::mem::take(&mut self.waiting_for_slot) {
             self.states[id.index()].waiting_for_slot = false;
+            self.evaluate(now, id, out);
+        }
+        for id in self.targets[target.0 as usize].policies.clone() {
             self.evaluate(now, id, out);
         }
     }
@@ -299,6 +367,7 @@ impl Engine {
         let policy = &self.policies[id.index()];
         let unit = self.units.get(policy.spec.target.unit.as_str());
         let state = &mut self.states[id.index()];
+        let target = &mut self.targets[state.target.0 as usize];
         let mut fired = Vec::new();
         let mut wake: Option<Timestamp> = None;
         for (t, trigger) in policy.spec.trigger.iter().enumerate() {
@@ -329,8 +398,8 @@ impl Engine {
                     retry_at: Option<Timestamp>,
                     attempt: Option<u32>,
                     out: &mut Vec<Decision>| {
-            if state.guard.last_skip != Some(reason) || reason == SkipReason::DryRun {
-                state.guard.last_skip = Some(reason);
+            if state.last_skip != Some(reason) || reason == SkipReason::DryRun {
+                state.last_skip = Some(reason);
                 out.push(Decision {
                     at: now,
                     policy: id,
@@ -347,23 +416,23 @@ impl Engine {
         let mut retry: Option<Timestamp> = None;
         if fired.is_empty() {
             // The episode is over: the next one gets its skips journalled afresh.
-            state.guard.last_skip = None;
-        } else if state.guard.in_flight.is_some() {
+            state.last_skip = None;
+        } else if target.guard.in_flight.is_some() {
             skip(state, SkipReason::InFlight, None, None, out);
         } else {
-            match state.guard.check(&policy.spec.guard, now) {
+            match target.guard.check(&policy.spec.guard, now) {
                 GuardVerdict::CircuitOpen { closes_at } => {
                     skip(state, SkipReason::CircuitOpen, Some(closes_at), None, out);
                     retry = Some(closes_at);
                 }
                 GuardVerdict::OpenCircuit { attempts } => {
-                    state.guard.last_skip = Some(SkipReason::CircuitOpen);
+                    state.last_skip = Some(SkipReason::CircuitOpen);
                     out.push(Decision {
                         at: now,
                         policy: id,
                         verdict: Verdict::Escalate { attempts, dry_run },
                     });
-                    retry = state.guard.circuit_closes_at;
+                    retry = target.guard.circuit_closes_at;
                 }
                 GuardVerdict::Cooldown { retry_at } => {
                     skip(state, SkipReason::Cooldown, Some(retry_at), None, out);
@@ -371,14 +440,18 @@ impl Engine {
                 }
                 GuardVerdict::Go if dry_run => {
                     // A dry run walks the guardrails as a real run would, so it shows
-                    // the cooldowns and the circuit the policy would meet.
-                    let attempt = state.guard.start(now);
+                    // the cooldowns, the backoff and the circuit the policy would meet.
+                    // Nothing was changed, so nothing was fixed: the attempt counts as
+                    // failed.
+                    let attempt = target.guard.start(&policy.spec.guard, now);
                     skip(state, SkipReason::DryRun, None, Some(attempt), out);
-                    state.guard.finish(true);
-                    fired
-                        .iter()
-                        .for_each(|&t| state.triggers[t].consume_evidence());
-                    retry = Some(now + state.guard.cooldown(&policy.spec.guard));
+                    target.guard.finish(false);
+                    state.last_skip = None;
+                    state
+                        .triggers
+                        .iter_mut()
+                        .for_each(TriggerState::consume_evidence);
+                    retry = Some(now + target.guard.cooldown(&policy.spec.guard));
                 }
                 GuardVerdict::Go => match self.global.check(&self.limits, now) {
                     GlobalVerdict::StormCap { retry_at } => {
@@ -394,14 +467,17 @@ impl Engine {
                     }
                     GlobalVerdict::Go => {
                         let evidence = evidence(state);
-                        let attempt = state.guard.start(now);
+                        let attempt = target.guard.start(&policy.spec.guard, now);
                         let attempt_id = self.next_attempt_id;
                         self.next_attempt_id += 1;
-                        state.guard.in_flight = Some(attempt_id);
+                        target.guard.in_flight = Some(attempt_id);
+                        self.attempt_targets.insert(attempt_id, state.target);
                         self.global.started(now);
-                        fired
-                            .iter()
-                            .for_each(|&t| state.triggers[t].consume_evidence());
+                        state.last_skip = None;
+                        state
+                            .triggers
+                            .iter_mut()
+                            .for_each(TriggerState::consume_evidence);
                         out.push(Decision {
                             at: now,
                             policy: id,

@@ -76,7 +76,9 @@ fn build(params: &[GuardParams], dry_run: bool, limits: Limits) -> Engine {
                 g.backoff_tenths % 10
             );
             let extra = if dry_run { "  dryRun: true\n" } else { "" };
-            policy_yaml(&format!("p{i}"), &format!("u{i}.service"), &trigger, &guard, extra)
+            // Policies 0 and 2 share a target: guardrails hold per target, across policies.
+            let unit = format!("u{}.service", target_of(i));
+            policy_yaml(&format!("p{i}"), &unit, &trigger, &guard, extra)
         })
         .collect();
     engine_from(&yaml, limits)
@@ -85,7 +87,7 @@ fn build(params: &[GuardParams], dry_run: bool, limits: Limits) -> Engine {
 fn event(step: &Step) -> Event {
     match step {
         Step::UnitState(u, s) => Event::Unit(UnitObservation {
-            name: format!("u{u}.service"),
+            name: format!("u{}.service", target_of(*u)),
             active_state: Some(*s),
             sub_state: None,
             unit_file_state: None,
@@ -152,6 +154,23 @@ fn run(engine: &mut Engine, steps: &[(u64, Step)]) -> Vec<Decision> {
         .collect()
 }
 
+const TARGETS: usize = 2;
+
+fn target_of(policy: usize) -> usize {
+    policy % TARGETS
+}
+
+/// Every act on `target`, in order, with the policy that made it.
+fn acts_on(decisions: &[Decision], target: usize) -> Vec<(Timestamp, usize)> {
+    decisions
+        .iter()
+        .filter(|d| {
+            matches!(d.verdict, Verdict::Act { .. }) && target_of(d.policy.index()) == target
+        })
+        .map(|d| (d.at, d.policy.index()))
+        .collect()
+}
+
 fn guard_of(engine: &Engine, id: PolicyId) -> Guard {
     engine.policy(id).spec.guard.clone()
 }
@@ -164,63 +183,62 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn attempts_within_any_window_never_exceed_max_attempts(
+    fn attempts_on_a_target_within_any_window_never_exceed_max_attempts(
         params in prop::collection::vec(guard_params(), POLICIES),
         steps in steps(),
     ) {
         let mut engine = build(&params, false, Limits { max_actions_per_minute: 1000, max_concurrent: 1000, dry_run: false });
         let decisions = run(&mut engine, &steps);
-        for p in 0..POLICIES {
-            let id = PolicyId(p as u32);
-            let guard = guard_of(&engine, id);
-            let acts: Vec<Timestamp> = decisions.iter()
-                .filter(|d| d.policy == id && matches!(d.verdict, Verdict::Act { .. }))
-                .map(|d| d.at).collect();
-            for (i, &t) in acts.iter().enumerate() {
-                let in_window = acts[..=i].iter().filter(|&&s| s + guard.window > t).count();
+        for target in 0..TARGETS {
+            let acts = acts_on(&decisions, target);
+            for (i, &(t, p)) in acts.iter().enumerate() {
+                let guard = guard_of(&engine, PolicyId(p as u32));
+                let in_window = acts[..=i].iter().filter(|&&(s, _)| s + guard.window > t).count();
                 prop_assert!(in_window as u32 <= guard.max_attempts,
-                    "policy p{p}: {in_window} attempts within {:?} ending at {t}", guard.window);
+                    "target u{target}: {in_window} attempts within {:?} ending at {t} (p{p} allows {})", guard.window, guard.max_attempts);
             }
         }
     }
 
     #[test]
-    fn consecutive_attempts_are_at_least_the_current_cooldown_apart(
+    fn consecutive_attempts_on_a_target_are_at_least_the_current_cooldown_apart(
         params in prop::collection::vec(guard_params(), POLICIES),
         steps in steps(),
     ) {
         let mut engine = build(&params, false, Limits { max_actions_per_minute: 1000, max_concurrent: 1000, dry_run: false });
         let log = run_logged(&mut engine, &steps);
-        // Walk the run in order to know each policy's failure streak at every act.
-        for p in 0..POLICIES {
-            let id = PolicyId(p as u32);
-            let guard = guard_of(&engine, id);
+        // Walk the run in order to know each target's failure streak at every act.
+        for target in 0..TARGETS {
             let mut last_act: Option<Timestamp> = None;
             let mut streak = 0u32;
-            let mut circuit_between = false;
+            let mut circuit_window: Option<Duration> = None;
             let mut in_flight = false;
             for entry in &log {
                 match entry {
                     Logged::Fed(i) => {
                         if let Step::Outcome(q, result, verified) = &steps[*i].1 {
-                            if *q == p && in_flight {
+                            if target_of(*q) == target && in_flight {
                                 in_flight = false;
                                 if *result == OutcomeResult::Ok && *verified { streak = 0 } else { streak += 1 }
                             }
                         }
                     }
-                    Logged::Decided(d) if d.policy == id => match d.verdict {
+                    Logged::Decided(d) if target_of(d.policy.index()) == target => match d.verdict {
                         Verdict::Act { .. } => {
+                            let guard = guard_of(&engine, d.policy);
                             if let Some(prev) = last_act {
                                 let gap = d.at.saturating_since(prev);
-                                let needed = if circuit_between { guard.window } else { current_cooldown(&guard, streak) };
-                                prop_assert!(gap >= needed, "p{p}: attempts {prev} and {} only {gap:?} apart, need {needed:?}", d.at);
+                                let needed = circuit_window.unwrap_or_else(|| current_cooldown(&guard, streak));
+                                prop_assert!(gap >= needed, "u{target}: attempts {prev} and {} only {gap:?} apart, need {needed:?}", d.at);
                             }
                             last_act = Some(d.at);
-                            circuit_between = false;
+                            circuit_window = None;
                             in_flight = true;
                         }
-                        Verdict::Escalate { .. } => { circuit_between = true; streak = 0; }
+                        Verdict::Escalate { .. } => {
+                            circuit_window = Some(guard_of(&engine, d.policy).window);
+                            streak = 0;
+                        }
                         Verdict::Skip { .. } => {}
                     },
                     Logged::Decided(_) => {}
@@ -248,23 +266,28 @@ proptest! {
     ) {
         let mut engine = build(&params, false, Limits { max_actions_per_minute: 1000, max_concurrent: 1000, dry_run: false });
         let decisions = run(&mut engine, &steps);
-        for p in 0..POLICIES {
-            let id = PolicyId(p as u32);
-            let guard = guard_of(&engine, id);
+        for target in 0..TARGETS {
             let mut acts_since_escalation = u32::MAX;
-            let mut last_escalation: Option<Timestamp> = None;
-            for d in decisions.iter().filter(|d| d.policy == id) {
+            let mut last_escalation: Option<(Timestamp, Duration)> = None;
+            for d in decisions.iter().filter(|d| target_of(d.policy.index()) == target) {
                 match d.verdict {
                     Verdict::Act { .. } => acts_since_escalation = acts_since_escalation.saturating_add(1),
                     Verdict::Escalate { .. } => {
-                        // A new opening needs the old circuit closed (a window) and the
-                        // attempts counted afresh up to maxAttempts.
-                        prop_assert!(acts_since_escalation >= guard.max_attempts,
-                            "p{p}: escalated again after only {acts_since_escalation} attempts");
-                        if let Some(prev) = last_escalation {
-                            prop_assert!(d.at.saturating_since(prev) >= guard.window);
+                        let guard = guard_of(&engine, d.policy);
+                        // A new opening needs the old circuit closed (its window passed)
+                        // and the attempts counted afresh up to maxAttempts.
+                        // On a target with one policy, that means maxAttempts fresh
+                        // attempts; with several, another policy's longer window may
+                        // still count attempts from before, so only the window holds.
+                        let policies_on_target = (0..POLICIES).filter(|&q| target_of(q) == target).count();
+                        if policies_on_target == 1 {
+                            prop_assert!(acts_since_escalation >= guard.max_attempts,
+                                "u{target}: escalated again after only {acts_since_escalation} attempts");
                         }
-                        last_escalation = Some(d.at);
+                        if let Some((prev, window)) = last_escalation {
+                            prop_assert!(d.at.saturating_since(prev) >= window);
+                        }
+                        last_escalation = Some((d.at, guard.window));
                         acts_since_escalation = 0;
                     }
                     Verdict::Skip { .. } => {}
@@ -282,11 +305,28 @@ proptest! {
     ) {
         let limits = Limits { max_actions_per_minute: cap, max_concurrent: concurrent, dry_run: false };
         let mut engine = build(&params, false, limits);
-        let decisions = run(&mut engine, &steps);
-        let acts: Vec<Timestamp> = decisions.iter().filter(|d| matches!(d.verdict, Verdict::Act { .. })).map(|d| d.at).collect();
-        for (i, &t) in acts.iter().enumerate() {
-            let in_minute = acts[..=i].iter().filter(|&&s| s + STORM_WINDOW > t).count();
-            prop_assert!(in_minute as u32 <= cap, "{in_minute} actions in the minute ending at {t}");
+        let log = run_logged(&mut engine, &steps);
+        let mut starts: Vec<Timestamp> = Vec::new();
+        let mut running = [false; TARGETS];
+        for entry in &log {
+            match entry {
+                Logged::Fed(i) => {
+                    if let Step::Outcome(q, _, _) = &steps[*i].1 {
+                        running[target_of(*q)] = false;
+                    }
+                }
+                Logged::Decided(d) => {
+                    if let Verdict::Act { .. } = d.verdict {
+                        let t = d.at;
+                        starts.push(t);
+                        let in_minute = starts.iter().filter(|&&s| s + STORM_WINDOW > t).count();
+                        prop_assert!(in_minute as u32 <= cap, "{in_minute} actions in the minute ending at {t}");
+                        running[target_of(d.policy.index())] = true;
+                        let at_once = running.iter().filter(|&&r| r).count();
+                        prop_assert!(at_once as u32 <= concurrent, "{at_once} attempts running at once at {t}");
+                    }
+                }
+            }
         }
     }
 }

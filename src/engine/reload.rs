@@ -5,11 +5,12 @@ use crate::policy::Policy;
 use std::collections::HashMap;
 
 impl Engine {
-    /// Installs `policies` (a reload). A policy whose name survives keeps its attempts,
-    /// backoff, open circuit and attempt in flight, so editing a file can never be a way
-    /// around a guardrail; its trigger progress (debounce, failure counts, log hits) is
-    /// kept only for triggers that did not change. Every policy is then re-decided at
-    /// `now`, which may produce decisions.
+    /// Installs `policies` (a reload). Guard state lives with the target unit, not the
+    /// policy, so attempts, backoff, an open circuit and an attempt in flight survive any
+    /// edit, rename or removal: editing a file is never a way around a guardrail. A
+    /// policy whose name survives also keeps its trigger progress (debounce, failure
+    /// counts, log hits) for triggers that did not change. Every policy is then
+    /// re-decided at `now`, which may produce decisions.
     pub fn replace_policies(
         &mut self,
         now: Timestamp,
@@ -35,7 +36,7 @@ impl Engine {
                 continue;
             };
             let state = &mut self.states[i];
-            state.guard = old_state.guard;
+            state.last_skip = old_state.last_skip;
             for (t, (new_trigger, track)) in self.policies[i]
                 .spec
                 .trigger
@@ -57,12 +58,6 @@ impl Engine {
             if old_waiting.contains(&name) {
                 state.waiting_for_slot = true;
                 self.waiting_for_slot.push(PolicyId(i as u32));
-            }
-        }
-        // A removed policy's attempt in flight will report to nobody: free its slot now.
-        for (_, (_, state)) in carried {
-            if state.guard.in_flight.is_some() {
-                self.global.finished();
             }
         }
         for i in 0..self.policies.len() {
@@ -125,7 +120,7 @@ mod tests {
     }
 
     #[test]
-    fn a_removed_policy_frees_its_concurrency_slot() {
+    fn a_removed_policy_keeps_its_slot_until_its_attempt_reports() {
         let a = policy_yaml("a", "a.service", DOWN, GUARD, "");
         let b = policy_yaml("b", "b.service", DOWN, GUARD, "");
         let limits = Limits {
@@ -135,14 +130,54 @@ mod tests {
         let mut e = engine_from(&[a, b.clone()], limits);
         let mut out = Vec::new();
         e.handle(Timestamp::ZERO, &failed("a.service"), &mut out);
-        assert!(matches!(out[0].verdict, Verdict::Act { .. }));
+        assert!(matches!(out[0].verdict, Verdict::Act { attempt_id: 1, .. }));
         out.clear();
         e.replace_policies(Timestamp::from_millis(10), policies(&b), &mut out);
         e.handle(Timestamp::from_millis(20), &failed("b.service"), &mut out);
         assert!(
+            out.iter()
+                .all(|d| !matches!(d.verdict, Verdict::Act { .. })),
+            "a's restart is still running: {out:?}"
+        );
+        out.clear();
+        let done = Event::Outcome(Outcome {
+            policy: "a".into(),
+            attempt_id: Some(1),
+            result: OutcomeResult::Ok,
+            verified: None,
+            detail: None,
+        });
+        e.handle(Timestamp::from_millis(30), &done, &mut out);
+        assert!(
             out.iter().any(|d| matches!(d.verdict, Verdict::Act { .. })),
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn renaming_a_policy_does_not_reset_its_targets_circuit() {
+        let yaml = policy_yaml("p", "php.service", DOWN, GUARD, "");
+        let mut e = engine_from(std::slice::from_ref(&yaml), Limits::default());
+        let mut out = Vec::new();
+        e.handle(Timestamp::ZERO, &failed("php.service"), &mut out);
+        let done = Event::Outcome(Outcome {
+            policy: "p".into(),
+            attempt_id: None,
+            result: OutcomeResult::Failed,
+            verified: None,
+            detail: None,
+        });
+        e.handle(Timestamp::from_millis(500), &done, &mut out);
+        out.clear();
+        let renamed = yaml.replace("name: p ", "name: q ");
+        assert!(renamed.contains("name: q"), "{renamed}");
+        e.replace_policies(Timestamp::from_millis(1_000), policies(&renamed), &mut out);
+        assert!(
+            out.iter()
+                .all(|d| !matches!(d.verdict, Verdict::Act { .. })),
+            "{out:?}"
+        );
+        assert!(e.circuit_open(PolicyId(0), Timestamp::from_millis(2_000)));
     }
 
     #[test]

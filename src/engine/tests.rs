@@ -470,3 +470,104 @@ fn a_successful_attempt_resets_the_backoff() {
         "back to the base 10s cooldown after a success: {v:?}"
     );
 }
+
+#[test]
+fn two_policies_on_one_target_share_its_attempt_in_flight_and_its_history() {
+    let probe =
+        "    - http: { url: \"http://127.0.0.1/ping\", failures: 1, interval: 1s, timeout: 1s }";
+    let yaml = [
+        policy_yaml("down", "php.service", DOWN, GUARD, ""),
+        policy_yaml(
+            "probe",
+            "php.service",
+            probe,
+            "{ cooldown: 1s, maxAttempts: 1, window: 10m, backoff: 1.0 }",
+            "",
+        ),
+    ];
+    let mut e = engine_from(&yaml, Limits::default());
+    let v = feed(&mut e, 0.0, unit("php.service", Failed));
+    assert_eq!(acts(&v), 1);
+    let bad = Event::Http(HttpObservation {
+        url: "http://127.0.0.1/ping".into(),
+        status: Some(502),
+        error: None,
+    });
+    let v = feed(&mut e, 0.5, bad.clone());
+    assert_eq!(
+        skip_reason(&v),
+        Some(SkipReason::InFlight),
+        "no second restart while the first runs"
+    );
+    feed(&mut e, 1.0, outcome("down", OutcomeResult::Ok));
+    feed(&mut e, 1.1, unit("php.service", Active));
+    // The probe policy allows 1 attempt per 10m, and the target already had one.
+    let v = feed(&mut e, 5.0, bad);
+    assert!(
+        matches!(v.as_slice(), [Verdict::Escalate { attempts: 1, .. }]),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn evidence_seen_while_an_attempt_runs_does_not_trigger_another() {
+    let log = "    - log: { path: /var/log/x.log, pattern: 'refused', count: 1, within: 30s }";
+    let mut e = one(&format!("{DOWN}\n{log}"), GUARD, "");
+    assert_eq!(acts(&feed(&mut e, 0.0, unit("php.service", Failed))), 1);
+    // Written by nginx while the restart runs: about the outage being fixed.
+    feed(
+        &mut e,
+        0.1,
+        Event::Log(LogLine {
+            path: "/var/log/x.log".into(),
+            line: "connect() refused".into(),
+        }),
+    );
+    feed(&mut e, 0.2, unit("php.service", Active));
+    let verified = Event::Outcome(Outcome {
+        policy: "p".into(),
+        attempt_id: None,
+        result: OutcomeResult::Ok,
+        verified: Some(true),
+        detail: None,
+    });
+    let mut later = feed(&mut e, 0.3, verified);
+    for t in 1..60 {
+        later.extend(feed(&mut e, t as f64, Event::Tick {}));
+    }
+    assert_eq!(acts(&later), 0, "{later:?}");
+}
+
+#[test]
+fn a_freed_slot_goes_to_the_policy_that_waited_first() {
+    let yaml: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|n| {
+            policy_yaml(
+                n,
+                &format!("{n}.service"),
+                DOWN,
+                "{ cooldown: 0s, maxAttempts: 10, window: 10m, backoff: 1.0 }",
+                "",
+            )
+        })
+        .collect();
+    let limits = Limits {
+        max_actions_per_minute: 100,
+        max_concurrent: 1,
+        dry_run: false,
+    };
+    let mut e = engine_from(&yaml, limits);
+    assert_eq!(acts(&feed(&mut e, 0.0, unit("a.service", Failed))), 1);
+    assert_eq!(
+        skip_reason(&feed(&mut e, 0.1, unit("b.service", Failed))),
+        Some(SkipReason::MaxConcurrent)
+    );
+    let mut out = Vec::new();
+    e.handle(at(1.0), &outcome("a", OutcomeResult::Failed), &mut out);
+    let first_act = out
+        .iter()
+        .find(|d| matches!(d.verdict, Verdict::Act { .. }))
+        .expect("someone acts");
+    assert_eq!(first_act.policy, PolicyId(1), "b waited first: {out:?}");
+}
