@@ -30,20 +30,9 @@ bench:
 	$(CARGO) bench --bench engine --no-run
 	$(PIN) $(CARGO) bench --bench engine
 
+# Boots the lab, breaks PHP-FPM, shows salve healing it and the journal (needs root).
 demo:
-	@echo "== salve demo"
-	@echo "The live demo (a lab with systemd, nginx and PHP-FPM, salve healing a real crash)"
-	@echo "is coming with the systemd agent. Meanwhile, here is the same engine replaying a"
-	@echo "PHP-FPM crash loop on a virtual clock: restart, back off, open the circuit, escalate."
-	@echo
-	$(CARGO) build --quiet
-	target/debug/salve check policies
-	@echo
-	@rm -f target/demo-journal.jsonl
-	target/debug/salve simulate --policies tests/fixtures/simulate/crash-loop/policies \
-		--events tests/fixtures/simulate/crash-loop/events.jsonl --journal target/demo-journal.jsonl
-	@echo
-	target/debug/salve history --journal target/demo-journal.jsonl
+	scripts/demo.sh
 
 clean:
 	$(CARGO) clean

@@ -25,6 +25,18 @@ pub struct EventsError {
     pub message: String,
 }
 
+const EVENT_KINDS: &[&str] = &["unit", "http", "log", "outcome", "reset", "tick"];
+const EXPECTED: &str =
+    "(expected {\"at\": TIME, KIND: {...}} with KIND one of unit, http, log, outcome, reset, tick)";
+
+/// The longest virtual time a replay may cover; far beyond any realistic incident, and
+/// small enough that wall-clock stamps for `--journal` cannot overflow.
+pub const MAX_SPAN: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A replay stops after this many decisions, so a runaway scenario (say a crash loop
+/// replayed over a year) ends with a clear message instead of running for hours.
+pub const MAX_DECISIONS: usize = 1_000_000;
+
 /// Parses JSON Lines events; blank lines and lines starting with `#` are skipped.
 /// Times must not go backwards: a replay is a history.
 pub fn parse_events(file: &str, text: &str) -> Result<Vec<TimedEvent>, EventsError> {
@@ -39,11 +51,43 @@ pub fn parse_events(file: &str, text: &str) -> Result<Vec<TimedEvent>, EventsErr
             line: i + 1,
             message,
         };
-        let event: TimedEvent = serde_json::from_str(line).map_err(|e| {
-            err(format!(
-                "{e} (expected {{\"at\": TIME, KIND: {{...}}}} with KIND one of unit, http, log, outcome, reset, tick)"
-            ))
-        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| err(format!("not JSON: {e}")))?;
+        // `flatten` would silently drop a second kind or a misspelt key: check the shape
+        // first, so every line means exactly what it says.
+        let Some(object) = value.as_object() else {
+            return Err(err(format!("expected an object {EXPECTED}")));
+        };
+        let kinds: Vec<&str> = object
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "at")
+            .collect();
+        if !object.contains_key("at") {
+            return Err(err(format!("missing \"at\" {EXPECTED}")));
+        }
+        match kinds.as_slice() {
+            [kind] if EVENT_KINDS.contains(kind) => {}
+            [kind] => {
+                return Err(err(crate::policy::unknown_event_kind(kind, EVENT_KINDS)));
+            }
+            [] => return Err(err(format!("no event kind {EXPECTED}"))),
+            more => {
+                return Err(err(format!(
+                    "one event per line, found {} {EXPECTED}",
+                    more.join(" and ")
+                )))
+            }
+        }
+        let event: TimedEvent =
+            serde_json::from_value(value).map_err(|e| err(format!("{e} {EXPECTED}")))?;
+        if event.at.since_origin() > MAX_SPAN {
+            return Err(err(format!(
+                "\"at\" is {}: a replay spans at most {}",
+                event.at,
+                humantime::format_duration(MAX_SPAN)
+            )));
+        }
         if let Some(prev) = events.last() {
             if event.at < prev.at {
                 return Err(err(format!(
@@ -69,6 +113,8 @@ pub struct AssumeOutcome {
 #[derive(Debug, Default)]
 pub struct Replay {
     pub decisions: Vec<DecisionRecord>,
+    /// Set when the replay stopped at `MAX_DECISIONS`.
+    pub truncated: bool,
     /// Filled only when a journal start time was given.
     pub journal: Vec<Record>,
 }
@@ -98,6 +144,10 @@ pub fn run(
         let timer = engine.next_deadline().filter(|&t| t <= end);
         let next = [scripted, outcome, timer].into_iter().flatten().min();
         let Some(at) = next else { break };
+        if replay.decisions.len() >= MAX_DECISIONS {
+            replay.truncated = true;
+            break;
+        }
         let event = if scripted == Some(at) {
             script.pop_front().map(|e| e.event)
         } else if outcome == Some(at) {

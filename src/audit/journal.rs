@@ -66,7 +66,7 @@ impl Journal {
         let mut line = serde_json::to_vec(record).map_err(|source| AuditError::Encode {
             path: self.path.clone(),
             kind: record.entry.kind(),
-            source,
+            cause: source,
         })?;
         line.push(b'\n');
         if self.tail_suspect {
@@ -220,7 +220,7 @@ fn write_err(path: &Path, doing: &'static str) -> impl FnOnce(io::Error) -> Audi
     move |source| AuditError::Write {
         path,
         doing,
-        source,
+        cause: source,
     }
 }
 

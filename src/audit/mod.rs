@@ -26,35 +26,35 @@ pub use recorder::{decision_record, outcome_record};
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error(
-        "cannot {doing} audit journal {}: {source}; check that salve may write \
+        "cannot {doing} audit journal {}: {cause}; check that salve may write \
          there and that the disk is not full",
         path.display()
     )]
     Write {
         path: PathBuf,
         doing: &'static str,
-        source: io::Error,
+        cause: io::Error,
     },
 
     #[error(
-        "cannot {doing} audit journal {}: {source}; check that the file and its \
+        "cannot {doing} audit journal {}: {cause}; check that the file and its \
          directory are readable",
         path.display()
     )]
     Read {
         path: PathBuf,
         doing: &'static str,
-        source: io::Error,
+        cause: io::Error,
     },
 
     #[error(
-        "cannot encode a {kind} record for audit journal {}: {source}",
+        "cannot encode a {kind} record for audit journal {}: {cause}",
         path.display()
     )]
     Encode {
         path: PathBuf,
         kind: &'static str,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 
     #[error(

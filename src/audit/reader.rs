@@ -120,7 +120,7 @@ fn read_err(path: &Path, doing: &'static str) -> impl FnOnce(io::Error) -> Audit
     move |source| AuditError::Read {
         path,
         doing,
-        source,
+        cause: source,
     }
 }
 

@@ -38,6 +38,11 @@ enum LabCommand {
         #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
     },
+    /// Print the lab's D-Bus address, for `salve agent --bus`.
+    Bus {
+        #[arg(long, default_value = DEFAULT_DIR)]
+        dir: PathBuf,
+    },
     /// Stop the sandbox and everything in it.
     Down {
         #[arg(long, default_value = DEFAULT_DIR)]
@@ -62,6 +67,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         LabCommand::Status { dir } => {
             println!("{}", Lab::attach(&dir)?.status()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Bus { dir } => {
+            println!("{}", Lab::attach(&dir)?.bus_address());
             Ok(ExitCode::SUCCESS)
         }
         LabCommand::Down { dir } => down(&dir),

@@ -1,6 +1,5 @@
 //! `salve simulate --policies DIR --events FILE`
 
-use anyhow::Context;
 use salve::audit::{Journal, Rotation};
 use salve::config::Config;
 use salve::engine::{parse_offset, Engine, OutcomeResult, Timestamp};
@@ -65,8 +64,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // A simulation must not depend on the machine it runs on: no implicit config.
         None => Config::default().limits,
     };
-    let text = std::fs::read_to_string(&args.events)
-        .with_context(|| format!("cannot read events file {}", args.events.display()))?;
+    let until = args.until.map(Timestamp::from_duration);
+    let text = match std::fs::read_to_string(&args.events) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("{}: cannot read events file: {e}", args.events.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
     let events = match simulate::parse_events(&args.events.display().to_string(), &text) {
         Ok(e) => e,
         Err(e) => {
@@ -79,11 +84,39 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         after: args.action_time,
     });
     let mut engine = Engine::new(policies, limits);
-    let until = args.until.map(Timestamp::from_duration);
+
+    let until = match until {
+        Some(u) if u.since_origin() > simulate::MAX_SPAN => {
+            eprintln!(
+                "salve: --until {u} is beyond the longest replay ({})",
+                humantime::format_duration(simulate::MAX_SPAN)
+            );
+            return Ok(ExitCode::from(1));
+        }
+        Some(u) if events.last().is_some_and(|e| e.at > u) => {
+            eprintln!("salve: --until {u} is before the last event of {}: the replay would not be the history the file describes", args.events.display());
+            return Ok(ExitCode::from(1));
+        }
+        u => u,
+    };
+    if let Some(path) = &args.journal {
+        // A simulated journal must never be mixed into a real one.
+        if path.exists() {
+            eprintln!("salve: {} exists: --journal writes a new file only, so a replay is never mixed into a real journal", path.display());
+            return Ok(ExitCode::from(1));
+        }
+    }
     let start = args.journal.as_ref().map(|_| std::time::SystemTime::now());
     let replay = simulate::run(&mut engine, &events, assume, until, start);
     for record in &replay.decisions {
         println!("{}", serde_json::to_string(record)?);
+    }
+    if replay.truncated {
+        eprintln!(
+            "salve: replay stopped after {} decisions; shorten --until or the events",
+            simulate::MAX_DECISIONS
+        );
+        return Ok(ExitCode::from(1));
     }
     if let Some(path) = &args.journal {
         let mut journal = Journal::open(path, Rotation::default())?;

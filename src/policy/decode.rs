@@ -82,6 +82,11 @@ pub fn suggest<'a>(given: &str, known: &[&'a str]) -> Option<&'a str> {
         .map(|(_, k)| k)
 }
 
+/// The message for an unknown event kind in an events file.
+pub fn unknown_event_kind(given: &str, known: &[&str]) -> String {
+    unknown_name("event kind", given, known)
+}
+
 /// "unknown X `y`, did you mean `z`? (expected one of: a, b, c)"
 pub fn unknown_name(what: &str, given: &str, known: &[&str]) -> String {
     let hint = suggest(given, known)

@@ -10,7 +10,7 @@ mod schema;
 mod schema_types;
 mod yaml;
 
-pub use decode::{suggest, Decoder, Fields};
+pub use decode::{suggest, unknown_event_kind, Decoder, Fields};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use model::*;
 pub use names::{HttpUrl, PolicyName, SignalName, UnitName};
@@ -133,7 +133,8 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Policy>, Diagnostics> {
     }
     let mut seen: HashMap<&str, &Source> = HashMap::new();
     for policy in &policies {
-        if let Some(first) = seen.insert(policy.name(), &policy.source) {
+        let first = *seen.entry(policy.name()).or_insert(&policy.source);
+        if !std::ptr::eq(first, &policy.source) {
             errors.push(Diagnostic {
                 file: policy.source.file.clone(),
                 pos: Pos {

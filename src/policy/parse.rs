@@ -385,11 +385,22 @@ fn http_condition(dec: &mut Decoder, node: &Node) -> Option<HttpCondition> {
         Duration::from_secs(2),
         positive_duration,
     );
-    if let (Some(i), Some(t), Some(n)) = (interval, timeout, f.get("timeout")) {
+    if let (Some(i), Some(t)) = (interval, timeout) {
         if t > i {
+            // Point at whichever of the two was written; with both defaulted this cannot
+            // happen (2s timeout, 5s interval).
+            let (pos, what) = match (f.get("timeout"), f.get("interval")) {
+                (Some(n), _) => (n.pos, "timeout"),
+                (None, Some(n)) => (n.pos, "interval"),
+                (None, None) => (f.pos, "timeout"),
+            };
             dec.error(
-                n.pos,
-                "timeout must not exceed interval, or probes would overlap",
+                pos,
+                format!(
+                    "{what}: timeout ({}) must not exceed interval ({}), or probes would overlap",
+                    humantime::format_duration(t),
+                    humantime::format_duration(i)
+                ),
             );
             return None;
         }
