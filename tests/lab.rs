@@ -135,7 +135,13 @@ fn written_since(reference: &Path) -> BTreeSet<String> {
     // /tmp, say), separated by ':': a path prefix, or `=PATH` for that path only (a
     // directory whose entries those writers change). Unset under CI.
     let ignored = std::env::var("SALVE_LAB_TEST_FIND_IGNORE").unwrap_or_default();
-    let ignored: Vec<&str> = ignored.split(':').filter(|p| !p.is_empty()).collect();
+    let mut ignored: Vec<String> = ignored
+        .split(':')
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect();
+    ignored.extend(ancestor_output_files());
+    let ignored: Vec<&str> = ignored.iter().map(String::as_str).collect();
     if !ignored.is_empty() {
         eprintln!("host-safety: ignoring writes matching {ignored:?}");
     }
@@ -150,6 +156,41 @@ fn written_since(reference: &Path) -> BTreeSet<String> {
         .filter(|p| !is_ignored(p))
         .map(str::to_owned)
         .collect()
+}
+
+/// The files this test's own output goes to: whoever runs the tests (a CI runner, a
+/// terminal multiplexer, a tool harness) may send stdout and stderr of this process or
+/// its ancestors into a regular file, which then grows while the lab runs. Those writes
+/// are the runner's, not the lab's. Returned as exact-match ignore entries for the file
+/// and for its directory.
+fn ancestor_output_files() -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pid = std::process::id();
+    for _ in 0..32 {
+        for fd in [1, 2] {
+            if let Ok(target) = fs::read_link(format!("/proc/{pid}/fd/{fd}")) {
+                if target.is_file() {
+                    found.push(format!("={}", target.display()));
+                    if let Some(dir) = target.parent() {
+                        found.push(format!("={}", dir.display()));
+                    }
+                }
+            }
+        }
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            break;
+        };
+        // The parent pid is the second field after the parenthesised command name.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        match parent {
+            Some(p) if p > 1 => pid = p,
+            _ => break,
+        }
+    }
+    found
 }
 
 /// Cgroup directories on the host, a few levels deep.
