@@ -51,6 +51,7 @@ impl Executor {
         let started = Instant::now();
         let mut result = OutcomeResult::Ok;
         let mut error = None;
+        let mut steps = Vec::new();
         for action in &policy.spec.actions {
             // `instrument`, not `enter`: an entered guard held across an await would
             // leak the span into whatever else runs on this thread meanwhile.
@@ -59,6 +60,10 @@ impl Executor {
                 .run_action(policy, action, attempt_id)
                 .instrument(span.clone())
                 .await;
+            match &ran {
+                Ok(done) => steps.push(format!("{}: {done}", action.name())),
+                Err(failure) => steps.push(format!("{}: {}", action.name(), failure.message)),
+            }
             if let Err(failure) = ran {
                 let _enter = span.enter();
                 result = if failure.timed_out {
@@ -97,6 +102,7 @@ impl Executor {
             detail: Some(AttemptDetail {
                 error,
                 duration_ms: Some(started.elapsed().as_millis().min(u64::MAX as u128) as u64),
+                steps,
                 verification,
             }),
         }
@@ -121,7 +127,7 @@ impl Executor {
         policy: &Policy,
         action: &Action,
         attempt_id: u64,
-    ) -> Result<(), Failure> {
+    ) -> Result<String, Failure> {
         let unit = policy.spec.target.unit.as_str();
         if let Some(op) = systemd::unit_op(action) {
             let done = self
@@ -135,7 +141,11 @@ impl Executor {
                     message: format!("job {}", done.job_result),
                 });
             }
-            return Ok(());
+            return Ok(match done.job_result.as_str() {
+                // Operations without a job (reset-failed, kill, enable, …) answer "ok".
+                "ok" => "ok".to_string(),
+                job => format!("job {job}"),
+            });
         }
         match action {
             Action::Notify(args) => {
@@ -147,15 +157,15 @@ impl Executor {
                 });
                 notify::post_webhook(&args.webhook, &body, args.timeout)
                     .await
-                    .map(|_| ())
+                    .map(|status| format!("webhook answered {status}"))
                     .map_err(Failure::from_message)
             }
             Action::Exec(args) => exec::run(&args.command, args.timeout)
                 .await
-                .map(|_| ())
+                .map(|_| "exited 0".to_string())
                 .map_err(Failure::from_message),
             // `unit_op` covered every systemd action above.
-            _ => Ok(()),
+            _ => Ok("ok".to_string()),
         }
     }
 

@@ -32,10 +32,14 @@ impl FromStr for OutcomeFilter {
     type Err = AuditError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(result) = s.trim().parse::<OutcomeResult>() {
+            return Ok(match result {
+                OutcomeResult::Ok => OutcomeFilter::Ok,
+                OutcomeResult::Failed => OutcomeFilter::Failed,
+                OutcomeResult::TimedOut => OutcomeFilter::TimedOut,
+            });
+        }
         match s.trim().to_ascii_lowercase().as_str() {
-            "ok" => Ok(OutcomeFilter::Ok),
-            "failed" => Ok(OutcomeFilter::Failed),
-            "timed_out" | "timed-out" => Ok(OutcomeFilter::TimedOut),
             "skipped" => Ok(OutcomeFilter::Skipped),
             "dry_run" | "dry-run" => Ok(OutcomeFilter::DryRun),
             _ => Err(AuditError::UnknownOutcomeFilter {

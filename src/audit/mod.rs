@@ -93,6 +93,7 @@ impl TestDir {
                 result: OutcomeResult::Ok,
                 error: None,
                 duration_ms: 1,
+                steps: Vec::new(),
                 verification: None,
             },
         }

@@ -44,6 +44,9 @@ pub enum Entry {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
         duration_ms: u64,
+        /// Each action's own result, in order (e.g. "restart: job done").
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        steps: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         verification: Option<Verification>,
     },
@@ -187,6 +190,7 @@ mod tests {
             result: OutcomeResult::TimedOut,
             error: Some("no exit after 30s".into()),
             duration_ms: 30_000,
+            steps: Vec::new(),
             verification: Some(Verification {
                 passed: false,
                 detail: "503".into(),
@@ -201,6 +205,7 @@ mod tests {
             result: OutcomeResult::Ok,
             error: None,
             duration_ms: 5,
+            steps: Vec::new(),
             verification: None,
         });
         assert_round_trip(

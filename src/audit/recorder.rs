@@ -101,6 +101,7 @@ pub fn outcome_record(
             duration_ms: detail
                 .duration_ms
                 .unwrap_or_else(|| elapsed.as_millis().min(u64::MAX as u128) as u64),
+            steps: detail.steps,
             verification,
         },
     }

@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Complete every attempt with this result unless the events report one.
-    #[arg(long, value_parser = parse_result)]
+    #[arg(long)]
     assume_outcome: Option<OutcomeResult>,
     /// How long each assumed attempt takes.
     #[arg(long, default_value = "1s", value_parser = parse_offset)]
@@ -32,17 +32,6 @@ pub struct Args {
     /// starts now, wall-clock), so `salve history` can be tried on it.
     #[arg(long)]
     journal: Option<PathBuf>,
-}
-
-fn parse_result(text: &str) -> Result<OutcomeResult, String> {
-    match text {
-        "ok" => Ok(OutcomeResult::Ok),
-        "failed" => Ok(OutcomeResult::Failed),
-        "timed_out" | "timed-out" => Ok(OutcomeResult::TimedOut),
-        _ => Err(format!(
-            "unknown outcome \"{text}\" (expected ok, failed or timed_out)"
-        )),
-    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -68,6 +68,31 @@ pub enum OutcomeResult {
     TimedOut,
 }
 
+impl OutcomeResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeResult::Ok => "ok",
+            OutcomeResult::Failed => "failed",
+            OutcomeResult::TimedOut => "timed_out",
+        }
+    }
+}
+
+impl std::str::FromStr for OutcomeResult {
+    type Err = String;
+    /// `ok`, `failed`, `timed_out` (or `timed-out`), as in the journal.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().replace('-', "_").as_str() {
+            "ok" => Ok(OutcomeResult::Ok),
+            "failed" => Ok(OutcomeResult::Failed),
+            "timed_out" => Ok(OutcomeResult::TimedOut),
+            _ => Err(format!(
+                "unknown outcome \"{text}\" (expected ok, failed or timed_out)"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Outcome {
@@ -92,6 +117,9 @@ pub struct AttemptDetail {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// Each action's own result, in order (e.g. "restart: job done").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
     /// What verification saw, e.g. "HTTP 200 after 120ms".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<String>,

@@ -139,6 +139,22 @@ pub enum ActiveState {
 }
 
 impl ActiveState {
+    pub const ALL: [ActiveState; 8] = [
+        ActiveState::Active,
+        ActiveState::Reloading,
+        ActiveState::Inactive,
+        ActiveState::Failed,
+        ActiveState::Activating,
+        ActiveState::Deactivating,
+        ActiveState::Maintenance,
+        ActiveState::Refreshing,
+    ];
+
+    /// From systemd's spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
     /// systemd's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -177,6 +193,28 @@ pub enum UnitFileState {
 }
 
 impl UnitFileState {
+    pub const ALL: [UnitFileState; 14] = [
+        UnitFileState::Enabled,
+        UnitFileState::EnabledRuntime,
+        UnitFileState::Linked,
+        UnitFileState::LinkedRuntime,
+        UnitFileState::Alias,
+        UnitFileState::Masked,
+        UnitFileState::MaskedRuntime,
+        UnitFileState::Static,
+        UnitFileState::Disabled,
+        UnitFileState::Invalid,
+        UnitFileState::Indirect,
+        UnitFileState::Generated,
+        UnitFileState::Transient,
+        UnitFileState::Bad,
+    ];
+
+    /// From systemd's spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
     /// systemd's spelling.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -45,33 +45,6 @@ pub(crate) const GUARD_FIELDS: &[&str] = &["cooldown", "maxAttempts", "window", 
 const TRIGGERS: Noun = Noun::new("trigger condition", "trigger conditions");
 const ACTIONS: Noun = Noun::new("action", "actions");
 
-const ACTIVE_STATES: &[&str] = &[
-    "active",
-    "reloading",
-    "inactive",
-    "failed",
-    "activating",
-    "deactivating",
-    "maintenance",
-    "refreshing",
-];
-const UNIT_FILE_STATES: &[&str] = &[
-    "enabled",
-    "enabled-runtime",
-    "linked",
-    "linked-runtime",
-    "alias",
-    "masked",
-    "masked-runtime",
-    "static",
-    "disabled",
-    "invalid",
-    "indirect",
-    "generated",
-    "transient",
-    "bad",
-];
-
 /// Decodes a policy document; `None` when any error was reported to `dec`.
 pub fn policy(dec: &mut Decoder, doc: &Node) -> Option<PolicyDraft> {
     let before = dec.errors.len();
@@ -262,19 +235,21 @@ fn trigger(dec: &mut Decoder, node: &Node) -> Option<Trigger> {
     })
 }
 
+/// A list of systemd state names, each one of `all` as spelled by `name`.
 fn enum_list<T: Copy>(
     dec: &mut Decoder,
     node: &Node,
     what: Noun,
-    names: &[&str],
-    values: &[T],
+    all: &[T],
+    name: fn(T) -> &'static str,
 ) -> Option<Vec<T>> {
     dec.non_empty_list(node, what, |d, n| {
         let text = d.string(n)?;
-        match names.iter().position(|k| *k == text) {
-            Some(i) => Some(values[i]),
+        match all.iter().copied().find(|&v| name(v) == text) {
+            Some(v) => Some(v),
             None => {
-                d.error(n.pos, super::decode::unknown_name(what.one, &text, names));
+                let names: Vec<&str> = all.iter().map(|&v| name(v)).collect();
+                d.error(n.pos, super::decode::unknown_name(what.one, &text, &names));
                 None
             }
         }
@@ -282,51 +257,13 @@ fn enum_list<T: Copy>(
 }
 
 fn active_states(dec: &mut Decoder, node: &Node) -> Option<Vec<ActiveState>> {
-    use ActiveState::*;
-    let values = [
-        Active,
-        Reloading,
-        Inactive,
-        Failed,
-        Activating,
-        Deactivating,
-        Maintenance,
-        Refreshing,
-    ];
-    enum_list(
-        dec,
-        node,
-        Noun::new("active state", "active states"),
-        ACTIVE_STATES,
-        &values,
-    )
+    let what = Noun::new("active state", "active states");
+    enum_list(dec, node, what, &ActiveState::ALL, ActiveState::as_str)
 }
 
 fn unit_file_states(dec: &mut Decoder, node: &Node) -> Option<Vec<UnitFileState>> {
-    use UnitFileState::*;
-    let values = [
-        Enabled,
-        EnabledRuntime,
-        Linked,
-        LinkedRuntime,
-        Alias,
-        Masked,
-        MaskedRuntime,
-        Static,
-        Disabled,
-        Invalid,
-        Indirect,
-        Generated,
-        Transient,
-        Bad,
-    ];
-    enum_list(
-        dec,
-        node,
-        Noun::new("unit file state", "unit file states"),
-        UNIT_FILE_STATES,
-        &values,
-    )
+    let what = Noun::new("unit file state", "unit file states");
+    enum_list(dec, node, what, &UnitFileState::ALL, UnitFileState::as_str)
 }
 
 fn unit_condition(dec: &mut Decoder, node: &Node) -> Option<UnitCondition> {

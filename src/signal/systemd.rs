@@ -529,11 +529,11 @@ fn observation_from_signal(
 }
 
 fn parse_active(text: &str) -> Option<ActiveState> {
-    serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+    ActiveState::parse(text)
 }
 
 fn parse_file_state(text: &str) -> Option<UnitFileState> {
-    serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+    UnitFileState::parse(text)
 }
 
 #[cfg(test)]

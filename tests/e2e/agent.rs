@@ -86,9 +86,12 @@ fn crash_is_healed_within_five_seconds_and_journalled() {
         Entry::Outcome {
             result,
             verification: Some(v),
+            steps,
             ..
         } => {
             assert_eq!(*result, salve::engine::OutcomeResult::Ok);
+            // The job result of each action is journalled.
+            assert_eq!(steps, &["resetFailed: ok", "restart: job done"]);
             assert!(v.passed, "verification failed: {}", v.detail);
         }
         other => panic!("expected a verified outcome, got {other:?}"),

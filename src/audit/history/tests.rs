@@ -30,6 +30,7 @@ fn outcome(id: u64, result: OutcomeResult) -> Entry {
         result,
         error: None,
         duration_ms: 10,
+        steps: Vec::new(),
         verification: None,
     }
 }
@@ -197,6 +198,7 @@ fn table_details_for_each_kind() {
                 result: OutcomeResult::Failed,
                 error: Some("exit 1".into()),
                 duration_ms: 1532,
+                steps: Vec::new(),
                 verification: Some(Verification {
                     passed: false,
                     detail: "still 503".into(),
@@ -212,6 +214,7 @@ fn table_details_for_each_kind() {
                 result: OutcomeResult::Ok,
                 error: None,
                 duration_ms: 120,
+                steps: Vec::new(),
                 verification: Some(Verification {
                     passed: true,
                     detail: "200 OK".into(),
