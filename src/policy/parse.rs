@@ -182,6 +182,25 @@ fn opt<T>(
     }
 }
 
+/// Reports that duration `a` is longer than `b`, which it must not be.
+fn exceeds(
+    dec: &mut Decoder,
+    pos: super::yaml::Pos,
+    context: &str,
+    (a_name, a): (&str, Duration),
+    (b_name, b): (&str, Duration),
+    why: &str,
+) {
+    dec.error(
+        pos,
+        format!(
+            "{context}: {a_name} ({}) must not exceed {b_name} ({}){why}",
+            humantime::format_duration(a),
+            humantime::format_duration(b)
+        ),
+    );
+}
+
 fn positive_duration(dec: &mut Decoder, node: &Node) -> Option<Duration> {
     let d = dec.duration(node)?;
     if d.is_zero() {
@@ -331,13 +350,13 @@ fn http_condition(dec: &mut Decoder, node: &Node) -> Option<HttpCondition> {
                 (None, Some(n)) => (n.pos, "interval"),
                 (None, None) => (f.pos, "timeout"),
             };
-            dec.error(
+            exceeds(
+                dec,
                 pos,
-                format!(
-                    "{what}: timeout ({}) must not exceed interval ({}), or probes would overlap",
-                    humantime::format_duration(t),
-                    humantime::format_duration(i)
-                ),
+                what,
+                ("timeout", t),
+                ("interval", i),
+                ", or probes would overlap",
             );
             return None;
         }
@@ -540,14 +559,7 @@ fn guard(dec: &mut Decoder, node: &Node) -> Option<Guard> {
     let backoff = opt(dec, &f, "backoff", d.backoff, |d, n| d.float(n, 1.0, 10.0));
     if let (Some(c), Some(w), Some(n)) = (cooldown, window, f.get("cooldown").or(f.get("window"))) {
         if c > w {
-            dec.error(
-                n.pos,
-                format!(
-                    "cooldown ({}) must not exceed window ({})",
-                    humantime::format_duration(c),
-                    humantime::format_duration(w)
-                ),
-            );
+            exceeds(dec, n.pos, "guard", ("cooldown", c), ("window", w), "");
             return None;
         }
     }
