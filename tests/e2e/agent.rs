@@ -323,3 +323,79 @@ spec:
     lab.repair().expect("repair");
     agent.stop();
 }
+
+/// The shipped unit file, run by the lab's systemd: `Type=notify` reaches active only
+/// after READY=1, and the watchdog does not kill an agent that pings it.
+#[test]
+fn shipped_unit_runs_the_agent_under_systemd_with_readiness_and_watchdog() {
+    let Some(env) = lab("systemd-unit") else {
+        return;
+    };
+    let lab = env.lab();
+    let policies = env.dir.join("policies");
+    write_policy(
+        &policies,
+        "down.yaml",
+        &down_policy(&lab.ping_url(), GUARD, ""),
+    );
+    let units = std::path::PathBuf::from(format!("/proc/{}/root/etc/systemd/system", lab.pid()));
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/systemd/salve.service"
+    ))
+    .expect("deploy/systemd/salve.service");
+    std::fs::write(units.join("salve.service"), shipped).expect("install the unit in the lab");
+    // Only what a test lab must change: no `salve` user exists here, the binary is the
+    // one under test, and state stays in the test's folder (StateDirectory= would
+    // create /var/lib/salve, which the sandbox shares with the host).
+    let journal = env.dir.join("journal.jsonl");
+    let dropin = format!(
+        "[Service]\nUser=\nUser=root\nGroup=\nGroup=root\nSupplementaryGroups=\nStateDirectory=\nReadWritePaths=\nReadWritePaths={dir}\nWatchdogSec=2s\nExecStart=\nExecStart={bin} agent --policies {policies} --journal {journal}\n",
+        dir = env.dir.display(),
+        bin = env!("CARGO_BIN_EXE_salve"),
+        policies = policies.display(),
+        journal = journal.display(),
+    );
+    std::fs::create_dir_all(units.join("salve.service.d")).expect("drop-in dir");
+    std::fs::write(units.join("salve.service.d/test.conf"), dropin).expect("drop-in");
+    lab.systemctl(&["daemon-reload"]).expect("daemon-reload");
+    let started = lab
+        .systemctl(&["start", "salve.service"])
+        .expect("start salve");
+    let status = |p: &str| unit_state(lab, "salve.service", p);
+    assert!(
+        started.status.success() && status("ActiveState") == "active",
+        "salve.service did not become active: {}\n{}",
+        String::from_utf8_lossy(&started.stderr),
+        String::from_utf8_lossy(
+            &lab.systemctl(&["status", "salve.service"])
+                .expect("status")
+                .stdout
+        )
+    );
+    // Three watchdog periods: a silent agent would be killed and restarted by now.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(status("ActiveState"), "active");
+    assert_eq!(status("NRestarts"), "0", "the watchdog restarted the agent");
+    lab.break_scenario(Scenario::Crash).expect("crash");
+    let healed = wait_until(Duration::from_secs(5), || {
+        http_status(lab.http_port(), "/ping.php") == Some(200)
+    });
+    assert!(healed, "the agent under systemd did not heal the pool");
+    let stopped = lab
+        .systemctl(&["stop", "salve.service"])
+        .expect("stop salve");
+    assert!(stopped.status.success());
+    assert_eq!(
+        status("Result"),
+        "success",
+        "SIGTERM should end the agent cleanly"
+    );
+    let records = salve::audit::read_journal(&journal)
+        .expect("journal")
+        .records;
+    assert!(
+        records.iter().any(|r| r.entry.kind() == "outcome"),
+        "{records:#?}"
+    );
+}
