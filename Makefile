@@ -3,7 +3,7 @@ CARGO ?= cargo
 # Benchmarks run pinned to one core when taskset (util-linux) is there.
 PIN := $(shell command -v taskset >/dev/null 2>&1 && echo taskset -c 0)
 
-.PHONY: all build test lint fmt schema bench demo clean
+.PHONY: all build test lint fmt schema bench bench-restart demo clean
 
 all: build
 
@@ -29,6 +29,13 @@ schema:
 bench:
 	$(CARGO) bench --bench engine --no-run
 	$(PIN) $(CARGO) bench --bench engine
+
+# Restart times after a crash of the whole PHP-FPM pool, salve next to systemd's own
+# Restart= and Monit, and the agent's idle RSS and CPU, all in one lab (needs root;
+# takes a few minutes). Not pinned: the restarters, the lab and the probe need both cores.
+bench-restart:
+	scripts/install-lab-packages.sh
+	$(CARGO) bench --bench restart -- --bench
 
 # Boots the lab, breaks PHP-FPM, shows salve healing it and the journal (needs root).
 demo:

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Installs the Debian packages `salve lab` needs: nginx, php8.2-fpm (+ cli), dbus, systemd.
+# Installs the Debian packages `salve lab` needs: nginx, php8.2-fpm (+ cli), dbus, systemd,
+# and monit, which `make bench-restart` runs inside the lab to compare restart times.
 #
 # Debian's postinst scripts start every installed service through invoke-rc.d. On a
-# shared machine that would start a host nginx on port 80 and a host PHP-FPM pool, which
-# the lab must never do: the lab runs its own copies inside a sandbox. A policy-rc.d that
-# exits 101 ("action forbidden") makes invoke-rc.d skip those starts. We create it only
-# when none exists (a container image may ship its own) and remove only the one we made.
+# shared machine that would start a host nginx on port 80, a host PHP-FPM pool and a
+# host monit, which the lab must never do: the lab runs its own copies inside a sandbox.
+# A policy-rc.d that exits 101 ("action forbidden") makes invoke-rc.d skip those
+# starts. We create it only when none exists (a container image may ship its own) and
+# remove only the one we made.
 #
 # Idempotent: when every package is already installed, apt is not touched at all.
 set -euo pipefail
 
-PACKAGES=(nginx php8.2-fpm php8.2-cli dbus systemd)
+PACKAGES=(nginx php8.2-fpm php8.2-cli dbus systemd monit)
 POLICY=/usr/sbin/policy-rc.d
 
 missing=()
