@@ -399,3 +399,46 @@ fn shipped_unit_runs_the_agent_under_systemd_with_readiness_and_watchdog() {
         "{records:#?}"
     );
 }
+
+/// SIGTERM while an attempt runs: the agent waits for it and journals its outcome.
+#[test]
+fn sigterm_finishes_and_journals_the_attempt_in_flight() {
+    let Some(env) = lab("sigterm") else { return };
+    let lab = env.lab();
+    let policies = env.dir.join("policies");
+    let yaml = format!(
+        r#"apiVersion: salve.dev/v1alpha1
+kind: RemediationPolicy
+metadata:
+  name: slow-fix
+spec:
+  target: {{ unit: {UNIT} }}
+  trigger:
+    - unit: {{ activeState: [failed] }}
+  actions:
+    - exec: {{ command: ["/bin/sleep", "2"], timeout: 10s }}
+    - restart: {{}}
+"#
+    );
+    write_policy(&policies, "slow.yaml", &yaml);
+    let agent = Agent::start(&env, &policies, &[]);
+    lab.break_scenario(Scenario::Crash).expect("crash");
+    assert!(wait_until(Duration::from_secs(5), || agent.count("intent") == 1));
+    let asked = Instant::now();
+    let log = agent.stop();
+    assert!(
+        asked.elapsed() >= Duration::from_millis(500),
+        "the agent did not wait for its attempt"
+    );
+    assert!(log.contains("finishing attempts in flight"), "{log}");
+    let read = salve::audit::read_journal(&env.dir.join("journal.jsonl")).expect("journal");
+    let outcome = read.records.iter().find(|r| r.entry.kind() == "outcome");
+    match outcome.map(|r| &r.entry) {
+        Some(Entry::Outcome { steps, result, .. }) => {
+            assert_eq!(*result, salve::engine::OutcomeResult::Ok);
+            assert_eq!(steps, &["exec: exited 0", "restart: job done"]);
+        }
+        other => panic!("no outcome journalled after SIGTERM: {other:?}\n{log}"),
+    }
+    assert_eq!(http_status(lab.http_port(), "/ping.php"), Some(200));
+}
