@@ -13,9 +13,7 @@ mod watch_files;
 use crate::action::{Executor, DEFAULT_JOB_TIMEOUT};
 use crate::audit::{decision_record, outcome_record, AuditError, Journal};
 use crate::config::Config;
-use crate::engine::{
-    AttemptDetail, Decision, Engine, Event, Outcome, OutcomeResult, PolicyId, Verdict,
-};
+use crate::engine::{AttemptDetail, Decision, Engine, Event, Outcome, OutcomeResult, Verdict};
 use crate::policy::{self, Diagnostics, Policy};
 use crate::signal::systemd::{self, Bus};
 use clock::Clock;
@@ -46,8 +44,10 @@ pub enum AgentError {
 /// How long SIGTERM waits for attempts in flight to finish and be journalled.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// An attempt in flight. It keeps its own copy of the policy: a reload may renumber or
+/// remove policies before the attempt reports back.
 struct Running {
-    policy: PolicyId,
+    policy: Policy,
     started: tokio::time::Instant,
 }
 
@@ -189,7 +189,7 @@ impl Agent {
         let Some(running) = self.running.remove(&id) else {
             return;
         };
-        let policy = self.engine.policy(running.policy);
+        let policy = &running.policy;
         let record = outcome_record(
             policy,
             id,
@@ -220,7 +220,7 @@ impl Agent {
                     Ok(()),
                 ) => {
                     tracing::info!(attempt_id, attempt, "acting");
-                    self.start_attempt(decision.policy, policy, *attempt_id);
+                    self.start_attempt(policy, *attempt_id);
                 }
                 (Verdict::Act { attempt_id, .. }, Err(e)) => {
                     // No action runs without its journal record. Tell the engine the
@@ -267,11 +267,11 @@ impl Agent {
         }
     }
 
-    fn start_attempt(&mut self, id: PolicyId, policy: Policy, attempt_id: u64) {
+    fn start_attempt(&mut self, policy: Policy, attempt_id: u64) {
         self.running.insert(
             attempt_id,
             Running {
-                policy: id,
+                policy: policy.clone(),
                 started: tokio::time::Instant::now(),
             },
         );
