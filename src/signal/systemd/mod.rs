@@ -8,22 +8,19 @@
 //! completions, every transition caused by an action reaches the engine *before* that
 //! action's outcome: the engine never mistakes a restart's own `inactive` for a crash.
 
+mod state;
+
 use crate::engine::{Event, UnitObservation};
-use crate::policy::{ActiveState, UnitFileState};
 use futures_util::stream::{SelectAll, StreamExt};
+use state::{observation_from_signal, read_state_timed, unit_properties, unknown_state};
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use zbus::fdo::PropertiesProxy;
-use zbus::names::InterfaceName;
 use zbus::Connection;
 use zbus_systemd::systemd1::ManagerProxy;
-
-const SYSTEMD: &str = "org.freedesktop.systemd1";
-const UNIT_INTERFACE: &str = "org.freedesktop.systemd1.Unit";
-const SERVICE_INTERFACE: &str = "org.freedesktop.systemd1.Service";
 
 /// Which bus to talk to: the machine's system bus or an explicit address (the lab's).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -416,8 +413,6 @@ impl SystemdLink {
     }
 }
 
-/// How long one D-Bus call to systemd may take before it is abandoned and retried.
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Let a burst of unit-file changes and the reload after them settle before reading.
 const REREAD_DELAY: Duration = Duration::from_millis(50);
 const REREAD_RETRY: Duration = Duration::from_millis(250);
@@ -440,105 +435,11 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     }
 }
 
-fn unknown_state(unit: &str) -> UnitObservation {
-    UnitObservation {
-        name: unit.to_string(),
-        active_state: None,
-        sub_state: None,
-        unit_file_state: None,
-        result: None,
-        n_restarts: None,
-    }
-}
-
-/// `read_state`, or `None` if systemd did not answer in time.
-async fn read_state_timed(
-    proxy: &PropertiesProxy<'_>,
-    unit: &str,
-) -> zbus::Result<Option<UnitObservation>> {
-    match tokio::time::timeout(CALL_TIMEOUT, read_state(proxy, unit)).await {
-        Ok(result) => result.map(Some),
-        Err(_) => Ok(None),
-    }
-}
-
-async fn unit_properties(
-    conn: &Connection,
-    manager: &ManagerProxy<'_>,
-    unit: &str,
-) -> zbus::Result<PropertiesProxy<'static>> {
-    // LoadUnit (not GetUnit) so a unit that is not loaded yet still has an object.
-    let path = manager.load_unit(unit.to_string()).await?;
-    PropertiesProxy::builder(conn)
-        .destination(SYSTEMD)
-        .path(path)
-        .build()
-        .await
-}
-
-/// Reads the properties the engine cares about, all at once.
-async fn read_state(proxy: &PropertiesProxy<'_>, unit: &str) -> zbus::Result<UnitObservation> {
-    let unit_props = proxy
-        .get_all(InterfaceName::from_static_str_unchecked(UNIT_INTERFACE))
-        .await?;
-    let text = |map: &HashMap<String, zbus::zvariant::OwnedVariant>, key: &str| {
-        map.get(key).and_then(|v| String::try_from(&**v).ok())
-    };
-    let mut obs = UnitObservation {
-        name: unit.to_string(),
-        active_state: text(&unit_props, "ActiveState").and_then(|s| parse_active(&s)),
-        sub_state: text(&unit_props, "SubState"),
-        unit_file_state: text(&unit_props, "UnitFileState").and_then(|s| parse_file_state(&s)),
-        result: None,
-        n_restarts: None,
-    };
-    // Only services have Result and NRestarts; other unit types answer with an error.
-    if let Ok(service) = proxy
-        .get_all(InterfaceName::from_static_str_unchecked(SERVICE_INTERFACE))
-        .await
-    {
-        obs.result = text(&service, "Result");
-        obs.n_restarts = service
-            .get("NRestarts")
-            .and_then(|v| u32::try_from(&**v).ok());
-    }
-    Ok(obs)
-}
-
-fn observation_from_signal(
-    unit: &str,
-    signal: &zbus::fdo::PropertiesChanged,
-) -> Option<UnitObservation> {
-    let args = signal.args().ok()?;
-    let changed = args.changed_properties();
-    let text = |key: &str| changed.get(key).and_then(|v| String::try_from(v).ok());
-    let obs = UnitObservation {
-        name: unit.to_string(),
-        active_state: text("ActiveState").and_then(|s| parse_active(&s)),
-        sub_state: text("SubState"),
-        unit_file_state: text("UnitFileState").and_then(|s| parse_file_state(&s)),
-        result: text("Result"),
-        n_restarts: changed.get("NRestarts").and_then(|v| u32::try_from(v).ok()),
-    };
-    let anything = obs.active_state.is_some()
-        || obs.sub_state.is_some()
-        || obs.unit_file_state.is_some()
-        || obs.result.is_some()
-        || obs.n_restarts.is_some();
-    anything.then_some(obs)
-}
-
-fn parse_active(text: &str) -> Option<ActiveState> {
-    ActiveState::parse(text)
-}
-
-fn parse_file_state(text: &str) -> Option<UnitFileState> {
-    UnitFileState::parse(text)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::state::{parse_active, parse_file_state};
     use super::*;
+    use crate::policy::{ActiveState, UnitFileState};
 
     #[test]
     fn bus_parses_system_or_an_address() {
