@@ -26,9 +26,14 @@ fmt:
 schema:
 	$(CARGO) run --quiet -- schema > deploy/schema/remediationpolicy.schema.json
 
+# The log benchmark compares against fail2ban-regex and grep: install them first
+# (without letting apt start a fail2ban server on the host).
 bench:
+	scripts/install-bench-packages.sh
 	$(CARGO) bench --bench engine --no-run
 	$(PIN) $(CARGO) bench --bench engine
+	$(CARGO) bench --bench logmatch --no-run
+	$(PIN) $(CARGO) bench --bench logmatch
 
 # Restart times after a crash of the whole PHP-FPM pool, salve next to systemd's own
 # Restart= and Monit, and the agent's idle RSS and CPU, all in one lab (needs root;

@@ -6,6 +6,7 @@
 //! failed.
 
 mod clock;
+mod logs;
 mod probes;
 mod service;
 mod watch_files;
@@ -77,6 +78,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     );
     let link_task = tokio::spawn(link.run());
     let mut probes = probes::Probes::start(&policies, &events_tx);
+    let mut logs = logs::Logs::start(&policies, &events_tx);
 
     let mut agent = Agent {
         engine: Engine::new(policies, options.config.limits.clone()),
@@ -113,11 +115,11 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
             _ = sleep_until_opt(deadline) => agent.handle(Event::Tick {}),
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading policies");
-                agent.reload(&options.policy_paths, &mut probes);
+                agent.reload(&options.policy_paths, &mut probes, &mut logs);
             }
             Some(()) = file_changes.recv() => {
                 tracing::info!("policy files changed: reloading");
-                agent.reload(&options.policy_paths, &mut probes);
+                agent.reload(&options.policy_paths, &mut probes, &mut logs);
             }
             _ = service::tick(&mut watchdog) => service::watchdog_ping(),
             Some(_) = agent.attempts.join_next(), if !agent.attempts.is_empty() => {}
@@ -149,6 +151,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
         }
     }
     probes.stop();
+    logs.stop();
     let _ = stop_tx.send(true);
     let _ = link_task.await;
     tracing::info!("salve agent stopped");
@@ -285,7 +288,7 @@ impl Agent {
 
     /// Loads the policies again; an invalid set is rejected with every error logged,
     /// and the agent keeps running the last good set.
-    fn reload(&mut self, paths: &[PathBuf], probes: &mut probes::Probes) {
+    fn reload(&mut self, paths: &[PathBuf], probes: &mut probes::Probes, logs: &mut logs::Logs) {
         match policy::load(paths) {
             Ok(policies) => {
                 let new_units: BTreeSet<String> = units_of(&policies).into_iter().collect();
@@ -298,6 +301,7 @@ impl Agent {
                     );
                 }
                 probes.restart(&policies, &self.events);
+                logs.restart(&policies, &self.events);
                 let count = policies.len();
                 let now = self.clock.now();
                 let mut decisions = Vec::new();

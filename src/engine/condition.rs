@@ -140,8 +140,12 @@ impl TriggerState {
                 self.last_failure.as_deref().unwrap_or("?")
             ),
             Condition::Log(cond) => format!(
-                "log {}: {} matching line(s) within {}, last: {}",
+                "log {}{}: {} matching line(s) within {}, last: {}",
                 cond.path.display(),
+                cond.pattern
+                    .builtin
+                    .map(|b| format!(" ({b})"))
+                    .unwrap_or_default(),
                 self.hits.len(),
                 humantime::format_duration(cond.within),
                 self.last_line.as_deref().unwrap_or("?")

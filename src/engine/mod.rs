@@ -240,7 +240,7 @@ impl Engine {
                     if let Condition::Log(cond) =
                         &self.policies[id.index()].spec.trigger[t].condition
                     {
-                        if cond.pattern.is_match(&line.line) {
+                        if cond.pattern.regex.is_match(&line.line) {
                             self.states[id.index()].triggers[t].observe_log_match(now, &line.line);
                             self.evaluate(now, id, out);
                         }

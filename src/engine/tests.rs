@@ -571,3 +571,24 @@ fn a_freed_slot_goes_to_the_policy_that_waited_first() {
         .expect("someone acts");
     assert_eq!(first_act.policy, PolicyId(1), "b waited first: {out:?}");
 }
+
+#[test]
+fn a_builtin_log_pattern_fires_on_the_nginx_line_it_names() {
+    let trig =
+        "    - log: { path: /var/log/nginx/error.log, match: nginx.upstream_connect_failed }";
+    let mut e = one(trig, GUARD, "");
+    let line = |text: &str| {
+        Event::Log(LogLine {
+            path: "/var/log/nginx/error.log".into(),
+            line: text.into(),
+        })
+    };
+    let noise = "2026/11/24 22:00:31 [error] 812#812: *43 open() \"/var/www/html/favicon.ico\" failed (2: No such file or directory)";
+    assert!(feed(&mut e, 0.0, line(noise)).is_empty());
+    let crit = "2026/11/24 22:00:30 [crit] 812#812: *41 connect() to unix:/run/php/php8.2-fpm.sock failed (2: No such file or directory) while connecting to upstream, client: 127.0.0.1, server: _, request: \"GET /ping.php HTTP/1.1\"";
+    let v = feed(&mut e, 1.0, line(crit));
+    assert!(
+        matches!(&v[..], [Verdict::Act { evidence, .. }] if evidence[0].contains("(nginx.upstream_connect_failed)")),
+        "{v:?}"
+    );
+}

@@ -257,19 +257,50 @@ pub struct HttpCondition {
     pub timeout: Duration,
 }
 
-/// Holds when `pattern` matched at least `count` lines of `path` within `within`.
-#[derive(Debug, Clone, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// Holds when `pattern` (or the built-in pattern named by `match`) matched at least
+/// `count` lines of `path` within `within`.
+#[derive(Debug, Clone)]
 pub struct LogCondition {
     pub path: PathBuf,
-    #[schemars(with = "RegexSchema")]
-    pub pattern: Regex,
-    #[serde(default)]
-    #[schemars(range(min = 1, max = 100000), extend("default" = 1))]
+    pub pattern: LogPattern,
     pub count: u32,
-    #[serde(default)]
-    #[schemars(with = "DurationSchema", extend("default" = "1m"))]
     pub within: Duration,
+}
+
+/// What a log condition looks for: the policy's own regex, or a built-in one by name.
+#[derive(Debug, Clone)]
+pub struct LogPattern {
+    pub regex: Regex,
+    /// The built-in pattern's name (`nginx.too_big_header`), if the policy used `match`.
+    pub builtin: Option<&'static str>,
+}
+
+/// Written by hand: `pattern` and `match` are alternatives (exactly one is required),
+/// which the derive cannot express. `parse.rs` decodes the same fields, and a test
+/// keeps the two in step.
+impl JsonSchema for LogCondition {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LogCondition".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let duration = generator.subschema_for::<DurationSchema>();
+        let regex = generator.subschema_for::<RegexSchema>();
+        let builtins: Vec<&str> = crate::signal::log::builtin_names().collect();
+        schemars::json_schema!({
+            "description": "Holds when `pattern` (or the built-in pattern named by `match`) matched at least `count` lines of `path` within `within`.",
+            "type": "object",
+            "properties": {
+                "path": { "type": "string", "description": "Absolute path of the log file; followed across rotation and truncation." },
+                "pattern": regex,
+                "match": { "type": "string", "enum": builtins, "description": "A built-in pattern, instead of `pattern`." },
+                "count": { "type": "integer", "format": "uint32", "minimum": 1, "maximum": 100000, "default": 1 },
+                "within": duration
+            },
+            "required": ["path"],
+            "oneOf": [ { "required": ["pattern"] }, { "required": ["match"] } ],
+            "additionalProperties": false
+        })
+    }
 }
 
 /// A remediation step. systemd actions apply to the target unit.

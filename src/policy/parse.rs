@@ -20,7 +20,7 @@ pub(crate) const TRIGGER_FIELDS: &[&str] = &["unit", "http", "log", "for"];
 pub(crate) const UNIT_CONDITION_FIELDS: &[&str] = &["activeState", "subState", "unitFileState"];
 pub(crate) const HTTP_CONDITION_FIELDS: &[&str] =
     &["url", "status", "failures", "interval", "timeout"];
-pub(crate) const LOG_CONDITION_FIELDS: &[&str] = &["path", "pattern", "count", "within"];
+pub(crate) const LOG_CONDITION_FIELDS: &[&str] = &["path", "pattern", "match", "count", "within"];
 pub(crate) const ACTION_KINDS: &[&str] = &[
     "start",
     "stop",
@@ -380,7 +380,26 @@ fn log_condition(dec: &mut Decoder, node: &Node) -> Option<LogCondition> {
         }
         Some(std::path::PathBuf::from(p))
     });
-    let pattern = f.required(dec, "pattern").and_then(|n| dec.regex(n));
+    let pattern = match (f.get("pattern"), f.get("match")) {
+        (Some(n), None) => dec.regex(n).map(|regex| LogPattern {
+            regex,
+            builtin: None,
+        }),
+        (None, Some(n)) => builtin_pattern(dec, n),
+        (Some(_), Some(n)) => {
+            dec.error(n.pos, "give either `pattern` or `match`, not both");
+            None
+        }
+        (None, None) => {
+            if !f.had_unknown {
+                dec.error(
+                    f.pos,
+                    "a log condition needs `pattern` (a regex) or `match` (a built-in pattern)",
+                );
+            }
+            None
+        }
+    };
     let count = opt(dec, &f, "count", 1, |d, n| {
         d.integer(n, 1, 100_000).map(|v| v as u32)
     });
@@ -397,6 +416,32 @@ fn log_condition(dec: &mut Decoder, node: &Node) -> Option<LogCondition> {
         count: count?,
         within: within?,
     })
+}
+
+fn builtin_pattern(dec: &mut Decoder, node: &Node) -> Option<LogPattern> {
+    let name = dec.string(node)?;
+    let Some(builtin) = crate::signal::log::builtin(&name) else {
+        let names: Vec<&str> = crate::signal::log::builtin_names().collect();
+        dec.error(
+            node.pos,
+            super::decode::unknown_name("built-in pattern", &name, &names),
+        );
+        return None;
+    };
+    match regex::Regex::new(builtin.regex) {
+        Ok(regex) => Some(LogPattern {
+            regex,
+            builtin: Some(builtin.name),
+        }),
+        // A test compiles every built-in pattern; this cannot happen in a release.
+        Err(e) => {
+            dec.error(
+                node.pos,
+                format!("built-in pattern {name} does not compile: {e}"),
+            );
+            None
+        }
+    }
 }
 
 fn no_args(dec: &mut Decoder, node: &Node, name: &'static str) -> Option<NoArgs> {

@@ -2,4 +2,5 @@
 //! sent to the agent over a channel. The agent stamps them with its clock.
 
 pub mod http;
+pub mod log;
 pub mod systemd;

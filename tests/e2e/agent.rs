@@ -442,3 +442,57 @@ spec:
     }
     assert_eq!(http_status(lab.http_port(), "/ping.php"), Some(200));
 }
+
+/// A log trigger with a built-in pattern: nginx's own error log tells salve the pool's
+/// socket is gone, before any probe or unit signal is involved.
+#[test]
+fn nginx_error_log_line_triggers_a_restart_through_a_builtin_pattern() {
+    let Some(env) = lab("log-trigger") else {
+        return;
+    };
+    let lab = env.lab();
+    let policies = env.dir.join("policies");
+    let yaml = format!(
+        r#"apiVersion: salve.dev/v1alpha1
+kind: RemediationPolicy
+metadata:
+  name: php-fpm-socket-gone
+spec:
+  target: {{ unit: {UNIT} }}
+  trigger:
+    - log: {{ path: {log}, match: nginx.upstream_connect_failed, count: 1, within: 30s }}
+  actions:
+    - restart: {{}}
+  verify:
+    http: {{ url: "{ping}", status: [200], within: 10s }}
+"#,
+        log = lab.nginx_error_log().display(),
+        ping = lab.ping_url(),
+    );
+    write_policy(&policies, "log.yaml", &yaml);
+    let agent = Agent::start(&env, &policies, &[]);
+    agent.wait_for_log("following log", Duration::from_secs(5));
+    // A clean stop removes the socket: the next request makes nginx log
+    // "connect() to unix:… failed (2: No such file or directory)".
+    lab.break_scenario(Scenario::Stop).expect("stop the pool");
+    assert_eq!(http_status(lab.http_port(), "/ping.php"), Some(502));
+    let healed = wait_until(Duration::from_secs(10), || {
+        http_status(lab.http_port(), "/ping.php") == Some(200)
+    });
+    assert!(
+        healed,
+        "the log line did not lead to a restart\n{}",
+        agent.log_text()
+    );
+    let records = agent.records();
+    let evidence = match &intents(&records)[0].entry {
+        Entry::Intent { evidence, .. } => evidence.join("\n"),
+        other => panic!("expected an intent, got {other:?}"),
+    };
+    assert!(
+        evidence.contains("(nginx.upstream_connect_failed)"),
+        "{evidence}"
+    );
+    assert!(evidence.contains("No such file or directory"), "{evidence}");
+    agent.stop();
+}
