@@ -11,25 +11,14 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
+
 const POLICIES: usize = 1_000;
 const EVENTS: usize = 1_000_000;
 /// An attempt's outcome arrives this many events after the decision.
 const OUTCOME_DELAY: usize = 50;
-
-/// xorshift64*: a deterministic, dependency-free generator, so every run replays the
-/// same event stream.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 fn policies() -> Engine {
     let mut all = Vec::with_capacity(POLICIES);
@@ -53,7 +42,7 @@ fn policies() -> Engine {
 }
 
 fn events() -> Vec<Event> {
-    let mut rng = Rng(0x5A17E);
+    let mut rng = Rng::new(0x5A17E);
     let states = [
         ActiveState::Active,
         ActiveState::Active,

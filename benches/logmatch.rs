@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
+
 const LINES: usize = 1_000_000;
 /// No external matcher may hold the bench hostage; fail2ban needs about 10 s here.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
@@ -31,25 +35,6 @@ const FAIL2BAN: [&str; 5] = [
     r"upstream timed out \(\d+: [^)]*\) while [a-z ]+ upstream, client: <HOST>",
     r"\[pool <F-ID>[^\]]+</F-ID>\] server reached pm\.max_children setting \(\d+\)",
 ];
-
-/// xorshift64*: deterministic, so every run matches the same log.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    /// One of the space-separated words of `words`.
-    fn word<'a>(&mut self, words: &'a str) -> &'a str {
-        let n = words.split(' ').count();
-        words.split(' ').nth(self.below(n)).unwrap_or(words)
-    }
-}
 
 /// One realistic nginx 1.22 error log line, `t` seconds after 2026/11/24 22:00:00.
 fn line(rng: &mut Rng, t: u64, conn: usize) -> String {
@@ -91,7 +76,7 @@ fn line(rng: &mut Rng, t: u64, conn: usize) -> String {
 }
 
 fn generate(path: &Path, lines: usize) -> std::io::Result<()> {
-    let mut rng = Rng(0x10_6AC7);
+    let mut rng = Rng::new(0x10_6AC7);
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     let mut t = 0;
     for conn in 0..lines {
@@ -240,7 +225,7 @@ fn main() {
     // `cargo test --all-targets` runs this binary without `--bench` in a debug build:
     // check that generation and matching work on a few lines, and stop there.
     if !std::env::args().any(|a| a == "--bench") {
-        let mut rng = Rng(1);
+        let mut rng = Rng::new(1);
         let hits = (0..1000)
             .filter(|&i| !set.matches(&line(&mut rng, i, i as usize)).is_empty())
             .count();

@@ -1,11 +1,12 @@
 //! One crash and its recovery as a client of nginx sees it, repeated, and the figures.
 
+use crate::rng::Rng;
 use anyhow::{bail, Context, Result};
 use salve::lab::{Lab, PHP_FPM_UNIT};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use zbus_systemd::systemd1::ManagerProxy;
 
 pub const REPETITIONS: usize = 20;
@@ -84,28 +85,9 @@ impl Summary {
     }
 }
 
-/// xorshift64*, seeded from the clock: pauses that no restarter's timer can lock onto.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn from_clock() -> Rng {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0x9E37_79B9_7F4A_7C15, |d| d.as_nanos() as u64);
-        Rng(nanos | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// 0.5–1.5 s.
-    fn pause(&mut self) -> Duration {
-        Duration::from_millis(500 + self.next() % 1001)
-    }
+/// A random pause of 0.5–1.5 s between crashes.
+pub fn pause(rng: &mut Rng) -> Duration {
+    Duration::from_millis(500 + rng.next_u64() % 1001)
 }
 
 /// Crashes the pool [`REPETITIONS`] times with whatever restarter is in place.
@@ -118,7 +100,7 @@ pub fn run(lab: &Lab, killer: &Killer, rng: &mut Rng, label: &str) -> Result<Sum
         // not for a benchmark crashing the pool every second: reset its counter while
         // the pool is up, the same for every restarter, outside the timed part.
         lab.systemctl(&["reset-failed", PHP_FPM_UNIT])?;
-        thread::sleep(rng.pause());
+        thread::sleep(pause(rng));
         let (took, this) = crash_once(lab, killer)
             .with_context(|| format!("{label}: crash {round} of {REPETITIONS}"))?;
         eprintln!(

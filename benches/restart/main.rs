@@ -10,6 +10,8 @@ mod crash;
 mod monit;
 mod owned;
 mod report;
+#[path = "../common/rng.rs"]
+mod rng;
 
 use anyhow::{bail, Context, Result};
 use salve::lab::{check_packages, check_root, Lab, LabConfig, LabGuard, PHP_FPM_UNIT};
@@ -71,7 +73,7 @@ fn run() -> Result<()> {
     // Taken down on every way out, a panic included.
     let lab = LabGuard::new(lab);
     let killer = crash::Killer::connect(&lab.bus_address())?;
-    let mut rng = crash::Rng::from_clock();
+    let mut rng = rng::Rng::from_clock();
 
     eprintln!("(i) salve agent, {PHP_FPM_UNIT} at Restart=no");
     let mut agent = agent::start(&agent_dir, &lab.bus_address())?;

@@ -93,10 +93,9 @@ mod tests {
         found
     }
 
-    #[test]
-    fn a_reload_keeps_an_open_circuit_closed_to_new_attempts() {
-        let yaml = policy_yaml("p", "php.service", DOWN, GUARD, "");
-        let mut e = engine_from(std::slice::from_ref(&yaml), Limits::default());
+    /// One policy `p` on php.service whose single allowed attempt failed: circuit open.
+    fn engine_with_open_circuit(yaml: &str) -> Engine {
+        let mut e = engine_from(&[yaml.to_string()], Limits::default());
         let mut out = Vec::new();
         e.handle(Timestamp::ZERO, &failed("php.service"), &mut out);
         let done = Event::Outcome(Outcome {
@@ -107,8 +106,15 @@ mod tests {
             detail: None,
         });
         e.handle(Timestamp::from_millis(500), &done, &mut out);
+        e
+    }
+
+    #[test]
+    fn a_reload_keeps_an_open_circuit_closed_to_new_attempts() {
+        let yaml = policy_yaml("p", "php.service", DOWN, GUARD, "");
+        let mut e = engine_with_open_circuit(&yaml);
+        let mut out = Vec::new();
         assert!(e.circuit_open(PolicyId(0), Timestamp::from_millis(600)));
-        out.clear();
         let edited = yaml.replace("cooldown: 1s", "cooldown: 2s");
         e.replace_policies(Timestamp::from_millis(1_000), policies(&edited), &mut out);
         assert!(
@@ -157,18 +163,8 @@ mod tests {
     #[test]
     fn renaming_a_policy_does_not_reset_its_targets_circuit() {
         let yaml = policy_yaml("p", "php.service", DOWN, GUARD, "");
-        let mut e = engine_from(std::slice::from_ref(&yaml), Limits::default());
+        let mut e = engine_with_open_circuit(&yaml);
         let mut out = Vec::new();
-        e.handle(Timestamp::ZERO, &failed("php.service"), &mut out);
-        let done = Event::Outcome(Outcome {
-            policy: "p".into(),
-            attempt_id: None,
-            result: OutcomeResult::Failed,
-            verified: None,
-            detail: None,
-        });
-        e.handle(Timestamp::from_millis(500), &done, &mut out);
-        out.clear();
         let renamed = yaml.replace("name: p ", "name: q ");
         assert!(renamed.contains("name: q"), "{renamed}");
         e.replace_policies(Timestamp::from_millis(1_000), policies(&renamed), &mut out);
