@@ -23,7 +23,10 @@ pub struct Baseline {
     pub children: BTreeSet<String>,
 }
 
-/// This process's cgroup directory in every mounted hierarchy (v1 and v2).
+/// This process's cgroup directory in every mounted hierarchy (v1 and v2), and each
+/// hierarchy's mount point: where the process sits below a hierarchy's root (here the
+/// memory controller puts it in `/process_api/…`), the sandbox's systemd, which sees the
+/// host's /sys/fs/cgroup, still creates its cgroups at the top.
 pub fn own_roots() -> Vec<PathBuf> {
     let (Ok(membership), Ok(mounts)) = (
         fs::read_to_string("/proc/self/cgroup"),
@@ -40,7 +43,9 @@ pub fn own_roots() -> Vec<PathBuf> {
             continue;
         };
         let found = mounts.iter().find(|m| m.serves(controllers));
-        if let Some(root) = found.and_then(|m| m.directory_for(path)) {
+        let own = found.and_then(|m| m.directory_for(path));
+        let top = found.map(|m| m.mount_point.clone());
+        for root in [own, top].into_iter().flatten() {
             if root.is_dir() && !roots.contains(&root) {
                 roots.push(root);
             }
@@ -80,7 +85,9 @@ pub fn remove_leftovers(baselines: &[Baseline], patience: Duration) -> Vec<PathB
         let mut stuck = Vec::new();
         for baseline in baselines {
             for child in child_dirs(&baseline.root) {
-                if !baseline.children.contains(&child) {
+                // Only what a systemd creates (unit-named cgroups): anything else that
+                // appeared meanwhile belongs to someone else on the host.
+                if !baseline.children.contains(&child) && is_unit_name(&child) {
                     remove_tree(&baseline.root.join(child), &mut stuck);
                 }
             }
@@ -90,6 +97,12 @@ pub fn remove_leftovers(baselines: &[Baseline], patience: Duration) -> Vec<PathB
         }
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn is_unit_name(name: &str) -> bool {
+    [".scope", ".slice", ".service", ".mount", ".socket", ".swap"]
+        .iter()
+        .any(|suffix| name.ends_with(suffix))
 }
 
 fn remove_tree(dir: &Path, stuck: &mut Vec<PathBuf>) {
