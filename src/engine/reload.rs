@@ -109,13 +109,15 @@ mod tests {
         e
     }
 
-    #[test]
-    fn a_reload_keeps_an_open_circuit_closed_to_new_attempts() {
+    /// Reloads `edit(yaml)` into an engine whose circuit is open, and checks that the
+    /// reload neither acts nor closes the circuit.
+    fn assert_reload_keeps_circuit_open(edit: impl Fn(&str) -> String) {
         let yaml = policy_yaml("p", "php.service", DOWN, GUARD, "");
         let mut e = engine_with_open_circuit(&yaml);
-        let mut out = Vec::new();
         assert!(e.circuit_open(PolicyId(0), Timestamp::from_millis(600)));
-        let edited = yaml.replace("cooldown: 1s", "cooldown: 2s");
+        let mut out = Vec::new();
+        let edited = edit(&yaml);
+        assert_ne!(edited, yaml, "the edit must change the policy");
         e.replace_policies(Timestamp::from_millis(1_000), policies(&edited), &mut out);
         assert!(
             out.iter()
@@ -123,6 +125,16 @@ mod tests {
             "{out:?}"
         );
         assert!(e.circuit_open(PolicyId(0), Timestamp::from_millis(2_000)));
+    }
+
+    #[test]
+    fn a_reload_keeps_an_open_circuit_closed_to_new_attempts() {
+        assert_reload_keeps_circuit_open(|y| y.replace("cooldown: 1s", "cooldown: 2s"));
+    }
+
+    #[test]
+    fn renaming_a_policy_does_not_reset_its_targets_circuit() {
+        assert_reload_keeps_circuit_open(|y| y.replace("name: p ", "name: q "));
     }
 
     #[test]
@@ -158,22 +170,6 @@ mod tests {
             out.iter().any(|d| matches!(d.verdict, Verdict::Act { .. })),
             "{out:?}"
         );
-    }
-
-    #[test]
-    fn renaming_a_policy_does_not_reset_its_targets_circuit() {
-        let yaml = policy_yaml("p", "php.service", DOWN, GUARD, "");
-        let mut e = engine_with_open_circuit(&yaml);
-        let mut out = Vec::new();
-        let renamed = yaml.replace("name: p ", "name: q ");
-        assert!(renamed.contains("name: q"), "{renamed}");
-        e.replace_policies(Timestamp::from_millis(1_000), policies(&renamed), &mut out);
-        assert!(
-            out.iter()
-                .all(|d| !matches!(d.verdict, Verdict::Act { .. })),
-            "{out:?}"
-        );
-        assert!(e.circuit_open(PolicyId(0), Timestamp::from_millis(2_000)));
     }
 
     #[test]

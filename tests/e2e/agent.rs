@@ -29,19 +29,22 @@ spec:
     )
 }
 
+/// The lab's crash policy with `GUARD` in `<test dir>/policies`, and an agent running it
+/// with `args`.
+fn start_with_down_policy(env: &Env, args: &[&str]) -> Agent {
+    let policies = env.dir.join("policies");
+    let yaml = down_policy(&env.lab().ping_url(), GUARD, "");
+    write_policy(&policies, "down.yaml", &yaml);
+    Agent::start(env, &policies, args)
+}
+
 const GUARD: &str = "{ cooldown: 2s, maxAttempts: 3, window: 1m, backoff: 1.0 }";
 
 #[test]
 fn crash_is_healed_within_five_seconds_and_journalled() {
     let Some(env) = lab("crash") else { return };
     let lab = env.lab();
-    let policies = env.dir.join("policies");
-    write_policy(
-        &policies,
-        "down.yaml",
-        &down_policy(&lab.ping_url(), GUARD, ""),
-    );
-    let agent = Agent::start(&env, &policies, &[]);
+    let agent = start_with_down_policy(&env, &[]);
     assert_eq!(http_status(lab.http_port(), "/ping.php"), Some(200));
 
     let killed = Instant::now();
@@ -195,13 +198,7 @@ fn agent_reconnects_after_dbus_restart_and_still_heals() {
         return;
     };
     let lab = env.lab();
-    let policies = env.dir.join("policies");
-    write_policy(
-        &policies,
-        "down.yaml",
-        &down_policy(&lab.ping_url(), GUARD, ""),
-    );
-    let agent = Agent::start(&env, &policies, &[]);
+    let agent = start_with_down_policy(&env, &[]);
     lab.systemctl(&["restart", "dbus.service"])
         .expect("restart dbus");
     agent.wait_for_log("D-Bus connection lost", Duration::from_secs(10));
@@ -225,13 +222,7 @@ fn agent_reconnects_after_dbus_restart_and_still_heals() {
 fn dry_run_restarts_nothing_and_journals_its_decisions() {
     let Some(env) = lab("dry-run") else { return };
     let lab = env.lab();
-    let policies = env.dir.join("policies");
-    write_policy(
-        &policies,
-        "down.yaml",
-        &down_policy(&lab.ping_url(), GUARD, ""),
-    );
-    let agent = Agent::start(&env, &policies, &["--dry-run"]);
+    let agent = start_with_down_policy(&env, &["--dry-run"]);
     lab.break_scenario(Scenario::Crash).expect("crash");
     let journalled = wait_until(Duration::from_secs(5), || {
         agent.records().iter().any(|r| matches!(&r.entry, Entry::Skip { reason, dry_run: true, .. } if reason == "dry_run"))
@@ -258,13 +249,8 @@ fn broken_policy_dropped_in_is_rejected_and_the_old_set_keeps_healing() {
         return;
     };
     let lab = env.lab();
+    let agent = start_with_down_policy(&env, &[]);
     let policies = env.dir.join("policies");
-    write_policy(
-        &policies,
-        "down.yaml",
-        &down_policy(&lab.ping_url(), GUARD, ""),
-    );
-    let agent = Agent::start(&env, &policies, &[]);
     write_policy(&policies, "broken.yaml", "apiVersion: salve.dev/v1alpha1\nkind: RemediationPolicy\nmetadata: { name: broken }\nspec:\n  target: { unit: x.service }\n  trigger: [{ unit: { activeState: [faild] } }]\n  actions: [{ restart: {} }]\n");
     agent.wait_for_log("broken.yaml:6:37", Duration::from_secs(5));
     agent.wait_for_log("keeping the last good policy set", Duration::from_secs(2));

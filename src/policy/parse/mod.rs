@@ -51,26 +51,8 @@ const ACTIONS: Noun = Noun::new("action", "actions");
 pub fn policy(dec: &mut Decoder, doc: &Node) -> Option<PolicyDraft> {
     let before = dec.errors.len();
     let f = dec.fields(doc, "the policy", POLICY_FIELDS)?;
-    if let Some(n) = f.required(dec, "apiVersion") {
-        if let Some(v) = dec.string(n) {
-            if v != API_VERSION {
-                dec.error(
-                    n.pos,
-                    format!("unsupported apiVersion \"{v}\": expected \"{API_VERSION}\""),
-                );
-            }
-        }
-    }
-    if let Some(n) = f.required(dec, "kind") {
-        if let Some(v) = dec.string(n) {
-            if v != KIND {
-                dec.error(
-                    n.pos,
-                    format!("unsupported kind \"{v}\": expected \"{KIND}\""),
-                );
-            }
-        }
-    }
+    expect_value(dec, &f, "apiVersion", API_VERSION);
+    expect_value(dec, &f, "kind", KIND);
     let metadata = f.required(dec, "metadata").and_then(|n| metadata(dec, n));
     let spec = f.required(dec, "spec").and_then(|n| spec(dec, n));
     if dec.errors.len() > before {
@@ -81,6 +63,21 @@ pub fn policy(dec: &mut Decoder, doc: &Node) -> Option<PolicyDraft> {
         spec: spec?,
         name_pos: name_position(f.get("metadata")).unwrap_or(f.pos),
     })
+}
+
+/// Checks that the required field `key` is exactly `expected`.
+fn expect_value(dec: &mut Decoder, f: &Fields<'_>, key: &str, expected: &str) {
+    let Some(n) = f.required(dec, key) else {
+        return;
+    };
+    if let Some(v) = dec.string(n) {
+        if v != expected {
+            dec.error(
+                n.pos,
+                format!("unsupported {key} \"{v}\": expected \"{expected}\""),
+            );
+        }
+    }
 }
 
 /// A decoded policy before cross-file checks (duplicate names) and its source are known.
