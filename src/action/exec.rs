@@ -36,9 +36,20 @@ pub async fn run(argv: &[String], timeout: Duration) -> Result<ExecOutput, Strin
     let Some((program, args)) = argv.split_first() else {
         return Err("cannot run an empty command".to_string());
     };
+    let mut command = Command::new(program);
+    command.args(args);
+    run_command(command, program, timeout).await
+}
+
+/// [`run`] for a command the caller has prepared (e.g. with a `pre_exec` step); stdio
+/// is set here. `program` names it in messages.
+pub async fn run_command(
+    mut command: Command,
+    program: &str,
+    timeout: Duration,
+) -> Result<ExecOutput, String> {
     let deadline = Instant::now() + timeout;
-    let mut child = Command::new(program)
-        .args(args)
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

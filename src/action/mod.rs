@@ -1,6 +1,7 @@
 //! Executors: carry out an attempt's actions in order, then its verification, and
 //! report the outcome as an engine event.
 
+pub mod config_edit;
 pub mod exec;
 pub mod notify;
 pub mod systemd;
@@ -52,12 +53,13 @@ impl Executor {
         let mut result = OutcomeResult::Ok;
         let mut error = None;
         let mut steps = Vec::new();
+        let mut diffs = Vec::new();
         for action in &policy.spec.actions {
             // `instrument`, not `enter`: an entered guard held across an await would
             // leak the span into whatever else runs on this thread meanwhile.
             let span = tracing::info_span!("action", policy = policy.name(), target = %policy.spec.target.unit, action = action.name(), attempt_id);
             let ran = self
-                .run_action(policy, action, attempt_id)
+                .run_action(policy, action, attempt_id, &mut diffs)
                 .instrument(span.clone())
                 .await;
             match &ran {
@@ -76,22 +78,8 @@ impl Executor {
                 break;
             }
         }
-        let (verified, verification) = match (&policy.spec.verify, result) {
-            (Some(verify), OutcomeResult::Ok) => {
-                let mut checks = Vec::new();
-                let mut passed = true;
-                if let Some(http) = &verify.http {
-                    let (ok, detail) = self.verify_http(http).await;
-                    passed &= ok;
-                    checks.push(detail);
-                }
-                if let Some(unit) = &verify.unit {
-                    let (ok, detail) = self.verify_unit(policy, unit).await;
-                    passed &= ok;
-                    checks.push(detail);
-                }
-                (Some(passed), Some(checks.join("; ")))
-            }
+        let (verified, verification) = match result {
+            OutcomeResult::Ok => self.verify(policy).await.unzip(),
             _ => (None, None),
         };
         Outcome {
@@ -104,6 +92,7 @@ impl Executor {
                 duration_ms: Some(started.elapsed().as_millis().min(u64::MAX as u128) as u64),
                 steps,
                 verification,
+                diffs,
             }),
         }
     }
@@ -112,7 +101,7 @@ impl Executor {
     pub async fn run_escalation(&self, policy: &Policy, attempts: u32) -> Vec<String> {
         let mut failures = Vec::new();
         for action in &policy.spec.escalate {
-            if let Err(f) = self.run_action(policy, action, 0).await {
+            if let Err(f) = self.run_action(policy, action, 0, &mut Vec::new()).await {
                 failures.push(format!("{}: {}", action.name(), f.message));
             }
         }
@@ -127,6 +116,7 @@ impl Executor {
         policy: &Policy,
         action: &Action,
         attempt_id: u64,
+        diffs: &mut Vec<String>,
     ) -> Result<String, Failure> {
         let unit = policy.spec.target.unit.as_str();
         if let Some(op) = systemd::unit_op(action) {
@@ -164,9 +154,32 @@ impl Executor {
                 .await
                 .map(|_| "exited 0".to_string())
                 .map_err(Failure::from_message),
+            Action::NginxEdit(_) | Action::PhpFpmEdit(_) | Action::AlignFastcgiPass(_) => {
+                let (result, diff) = self.run_config_edit(policy, action).await;
+                diffs.extend(diff);
+                result.map_err(Failure::from_message)
+            }
             // `unit_op` covered every systemd action above.
             _ => Ok("ok".to_string()),
         }
+    }
+
+    /// The policy's verification: whether it passed and what it saw; `None` without one.
+    async fn verify(&self, policy: &Policy) -> Option<(bool, String)> {
+        let verify = policy.spec.verify.as_ref()?;
+        let mut checks = Vec::new();
+        let mut passed = true;
+        if let Some(http) = &verify.http {
+            let (ok, detail) = self.verify_http(http).await;
+            passed &= ok;
+            checks.push(detail);
+        }
+        if let Some(unit) = &verify.unit {
+            let (ok, detail) = self.verify_unit(policy, unit).await;
+            passed &= ok;
+            checks.push(detail);
+        }
+        Some((passed, checks.join("; ")))
     }
 
     async fn verify_http(&self, http: &HttpVerify) -> (bool, String) {

@@ -18,7 +18,11 @@ pub fn unit_op(action: &Action) -> Option<UnitOp> {
         },
         Action::Enable(_) => UnitOp::Enable,
         Action::Disable(_) => UnitOp::Disable,
-        Action::Notify(_) | Action::Exec(_) => return None,
+        Action::Notify(_)
+        | Action::Exec(_)
+        | Action::NginxEdit(_)
+        | Action::PhpFpmEdit(_)
+        | Action::AlignFastcgiPass(_) => return None,
     })
 }
 

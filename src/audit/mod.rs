@@ -95,6 +95,7 @@ impl TestDir {
                 duration_ms: 1,
                 steps: Vec::new(),
                 verification: None,
+                diffs: Vec::new(),
             },
         }
     }

@@ -49,6 +49,10 @@ pub enum Entry {
         steps: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         verification: Option<Verification>,
+        /// Unified diff of each config file the attempt edited, whether it was kept or
+        /// rolled back (the steps say which).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        diffs: Vec<String>,
     },
     /// `reason` is machine-readable ("cooldown", "circuit_open", "dry_run",
     /// "storm_cap", "max_concurrent", "in_flight", ...); `detail` is for humans.
@@ -195,6 +199,7 @@ mod tests {
                 passed: false,
                 detail: "503".into(),
             }),
+            diffs: Vec::new(),
         });
         assert_round_trip(
             &full,
@@ -207,6 +212,7 @@ mod tests {
             duration_ms: 5,
             steps: Vec::new(),
             verification: None,
+            diffs: Vec::new(),
         });
         assert_round_trip(
             &bare,

@@ -103,6 +103,7 @@ pub fn outcome_record(
                 .unwrap_or_else(|| elapsed.as_millis().min(u64::MAX as u128) as u64),
             steps: detail.steps,
             verification,
+            diffs: detail.diffs,
         },
     }
 }

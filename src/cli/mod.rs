@@ -2,6 +2,7 @@
 
 mod agent;
 mod check;
+mod diagnose;
 mod history;
 mod lab;
 mod simulate;
@@ -48,6 +49,8 @@ pub enum Command {
     History(history::Args),
     /// Run the host agent: watch systemd units and probes, heal by policy.
     Agent(agent::Args),
+    /// Find which known cause of a 502/504 applies: configs, logs, boot state, memory.
+    Diagnose(diagnose::Args),
     /// A disposable systemd sandbox with nginx and PHP-FPM to break on purpose.
     Lab(lab::Args),
 }
@@ -77,6 +80,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::History(args) => history::run(args),
         Command::Agent(args) => agent::run(args),
         Command::Lab(args) => lab::run(args),
+        Command::Diagnose(args) => diagnose::run(args),
         Command::Schema => {
             print!("{}", salve::policy::policy_schema());
             Ok(ExitCode::SUCCESS)

@@ -123,6 +123,9 @@ pub struct AttemptDetail {
     /// What verification saw, e.g. "HTTP 200 after 120ms".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<String>,
+    /// Unified diffs of the config files the attempt changed (or tried to, and rolled back).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diffs: Vec<String>,
 }
 
 impl Outcome {

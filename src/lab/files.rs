@@ -23,6 +23,13 @@ pub const MAX_CHILDREN: usize = 2;
 /// Long enough to outlast any test or demo step; a pool restart ends it sooner.
 pub const SLOW_SECONDS: u32 = 120;
 
+/// About 18 KB of response headers: more than four times nginx's default buffer.
+pub const BIG_HEADER_BYTES: usize = 18_000;
+/// More headers than the shipped policy's 64k cap lets nginx accept.
+pub const HUGE_HEADER_BYTES: usize = 100_000;
+/// How long work.php holds a worker.
+pub const WORK_MILLIS: u32 = 500;
+
 /// The lab directory's layout: one place that knows every file name.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -53,6 +60,14 @@ impl Layout {
     }
     pub fn nginx_conf(&self) -> PathBuf {
         self.dir.join("nginx.conf")
+    }
+    /// The site, in its own file as on a Debian host (`sites-enabled/`): the file the
+    /// config-edit scenarios change, reached from nginx.conf through `include`.
+    pub fn nginx_sites(&self) -> PathBuf {
+        self.dir.join("sites-enabled")
+    }
+    pub fn nginx_site(&self) -> PathBuf {
+        self.nginx_sites().join("app.conf")
     }
     pub fn nginx_error_log(&self) -> PathBuf {
         self.dir.join("nginx-error.log")
@@ -98,6 +113,7 @@ pub fn write_all(layout: &Layout, http_port: u16) -> Result<(), LabError> {
         layout.nginx_temp(),
         layout.pool_dir(),
         layout.web_root(),
+        layout.nginx_sites(),
     ] {
         create_dir(&dir)?;
     }
@@ -116,12 +132,23 @@ pub fn write_all(layout: &Layout, http_port: u16) -> Result<(), LabError> {
             _ => {}
         }
     }
-    write(&layout.nginx_conf(), &nginx_conf(layout, http_port), 0o644)?;
-    write(&layout.php_fpm_conf(), &php_fpm_conf(layout), 0o644)?;
-    write(&layout.pool_conf(), &pool_conf(), 0o644)?;
+    write_configs(layout, http_port)?;
     write(
         &layout.web_root().join("ping.php"),
         "<?php\necho \"pong\\n\";\n",
+        0o644,
+    )?;
+    // Response headers past nginx's default 4k fastcgi_buffer_size: nginx answers 502
+    // with "upstream sent too big header while reading response header from upstream".
+    for (page, bytes) in [
+        ("big-header.php", BIG_HEADER_BYTES),
+        ("huge-header.php", HUGE_HEADER_BYTES),
+    ] {
+        write(&layout.web_root().join(page), &header_page(bytes), 0o644)?;
+    }
+    write(
+        &layout.web_root().join("work.php"),
+        &format!("<?php\n// The exhaustion scenario's page: holds a worker for a moment.\nusleep({WORK_MILLIS} * 1000);\necho \"worked\\n\";\n"),
         0o644,
     )?;
     write(
@@ -137,6 +164,23 @@ pub fn write_all(layout: &Layout, http_port: u16) -> Result<(), LabError> {
     write(&layout.units().join(NGINX_UNIT), &nginx_unit(layout), 0o644)?;
     write(&layout.boot_script(), &super::boot::script(layout), 0o755)?;
     Ok(())
+}
+
+/// The configs alone, as a fresh lab has them: what `repair` puts back after a
+/// scenario (or salve) edited them. Leaves logs and pages alone.
+pub fn write_configs(layout: &Layout, http_port: u16) -> Result<(), LabError> {
+    write(&layout.nginx_conf(), &nginx_conf(layout), 0o644)?;
+    write(&layout.nginx_site(), &nginx_site(layout, http_port), 0o644)?;
+    write(&layout.php_fpm_conf(), &php_fpm_conf(layout), 0o644)?;
+    write(&layout.pool_conf(), &pool_conf(), 0o644)
+}
+
+/// A page sending `bytes` of response headers as 1000-byte cookies.
+fn header_page(bytes: usize) -> String {
+    format!(
+        "<?php\n// {bytes} bytes of response headers.\nfor ($i = 0; $i < {n}; $i++) {{\n    header(\"Set-Cookie: c$i=\" . str_repeat('x', 980), false);\n}}\necho \"headers sent\\n\";\n",
+        n = bytes / 1000
+    )
 }
 
 pub(crate) fn create_dir(dir: &Path) -> Result<(), LabError> {
@@ -163,7 +207,7 @@ pub(crate) fn write_bytes(path: &Path, contents: &[u8], mode: u32) -> Result<(),
     fs::rename(&temporary, path).map_err(|e| LabError::io("rename into place", path, e))
 }
 
-fn nginx_conf(l: &Layout, port: u16) -> String {
+fn nginx_conf(l: &Layout) -> String {
     let temp = l.s(l.nginx_temp());
     format!(
         r#"# salve lab: nginx in front of the PHP-FPM pool. Every path is in the lab directory.
@@ -185,40 +229,50 @@ http {{
     scgi_temp_path {temp}/scgi;
     default_type text/plain;
 
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-
-        location ~ \.php$ {{
-            fastcgi_pass unix:{socket};
-            # Short, so a pool whose workers are all stuck shows up as a 504 within
-            # seconds instead of nginx's default minute.
-            fastcgi_read_timeout 3s;
-            fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
-            fastcgi_param SCRIPT_NAME $fastcgi_script_name;
-            fastcgi_param QUERY_STRING $query_string;
-            fastcgi_param REQUEST_METHOD $request_method;
-            fastcgi_param CONTENT_TYPE $content_type;
-            fastcgi_param CONTENT_LENGTH $content_length;
-            fastcgi_param REQUEST_URI $request_uri;
-            fastcgi_param DOCUMENT_URI $document_uri;
-            fastcgi_param DOCUMENT_ROOT $document_root;
-            fastcgi_param SERVER_PROTOCOL $server_protocol;
-            fastcgi_param GATEWAY_INTERFACE CGI/1.1;
-            fastcgi_param SERVER_SOFTWARE nginx;
-            fastcgi_param REMOTE_ADDR $remote_addr;
-            fastcgi_param REMOTE_PORT $remote_port;
-            fastcgi_param SERVER_ADDR $server_addr;
-            fastcgi_param SERVER_PORT $server_port;
-            fastcgi_param SERVER_NAME $server_name;
-            fastcgi_param REDIRECT_STATUS 200;
-        }}
-    }}
+    include {sites}/*.conf;
 }}
 "#,
         pid = l.s(l.dir.join("nginx.pid")),
         error_log = l.s(l.nginx_error_log()),
         access_log = l.s(l.nginx_access_log()),
+        sites = l.s(l.nginx_sites()),
+    )
+}
+
+fn nginx_site(l: &Layout, port: u16) -> String {
+    format!(
+        r#"# salve lab: the PHP site, included from nginx.conf. The fastcgi buffers are left
+# at nginx's defaults (8 4k), as on a fresh Debian host.
+server {{
+    listen 127.0.0.1:{port};
+    root {root};
+
+    location ~ \.php$ {{
+        fastcgi_pass unix:{socket};
+        # Short, so a pool whose workers are all stuck shows up as a 504 within
+        # seconds instead of nginx's default minute.
+        fastcgi_read_timeout 3s;
+        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+        fastcgi_param SCRIPT_NAME $fastcgi_script_name;
+        fastcgi_param QUERY_STRING $query_string;
+        fastcgi_param REQUEST_METHOD $request_method;
+        fastcgi_param CONTENT_TYPE $content_type;
+        fastcgi_param CONTENT_LENGTH $content_length;
+        fastcgi_param REQUEST_URI $request_uri;
+        fastcgi_param DOCUMENT_URI $document_uri;
+        fastcgi_param DOCUMENT_ROOT $document_root;
+        fastcgi_param SERVER_PROTOCOL $server_protocol;
+        fastcgi_param GATEWAY_INTERFACE CGI/1.1;
+        fastcgi_param SERVER_SOFTWARE nginx;
+        fastcgi_param REMOTE_ADDR $remote_addr;
+        fastcgi_param REMOTE_PORT $remote_port;
+        fastcgi_param SERVER_ADDR $server_addr;
+        fastcgi_param SERVER_PORT $server_port;
+        fastcgi_param SERVER_NAME $server_name;
+        fastcgi_param REDIRECT_STATUS 200;
+    }}
+}}
+"#,
         root = l.s(l.web_root()),
         socket = PHP_FPM_SOCKET,
     )
@@ -316,7 +370,7 @@ mod tests {
     #[test]
     fn every_nginx_path_is_inside_the_lab_directory() {
         let layout = Layout::new(Path::new("/var/lib/salve/lab"));
-        let conf = nginx_conf(&layout, 8480);
+        let conf = nginx_conf(&layout) + &nginx_site(&layout, 8480);
         for directive in [
             "pid ",
             "error_log ",

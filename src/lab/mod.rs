@@ -10,6 +10,7 @@
 
 mod boot;
 mod cgroup;
+mod config_faults;
 mod error;
 mod exec;
 mod files;
@@ -22,6 +23,7 @@ mod sandbox;
 mod scenario;
 mod status;
 
+pub use config_faults::MISMATCHED_SOCKET;
 pub use error::LabError;
 pub use files::{NGINX_UNIT, PHP_FPM_SOCKET, PHP_FPM_UNIT};
 pub use guard::LabGuard;
@@ -278,6 +280,15 @@ impl Lab {
         self.layout().nginx_conf()
     }
 
+    /// The site's file, included from nginx.conf; the config-edit scenarios change it.
+    pub fn nginx_site(&self) -> PathBuf {
+        self.layout().nginx_site()
+    }
+
+    pub fn php_fpm_conf(&self) -> PathBuf {
+        self.layout().php_fpm_conf()
+    }
+
     pub fn pool_conf(&self) -> PathBuf {
         self.layout().pool_conf()
     }
@@ -317,7 +328,7 @@ impl Lab {
         http::probe(self.http_port, "/ping.php", PROBE_TIMEOUT)
     }
 
-    fn wait_healthy(&self, timeout: Duration) -> Result<(), LabError> {
+    pub(super) fn wait_healthy(&self, timeout: Duration) -> Result<(), LabError> {
         let deadline = Instant::now() + timeout;
         loop {
             let probe = self.probe_ping();

@@ -28,15 +28,24 @@ pub enum Scenario {
     CrashLoop,
     /// Every worker stuck in a slow script: the unit stays active, ping.php gets 504.
     Hang,
+    /// The pool's socket owned by root with mode 0600: nginx gets `13: Permission denied`.
+    SocketPermissions,
+    /// nginx's fastcgi_pass names a socket no pool listens on.
+    FastcgiMismatch,
+    /// `pm.max_children = 1`: under load PHP-FPM logs "server reached pm.max_children".
+    Exhaustion,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Crash,
         Scenario::Stop,
         Scenario::Disable,
         Scenario::CrashLoop,
         Scenario::Hang,
+        Scenario::SocketPermissions,
+        Scenario::FastcgiMismatch,
+        Scenario::Exhaustion,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +55,9 @@ impl Scenario {
             Scenario::Disable => "disable",
             Scenario::CrashLoop => "crashloop",
             Scenario::Hang => "hang",
+            Scenario::SocketPermissions => "socket-permissions",
+            Scenario::FastcgiMismatch => "fastcgi-mismatch",
+            Scenario::Exhaustion => "exhaustion",
         }
     }
 
@@ -58,6 +70,13 @@ impl Scenario {
                 "break the pool config so every start fails, then crash the pool"
             }
             Scenario::Hang => "occupy every PHP-FPM worker with a slow request",
+            Scenario::SocketPermissions => {
+                "give the pool socket to root with mode 0600, so nginx may not open it"
+            }
+            Scenario::FastcgiMismatch => {
+                "point nginx's fastcgi_pass at /run/php/php-fpm.sock, where no pool listens"
+            }
+            Scenario::Exhaustion => "shrink the pool to pm.max_children = 1",
         }
     }
 }
@@ -93,6 +112,9 @@ impl Lab {
                 self.crash(scenario)
             }
             Scenario::Hang => self.hang(),
+            Scenario::SocketPermissions => self.lock_socket(),
+            Scenario::FastcgiMismatch => self.mismatch_fastcgi_pass(),
+            Scenario::Exhaustion => self.shrink_pool(),
         }
     }
 
@@ -203,6 +225,8 @@ impl Lab {
 
     pub(super) fn restore(&self) -> Result<(), LabError> {
         let layout = self.layout();
+        // Configs back to a fresh lab's, whatever a scenario or salve changed.
+        files::write_configs(&layout, self.http_port)?;
         let (pool, backup) = (layout.pool_conf(), layout.pool_backup());
         if backup.exists() {
             let original = fs::read(&backup).map_err(|e| LabError::io("read", &backup, e))?;
@@ -215,7 +239,7 @@ impl Lab {
         self.systemctl_ok(&["enable", PHP_FPM_UNIT])?;
         // A restart also ends the hang scenario: the stuck workers go with the pool.
         self.systemctl_ok(&["restart", PHP_FPM_UNIT])?;
-        self.systemctl_ok(&["start", files::NGINX_UNIT])?;
+        self.systemctl_ok(&["restart", files::NGINX_UNIT])?;
         self.wait_healthy(super::HEALTH_TIMEOUT)
     }
 
@@ -241,7 +265,7 @@ impl Lab {
     }
 }
 
-fn failed(scenario: Scenario, detail: String) -> LabError {
+pub(super) fn failed(scenario: Scenario, detail: String) -> LabError {
     LabError::ScenarioFailed {
         scenario: scenario.name(),
         detail,

@@ -1,6 +1,7 @@
 //! Policies: the YAML contract, its validation with `file:line:col` errors, and its
 //! JSON Schema.
 
+mod config_edit;
 mod decode;
 mod diagnostic;
 mod model;

@@ -3,6 +3,7 @@
 //! `parse.rs` decodes YAML into them; a test keeps the two in step.
 
 use super::names::{HttpUrl, PolicyName, SignalName, UnitName};
+pub use super::config_edit::*;
 use super::schema_types::{DurationSchema, NoArgs, RegexSchema};
 use regex::Regex;
 use schemars::JsonSchema;
@@ -318,6 +319,9 @@ pub enum Action {
     Disable(NoArgs),
     Notify(NotifyArgs),
     Exec(ExecArgs),
+    NginxEdit(NginxEditArgs),
+    PhpFpmEdit(PhpFpmEditArgs),
+    AlignFastcgiPass(AlignFastcgiPassArgs),
 }
 
 impl Action {
@@ -335,6 +339,9 @@ impl Action {
             Action::Disable(_) => "disable",
             Action::Notify(_) => "notify",
             Action::Exec(_) => "exec",
+            Action::NginxEdit(_) => "nginxEdit",
+            Action::PhpFpmEdit(_) => "phpFpmEdit",
+            Action::AlignFastcgiPass(_) => "alignFastcgiPass",
         }
     }
 }

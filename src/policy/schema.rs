@@ -51,6 +51,13 @@ mod tests {
             ("HttpVerify", HTTP_VERIFY_FIELDS),
             ("UnitVerify", UNIT_VERIFY_FIELDS),
             ("Guard", GUARD_FIELDS),
+            ("NginxEditArgs", NGINX_EDIT_FIELDS),
+            ("RaiseDirective", RAISE_DIRECTIVE_FIELDS),
+            ("SetDirective", SET_DIRECTIVE_FIELDS),
+            ("PhpFpmEditArgs", PHP_FPM_EDIT_FIELDS),
+            ("RaiseKey", RAISE_KEY_FIELDS),
+            ("SetKey", SET_KEY_FIELDS),
+            ("AlignFastcgiPassArgs", ALIGN_FASTCGI_PASS_FIELDS),
         ];
         for (name, fields) in pairs {
             assert_eq!(

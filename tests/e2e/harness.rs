@@ -176,8 +176,13 @@ pub fn wait_until(within: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 /// One GET with a short timeout; `None` when nothing answered.
 pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    http_status_within(port, path, Duration::from_secs(2))
+}
+
+/// One GET that waits up to `timeout` for the status line.
+pub fn http_status_within(port: u16, path: &str, timeout: Duration) -> Option<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"

@@ -3,4 +3,5 @@
 //! never skip, when they cannot run. One lab at a time: every test holds a lock.
 
 mod agent;
+mod config_edits;
 mod harness;

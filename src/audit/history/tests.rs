@@ -32,6 +32,7 @@ fn outcome(id: u64, result: OutcomeResult) -> Entry {
         duration_ms: 10,
         steps: Vec::new(),
         verification: None,
+        diffs: Vec::new(),
     }
 }
 
@@ -203,6 +204,7 @@ fn table_details_for_each_kind() {
                     passed: false,
                     detail: "still 503".into(),
                 }),
+                diffs: Vec::new(),
             },
         ),
         rec(
@@ -219,6 +221,7 @@ fn table_details_for_each_kind() {
                     passed: true,
                     detail: "200 OK".into(),
                 }),
+                diffs: Vec::new(),
             },
         ),
         rec(

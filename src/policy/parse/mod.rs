@@ -2,7 +2,14 @@
 //! The field lists here are the contract; `schema.rs` tests that the JSON Schema derived
 //! from `model.rs` names exactly the same fields.
 
+mod config_edit;
 mod trigger;
+
+#[cfg(test)]
+pub(crate) use config_edit::{
+    ALIGN_FASTCGI_PASS_FIELDS, NGINX_EDIT_FIELDS, PHP_FPM_EDIT_FIELDS, RAISE_DIRECTIVE_FIELDS,
+    RAISE_KEY_FIELDS, SET_DIRECTIVE_FIELDS, SET_KEY_FIELDS,
+};
 
 use super::decode::{Decoder, Fields, Noun};
 use super::model::*;
@@ -35,6 +42,9 @@ pub(crate) const ACTION_KINDS: &[&str] = &[
     "disable",
     "notify",
     "exec",
+    "nginxEdit",
+    "phpFpmEdit",
+    "alignFastcgiPass",
 ];
 pub(crate) const KILL_FIELDS: &[&str] = &["signal", "whom"];
 pub(crate) const NOTIFY_FIELDS: &[&str] = &["webhook", "timeout"];
@@ -340,6 +350,9 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
                 timeout: timeout?,
             })
         }
+        "nginxEdit" => return config_edit::nginx_edit(dec, args),
+        "phpFpmEdit" => return config_edit::php_fpm_edit(dec, args),
+        "alignFastcgiPass" => return config_edit::align_fastcgi_pass(dec, args),
         // `variant` only returns names from ACTION_KINDS, all handled above.
         _ => return None,
     };
@@ -347,7 +360,7 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
 }
 
 /// An optional sub-value: absent is fine (`Some(None)`), present but invalid is `None`.
-fn optional<T>(decoded: Option<Option<T>>) -> Option<Option<T>> {
+pub(super) fn optional<T>(decoded: Option<Option<T>>) -> Option<Option<T>> {
     decoded.map_or(Some(None), |v| v.map(Some))
 }
 

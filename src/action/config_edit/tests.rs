@@ -1,0 +1,192 @@
+use super::*;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
+/// A host whose checker, apply and verify answer from scripts, recording what the
+/// file held at each apply.
+#[derive(Default)]
+struct FakeHost {
+    invalid: RefCell<VecDeque<bool>>,
+    apply_fails: RefCell<VecDeque<bool>>,
+    verify: RefCell<VecDeque<Option<bool>>>,
+    applied: RefCell<Vec<String>>,
+    file: PathBuf,
+}
+
+impl EditHost for FakeHost {
+    async fn validate(&self, file: &Path, candidate: &[u8]) -> Result<(), String> {
+        assert_eq!(file, self.file);
+        assert!(!candidate.is_empty());
+        match self.invalid.borrow_mut().pop_front() {
+            Some(true) => Err("nginx: [emerg] invalid value".into()),
+            _ => Ok(()),
+        }
+    }
+    async fn apply(&self) -> Result<(), String> {
+        let now = fs::read_to_string(&self.file).unwrap();
+        self.applied.borrow_mut().push(now);
+        match self.apply_fails.borrow_mut().pop_front() {
+            Some(true) => Err("job failed".into()),
+            _ => Ok(()),
+        }
+    }
+    async fn verify(&self) -> Option<(bool, String)> {
+        self.verify
+            .borrow_mut()
+            .pop_front()
+            .unwrap_or(Some(true))
+            .map(|ok| (ok, if ok { "HTTP 200" } else { "HTTP 502" }.to_string()))
+    }
+}
+
+/// Appends "x" to a counter line each step, up to `steps` steps.
+struct Counting {
+    steps: u32,
+}
+
+impl Planner for Counting {
+    fn next(&mut self, current: &str) -> Result<Option<Planned>, String> {
+        if self.steps == 0 {
+            return Ok(None);
+        }
+        self.steps -= 1;
+        Ok(Some(Planned {
+            text: format!("{current}x\n"),
+            summary: format!("step {}", self.steps),
+        }))
+    }
+}
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str, contents: &str) -> (Scratch, PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "salve-edit-test-{}-{name}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("site.conf");
+        fs::write(&file, contents).unwrap();
+        (Scratch(dir), file)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+const ORIGINAL: &str = "# keep me\r\nline  with   spacing\n";
+
+#[test]
+fn a_verified_edit_keeps_the_new_file_and_a_byte_exact_backup() {
+    let (_dir, file) = Scratch::new("ok", ORIGINAL);
+    let host = FakeHost {
+        file: file.clone(),
+        ..Default::default()
+    };
+    let report = run(run_edit(&file, &mut Counting { steps: 3 }, &host)).unwrap();
+    assert_eq!(fs::read_to_string(&file).unwrap(), format!("{ORIGINAL}x\n"));
+    assert_eq!(fs::read(backup_path(&file)).unwrap(), ORIGINAL.as_bytes());
+    assert_eq!(host.applied.borrow().len(), 1);
+    let diff = report.diff.unwrap();
+    assert!(diff.contains("\n+x\n"), "{diff}");
+}
+
+#[test]
+fn a_failed_validation_never_replaces_the_file() {
+    let (_dir, file) = Scratch::new("invalid", ORIGINAL);
+    let host = FakeHost {
+        file: file.clone(),
+        invalid: RefCell::new([true].into()),
+        ..Default::default()
+    };
+    let (why, diff) = run(run_edit(&file, &mut Counting { steps: 3 }, &host)).unwrap_err();
+    assert!(why.contains("validation failed, file not replaced: nginx: [emerg]"), "{why}");
+    assert!(diff.is_some());
+    assert_eq!(fs::read(&file).unwrap(), ORIGINAL.as_bytes());
+    assert!(host.applied.borrow().is_empty(), "nothing to apply");
+    assert!(!backup_path(&file).exists());
+}
+
+#[test]
+fn verify_failing_at_every_step_up_to_the_cap_restores_the_original_and_applies_it() {
+    let (_dir, file) = Scratch::new("cap", ORIGINAL);
+    let host = FakeHost {
+        file: file.clone(),
+        verify: RefCell::new([Some(false), Some(false)].into()),
+        ..Default::default()
+    };
+    let (why, _) = run(run_edit(&file, &mut Counting { steps: 2 }, &host)).unwrap_err();
+    assert!(why.contains("still failing verification at the cap"), "{why}");
+    assert!(why.ends_with("original restored and applied"), "{why}");
+    assert_eq!(fs::read(&file).unwrap(), ORIGINAL.as_bytes());
+    let applied = host.applied.borrow();
+    assert_eq!(
+        *applied,
+        vec![
+            format!("{ORIGINAL}x\n"),
+            format!("{ORIGINAL}x\nx\n"),
+            ORIGINAL.to_string()
+        ]
+    );
+}
+
+#[test]
+fn a_second_step_passing_verification_keeps_the_raised_file() {
+    let (_dir, file) = Scratch::new("second", ORIGINAL);
+    let host = FakeHost {
+        file: file.clone(),
+        verify: RefCell::new([Some(false), Some(true)].into()),
+        ..Default::default()
+    };
+    let report = run(run_edit(&file, &mut Counting { steps: 5 }, &host)).unwrap();
+    assert_eq!(fs::read_to_string(&file).unwrap(), format!("{ORIGINAL}x\nx\n"));
+    assert!(report.summary.contains("verify failed (HTTP 502)"), "{}", report.summary);
+    assert_eq!(fs::read(backup_path(&file)).unwrap(), ORIGINAL.as_bytes());
+}
+
+#[test]
+fn a_failed_apply_restores_the_original() {
+    let (_dir, file) = Scratch::new("apply", ORIGINAL);
+    let host = FakeHost {
+        file: file.clone(),
+        apply_fails: RefCell::new([true, false].into()),
+        ..Default::default()
+    };
+    let (why, _) = run(run_edit(&file, &mut Counting { steps: 1 }, &host)).unwrap_err();
+    assert!(why.contains("applying the change failed: job failed"), "{why}");
+    assert_eq!(fs::read(&file).unwrap(), ORIGINAL.as_bytes());
+}
+
+#[test]
+fn nothing_left_to_raise_changes_nothing() {
+    let (_dir, file) = Scratch::new("atcap", ORIGINAL);
+    let host = FakeHost {
+        file: file.clone(),
+        ..Default::default()
+    };
+    let (why, diff) = run(run_edit(&file, &mut Counting { steps: 0 }, &host)).unwrap_err();
+    assert!(why.contains("already at its cap; nothing changed"), "{why}");
+    assert_eq!(diff, None);
+    assert!(host.applied.borrow().is_empty());
+}
+
+#[test]
+fn helper_files_are_hidden_so_directory_includes_never_read_them() {
+    let file = Path::new("/etc/nginx/sites-enabled/default");
+    assert_eq!(
+        backup_path(file),
+        Path::new("/etc/nginx/sites-enabled/.default.salve-backup")
+    );
+}

@@ -1,0 +1,128 @@
+//! Validating a candidate config with the service's own checker before it replaces
+//! the real file.
+//!
+//! The file being edited is usually an include (a site, a pool), and the checkers only
+//! take the main config's path. So the checker runs in a private mount namespace where
+//! the candidate is bind-mounted over the real file: nginx and php-fpm see the whole
+//! config exactly as it will be, includes and all, while every other process still sees
+//! the original. The namespace (and the bind mount) vanish with the checker.
+
+use crate::action::exec;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::process::Command;
+
+/// Debian's paths. The PHP version is part of the binary's name there.
+pub const NGINX_BIN: &str = "/usr/sbin/nginx";
+pub const PHP_FPM_BIN: &str = "/usr/sbin/php-fpm8.2";
+
+/// Long enough for a large config on a busy host; a checker that hangs is a failure.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A config checker: the program and the arguments that name the main config.
+#[derive(Debug, Clone)]
+pub struct Checker {
+    pub program: PathBuf,
+    /// Arguments before the main config's path.
+    pub args: Vec<String>,
+    pub config: PathBuf,
+}
+
+impl Checker {
+    /// `nginx -t -q -e stderr -c CONFIG`: `-e stderr` because nginx otherwise opens its
+    /// compiled-in /var/log/nginx/error.log before reading the config, and a failed
+    /// check would write there.
+    pub fn nginx(config: &Path) -> Self {
+        Checker {
+            program: PathBuf::from(NGINX_BIN),
+            args: ["-t", "-q", "-e", "stderr", "-c"].map(String::from).to_vec(),
+            config: config.to_path_buf(),
+        }
+    }
+
+    /// `php-fpm8.2 -t -y CONFIG`.
+    pub fn php_fpm(config: &Path) -> Self {
+        Checker {
+            program: PathBuf::from(PHP_FPM_BIN),
+            args: ["-t", "-y"].map(String::from).to_vec(),
+            config: config.to_path_buf(),
+        }
+    }
+
+    /// Runs the checker as if `file` held `candidate`. The candidate is written beside
+    /// the file (same filesystem, same directory for relative includes) and removed after.
+    pub async fn check(&self, file: &Path, candidate: &[u8]) -> Result<(), String> {
+        let staged = super::sibling(file, ".salve-candidate");
+        super::write_atomically(&staged, candidate, file)
+            .map_err(|e| format!("cannot stage the candidate {}: {e}", staged.display()))?;
+        let result = self.run(file, &staged).await;
+        let _ = std::fs::remove_file(&staged);
+        result
+    }
+
+    async fn run(&self, file: &Path, staged: &Path) -> Result<(), String> {
+        let program = self.program.display().to_string();
+        let mut command = Command::new(&self.program);
+        command.args(&self.args);
+        if file == self.config {
+            // The main config itself: point the checker at the candidate, no namespace needed.
+            command.arg(staged);
+        } else {
+            command.arg(&self.config);
+            let source = cstring(staged)?;
+            let target = cstring(file)?;
+            // SAFETY: the closure runs in the forked child before exec and calls only
+            // async-signal-safe syscalls on memory allocated before the fork.
+            unsafe {
+                command.pre_exec(move || bind_in_private_namespace(&source, &target));
+            }
+        }
+        exec::run_command(command, &program, CHECK_TIMEOUT)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e.contains("Operation not permitted") {
+                true => format!("{e} (validating an included file needs CAP_SYS_ADMIN for a private mount namespace)"),
+                false => e,
+            })
+    }
+}
+
+fn cstring(path: &Path) -> Result<CString, String> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| format!("{} contains a NUL byte", path.display()))
+}
+
+/// In the child: a new mount namespace, made private first so the bind mount can never
+/// propagate back to the host's namespace, then the candidate over the real file.
+fn bind_in_private_namespace(source: &CString, target: &CString) -> std::io::Result<()> {
+    // SAFETY: plain syscalls with valid NUL-terminated strings or null pointers.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let root = c"/";
+        if libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! Classifying nginx's error lines: which are 502s and why, which are 504s.
+
+use regex::Regex;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayErrors {
+    /// 502 causes, named for people ("socket missing (2)"), with counts.
+    pub bad_gateway: BTreeMap<&'static str, usize>,
+    /// 504s: the upstream accepted but did not answer in time.
+    pub gateway_timeout: usize,
+    /// A few lines per cause, for evidence.
+    #[serde(skip)]
+    pub examples: BTreeMap<&'static str, Vec<String>>,
+}
+
+impl GatewayErrors {
+    pub fn total_502(&self) -> usize {
+        self.bad_gateway.values().sum()
+    }
+
+    pub fn count(&self, cause: &str) -> usize {
+        self.bad_gateway.get(cause).copied().unwrap_or(0)
+    }
+}
+
+pub const SOCKET_MISSING: &str = "socket missing (2)";
+pub const REFUSED: &str = "connection refused (111)";
+pub const BACKLOG_FULL: &str = "listen backlog full (11)";
+pub const PERMISSION_DENIED: &str = "permission denied (13)";
+pub const TOO_BIG_HEADER: &str = "headers too big for the buffers";
+pub const UPSTREAM_CLOSED: &str = "upstream closed the connection";
+pub const TIMED_OUT: &str = "upstream timed out";
+
+/// The messages nginx 1.22 writes, matched on the message text (never the level).
+fn patterns() -> &'static [(&'static str, Regex)] {
+    static PATTERNS: OnceLock<Vec<(&'static str, Regex)>> = OnceLock::new();
+    PATTERNS.get_or_init(|| {
+        [
+            (SOCKET_MISSING, r"connect\(\) (?:to \S+ )?failed \(2: "),
+            (REFUSED, r"connect\(\) (?:to \S+ )?failed \(111: "),
+            (BACKLOG_FULL, r"connect\(\) (?:to \S+ )?failed \(11: "),
+            (PERMISSION_DENIED, r"connect\(\) (?:to \S+ )?failed \(13: "),
+            (TOO_BIG_HEADER, r"upstream sent too big header"),
+            (
+                UPSTREAM_CLOSED,
+                r"upstream prematurely closed|recv\(\) failed \(104: Connection reset by peer\) while reading response header from upstream",
+            ),
+            (TIMED_OUT, r"upstream timed out \("),
+        ]
+        .into_iter()
+        // The patterns are literals above; one that does not compile is dropped rather
+        // than taking the whole diagnosis down.
+        .filter_map(|(cause, re)| Regex::new(re).ok().map(|r| (cause, r)))
+        .collect()
+    })
+}
+
+pub fn classify_lines(lines: &[String]) -> GatewayErrors {
+    let mut out = GatewayErrors::default();
+    for line in lines {
+        let Some(cause) = patterns()
+            .iter()
+            .find(|(_, re)| re.is_match(line))
+            .map(|(cause, _)| *cause)
+        else {
+            continue;
+        };
+        if cause == TIMED_OUT {
+            out.gateway_timeout += 1;
+        } else {
+            *out.bad_gateway.entry(cause).or_default() += 1;
+        }
+        let examples = out.examples.entry(cause).or_default();
+        if examples.len() < 3 {
+            examples.push(line.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nginx_lines_are_sorted_into_502_causes_and_504s() {
+        let lines: Vec<String> = [
+            r#"2026/11/25 01:00:00 [crit] 7#7: *1 connect() to unix:/run/php/php-fpm.sock failed (2: No such file or directory) while connecting to upstream, client: 127.0.0.1"#,
+            r#"2026/11/25 01:00:01 [error] 7#7: *2 connect() to unix:/run/php/php8.2-fpm.sock failed (111: Connection refused) while connecting to upstream"#,
+            r#"2026/11/25 01:00:02 [crit] 7#7: *3 connect() to unix:/run/php/php8.2-fpm.sock failed (13: Permission denied) while connecting to upstream"#,
+            r#"2026/11/25 01:00:03 [error] 7#7: *4 upstream sent too big header while reading response header from upstream"#,
+            r#"2026/11/25 01:00:04 [error] 7#7: *5 upstream timed out (110: Connection timed out) while reading response header from upstream"#,
+            r#"2026/11/25 01:00:05 [error] 7#7: *6 open() "/srv/www/favicon.ico" failed (2: No such file or directory)"#,
+        ]
+        .map(String::from)
+        .to_vec();
+        let g = classify_lines(&lines);
+        assert_eq!(g.count(SOCKET_MISSING), 1);
+        assert_eq!(g.count(REFUSED), 1);
+        assert_eq!(g.count(PERMISSION_DENIED), 1);
+        assert_eq!(g.count(TOO_BIG_HEADER), 1);
+        assert_eq!(g.total_502(), 4, "the favicon line is noise");
+        assert_eq!(g.gateway_timeout, 1);
+    }
+}

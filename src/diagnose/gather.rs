@@ -1,0 +1,192 @@
+//! Gathering what a diagnosis looks at: both configs, the tails of both logs, the
+//! accounts, the unit's boot state over D-Bus, memory and worker sizes from /proc, and
+//! (when asked) probes of the public URL and the origin.
+
+use super::{Accounts, EdgeProbe, Memory};
+use crate::signal::systemd::{connect, Bus};
+use crate::webconf::fpm::{self, FpmConfig};
+use crate::webconf::nginx::{self, NginxConfig};
+use crate::webconf::ConfError;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// "Recent" is the end of each log: enough for hours of errors on a busy site, and
+/// bounded, so diagnosing a 10 GB log takes no longer than a small one.
+const LOG_TAIL_BYTES: u64 = 1024 * 1024;
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+const BUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub const DEFAULT_NGINX_ERROR_LOG: &str = "/var/log/nginx/error.log";
+pub const DEFAULT_FPM_LOG: &str = "/var/log/php8.2-fpm.log";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub nginx_conf: PathBuf,
+    pub fpm_conf: PathBuf,
+    pub error_log: Option<PathBuf>,
+    pub fpm_log: Option<PathBuf>,
+    pub fpm_unit: String,
+    /// `None`: do not ask systemd.
+    pub bus: Option<Bus>,
+    pub public_url: Option<String>,
+    pub origin_url: Option<String>,
+    pub passwd: PathBuf,
+    pub group: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatherError {
+    #[error(transparent)]
+    Config(#[from] ConfError),
+    #[error("--public-url and --origin-url go together: the edge is judged by comparing them")]
+    HalfAnEdge,
+}
+
+pub struct Gathered {
+    pub nginx: NginxConfig,
+    pub fpm: FpmConfig,
+    pub nginx_log: Vec<String>,
+    pub fpm_log: Vec<String>,
+    pub accounts: Accounts,
+    pub unit_file_state: Option<Result<String, String>>,
+    pub memory: Option<Memory>,
+    pub edge: Option<EdgeProbe>,
+    pub skipped: Vec<String>,
+    pub error_log_path: PathBuf,
+    pub fpm_log_path: PathBuf,
+}
+
+pub async fn gather(options: &Options) -> Result<Gathered, GatherError> {
+    let nginx = nginx::load(&options.nginx_conf)?;
+    let fpm = fpm::load(&options.fpm_conf)?;
+    let mut skipped = Vec::new();
+    let error_log_path = options.error_log.clone().unwrap_or_else(|| nginx_error_log(&nginx));
+    let fpm_log_path = options.fpm_log.clone().unwrap_or_else(|| fpm_error_log(&fpm));
+    let nginx_log = tail_lines(&error_log_path, &mut skipped);
+    let fpm_log = tail_lines(&fpm_log_path, &mut skipped);
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let accounts = Accounts::parse(&read(&options.passwd), &read(&options.group));
+    let unit_file_state = match &options.bus {
+        Some(bus) => Some(unit_file_state(bus, &options.fpm_unit).await),
+        None => None,
+    };
+    let memory = memory();
+    let edge = match (&options.public_url, &options.origin_url) {
+        (Some(public), Some(origin)) => Some(EdgeProbe {
+            public_url: public.clone(),
+            public: probe(public).await,
+            origin_url: origin.clone(),
+            origin: probe(origin).await,
+        }),
+        (None, None) => None,
+        _ => return Err(GatherError::HalfAnEdge),
+    };
+    Ok(Gathered {
+        nginx,
+        fpm,
+        nginx_log,
+        fpm_log,
+        accounts,
+        unit_file_state,
+        memory,
+        edge,
+        skipped,
+        error_log_path,
+        fpm_log_path,
+    })
+}
+
+/// The main config's own `error_log` when it names a file, else Debian's default.
+fn nginx_error_log(nginx: &NginxConfig) -> PathBuf {
+    nginx
+        .walk()
+        .into_iter()
+        .find(|l| l.contexts.is_empty() && l.directive.name == "error_log")
+        .and_then(|l| l.directive.args.first().cloned())
+        .filter(|p| p.starts_with('/'))
+        .map_or_else(|| PathBuf::from(DEFAULT_NGINX_ERROR_LOG), PathBuf::from)
+}
+
+fn fpm_error_log(fpm: &FpmConfig) -> PathBuf {
+    fpm.global("error_log")
+        .map(|(_, e)| e.value.clone())
+        .filter(|p| p.starts_with('/'))
+        .map_or_else(|| PathBuf::from(DEFAULT_FPM_LOG), PathBuf::from)
+}
+
+fn tail_lines(path: &Path, skipped: &mut Vec<String>) -> Vec<String> {
+    let read = || -> std::io::Result<Vec<String>> {
+        let mut file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        let start = len.saturating_sub(LOG_TAIL_BYTES);
+        file.seek(SeekFrom::Start(start))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let text = String::from_utf8_lossy(&bytes);
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        if start > 0 && !lines.is_empty() {
+            // The first line was cut by the seek.
+            lines.remove(0);
+        }
+        Ok(lines)
+    };
+    read().unwrap_or_else(|e| {
+        skipped.push(format!("log {}: {e}", path.display()));
+        Vec::new()
+    })
+}
+
+async fn unit_file_state(bus: &Bus, unit: &str) -> Result<String, String> {
+    let ask = async {
+        let conn = connect(bus).await.map_err(|e| format!("cannot reach the {bus} bus: {e}"))?;
+        let manager = zbus_systemd::systemd1::ManagerProxy::new(&conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        manager
+            .get_unit_file_state(unit.to_string())
+            .await
+            .map_err(|e| format!("systemd does not know {unit}: {e}"))
+    };
+    tokio::time::timeout(BUS_TIMEOUT, ask)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer from the {bus} bus within {BUS_TIMEOUT:?}")))
+}
+
+/// MemAvailable, and the RSS of every process titled `php-fpm: pool NAME`.
+fn memory() -> Option<Memory> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let available_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    let mut workers = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let dir = entry.path();
+        let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else { continue };
+        let title = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let Some(pool) = title.trim().strip_prefix("php-fpm: pool ") else { continue };
+        let Ok(status) = std::fs::read_to_string(dir.join("status")) else { continue };
+        let rss_kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        if let Some(kib) = rss_kib {
+            workers.push((pool.trim().to_string(), kib * 1024));
+        }
+    }
+    Some(Memory {
+        available_bytes: available_kib * 1024,
+        workers,
+    })
+}
+
+async fn probe(url: &str) -> Result<u16, String> {
+    let parsed = crate::policy::HttpUrl::parse(url)?;
+    let result = crate::signal::http::probe(&parsed, PROBE_TIMEOUT).await;
+    result.status.ok_or_else(|| result.describe())
+}

@@ -1,0 +1,295 @@
+//! The config-edit policies shipped in policies/, run against the lab's real nginx and
+//! php-fpm: header buffers raised (and capped), socket permissions fixed, fastcgi_pass
+//! aligned, the pool grown under load, and a failed `nginx -t` that leaves the file
+//! exactly as it was.
+
+use crate::harness::*;
+use salve::audit::{Entry, Record};
+use salve::lab::{Lab, Scenario};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// A shipped policy with its production paths and URLs pointed at this lab.
+fn shipped_policy(env: &Env, file: &str) -> String {
+    let lab = env.lab();
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies").join(file))
+        .expect("shipped policy");
+    let s = |p: std::path::PathBuf| p.display().to_string();
+    let swaps = [
+        ("/etc/nginx/sites-enabled/default", s(lab.nginx_site())),
+        ("/etc/nginx/nginx.conf", s(lab.nginx_conf())),
+        ("/var/log/nginx/error.log", s(lab.nginx_error_log())),
+        ("/etc/php/8.2/fpm/pool.d/www.conf", s(lab.pool_conf())),
+        ("/etc/php/8.2/fpm/php-fpm.conf", s(lab.php_fpm_conf())),
+        ("/var/log/php8.2-fpm.log", s(lab.php_fpm_log())),
+        ("127.0.0.1:8480", format!("127.0.0.1:{}", lab.http_port())),
+    ];
+    let mut text = text;
+    for (from, to) in swaps {
+        text = text.replace(from, &to);
+    }
+    text
+}
+
+fn start(env: &Env, name: &str, yaml: &str) -> Agent {
+    let policies = env.dir.join("policies");
+    write_policy(&policies, name, yaml);
+    Agent::start(env, &policies, &[])
+}
+
+fn outcomes(records: &[Record]) -> Vec<&Record> {
+    records
+        .iter()
+        .filter(|r| matches!(r.entry, Entry::Outcome { .. }))
+        .collect()
+}
+
+fn outcome_parts(r: &Record) -> (String, Option<String>, Vec<String>) {
+    match &r.entry {
+        Entry::Outcome {
+            result,
+            error,
+            diffs,
+            ..
+        } => (format!("{result:?}"), error.clone(), diffs.clone()),
+        _ => unreachable!("only outcomes are passed here"),
+    }
+}
+
+fn nginx_config_is_valid(lab: &Lab) -> bool {
+    Command::new("/usr/sbin/nginx")
+        .args(["-t", "-q", "-e", "stderr", "-c"])
+        .arg(lab.nginx_conf())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+#[test]
+fn big_headers_get_raised_buffers_and_the_page_answers_200() {
+    let Some(env) = lab("big-header") else { return };
+    let lab = env.lab();
+    let site = lab.nginx_site();
+    let original = read(&site);
+    let agent = start(&env, "buffers.yaml", &shipped_policy(&env, "nginx-header-buffers.yaml"));
+
+    assert_eq!(http_status(lab.http_port(), "/big-header.php"), Some(502));
+    let healed = wait_until(Duration::from_secs(40), || {
+        http_status(lab.http_port(), "/big-header.php") == Some(200)
+    });
+    assert!(healed, "big-header.php never answered 200\n{}", agent.log_text());
+    assert!(wait_until(Duration::from_secs(10), || agent.count("outcome") >= 1));
+
+    let records = agent.records();
+    let done = outcomes(&records);
+    let (result, error, diffs) = outcome_parts(done[0]);
+    assert_eq!(result, "Ok", "{error:?}\n{}", agent.log_text());
+    assert_eq!(diffs.len(), 1, "{diffs:?}");
+    assert!(diffs[0].contains("+        fastcgi_buffer_size "), "{}", diffs[0]);
+    assert!(diffs[0].contains("+        fastcgi_buffers 8 "), "{}", diffs[0]);
+    assert!(nginx_config_is_valid(lab), "nginx -t fails on the edited config");
+    let backup = site.with_file_name(".app.conf.salve-backup");
+    assert_eq!(read(&backup), original, "the backup holds the original bytes");
+    // Lossless: the edit only added lines.
+    let edited = String::from_utf8(read(&site)).unwrap();
+    let kept: Vec<&str> = edited
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("fastcgi_buffer"))
+        .collect();
+    assert_eq!(kept.join("\n") + "\n", String::from_utf8(original).unwrap());
+}
+
+#[test]
+fn headers_beyond_the_cap_escalate_and_leave_the_config_unchanged() {
+    let Some(env) = lab("header-cap") else { return };
+    let lab = env.lab();
+    let site = lab.nginx_site();
+    let original = read(&site);
+    let webhook = Webhook::start();
+    let yaml = shipped_policy(&env, "nginx-header-buffers.yaml")
+        .replace("/big-header.php", "/huge-header.php")
+        .replace("cooldown: 30s", "cooldown: 1s")
+        .replace("http://127.0.0.1:9093/hooks/salve", &webhook.url);
+    let agent = start(&env, "buffers.yaml", &yaml);
+
+    let escalated = wait_until(Duration::from_secs(120), || {
+        // Each request writes a fresh "too big header" line: the evidence for the next attempt.
+        assert_ne!(http_status(lab.http_port(), "/huge-header.php"), Some(200));
+        std::thread::sleep(Duration::from_millis(300));
+        agent.count("escalate") >= 1
+    });
+    assert!(escalated, "no escalation\n{}", agent.log_text());
+    assert!(wait_until(Duration::from_secs(5), || webhook.count() >= 1), "webhook not called");
+    let records = agent.records();
+    let done = outcomes(&records);
+    assert_eq!(done.len(), 2, "maxAttempts: 2");
+    for outcome in done {
+        let (result, error, diffs) = outcome_parts(outcome);
+        let error = error.unwrap_or_default();
+        assert_eq!(result, "Failed");
+        assert!(error.contains("still failing verification at the cap"), "{error}");
+        assert!(error.contains("original restored and applied"), "{error}");
+        assert!(diffs[0].contains("fastcgi_buffer_size 64k;"), "{}", diffs[0]);
+        assert!(!diffs[0].contains("128k"), "past the cap: {}", diffs[0]);
+    }
+    assert_eq!(read(&site), original, "config unchanged after the attempts");
+    assert_eq!(http_status(lab.http_port(), "/ping.php"), Some(200));
+}
+
+#[test]
+fn a_root_only_socket_gets_nginx_permissions_back() {
+    let Some(env) = lab("socket-permissions") else { return };
+    let lab = env.lab();
+    let agent = start(&env, "socket.yaml", &shipped_policy(&env, "php-fpm-socket-permissions.yaml"));
+    lab.break_scenario(Scenario::SocketPermissions).expect("lock the socket");
+    let log = String::from_utf8_lossy(&read(&lab.nginx_error_log())).to_string();
+    assert!(log.contains("(13: Permission denied) while connecting to upstream"), "{log}");
+    let healed = wait_until(Duration::from_secs(30), || {
+        http_status(lab.http_port(), "/ping.php") == Some(200)
+    });
+    assert!(healed, "ping.php never answered 200\n{}", agent.log_text());
+    assert!(wait_until(Duration::from_secs(10), || agent.count("outcome") >= 1));
+    let records = agent.records();
+    let (result, error, diffs) = outcome_parts(outcomes(&records)[0]);
+    assert_eq!(result, "Ok", "{error:?}");
+    assert!(diffs[0].contains("-listen.mode = 0600\n+listen.mode = 0660"), "{}", diffs[0]);
+    let pool = String::from_utf8(read(&lab.pool_conf())).unwrap();
+    for line in ["listen.owner = www-data", "listen.group = www-data", "listen.mode = 0660"] {
+        assert!(pool.lines().any(|l| l == line), "{line} missing:\n{pool}");
+    }
+}
+
+#[test]
+fn a_fastcgi_pass_to_nowhere_is_diagnosed_and_aligned_to_the_pool() {
+    let Some(env) = lab("fastcgi-mismatch") else { return };
+    let lab = env.lab();
+    lab.break_scenario(Scenario::FastcgiMismatch).expect("point nginx elsewhere");
+
+    let diagnose = Command::new(env!("CARGO_BIN_EXE_salve"))
+        .args(["diagnose", "--json", "--nginx-conf"])
+        .arg(lab.nginx_conf())
+        .arg("--fpm-conf")
+        .arg(lab.php_fpm_conf())
+        .arg("--error-log")
+        .arg(lab.nginx_error_log())
+        .args(["--bus", &lab.bus_address()])
+        .output()
+        .expect("run salve diagnose");
+    assert_eq!(diagnose.status.code(), Some(1), "findings mean exit 1: {diagnose:?}");
+    let report: serde_json::Value = serde_json::from_slice(&diagnose.stdout).expect("JSON report");
+    let finding = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["kind"] == "fastcgi_pass_mismatch")
+        .unwrap_or_else(|| panic!("no mismatch finding: {report:#}"));
+    let site = lab.nginx_site().display().to_string();
+    let line = std::fs::read_to_string(lab.nginx_site())
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("fastcgi_pass"))
+        .unwrap()
+        + 1;
+    assert_eq!(finding["file"], site.as_str(), "{finding:#}");
+    assert_eq!(finding["line"], line, "{finding:#}");
+    assert_eq!(finding["policy"], "nginx-fastcgi-pass-mismatch", "{finding:#}");
+
+    let agent = start(&env, "align.yaml", &shipped_policy(&env, "nginx-fastcgi-pass-mismatch.yaml"));
+    let healed = wait_until(Duration::from_secs(30), || {
+        http_status(lab.http_port(), "/ping.php") == Some(200)
+    });
+    assert!(healed, "ping.php never answered 200\n{}", agent.log_text());
+    assert!(wait_until(Duration::from_secs(10), || agent.count("outcome") >= 1));
+    let (result, _, diffs) = outcome_parts(outcomes(&agent.records())[0]);
+    assert_eq!(result, "Ok");
+    assert!(
+        diffs[0].contains("-        fastcgi_pass unix:/run/php/php-fpm.sock;\n+        fastcgi_pass unix:/run/php/php8.2-fpm.sock;"),
+        "{}",
+        diffs[0]
+    );
+}
+
+/// Ten clients at once against work.php; returns how many did not get a 200.
+fn burst_errors(port: u16) -> usize {
+    let clients: Vec<_> = (0..10)
+        .map(|_| std::thread::spawn(move || http_status_within(port, "/work.php", Duration::from_secs(10))))
+        .collect();
+    clients
+        .into_iter()
+        .map(|c| c.join().ok().flatten())
+        .filter(|status| *status != Some(200))
+        .count()
+}
+
+#[test]
+fn an_exhausted_pool_is_grown_within_its_cap_and_errors_drop() {
+    let Some(env) = lab("exhaustion") else { return };
+    let lab = env.lab();
+    lab.break_scenario(Scenario::Exhaustion).expect("shrink the pool");
+    let agent = start(&env, "children.yaml", &shipped_policy(&env, "php-fpm-max-children.yaml"));
+
+    let before = burst_errors(lab.http_port());
+    assert!(before > 0, "one worker should not serve ten 0.5 s requests within 3 s");
+    assert!(
+        wait_until(Duration::from_secs(30), || agent.count("outcome") >= 1),
+        "no outcome\n{}",
+        agent.log_text()
+    );
+    let records = agent.records();
+    let (result, error, diffs) = outcome_parts(outcomes(&records)[0]);
+    assert_eq!(result, "Ok", "{error:?}\n{}", agent.log_text());
+    assert!(diffs[0].contains("-pm.max_children = 1\n+pm.max_children = 2"), "{}", diffs[0]);
+    let evidence: Vec<String> = records
+        .iter()
+        .find_map(|r| match &r.entry {
+            Entry::Intent { evidence, .. } => Some(evidence.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(evidence.iter().any(|e| e.contains("server reached pm.max_children setting (1)")), "{evidence:?}");
+    assert!(wait_until(Duration::from_secs(10), || http_status(lab.http_port(), "/ping.php") == Some(200)));
+    let after = burst_errors(lab.http_port());
+    assert!(after < before, "errors before {before}, after {after}");
+}
+
+#[test]
+fn an_edit_that_fails_nginx_t_leaves_the_file_byte_for_byte() {
+    let Some(env) = lab("validation-failure") else { return };
+    let lab = env.lab();
+    let site = lab.nginx_site();
+    let original = read(&site);
+    // Raising fastcgi_buffer_size alone past 8k breaks nginx's rule that
+    // fastcgi_busy_buffers_size (2 x 16k) stay below all fastcgi_buffers minus one (28k).
+    let yaml = shipped_policy(&env, "nginx-header-buffers.yaml")
+        .replace(
+            "          - { directive: fastcgi_buffer_size, factor: 2, max: 64k }\n          - { directive: fastcgi_buffers, factor: 2, max: 64k }\n",
+            "          - { directive: fastcgi_buffer_size, factor: 4, max: 64k }\n",
+        );
+    assert!(yaml.contains("factor: 4"));
+    let agent = start(&env, "buffers.yaml", &yaml);
+    assert_eq!(http_status(lab.http_port(), "/big-header.php"), Some(502));
+    assert!(
+        wait_until(Duration::from_secs(20), || agent.count("outcome") >= 1),
+        "no outcome\n{}",
+        agent.log_text()
+    );
+    let (result, error, diffs) = outcome_parts(outcomes(&agent.records())[0]);
+    let error = error.unwrap_or_default();
+    assert_eq!(result, "Failed");
+    assert!(error.contains("validation failed, file not replaced"), "{error}");
+    assert!(error.contains("fastcgi_busy_buffers_size"), "nginx's own reason: {error}");
+    assert!(diffs[0].contains("+        fastcgi_buffer_size 16k;"), "{}", diffs[0]);
+    assert_eq!(read(&site), original, "byte for byte");
+    let leftovers: Vec<_> = std::fs::read_dir(site.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n != "app.conf")
+        .collect();
+    assert!(leftovers.is_empty(), "no candidate or backup left: {leftovers:?}");
+    assert_eq!(http_status(lab.http_port(), "/ping.php"), Some(200));
+}
