@@ -51,7 +51,7 @@ impl FromStr for Size {
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (unit, scale) in SIZE_UNITS {
-            if self.0 != 0 && self.0 % scale == 0 {
+            if self.0 != 0 && self.0.is_multiple_of(scale) {
                 return write!(f, "{}{unit}", self.0 / scale);
             }
         }
@@ -124,7 +124,7 @@ impl fmt::Display for Time {
         // Months, years and weeks read oddly in timeouts; days are the largest unit
         // an operator expects to see.
         for (unit, scale) in &TIME_UNITS[3..] {
-            if self.0 % scale == 0 {
+            if self.0.is_multiple_of(*scale) {
                 return write!(f, "{}{unit}", self.0 / scale);
             }
         }

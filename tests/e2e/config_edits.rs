@@ -82,7 +82,11 @@ fn big_headers_get_raised_buffers_and_the_page_answers_200() {
         http_status(lab.http_port(), "/big-header.php") == Some(200)
     });
     assert!(healed, "big-header.php never answered 200\n{}", agent.log_text());
-    assert!(wait_until(Duration::from_secs(10), || agent.count("outcome") >= 1));
+    assert!(
+        wait_until(Duration::from_secs(10), || agent.count("outcome") >= 1),
+        "no outcome\n{}",
+        agent.log_text()
+    );
 
     let records = agent.records();
     let done = outcomes(&records);
@@ -152,11 +156,19 @@ fn a_root_only_socket_gets_nginx_permissions_back() {
         http_status(lab.http_port(), "/ping.php") == Some(200)
     });
     assert!(healed, "ping.php never answered 200\n{}", agent.log_text());
-    assert!(wait_until(Duration::from_secs(10), || agent.count("outcome") >= 1));
+    assert!(
+        wait_until(Duration::from_secs(10), || agent.count("outcome") >= 1),
+        "no outcome\n{}",
+        agent.log_text()
+    );
     let records = agent.records();
     let (result, error, diffs) = outcome_parts(outcomes(&records)[0]);
     assert_eq!(result, "Ok", "{error:?}");
-    assert!(diffs[0].contains("-listen.mode = 0600\n+listen.mode = 0660"), "{}", diffs[0]);
+    assert!(
+        diffs[0].contains("-listen.mode = 0600\n") && diffs[0].contains("+listen.mode = 0660\n"),
+        "{}",
+        diffs[0]
+    );
     let pool = String::from_utf8(read(&lab.pool_conf())).unwrap();
     for line in ["listen.owner = www-data", "listen.group = www-data", "listen.mode = 0660"] {
         assert!(pool.lines().any(|l| l == line), "{line} missing:\n{pool}");
@@ -203,7 +215,11 @@ fn a_fastcgi_pass_to_nowhere_is_diagnosed_and_aligned_to_the_pool() {
         http_status(lab.http_port(), "/ping.php") == Some(200)
     });
     assert!(healed, "ping.php never answered 200\n{}", agent.log_text());
-    assert!(wait_until(Duration::from_secs(10), || agent.count("outcome") >= 1));
+    assert!(
+        wait_until(Duration::from_secs(10), || agent.count("outcome") >= 1),
+        "no outcome\n{}",
+        agent.log_text()
+    );
     let (result, _, diffs) = outcome_parts(outcomes(&agent.records())[0]);
     assert_eq!(result, "Ok");
     assert!(
@@ -230,7 +246,10 @@ fn an_exhausted_pool_is_grown_within_its_cap_and_errors_drop() {
     let Some(env) = lab("exhaustion") else { return };
     let lab = env.lab();
     lab.break_scenario(Scenario::Exhaustion).expect("shrink the pool");
-    let agent = start(&env, "children.yaml", &shipped_policy(&env, "php-fpm-max-children.yaml"));
+    let webhook = Webhook::start();
+    let yaml = shipped_policy(&env, "php-fpm-max-children.yaml")
+        .replace("http://127.0.0.1:9093/hooks/salve", &webhook.url);
+    let agent = start(&env, "children.yaml", &yaml);
 
     let before = burst_errors(lab.http_port());
     assert!(before > 0, "one worker should not serve ten 0.5 s requests within 3 s");
@@ -251,6 +270,7 @@ fn an_exhausted_pool_is_grown_within_its_cap_and_errors_drop() {
         })
         .unwrap();
     assert!(evidence.iter().any(|e| e.contains("server reached pm.max_children setting (1)")), "{evidence:?}");
+    assert_eq!(webhook.count(), 1, "the policy tells a person too");
     assert!(wait_until(Duration::from_secs(10), || http_status(lab.http_port(), "/ping.php") == Some(200)));
     let after = burst_errors(lab.http_port());
     assert!(after < before, "errors before {before}, after {after}");

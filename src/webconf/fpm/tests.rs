@@ -117,7 +117,7 @@ fn pools_skip_global_and_last_value_wins() {
     assert_eq!(
         www.get("pm.max_children")
             .map(|e| (e.value.as_str(), e.line)),
-        Some(("12", 25))
+        Some(("12", 26))
     );
     assert_eq!(www.get("user").map(|e| e.value.as_str()), Some("nobody"));
     assert_eq!(
