@@ -313,3 +313,98 @@ fn an_edit_that_fails_nginx_t_leaves_the_file_byte_for_byte() {
     assert!(leftovers.is_empty(), "no candidate or backup left: {leftovers:?}");
     assert_eq!(http_status(lab.http_port(), "/ping.php"), Some(200));
 }
+
+#[test]
+fn upstream_timeouts_are_told_to_a_person_not_restarted() {
+    let Some(env) = lab("upstream-timeout") else { return };
+    let lab = env.lab();
+    let webhook = Webhook::start();
+    let yaml = shipped_policy(&env, "nginx-upstream-timeout.yaml")
+        .replace("http://127.0.0.1:9093/hooks/salve", &webhook.url);
+    let agent = start(&env, "timeout.yaml", &yaml);
+    let invocation = unit_state(lab, "php8.2-fpm.service", "InvocationID");
+    lab.break_scenario(Scenario::Hang).expect("occupy every worker");
+    // Five requests that each wait out nginx's 3 s fastcgi_read_timeout: five 504s.
+    let clients: Vec<_> = (0..5)
+        .map(|_| {
+            let port = lab.http_port();
+            std::thread::spawn(move || http_status_within(port, "/ping.php", Duration::from_secs(10)))
+        })
+        .collect();
+    let statuses: Vec<Option<u16>> = clients.into_iter().map(|c| c.join().ok().flatten()).collect();
+    assert!(statuses.iter().all(|s| *s == Some(504)), "{statuses:?}");
+    assert!(
+        wait_until(Duration::from_secs(10), || webhook.count() >= 1),
+        "no notification\n{}",
+        agent.log_text()
+    );
+    let records = agent.records();
+    let intents = intents(&records);
+    match &intents[0].entry {
+        Entry::Intent { actions, evidence, .. } => {
+            assert_eq!(actions, &["notify"]);
+            assert!(evidence[0].contains("5 matching line(s)"), "{evidence:?}");
+            assert!(evidence[0].contains("upstream timed out (110"), "{evidence:?}");
+        }
+        other => panic!("not an intent: {other:?}"),
+    }
+    assert_eq!(unit_state(lab, "php8.2-fpm.service", "InvocationID"), invocation, "never restarted");
+}
+
+/// A stand-in for a CDN that answers 502 to everything.
+fn broken_edge() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn an_edge_502_with_a_healthy_origin_is_classified_and_only_notified() {
+    let Some(env) = lab("edge") else { return };
+    let lab = env.lab();
+    let edge = format!("http://127.0.0.1:{}/ping.php", broken_edge());
+    let diagnose = Command::new(env!("CARGO_BIN_EXE_salve"))
+        .args(["diagnose", "--json", "--no-systemd", "--nginx-conf"])
+        .arg(lab.nginx_conf())
+        .arg("--fpm-conf")
+        .arg(lab.php_fpm_conf())
+        .args(["--public-url", &edge, "--origin-url", &lab.ping_url()])
+        .output()
+        .expect("run salve diagnose");
+    assert_eq!(diagnose.status.code(), Some(1), "{diagnose:?}");
+    let report: serde_json::Value = serde_json::from_slice(&diagnose.stdout).expect("JSON");
+    let kinds: Vec<&str> = report["findings"].as_array().unwrap().iter().filter_map(|f| f["kind"].as_str()).collect();
+    assert_eq!(kinds, ["edge"], "{report:#}");
+    assert_eq!(report["findings"][0]["policy"], "edge-502");
+
+    let webhook = Webhook::start();
+    let yaml = shipped_policy(&env, "edge-502.yaml")
+        .replace(&lab.ping_url(), &edge)
+        .replace("interval: 10s, timeout: 5s", "interval: 500ms, timeout: 500ms")
+        .replace("http://127.0.0.1:9093/hooks/salve", &webhook.url);
+    let invocation = unit_state(lab, "nginx.service", "InvocationID");
+    let agent = start(&env, "edge.yaml", &yaml);
+    assert!(
+        wait_until(Duration::from_secs(15), || webhook.count() >= 1),
+        "no notification\n{}",
+        agent.log_text()
+    );
+    let records = agent.records();
+    match &intents(&records)[0].entry {
+        Entry::Intent { actions, .. } => assert_eq!(actions, &["notify"]),
+        other => panic!("not an intent: {other:?}"),
+    }
+    assert_eq!(unit_state(lab, "nginx.service", "InvocationID"), invocation, "origin untouched");
+    assert_eq!(http_status(lab.http_port(), "/ping.php"), Some(200));
+}
