@@ -78,7 +78,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         memory: gathered.memory.clone(),
         edge: gathered.edge.clone(),
     });
-    report.skipped.splice(0..0, gathered.skipped.iter().cloned());
+    report
+        .skipped
+        .splice(0..0, gathered.skipped.iter().cloned());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

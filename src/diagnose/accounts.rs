@@ -82,7 +82,10 @@ mod tests {
         assert!(a.may_connect("www-data", "www-data", "www-data", 0o660));
         assert!(!a.may_connect("www-data", "root", "root", 0o600));
         assert!(!a.may_connect("www-data", "root", "root", 0o660));
-        assert!(a.may_connect("nginx", "root", "www-data", 0o660), "nginx is listed in www-data");
+        assert!(
+            a.may_connect("nginx", "root", "www-data", 0o660),
+            "nginx is listed in www-data"
+        );
         assert!(a.may_connect("nginx", "root", "root", 0o666));
         assert_eq!(a.primary_group("www-data"), Some("www-data"));
     }

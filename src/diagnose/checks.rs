@@ -33,10 +33,10 @@ fn addresses(input: &Input<'_>, target: &str) -> Vec<String> {
         return vec![target.to_string()];
     }
     let walk = input.nginx.walk();
-    let Some(upstream) = walk
-        .iter()
-        .find(|l| l.directive.name == "upstream" && l.directive.args.first().map(String::as_str) == Some(target))
-    else {
+    let Some(upstream) = walk.iter().find(|l| {
+        l.directive.name == "upstream"
+            && l.directive.args.first().map(String::as_str) == Some(target)
+    }) else {
         return vec![target.to_string()];
     };
     upstream
@@ -59,7 +59,9 @@ pub fn fastcgi_pass(input: &Input<'_>, findings: &mut Vec<Finding>) {
         return;
     }
     for pass in fastcgi_passes(input) {
-        let Some(target) = pass.directive.args.first() else { continue };
+        let Some(target) = pass.directive.args.first() else {
+            continue;
+        };
         // A variable is resolved per request; nothing to compare it with here.
         if target.contains('$') {
             continue;
@@ -70,7 +72,10 @@ pub fn fastcgi_pass(input: &Input<'_>, findings: &mut Vec<Finding>) {
         if reached {
             continue;
         }
-        let pools: Vec<String> = listens.iter().map(|(p, l)| format!("[{p}] on {l}")).collect();
+        let pools: Vec<String> = listens
+            .iter()
+            .map(|(p, l)| format!("[{p}] on {l}"))
+            .collect();
         let mut f = at(
             "fastcgi_pass_mismatch",
             &pass.file.path,
@@ -96,35 +101,56 @@ fn nginx_user(input: &Input<'_>) -> String {
         .unwrap_or_else(|| "nobody".to_string())
 }
 
-pub fn socket_permissions(input: &Input<'_>, findings: &mut Vec<Finding>, skipped: &mut Vec<String>) {
+pub fn socket_permissions(
+    input: &Input<'_>,
+    findings: &mut Vec<Finding>,
+    skipped: &mut Vec<String>,
+) {
     let user = nginx_user(input);
     if !input.accounts.knows_user(&user) {
-        skipped.push(format!("socket permissions: nginx's user {user} is not in /etc/passwd"));
+        skipped.push(format!(
+            "socket permissions: nginx's user {user} is not in /etc/passwd"
+        ));
         return;
     }
     for pool in input.fpm.pools() {
-        let Some((file, listen)) = pool.locate("listen") else { continue };
+        let Some((file, listen)) = pool.locate("listen") else {
+            continue;
+        };
         if !listen.value.starts_with('/') {
             continue;
         }
         if pool.get("listen.acl_users").is_some() || pool.get("listen.acl_groups").is_some() {
-            skipped.push(format!("socket permissions of [{}]: set by ACLs (listen.acl_*), not checked", pool.name));
+            skipped.push(format!(
+                "socket permissions of [{}]: set by ACLs (listen.acl_*), not checked",
+                pool.name
+            ));
             continue;
         }
         // php-fpm's defaults: the socket belongs to the user the master runs as (root
         // under systemd), mode 0660.
-        let value = |key: &str, default: &str| pool.get(key).map_or(default.to_string(), |e| e.value.clone());
+        let value = |key: &str, default: &str| {
+            pool.get(key)
+                .map_or(default.to_string(), |e| e.value.clone())
+        };
         let owner = value("listen.owner", "root");
-        let group = value("listen.group", input.accounts.primary_group(&owner).unwrap_or("root"));
+        let group = value(
+            "listen.group",
+            input.accounts.primary_group(&owner).unwrap_or("root"),
+        );
         let mode_text = value("listen.mode", "0660");
         let Ok(mode) = u32::from_str_radix(mode_text.trim(), 8) else {
-            skipped.push(format!("socket permissions of [{}]: listen.mode {mode_text} is not octal", pool.name));
+            skipped.push(format!(
+                "socket permissions of [{}]: listen.mode {mode_text} is not octal",
+                pool.name
+            ));
             continue;
         };
         if input.accounts.may_connect(&user, &owner, &group, mode) {
             continue;
         }
-        let (file, line) = blame(&pool, &["listen.mode", "listen.owner", "listen.group"]).unwrap_or((&file.path, listen.line));
+        let (file, line) = blame(&pool, &["listen.mode", "listen.owner", "listen.group"])
+            .unwrap_or((&file.path, listen.line));
         let mut f = at(
             "socket_permissions",
             file,
@@ -145,22 +171,37 @@ fn blame<'a>(pool: &Pool<'a>, keys: &[&str]) -> Option<(&'a std::path::Path, u32
         .map(|(file, entry)| (file.path.as_path(), entry.line))
 }
 
+/// UnitFileState values that mean the unit comes up at boot (or is pulled in by one).
+const STARTS_AT_BOOT: &[&str] = &[
+    "enabled",
+    "enabled-runtime",
+    "static",
+    "alias",
+    "indirect",
+    "generated",
+];
+
 pub fn enabled_at_boot(input: &Input<'_>, findings: &mut Vec<Finding>, skipped: &mut Vec<String>) {
     match &input.unit_file_state {
         None => {}
-        Some(Err(why)) => skipped.push(format!("whether {} is enabled at boot: {why}", input.fpm_unit)),
-        Some(Ok(state)) => {
-            if !["enabled", "enabled-runtime", "static", "alias", "indirect", "generated"].contains(&state.as_str()) {
-                findings.push(Finding {
-                    kind: "php_fpm_not_enabled",
-                    message: format!("{} is {state} at boot: after a reboot nginx comes up alone and answers 502", input.fpm_unit),
-                    file: None,
-                    line: None,
-                    policy: Some("php-fpm-not-enabled"),
-                    evidence: Vec::new(),
-                });
-            }
+        Some(Err(why)) => skipped.push(format!(
+            "whether {} is enabled at boot: {why}",
+            input.fpm_unit
+        )),
+        Some(Ok(state)) if !STARTS_AT_BOOT.contains(&state.as_str()) => {
+            findings.push(Finding {
+                kind: "php_fpm_not_enabled",
+                message: format!(
+                    "{} is {state} at boot: after a reboot nginx comes up alone and answers 502",
+                    input.fpm_unit
+                ),
+                file: None,
+                line: None,
+                policy: Some("php-fpm-not-enabled"),
+                evidence: Vec::new(),
+            });
         }
+        Some(Ok(_)) => {}
     }
 }
 
@@ -173,15 +214,27 @@ pub fn header_buffers(input: &Input<'_>, errors: &GatewayErrors, findings: &mut 
     let place = walk
         .iter()
         .find(|l| l.directive.name == "fastcgi_buffer_size")
-        .map(|l| (l, format!("fastcgi_buffer_size {}", l.directive.args.join(" "))))
+        .map(|l| {
+            (
+                l,
+                format!("fastcgi_buffer_size {}", l.directive.args.join(" ")),
+            )
+        })
         .or_else(|| {
             walk.iter()
                 .find(|l| l.directive.name == "fastcgi_pass")
                 .map(|l| (l, "nginx's default fastcgi_buffer_size 4k".to_string()))
         });
-    let message = |what: &str| format!("{seen} responses had headers larger than {what}: nginx answered 502 (\"upstream sent too big header\")");
+    let message = |what: &str| {
+        format!("{seen} responses had headers larger than {what}: nginx answered 502 (\"upstream sent too big header\")")
+    };
     let mut f = match place {
-        Some((l, what)) => at("headers_too_big", &l.file.path, l.directive.line, message(&what)),
+        Some((l, what)) => at(
+            "headers_too_big",
+            &l.file.path,
+            l.directive.line,
+            message(&what),
+        ),
         None => Finding {
             kind: "headers_too_big",
             message: message("the fastcgi buffers"),
@@ -192,7 +245,11 @@ pub fn header_buffers(input: &Input<'_>, errors: &GatewayErrors, findings: &mut 
         },
     };
     f.policy = Some("nginx-header-buffers");
-    f.evidence = errors.examples.get(gateway::TOO_BIG_HEADER).cloned().unwrap_or_default();
+    f.evidence = errors
+        .examples
+        .get(gateway::TOO_BIG_HEADER)
+        .cloned()
+        .unwrap_or_default();
     findings.push(f);
 }
 
@@ -200,14 +257,39 @@ const MIB: u64 = 1024 * 1024;
 
 pub fn max_children(input: &Input<'_>, findings: &mut Vec<Finding>, skipped: &mut Vec<String>) {
     for pool in input.fpm.pools() {
-        let Some((file, entry)) = pool.locate("pm.max_children") else { continue };
-        let Ok(max) = entry.value.trim().parse::<u64>() else { continue };
-        let marker = format!("[pool {}] server reached pm.max_children setting", pool.name);
-        let reached: Vec<String> = input.fpm_log.iter().filter(|l| l.contains(&marker)).cloned().collect();
+        let Some((file, entry)) = pool.locate("pm.max_children") else {
+            continue;
+        };
+        let Ok(max) = entry.value.trim().parse::<u64>() else {
+            continue;
+        };
+        let marker = format!(
+            "[pool {}] server reached pm.max_children setting",
+            pool.name
+        );
+        let reached: Vec<String> = input
+            .fpm_log
+            .iter()
+            .filter(|l| l.contains(&marker))
+            .cloned()
+            .collect();
         let room = input.memory.as_ref().and_then(|m| {
-            let own: Vec<u64> = m.workers.iter().filter(|(p, _)| *p == pool.name).map(|(_, r)| *r).collect();
-            let sample = if own.is_empty() { m.workers.iter().map(|(_, r)| *r).collect() } else { own.clone() };
-            let average = sample.iter().sum::<u64>().checked_div(sample.len() as u64)?.max(1);
+            let own: Vec<u64> = m
+                .workers
+                .iter()
+                .filter(|(p, _)| *p == pool.name)
+                .map(|(_, r)| *r)
+                .collect();
+            let sample = if own.is_empty() {
+                m.workers.iter().map(|(_, r)| *r).collect()
+            } else {
+                own.clone()
+            };
+            let average = sample
+                .iter()
+                .sum::<u64>()
+                .checked_div(sample.len() as u64)?
+                .max(1);
             let budget = m.available_bytes + own.iter().sum::<u64>();
             Some((budget / average, average, budget))
         });
@@ -254,7 +336,11 @@ pub fn max_children(input: &Input<'_>, findings: &mut Vec<Finding>, skipped: &mu
 pub fn log_causes(errors: &GatewayErrors, findings: &mut Vec<Finding>) {
     let found: Vec<&'static str> = findings.iter().map(|f| f.kind).collect();
     let explained = |kind: &str| found.contains(&kind);
-    let add = |kind: &'static str, cause: &str, message: String, policy: Option<&'static str>, findings: &mut Vec<Finding>| {
+    let add = |kind: &'static str,
+               cause: &str,
+               message: String,
+               policy: Option<&'static str>,
+               findings: &mut Vec<Finding>| {
         findings.push(Finding {
             kind,
             message,
@@ -266,12 +352,24 @@ pub fn log_causes(errors: &GatewayErrors, findings: &mut Vec<Finding>) {
     };
     let down = errors.count(gateway::SOCKET_MISSING) + errors.count(gateway::REFUSED);
     if down > 0 && !explained("fastcgi_pass_mismatch") {
-        let cause = if errors.count(gateway::REFUSED) > 0 { gateway::REFUSED } else { gateway::SOCKET_MISSING };
+        let cause = if errors.count(gateway::REFUSED) > 0 {
+            gateway::REFUSED
+        } else {
+            gateway::SOCKET_MISSING
+        };
         add("php_fpm_down", cause, format!("{down} connections to PHP-FPM failed (socket missing or refused): the pool was stopped or crashed (502)"), Some("php-fpm-down"), findings);
     }
     let denied = errors.count(gateway::PERMISSION_DENIED);
     if denied > 0 && !explained("socket_permissions") {
-        add("socket_permissions", gateway::PERMISSION_DENIED, format!("{denied} connections to PHP-FPM were refused with 13: Permission denied (502)"), Some("php-fpm-socket-permissions"), findings);
+        add(
+            "socket_permissions",
+            gateway::PERMISSION_DENIED,
+            format!(
+                "{denied} connections to PHP-FPM were refused with 13: Permission denied (502)"
+            ),
+            Some("php-fpm-socket-permissions"),
+            findings,
+        );
     }
     let backlog = errors.count(gateway::BACKLOG_FULL);
     if backlog > 0 && !explained("max_children_reached") {
@@ -311,7 +409,11 @@ pub fn edge(input: &Input<'_>, findings: &mut Vec<Finding>) {
     } else if failing(&probe.origin) {
         findings.push(Finding {
             kind: "origin_failing",
-            message: format!("the origin {} answers {}: the cause is on this host", probe.origin_url, describe(&probe.origin)),
+            message: format!(
+                "the origin {} answers {}: the cause is on this host",
+                probe.origin_url,
+                describe(&probe.origin)
+            ),
             file: None,
             line: None,
             policy: None,

@@ -61,8 +61,14 @@ pub async fn gather(options: &Options) -> Result<Gathered, GatherError> {
     let nginx = nginx::load(&options.nginx_conf)?;
     let fpm = fpm::load(&options.fpm_conf)?;
     let mut skipped = Vec::new();
-    let error_log_path = options.error_log.clone().unwrap_or_else(|| nginx_error_log(&nginx));
-    let fpm_log_path = options.fpm_log.clone().unwrap_or_else(|| fpm_error_log(&fpm));
+    let error_log_path = options
+        .error_log
+        .clone()
+        .unwrap_or_else(|| nginx_error_log(&nginx));
+    let fpm_log_path = options
+        .fpm_log
+        .clone()
+        .unwrap_or_else(|| fpm_error_log(&fpm));
     let nginx_log = tail_lines(&error_log_path, &mut skipped);
     let fpm_log = tail_lines(&fpm_log_path, &mut skipped);
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
@@ -139,7 +145,9 @@ fn tail_lines(path: &Path, skipped: &mut Vec<String>) -> Vec<String> {
 
 async fn unit_file_state(bus: &Bus, unit: &str) -> Result<String, String> {
     let ask = async {
-        let conn = connect(bus).await.map_err(|e| format!("cannot reach the {bus} bus: {e}"))?;
+        let conn = connect(bus)
+            .await
+            .map_err(|e| format!("cannot reach the {bus} bus: {e}"))?;
         let manager = zbus_systemd::systemd1::ManagerProxy::new(&conn)
             .await
             .map_err(|e| e.to_string())?;
@@ -150,7 +158,11 @@ async fn unit_file_state(bus: &Bus, unit: &str) -> Result<String, String> {
     };
     tokio::time::timeout(BUS_TIMEOUT, ask)
         .await
-        .unwrap_or_else(|_| Err(format!("no answer from the {bus} bus within {BUS_TIMEOUT:?}")))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer from the {bus} bus within {BUS_TIMEOUT:?}"
+            ))
+        })
 }
 
 /// MemAvailable, and the RSS of every process titled `php-fpm: pool NAME`.
@@ -167,10 +179,16 @@ fn memory() -> Option<Memory> {
     let mut workers = Vec::new();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let dir = entry.path();
-        let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else { continue };
+        let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else {
+            continue;
+        };
         let title = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let Some(pool) = title.trim().strip_prefix("php-fpm: pool ") else { continue };
-        let Ok(status) = std::fs::read_to_string(dir.join("status")) else { continue };
+        let Some(pool) = title.trim().strip_prefix("php-fpm: pool ") else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(dir.join("status")) else {
+            continue;
+        };
         let rss_kib = status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))

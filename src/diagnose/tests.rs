@@ -25,7 +25,9 @@ impl Case {
                 files: vec![nginx::parse(Path::new("/etc/nginx/nginx.conf"), nginx_text).unwrap()],
             },
             fpm: fpm::FpmConfig {
-                files: vec![fpm::parse(Path::new("/etc/php/8.2/fpm/pool.d/www.conf"), pool_text).unwrap()],
+                files: vec![
+                    fpm::parse(Path::new("/etc/php/8.2/fpm/pool.d/www.conf"), pool_text).unwrap(),
+                ],
             },
             nginx_log: Vec::new(),
             fpm_log: Vec::new(),
@@ -68,17 +70,29 @@ fn a_fastcgi_pass_to_no_pool_is_reported_at_its_line_with_its_policy() {
     let report = Case::new(&conf, POOL).report();
     let f = &report.findings[0];
     assert_eq!(f.kind, "fastcgi_pass_mismatch");
-    assert_eq!((f.file.as_deref(), f.line), (Some("/etc/nginx/nginx.conf"), Some(5)));
+    assert_eq!(
+        (f.file.as_deref(), f.line),
+        (Some("/etc/nginx/nginx.conf"), Some(5))
+    );
     assert_eq!(f.policy, Some("nginx-fastcgi-pass-mismatch"));
-    assert!(f.message.contains("[www] on /run/php/php8.2-fpm.sock"), "{}", f.message);
-    assert!(report.render().contains("/etc/nginx/nginx.conf:5: fastcgi_pass_mismatch"));
+    assert!(
+        f.message.contains("[www] on /run/php/php8.2-fpm.sock"),
+        "{}",
+        f.message
+    );
+    assert!(report
+        .render()
+        .contains("/etc/nginx/nginx.conf:5: fastcgi_pass_mismatch"));
 }
 
 #[test]
 fn a_pass_through_an_upstream_block_is_followed_to_its_servers() {
     let conf = "http {\n    upstream php { server unix:/run/php/php8.2-fpm.sock; }\n    server { location / { fastcgi_pass php; } }\n}\n";
     let report = Case::new(conf, POOL).report();
-    assert!(!kinds(&report).contains(&"fastcgi_pass_mismatch"), "{report:#?}");
+    assert!(
+        !kinds(&report).contains(&"fastcgi_pass_mismatch"),
+        "{report:#?}"
+    );
 }
 
 #[test]
@@ -103,7 +117,11 @@ fn a_disabled_unit_is_reported_and_an_unreachable_bus_is_said_to_be_skipped() {
     case.unit_file_state = Some(Err("cannot reach the system bus".into()));
     let report = case.report();
     assert!(report.healthy);
-    assert!(report.skipped[0].contains("cannot reach the system bus"), "{:?}", report.skipped);
+    assert!(
+        report.skipped[0].contains("cannot reach the system bus"),
+        "{:?}",
+        report.skipped
+    );
 }
 
 #[test]
@@ -115,8 +133,16 @@ fn too_big_header_lines_point_at_where_the_buffer_belongs() {
     let report = case.report();
     let f = &report.findings[0];
     assert_eq!(f.kind, "headers_too_big");
-    assert_eq!(f.line, Some(5), "the fastcgi_pass the default buffer applies to");
-    assert!(f.message.contains("nginx's default fastcgi_buffer_size 4k"), "{}", f.message);
+    assert_eq!(
+        f.line,
+        Some(5),
+        "the fastcgi_pass the default buffer applies to"
+    );
+    assert!(
+        f.message.contains("nginx's default fastcgi_buffer_size 4k"),
+        "{}",
+        f.message
+    );
     assert_eq!(f.evidence.len(), 1);
     assert_eq!(report.gateway_errors.total_502(), 1);
 }
@@ -132,13 +158,20 @@ fn a_pool_that_reached_max_children_is_sized_against_memory() {
     let report = case.report();
     let f = &report.findings[0];
     assert_eq!((f.kind, f.line), ("max_children_reached", Some(9)));
-    assert!(f.message.contains("memory fits about 25 workers"), "{}", f.message);
+    assert!(
+        f.message.contains("memory fits about 25 workers"),
+        "{}",
+        f.message
+    );
     assert_eq!(f.policy, Some("php-fpm-max-children"));
 }
 
 #[test]
 fn max_children_beyond_memory_is_a_finding_even_when_never_reached() {
-    let mut case = Case::new(NGINX, &POOL.replace("pm.max_children = 5", "pm.max_children = 500"));
+    let mut case = Case::new(
+        NGINX,
+        &POOL.replace("pm.max_children = 5", "pm.max_children = 500"),
+    );
     case.memory = Some(Memory {
         available_bytes: 100 * 1024 * 1024,
         workers: vec![("www".into(), 50 * 1024 * 1024); 2],

@@ -71,7 +71,10 @@ impl Lab {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(failed(scenario, format!("ping.php answers {probe}, not 502")));
+                return Err(failed(
+                    scenario,
+                    format!("ping.php answers {probe}, not 502"),
+                ));
             }
             thread::sleep(Duration::from_millis(50));
         }

@@ -2,8 +2,8 @@
 //! validated. The JSON Schema (`salve schema`) is derived from these types, and
 //! `parse.rs` decodes YAML into them; a test keeps the two in step.
 
-use super::names::{HttpUrl, PolicyName, SignalName, UnitName};
 pub use super::config_edit::*;
+use super::names::{HttpUrl, PolicyName, SignalName, UnitName};
 use super::schema_types::{DurationSchema, NoArgs, RegexSchema};
 use regex::Regex;
 use schemars::JsonSchema;

@@ -13,8 +13,12 @@ use std::time::Duration;
 /// A shipped policy with its production paths and URLs pointed at this lab.
 fn shipped_policy(env: &Env, file: &str) -> String {
     let lab = env.lab();
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies").join(file))
-        .expect("shipped policy");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("policies")
+            .join(file),
+    )
+    .expect("shipped policy");
     let s = |p: std::path::PathBuf| p.display().to_string();
     let swaps = [
         ("/etc/nginx/sites-enabled/default", s(lab.nginx_site())),
@@ -75,13 +79,21 @@ fn big_headers_get_raised_buffers_and_the_page_answers_200() {
     let lab = env.lab();
     let site = lab.nginx_site();
     let original = read(&site);
-    let agent = start(&env, "buffers.yaml", &shipped_policy(&env, "nginx-header-buffers.yaml"));
+    let agent = start(
+        &env,
+        "buffers.yaml",
+        &shipped_policy(&env, "nginx-header-buffers.yaml"),
+    );
 
     assert_eq!(http_status(lab.http_port(), "/big-header.php"), Some(502));
     let healed = wait_until(Duration::from_secs(40), || {
         http_status(lab.http_port(), "/big-header.php") == Some(200)
     });
-    assert!(healed, "big-header.php never answered 200\n{}", agent.log_text());
+    assert!(
+        healed,
+        "big-header.php never answered 200\n{}",
+        agent.log_text()
+    );
     assert!(
         wait_until(Duration::from_secs(10), || agent.count("outcome") >= 1),
         "no outcome\n{}",
@@ -93,11 +105,26 @@ fn big_headers_get_raised_buffers_and_the_page_answers_200() {
     let (result, error, diffs) = outcome_parts(done[0]);
     assert_eq!(result, "Ok", "{error:?}\n{}", agent.log_text());
     assert_eq!(diffs.len(), 1, "{diffs:?}");
-    assert!(diffs[0].contains("+        fastcgi_buffer_size "), "{}", diffs[0]);
-    assert!(diffs[0].contains("+        fastcgi_buffers 8 "), "{}", diffs[0]);
-    assert!(nginx_config_is_valid(lab), "nginx -t fails on the edited config");
+    assert!(
+        diffs[0].contains("+        fastcgi_buffer_size "),
+        "{}",
+        diffs[0]
+    );
+    assert!(
+        diffs[0].contains("+        fastcgi_buffers 8 "),
+        "{}",
+        diffs[0]
+    );
+    assert!(
+        nginx_config_is_valid(lab),
+        "nginx -t fails on the edited config"
+    );
     let backup = site.with_file_name(".app.conf.salve-backup");
-    assert_eq!(read(&backup), original, "the backup holds the original bytes");
+    assert_eq!(
+        read(&backup),
+        original,
+        "the backup holds the original bytes"
+    );
     // Lossless: the edit only added lines.
     let edited = String::from_utf8(read(&site)).unwrap();
     let kept: Vec<&str> = edited
@@ -127,7 +154,10 @@ fn headers_beyond_the_cap_escalate_and_leave_the_config_unchanged() {
         agent.count("escalate") >= 1
     });
     assert!(escalated, "no escalation\n{}", agent.log_text());
-    assert!(wait_until(Duration::from_secs(5), || webhook.count() >= 1), "webhook not called");
+    assert!(
+        wait_until(Duration::from_secs(5), || webhook.count() >= 1),
+        "webhook not called"
+    );
     let records = agent.records();
     let done = outcomes(&records);
     assert_eq!(done.len(), 2, "maxAttempts: 2");
@@ -135,9 +165,16 @@ fn headers_beyond_the_cap_escalate_and_leave_the_config_unchanged() {
         let (result, error, diffs) = outcome_parts(outcome);
         let error = error.unwrap_or_default();
         assert_eq!(result, "Failed");
-        assert!(error.contains("still failing verification at the cap"), "{error}");
+        assert!(
+            error.contains("still failing verification at the cap"),
+            "{error}"
+        );
         assert!(error.contains("original restored and applied"), "{error}");
-        assert!(diffs[0].contains("fastcgi_buffer_size 64k;"), "{}", diffs[0]);
+        assert!(
+            diffs[0].contains("fastcgi_buffer_size 64k;"),
+            "{}",
+            diffs[0]
+        );
         assert!(!diffs[0].contains("128k"), "past the cap: {}", diffs[0]);
     }
     assert_eq!(read(&site), original, "config unchanged after the attempts");
@@ -146,12 +183,22 @@ fn headers_beyond_the_cap_escalate_and_leave_the_config_unchanged() {
 
 #[test]
 fn a_root_only_socket_gets_nginx_permissions_back() {
-    let Some(env) = lab("socket-permissions") else { return };
+    let Some(env) = lab("socket-permissions") else {
+        return;
+    };
     let lab = env.lab();
-    let agent = start(&env, "socket.yaml", &shipped_policy(&env, "php-fpm-socket-permissions.yaml"));
-    lab.break_scenario(Scenario::SocketPermissions).expect("lock the socket");
+    let agent = start(
+        &env,
+        "socket.yaml",
+        &shipped_policy(&env, "php-fpm-socket-permissions.yaml"),
+    );
+    lab.break_scenario(Scenario::SocketPermissions)
+        .expect("lock the socket");
     let log = String::from_utf8_lossy(&read(&lab.nginx_error_log())).to_string();
-    assert!(log.contains("(13: Permission denied) while connecting to upstream"), "{log}");
+    assert!(
+        log.contains("(13: Permission denied) while connecting to upstream"),
+        "{log}"
+    );
     let healed = wait_until(Duration::from_secs(30), || {
         http_status(lab.http_port(), "/ping.php") == Some(200)
     });
@@ -170,16 +217,23 @@ fn a_root_only_socket_gets_nginx_permissions_back() {
         diffs[0]
     );
     let pool = String::from_utf8(read(&lab.pool_conf())).unwrap();
-    for line in ["listen.owner = www-data", "listen.group = www-data", "listen.mode = 0660"] {
+    for line in [
+        "listen.owner = www-data",
+        "listen.group = www-data",
+        "listen.mode = 0660",
+    ] {
         assert!(pool.lines().any(|l| l == line), "{line} missing:\n{pool}");
     }
 }
 
 #[test]
 fn a_fastcgi_pass_to_nowhere_is_diagnosed_and_aligned_to_the_pool() {
-    let Some(env) = lab("fastcgi-mismatch") else { return };
+    let Some(env) = lab("fastcgi-mismatch") else {
+        return;
+    };
     let lab = env.lab();
-    lab.break_scenario(Scenario::FastcgiMismatch).expect("point nginx elsewhere");
+    lab.break_scenario(Scenario::FastcgiMismatch)
+        .expect("point nginx elsewhere");
 
     let diagnose = Command::new(env!("CARGO_BIN_EXE_salve"))
         .args(["diagnose", "--json", "--nginx-conf"])
@@ -191,7 +245,11 @@ fn a_fastcgi_pass_to_nowhere_is_diagnosed_and_aligned_to_the_pool() {
         .args(["--bus", &lab.bus_address()])
         .output()
         .expect("run salve diagnose");
-    assert_eq!(diagnose.status.code(), Some(1), "findings mean exit 1: {diagnose:?}");
+    assert_eq!(
+        diagnose.status.code(),
+        Some(1),
+        "findings mean exit 1: {diagnose:?}"
+    );
     let report: serde_json::Value = serde_json::from_slice(&diagnose.stdout).expect("JSON report");
     let finding = report["findings"]
         .as_array()
@@ -208,9 +266,16 @@ fn a_fastcgi_pass_to_nowhere_is_diagnosed_and_aligned_to_the_pool() {
         + 1;
     assert_eq!(finding["file"], site.as_str(), "{finding:#}");
     assert_eq!(finding["line"], line, "{finding:#}");
-    assert_eq!(finding["policy"], "nginx-fastcgi-pass-mismatch", "{finding:#}");
+    assert_eq!(
+        finding["policy"], "nginx-fastcgi-pass-mismatch",
+        "{finding:#}"
+    );
 
-    let agent = start(&env, "align.yaml", &shipped_policy(&env, "nginx-fastcgi-pass-mismatch.yaml"));
+    let agent = start(
+        &env,
+        "align.yaml",
+        &shipped_policy(&env, "nginx-fastcgi-pass-mismatch.yaml"),
+    );
     let healed = wait_until(Duration::from_secs(30), || {
         http_status(lab.http_port(), "/ping.php") == Some(200)
     });
@@ -232,7 +297,11 @@ fn a_fastcgi_pass_to_nowhere_is_diagnosed_and_aligned_to_the_pool() {
 /// Ten clients at once against work.php; returns how many did not get a 200.
 fn burst_errors(port: u16) -> usize {
     let clients: Vec<_> = (0..10)
-        .map(|_| std::thread::spawn(move || http_status_within(port, "/work.php", Duration::from_secs(10))))
+        .map(|_| {
+            std::thread::spawn(move || {
+                http_status_within(port, "/work.php", Duration::from_secs(10))
+            })
+        })
         .collect();
     clients
         .into_iter()
@@ -245,14 +314,18 @@ fn burst_errors(port: u16) -> usize {
 fn an_exhausted_pool_is_grown_within_its_cap_and_errors_drop() {
     let Some(env) = lab("exhaustion") else { return };
     let lab = env.lab();
-    lab.break_scenario(Scenario::Exhaustion).expect("shrink the pool");
+    lab.break_scenario(Scenario::Exhaustion)
+        .expect("shrink the pool");
     let webhook = Webhook::start();
     let yaml = shipped_policy(&env, "php-fpm-max-children.yaml")
         .replace("http://127.0.0.1:9093/hooks/salve", &webhook.url);
     let agent = start(&env, "children.yaml", &yaml);
 
     let before = burst_errors(lab.http_port());
-    assert!(before > 0, "one worker should not serve ten 0.5 s requests within 3 s");
+    assert!(
+        before > 0,
+        "one worker should not serve ten 0.5 s requests within 3 s"
+    );
     assert!(
         wait_until(Duration::from_secs(30), || agent.count("outcome") >= 1),
         "no outcome\n{}",
@@ -261,7 +334,11 @@ fn an_exhausted_pool_is_grown_within_its_cap_and_errors_drop() {
     let records = agent.records();
     let (result, error, diffs) = outcome_parts(outcomes(&records)[0]);
     assert_eq!(result, "Ok", "{error:?}\n{}", agent.log_text());
-    assert!(diffs[0].contains("-pm.max_children = 1\n+pm.max_children = 2"), "{}", diffs[0]);
+    assert!(
+        diffs[0].contains("-pm.max_children = 1\n+pm.max_children = 2"),
+        "{}",
+        diffs[0]
+    );
     let evidence: Vec<String> = records
         .iter()
         .find_map(|r| match &r.entry {
@@ -269,16 +346,26 @@ fn an_exhausted_pool_is_grown_within_its_cap_and_errors_drop() {
             _ => None,
         })
         .unwrap();
-    assert!(evidence.iter().any(|e| e.contains("server reached pm.max_children setting (1)")), "{evidence:?}");
+    assert!(
+        evidence
+            .iter()
+            .any(|e| e.contains("server reached pm.max_children setting (1)")),
+        "{evidence:?}"
+    );
     assert_eq!(webhook.count(), 1, "the policy tells a person too");
-    assert!(wait_until(Duration::from_secs(10), || http_status(lab.http_port(), "/ping.php") == Some(200)));
+    assert!(wait_until(Duration::from_secs(10), || http_status(
+        lab.http_port(),
+        "/ping.php"
+    ) == Some(200)));
     let after = burst_errors(lab.http_port());
     assert!(after < before, "errors before {before}, after {after}");
 }
 
 #[test]
 fn an_edit_that_fails_nginx_t_leaves_the_file_byte_for_byte() {
-    let Some(env) = lab("validation-failure") else { return };
+    let Some(env) = lab("validation-failure") else {
+        return;
+    };
     let lab = env.lab();
     let site = lab.nginx_site();
     let original = read(&site);
@@ -300,9 +387,19 @@ fn an_edit_that_fails_nginx_t_leaves_the_file_byte_for_byte() {
     let (result, error, diffs) = outcome_parts(outcomes(&agent.records())[0]);
     let error = error.unwrap_or_default();
     assert_eq!(result, "Failed");
-    assert!(error.contains("validation failed, file not replaced"), "{error}");
-    assert!(error.contains("fastcgi_busy_buffers_size"), "nginx's own reason: {error}");
-    assert!(diffs[0].contains("+        fastcgi_buffer_size 16k;"), "{}", diffs[0]);
+    assert!(
+        error.contains("validation failed, file not replaced"),
+        "{error}"
+    );
+    assert!(
+        error.contains("fastcgi_busy_buffers_size"),
+        "nginx's own reason: {error}"
+    );
+    assert!(
+        diffs[0].contains("+        fastcgi_buffer_size 16k;"),
+        "{}",
+        diffs[0]
+    );
     assert_eq!(read(&site), original, "byte for byte");
     let leftovers: Vec<_> = std::fs::read_dir(site.parent().unwrap())
         .unwrap()
@@ -310,28 +407,39 @@ fn an_edit_that_fails_nginx_t_leaves_the_file_byte_for_byte() {
         .map(|e| e.file_name().to_string_lossy().to_string())
         .filter(|n| n != "app.conf")
         .collect();
-    assert!(leftovers.is_empty(), "no candidate or backup left: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "no candidate or backup left: {leftovers:?}"
+    );
     assert_eq!(http_status(lab.http_port(), "/ping.php"), Some(200));
 }
 
 #[test]
 fn upstream_timeouts_are_told_to_a_person_not_restarted() {
-    let Some(env) = lab("upstream-timeout") else { return };
+    let Some(env) = lab("upstream-timeout") else {
+        return;
+    };
     let lab = env.lab();
     let webhook = Webhook::start();
     let yaml = shipped_policy(&env, "nginx-upstream-timeout.yaml")
         .replace("http://127.0.0.1:9093/hooks/salve", &webhook.url);
     let agent = start(&env, "timeout.yaml", &yaml);
     let invocation = unit_state(lab, "php8.2-fpm.service", "InvocationID");
-    lab.break_scenario(Scenario::Hang).expect("occupy every worker");
+    lab.break_scenario(Scenario::Hang)
+        .expect("occupy every worker");
     // Five requests that each wait out nginx's 3 s fastcgi_read_timeout: five 504s.
     let clients: Vec<_> = (0..5)
         .map(|_| {
             let port = lab.http_port();
-            std::thread::spawn(move || http_status_within(port, "/ping.php", Duration::from_secs(10)))
+            std::thread::spawn(move || {
+                http_status_within(port, "/ping.php", Duration::from_secs(10))
+            })
         })
         .collect();
-    let statuses: Vec<Option<u16>> = clients.into_iter().map(|c| c.join().ok().flatten()).collect();
+    let statuses: Vec<Option<u16>> = clients
+        .into_iter()
+        .map(|c| c.join().ok().flatten())
+        .collect();
     assert!(statuses.iter().all(|s| *s == Some(504)), "{statuses:?}");
     assert!(
         wait_until(Duration::from_secs(10), || webhook.count() >= 1),
@@ -341,14 +449,23 @@ fn upstream_timeouts_are_told_to_a_person_not_restarted() {
     let records = agent.records();
     let intents = intents(&records);
     match &intents[0].entry {
-        Entry::Intent { actions, evidence, .. } => {
+        Entry::Intent {
+            actions, evidence, ..
+        } => {
             assert_eq!(actions, &["notify"]);
             assert!(evidence[0].contains("5 matching line(s)"), "{evidence:?}");
-            assert!(evidence[0].contains("upstream timed out (110"), "{evidence:?}");
+            assert!(
+                evidence[0].contains("upstream timed out (110"),
+                "{evidence:?}"
+            );
         }
         other => panic!("not an intent: {other:?}"),
     }
-    assert_eq!(unit_state(lab, "php8.2-fpm.service", "InvocationID"), invocation, "never restarted");
+    assert_eq!(
+        unit_state(lab, "php8.2-fpm.service", "InvocationID"),
+        invocation,
+        "never restarted"
+    );
 }
 
 /// A stand-in for a CDN that answers 502 to everything.
@@ -384,14 +501,22 @@ fn an_edge_502_with_a_healthy_origin_is_classified_and_only_notified() {
         .expect("run salve diagnose");
     assert_eq!(diagnose.status.code(), Some(1), "{diagnose:?}");
     let report: serde_json::Value = serde_json::from_slice(&diagnose.stdout).expect("JSON");
-    let kinds: Vec<&str> = report["findings"].as_array().unwrap().iter().filter_map(|f| f["kind"].as_str()).collect();
+    let kinds: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["kind"].as_str())
+        .collect();
     assert_eq!(kinds, ["edge"], "{report:#}");
     assert_eq!(report["findings"][0]["policy"], "edge-502");
 
     let webhook = Webhook::start();
     let yaml = shipped_policy(&env, "edge-502.yaml")
         .replace(&lab.ping_url(), &edge)
-        .replace("interval: 10s, timeout: 5s", "interval: 500ms, timeout: 500ms")
+        .replace(
+            "interval: 10s, timeout: 5s",
+            "interval: 500ms, timeout: 500ms",
+        )
         .replace("http://127.0.0.1:9093/hooks/salve", &webhook.url);
     let invocation = unit_state(lab, "nginx.service", "InvocationID");
     let agent = start(&env, "edge.yaml", &yaml);
@@ -405,6 +530,10 @@ fn an_edge_502_with_a_healthy_origin_is_classified_and_only_notified() {
         Entry::Intent { actions, .. } => assert_eq!(actions, &["notify"]),
         other => panic!("not an intent: {other:?}"),
     }
-    assert_eq!(unit_state(lab, "nginx.service", "InvocationID"), invocation, "origin untouched");
+    assert_eq!(
+        unit_state(lab, "nginx.service", "InvocationID"),
+        invocation,
+        "origin untouched"
+    );
     assert_eq!(http_status(lab.http_port(), "/ping.php"), Some(200));
 }

@@ -16,7 +16,10 @@ pub fn fastcgi_address(listen: &str) -> String {
         format!("unix:{listen}")
     } else if listen.chars().all(|c| c.is_ascii_digit()) {
         format!("127.0.0.1:{listen}")
-    } else if let Some(port) = listen.strip_prefix("0.0.0.0:").or(listen.strip_prefix("[::]:")) {
+    } else if let Some(port) = listen
+        .strip_prefix("0.0.0.0:")
+        .or(listen.strip_prefix("[::]:"))
+    {
         format!("127.0.0.1:{port}")
     } else {
         listen.to_string()
@@ -93,7 +96,9 @@ impl Planner for AlignPlanner<'_> {
             return Err(format!("no fastcgi_pass in {}", self.args.file.display()));
         }
         for pass in passes {
-            let Some(target) = pass.args.first() else { continue };
+            let Some(target) = pass.args.first() else {
+                continue;
+            };
             if listens.iter().any(|l| reaches(target, l)) {
                 continue;
             }
@@ -132,7 +137,10 @@ mod tests {
 
     #[test]
     fn a_pool_listen_becomes_the_address_nginx_names() {
-        assert_eq!(fastcgi_address("/run/php/php8.2-fpm.sock"), "unix:/run/php/php8.2-fpm.sock");
+        assert_eq!(
+            fastcgi_address("/run/php/php8.2-fpm.sock"),
+            "unix:/run/php/php8.2-fpm.sock"
+        );
         assert_eq!(fastcgi_address("9000"), "127.0.0.1:9000");
         assert_eq!(fastcgi_address("127.0.0.1:9001"), "127.0.0.1:9001");
         assert_eq!(fastcgi_address("[::]:9002"), "127.0.0.1:9002");
@@ -140,8 +148,14 @@ mod tests {
 
     #[test]
     fn a_pass_reaches_a_pool_on_its_socket_or_its_local_port() {
-        assert!(reaches("unix:/run/php/php8.2-fpm.sock", "/run/php/php8.2-fpm.sock"));
-        assert!(!reaches("unix:/run/php/php-fpm.sock", "/run/php/php8.2-fpm.sock"));
+        assert!(reaches(
+            "unix:/run/php/php8.2-fpm.sock",
+            "/run/php/php8.2-fpm.sock"
+        ));
+        assert!(!reaches(
+            "unix:/run/php/php-fpm.sock",
+            "/run/php/php8.2-fpm.sock"
+        ));
         assert!(reaches("127.0.0.1:9000", "9000"));
         assert!(reaches("localhost:9000", "0.0.0.0:9000"));
         assert!(!reaches("127.0.0.1:9001", "9000"));

@@ -22,7 +22,10 @@ mod tests {
         let before = "a\nb\nc\nd\ne\nf\ng\n";
         let after = "a\nb\nc\nD\ne\nf\ng\n";
         let diff = unified(Path::new("/etc/x.conf"), before, after);
-        assert!(diff.starts_with("--- /etc/x.conf\n+++ /etc/x.conf\n"), "{diff}");
+        assert!(
+            diff.starts_with("--- /etc/x.conf\n+++ /etc/x.conf\n"),
+            "{diff}"
+        );
         assert!(diff.contains("@@ -1,7 +1,7 @@"), "{diff}");
         assert!(diff.contains("\n-d\n+D\n"), "{diff}");
     }

@@ -13,7 +13,12 @@ pub struct FpmPlanner<'a> {
 impl Planner for FpmPlanner<'_> {
     fn next(&mut self, current: &str) -> Result<Option<Planned>, String> {
         let file = fpm::parse(&self.args.file, current).map_err(|e| e.to_string())?;
-        let Some(section) = file.sections.iter().rev().find(|s| s.name == self.args.pool) else {
+        let Some(section) = file
+            .sections
+            .iter()
+            .rev()
+            .find(|s| s.name == self.args.pool)
+        else {
             return Err(format!(
                 "no pool [{}] in {}",
                 self.args.pool,
@@ -130,7 +135,11 @@ mod tests {
             planned.text,
             "; the pool\n[www]\nuser = www-data\nlisten = /run/php/php8.2-fpm.sock\nlisten.owner = www-data\nlisten.mode = 0660\n; worker count\npm.max_children = 1\nlisten.group = www-data\n"
         );
-        assert!(planned.summary.contains("listen.mode 0600 -> 0660"), "{}", planned.summary);
+        assert!(
+            planned.summary.contains("listen.mode 0600 -> 0660"),
+            "{}",
+            planned.summary
+        );
     }
 
     #[test]
@@ -145,7 +154,11 @@ mod tests {
         );
         let mut planner = FpmPlanner { args: &a };
         let first = planner.next(POOL).unwrap().unwrap();
-        assert!(first.text.ends_with("pm.max_children = 4\n"), "{}", first.text);
+        assert!(
+            first.text.ends_with("pm.max_children = 4\n"),
+            "{}",
+            first.text
+        );
         let second = planner.next(&first.text).unwrap().unwrap();
         assert!(second.text.ends_with("pm.max_children = 10\n"));
         assert_eq!(planner.next(&second.text).unwrap(), None);
@@ -156,6 +169,9 @@ mod tests {
         let mut a = args(Vec::new(), vec![set("listen.mode", "0660")]);
         a.pool = "api".into();
         let err = FpmPlanner { args: &a }.next(POOL).unwrap_err();
-        assert!(err.contains("no pool [api] in /etc/php/8.2/fpm/pool.d/www.conf"), "{err}");
+        assert!(
+            err.contains("no pool [api] in /etc/php/8.2/fpm/pool.d/www.conf"),
+            "{err}"
+        );
     }
 }

@@ -75,9 +75,17 @@ pub async fn run_edit(
     planner: &mut impl Planner,
     host: &impl EditHost,
 ) -> Result<EditReport, (String, Option<String>)> {
-    let original = fs::read(file).map_err(|e| (format!("cannot read {}: {e}", file.display()), None))?;
-    let original_text = String::from_utf8(original.clone())
-        .map_err(|_| (format!("{} is not UTF-8 text; salve edits only text configs", file.display()), None))?;
+    let original =
+        fs::read(file).map_err(|e| (format!("cannot read {}: {e}", file.display()), None))?;
+    let original_text = String::from_utf8(original.clone()).map_err(|_| {
+        (
+            format!(
+                "{} is not UTF-8 text; salve edits only text configs",
+                file.display()
+            ),
+            None,
+        )
+    })?;
     let mut current = original_text.clone();
     let mut summaries: Vec<String> = Vec::new();
     let mut swapped = false;
@@ -85,26 +93,70 @@ pub async fn run_edit(
         let planned = match planner.next(&current) {
             Ok(Some(planned)) if planned.text == current => {
                 let why = if summaries.is_empty() {
-                    format!("{} already has the values the policy sets: the edit cannot help here", file.display())
+                    format!(
+                        "{} already has the values the policy sets: the edit cannot help here",
+                        file.display()
+                    )
                 } else {
                     format!("{}; no further step changes anything", summaries.join("; "))
                 };
-                return fail(file, &original, swapped, host, why, &original_text, &current).await;
+                return fail(
+                    file,
+                    &original,
+                    swapped,
+                    host,
+                    why,
+                    &original_text,
+                    &current,
+                )
+                .await;
             }
             Ok(Some(planned)) => planned,
             Ok(None) if summaries.is_empty() => {
-                return Err((format!("{}: every raise is already at its cap; nothing changed", file.display()), None));
+                return Err((
+                    format!(
+                        "{}: every raise is already at its cap; nothing changed",
+                        file.display()
+                    ),
+                    None,
+                ));
             }
             Ok(None) => {
-                let why = format!("{}: still failing verification at the cap", summaries.join("; "));
-                return fail(file, &original, swapped, host, why, &original_text, &current).await;
+                let why = format!(
+                    "{}: still failing verification at the cap",
+                    summaries.join("; ")
+                );
+                return fail(
+                    file,
+                    &original,
+                    swapped,
+                    host,
+                    why,
+                    &original_text,
+                    &current,
+                )
+                .await;
             }
-            Err(e) => return fail(file, &original, swapped, host, e, &original_text, &current).await,
+            Err(e) => {
+                return fail(file, &original, swapped, host, e, &original_text, &current).await
+            }
         };
         summaries.push(planned.summary.clone());
         if let Err(e) = host.validate(file, planned.text.as_bytes()).await {
-            let why = format!("{}: validation failed, file not replaced: {e}", planned.summary);
-            return fail(file, &original, swapped, host, why, &original_text, &planned.text).await;
+            let why = format!(
+                "{}: validation failed, file not replaced: {e}",
+                planned.summary
+            );
+            return fail(
+                file,
+                &original,
+                swapped,
+                host,
+                why,
+                &original_text,
+                &planned.text,
+            )
+            .await;
         }
         if !swapped {
             write_atomically(&backup_path(file), &original, file)
@@ -112,13 +164,31 @@ pub async fn run_edit(
         }
         if let Err(e) = write_atomically(file, planned.text.as_bytes(), file) {
             let why = format!("cannot replace {}: {e}", file.display());
-            return fail(file, &original, swapped, host, why, &original_text, &planned.text).await;
+            return fail(
+                file,
+                &original,
+                swapped,
+                host,
+                why,
+                &original_text,
+                &planned.text,
+            )
+            .await;
         }
         swapped = true;
         current = planned.text;
         if let Err(e) = host.apply().await {
             let why = format!("{}: applying the change failed: {e}", planned.summary);
-            return fail(file, &original, swapped, host, why, &original_text, &current).await;
+            return fail(
+                file,
+                &original,
+                swapped,
+                host,
+                why,
+                &original_text,
+                &current,
+            )
+            .await;
         }
         match host.verify().await {
             None | Some((true, _)) => {
@@ -151,11 +221,20 @@ async fn fail(
         return Err((why, diff));
     }
     if let Err(e) = write_atomically(file, original, file) {
-        return Err((format!("{why}; RESTORING THE ORIGINAL FAILED: {e} (the original bytes are in {})", backup_path(file).display()), diff));
+        return Err((
+            format!(
+                "{why}; RESTORING THE ORIGINAL FAILED: {e} (the original bytes are in {})",
+                backup_path(file).display()
+            ),
+            diff,
+        ));
     }
     match host.apply().await {
         Ok(()) => Err((format!("{why}; original restored and applied"), diff)),
-        Err(e) => Err((format!("{why}; original restored, but applying it failed: {e}"), diff)),
+        Err(e) => Err((
+            format!("{why}; original restored, but applying it failed: {e}"),
+            diff,
+        )),
     }
 }
 

@@ -30,12 +30,11 @@ impl Planner for NginxPlanner<'_> {
                     return Err(format!("salve cannot raise {}", raise.directive));
                 };
                 let existing = child(block, &raise.directive);
-                let mut args: Vec<String> = match existing
-                    .or_else(|| inherited(ancestors, &raise.directive))
-                {
-                    Some(d) => d.args.clone(),
-                    None => known.default.iter().map(|s| s.to_string()).collect(),
-                };
+                let mut args: Vec<String> =
+                    match existing.or_else(|| inherited(ancestors, &raise.directive)) {
+                        Some(d) => d.args.clone(),
+                        None => known.default.iter().map(|s| s.to_string()).collect(),
+                    };
                 let Some(text) = args.get(known.arg) else {
                     return Err(format!(
                         "{} has too few arguments in {}",
@@ -57,7 +56,11 @@ impl Planner for NginxPlanner<'_> {
                 raised = true;
                 let before = args.join(" ");
                 args[known.arg] = known.format(next);
-                summary.push(format!("{} {before} -> {}", raise.directive, args.join(" ")));
+                summary.push(format!(
+                    "{} {before} -> {}",
+                    raise.directive,
+                    args.join(" ")
+                ));
                 push(&mut edits, &file, block, existing, &raise.directive, &args);
             }
             for set in &self.args.set {

@@ -84,7 +84,10 @@ fn set_replaces_only_the_arguments_and_keeps_the_comment() {
     let planned = NginxPlanner { args: &a }.next(SITE).unwrap().unwrap();
     assert_eq!(
         planned.text,
-        SITE.replace("fastcgi_buffers 16 4k;   # tuned", "fastcgi_buffers 32 8k;   # tuned")
+        SITE.replace(
+            "fastcgi_buffers 16 4k;   # tuned",
+            "fastcgi_buffers 32 8k;   # tuned"
+        )
     );
 }
 
@@ -93,5 +96,8 @@ fn a_missing_context_is_an_error_naming_it() {
     let mut a = args(vec![raise("fastcgi_buffer_size", 65536)], Vec::new());
     a.context = "location /api".into();
     let err = NginxPlanner { args: &a }.next(SITE).unwrap_err();
-    assert_eq!(err, "no `location /api` block in /etc/nginx/sites-enabled/app");
+    assert_eq!(
+        err,
+        "no `location /api` block in /etc/nginx/sites-enabled/app"
+    );
 }

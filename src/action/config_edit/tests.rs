@@ -61,10 +61,8 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(name: &str, contents: &str) -> (Scratch, PathBuf) {
-        let dir = std::env::temp_dir().join(format!(
-            "salve-edit-test-{}-{name}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("salve-edit-test-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let file = dir.join("site.conf");
@@ -112,7 +110,10 @@ fn a_failed_validation_never_replaces_the_file() {
         ..Default::default()
     };
     let (why, diff) = run(run_edit(&file, &mut Counting { steps: 3 }, &host)).unwrap_err();
-    assert!(why.contains("validation failed, file not replaced: nginx: [emerg]"), "{why}");
+    assert!(
+        why.contains("validation failed, file not replaced: nginx: [emerg]"),
+        "{why}"
+    );
     assert!(diff.is_some());
     assert_eq!(fs::read(&file).unwrap(), ORIGINAL.as_bytes());
     assert!(host.applied.borrow().is_empty(), "nothing to apply");
@@ -128,7 +129,10 @@ fn verify_failing_at_every_step_up_to_the_cap_restores_the_original_and_applies_
         ..Default::default()
     };
     let (why, _) = run(run_edit(&file, &mut Counting { steps: 2 }, &host)).unwrap_err();
-    assert!(why.contains("still failing verification at the cap"), "{why}");
+    assert!(
+        why.contains("still failing verification at the cap"),
+        "{why}"
+    );
     assert!(why.ends_with("original restored and applied"), "{why}");
     assert_eq!(fs::read(&file).unwrap(), ORIGINAL.as_bytes());
     let applied = host.applied.borrow();
@@ -151,8 +155,15 @@ fn a_second_step_passing_verification_keeps_the_raised_file() {
         ..Default::default()
     };
     let report = run(run_edit(&file, &mut Counting { steps: 5 }, &host)).unwrap();
-    assert_eq!(fs::read_to_string(&file).unwrap(), format!("{ORIGINAL}x\nx\n"));
-    assert!(report.summary.contains("verify failed (HTTP 502)"), "{}", report.summary);
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        format!("{ORIGINAL}x\nx\n")
+    );
+    assert!(
+        report.summary.contains("verify failed (HTTP 502)"),
+        "{}",
+        report.summary
+    );
     assert_eq!(fs::read(backup_path(&file)).unwrap(), ORIGINAL.as_bytes());
 }
 
@@ -165,7 +176,10 @@ fn a_failed_apply_restores_the_original() {
         ..Default::default()
     };
     let (why, _) = run(run_edit(&file, &mut Counting { steps: 1 }, &host)).unwrap_err();
-    assert!(why.contains("applying the change failed: job failed"), "{why}");
+    assert!(
+        why.contains("applying the change failed: job failed"),
+        "{why}"
+    );
     assert_eq!(fs::read(&file).unwrap(), ORIGINAL.as_bytes());
 }
 

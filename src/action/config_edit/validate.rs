@@ -37,7 +37,9 @@ impl Checker {
     pub fn nginx(config: &Path) -> Self {
         Checker {
             program: PathBuf::from(NGINX_BIN),
-            args: ["-t", "-q", "-e", "stderr", "-c"].map(String::from).to_vec(),
+            args: ["-t", "-q", "-e", "stderr", "-c"]
+                .map(String::from)
+                .to_vec(),
             config: config.to_path_buf(),
         }
     }

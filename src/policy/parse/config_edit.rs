@@ -52,7 +52,9 @@ pub(super) fn php_fpm_edit(dec: &mut Decoder, args: &Node) -> Option<Action> {
     let f = dec.fields(args, "the phpFpmEdit action", PHP_FPM_EDIT_FIELDS)?;
     let file = f.required(dec, "file").and_then(|n| absolute_path(dec, n));
     let pool = f.required(dec, "pool").and_then(|n| pool_name(dec, n));
-    let raise = opt(dec, &f, "raise", Vec::new(), |d, n| d.list(n, RAISES, raise_key));
+    let raise = opt(dec, &f, "raise", Vec::new(), |d, n| {
+        d.list(n, RAISES, raise_key)
+    });
     let set = opt(dec, &f, "set", Vec::new(), |d, n| d.list(n, SETS, set_key));
     let common = common(dec, &f, DEFAULT_FPM_CONF, ApplyWith::Restart);
     something_to_change(dec, &f, &raise, &set)?;
@@ -69,7 +71,11 @@ pub(super) fn php_fpm_edit(dec: &mut Decoder, args: &Node) -> Option<Action> {
 }
 
 pub(super) fn align_fastcgi_pass(dec: &mut Decoder, args: &Node) -> Option<Action> {
-    let f = dec.fields(args, "the alignFastcgiPass action", ALIGN_FASTCGI_PASS_FIELDS)?;
+    let f = dec.fields(
+        args,
+        "the alignFastcgiPass action",
+        ALIGN_FASTCGI_PASS_FIELDS,
+    )?;
     let file = f.required(dec, "file").and_then(|n| absolute_path(dec, n));
     let pool = f.required(dec, "pool").and_then(|n| pool_name(dec, n));
     let fpm_config = opt(
@@ -103,10 +109,7 @@ fn common(
         PathBuf::from(default_config),
         absolute_path,
     );
-    let unit = optional(
-        f.get("unit")
-            .map(|n| parsed(dec, n, UnitName::parse)),
-    );
+    let unit = optional(f.get("unit").map(|n| parsed(dec, n, UnitName::parse)));
     let apply = opt(dec, f, "apply", default_apply, |d, n| {
         let text = d.string(n)?;
         match text.as_str() {
@@ -129,7 +132,10 @@ fn something_to_change<A, B>(
 ) -> Option<()> {
     if let (Some(raise), Some(set)) = (raise, set) {
         if raise.is_empty() && set.is_empty() {
-            dec.error(f.pos, "a config edit needs at least one entry in raise or set");
+            dec.error(
+                f.pos,
+                "a config edit needs at least one entry in raise or set",
+            );
             return None;
         }
     }
@@ -148,21 +154,28 @@ fn absolute_path(dec: &mut Decoder, node: &Node) -> Option<PathBuf> {
 fn pool_name(dec: &mut Decoder, node: &Node) -> Option<String> {
     let text = dec.non_empty_string(node, "pool")?;
     if text.contains(['[', ']', '\n']) {
-        dec.error(node.pos, "a pool name is the text between [ and ], without them");
+        dec.error(
+            node.pos,
+            "a pool name is the text between [ and ], without them",
+        );
         return None;
     }
     Some(text)
 }
 
 fn factor(dec: &mut Decoder, f: &Fields<'_>) -> Option<f64> {
-    f.required(dec, "factor").and_then(|n| dec.float(n, 1.1, 16.0))
+    f.required(dec, "factor")
+        .and_then(|n| dec.float(n, 1.1, 16.0))
 }
 
 /// A value written into a config line: one line, and nothing that would end the
 /// directive or open a block, so a policy can never inject a second directive.
 fn config_value(dec: &mut Decoder, node: &Node, forbidden: &[char]) -> Option<String> {
     let text = dec.non_empty_string(node, "value")?;
-    if let Some(c) = text.chars().find(|c| forbidden.contains(c) || c.is_control()) {
+    if let Some(c) = text
+        .chars()
+        .find(|c| forbidden.contains(c) || c.is_control())
+    {
         dec.error(node.pos, format!("value must not contain {c:?}"));
         return None;
     }
@@ -227,12 +240,17 @@ fn raise_key(dec: &mut Decoder, node: &Node) -> Option<RaiseKey> {
         if RAISABLE_FPM_KEYS.contains(&key.as_str()) {
             Some(key)
         } else {
-            dec.error(n.pos, unknown_name("raisable pool key", &key, RAISABLE_FPM_KEYS));
+            dec.error(
+                n.pos,
+                unknown_name("raisable pool key", &key, RAISABLE_FPM_KEYS),
+            );
             None
         }
     });
     let factor = factor(dec, &f);
-    let max = f.required(dec, "max").and_then(|n| dec.integer(n, 1, 100_000));
+    let max = f
+        .required(dec, "max")
+        .and_then(|n| dec.integer(n, 1, 100_000));
     Some(RaiseKey {
         key: key?,
         factor: factor?,
