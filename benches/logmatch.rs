@@ -104,14 +104,11 @@ fn salve_match(set: &PatternSet, path: &Path) -> std::io::Result<(usize, usize)>
             None => continue,
         };
         let text = std::str::from_utf8(&buf[..end]).map_err(std::io::Error::other)?;
-        for line in text.lines() {
-            let found = set.matches(line);
-            if !found.is_empty() {
-                matched += 1;
-                fields += found.iter().map(|m| m.fields.len()).sum::<usize>();
-                std::hint::black_box(&found);
-            }
-        }
+        set.scan(text, |_line, found| {
+            matched += 1;
+            fields += found.iter().map(|m| m.fields.len()).sum::<usize>();
+            std::hint::black_box(&found);
+        });
         buf.copy_within(end..filled, 0);
         filled -= end;
         if n == 0 {

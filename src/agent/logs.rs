@@ -2,8 +2,10 @@
 
 use crate::engine::Event;
 use crate::policy::{Condition, Policy};
-use std::collections::BTreeSet;
+use crate::signal::log::{follow, follow_filtered, LineScanner};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 pub struct Logs {
@@ -15,21 +17,34 @@ impl Logs {
     /// against the triggers' patterns.
     pub fn start(policies: &[Policy], events: &mpsc::Sender<Event>) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let paths: BTreeSet<PathBuf> = policies
-            .iter()
-            .flat_map(|p| &p.spec.trigger)
-            .filter_map(|t| match &t.condition {
-                Condition::Log(c) => Some(c.path.clone()),
-                _ => None,
-            })
-            .collect();
-        for path in paths {
+        // Each file's followers send only the lines one of its triggers may match.
+        let mut patterns: BTreeMap<PathBuf, Vec<&str>> = BTreeMap::new();
+        for trigger in policies.iter().flat_map(|p| &p.spec.trigger) {
+            if let Condition::Log(c) = &trigger.condition {
+                patterns
+                    .entry(c.path.clone())
+                    .or_default()
+                    .push(c.pattern.regex.as_str());
+            }
+        }
+        for (path, regexes) in patterns {
             tracing::info!(path = %path.display(), "following log");
-            tokio::spawn(crate::signal::log::follow(
-                path,
-                events.clone(),
-                stopped.clone(),
-            ));
+            match LineScanner::new(&regexes) {
+                Some(scanner) => {
+                    tokio::spawn(follow_filtered(
+                        path,
+                        Arc::new(scanner),
+                        events.clone(),
+                        stopped.clone(),
+                    ));
+                }
+                // A pattern that may start with anything leaves nothing to search
+                // for: the engine gets every line and matches it itself.
+                None => {
+                    tracing::debug!(path = %path.display(), "a pattern has no prefix literal; sending every line");
+                    tokio::spawn(follow(path, events.clone(), stopped.clone()));
+                }
+            }
         }
         Logs { stop }
     }

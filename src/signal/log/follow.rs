@@ -11,6 +11,7 @@
 //! makes missed or coalesced events (and `IN_Q_OVERFLOW`) harmless.
 
 use super::lines::{path_change, read_from, FileId, LineSplitter, PathChange, ReadFrom};
+use super::scan::LineScanner;
 use crate::engine::{Event, LogLine};
 use futures_util::StreamExt;
 use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
@@ -19,6 +20,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -36,13 +38,26 @@ const RETRY: Duration = Duration::from_secs(1);
 /// not exist yet is waited for and then read from its start, as is every file that takes
 /// the name later (rotation, delete and recreate). Truncation restarts at offset 0.
 pub async fn follow(path: PathBuf, tx: mpsc::Sender<Event>, shutdown: watch::Receiver<bool>) {
-    follow_with_ready(path, tx, shutdown, None).await
+    follow_with_ready(path, None, tx, shutdown, None).await
+}
+
+/// `follow`, sending only the lines `scanner` says may match: the agent passes the
+/// patterns of every trigger on this file, so the engine (which matches each trigger
+/// again) is not woken for the noise that makes up most of an error log.
+pub async fn follow_filtered(
+    path: PathBuf,
+    scanner: Arc<LineScanner>,
+    tx: mpsc::Sender<Event>,
+    shutdown: watch::Receiver<bool>,
+) {
+    follow_with_ready(path, Some(scanner), tx, shutdown, None).await
 }
 
 /// `follow`, telling `ready` once the watches are in place and the starting offset is
 /// known: lines written after that are guaranteed to be seen. Tests wait for it.
 pub(crate) async fn follow_with_ready(
     path: PathBuf,
+    scanner: Option<Arc<LineScanner>>,
     tx: mpsc::Sender<Event>,
     mut shutdown: watch::Receiver<bool>,
     mut ready: Option<oneshot::Sender<()>>,
@@ -77,6 +92,7 @@ pub(crate) async fn follow_with_ready(
         watches: stream.watches(),
         open: None,
         splitter: LineSplitter::default(),
+        scanner,
         started: false,
     };
     loop {
@@ -140,6 +156,7 @@ struct Follower {
     watches: Watches,
     open: Option<OpenFile>,
     splitter: LineSplitter,
+    scanner: Option<Arc<LineScanner>>,
     /// Whether the first look is done: only a file present then is read from its end.
     started: bool,
 }
@@ -229,7 +246,12 @@ impl Follower {
             };
             open.offset += n as u64;
             let mut lines = Vec::new();
-            self.splitter.push(&buf[..n], &mut lines);
+            match &self.scanner {
+                Some(scanner) => self
+                    .splitter
+                    .push_candidates(&buf[..n], scanner, &mut lines),
+                None => self.splitter.push(&buf[..n], &mut lines),
+            }
             for line in lines {
                 if !self.send(tx, line).await {
                     return false;

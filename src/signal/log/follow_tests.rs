@@ -40,11 +40,16 @@ struct Following {
 
 impl Following {
     async fn start(path: &Path) -> Self {
+        Self::start_with(path, None).await
+    }
+
+    async fn start_with(path: &Path, scanner: Option<Arc<LineScanner>>) -> Self {
         let (tx, rx) = mpsc::channel(1024);
         let (stop, shutdown) = watch::channel(false);
         let (ready_tx, ready) = oneshot::channel();
         let task = tokio::spawn(follow_with_ready(
             path.to_path_buf(),
+            scanner,
             tx,
             shutdown,
             Some(ready_tx),
@@ -247,7 +252,13 @@ async fn follower_returns_when_nobody_listens() {
     let (tx, rx) = mpsc::channel(1);
     let (_stop, shutdown) = watch::channel(false);
     let (ready_tx, ready) = oneshot::channel();
-    let task = tokio::spawn(follow_with_ready(log.clone(), tx, shutdown, Some(ready_tx)));
+    let task = tokio::spawn(follow_with_ready(
+        log.clone(),
+        None,
+        tx,
+        shutdown,
+        Some(ready_tx),
+    ));
     ready.await.unwrap();
     drop(rx);
     append(&log, "nobody reads this\n");
@@ -255,4 +266,27 @@ async fn follower_returns_when_nobody_listens() {
         .await
         .expect("follower returns once the channel is closed")
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_filtered_follower_sends_only_lines_a_trigger_may_match_even_split_across_writes() {
+    let dir = TempDir::new("filtered");
+    let log = dir.join("error.log");
+    append(&log, "");
+    let scanner = Arc::new(LineScanner::new(&[r"too big header", r"^\[pool www\]"]).unwrap());
+    let mut f = Following::start_with(&log, Some(scanner)).await;
+    append(&log, "favicon.ico not found\nupstream sent too big");
+    append(
+        &log,
+        " header while reading\nnoise\r\n[pool www] reached\r\n",
+    );
+    append(&log, "pool www without brackets\n");
+    f.expect(&[
+        "upstream sent too big header while reading",
+        "[pool www] reached",
+    ])
+    .await;
+    append(&log, "too big header again\n");
+    f.expect(&["too big header again"]).await;
+    f.stop().await;
 }

@@ -1,6 +1,8 @@
 //! The pure core of the log follower: bytes to lines, and where to read next after the
 //! file changed under us. No I/O here, so every rotation case is tested as data.
 
+use super::scan::LineScanner;
+
 /// Lines longer than this are cut to their first `MAX_LINE` bytes. A log line is a few
 /// hundred bytes; a writer that never ends its line (a binary dumped into the log) must
 /// not make the follower grow its buffer without bound.
@@ -39,6 +41,41 @@ impl LineSplitter {
             rest = &rest[end + 1..];
         }
         self.keep(rest);
+    }
+
+    /// Like `push`, but emits only the lines `scanner` says may match, and finds them
+    /// with one search across the chunk instead of line by line. A chunk that is not
+    /// valid UTF-8 falls back to asking line by line, on the lossy text `push` would emit.
+    pub fn push_candidates(&mut self, bytes: &[u8], scanner: &LineScanner, out: &mut Vec<String>) {
+        let Some(first) = bytes.iter().position(|&b| b == b'\n') else {
+            self.keep(bytes);
+            return;
+        };
+        let mut rest = bytes;
+        if !self.partial.is_empty() {
+            // The chunk starts mid-line: finish that line on its own.
+            self.keep(&bytes[..first]);
+            let line = self.take();
+            if scanner.may_match(&line) {
+                out.push(line);
+            }
+            rest = &bytes[first + 1..];
+        }
+        let complete = rest.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let (lines, tail) = rest.split_at(complete);
+        match std::str::from_utf8(lines) {
+            Ok(text) => scanner.candidates(text, |candidate| {
+                let line = candidate.line;
+                let cut = &line.as_bytes()[..line.len().min(self.max)];
+                out.push(String::from_utf8_lossy(cut).into_owned());
+            }),
+            Err(_) => {
+                let mut all = Vec::new();
+                self.push(lines, &mut all);
+                out.extend(all.into_iter().filter(|l| scanner.may_match(l)));
+            }
+        }
+        self.keep(tail);
     }
 
     /// The unfinished last line, if any, emptied. Used when its file is left behind for
@@ -120,6 +157,24 @@ pub fn path_change(open: Option<FileId>, at_path: Option<FileId>, started: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn candidates_are_the_lines_push_would_emit_that_may_match() {
+        let scanner = LineScanner::new(&[r"hit \d"]).unwrap();
+        let chunks: [&[u8]; 4] = [
+            b"a hit 1\nnoise\nhit",
+            b" 2 split\nno",
+            b"ise\nbad \xff hit 3\n",
+            b"hit 4 unfinished",
+        ];
+        let mut splitter = LineSplitter::new(64);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            splitter.push_candidates(chunk, &scanner, &mut out);
+        }
+        assert_eq!(out, ["a hit 1", "hit 2 split", "bad \u{fffd} hit 3"]);
+        assert_eq!(splitter.finish().as_deref(), Some("hit 4 unfinished"));
+    }
 
     fn split(splitter: &mut LineSplitter, bytes: &[u8]) -> Vec<String> {
         let mut out = Vec::new();

@@ -6,6 +6,8 @@
 pub mod follow;
 pub mod lines;
 pub mod patterns;
+pub mod scan;
 
-pub use follow::follow;
+pub use follow::{follow, follow_filtered};
 pub use patterns::{builtin, builtin_names, BuiltinPattern, Match, PatternError, PatternSet};
+pub use scan::LineScanner;

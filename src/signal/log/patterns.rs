@@ -5,7 +5,11 @@
 //! `[crit]` or `[error]` depending on the errno (see the causes table in DESIGN.md), and a
 //! distribution may change the level without changing what happened.
 
+use super::scan::LineScanner;
 use regex::{Regex, RegexSet};
+use regex_automata::meta::{self, Regex as MetaRegex};
+use regex_automata::util::captures::Captures;
+use regex_automata::{Anchored, Input};
 
 /// A pattern shipped with salve, referred to by name in policies.
 #[derive(Debug)]
@@ -93,10 +97,37 @@ impl<'s, 'a> Match<'s, 'a> {
 struct Compiled {
     name: String,
     regex: Regex,
+    /// The same pattern as a regex-automata regex: it can search *anchored* at the
+    /// spot the scanner found, where a one-pass DFA can fill the groups without the
+    /// slower engines an unanchored capture search needs.
+    anchored: MetaRegex,
     /// (group index, group name) of every named group, computed once so a match does not
     /// walk the regex's group list again.
     groups: Vec<(usize, String)>,
     nginx_context: bool,
+}
+
+impl Compiled {
+    /// The match's fields, from `span(group)`: the byte range each group matched.
+    fn fields<'s, 'a>(
+        &'s self,
+        line: &'a str,
+        span: impl Fn(usize) -> Option<(usize, usize)>,
+    ) -> Match<'s, 'a> {
+        let mut fields: Vec<(&'s str, &'a str)> = self
+            .groups
+            .iter()
+            .filter_map(|(g, n)| span(*g).and_then(|(s, e)| Some((n.as_str(), line.get(s..e)?))))
+            .collect();
+        if self.nginx_context {
+            let end = span(0).map_or(line.len(), |(_, e)| e);
+            nginx_context(line.get(end..).unwrap_or(""), &mut fields);
+        }
+        Match {
+            name: &self.name,
+            fields,
+        }
+    }
 }
 
 /// Several named patterns matched together. A `RegexSet` over all of them runs first:
@@ -105,6 +136,8 @@ struct Compiled {
 pub struct PatternSet {
     set: RegexSet,
     patterns: Vec<Compiled>,
+    /// `None` when some pattern has no prefix literal to search for.
+    scanner: Option<LineScanner>,
 }
 
 impl PatternSet {
@@ -120,6 +153,8 @@ impl PatternSet {
                 source,
             }
         })?;
+        let texts: Vec<&str> = patterns.iter().map(|(_, r, _)| r.as_str()).collect();
+        let scanner = LineScanner::new(&texts);
 
         let patterns = patterns
             .into_iter()
@@ -129,15 +164,25 @@ impl PatternSet {
                     .enumerate()
                     .filter_map(|(i, n)| n.map(|n| (i, n.to_string())))
                     .collect();
-                Compiled {
+                let anchored =
+                    MetaRegex::new(regex.as_str()).map_err(|e| PatternError::Invalid {
+                        name: name.clone(),
+                        source: regex::Error::Syntax(e.to_string()),
+                    })?;
+                Ok(Compiled {
                     name,
                     regex,
+                    anchored,
                     groups,
                     nginx_context,
-                }
+                })
             })
-            .collect();
-        Ok(PatternSet { set, patterns })
+            .collect::<Result<_, PatternError>>()?;
+        Ok(PatternSet {
+            set,
+            patterns,
+            scanner,
+        })
     }
 
     /// A set of the named built-in patterns.
@@ -178,21 +223,57 @@ impl PatternSet {
                 // The set said this regex matches; `captures` agrees because both were
                 // built from the same pattern text.
                 let caps = pattern.regex.captures(line)?;
-                let mut fields: Vec<(&'s str, &'a str)> = pattern
-                    .groups
-                    .iter()
-                    .filter_map(|(g, n)| caps.get(*g).map(|m| (n.as_str(), m.as_str())))
-                    .collect();
-                if pattern.nginx_context {
-                    let end = caps.get(0).map_or(line.len(), |m| m.end());
-                    nginx_context(&line[end..], &mut fields);
-                }
-                Some(Match {
-                    name: &pattern.name,
-                    fields,
-                })
+                Some(pattern.fields(line, |g| caps.get(g).map(|m| (m.start(), m.end()))))
             })
             .collect()
+    }
+
+    /// Every line of `text` that some pattern matches, with its matches, in order: the
+    /// same answer as `matches` on each line, found without visiting the lines that
+    /// cannot match (see `scan.rs`).
+    pub fn scan<'s, 'a>(&'s self, text: &'a str, mut f: impl FnMut(&'a str, Vec<Match<'s, 'a>>)) {
+        let Some(scanner) = &self.scanner else {
+            for line in text.lines() {
+                let found = self.matches(line);
+                if !found.is_empty() {
+                    f(line, found);
+                }
+            }
+            return;
+        };
+        // Reused across lines: a cache and captures per match would allocate on every hit.
+        let mut scratch: Vec<(meta::Cache, Captures)> = self
+            .patterns
+            .iter()
+            .map(|p| (p.anchored.create_cache(), p.anchored.create_captures()))
+            .collect();
+        scanner.candidates(text, |candidate| {
+            let line = candidate.line;
+            let found: Vec<Match<'s, 'a>> = candidate
+                .starts
+                .iter()
+                .filter_map(|&(index, from)| {
+                    let pattern = self.patterns.get(index)?;
+                    let (cache, caps) = scratch.get_mut(index)?;
+                    // No match can start before the pattern's first prefix literal, and
+                    // usually one starts right there: try that spot anchored first, then
+                    // the rest of the line. Either way it is the leftmost match, the one
+                    // `matches` reports.
+                    let at = Input::new(line).range(from..).anchored(Anchored::Yes);
+                    pattern.anchored.search_captures_with(cache, &at, caps);
+                    if !caps.is_match() {
+                        let rest = Input::new(line).range(from..);
+                        pattern.anchored.search_captures_with(cache, &rest, caps);
+                    }
+                    caps.is_match().then(|| {
+                        pattern.fields(line, |g| caps.get_group(g).map(|s| (s.start, s.end)))
+                    })
+                })
+                .collect();
+            if !found.is_empty() {
+                f(line, found);
+            }
+        });
     }
 
     /// True when any pattern matches, without extracting fields.

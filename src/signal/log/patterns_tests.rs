@@ -176,3 +176,29 @@ fn unknown_builtin_names_the_known_ones() {
     assert!(text.contains("nginx.typo"), "{text}");
     assert!(text.contains("nginx.upstream_connect_failed"), "{text}");
 }
+
+#[test]
+fn scanning_a_chunk_finds_exactly_the_lines_matching_line_by_line_finds() {
+    let set = PatternSet::all_builtins().unwrap();
+    let lines = [
+        SOCK_GONE,
+        "2026/11/25 01:00:00 [warn] 7#7: *9 an upstream response is buffered to a temporary file",
+        "2026/11/25 01:00:00 [error] 7#7: *10 open() \"/srv/favicon.ico\" failed (2: No such file or directory)",
+        "2026/11/25 01:00:01 [error] 7#7: *11 upstream timed out (110: Connection timed out) while reading response header from upstream, client: 10.0.0.1",
+        "[25-Nov-2026 01:00:02] WARNING: [pool www] server reached pm.max_children setting (5), consider raising it",
+        "2026/11/25 01:00:03 [error] 7#7: *12 upstream sent too big header while reading response header from upstream",
+        "",
+    ];
+    let text = lines.join("\n") + "\n" + &lines.join("\r\n");
+    let mut scanned = Vec::new();
+    set.scan(&text, |line, found| {
+        scanned.push((line.to_string(), found.len()))
+    });
+    let expected: Vec<(String, usize)> = text
+        .lines()
+        .map(|l| (l.to_string(), set.matches(l).len()))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(scanned, expected);
+    assert_eq!(scanned.len(), 8);
+}
