@@ -818,3 +818,29 @@ fn schema_command_prints_the_committed_schema() {
         "`salve schema` differs from deploy/schema/remediationpolicy.schema.json: run `make schema`"
     );
 }
+
+#[test]
+fn config_edit_mistakes_are_located_and_explained() {
+    let file = fixture("bad-config-edits.yaml");
+    let at = |line_col: &str| format!("{file}:{line_col}");
+    let run = check(&[&file]);
+    assert_errors(
+        &run,
+        &[
+            (&at("11:15"), &["must be an absolute path"]),
+            (&at("14:26"), &["did you mean `fastcgi_buffer_size`"]),
+            (&at("15:59"), &["`64x` is not an nginx size"]),
+            (&at("17:45"), &["value must not contain ';'"]),
+            (&at("18:26"), &["salve does not set `include`"]),
+            (&at("19:16"), &["did you mean `reload`"]),
+            (&at("22:15"), &["without them"]),
+            (&at("24:20"), &["did you mean `pm.max_children`"]),
+            (
+                &at("26:20"),
+                &["salve does not set `php_admin_value[auto_prepend_file]`"],
+            ),
+            (&at("37:5"), &["a config edit needs `verify`"]),
+            (&at("42:5"), &["escalate may not edit configs"]),
+        ],
+    );
+}

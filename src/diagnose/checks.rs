@@ -2,7 +2,7 @@
 
 use super::gateway::{self, GatewayErrors};
 use super::{Finding, Input};
-use crate::action::config_edit::align::reaches;
+use crate::action::config_edit::align::{pass_reaches, pool_listen};
 use crate::webconf::fpm::Pool;
 use crate::webconf::nginx::Located;
 
@@ -50,32 +50,34 @@ fn addresses(input: &Input<'_>, target: &str) -> Vec<String> {
 }
 
 pub fn fastcgi_pass(input: &Input<'_>, findings: &mut Vec<Finding>) {
-    let pools = input.fpm.pools();
-    let listens: Vec<(String, String)> = pools
+    let pools: Vec<(String, String)> = input
+        .fpm
+        .pools()
         .iter()
-        .filter_map(|p| p.get("listen").map(|e| (p.name.clone(), e.value.clone())))
+        .filter_map(|p| {
+            p.get("listen")
+                .map(|e| (p.name.clone(), pool_listen(&p.name, &e.value)))
+        })
         .collect();
-    if listens.is_empty() {
+    if pools.is_empty() {
         return;
     }
+    let listens: Vec<String> = pools.iter().map(|(_, l)| l.clone()).collect();
     for pass in fastcgi_passes(input) {
         let Some(target) = pass.directive.args.first() else {
             continue;
         };
-        // A variable is resolved per request; nothing to compare it with here.
-        if target.contains('$') {
-            continue;
-        }
-        let reached = addresses(input, target)
+        // An upstream's servers decide for it; anything the configs cannot settle
+        // (a variable, another host) is not reported.
+        let verdicts: Vec<Option<bool>> = addresses(input, target)
             .iter()
-            .any(|a| listens.iter().any(|(_, l)| reaches(a, l)));
-        if reached {
-            continue;
-        }
-        let pools: Vec<String> = listens
-            .iter()
-            .map(|(p, l)| format!("[{p}] on {l}"))
+            .map(|a| pass_reaches(a, &listens))
             .collect();
+        let mismatch = !verdicts.is_empty() && verdicts.iter().all(|v| *v == Some(false));
+        if !mismatch {
+            continue;
+        }
+        let pools: Vec<String> = pools.iter().map(|(p, l)| format!("[{p}] on {l}")).collect();
         let mut f = at(
             "fastcgi_pass_mismatch",
             &pass.file.path,

@@ -325,6 +325,15 @@ pub enum Action {
 }
 
 impl Action {
+    /// Whether the action rewrites a config file (and so must be verified, and may not
+    /// escalate).
+    pub fn is_config_edit(&self) -> bool {
+        matches!(
+            self,
+            Action::NginxEdit(_) | Action::PhpFpmEdit(_) | Action::AlignFastcgiPass(_)
+        )
+    }
+
     /// The action's name as written in a policy.
     pub fn name(&self) -> &'static str {
         match self {

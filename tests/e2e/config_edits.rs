@@ -33,6 +33,17 @@ fn shipped_policy(env: &Env, file: &str) -> String {
     for (from, to) in swaps {
         text = text.replace(from, &to);
     }
+    // A path this list missed would have the test edit the host's own configs.
+    for host_path in ["/etc/", "/var/log/"] {
+        let left: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#') && l.contains(host_path))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{file} still names the host's {host_path}: {left:?}"
+        );
+    }
     text
 }
 
@@ -119,19 +130,32 @@ fn big_headers_get_raised_buffers_and_the_page_answers_200() {
         nginx_config_is_valid(lab),
         "nginx -t fails on the edited config"
     );
-    let backup = site.with_file_name(".app.conf.salve-backup");
+    let backups = salve::action::config_edit::backups(&site);
+    assert_eq!(backups.len(), 1, "{backups:?}");
     assert_eq!(
-        read(&backup),
+        read(&backups[0]),
         original,
         "the backup holds the original bytes"
     );
-    // Lossless: the edit only added lines.
+    // Lossless: exactly two lines added at the top of the block, every other byte kept.
     let edited = String::from_utf8(read(&site)).unwrap();
-    let kept: Vec<&str> = edited
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("fastcgi_buffer"))
-        .collect();
-    assert_eq!(kept.join("\n") + "\n", String::from_utf8(original).unwrap());
+    let value = |name: &str| {
+        edited
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map(|v| v.trim_end_matches(';').to_string())
+            .unwrap_or_else(|| panic!("no {name} in\n{edited}"))
+    };
+    let expected = String::from_utf8(original).unwrap().replacen(
+        "    location ~ \\.php$ {\n",
+        &format!(
+            "    location ~ \\.php$ {{\n        fastcgi_buffer_size {};\n        fastcgi_buffers {};\n",
+            value("fastcgi_buffer_size "),
+            value("fastcgi_buffers ")
+        ),
+        1,
+    );
+    assert_eq!(edited, expected);
 }
 
 #[test]

@@ -30,6 +30,9 @@ pub fn fastcgi_address(listen: &str) -> String {
 pub fn reaches(fastcgi_pass: &str, listen: &str) -> bool {
     let pass = fastcgi_pass.trim();
     let wanted = fastcgi_address(listen);
+    if let (Some(a), Some(b)) = (pass.strip_prefix("unix:"), wanted.strip_prefix("unix:")) {
+        return same_socket(a, b);
+    }
     if pass == wanted {
         return true;
     }
@@ -40,13 +43,50 @@ pub fn reaches(fastcgi_pass: &str, listen: &str) -> bool {
         l.chars().all(|c| c.is_ascii_digit()) || l.starts_with("0.0.0.0:") || l.starts_with("[::]:")
     };
     let port_of = |s: &str| s.rsplit_once(':').map(|(_, p)| p.to_string());
-    all_addresses
-        && !pass.starts_with("unix:")
-        && port_of(pass).is_some()
-        && port_of(pass) == port_of(&wanted)
-        && ["127.0.0.1", "localhost", "[::1]"]
-            .iter()
-            .any(|h| pass.starts_with(&format!("{h}:")))
+    all_addresses && is_local(pass) && port_of(pass).is_some() && port_of(pass) == port_of(&wanted)
+}
+
+/// Debian's /var/run is a symlink to /run: both spellings name one socket.
+fn same_socket(a: &str, b: &str) -> bool {
+    let canonical = |p: &str| match p.strip_prefix("/var/run/") {
+        Some(rest) => format!("/run/{rest}"),
+        None => p.to_string(),
+    };
+    canonical(a) == canonical(b)
+}
+
+fn is_local(address: &str) -> bool {
+    ["127.0.0.1:", "localhost:", "[::1]:"]
+        .iter()
+        .any(|h| address.starts_with(h))
+}
+
+/// A pool's `listen` as php-fpm reads it: `$pool` stands for the pool's name.
+pub fn pool_listen(pool: &str, listen: &str) -> String {
+    listen.trim().replace("$pool", pool)
+}
+
+/// Every pool's listen address, `$pool` expanded.
+pub fn pool_listens(fpm: &FpmConfig) -> Vec<String> {
+    fpm.pools()
+        .iter()
+        .filter_map(|p| p.get("listen").map(|e| pool_listen(&p.name, &e.value)))
+        .collect()
+}
+
+/// Whether a `fastcgi_pass` target reaches one of the pools (`listens` as `pool_listen`
+/// gives them). `None` when the configs cannot tell: a variable (resolved per request),
+/// an upstream name (its servers decide: ask for each), or another host (its pools are
+/// not in this config). Nothing that answers `None` is ever reported or rewritten.
+pub fn pass_reaches(target: &str, listens: &[String]) -> Option<bool> {
+    let target = target.trim();
+    if target.contains('$') {
+        return None;
+    }
+    if !target.starts_with("unix:") && !is_local(target) {
+        return None;
+    }
+    Some(listens.iter().any(|l| reaches(target, l)))
 }
 
 pub struct AlignPlanner<'a> {
@@ -82,11 +122,8 @@ impl Planner for AlignPlanner<'_> {
         let Some(listen) = pool.get("listen") else {
             return Err(format!("pool [{}] has no listen", pool.name));
         };
-        let listens: Vec<String> = pools
-            .iter()
-            .filter_map(|p| p.get("listen").map(|e| e.value.clone()))
-            .collect();
-        let wanted = fastcgi_address(&listen.value);
+        let listens = pool_listens(self.fpm);
+        let wanted = fastcgi_address(&pool_listen(&pool.name, &listen.value));
         let file = nginx::parse(&self.args.file, current).map_err(|e| e.to_string())?;
         let mut edits: Vec<Edit> = Vec::new();
         let mut summary = Vec::new();
@@ -99,7 +136,9 @@ impl Planner for AlignPlanner<'_> {
             let Some(target) = pass.args.first() else {
                 continue;
             };
-            if listens.iter().any(|l| reaches(target, l)) {
+            // Only a pass known to reach nothing is rewritten: an upstream name, a
+            // variable or another host may be right, and is left alone.
+            if pass_reaches(target, &listens) != Some(false) {
                 continue;
             }
             summary.push(format!(
@@ -112,7 +151,7 @@ impl Planner for AlignPlanner<'_> {
         Ok(Some(Planned {
             text,
             summary: if summary.is_empty() {
-                "every fastcgi_pass already reaches a pool".to_string()
+                "no fastcgi_pass points at an address no pool listens on (if nginx cannot connect, PHP-FPM itself is probably down)".to_string()
             } else {
                 summary.join(", ")
             },
@@ -144,6 +183,35 @@ mod tests {
         assert_eq!(fastcgi_address("9000"), "127.0.0.1:9000");
         assert_eq!(fastcgi_address("127.0.0.1:9001"), "127.0.0.1:9001");
         assert_eq!(fastcgi_address("[::]:9002"), "127.0.0.1:9002");
+    }
+
+    #[test]
+    fn only_a_pass_known_to_reach_nothing_counts_as_a_mismatch() {
+        let listens = vec![
+            pool_listen("www", "/run/php/php8.2-fpm-$pool.sock"),
+            "9000".to_string(),
+        ];
+        assert_eq!(
+            pass_reaches("unix:/var/run/php/php8.2-fpm-www.sock", &listens),
+            Some(true)
+        );
+        assert_eq!(
+            pass_reaches("unix:/run/php/php-fpm.sock", &listens),
+            Some(false)
+        );
+        assert_eq!(pass_reaches("127.0.0.1:9000", &listens), Some(true));
+        assert_eq!(pass_reaches("127.0.0.1:9001", &listens), Some(false));
+        assert_eq!(
+            pass_reaches("php_backend", &listens),
+            None,
+            "an upstream name"
+        );
+        assert_eq!(pass_reaches("$backend", &listens), None);
+        assert_eq!(
+            pass_reaches("10.0.0.5:9000", &listens),
+            None,
+            "another host's pool"
+        );
     }
 
     #[test]

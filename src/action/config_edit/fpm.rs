@@ -76,7 +76,8 @@ impl Planner for FpmPlanner<'_> {
                 replacement: inserts,
             });
         }
-        if !self.args.raise.is_empty() && !raised {
+        // Every raise at its cap and every setting in place: no further step.
+        if !self.args.raise.is_empty() && !raised && edits.is_empty() {
             return Ok(None);
         }
         let text = apply_edits(current, &edits).map_err(|e| e.to_string())?;

@@ -3,15 +3,20 @@
 use super::validate::Checker;
 use super::{align::AlignPlanner, fpm::FpmPlanner, nginx::NginxPlanner, run_edit, EditHost};
 use crate::action::Executor;
-use crate::policy::{Action, ApplyWith, Policy, UnitName};
+use crate::policy::{Action, ApplyWith, NginxEditArgs, PhpFpmEditArgs, Policy, UnitName};
 use crate::signal::systemd::UnitOp;
+use crate::webconf::fpm::{self, FpmConfig};
+use crate::webconf::nginx::{self, NginxConfig};
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 struct AgentHost<'a> {
     executor: &'a Executor,
     policy: &'a Policy,
     checker: Checker,
-    unit: &'a UnitName,
+    unit: UnitName,
     apply: ApplyWith,
 }
 
@@ -47,6 +52,78 @@ impl EditHost for AgentHost<'_> {
     }
 }
 
+/// One edit per file at a time, across every policy and attempt: two edits of one file
+/// would validate each other's candidates and roll back each other's changes.
+fn file_lock(file: &Path) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: Mutex<BTreeMap<PathBuf, Arc<tokio::sync::Mutex<()>>>> =
+        Mutex::new(BTreeMap::new());
+    let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    Arc::clone(locks.entry(file.to_path_buf()).or_default())
+}
+
+/// The file must be one the checker reads: editing a file outside `config`'s include
+/// tree would pass `nginx -t` trivially and change nothing the service runs.
+fn in_tree(file: &Path, config: &Path, files: impl Iterator<Item = PathBuf>) -> Result<(), String> {
+    let wanted =
+        std::fs::canonicalize(file).map_err(|e| format!("cannot find {}: {e}", file.display()))?;
+    if files
+        .filter_map(|f| std::fs::canonicalize(f).ok())
+        .any(|f| f == wanted)
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not read by {} (not the file itself, nor included from it): the checker could not validate an edit of it",
+            file.display(),
+            config.display()
+        ))
+    }
+}
+
+/// Values of the raised directives set at the `http` level anywhere in the config.
+fn http_level(config: &NginxConfig, args: &NginxEditArgs) -> BTreeMap<String, Vec<String>> {
+    let mut outer = BTreeMap::new();
+    for l in config.walk() {
+        let raised = args.raise.iter().any(|r| r.directive == l.directive.name);
+        if raised && l.contexts.len() == 1 && l.contexts[0] == "http" {
+            outer.insert(l.directive.name.clone(), l.directive.args.clone());
+        }
+    }
+    outer
+}
+
+/// Refuses a pool key whose value in force comes from another file: changing it here
+/// would change nothing.
+fn pool_keys_here(fpm: &FpmConfig, args: &PhpFpmEditArgs) -> Result<(), String> {
+    let Some(pool) = fpm.pools().into_iter().find(|p| p.name == args.pool) else {
+        return Err(format!(
+            "no pool [{}] in {}",
+            args.pool,
+            args.config.display()
+        ));
+    };
+    let here = std::fs::canonicalize(&args.file).ok();
+    let keys = args
+        .raise
+        .iter()
+        .map(|r| &r.key)
+        .chain(args.set.iter().map(|s| &s.key));
+    for key in keys {
+        if let Some((file, entry)) = pool.locate(key) {
+            if std::fs::canonicalize(&file.path).ok() != here {
+                return Err(format!(
+                    "pool [{}] takes {key} from {}:{}, which overrides {}: edit that file instead",
+                    args.pool,
+                    file.path.display(),
+                    entry.line,
+                    args.file.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Executor {
     /// Runs one config-edit action; returns its result and the diff it made or tried.
     pub(in crate::action) async fn run_config_edit(
@@ -55,40 +132,82 @@ impl Executor {
         action: &Action,
     ) -> (Result<String, String>, Option<String>) {
         let target = &policy.spec.target.unit;
+        let host = |checker: Checker, unit: &Option<UnitName>, apply: ApplyWith| AgentHost {
+            executor: self,
+            policy,
+            checker,
+            unit: unit.as_ref().unwrap_or(target).clone(),
+            apply,
+        };
+        let file = match action {
+            Action::NginxEdit(a) => &a.file,
+            Action::PhpFpmEdit(a) => &a.file,
+            Action::AlignFastcgiPass(a) => &a.file,
+            _ => return (Err(format!("{} is not a config edit", action.name())), None),
+        };
+        let canonical = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
+        let lock = file_lock(&canonical);
+        let _editing = lock.lock().await;
         let outcome = match action {
             Action::NginxEdit(args) => {
-                let host = AgentHost {
-                    executor: self,
-                    policy,
-                    checker: Checker::nginx(&args.config),
-                    unit: args.unit.as_ref().unwrap_or(target),
-                    apply: args.apply,
-                };
-                run_edit(&args.file, &mut NginxPlanner { args }, &host).await
+                let prepared = nginx::load(&args.config)
+                    .map_err(|e| e.to_string())
+                    .and_then(|config| {
+                        in_tree(
+                            &args.file,
+                            &args.config,
+                            config.files.iter().map(|f| f.path.clone()),
+                        )?;
+                        Ok(http_level(&config, args))
+                    });
+                match prepared {
+                    Ok(outer) => {
+                        let mut planner = NginxPlanner { args, outer };
+                        let host = host(Checker::nginx(&args.config), &args.unit, args.apply);
+                        run_edit(&args.file, &mut planner, &host).await
+                    }
+                    Err(e) => Err((e, None)),
+                }
             }
             Action::PhpFpmEdit(args) => {
-                let host = AgentHost {
-                    executor: self,
-                    policy,
-                    checker: Checker::php_fpm(&args.config),
-                    unit: args.unit.as_ref().unwrap_or(target),
-                    apply: args.apply,
-                };
-                run_edit(&args.file, &mut FpmPlanner { args }, &host).await
+                let prepared =
+                    fpm::load(&args.config)
+                        .map_err(|e| e.to_string())
+                        .and_then(|config| {
+                            in_tree(
+                                &args.file,
+                                &args.config,
+                                config.files.iter().map(|f| f.path.clone()),
+                            )?;
+                            pool_keys_here(&config, args)
+                        });
+                match prepared {
+                    Ok(()) => {
+                        let host = host(Checker::php_fpm(&args.config), &args.unit, args.apply);
+                        run_edit(&args.file, &mut FpmPlanner { args }, &host).await
+                    }
+                    Err(e) => Err((e, None)),
+                }
             }
             Action::AlignFastcgiPass(args) => {
-                let fpm = match crate::webconf::fpm::load(&args.fpm_config) {
-                    Ok(fpm) => fpm,
-                    Err(e) => return (Err(e.to_string()), None),
-                };
-                let host = AgentHost {
-                    executor: self,
-                    policy,
-                    checker: Checker::nginx(&args.config),
-                    unit: args.unit.as_ref().unwrap_or(target),
-                    apply: args.apply,
-                };
-                run_edit(&args.file, &mut AlignPlanner::new(args, &fpm), &host).await
+                let prepared = fpm::load(&args.fpm_config)
+                    .map_err(|e| e.to_string())
+                    .and_then(|fpm| {
+                        let config = nginx::load(&args.config).map_err(|e| e.to_string())?;
+                        in_tree(
+                            &args.file,
+                            &args.config,
+                            config.files.iter().map(|f| f.path.clone()),
+                        )?;
+                        Ok(fpm)
+                    });
+                match prepared {
+                    Ok(fpm) => {
+                        let host = host(Checker::nginx(&args.config), &args.unit, args.apply);
+                        run_edit(&args.file, &mut AlignPlanner::new(args, &fpm), &host).await
+                    }
+                    Err(e) => Err((e, None)),
+                }
             }
             _ => return (Err(format!("{} is not a config edit", action.name())), None),
         };

@@ -15,8 +15,9 @@ pub mod validate;
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The side effects of an edit beyond writing the file.
 // Implemented only by concrete types inside salve, whose futures' Send-ness the
@@ -51,9 +52,35 @@ pub struct EditReport {
     pub diff: Option<String>,
 }
 
-/// The file beside `file` that holds its bytes from before salve's last edit.
-pub fn backup_path(file: &Path) -> PathBuf {
-    sibling(file, ".salve-backup")
+/// Where the bytes from before an edit are kept: a new hidden file beside `file` for
+/// every edit (`.NAME.salve-backup.<unix seconds>.<n>`), never overwritten, so no later
+/// edit, failed restore or crash can lose an original.
+fn new_backup_path(file: &Path) -> PathBuf {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    sibling(file, &format!(".salve-backup.{seconds}.{}", unique()))
+}
+
+/// The backups of `file` salve has kept, oldest first.
+pub fn backups(file: &Path) -> Vec<PathBuf> {
+    let prefix = sibling(file, ".salve-backup.");
+    let (Some(dir), Some(prefix)) = (prefix.parent(), prefix.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = prefix.to_string_lossy().into_owned();
+    let mut found: Vec<(u64, u64, PathBuf)> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let (seconds, n) = name.strip_prefix(&prefix)?.split_once('.')?;
+            Some((seconds.parse().ok()?, n.parse().ok()?, e.path()))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, _, p)| p).collect()
 }
 
 /// A hidden file in `file`'s directory. Hidden because configs include whole
@@ -66,202 +93,243 @@ fn sibling(file: &Path, suffix: &str) -> PathBuf {
     file.with_file_name(name)
 }
 
+/// Distinguishes temporary files of concurrent edits in one process.
+fn unique() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+type EditResult = Result<EditReport, (String, Option<String>)>;
+
+/// One edit of one file: the original bytes, what salve last wrote, and whether the
+/// real file has been replaced (the rename is the commit point).
+struct Session<'h, H: EditHost> {
+    file: PathBuf,
+    host: &'h H,
+    original: Vec<u8>,
+    original_text: String,
+    /// What the file holds as far as salve knows: compared before every write, so a
+    /// change a person makes meanwhile is never overwritten.
+    expected: Vec<u8>,
+    swapped: bool,
+}
+
+impl<H: EditHost> Session<'_, H> {
+    fn diff(&self, tried: &str) -> Option<String> {
+        (tried != self.original_text).then(|| diff::unified(&self.file, &self.original_text, tried))
+    }
+
+    /// Whether the file still holds what salve expects; `Err` says what happened.
+    fn unchanged(&self) -> Result<(), String> {
+        match fs::read(&self.file) {
+            Ok(now) if now == self.expected => Ok(()),
+            Ok(_) => Err(format!(
+                "{} was changed by someone else while salve was editing it; their version was left in place",
+                self.file.display()
+            )),
+            Err(e) => Err(format!("cannot read {} again: {e}", self.file.display())),
+        }
+    }
+
+    /// Ends the edit with `why`: the original bytes back in place (if they had been
+    /// replaced, and nobody changed the file since) and applied.
+    async fn fail(self, why: String, tried: &str) -> EditResult {
+        let diff = self.diff(tried);
+        if !self.swapped {
+            return Err((why, diff));
+        }
+        if let Err(changed) = self.unchanged() {
+            return Err((format!("{why}; not restored: {changed}"), diff));
+        }
+        if let Err(e) = write_atomically(&self.file, &self.original, &self.file) {
+            return Err((
+                format!(
+                    "{why}; RESTORING THE ORIGINAL FAILED: {e} (the original bytes are in the newest {}.salve-backup.* beside it)",
+                    self.file.display()
+                ),
+                diff,
+            ));
+        }
+        match self.host.apply().await {
+            Ok(()) => Err((format!("{why}; original restored and applied"), diff)),
+            Err(e) => Err((
+                format!("{why}; original restored, but applying it failed: {e}"),
+                diff,
+            )),
+        }
+    }
+}
+
 /// Runs one edit to completion. `Ok` only if the final file passed validation, was
 /// applied, and verified (when the policy verifies); on `Err` the file holds its
-/// original bytes again. The report travels with both, so the journal shows the diff
-/// that was tried.
-pub async fn run_edit(
-    file: &Path,
-    planner: &mut impl Planner,
-    host: &impl EditHost,
-) -> Result<EditReport, (String, Option<String>)> {
+/// original bytes again (unless someone else changed it meanwhile: then theirs). The
+/// report travels with both, so the journal shows the diff that was tried.
+///
+/// A symlinked config (Debian's sites-enabled) is edited where it points, so the link
+/// stays a link.
+pub async fn run_edit(file: &Path, planner: &mut impl Planner, host: &impl EditHost) -> EditResult {
+    let file = fs::canonicalize(file)
+        .map_err(|e| (format!("cannot find {}: {e}", file.display()), None))?;
     let original =
-        fs::read(file).map_err(|e| (format!("cannot read {}: {e}", file.display()), None))?;
-    let original_text = String::from_utf8(original.clone()).map_err(|_| {
-        (
-            format!(
-                "{} is not UTF-8 text; salve edits only text configs",
-                file.display()
-            ),
-            None,
-        )
-    })?;
-    let mut current = original_text.clone();
+        fs::read(&file).map_err(|e| (format!("cannot read {}: {e}", file.display()), None))?;
+    let Ok(original_text) = String::from_utf8(original.clone()) else {
+        let why = format!(
+            "{} is not UTF-8 text; salve edits only text configs",
+            file.display()
+        );
+        return Err((why, None));
+    };
+    let mut session = Session {
+        file,
+        host,
+        expected: original.clone(),
+        original,
+        original_text: original_text.clone(),
+        swapped: false,
+    };
+    let mut current = original_text;
     let mut summaries: Vec<String> = Vec::new();
-    let mut swapped = false;
+    let mut verify_failed = false;
     loop {
         let planned = match planner.next(&current) {
             Ok(Some(planned)) if planned.text == current => {
                 let why = if summaries.is_empty() {
                     format!(
-                        "{} already has the values the policy sets: the edit cannot help here",
-                        file.display()
+                        "{}: {}; nothing to change, so this edit cannot be the cure",
+                        session.file.display(),
+                        planned.summary
                     )
                 } else {
                     format!("{}; no further step changes anything", summaries.join("; "))
                 };
-                return fail(
-                    file,
-                    &original,
-                    swapped,
-                    host,
-                    why,
-                    &original_text,
-                    &current,
-                )
-                .await;
+                return session.fail(why, &current).await;
             }
             Ok(Some(planned)) => planned,
             Ok(None) if summaries.is_empty() => {
-                return Err((
-                    format!(
-                        "{}: every raise is already at its cap; nothing changed",
-                        file.display()
-                    ),
-                    None,
-                ));
+                let why = format!(
+                    "{}: every raise is already at its cap; nothing changed",
+                    session.file.display()
+                );
+                return Err((why, None));
             }
             Ok(None) => {
-                let why = format!(
-                    "{}: still failing verification at the cap",
-                    summaries.join("; ")
-                );
-                return fail(
-                    file,
-                    &original,
-                    swapped,
-                    host,
-                    why,
-                    &original_text,
-                    &current,
-                )
-                .await;
+                let at = if verify_failed {
+                    "still failing verification at the cap"
+                } else {
+                    "no further step"
+                };
+                let why = format!("{}: {at}", summaries.join("; "));
+                return session.fail(why, &current).await;
             }
-            Err(e) => {
-                return fail(file, &original, swapped, host, e, &original_text, &current).await
-            }
+            Err(e) => return session.fail(e, &current).await,
         };
         summaries.push(planned.summary.clone());
-        if let Err(e) = host.validate(file, planned.text.as_bytes()).await {
-            let why = format!(
-                "{}: validation failed, file not replaced: {e}",
-                planned.summary
-            );
-            return fail(
-                file,
-                &original,
-                swapped,
-                host,
-                why,
-                &original_text,
-                &planned.text,
-            )
-            .await;
+        if let Err(e) = host.validate(&session.file, planned.text.as_bytes()).await {
+            let not = if session.swapped {
+                "this step not applied"
+            } else {
+                "file not replaced"
+            };
+            let why = format!("{}: validation failed, {not}: {e}", planned.summary);
+            return session.fail(why, &planned.text).await;
         }
-        if !swapped {
-            write_atomically(&backup_path(file), &original, file)
-                .map_err(|e| (format!("cannot keep a backup: {e}"), None))?;
+        if let Err(changed) = session.unchanged() {
+            return session.fail(changed, &planned.text).await;
         }
-        if let Err(e) = write_atomically(file, planned.text.as_bytes(), file) {
-            let why = format!("cannot replace {}: {e}", file.display());
-            return fail(
-                file,
-                &original,
-                swapped,
-                host,
-                why,
-                &original_text,
-                &planned.text,
-            )
-            .await;
+        if !session.swapped {
+            let backup = new_backup_path(&session.file);
+            if let Err(e) = write_new(&backup, &session.original, &session.file) {
+                let why = format!(
+                    "cannot keep a backup in {}: {e}; file not replaced",
+                    backup.display()
+                );
+                return session.fail(why, &planned.text).await;
+            }
         }
-        swapped = true;
+        match write_atomically(&session.file, planned.text.as_bytes(), &session.file) {
+            Ok(()) => {}
+            Err(e) => {
+                let why = format!("cannot replace {}: {e}", session.file.display());
+                return session.fail(why, &planned.text).await;
+            }
+        }
+        session.swapped = true;
+        session.expected = planned.text.clone().into_bytes();
         current = planned.text;
         if let Err(e) = host.apply().await {
             let why = format!("{}: applying the change failed: {e}", planned.summary);
-            return fail(
-                file,
-                &original,
-                swapped,
-                host,
-                why,
-                &original_text,
-                &current,
-            )
-            .await;
+            return session.fail(why, &current).await;
         }
         match host.verify().await {
             None | Some((true, _)) => {
                 return Ok(EditReport {
                     summary: summaries.join("; "),
-                    diff: Some(diff::unified(file, &original_text, &current)),
+                    diff: session.diff(&current),
                 })
             }
             Some((false, seen)) => {
-                tracing::info!(file = %file.display(), step = %planned.summary, seen = %seen, "edit applied but verification fails; trying the next step");
+                tracing::info!(file = %session.file.display(), step = %planned.summary, seen = %seen, "edit applied but verification fails; trying the next step");
                 summaries.push(format!("verify failed ({seen})"));
+                verify_failed = true;
             }
         }
     }
 }
 
-/// Puts the original bytes back if they were replaced, applies them, and reports `why`
-/// with the diff that was tried.
-async fn fail(
-    file: &Path,
-    original: &[u8],
-    swapped: bool,
-    host: &impl EditHost,
-    why: String,
-    original_text: &str,
-    tried: &str,
-) -> Result<EditReport, (String, Option<String>)> {
-    let diff = (tried != original_text).then(|| diff::unified(file, original_text, tried));
-    if !swapped {
-        return Err((why, diff));
-    }
-    if let Err(e) = write_atomically(file, original, file) {
-        return Err((
-            format!(
-                "{why}; RESTORING THE ORIGINAL FAILED: {e} (the original bytes are in {})",
-                backup_path(file).display()
-            ),
-            diff,
-        ));
-    }
-    match host.apply().await {
-        Ok(()) => Err((format!("{why}; original restored and applied"), diff)),
-        Err(e) => Err((
-            format!("{why}; original restored, but applying it failed: {e}"),
-            diff,
-        )),
-    }
-}
-
-/// Writes `bytes` to a temporary file beside `path` with `like`'s mode and owner,
-/// fsyncs it, and renames it over `path`: readers see the old file or the new one,
-/// never half of either.
-pub fn write_atomically(path: &Path, bytes: &[u8], like: &Path) -> std::io::Result<()> {
-    let temporary = sibling(path, ".salve-new");
+/// Creates `path` (which must not exist; a symlink planted there is not followed) with
+/// `like`'s mode and owner, writes `bytes` and syncs them. Mode 0600 until then, so a
+/// pool file with secrets is never readable by others, not even for a moment.
+fn write_new(path: &Path, bytes: &[u8], like: &Path) -> std::io::Result<()> {
+    let mut out = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
     let result = (|| {
-        let mut out = fs::File::create(&temporary)?;
         out.write_all(bytes)?;
-        if let Ok(meta) = fs::metadata(like) {
-            out.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-            // Only root may give a file away; a non-root agent keeps its own ownership.
-            let _ = std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid()));
+        let meta = fs::metadata(like)?;
+        // Only root may give a file away; an unprivileged agent keeps its own ownership.
+        if let Err(e) = std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid())) {
+            tracing::debug!(file = %path.display(), error = %e, "cannot give the file its original owner");
         }
-        out.sync_all()?;
-        fs::rename(&temporary, path)?;
-        if let Some(dir) = path.parent() {
-            fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        out.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        out.sync_all()
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&temporary);
+        let _ = fs::remove_file(path);
     }
     result
+}
+
+/// Writes `bytes` to a new temporary file beside `path` with `like`'s mode and owner,
+/// and renames it over `path`: readers see the old file or the new one, never half of
+/// either. The rename is the commit point: once it happened this returns `Ok`, and a
+/// failure to sync the directory afterwards is only logged.
+pub fn write_atomically(path: &Path, bytes: &[u8], like: &Path) -> std::io::Result<()> {
+    let temporary = sibling(
+        path,
+        &format!(".salve-new.{}.{}", std::process::id(), unique()),
+    );
+    write_new(&temporary, bytes, like)?;
+    if let Err(e) = fs::rename(&temporary, path) {
+        let _ = fs::remove_file(&temporary);
+        return Err(e);
+    }
+    if let Some(dir) = path.parent() {
+        if let Err(e) = fs::File::open(dir).and_then(|d| d.sync_all()) {
+            tracing::warn!(dir = %dir.display(), error = %e, "renamed into place, but cannot sync the directory");
+        }
+    }
+    Ok(())
+}
+
+/// A unique hidden path beside `file` for a staged candidate.
+pub(crate) fn candidate_path(file: &Path) -> PathBuf {
+    sibling(
+        file,
+        &format!(".salve-candidate.{}.{}", std::process::id(), unique()),
+    )
 }
 
 #[cfg(test)]

@@ -5,10 +5,36 @@ use crate::policy::NginxEditArgs;
 use crate::webconf::nginx::{self, Directive, NginxFile};
 use crate::webconf::raisable::raisable_directive;
 use crate::webconf::{apply_edits, Edit};
+use std::collections::BTreeMap;
 
 pub struct NginxPlanner<'a> {
     pub args: &'a NginxEditArgs,
+    /// Values set at the `http` level in other files of the config: what a block in
+    /// this file inherits when neither it nor its enclosing blocks here set a directive.
+    /// Raising from nginx's default instead could *lower* such a value.
+    pub outer: BTreeMap<String, Vec<String>>,
 }
+
+impl<'a> NginxPlanner<'a> {
+    pub fn new(args: &'a NginxEditArgs) -> Self {
+        NginxPlanner {
+            args,
+            outer: BTreeMap::new(),
+        }
+    }
+}
+
+/// Directives that may appear many times in one block, told apart by their first
+/// argument (the header or parameter name): setting one must not replace another.
+const KEYED: &[&str] = &[
+    "add_header",
+    "fastcgi_param",
+    "proxy_set_header",
+    "fastcgi_hide_header",
+    "proxy_hide_header",
+    "fastcgi_pass_header",
+    "proxy_pass_header",
+];
 
 impl Planner for NginxPlanner<'_> {
     fn next(&mut self, current: &str) -> Result<Option<Planned>, String> {
@@ -33,7 +59,10 @@ impl Planner for NginxPlanner<'_> {
                 let mut args: Vec<String> =
                     match existing.or_else(|| inherited(ancestors, &raise.directive)) {
                         Some(d) => d.args.clone(),
-                        None => known.default.iter().map(|s| s.to_string()).collect(),
+                        None => match self.outer.get(&raise.directive) {
+                            Some(args) => args.clone(),
+                            None => known.default.iter().map(|s| s.to_string()).collect(),
+                        },
                     };
                 let Some(text) = args.get(known.arg) else {
                     return Err(format!(
@@ -65,7 +94,11 @@ impl Planner for NginxPlanner<'_> {
             }
             for set in &self.args.set {
                 let args: Vec<String> = set.value.split_whitespace().map(String::from).collect();
-                let existing = child(block, &set.directive);
+                let existing = if KEYED.contains(&set.directive.as_str()) {
+                    keyed_child(block, &set.directive, args.first())
+                } else {
+                    child(block, &set.directive)
+                };
                 if existing.is_some_and(|d| d.args == args) {
                     continue;
                 }
@@ -73,7 +106,8 @@ impl Planner for NginxPlanner<'_> {
                 push(&mut edits, &file, block, existing, &set.directive, &args);
             }
         }
-        if !self.args.raise.is_empty() && !raised {
+        // Every raise at its cap and every setting in place: no further step.
+        if !self.args.raise.is_empty() && !raised && edits.is_empty() {
             return Ok(None);
         }
         let text = apply_edits(current, &edits).map_err(|e| e.to_string())?;
@@ -116,6 +150,21 @@ fn child<'a>(block: &'a Directive, name: &str) -> Option<&'a Directive> {
         .iter()
         .rev()
         .find(|d| d.name == name)
+}
+
+/// The last direct child named `name` whose first argument is `key`.
+fn keyed_child<'a>(
+    block: &'a Directive,
+    name: &str,
+    key: Option<&String>,
+) -> Option<&'a Directive> {
+    block
+        .block
+        .as_ref()?
+        .children
+        .iter()
+        .rev()
+        .find(|d| d.name == name && d.args.first() == key)
 }
 
 /// The value a block inherits from the nearest enclosing block that sets it.

@@ -33,7 +33,7 @@ fn raising_buffers_inserts_the_default_and_the_inherited_value_doubled() {
         ],
         Vec::new(),
     );
-    let planned = NginxPlanner { args: &a }.next(SITE).unwrap().unwrap();
+    let planned = NginxPlanner::new(&a).next(SITE).unwrap().unwrap();
     let expected = SITE.replace(
         "    location ~ \\.php$ {\n",
         "    location ~ \\.php$ {\n        fastcgi_buffer_size 8k;\n        fastcgi_buffers 16 8k;\n",
@@ -50,7 +50,7 @@ fn raising_buffers_inserts_the_default_and_the_inherited_value_doubled() {
 #[test]
 fn a_second_step_edits_the_inserted_lines_in_place() {
     let a = args(vec![raise("fastcgi_buffer_size", 64 * 1024)], Vec::new());
-    let mut planner = NginxPlanner { args: &a };
+    let mut planner = NginxPlanner::new(&a);
     let first = planner.next(SITE).unwrap().unwrap();
     let second = planner.next(&first.text).unwrap().unwrap();
     assert_eq!(
@@ -65,7 +65,7 @@ fn a_second_step_edits_the_inserted_lines_in_place() {
 #[test]
 fn at_the_cap_there_is_no_further_step() {
     let a = args(vec![raise("fastcgi_buffer_size", 8 * 1024)], Vec::new());
-    let mut planner = NginxPlanner { args: &a };
+    let mut planner = NginxPlanner::new(&a);
     let first = planner.next(SITE).unwrap().unwrap();
     assert!(first.text.contains("fastcgi_buffer_size 8k;"));
     assert_eq!(planner.next(&first.text).unwrap(), None);
@@ -81,7 +81,7 @@ fn set_replaces_only_the_arguments_and_keeps_the_comment() {
         }],
     );
     a.context = "server".into();
-    let planned = NginxPlanner { args: &a }.next(SITE).unwrap().unwrap();
+    let planned = NginxPlanner::new(&a).next(SITE).unwrap().unwrap();
     assert_eq!(
         planned.text,
         SITE.replace(
@@ -95,9 +95,68 @@ fn set_replaces_only_the_arguments_and_keeps_the_comment() {
 fn a_missing_context_is_an_error_naming_it() {
     let mut a = args(vec![raise("fastcgi_buffer_size", 65536)], Vec::new());
     a.context = "location /api".into();
-    let err = NginxPlanner { args: &a }.next(SITE).unwrap_err();
+    let err = NginxPlanner::new(&a).next(SITE).unwrap_err();
     assert_eq!(
         err,
         "no `location /api` block in /etc/nginx/sites-enabled/app"
     );
+}
+
+#[test]
+fn a_value_set_at_http_level_in_another_file_is_raised_from_not_lowered_to_the_default() {
+    let a = args(
+        vec![RaiseDirective {
+            directive: "fastcgi_read_timeout".into(),
+            factor: 2.0,
+            max: 600_000,
+        }],
+        Vec::new(),
+    );
+    let mut planner = NginxPlanner::new(&a);
+    planner
+        .outer
+        .insert("fastcgi_read_timeout".into(), vec!["300s".into()]);
+    let planned = planner.next(SITE).unwrap().unwrap();
+    assert!(
+        planned.text.contains("fastcgi_read_timeout 10m;"),
+        "{}",
+        planned.text
+    );
+}
+
+#[test]
+fn setting_a_header_replaces_only_the_header_with_that_name() {
+    let site = "server {\n    add_header Strict-Transport-Security max-age=63072000;\n    add_header X-Frame-Options DENY;\n}\n";
+    let mut a = args(
+        Vec::new(),
+        vec![SetDirective {
+            directive: "add_header".into(),
+            value: "X-Frame-Options SAMEORIGIN".into(),
+        }],
+    );
+    a.context = "server".into();
+    let planned = NginxPlanner::new(&a).next(site).unwrap().unwrap();
+    assert_eq!(
+        planned.text,
+        site.replace("X-Frame-Options DENY", "X-Frame-Options SAMEORIGIN")
+    );
+}
+
+#[test]
+fn settings_still_apply_when_every_raise_is_at_its_cap() {
+    let a = args(
+        vec![raise("fastcgi_buffer_size", 4096)],
+        vec![SetDirective {
+            directive: "fastcgi_read_timeout".into(),
+            value: "30s".into(),
+        }],
+    );
+    let mut planner = NginxPlanner::new(&a);
+    let planned = planner.next(SITE).unwrap().unwrap();
+    assert!(
+        planned.text.contains("fastcgi_read_timeout 30s;"),
+        "{}",
+        planned.text
+    );
+    assert_eq!(planner.next(&planned.text).unwrap(), None);
 }

@@ -95,7 +95,7 @@ fn a_verified_edit_keeps_the_new_file_and_a_byte_exact_backup() {
     };
     let report = run(run_edit(&file, &mut Counting { steps: 3 }, &host)).unwrap();
     assert_eq!(fs::read_to_string(&file).unwrap(), format!("{ORIGINAL}x\n"));
-    assert_eq!(fs::read(backup_path(&file)).unwrap(), ORIGINAL.as_bytes());
+    assert_eq!(fs::read(&backups(&file)[0]).unwrap(), ORIGINAL.as_bytes());
     assert_eq!(host.applied.borrow().len(), 1);
     let diff = report.diff.unwrap();
     assert!(diff.contains("\n+x\n"), "{diff}");
@@ -117,7 +117,7 @@ fn a_failed_validation_never_replaces_the_file() {
     assert!(diff.is_some());
     assert_eq!(fs::read(&file).unwrap(), ORIGINAL.as_bytes());
     assert!(host.applied.borrow().is_empty(), "nothing to apply");
-    assert!(!backup_path(&file).exists());
+    assert!(backups(&file).is_empty());
 }
 
 #[test]
@@ -164,7 +164,7 @@ fn a_second_step_passing_verification_keeps_the_raised_file() {
         "{}",
         report.summary
     );
-    assert_eq!(fs::read(backup_path(&file)).unwrap(), ORIGINAL.as_bytes());
+    assert_eq!(fs::read(&backups(&file)[0]).unwrap(), ORIGINAL.as_bytes());
 }
 
 #[test]
@@ -198,9 +198,125 @@ fn nothing_left_to_raise_changes_nothing() {
 
 #[test]
 fn helper_files_are_hidden_so_directory_includes_never_read_them() {
-    let file = Path::new("/etc/nginx/sites-enabled/default");
-    assert_eq!(
-        backup_path(file),
-        Path::new("/etc/nginx/sites-enabled/.default.salve-backup")
+    let (_dir, file) = Scratch::new("hidden", ORIGINAL);
+    let host = FakeHost {
+        file: fs::canonicalize(&file).unwrap(),
+        ..Default::default()
+    };
+    run(run_edit(&file, &mut Counting { steps: 1 }, &host)).unwrap();
+    let names: Vec<String> = fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with(".site.conf.salve-backup.")),
+        "{names:?}"
     );
+}
+
+#[test]
+fn every_edit_keeps_its_own_backup_so_no_original_is_ever_overwritten() {
+    let (_dir, file) = Scratch::new("two-backups", ORIGINAL);
+    let host = FakeHost {
+        file: fs::canonicalize(&file).unwrap(),
+        ..Default::default()
+    };
+    run(run_edit(&file, &mut Counting { steps: 1 }, &host)).unwrap();
+    run(run_edit(&file, &mut Counting { steps: 1 }, &host)).unwrap();
+    let kept = backups(&file);
+    assert_eq!(kept.len(), 2);
+    assert_eq!(fs::read(&kept[0]).unwrap(), ORIGINAL.as_bytes());
+    assert_eq!(
+        fs::read_to_string(&kept[1]).unwrap(),
+        format!("{ORIGINAL}x\n")
+    );
+}
+
+#[test]
+fn a_symlinked_config_is_edited_where_it_points_and_stays_a_link() {
+    let (dir, target) = Scratch::new("symlink", ORIGINAL);
+    let link = dir.0.join("enabled.conf");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let host = FakeHost {
+        file: fs::canonicalize(&target).unwrap(),
+        ..Default::default()
+    };
+    run(run_edit(&link, &mut Counting { steps: 1 }, &host)).unwrap();
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        fs::read_to_string(&target).unwrap(),
+        format!("{ORIGINAL}x\n")
+    );
+}
+
+#[test]
+fn the_mode_of_the_original_is_kept() {
+    let (_dir, file) = Scratch::new("mode", ORIGINAL);
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o640)).unwrap();
+    let host = FakeHost {
+        file: file.clone(),
+        ..Default::default()
+    };
+    run(run_edit(&file, &mut Counting { steps: 1 }, &host)).unwrap();
+    assert_eq!(fs::metadata(&file).unwrap().mode() & 0o777, 0o640);
+    assert_eq!(
+        fs::metadata(&backups(&file)[0]).unwrap().mode() & 0o777,
+        0o640
+    );
+}
+
+#[test]
+fn a_validation_failure_after_a_step_was_swapped_in_restores_the_original() {
+    let (_dir, file) = Scratch::new("second-invalid", ORIGINAL);
+    let host = FakeHost {
+        file: file.clone(),
+        invalid: RefCell::new([false, true].into()),
+        verify: RefCell::new([Some(false)].into()),
+        ..Default::default()
+    };
+    let (why, _) = run(run_edit(&file, &mut Counting { steps: 5 }, &host)).unwrap_err();
+    assert!(
+        why.contains("validation failed, this step not applied"),
+        "{why}"
+    );
+    assert!(why.ends_with("original restored and applied"), "{why}");
+    assert_eq!(fs::read(&file).unwrap(), ORIGINAL.as_bytes());
+    assert_eq!(
+        host.applied.borrow().last().map(String::as_str),
+        Some(ORIGINAL)
+    );
+}
+
+/// A host whose verification lets a person edit the file first.
+struct MeddlingHost(FakeHost);
+
+impl EditHost for MeddlingHost {
+    async fn validate(&self, file: &Path, candidate: &[u8]) -> Result<(), String> {
+        self.0.validate(file, candidate).await
+    }
+    async fn apply(&self) -> Result<(), String> {
+        self.0.apply().await
+    }
+    async fn verify(&self) -> Option<(bool, String)> {
+        fs::write(&self.0.file, "edited by hand\n").unwrap();
+        Some((false, "HTTP 502".into()))
+    }
+}
+
+#[test]
+fn a_change_made_by_hand_during_an_edit_is_never_overwritten() {
+    let (_dir, file) = Scratch::new("meddled", ORIGINAL);
+    let host = MeddlingHost(FakeHost {
+        file: file.clone(),
+        ..Default::default()
+    });
+    let (why, _) = run(run_edit(&file, &mut Counting { steps: 3 }, &host)).unwrap_err();
+    assert!(why.contains("changed by someone else"), "{why}");
+    assert_eq!(fs::read_to_string(&file).unwrap(), "edited by hand\n");
 }

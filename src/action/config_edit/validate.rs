@@ -54,10 +54,12 @@ impl Checker {
     }
 
     /// Runs the checker as if `file` held `candidate`. The candidate is written beside
-    /// the file (same filesystem, same directory for relative includes) and removed after.
+    /// the file (hidden, so no include glob reads it; in the main config's directory
+    /// when it *is* the main config, so its relative includes still resolve) and
+    /// removed after.
     pub async fn check(&self, file: &Path, candidate: &[u8]) -> Result<(), String> {
-        let staged = super::sibling(file, ".salve-candidate");
-        super::write_atomically(&staged, candidate, file)
+        let staged = super::candidate_path(file);
+        super::write_new(&staged, candidate, file)
             .map_err(|e| format!("cannot stage the candidate {}: {e}", staged.display()))?;
         let result = self.run(file, &staged).await;
         let _ = std::fs::remove_file(&staged);
@@ -84,9 +86,13 @@ impl Checker {
         exec::run_command(command, &program, CHECK_TIMEOUT)
             .await
             .map(|_| ())
-            .map_err(|e| match e.contains("Operation not permitted") {
-                true => format!("{e} (validating an included file needs CAP_SYS_ADMIN for a private mount namespace)"),
-                false => e,
+.map_err(|e| {
+                // A refused namespace surfaces as the spawn failing, before the checker ran.
+                if e.starts_with("cannot run ") && e.contains("Operation not permitted") {
+                    format!("{e} (validating an included file needs CAP_SYS_ADMIN for a private mount namespace)")
+                } else {
+                    e
+                }
             })
     }
 }

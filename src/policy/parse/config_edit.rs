@@ -219,11 +219,44 @@ fn raise_directive(dec: &mut Decoder, node: &Node) -> Option<RaiseDirective> {
     })
 }
 
+/// Directives a policy may not set: each could make nginx read or run something else
+/// entirely, which is not a remediation but a new deployment.
+const UNSETTABLE_DIRECTIVES: &[&str] = &[
+    "include",
+    "load_module",
+    "user",
+    "pid",
+    "env",
+    "daemon",
+    "master_process",
+    "working_directory",
+    "root",
+    "alias",
+    "fastcgi_pass",
+    "proxy_pass",
+];
+
+/// The pool keys a policy may set: how the pool listens and how many workers it runs.
+/// Anything else (its user, `php_admin_value[...]`, `include`) changes what runs, not
+/// how a 502 is healed.
+fn settable_pool_key(key: &str) -> bool {
+    key == "listen"
+        || key.starts_with("listen.")
+        || key == "pm"
+        || key.starts_with("pm.")
+        || ["request_terminate_timeout", "request_slowlog_timeout"].contains(&key)
+}
+
 fn set_directive(dec: &mut Decoder, node: &Node) -> Option<SetDirective> {
     let f = dec.fields(node, "a setting", SET_DIRECTIVE_FIELDS)?;
-    let directive = f
-        .required(dec, "directive")
-        .and_then(|n| config_name(dec, n, "nginx directive", &[]));
+    let directive = f.required(dec, "directive").and_then(|n| {
+        let name = config_name(dec, n, "nginx directive", &[])?;
+        if UNSETTABLE_DIRECTIVES.contains(&name.as_str()) {
+            dec.error(n.pos, format!("salve does not set `{name}`: it changes what nginx runs, not how it heals (alignFastcgiPass fixes fastcgi_pass)"));
+            return None;
+        }
+        Some(name)
+    });
     let value = f
         .required(dec, "value")
         .and_then(|n| config_value(dec, n, &[';', '{', '}', '#', '"', '\'']));
@@ -260,9 +293,14 @@ fn raise_key(dec: &mut Decoder, node: &Node) -> Option<RaiseKey> {
 
 fn set_key(dec: &mut Decoder, node: &Node) -> Option<SetKey> {
     let f = dec.fields(node, "a setting", SET_KEY_FIELDS)?;
-    let key = f
-        .required(dec, "key")
-        .and_then(|n| config_name(dec, n, "pool key", &['.', '[', ']']));
+    let key = f.required(dec, "key").and_then(|n| {
+        let key = config_name(dec, n, "pool key", &['.', '[', ']'])?;
+        if !settable_pool_key(&key) {
+            dec.error(n.pos, format!("salve does not set `{key}`: only listen, listen.*, pm, pm.*, request_terminate_timeout and request_slowlog_timeout"));
+            return None;
+        }
+        Some(key)
+    });
     let value = f
         .required(dec, "value")
         .and_then(|n| config_value(dec, n, &[';', '"']));

@@ -158,6 +158,28 @@ fn spec(dec: &mut Decoder, node: &Node) -> Option<PolicySpec> {
     let guard = f.get("guard").map(|n| guard(dec, n));
     let escalate = f.get("escalate").map(|n| dec.list(n, ACTIONS, action));
     let dry_run = f.get("dryRun").map(|n| dec.bool(n));
+    let mut edits_ok = true;
+    if let (Some(Some(list)), Some(n)) = (&escalate, f.get("escalate")) {
+        if list.iter().any(Action::is_config_edit) {
+            dec.error(
+                n.pos,
+                "escalate may not edit configs: escalation runs once, unverified and without an outcome record; put the edit in actions",
+            );
+            edits_ok = false;
+        }
+    }
+    if let (Some(list), Some(None), Some(n)) = (&actions, &verify, f.get("actions")) {
+        if list.iter().any(Action::is_config_edit) {
+            dec.error(
+                n.pos,
+                "a config edit needs `verify`: without it an edit that breaks the site would be kept",
+            );
+            edits_ok = false;
+        }
+    }
+    if !edits_ok {
+        return None;
+    }
     Some(PolicySpec {
         target: target?,
         trigger: trigger?,
