@@ -100,8 +100,12 @@ impl Report {
     /// The human form: one block per finding, then the error counts and what was skipped.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        if self.healthy {
-            out.push_str("healthy: no known cause of a 502/504 found\n");
+        match (self.healthy, self.skipped.is_empty()) {
+            (true, true) => out.push_str("healthy: no known cause of a 502/504 found\n"),
+            (true, false) => out.push_str(
+                "healthy as far as checked: no known cause found, but some checks could not run (below)\n",
+            ),
+            _ => {}
         }
         for f in &self.findings {
             let place = match (&f.file, f.line) {

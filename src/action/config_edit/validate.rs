@@ -134,3 +134,64 @@ fn bind_in_private_namespace(source: &CString, target: &CString) -> std::io::Res
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+    }
+
+    #[test]
+    fn the_checker_sees_the_candidate_in_place_of_the_file_and_the_host_never_does() {
+        if !is_root() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "needs root; under CI it must run"
+            );
+            eprintln!("skipping: a private mount namespace needs root");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("salve-validate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (file, config) = (dir.join("site.conf"), dir.join("main.conf"));
+        std::fs::write(&file, "original\n").unwrap();
+        std::fs::write(&config, "main\n").unwrap();
+        let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        // grep exits 0 only if one of its files holds the candidate's text: `site.conf`
+        // does only inside the checker's namespace.
+        let checker = Checker {
+            program: PathBuf::from("/usr/bin/grep"),
+            args: vec!["-q".into(), "candidate".into(), file.display().to_string()],
+            config: config.clone(),
+        };
+        let seen = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(checker.check(&file, b"candidate\n"));
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let file_after = std::fs::read_to_string(&file).unwrap();
+        let mounts_after = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(seen, Ok(()), "the checker did not see the candidate");
+        assert_eq!(file_after, "original\n");
+        assert_eq!(
+            mounts_after, mounts_before,
+            "a mount leaked out of the namespace"
+        );
+        assert_eq!(
+            left.len(),
+            2,
+            "the staged candidate was not removed: {left:?}"
+        );
+    }
+}
