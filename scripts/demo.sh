@@ -46,9 +46,14 @@ step "breaking it with nobody watching: SIGKILL of the whole PHP-FPM pool"
 echo "ping.php now answers a 502 Bad Gateway, and nothing will fix it:"
 "$SALVE" lab status --dir "$LAB"
 
-step "starting salve agent with policies/ (it reads the state at start and heals)"
+step "starting salve agent with the PHP-FPM policies from policies/ (it reads the state at start and heals)"
 BUS=$("$SALVE" lab bus --dir "$LAB")
-"$SALVE" agent --policies policies --bus "$BUS" --journal "$DEMO/journal.jsonl" \
+# Only the policies for this failure: the others (an edge watcher among them) would act
+# on the same 502 and crowd the journal.
+rm -rf "$DEMO/policies"
+mkdir -p "$DEMO/policies"
+cp policies/php-fpm-down.yaml policies/php-fpm-not-enabled.yaml "$DEMO/policies/"
+"$SALVE" agent --policies "$DEMO/policies" --bus "$BUS" --journal "$DEMO/journal.jsonl" \
     >"$DEMO/agent.log" 2>&1 &
 AGENT_PID=$!
 for _ in $(seq 1 100); do
@@ -74,5 +79,11 @@ step "what salve decided and did (salve history)"
 
 step "the agent's log"
 cat "$DEMO/agent.log"
+
+step "a config fault salve diagnoses: nginx's fastcgi_pass pointing where no pool listens"
+"$SALVE" lab break fastcgi-mismatch --dir "$LAB"
+# Exit code 1 means "findings": expected here.
+"$SALVE" diagnose --nginx-conf "$LAB/nginx.conf" --fpm-conf "$LAB/php-fpm.conf" --bus "$BUS" || true
+"$SALVE" lab repair --dir "$LAB"
 
 step "tearing the lab down"

@@ -74,7 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         fpm_log: &gathered.fpm_log,
         accounts: &gathered.accounts,
         fpm_unit: &options.fpm_unit,
-        unit_file_state: gathered.unit_file_state.clone(),
+        unit: gathered.unit.clone(),
         memory: gathered.memory.clone(),
         edge: gathered.edge.clone(),
     });

@@ -1,7 +1,7 @@
 //! One function per known cause; each adds the findings it can prove.
 
 use super::gateway::{self, GatewayErrors};
-use super::{Finding, Input};
+use super::{Finding, Input, UnitFacts};
 use crate::action::config_edit::align::{pass_reaches, pool_listen};
 use crate::webconf::fpm::Pool;
 use crate::webconf::nginx::Located;
@@ -184,13 +184,16 @@ const STARTS_AT_BOOT: &[&str] = &[
 ];
 
 pub fn enabled_at_boot(input: &Input<'_>, findings: &mut Vec<Finding>, skipped: &mut Vec<String>) {
-    match &input.unit_file_state {
+    match &input.unit {
         None => {}
         Some(Err(why)) => skipped.push(format!(
             "whether {} is enabled at boot: {why}",
             input.fpm_unit
         )),
-        Some(Ok(state)) if !STARTS_AT_BOOT.contains(&state.as_str()) => {
+        Some(Ok(UnitFacts {
+            unit_file_state: state,
+            ..
+        })) if !STARTS_AT_BOOT.contains(&state.as_str()) => {
             findings.push(Finding {
                 kind: "php_fpm_not_enabled",
                 message: format!(
@@ -335,7 +338,16 @@ pub fn max_children(input: &Input<'_>, findings: &mut Vec<Finding>, skipped: &mu
 }
 
 /// Gateway errors in the log whose cause no config check explained.
-pub fn log_causes(errors: &GatewayErrors, findings: &mut Vec<Finding>) {
+pub fn log_causes(input: &Input<'_>, errors: &GatewayErrors, findings: &mut Vec<Finding>) {
+    // The log is history: say so when the unit is fine now.
+    let now = match &input.unit {
+        Some(Ok(facts)) if facts.active_state == "active" => format!(
+            " ({} is active now: these are from before it recovered)",
+            input.fpm_unit
+        ),
+        Some(Ok(facts)) => format!(" ({} is {} now)", input.fpm_unit, facts.active_state),
+        _ => String::new(),
+    };
     let found: Vec<&'static str> = findings.iter().map(|f| f.kind).collect();
     let explained = |kind: &str| found.contains(&kind);
     let add = |kind: &'static str,
@@ -352,14 +364,20 @@ pub fn log_causes(errors: &GatewayErrors, findings: &mut Vec<Finding>) {
             evidence: errors.examples.get(cause).cloned().unwrap_or_default(),
         });
     };
-    let down = errors.count(gateway::SOCKET_MISSING) + errors.count(gateway::REFUSED);
-    if down > 0 && !explained("fastcgi_pass_mismatch") {
+    // A missing socket is what a wrong fastcgi_pass looks like too; a refused one is not.
+    let missing = if explained("fastcgi_pass_mismatch") {
+        0
+    } else {
+        errors.count(gateway::SOCKET_MISSING)
+    };
+    let down = missing + errors.count(gateway::REFUSED);
+    if down > 0 {
         let cause = if errors.count(gateway::REFUSED) > 0 {
             gateway::REFUSED
         } else {
             gateway::SOCKET_MISSING
         };
-        add("php_fpm_down", cause, format!("{down} connections to PHP-FPM failed (socket missing or refused): the pool was stopped or crashed (502)"), Some("php-fpm-down"), findings);
+        add("php_fpm_down", cause, format!("{down} connections to PHP-FPM failed (socket missing or refused): the pool was stopped or crashed (502){now}"), Some("php-fpm-down"), findings);
     }
     let denied = errors.count(gateway::PERMISSION_DENIED);
     if denied > 0 && !explained("socket_permissions") {

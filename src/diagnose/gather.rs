@@ -2,7 +2,7 @@
 //! accounts, the unit's boot state over D-Bus, memory and worker sizes from /proc, and
 //! (when asked) probes of the public URL and the origin.
 
-use super::{Accounts, EdgeProbe, Memory};
+use super::{Accounts, EdgeProbe, Memory, UnitFacts};
 use crate::signal::systemd::{connect, Bus};
 use crate::webconf::fpm::{self, FpmConfig};
 use crate::webconf::nginx::{self, NginxConfig};
@@ -49,7 +49,7 @@ pub struct Gathered {
     pub nginx_log: Vec<String>,
     pub fpm_log: Vec<String>,
     pub accounts: Accounts,
-    pub unit_file_state: Option<Result<String, String>>,
+    pub unit: Option<Result<UnitFacts, String>>,
     pub memory: Option<Memory>,
     pub edge: Option<EdgeProbe>,
     pub skipped: Vec<String>,
@@ -73,8 +73,8 @@ pub async fn gather(options: &Options) -> Result<Gathered, GatherError> {
     let fpm_log = tail_lines(&fpm_log_path, &mut skipped);
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
     let accounts = Accounts::parse(&read(&options.passwd), &read(&options.group));
-    let unit_file_state = match &options.bus {
-        Some(bus) => Some(unit_file_state(bus, &options.fpm_unit).await),
+    let unit = match &options.bus {
+        Some(bus) => Some(unit_facts(bus, &options.fpm_unit).await),
         None => None,
     };
     let memory = memory();
@@ -94,7 +94,7 @@ pub async fn gather(options: &Options) -> Result<Gathered, GatherError> {
         nginx_log,
         fpm_log,
         accounts,
-        unit_file_state,
+        unit,
         memory,
         edge,
         skipped,
@@ -143,7 +143,7 @@ fn tail_lines(path: &Path, skipped: &mut Vec<String>) -> Vec<String> {
     })
 }
 
-async fn unit_file_state(bus: &Bus, unit: &str) -> Result<String, String> {
+async fn unit_facts(bus: &Bus, unit: &str) -> Result<UnitFacts, String> {
     let ask = async {
         let conn = connect(bus)
             .await
@@ -151,10 +151,22 @@ async fn unit_file_state(bus: &Bus, unit: &str) -> Result<String, String> {
         let manager = zbus_systemd::systemd1::ManagerProxy::new(&conn)
             .await
             .map_err(|e| e.to_string())?;
-        manager
+        let unit_file_state = manager
             .get_unit_file_state(unit.to_string())
             .await
-            .map_err(|e| format!("systemd does not know {unit}: {e}"))
+            .map_err(|e| format!("systemd does not know {unit}: {e}"))?;
+        let listed = manager
+            .list_units_by_names(vec![unit.to_string()])
+            .await
+            .map_err(|e| e.to_string())?;
+        let active_state = listed
+            .into_iter()
+            .next()
+            .map_or_else(|| "unknown".to_string(), |u| u.3);
+        Ok(UnitFacts {
+            unit_file_state,
+            active_state,
+        })
     };
     tokio::time::timeout(BUS_TIMEOUT, ask)
         .await

@@ -26,10 +26,17 @@ pub struct Input<'a> {
     pub fpm_log: &'a [String],
     pub accounts: &'a Accounts,
     pub fpm_unit: &'a str,
-    /// The unit's UnitFileState, or why it could not be read; `None` when not asked.
-    pub unit_file_state: Option<Result<String, String>>,
+    /// The unit's state, or why it could not be read; `None` when not asked.
+    pub unit: Option<Result<UnitFacts, String>>,
     pub memory: Option<Memory>,
     pub edge: Option<EdgeProbe>,
+}
+
+/// What systemd says of the PHP-FPM unit now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitFacts {
+    pub unit_file_state: String,
+    pub active_state: String,
 }
 
 /// Memory facts for sizing `pm.max_children`.
@@ -86,7 +93,7 @@ pub fn diagnose(input: &Input<'_>) -> Report {
     checks::enabled_at_boot(input, &mut findings, &mut skipped);
     checks::header_buffers(input, &gateway_errors, &mut findings);
     checks::max_children(input, &mut findings, &mut skipped);
-    checks::log_causes(&gateway_errors, &mut findings);
+    checks::log_causes(input, &gateway_errors, &mut findings);
     checks::edge(input, &mut findings);
     Report {
         healthy: findings.is_empty(),

@@ -7,13 +7,20 @@ const POOL: &str = "[www]\nuser = www-data\ngroup = www-data\nlisten = /run/php/
 const PASSWD: &str = "root:x:0:0::/root:/bin/sh\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\n";
 const GROUP: &str = "root:x:0:\nwww-data:x:33:\n";
 
+fn facts(file: &str, active: &str) -> UnitFacts {
+    UnitFacts {
+        unit_file_state: file.into(),
+        active_state: active.into(),
+    }
+}
+
 struct Case {
     nginx: nginx::NginxConfig,
     fpm: fpm::FpmConfig,
     nginx_log: Vec<String>,
     fpm_log: Vec<String>,
     accounts: Accounts,
-    unit_file_state: Option<Result<String, String>>,
+    unit: Option<Result<UnitFacts, String>>,
     memory: Option<Memory>,
     edge: Option<EdgeProbe>,
 }
@@ -32,7 +39,7 @@ impl Case {
             nginx_log: Vec::new(),
             fpm_log: Vec::new(),
             accounts: Accounts::parse(PASSWD, GROUP),
-            unit_file_state: Some(Ok("enabled".into())),
+            unit: Some(Ok(facts("enabled", "active"))),
             memory: None,
             edge: None,
         }
@@ -46,7 +53,7 @@ impl Case {
             fpm_log: &self.fpm_log,
             accounts: &self.accounts,
             fpm_unit: "php8.2-fpm.service",
-            unit_file_state: self.unit_file_state.clone(),
+            unit: self.unit.clone(),
             memory: self.memory.clone(),
             edge: self.edge.clone(),
         })
@@ -112,9 +119,9 @@ fn a_root_only_socket_is_reported_at_listen_mode() {
 #[test]
 fn a_disabled_unit_is_reported_and_an_unreachable_bus_is_said_to_be_skipped() {
     let mut case = Case::new(NGINX, POOL);
-    case.unit_file_state = Some(Ok("disabled".into()));
+    case.unit = Some(Ok(facts("disabled", "active")));
     assert_eq!(kinds(&case.report()), ["php_fpm_not_enabled"]);
-    case.unit_file_state = Some(Err("cannot reach the system bus".into()));
+    case.unit = Some(Err("cannot reach the system bus".into()));
     let report = case.report();
     assert!(report.healthy);
     assert!(
@@ -188,6 +195,13 @@ fn timeouts_are_504s_with_their_own_policy_and_crashes_point_at_php_fpm_down() {
     ];
     let report = case.report();
     assert_eq!(kinds(&report), ["php_fpm_down", "upstream_timeouts"]);
+    assert!(
+        report.findings[0]
+            .message
+            .contains("active now: these are from before it recovered"),
+        "{}",
+        report.findings[0].message
+    );
     assert_eq!(report.gateway_errors.gateway_timeout, 1);
     assert_eq!(report.findings[1].policy, Some("nginx-upstream-timeout"));
 }
