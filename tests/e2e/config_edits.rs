@@ -72,6 +72,28 @@ fn outcome_parts(r: &Record) -> (String, Option<String>, Vec<String>) {
     }
 }
 
+/// Waits for the agent's first outcome; its (result, error, diffs).
+fn first_outcome(agent: &Agent, within: Duration) -> (String, Option<String>, Vec<String>) {
+    assert!(
+        wait_until(within, || agent.count("outcome") >= 1),
+        "no outcome\n{}",
+        agent.log_text()
+    );
+    outcome_parts(outcomes(&agent.records())[0])
+}
+
+/// Waits for `path` to answer 200 (salve healed it), then for the attempt's outcome.
+fn healed(
+    lab: &Lab,
+    agent: &Agent,
+    path: &str,
+    within: Duration,
+) -> (String, Option<String>, Vec<String>) {
+    let answered = wait_until(within, || http_status(lab.http_port(), path) == Some(200));
+    assert!(answered, "{path} never answered 200\n{}", agent.log_text());
+    first_outcome(agent, Duration::from_secs(10))
+}
+
 fn nginx_config_is_valid(lab: &Lab) -> bool {
     Command::new("/usr/sbin/nginx")
         .args(["-t", "-q", "-e", "stderr", "-c"])
@@ -97,23 +119,7 @@ fn big_headers_get_raised_buffers_and_the_page_answers_200() {
     );
 
     assert_eq!(http_status(lab.http_port(), "/big-header.php"), Some(502));
-    let healed = wait_until(Duration::from_secs(40), || {
-        http_status(lab.http_port(), "/big-header.php") == Some(200)
-    });
-    assert!(
-        healed,
-        "big-header.php never answered 200\n{}",
-        agent.log_text()
-    );
-    assert!(
-        wait_until(Duration::from_secs(10), || agent.count("outcome") >= 1),
-        "no outcome\n{}",
-        agent.log_text()
-    );
-
-    let records = agent.records();
-    let done = outcomes(&records);
-    let (result, error, diffs) = outcome_parts(done[0]);
+    let (result, error, diffs) = healed(lab, &agent, "/big-header.php", Duration::from_secs(40));
     assert_eq!(result, "Ok", "{error:?}\n{}", agent.log_text());
     assert_eq!(diffs.len(), 1, "{diffs:?}");
     assert!(
@@ -223,17 +229,7 @@ fn a_root_only_socket_gets_nginx_permissions_back() {
         log.contains("(13: Permission denied) while connecting to upstream"),
         "{log}"
     );
-    let healed = wait_until(Duration::from_secs(30), || {
-        http_status(lab.http_port(), "/ping.php") == Some(200)
-    });
-    assert!(healed, "ping.php never answered 200\n{}", agent.log_text());
-    assert!(
-        wait_until(Duration::from_secs(10), || agent.count("outcome") >= 1),
-        "no outcome\n{}",
-        agent.log_text()
-    );
-    let records = agent.records();
-    let (result, error, diffs) = outcome_parts(outcomes(&records)[0]);
+    let (result, error, diffs) = healed(lab, &agent, "/ping.php", Duration::from_secs(30));
     assert_eq!(result, "Ok", "{error:?}");
     assert!(
         diffs[0].contains("-listen.mode = 0600\n") && diffs[0].contains("+listen.mode = 0660\n"),
@@ -300,16 +296,7 @@ fn a_fastcgi_pass_to_nowhere_is_diagnosed_and_aligned_to_the_pool() {
         "align.yaml",
         &shipped_policy(&env, "nginx-fastcgi-pass-mismatch.yaml"),
     );
-    let healed = wait_until(Duration::from_secs(30), || {
-        http_status(lab.http_port(), "/ping.php") == Some(200)
-    });
-    assert!(healed, "ping.php never answered 200\n{}", agent.log_text());
-    assert!(
-        wait_until(Duration::from_secs(10), || agent.count("outcome") >= 1),
-        "no outcome\n{}",
-        agent.log_text()
-    );
-    let (result, _, diffs) = outcome_parts(outcomes(&agent.records())[0]);
+    let (result, _, diffs) = healed(lab, &agent, "/ping.php", Duration::from_secs(30));
     assert_eq!(result, "Ok");
     assert!(
         diffs[0].contains("-        fastcgi_pass unix:/run/php/php-fpm.sock;\n+        fastcgi_pass unix:/run/php/php8.2-fpm.sock;"),
@@ -350,13 +337,8 @@ fn an_exhausted_pool_is_grown_within_its_cap_and_errors_drop() {
         before > 0,
         "one worker should not serve ten 0.5 s requests within 3 s"
     );
-    assert!(
-        wait_until(Duration::from_secs(30), || agent.count("outcome") >= 1),
-        "no outcome\n{}",
-        agent.log_text()
-    );
+    let (result, error, diffs) = first_outcome(&agent, Duration::from_secs(30));
     let records = agent.records();
-    let (result, error, diffs) = outcome_parts(outcomes(&records)[0]);
     assert_eq!(result, "Ok", "{error:?}\n{}", agent.log_text());
     assert!(
         diffs[0].contains("-pm.max_children = 1\n+pm.max_children = 2"),
@@ -382,6 +364,7 @@ fn an_exhausted_pool_is_grown_within_its_cap_and_errors_drop() {
         "/ping.php"
     ) == Some(200)));
     let after = burst_errors(lab.http_port());
+    eprintln!("exhaustion: {before}/10 requests failed before the raise, {after}/10 after");
     assert!(after < before, "errors before {before}, after {after}");
 }
 
@@ -403,12 +386,7 @@ fn an_edit_that_fails_nginx_t_leaves_the_file_byte_for_byte() {
     assert!(yaml.contains("factor: 4"));
     let agent = start(&env, "buffers.yaml", &yaml);
     assert_eq!(http_status(lab.http_port(), "/big-header.php"), Some(502));
-    assert!(
-        wait_until(Duration::from_secs(20), || agent.count("outcome") >= 1),
-        "no outcome\n{}",
-        agent.log_text()
-    );
-    let (result, error, diffs) = outcome_parts(outcomes(&agent.records())[0]);
+    let (result, error, diffs) = first_outcome(&agent, Duration::from_secs(20));
     let error = error.unwrap_or_default();
     assert_eq!(result, "Failed");
     assert!(

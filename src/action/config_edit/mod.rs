@@ -112,6 +112,28 @@ struct Session<'h, H: EditHost> {
     /// change a person makes meanwhile is never overwritten.
     expected: Vec<u8>,
     swapped: bool,
+    /// Set once the edit has ended either way; see `Drop`.
+    done: bool,
+}
+
+/// An edit dropped halfway (the agent's shutdown grace ran out while a raise was still
+/// stepping) must not leave a half-raised, unverified file behind: the original bytes
+/// go back on disk. Applying them needs the bus, which is gone by then; the next reload
+/// or restart of the service picks them up.
+impl<H: EditHost> Drop for Session<'_, H> {
+    fn drop(&mut self) {
+        if !self.swapped || self.done || self.unchanged().is_err() {
+            return;
+        }
+        match write_atomically(&self.file, &self.original, &self.file) {
+            Ok(()) => {
+                tracing::warn!(file = %self.file.display(), "edit interrupted: original bytes restored on disk, not yet applied")
+            }
+            Err(e) => {
+                tracing::error!(file = %self.file.display(), error = %e, "edit interrupted and the original could not be restored; it is in the newest backup beside the file")
+            }
+        }
+    }
 }
 
 impl<H: EditHost> Session<'_, H> {
@@ -133,7 +155,8 @@ impl<H: EditHost> Session<'_, H> {
 
     /// Ends the edit with `why`: the original bytes back in place (if they had been
     /// replaced, and nobody changed the file since) and applied.
-    async fn fail(self, why: String, tried: &str) -> EditResult {
+    async fn fail(mut self, why: String, tried: &str) -> EditResult {
+        self.done = true;
         let diff = self.diff(tried);
         if !self.swapped {
             return Err((why, diff));
@@ -186,6 +209,7 @@ pub async fn run_edit(file: &Path, planner: &mut impl Planner, host: &impl EditH
         original,
         original_text: original_text.clone(),
         swapped: false,
+        done: false,
     };
     let mut current = original_text;
     let mut summaries: Vec<String> = Vec::new();
@@ -262,10 +286,11 @@ pub async fn run_edit(file: &Path, planner: &mut impl Planner, host: &impl EditH
         }
         match host.verify().await {
             None | Some((true, _)) => {
+                session.done = true;
                 return Ok(EditReport {
                     summary: summaries.join("; "),
                     diff: session.diff(&current),
-                })
+                });
             }
             Some((false, seen)) => {
                 tracing::info!(file = %session.file.display(), step = %planned.summary, seen = %seen, "edit applied but verification fails; trying the next step");

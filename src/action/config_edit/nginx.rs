@@ -95,7 +95,7 @@ impl Planner for NginxPlanner<'_> {
             for set in &self.args.set {
                 let args: Vec<String> = set.value.split_whitespace().map(String::from).collect();
                 let existing = if KEYED.contains(&set.directive.as_str()) {
-                    keyed_child(block, &set.directive, args.first())
+                    last_child(block, &set.directive, args.first())
                 } else {
                     child(block, &set.directive)
                 };
@@ -140,31 +140,20 @@ fn push(
     }
 }
 
-/// The last direct child named `name`: nginx lets a later one win... and rejects most
-/// duplicates anyway, so the last is the one a person would edit.
-fn child<'a>(block: &'a Directive, name: &str) -> Option<&'a Directive> {
+/// The last direct child named `name` (and, for a keyed directive, whose first argument
+/// is `key`): nginx rejects most duplicates, so the last is the one a person would edit.
+fn last_child<'a>(block: &'a Directive, name: &str, key: Option<&String>) -> Option<&'a Directive> {
     block
         .block
         .as_ref()?
         .children
         .iter()
         .rev()
-        .find(|d| d.name == name)
+        .find(|d| d.name == name && (key.is_none() || d.args.first() == key))
 }
 
-/// The last direct child named `name` whose first argument is `key`.
-fn keyed_child<'a>(
-    block: &'a Directive,
-    name: &str,
-    key: Option<&String>,
-) -> Option<&'a Directive> {
-    block
-        .block
-        .as_ref()?
-        .children
-        .iter()
-        .rev()
-        .find(|d| d.name == name && d.args.first() == key)
+fn child<'a>(block: &'a Directive, name: &str) -> Option<&'a Directive> {
+    last_child(block, name, None)
 }
 
 /// The value a block inherits from the nearest enclosing block that sets it.

@@ -180,7 +180,12 @@ fn a_failed_apply_restores_the_original() {
         why.contains("applying the change failed: job failed"),
         "{why}"
     );
+    assert!(why.ends_with("original restored and applied"), "{why}");
     assert_eq!(fs::read(&file).unwrap(), ORIGINAL.as_bytes());
+    assert_eq!(
+        host.applied.borrow().last().map(String::as_str),
+        Some(ORIGINAL)
+    );
 }
 
 #[test]
@@ -319,4 +324,38 @@ fn a_change_made_by_hand_during_an_edit_is_never_overwritten() {
     let (why, _) = run(run_edit(&file, &mut Counting { steps: 3 }, &host)).unwrap_err();
     assert!(why.contains("changed by someone else"), "{why}");
     assert_eq!(fs::read_to_string(&file).unwrap(), "edited by hand\n");
+}
+
+/// A host whose apply never finishes: the edit is dropped halfway, as at shutdown.
+struct HangingHost(FakeHost);
+
+impl EditHost for HangingHost {
+    async fn validate(&self, file: &Path, candidate: &[u8]) -> Result<(), String> {
+        self.0.validate(file, candidate).await
+    }
+    async fn apply(&self) -> Result<(), String> {
+        std::future::pending().await
+    }
+    async fn verify(&self) -> Option<(bool, String)> {
+        None
+    }
+}
+
+#[test]
+fn an_edit_dropped_halfway_puts_the_original_back_on_disk() {
+    let (_dir, file) = Scratch::new("dropped", ORIGINAL);
+    let host = HangingHost(FakeHost {
+        file: file.clone(),
+        ..Default::default()
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let mut planner = Counting { steps: 1 };
+    let edit = run_edit(&file, &mut planner, &host);
+    let outcome = runtime
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_millis(50), edit).await });
+    assert!(outcome.is_err(), "the edit was cut off");
+    assert_eq!(fs::read(&file).unwrap(), ORIGINAL.as_bytes());
 }
