@@ -327,16 +327,22 @@ fn an_exhausted_pool_is_grown_within_its_cap_and_errors_drop() {
     let lab = env.lab();
     lab.break_scenario(Scenario::Exhaustion)
         .expect("shrink the pool");
-    let webhook = Webhook::start();
-    let yaml = shipped_policy(&env, "php-fpm-max-children.yaml")
-        .replace("http://127.0.0.1:9093/hooks/salve", &webhook.url);
-    let agent = start(&env, "children.yaml", &yaml);
-
+    // Measured before salve watches: once it does, its restart lands mid-burst.
     let before = burst_errors(lab.http_port());
     assert!(
         before > 0,
         "one worker should not serve ten 0.5 s requests within 3 s"
     );
+    // Here php-fpm warned under the first burst only, not again under a second one
+    // two seconds later; a restarted pool warns afresh.
+    lab.systemctl(&["restart", "php8.2-fpm.service"])
+        .expect("restart the pool");
+    let webhook = Webhook::start();
+    let yaml = shipped_policy(&env, "php-fpm-max-children.yaml")
+        .replace("http://127.0.0.1:9093/hooks/salve", &webhook.url);
+    let agent = start(&env, "children.yaml", &yaml);
+    // The load again, now with salve following the pool's log.
+    burst_errors(lab.http_port());
     let (result, error, diffs) = first_outcome(&agent, Duration::from_secs(30));
     let records = agent.records();
     assert_eq!(result, "Ok", "{error:?}\n{}", agent.log_text());
