@@ -399,6 +399,10 @@ pub fn log_causes(input: &Input<'_>, errors: &GatewayErrors, findings: &mut Vec<
     if closed > 0 {
         add("upstream_closed", gateway::UPSTREAM_CLOSED, format!("{closed} times PHP-FPM closed the connection mid-response (a worker crashed or was killed; see PHP-FPM's log) (502)"), None, findings);
     }
+    let garbled = errors.count(gateway::GARBLED);
+    if garbled > 0 {
+        add("upstream_garbled", gateway::GARBLED, format!("{garbled} responses from the upstream were not valid FastCGI (a fastcgi_pass pointing at an HTTP server or another protocol?) (502)"), None, findings);
+    }
     if errors.gateway_timeout > 0 {
         add("upstream_timeouts", gateway::TIMED_OUT, format!("{} requests timed out waiting for PHP-FPM: 504, not 502 (slow pages or every worker busy)", errors.gateway_timeout), Some("nginx-upstream-timeout"), findings);
     }

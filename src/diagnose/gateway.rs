@@ -33,6 +33,7 @@ pub const BACKLOG_FULL: &str = "listen backlog full (11)";
 pub const PERMISSION_DENIED: &str = "permission denied (13)";
 pub const TOO_BIG_HEADER: &str = "headers too big for the buffers";
 pub const UPSTREAM_CLOSED: &str = "upstream closed the connection";
+pub const GARBLED: &str = "upstream sent an invalid response";
 pub const TIMED_OUT: &str = "upstream timed out";
 
 /// The messages nginx 1.22 writes, matched on the message text (never the level).
@@ -48,6 +49,10 @@ fn patterns() -> &'static [(&'static str, Regex)] {
             (
                 UPSTREAM_CLOSED,
                 r"upstream prematurely closed|recv\(\) failed \(104: Connection reset by peer\) while reading response header from upstream",
+            ),
+                        (
+                GARBLED,
+                r"upstream sent (?:invalid|unsupported|unexpected)[a-zA-Z ]*(?:header|version|type|record|status)",
             ),
             (TIMED_OUT, r"upstream timed out \("),
         ]
@@ -94,7 +99,8 @@ mod tests {
             r#"2026/11/25 01:00:02 [crit] 7#7: *3 connect() to unix:/run/php/php8.2-fpm.sock failed (13: Permission denied) while connecting to upstream"#,
             r#"2026/11/25 01:00:03 [error] 7#7: *4 upstream sent too big header while reading response header from upstream"#,
             r#"2026/11/25 01:00:04 [error] 7#7: *5 upstream timed out (110: Connection timed out) while reading response header from upstream"#,
-            r#"2026/11/25 01:00:05 [error] 7#7: *6 open() "/srv/www/favicon.ico" failed (2: No such file or directory)"#,
+                        r#"2026/11/25 01:00:05 [error] 7#7: *6 open() "/srv/www/favicon.ico" failed (2: No such file or directory)"#,
+            r#"2026/11/25 01:00:06 [error] 7#7: *7 upstream sent unsupported FastCGI protocol version: 72 while reading response header from upstream"#,
         ]
         .map(String::from)
         .to_vec();
@@ -103,7 +109,8 @@ mod tests {
         assert_eq!(g.count(REFUSED), 1);
         assert_eq!(g.count(PERMISSION_DENIED), 1);
         assert_eq!(g.count(TOO_BIG_HEADER), 1);
-        assert_eq!(g.total_502(), 4, "the favicon line is noise");
+        assert_eq!(g.count(GARBLED), 1);
+        assert_eq!(g.total_502(), 5, "the favicon line is noise");
         assert_eq!(g.gateway_timeout, 1);
     }
 }
