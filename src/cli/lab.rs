@@ -21,14 +21,16 @@ enum LabCommand {
         #[arg(long, default_value_t = DEFAULT_HTTP_PORT)]
         port: u16,
     },
-    /// Break the lab on purpose: crash, stop, disable, crashloop or hang.
+    /// Break the lab on purpose: crash, stop, disable, crashloop, hang, socket-permissions,
+    /// fastcgi-mismatch or exhaustion.
     Break {
         #[arg(value_parser = parse_scenario)]
         scenario: Scenario,
         #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
     },
-    /// Undo every scenario: restore the pool config, enable and restart the pool.
+    /// Undo every scenario: rewrite the configs as a fresh lab has them, enable and
+    /// restart the pool, restart nginx.
     Repair {
         #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
@@ -60,7 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         LabCommand::Break { scenario, dir } => break_lab(scenario, &dir),
         LabCommand::Repair { dir } => {
             let lab = Lab::attach(&dir)?;
-            say("repairing: restoring the pool config, enabling and restarting php8.2-fpm");
+            say("repairing: rewriting the configs, enabling and restarting php8.2-fpm, restarting nginx");
             lab.repair()?;
             println!("{}", lab.status()?);
             Ok(ExitCode::SUCCESS)

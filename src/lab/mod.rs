@@ -313,8 +313,9 @@ impl Lab {
         self.inflict(scenario)
     }
 
-    /// Undoes every scenario: restores the pool config's original bytes, re-enables
-    /// and restarts the pool, starts nginx, and waits for ping.php to answer 200.
+    /// Undoes every scenario: rewrites every config as a fresh lab has it (whatever a
+    /// scenario or salve changed), re-enables and restarts the pool, restarts nginx, and
+    /// waits for ping.php to answer 200.
     pub fn repair(&self) -> Result<(), LabError> {
         self.restore()
     }
