@@ -23,7 +23,7 @@ const ERE: [&str; 5] = [
     r"connect\(\) (to [^ ]+ )?failed \(13: Permission denied\) while connecting to upstream",
     r"upstream sent too big header while reading response header from upstream",
     r"upstream timed out \([0-9]+: [^)]*\) while [a-z ]+ upstream",
-    r"\[pool [^]]+\] server reached pm\.max_children setting \([0-9]+\)",
+    r"\[pool [^]]+\] server reached (pm\.)?max_children setting \([0-9]+\)",
 ];
 
 /// The same for fail2ban (Python `re`), which insists on a `<HOST>` (or `<F-ID>`) group:
@@ -33,7 +33,7 @@ const FAIL2BAN: [&str; 5] = [
     r"connect\(\) (?:to \S+ )?failed \(13: Permission denied\) while connecting to upstream, client: <HOST>",
     r"upstream sent too big header while reading response header from upstream, client: <HOST>",
     r"upstream timed out \(\d+: [^)]*\) while [a-z ]+ upstream, client: <HOST>",
-    r"\[pool <F-ID>[^\]]+</F-ID>\] server reached pm\.max_children setting \(\d+\)",
+    r"\[pool <F-ID>[^\]]+</F-ID>\] server reached (?:pm\.)?max_children setting \(\d+\)",
 ];
 
 /// One realistic nginx 1.22 error log line, `t` seconds after 2026/11/24 22:00:00.

@@ -268,14 +268,13 @@ pub fn max_children(input: &Input<'_>, findings: &mut Vec<Finding>, skipped: &mu
         let Ok(max) = entry.value.trim().parse::<u64>() else {
             continue;
         };
-        let marker = format!(
-            "[pool {}] server reached pm.max_children setting",
-            pool.name
-        );
+        // `pm = dynamic` logs "reached pm.max_children setting", `ondemand` "reached
+        // max_children setting".
+        let marker = format!("[pool {}] server reached ", pool.name);
         let reached: Vec<String> = input
             .fpm_log
             .iter()
-            .filter(|l| l.contains(&marker))
+            .filter(|l| l.contains(&marker) && l.contains("max_children setting ("))
             .cloned()
             .collect();
         let room = input.memory.as_ref().and_then(|m| {

@@ -73,7 +73,7 @@ fn a_matching_well_permissioned_enabled_stack_is_healthy() {
 
 #[test]
 fn a_fastcgi_pass_to_no_pool_is_reported_at_its_line_with_its_policy() {
-    let conf = NGINX.replace("php8.2-fpm.sock", "php-fpm.sock");
+    let conf = NGINX.replace("php8.2-fpm.sock", "php7.4-fpm.sock");
     let report = Case::new(&conf, POOL).report();
     let f = &report.findings[0];
     assert_eq!(f.kind, "fastcgi_pass_mismatch");

@@ -10,8 +10,9 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Debian's version-less socket name: the classic copy-paste mismatch.
-pub const MISMATCHED_SOCKET: &str = "/run/php/php-fpm.sock";
+/// The socket of the PHP that Debian 11 shipped: after an upgrade to Debian 12 (PHP
+/// 8.2) a site still pointing there is the classic mismatch.
+pub const MISMATCHED_SOCKET: &str = "/run/php/php7.4-fpm.sock";
 
 /// Long enough for a reload on a loaded CI machine.
 const TAKE_EFFECT: Duration = Duration::from_secs(15);

@@ -74,7 +74,7 @@ impl Scenario {
                 "give the pool socket to root with mode 0600, so nginx may not open it"
             }
             Scenario::FastcgiMismatch => {
-                "point nginx's fastcgi_pass at /run/php/php-fpm.sock, where no pool listens"
+                "point nginx's fastcgi_pass at /run/php/php7.4-fpm.sock, where no pool listens"
             }
             Scenario::Exhaustion => "shrink the pool to pm.max_children = 1",
         }

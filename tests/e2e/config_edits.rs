@@ -299,7 +299,7 @@ fn a_fastcgi_pass_to_nowhere_is_diagnosed_and_aligned_to_the_pool() {
     let (result, _, diffs) = healed(lab, &agent, "/ping.php", Duration::from_secs(30));
     assert_eq!(result, "Ok");
     assert!(
-        diffs[0].contains("-        fastcgi_pass unix:/run/php/php-fpm.sock;\n+        fastcgi_pass unix:/run/php/php8.2-fpm.sock;"),
+        diffs[0].contains("-        fastcgi_pass unix:/run/php/php7.4-fpm.sock;\n+        fastcgi_pass unix:/run/php/php8.2-fpm.sock;"),
         "{}",
         diffs[0]
     );

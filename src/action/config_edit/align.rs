@@ -36,18 +36,27 @@ pub fn reaches(fastcgi_pass: &str, listen: &str) -> bool {
     if pass == wanted {
         return true;
     }
+    // Loopback names are interchangeable: localhost:9000 reaches 127.0.0.1:9000.
+    let port_of = |s: &str| s.rsplit_once(':').map(|(_, p)| p.to_string());
+    if is_local(pass) && is_local(&wanted) && port_of(pass) == port_of(&wanted) {
+        return true;
+    }
     // A pool on all addresses (a bare port, 0.0.0.0 or [::]) is reached through any
     // local address on that port.
     let all_addresses = {
         let l = listen.trim();
         l.chars().all(|c| c.is_ascii_digit()) || l.starts_with("0.0.0.0:") || l.starts_with("[::]:")
     };
-    let port_of = |s: &str| s.rsplit_once(':').map(|(_, p)| p.to_string());
     all_addresses && is_local(pass) && port_of(pass).is_some() && port_of(pass) == port_of(&wanted)
 }
 
-/// Debian's /var/run is a symlink to /run: both spellings name one socket.
+/// Whether two socket paths name one socket. Where both exist on this host they are
+/// compared where they lead: Debian's /run/php/php-fpm.sock is an alternatives symlink
+/// to the versioned socket while PHP-FPM runs, and /var/run is a symlink to /run.
 fn same_socket(a: &str, b: &str) -> bool {
+    if let (Ok(x), Ok(y)) = (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        return x == y;
+    }
     let canonical = |p: &str| match p.strip_prefix("/var/run/") {
         Some(rest) => format!("/run/{rest}"),
         None => p.to_string(),
@@ -55,11 +64,15 @@ fn same_socket(a: &str, b: &str) -> bool {
     canonical(a) == canonical(b)
 }
 
+const LOOPBACK: [&str; 3] = ["127.0.0.1:", "localhost:", "[::1]:"];
+
 fn is_local(address: &str) -> bool {
-    ["127.0.0.1:", "localhost:", "[::1]:"]
-        .iter()
-        .any(|h| address.starts_with(h))
+    LOOPBACK.iter().any(|h| address.starts_with(h))
 }
+
+/// Debian's version-less alias, present only while a PHP-FPM runs (the unit's
+/// php-fpm-socket-helper creates and removes it).
+const DEBIAN_ALIAS: [&str; 2] = ["/run/php/php-fpm.sock", "/var/run/php/php-fpm.sock"];
 
 /// A pool's `listen` as php-fpm reads it: `$pool` stands for the pool's name.
 pub fn pool_listen(pool: &str, listen: &str) -> String {
@@ -86,7 +99,15 @@ pub fn pass_reaches(target: &str, listens: &[String]) -> Option<bool> {
     if !target.starts_with("unix:") && !is_local(target) {
         return None;
     }
-    Some(listens.iter().any(|l| reaches(target, l)))
+    let reached = listens.iter().any(|l| reaches(target, l));
+    let alias = target
+        .strip_prefix("unix:")
+        .is_some_and(|p| DEBIAN_ALIAS.contains(&p) && std::fs::metadata(p).is_err());
+    if !reached && alias {
+        // Absent now, it may still lead to a pool whenever PHP-FPM runs.
+        return None;
+    }
+    Some(reached)
 }
 
 pub struct AlignPlanner<'a> {
@@ -196,8 +217,17 @@ mod tests {
             Some(true)
         );
         assert_eq!(
-            pass_reaches("unix:/run/php/php-fpm.sock", &listens),
+            pass_reaches("unix:/run/php/php7.4-fpm.sock", &listens),
             Some(false)
+        );
+        assert_eq!(
+            pass_reaches("unix:/run/php/php-fpm.sock", &listens),
+            None,
+            "Debian's alias, absent while PHP-FPM is down"
+        );
+        assert_eq!(
+            pass_reaches("localhost:9000", &["127.0.0.1:9000".to_string()]),
+            Some(true)
         );
         assert_eq!(pass_reaches("127.0.0.1:9000", &listens), Some(true));
         assert_eq!(pass_reaches("127.0.0.1:9001", &listens), Some(false));

@@ -80,13 +80,55 @@ fn in_tree(file: &Path, config: &Path, files: impl Iterator<Item = PathBuf>) -> 
     }
 }
 
-/// Values of the raised directives set at the `http` level anywhere in the config.
-fn http_level(config: &NginxConfig, args: &NginxEditArgs) -> BTreeMap<String, Vec<String>> {
+/// For each raised directive, the largest value set in another file of the config at a
+/// level enclosing the edited blocks: their context chain (following includes) starts
+/// with the setting's. A sibling `server` has the same chain as the edited one, so this
+/// can over-state what is inherited (the raise then starts higher, still capped), but it
+/// never under-states it.
+fn inherited_elsewhere(
+    config: &NginxConfig,
+    args: &NginxEditArgs,
+) -> BTreeMap<String, Vec<String>> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    let edited = canonical(&args.file);
+    let Some(edited_file) = config.files.iter().find(|f| canonical(&f.path) == edited) else {
+        return BTreeMap::new();
+    };
+    let walk = config.walk();
+    let context = args
+        .context
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let chains: Vec<&Vec<String>> = walk
+        .iter()
+        .filter(|l| std::ptr::eq(l.file, edited_file) && l.directive.block.is_some())
+        .filter(|l| {
+            l.directive
+                .head()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                == context
+        })
+        .map(|l| &l.contexts)
+        .collect();
     let mut outer = BTreeMap::new();
-    for l in config.walk() {
-        let raised = args.raise.iter().any(|r| r.directive == l.directive.name);
-        if raised && l.contexts.len() == 1 && l.contexts[0] == "http" {
-            outer.insert(l.directive.name.clone(), l.directive.args.clone());
+    for raise in &args.raise {
+        let Some(known) = crate::webconf::raisable::raisable_directive(&raise.directive) else {
+            continue;
+        };
+        let best = walk
+            .iter()
+            .filter(|l| l.directive.name == raise.directive && !std::ptr::eq(l.file, edited_file))
+            .filter(|l| chains.iter().any(|c| c.starts_with(&l.contexts)))
+            .filter_map(|l| {
+                let value = known.parse(l.directive.args.get(known.arg)?).ok()?;
+                Some((value, l.directive.args.clone()))
+            })
+            .max_by_key(|(value, _)| *value);
+        if let Some((_, args)) = best {
+            outer.insert(raise.directive.clone(), args);
         }
     }
     outer
@@ -158,7 +200,7 @@ impl Executor {
                             &args.config,
                             config.files.iter().map(|f| f.path.clone()),
                         )?;
-                        Ok(http_level(&config, args))
+                        Ok(inherited_elsewhere(&config, args))
                     });
                 match prepared {
                     Ok(outer) => {
@@ -218,5 +260,59 @@ impl Executor {
             }
             Err((why, diff)) => (Err(why), diff),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::RaiseDirective;
+
+    #[test]
+    fn a_value_set_in_the_server_that_includes_the_edited_file_is_what_a_raise_starts_from() {
+        let dir = std::env::temp_dir().join(format!("salve-inherit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (main, snippet) = (dir.join("nginx.conf"), dir.join("php.conf"));
+        std::fs::write(
+            &main,
+            "http {\n    fastcgi_buffer_size 8k;\n    server {\n        fastcgi_buffer_size 32k;\n        include php.conf;\n    }\n    server {\n        fastcgi_buffer_size 16k;\n    }\n}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &snippet,
+            "location ~ \\.php$ {\n    fastcgi_pass unix:/run/php/php8.2-fpm.sock;\n}\n",
+        )
+        .unwrap();
+        let args = NginxEditArgs {
+            file: snippet.clone(),
+            context: "location ~ \\.php$".into(),
+            raise: vec![RaiseDirective {
+                directive: "fastcgi_buffer_size".into(),
+                factor: 2.0,
+                max: 65536,
+            }],
+            set: Vec::new(),
+            config: main.clone(),
+            unit: None,
+            apply: ApplyWith::Reload,
+        };
+        let config = nginx::load(&main).unwrap();
+        let outer = inherited_elsewhere(&config, &args);
+        let in_tree = in_tree(&snippet, &main, config.files.iter().map(|f| f.path.clone()));
+        let outside = in_tree_check_outside(&dir, &main, &config);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            outer.get("fastcgi_buffer_size"),
+            Some(&vec!["32k".to_string()])
+        );
+        assert_eq!(in_tree, Ok(()));
+        assert!(outside.unwrap_err().contains("is not read by"));
+    }
+
+    fn in_tree_check_outside(dir: &Path, main: &Path, config: &NginxConfig) -> Result<(), String> {
+        let stray = dir.join("disabled.conf");
+        std::fs::write(&stray, "server {}\n").unwrap();
+        in_tree(&stray, main, config.files.iter().map(|f| f.path.clone()))
     }
 }

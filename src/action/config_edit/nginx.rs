@@ -2,16 +2,17 @@
 
 use super::{Planned, Planner};
 use crate::policy::NginxEditArgs;
+use crate::webconf::apply_edits;
 use crate::webconf::nginx::{self, Directive, NginxFile};
 use crate::webconf::raisable::raisable_directive;
-use crate::webconf::{apply_edits, Edit};
 use std::collections::BTreeMap;
 
 pub struct NginxPlanner<'a> {
     pub args: &'a NginxEditArgs,
-    /// Values set at the `http` level in other files of the config: what a block in
-    /// this file inherits when neither it nor its enclosing blocks here set a directive.
-    /// Raising from nginx's default instead could *lower* such a value.
+    /// For each raised directive, the largest value set in another file of the config
+    /// in a block enclosing the edited ones (through includes): what they may inherit
+    /// when nothing in this file sets it. Raising from nginx's default instead could
+    /// *lower* such a value; taking the largest candidate never does.
     pub outer: BTreeMap<String, Vec<String>>,
 }
 
@@ -36,6 +37,13 @@ const KEYED: &[&str] = &[
     "proxy_pass_header",
 ];
 
+/// One directive to write into the `block`-th matching block.
+struct Change {
+    block: usize,
+    name: String,
+    args: Vec<String>,
+}
+
 impl Planner for NginxPlanner<'_> {
     fn next(&mut self, current: &str) -> Result<Option<Planned>, String> {
         let file = nginx::parse(&self.args.file, current).map_err(|e| e.to_string())?;
@@ -47,23 +55,28 @@ impl Planner for NginxPlanner<'_> {
                 self.args.file.display()
             ));
         }
-        let mut edits: Vec<Edit> = Vec::new();
+        let mut changes: Vec<Change> = Vec::new();
         let mut summary = Vec::new();
         let mut raised = false;
-        for (block, ancestors) in &blocks {
+        for (index, (block, ancestors)) in blocks.iter().enumerate() {
             for raise in &self.args.raise {
                 let Some(known) = raisable_directive(&raise.directive) else {
                     return Err(format!("salve cannot raise {}", raise.directive));
                 };
-                let existing = child(block, &raise.directive);
-                let mut args: Vec<String> =
-                    match existing.or_else(|| inherited(ancestors, &raise.directive)) {
-                        Some(d) => d.args.clone(),
-                        None => match self.outer.get(&raise.directive) {
-                            Some(args) => args.clone(),
-                            None => known.default.iter().map(|s| s.to_string()).collect(),
-                        },
-                    };
+                // A file included inside a block (a snippet in `server`) has its top-level
+                // directives in that block: they count as its outermost ancestor here.
+                let in_force = child(block, &raise.directive)
+                    .or_else(|| inherited(ancestors, &raise.directive))
+                    .or_else(|| {
+                        file.directives
+                            .iter()
+                            .rev()
+                            .find(|d| d.name == raise.directive && d.block.is_none())
+                    })
+                    .map(|d| d.args.clone())
+                    .or_else(|| self.outer.get(&raise.directive).cloned());
+                let mut args: Vec<String> = in_force
+                    .unwrap_or_else(|| known.default.iter().map(|s| s.to_string()).collect());
                 let Some(text) = args.get(known.arg) else {
                     return Err(format!(
                         "{} has too few arguments in {}",
@@ -90,27 +103,47 @@ impl Planner for NginxPlanner<'_> {
                     raise.directive,
                     args.join(" ")
                 ));
-                push(&mut edits, &file, block, existing, &raise.directive, &args);
+                changes.push(Change {
+                    block: index,
+                    name: raise.directive.clone(),
+                    args,
+                });
             }
             for set in &self.args.set {
                 let args: Vec<String> = set.value.split_whitespace().map(String::from).collect();
-                let existing = if KEYED.contains(&set.directive.as_str()) {
-                    last_child(block, &set.directive, args.first())
-                } else {
-                    child(block, &set.directive)
-                };
-                if existing.is_some_and(|d| d.args == args) {
+                if existing(block, &set.directive, &args).is_some_and(|d| d.args == args) {
                     continue;
                 }
                 summary.push(format!("{} = {}", set.directive, set.value));
-                push(&mut edits, &file, block, existing, &set.directive, &args);
+                changes.push(Change {
+                    block: index,
+                    name: set.directive.clone(),
+                    args,
+                });
             }
         }
         // Every raise at its cap and every setting in place: no further step.
-        if !self.args.raise.is_empty() && !raised && edits.is_empty() {
+        if !self.args.raise.is_empty() && !raised && changes.is_empty() {
             return Ok(None);
         }
-        let text = apply_edits(current, &edits).map_err(|e| e.to_string())?;
+        // One change at a time, each on a fresh parse: an insertion reshapes its block
+        // (a one-line block opens up), so offsets from before it would be stale.
+        let mut text = current.to_string();
+        for change in changes.iter().rev() {
+            let file = nginx::parse(&self.args.file, &text).map_err(|e| e.to_string())?;
+            let blocks = blocks_with_ancestors(&file, &self.args.context);
+            let Some((block, _)) = blocks.get(change.block) else {
+                return Err(format!(
+                    "the `{}` block moved while editing",
+                    self.args.context
+                ));
+            };
+            let edit = match existing(block, &change.name, &change.args) {
+                Some(d) => nginx::replace_args(d, &change.args),
+                None => nginx::insert_directive(&file, block, &change.name, &change.args),
+            };
+            text = apply_edits(&text, &[edit]).map_err(|e| e.to_string())?;
+        }
         Ok(Some(Planned {
             text,
             summary: format!("{} in `{}`", summary.join(", "), self.args.context),
@@ -118,25 +151,13 @@ impl Planner for NginxPlanner<'_> {
     }
 }
 
-/// Several new directives in one block become one insertion, so their order is kept.
-fn push(
-    edits: &mut Vec<Edit>,
-    file: &NginxFile,
-    block: &Directive,
-    existing: Option<&Directive>,
-    name: &str,
-    args: &[String],
-) {
-    let edit = match existing {
-        Some(d) => nginx::replace_args(d, args),
-        None => nginx::insert_directive(file, block, name, args),
-    };
-    match edits
-        .iter_mut()
-        .find(|e| e.range == edit.range && e.range.is_empty())
-    {
-        Some(same_spot) => same_spot.replacement.push_str(&edit.replacement),
-        None => edits.push(edit),
+/// The directive a change to `name` rewrites: for a keyed one (`add_header X ...`) only
+/// the one with the same first argument.
+fn existing<'a>(block: &'a Directive, name: &str, args: &[String]) -> Option<&'a Directive> {
+    if KEYED.contains(&name) {
+        last_child(block, name, args.first())
+    } else {
+        child(block, name)
     }
 }
 

@@ -160,3 +160,33 @@ fn settings_still_apply_when_every_raise_is_at_its_cap() {
     );
     assert_eq!(planner.next(&planned.text).unwrap(), None);
 }
+
+#[test]
+fn two_new_directives_fit_into_a_one_line_block() {
+    let site =
+        "server {\n    location ~ \\.php$ { fastcgi_pass unix:/run/php/php8.2-fpm.sock; }\n}\n";
+    let a = args(
+        vec![
+            raise("fastcgi_buffer_size", 64 * 1024),
+            raise("fastcgi_buffers", 64 * 1024),
+        ],
+        Vec::new(),
+    );
+    let planned = NginxPlanner::new(&a).next(site).unwrap().unwrap();
+    let reparsed = crate::webconf::nginx::parse(std::path::Path::new("x"), &planned.text).unwrap();
+    let location = &reparsed.directives[0].block.as_ref().unwrap().children[0];
+    let names: Vec<&str> = location
+        .block
+        .as_ref()
+        .unwrap()
+        .children
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["fastcgi_buffer_size", "fastcgi_buffers", "fastcgi_pass"],
+        "{}",
+        planned.text
+    );
+}

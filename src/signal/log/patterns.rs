@@ -53,7 +53,8 @@ static BUILTIN: [BuiltinPattern; 5] = [
     },
     BuiltinPattern {
         name: "phpfpm.max_children_reached",
-        regex: r"\[pool (?P<pool>[^\]]+)\] server reached pm\.max_children setting \((?P<max_children>\d+)\)",
+        // `pm = dynamic` writes "pm.max_children", `pm = ondemand` "max_children".
+        regex: r"\[pool (?P<pool>[^\]]+)\] server reached (?:pm\.)?max_children setting \((?P<max_children>\d+)\)",
         description: "every PHP-FPM worker of the pool is busy; requests queue",
         nginx_context: false,
     },

@@ -202,3 +202,13 @@ fn scanning_a_chunk_finds_exactly_the_lines_matching_line_by_line_finds() {
     assert_eq!(scanned, expected);
     assert_eq!(scanned.len(), 8);
 }
+
+#[test]
+fn an_ondemand_pool_reaching_its_limit_matches_too() {
+    let set = all();
+    let line = "[25-Nov-2026 01:00:00] WARNING: [pool api] server reached max_children setting (8), consider raising it";
+    let m = only(&set, line);
+    assert_eq!(m.name, "phpfpm.max_children_reached");
+    assert_eq!(m.field("pool"), Some("api"));
+    assert_eq!(m.field("max_children"), Some("8"));
+}
