@@ -60,12 +60,28 @@ impl Accounts {
                 .is_some_and(|m| m.iter().any(|u| u == user))
     }
 
-    /// Connecting to a Unix socket needs write permission on it.
-    pub fn may_connect(&self, user: &str, owner: &str, group: &str, mode: u32) -> bool {
-        user == "root"
-            || (user == owner && mode & 0o200 != 0)
-            || (self.in_group(user, group) && mode & 0o020 != 0)
-            || mode & 0o002 != 0
+    /// Connecting to a Unix socket needs write permission on it. As the kernel checks
+    /// it: the owner's bits for the owner, else the group's bits for a member (of the
+    /// worker's group or, after nginx's initgroups(), of a group listing the user), else
+    /// the others' bits.
+    pub fn may_connect(
+        &self,
+        user: &str,
+        user_group: &str,
+        owner: &str,
+        group: &str,
+        mode: u32,
+    ) -> bool {
+        if user == "root" {
+            return true;
+        }
+        if user == owner {
+            return mode & 0o200 != 0;
+        }
+        if user_group == group || self.in_group(user, group) {
+            return mode & 0o020 != 0;
+        }
+        mode & 0o002 != 0
     }
 }
 
@@ -79,14 +95,22 @@ mod tests {
     #[test]
     fn nginx_may_connect_through_owner_group_or_other_bits() {
         let a = Accounts::parse(PASSWD, GROUP);
-        assert!(a.may_connect("www-data", "www-data", "www-data", 0o660));
-        assert!(!a.may_connect("www-data", "root", "root", 0o600));
-        assert!(!a.may_connect("www-data", "root", "root", 0o660));
+        assert!(a.may_connect("www-data", "www-data", "www-data", "www-data", 0o660));
+        assert!(!a.may_connect("www-data", "www-data", "root", "root", 0o600));
+        assert!(!a.may_connect("www-data", "www-data", "root", "root", 0o660));
         assert!(
-            a.may_connect("nginx", "root", "www-data", 0o660),
+            a.may_connect("nginx", "nginx", "root", "www-data", 0o660),
             "nginx is listed in www-data"
         );
-        assert!(a.may_connect("nginx", "root", "root", 0o666));
+        assert!(a.may_connect("nginx", "nginx", "root", "root", 0o666));
+        assert!(
+            !a.may_connect("www-data", "www-data", "www-data", "root", 0o066),
+            "the owner gets the owner's bits only"
+        );
+        assert!(
+            a.may_connect("nobody", "web", "root", "web", 0o660),
+            "`user nobody web;` runs in group web"
+        );
         assert_eq!(a.primary_group("www-data"), Some("www-data"));
     }
 }

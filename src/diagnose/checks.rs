@@ -49,7 +49,10 @@ fn addresses(input: &Input<'_>, target: &str) -> Vec<String> {
         .collect()
 }
 
-pub fn fastcgi_pass(input: &Input<'_>, findings: &mut Vec<Finding>) {
+/// Reports every `fastcgi_pass` that reaches no pool; returns the socket paths they
+/// name, whose "No such file" errors in the log that explains.
+pub fn fastcgi_pass(input: &Input<'_>, findings: &mut Vec<Finding>) -> Vec<String> {
+    let mut mismatched = Vec::new();
     let pools: Vec<(String, String)> = input
         .fpm
         .pools()
@@ -60,7 +63,7 @@ pub fn fastcgi_pass(input: &Input<'_>, findings: &mut Vec<Finding>) {
         })
         .collect();
     if pools.is_empty() {
-        return;
+        return mismatched;
     }
     let listens: Vec<String> = pools.iter().map(|(_, l)| l.clone()).collect();
     for pass in fastcgi_passes(input) {
@@ -69,38 +72,60 @@ pub fn fastcgi_pass(input: &Input<'_>, findings: &mut Vec<Finding>) {
         };
         // An upstream's servers decide for it; anything the configs cannot settle
         // (a variable, another host) is not reported.
-        let verdicts: Vec<Option<bool>> = addresses(input, target)
-            .iter()
-            .map(|a| pass_reaches(a, &listens))
-            .collect();
+        let leads_to = addresses(input, target);
+        let verdicts: Vec<Option<bool>> =
+            leads_to.iter().map(|a| pass_reaches(a, &listens)).collect();
         let mismatch = !verdicts.is_empty() && verdicts.iter().all(|v| *v == Some(false));
         if !mismatch {
             continue;
         }
         let pools: Vec<String> = pools.iter().map(|(p, l)| format!("[{p}] on {l}")).collect();
+        mismatched.extend(
+            leads_to
+                .iter()
+                .filter_map(|a| a.strip_prefix("unix:").map(String::from)),
+        );
+        let via_upstream = leads_to.first().map(String::as_str) != Some(target.as_str());
         let mut f = at(
             "fastcgi_pass_mismatch",
             &pass.file.path,
             pass.directive.line,
             format!(
-                "fastcgi_pass {target} reaches no PHP-FPM pool; the pools listen as {}",
-                pools.join(", ")
+                "fastcgi_pass {target}{} reaches no PHP-FPM pool; the pools listen as {}{}",
+                if via_upstream {
+                    format!(" (upstream servers {})", leads_to.join(", "))
+                } else {
+                    String::new()
+                },
+                pools.join(", "),
+                if via_upstream {
+                    "; alignFastcgiPass does not rewrite upstream servers: fix them by hand"
+                } else {
+                    ""
+                }
             ),
         );
-        f.policy = Some("nginx-fastcgi-pass-mismatch");
+        f.policy = (!via_upstream).then_some("nginx-fastcgi-pass-mismatch");
         findings.push(f);
     }
+    mismatched
 }
 
-/// nginx's worker user: the `user` directive, or nginx's compiled-in `nobody`.
-fn nginx_user(input: &Input<'_>) -> String {
-    input
+/// nginx's worker user and group: `user USER [GROUP];` (the group defaults to the one
+/// named like the user), or nginx's compiled-in `nobody nogroup`.
+fn nginx_user(input: &Input<'_>) -> (String, String) {
+    let args = input
         .nginx
         .walk()
         .into_iter()
         .find(|l| l.contexts.is_empty() && l.directive.name == "user")
-        .and_then(|l| l.directive.args.first().cloned())
-        .unwrap_or_else(|| "nobody".to_string())
+        .map(|l| l.directive.args.clone())
+        .unwrap_or_default();
+    match args.as_slice() {
+        [user, group, ..] => (user.clone(), group.clone()),
+        [user] => (user.clone(), user.clone()),
+        [] => ("nobody".to_string(), "nogroup".to_string()),
+    }
 }
 
 pub fn socket_permissions(
@@ -108,18 +133,29 @@ pub fn socket_permissions(
     findings: &mut Vec<Finding>,
     skipped: &mut Vec<String>,
 ) {
-    let user = nginx_user(input);
+    let (user, user_group) = nginx_user(input);
     if !input.accounts.knows_user(&user) {
         skipped.push(format!(
             "socket permissions: nginx's user {user} is not in /etc/passwd"
         ));
         return;
     }
+    let passes: Vec<String> = fastcgi_passes(input)
+        .iter()
+        .filter_map(|l| l.directive.args.first())
+        .flat_map(|t| addresses(input, t))
+        .collect();
     for pool in input.fpm.pools() {
         let Some((file, listen)) = pool.locate("listen") else {
             continue;
         };
-        if !listen.value.starts_with('/') {
+        let socket = pool_listen(&pool.name, &listen.value);
+        // Only a socket nginx connects to matters; a pool for another client may be
+        // private on purpose.
+        let reached = passes
+            .iter()
+            .any(|p| pass_reaches(p, std::slice::from_ref(&socket)) == Some(true));
+        if !socket.starts_with('/') || !reached {
             continue;
         }
         if pool.get("listen.acl_users").is_some() || pool.get("listen.acl_groups").is_some() {
@@ -148,7 +184,10 @@ pub fn socket_permissions(
             ));
             continue;
         };
-        if input.accounts.may_connect(&user, &owner, &group, mode) {
+        if input
+            .accounts
+            .may_connect(&user, &user_group, &owner, &group, mode)
+        {
             continue;
         }
         let (file, line) = blame(&pool, &["listen.mode", "listen.owner", "listen.group"])
@@ -337,7 +376,12 @@ pub fn max_children(input: &Input<'_>, findings: &mut Vec<Finding>, skipped: &mu
 }
 
 /// Gateway errors in the log whose cause no config check explained.
-pub fn log_causes(input: &Input<'_>, errors: &GatewayErrors, findings: &mut Vec<Finding>) {
+pub fn log_causes(
+    input: &Input<'_>,
+    errors: &GatewayErrors,
+    mismatched: &[String],
+    findings: &mut Vec<Finding>,
+) {
     // The log is history: say so when the unit is fine now.
     let now = match &input.unit {
         Some(Ok(facts)) if facts.active_state == "active" => format!(
@@ -363,12 +407,14 @@ pub fn log_causes(input: &Input<'_>, errors: &GatewayErrors, findings: &mut Vec<
             evidence: errors.examples.get(cause).cloned().unwrap_or_default(),
         });
     };
-    // A missing socket is what a wrong fastcgi_pass looks like too; a refused one is not.
-    let missing = if explained("fastcgi_pass_mismatch") {
-        0
-    } else {
-        errors.count(gateway::SOCKET_MISSING)
-    };
+    // A missing socket is what a wrong fastcgi_pass looks like too, for the sockets it
+    // names; a refused one is not.
+    let missing: usize = errors
+        .missing_sockets
+        .iter()
+        .filter(|(socket, _)| !mismatched.contains(socket))
+        .map(|(_, n)| n)
+        .sum();
     let down = missing + errors.count(gateway::REFUSED);
     if down > 0 {
         let cause = if errors.count(gateway::REFUSED) > 0 {

@@ -15,6 +15,9 @@ pub struct GatewayErrors {
     /// A few lines per cause, for evidence.
     #[serde(skip)]
     pub examples: BTreeMap<&'static str, Vec<String>>,
+    /// "No such file" errors by the socket path nginx tried (`-` when not named).
+    #[serde(skip)]
+    pub missing_sockets: BTreeMap<String, usize>,
 }
 
 impl GatewayErrors {
@@ -74,6 +77,13 @@ pub fn classify_lines(lines: &[String]) -> GatewayErrors {
         else {
             continue;
         };
+        if cause == SOCKET_MISSING {
+            let socket = line
+                .split_once("connect() to unix:")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .unwrap_or("-");
+            *out.missing_sockets.entry(socket.to_string()).or_default() += 1;
+        }
         if cause == TIMED_OUT {
             out.gateway_timeout += 1;
         } else {

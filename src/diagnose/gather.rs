@@ -53,7 +53,7 @@ pub struct Gathered {
     pub memory: Option<Memory>,
     pub edge: Option<EdgeProbe>,
     pub skipped: Vec<String>,
-    pub error_log_path: PathBuf,
+    pub error_logs: Vec<PathBuf>,
     pub fpm_log_path: PathBuf,
 }
 
@@ -61,15 +61,18 @@ pub async fn gather(options: &Options) -> Result<Gathered, GatherError> {
     let nginx = nginx::load(&options.nginx_conf)?;
     let fpm = fpm::load(&options.fpm_conf)?;
     let mut skipped = Vec::new();
-    let error_log_path = options
-        .error_log
-        .clone()
-        .unwrap_or_else(|| nginx_error_log(&nginx));
+    let error_logs = match &options.error_log {
+        Some(path) => vec![path.clone()],
+        None => nginx_error_logs(&nginx),
+    };
     let fpm_log_path = options
         .fpm_log
         .clone()
         .unwrap_or_else(|| fpm_error_log(&fpm));
-    let nginx_log = tail_lines(&error_log_path, &mut skipped);
+    let mut nginx_log = Vec::new();
+    for path in &error_logs {
+        nginx_log.extend(tail_lines(path, &mut skipped));
+    }
     let fpm_log = tail_lines(&fpm_log_path, &mut skipped);
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
     let accounts = Accounts::parse(&read(&options.passwd), &read(&options.group));
@@ -98,20 +101,30 @@ pub async fn gather(options: &Options) -> Result<Gathered, GatherError> {
         memory,
         edge,
         skipped,
-        error_log_path,
+        error_logs,
         fpm_log_path,
     })
 }
 
-/// The main config's own `error_log` when it names a file, else Debian's default.
-fn nginx_error_log(nginx: &NginxConfig) -> PathBuf {
-    nginx
-        .walk()
-        .into_iter()
-        .find(|l| l.contexts.is_empty() && l.directive.name == "error_log")
-        .and_then(|l| l.directive.args.first().cloned())
-        .filter(|p| p.starts_with('/'))
-        .map_or_else(|| PathBuf::from(DEFAULT_NGINX_ERROR_LOG), PathBuf::from)
+/// Every file an `error_log` directive names, at any level: a site that logs to its own
+/// file puts its upstream errors there. Debian's default when there is none.
+fn nginx_error_logs(nginx: &NginxConfig) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for l in nginx.walk() {
+        if l.directive.name != "error_log" {
+            continue;
+        }
+        if let Some(path) = l.directive.args.first().filter(|p| p.starts_with('/')) {
+            let path = PathBuf::from(path);
+            if !paths.contains(&path) {
+                paths.push(path);
+            }
+        }
+    }
+    if paths.is_empty() {
+        paths.push(PathBuf::from(DEFAULT_NGINX_ERROR_LOG));
+    }
+    paths
 }
 
 fn fpm_error_log(fpm: &FpmConfig) -> PathBuf {

@@ -88,12 +88,12 @@ pub fn diagnose(input: &Input<'_>) -> Report {
     let mut findings = Vec::new();
     let mut skipped = Vec::new();
     let gateway_errors = classify_lines(input.nginx_log);
-    checks::fastcgi_pass(input, &mut findings);
+    let mismatched = checks::fastcgi_pass(input, &mut findings);
     checks::socket_permissions(input, &mut findings, &mut skipped);
     checks::enabled_at_boot(input, &mut findings, &mut skipped);
     checks::header_buffers(input, &gateway_errors, &mut findings);
     checks::max_children(input, &mut findings, &mut skipped);
-    checks::log_causes(input, &gateway_errors, &mut findings);
+    checks::log_causes(input, &gateway_errors, &mismatched, &mut findings);
     checks::edge(input, &mut findings);
     Report {
         healthy: findings.is_empty(),

@@ -224,3 +224,39 @@ fn a_failing_public_url_with_a_healthy_origin_is_the_edge() {
     });
     assert_eq!(kinds(&case.report()), ["origin_failing"]);
 }
+
+#[test]
+fn a_pass_through_an_upstream_to_nowhere_is_reported_for_fixing_by_hand() {
+    let conf = "http {\n    upstream php { server unix:/run/php/php7.4-fpm.sock; }\n    server { location / { fastcgi_pass php; } }\n}\n";
+    let report = Case::new(conf, POOL).report();
+    let f = &report.findings[0];
+    assert_eq!(f.kind, "fastcgi_pass_mismatch");
+    assert_eq!(
+        f.policy, None,
+        "alignFastcgiPass cannot rewrite upstream servers"
+    );
+    assert!(f.message.contains("fix them by hand"), "{}", f.message);
+}
+
+#[test]
+fn a_private_pool_nginx_never_connects_to_is_not_a_permission_problem() {
+    let pool = format!("{POOL}[admin]\nlisten = /run/php/admin.sock\nlisten.owner = root\nlisten.group = root\nlisten.mode = 0600\n");
+    assert!(Case::new(NGINX, &pool).report().healthy);
+}
+
+#[test]
+fn a_mismatch_explains_only_the_missing_socket_it_names() {
+    let conf = NGINX.replace("php8.2-fpm.sock", "php7.4-fpm.sock");
+    let mut case = Case::new(&conf, POOL);
+    case.nginx_log = vec![
+        "[crit] connect() to unix:/run/php/php7.4-fpm.sock failed (2: No such file or directory) while connecting to upstream".into(),
+        "[crit] connect() to unix:/run/php/php8.2-fpm.sock failed (2: No such file or directory) while connecting to upstream".into(),
+    ];
+    let report = case.report();
+    assert_eq!(kinds(&report), ["fastcgi_pass_mismatch", "php_fpm_down"]);
+    assert!(
+        report.findings[1].message.starts_with("1 connections"),
+        "{}",
+        report.findings[1].message
+    );
+}
