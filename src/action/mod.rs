@@ -22,6 +22,14 @@ pub struct Executor {
     job_timeout: Duration,
 }
 
+/// What the config edits of one attempt left for its outcome.
+#[derive(Default)]
+struct EditTrail {
+    diffs: Vec<String>,
+    /// What the last config edit's verification saw, while nothing has changed since.
+    verified: Option<String>,
+}
+
 /// Why an action did not succeed.
 struct Failure {
     timed_out: bool,
@@ -53,13 +61,13 @@ impl Executor {
         let mut result = OutcomeResult::Ok;
         let mut error = None;
         let mut steps = Vec::new();
-        let mut diffs = Vec::new();
+        let mut trail = EditTrail::default();
         for action in &policy.spec.actions {
             // `instrument`, not `enter`: an entered guard held across an await would
             // leak the span into whatever else runs on this thread meanwhile.
             let span = tracing::info_span!("action", policy = policy.name(), target = %policy.spec.target.unit, action = action.name(), attempt_id);
             let ran = self
-                .run_action(policy, action, attempt_id, &mut diffs)
+                .run_action(policy, action, attempt_id, &mut trail)
                 .instrument(span.clone())
                 .await;
             match &ran {
@@ -78,8 +86,15 @@ impl Executor {
                 break;
             }
         }
-        let (verified, verification) = match result {
-            OutcomeResult::Ok => self.verify(policy).await.unzip(),
+        // A config edit verified its own change (that is how a raise knows when to
+        // stop); verifying again could only disagree by chance, and then the attempt
+        // would count as failed while the edit stays.
+        let (verified, verification) = match (result, trail.verified.take()) {
+            (OutcomeResult::Ok, Some(seen)) => (
+                Some(true),
+                Some(format!("{seen} (with the config edit in place)")),
+            ),
+            (OutcomeResult::Ok, None) => self.verify(policy).await.unzip(),
             _ => (None, None),
         };
         Outcome {
@@ -92,7 +107,7 @@ impl Executor {
                 duration_ms: Some(started.elapsed().as_millis().min(u64::MAX as u128) as u64),
                 steps,
                 verification,
-                diffs,
+                diffs: trail.diffs,
             }),
         }
     }
@@ -101,7 +116,10 @@ impl Executor {
     pub async fn run_escalation(&self, policy: &Policy, attempts: u32) -> Vec<String> {
         let mut failures = Vec::new();
         for action in &policy.spec.escalate {
-            if let Err(f) = self.run_action(policy, action, 0, &mut Vec::new()).await {
+            if let Err(f) = self
+                .run_action(policy, action, 0, &mut EditTrail::default())
+                .await
+            {
                 failures.push(format!("{}: {}", action.name(), f.message));
             }
         }
@@ -116,8 +134,12 @@ impl Executor {
         policy: &Policy,
         action: &Action,
         attempt_id: u64,
-        diffs: &mut Vec<String>,
+        trail: &mut EditTrail,
     ) -> Result<String, Failure> {
+        // Anything but a notification after a verified edit changes the world again.
+        if !matches!(action, Action::Notify(_)) {
+            trail.verified = None;
+        }
         let unit = policy.spec.target.unit.as_str();
         if let Some(op) = systemd::unit_op(action) {
             let done = self
@@ -155,9 +177,10 @@ impl Executor {
                 .map(|_| "exited 0".to_string())
                 .map_err(Failure::from_message),
             Action::NginxEdit(_) | Action::PhpFpmEdit(_) | Action::AlignFastcgiPass(_) => {
-                let (result, diff) = self.run_config_edit(policy, action).await;
-                diffs.extend(diff);
-                result.map_err(Failure::from_message)
+                let done = self.run_config_edit(policy, action).await;
+                trail.diffs.extend(done.diff);
+                trail.verified = done.verification.filter(|_| done.result.is_ok());
+                done.result.map_err(Failure::from_message)
             }
             // `unit_op` covered every systemd action above.
             _ => Ok("ok".to_string()),

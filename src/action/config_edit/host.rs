@@ -52,6 +52,24 @@ impl EditHost for AgentHost<'_> {
     }
 }
 
+/// What one config-edit action did, for the attempt's outcome.
+pub(in crate::action) struct EditOutcome {
+    pub result: Result<String, String>,
+    pub diff: Option<String>,
+    /// What verification saw with the edit in place, when it ran.
+    pub verification: Option<String>,
+}
+
+impl EditOutcome {
+    fn failed(why: String) -> Self {
+        EditOutcome {
+            result: Err(why),
+            diff: None,
+            verification: None,
+        }
+    }
+}
+
 /// One edit per file at a time, across every policy and attempt: two edits of one file
 /// would validate each other's candidates and roll back each other's changes.
 fn file_lock(file: &Path) -> Arc<tokio::sync::Mutex<()>> {
@@ -172,7 +190,7 @@ impl Executor {
         &self,
         policy: &Policy,
         action: &Action,
-    ) -> (Result<String, String>, Option<String>) {
+    ) -> EditOutcome {
         let target = &policy.spec.target.unit;
         let host = |checker: Checker, unit: &Option<UnitName>, apply: ApplyWith| AgentHost {
             executor: self,
@@ -185,7 +203,7 @@ impl Executor {
             Action::NginxEdit(a) => &a.file,
             Action::PhpFpmEdit(a) => &a.file,
             Action::AlignFastcgiPass(a) => &a.file,
-            _ => return (Err(format!("{} is not a config edit", action.name())), None),
+            _ => return EditOutcome::failed(format!("{} is not a config edit", action.name())),
         };
         let canonical = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
         let lock = file_lock(&canonical);
@@ -251,14 +269,22 @@ impl Executor {
                     Err(e) => Err((e, None)),
                 }
             }
-            _ => return (Err(format!("{} is not a config edit", action.name())), None),
+            _ => return EditOutcome::failed(format!("{} is not a config edit", action.name())),
         };
         match outcome {
             Ok(report) => {
                 tracing::info!(file_change = %report.summary, "config edit applied and verified");
-                (Ok(report.summary), report.diff)
+                EditOutcome {
+                    result: Ok(report.summary),
+                    diff: report.diff,
+                    verification: report.verification,
+                }
             }
-            Err((why, diff)) => (Err(why), diff),
+            Err((why, diff)) => EditOutcome {
+                result: Err(why),
+                diff,
+                verification: None,
+            },
         }
     }
 }

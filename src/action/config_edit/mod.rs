@@ -50,6 +50,8 @@ pub struct Planned {
 pub struct EditReport {
     pub summary: String,
     pub diff: Option<String>,
+    /// What the policy's verification saw once the edit was in place.
+    pub verification: Option<String>,
 }
 
 /// Where the bytes from before an edit are kept: a new hidden file beside `file` for
@@ -285,11 +287,20 @@ pub async fn run_edit(file: &Path, planner: &mut impl Planner, host: &impl EditH
             return session.fail(why, &current).await;
         }
         match host.verify().await {
-            None | Some((true, _)) => {
+            None => {
                 session.done = true;
                 return Ok(EditReport {
                     summary: summaries.join("; "),
                     diff: session.diff(&current),
+                    verification: None,
+                });
+            }
+            Some((true, seen)) => {
+                session.done = true;
+                return Ok(EditReport {
+                    summary: summaries.join("; "),
+                    diff: session.diff(&current),
+                    verification: Some(seen),
                 });
             }
             Some((false, seen)) => {

@@ -58,12 +58,10 @@ impl Checker {
     /// when it *is* the main config, so its relative includes still resolve) and
     /// removed after.
     pub async fn check(&self, file: &Path, candidate: &[u8]) -> Result<(), String> {
-        let staged = super::candidate_path(file);
-        super::write_new(&staged, candidate, file)
-            .map_err(|e| format!("cannot stage the candidate {}: {e}", staged.display()))?;
-        let result = self.run(file, &staged).await;
-        let _ = std::fs::remove_file(&staged);
-        result
+        let staged = Staged(super::candidate_path(file));
+        super::write_new(&staged.0, candidate, file)
+            .map_err(|e| format!("cannot stage the candidate {}: {e}", staged.0.display()))?;
+        self.run(file, &staged.0).await
     }
 
     async fn run(&self, file: &Path, staged: &Path) -> Result<(), String> {
@@ -94,6 +92,16 @@ impl Checker {
                     e
                 }
             })
+    }
+}
+
+/// The staged candidate, removed however the check ends (even when the agent drops the
+/// check halfway at shutdown).
+struct Staged(PathBuf);
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
