@@ -33,6 +33,8 @@ struct EditTrail {
 /// Why an action did not succeed.
 struct Failure {
     timed_out: bool,
+    /// The action had nothing to do here (see `OutcomeResult::NotApplicable`).
+    not_applicable: bool,
     message: String,
 }
 
@@ -40,6 +42,7 @@ impl Failure {
     fn from_message(message: String) -> Self {
         Failure {
             timed_out: message.starts_with("timed out"),
+            not_applicable: false,
             message,
         }
     }
@@ -78,6 +81,8 @@ impl Executor {
                 let _enter = span.enter();
                 result = if failure.timed_out {
                     OutcomeResult::TimedOut
+                } else if failure.not_applicable {
+                    OutcomeResult::NotApplicable
                 } else {
                     OutcomeResult::Failed
                 };
@@ -150,6 +155,7 @@ impl Executor {
             if !done.succeeded() {
                 return Err(Failure {
                     timed_out: done.job_result == "timeout",
+                    not_applicable: false,
                     message: format!("job {}", done.job_result),
                 });
             }
@@ -180,7 +186,11 @@ impl Executor {
                 let done = self.run_config_edit(policy, action).await;
                 trail.diffs.extend(done.diff);
                 trail.verified = done.verification.filter(|_| done.result.is_ok());
-                done.result.map_err(Failure::from_message)
+                done.result.map_err(|message| Failure {
+                    timed_out: false,
+                    not_applicable: done.not_applicable,
+                    message,
+                })
             }
             // `unit_op` covered every systemd action above.
             _ => Ok("ok".to_string()),

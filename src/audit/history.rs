@@ -24,6 +24,7 @@ pub enum OutcomeFilter {
     Ok,
     Failed,
     TimedOut,
+    NotApplicable,
     Skipped,
     DryRun,
 }
@@ -37,6 +38,7 @@ impl FromStr for OutcomeFilter {
                 OutcomeResult::Ok => OutcomeFilter::Ok,
                 OutcomeResult::Failed => OutcomeFilter::Failed,
                 OutcomeResult::TimedOut => OutcomeFilter::TimedOut,
+                OutcomeResult::NotApplicable => OutcomeFilter::NotApplicable,
             });
         }
         match s.trim().to_ascii_lowercase().as_str() {
@@ -55,6 +57,7 @@ impl fmt::Display for OutcomeFilter {
             OutcomeFilter::Ok => "ok",
             OutcomeFilter::Failed => "failed",
             OutcomeFilter::TimedOut => "timed_out",
+            OutcomeFilter::NotApplicable => "not_applicable",
             OutcomeFilter::Skipped => "skipped",
             OutcomeFilter::DryRun => "dry_run",
         })
@@ -81,6 +84,7 @@ pub fn filter<'a>(records: &'a [Record], f: &HistoryFilter) -> Vec<&'a Record> {
         Some(OutcomeFilter::Ok) => OutcomeResult::Ok,
         Some(OutcomeFilter::Failed) => OutcomeResult::Failed,
         Some(OutcomeFilter::TimedOut) => OutcomeResult::TimedOut,
+        Some(OutcomeFilter::NotApplicable) => OutcomeResult::NotApplicable,
     };
     let in_scope: Vec<&Record> = in_scope.collect();
     // Keyed by policy and target too, in case ids are only unique per policy
@@ -179,6 +183,7 @@ fn detail(entry: &Entry) -> String {
                 OutcomeResult::Ok => "ok",
                 OutcomeResult::Failed => "failed",
                 OutcomeResult::TimedOut => "timed out",
+                OutcomeResult::NotApplicable => "not applicable",
             }
             .to_string();
             text.push_str(&format!(" after {duration_ms}ms"));

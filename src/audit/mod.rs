@@ -59,7 +59,7 @@ pub enum AuditError {
 
     #[error(
         "unknown outcome filter {given:?}; use one of: ok, failed, timed_out, \
-         skipped, dry_run"
+         not_applicable, skipped, dry_run"
     )]
     UnknownOutcomeFilter { given: String },
 }

@@ -66,6 +66,11 @@ pub enum OutcomeResult {
     Ok,
     Failed,
     TimedOut,
+    /// The action found nothing it could change (the values a config edit sets were
+    /// already in place): this was not the trouble it cures. The attempt does not count
+    /// toward `maxAttempts`, so a policy that fires on a shared symptom cannot open its
+    /// circuit (and page someone) for a cause that is not its own.
+    NotApplicable,
 }
 
 impl OutcomeResult {
@@ -74,20 +79,22 @@ impl OutcomeResult {
             OutcomeResult::Ok => "ok",
             OutcomeResult::Failed => "failed",
             OutcomeResult::TimedOut => "timed_out",
+            OutcomeResult::NotApplicable => "not_applicable",
         }
     }
 }
 
 impl std::str::FromStr for OutcomeResult {
     type Err = String;
-    /// `ok`, `failed`, `timed_out` (or `timed-out`), as in the journal.
+    /// `ok`, `failed`, `timed_out` (or `timed-out`), `not_applicable`, as in the journal.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.to_ascii_lowercase().replace('-', "_").as_str() {
             "ok" => Ok(OutcomeResult::Ok),
             "failed" => Ok(OutcomeResult::Failed),
             "timed_out" => Ok(OutcomeResult::TimedOut),
+            "not_applicable" => Ok(OutcomeResult::NotApplicable),
             _ => Err(format!(
-                "unknown outcome \"{text}\" (expected ok, failed or timed_out)"
+                "unknown outcome \"{text}\" (expected ok, failed, timed_out or not_applicable)"
             )),
         }
     }

@@ -102,6 +102,15 @@ impl GuardState {
         }
     }
 
+    /// The attempt in flight turned out not to apply: it leaves the window's count (the
+    /// circuit is for cures that fail), while the cooldown from its start still holds.
+    pub fn withdraw(&mut self) {
+        self.in_flight = None;
+        if self.last_start.is_some() {
+            self.attempts.pop_back();
+        }
+    }
+
     /// A person's reset: start afresh, history and all.
     pub fn close_circuit(&mut self) {
         self.circuit_closes_at = None;

@@ -318,7 +318,11 @@ impl Engine {
             return;
         }
         self.attempt_targets.remove(&running);
-        state.guard.finish(outcome.succeeded());
+        if outcome.result == OutcomeResult::NotApplicable {
+            state.guard.withdraw();
+        } else {
+            state.guard.finish(outcome.succeeded());
+        }
         self.global.finished();
         // What the target's triggers saw while the attempt ran describes the trouble it
         // was fixing, not a new one: the next attempt needs fresh evidence.

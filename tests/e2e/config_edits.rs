@@ -291,18 +291,33 @@ fn a_fastcgi_pass_to_nowhere_is_diagnosed_and_aligned_to_the_pool() {
         "{finding:#}"
     );
 
-    let agent = start(
-        &env,
-        "align.yaml",
-        &shipped_policy(&env, "nginx-fastcgi-pass-mismatch.yaml"),
-    );
+    let yaml = shipped_policy(&env, "nginx-fastcgi-pass-mismatch.yaml")
+        .replace("cooldown: 1m", "cooldown: 1s");
+    let agent = start(&env, "align.yaml", &yaml);
     let (result, _, diffs) = healed(lab, &agent, "/ping.php", Duration::from_secs(30));
     assert_eq!(result, "Ok");
     assert!(
-        diffs[0].contains("-        fastcgi_pass unix:/run/php/php7.4-fpm.sock;\n+        fastcgi_pass unix:/run/php/php8.2-fpm.sock;"),
+        diffs[0].contains(        "-        fastcgi_pass unix:/run/php/php7.4-fpm.sock;\n+        fastcgi_pass unix:/run/php/php8.2-fpm.sock;"),
         "{}",
         diffs[0]
     );
+
+    // Stopping PHP-FPM logs the same "No such file" line: the policy fires, finds every
+    // fastcgi_pass already right, and that attempt does not count toward its circuit.
+    std::thread::sleep(Duration::from_millis(1200));
+    lab.break_scenario(Scenario::Stop).expect("stop the pool");
+    assert_eq!(http_status(lab.http_port(), "/ping.php"), Some(502));
+    assert!(
+        wait_until(Duration::from_secs(10), || agent.count("outcome") >= 2),
+        "no second outcome\n{}",
+        agent.log_text()
+    );
+    let records = agent.records();
+    let (result, error, diffs) = outcome_parts(outcomes(&records)[1]);
+    assert_eq!(result, "NotApplicable", "{error:?}");
+    assert!(error.unwrap_or_default().contains("nothing to change"));
+    assert!(diffs.is_empty());
+    assert_eq!(agent.count("escalate"), 0);
 }
 
 /// Ten clients at once against work.php; returns how many did not get a 200.

@@ -1,7 +1,9 @@
 //! The agent's side of a config edit: the real checker, systemd, and the policy's verify.
 
 use super::validate::Checker;
-use super::{align::AlignPlanner, fpm::FpmPlanner, nginx::NginxPlanner, run_edit, EditHost};
+use super::{
+    align::AlignPlanner, fpm::FpmPlanner, nginx::NginxPlanner, run_edit, EditFailure, EditHost,
+};
 use crate::action::Executor;
 use crate::policy::{Action, ApplyWith, NginxEditArgs, PhpFpmEditArgs, Policy, UnitName};
 use crate::signal::systemd::UnitOp;
@@ -58,6 +60,8 @@ pub(in crate::action) struct EditOutcome {
     pub diff: Option<String>,
     /// What verification saw with the edit in place, when it ran.
     pub verification: Option<String>,
+    /// Nothing to change: the attempt does not count against the policy.
+    pub not_applicable: bool,
 }
 
 impl EditOutcome {
@@ -66,6 +70,7 @@ impl EditOutcome {
             result: Err(why),
             diff: None,
             verification: None,
+            not_applicable: false,
         }
     }
 }
@@ -226,7 +231,7 @@ impl Executor {
                         let host = host(Checker::nginx(&args.config), &args.unit, args.apply);
                         run_edit(&args.file, &mut planner, &host).await
                     }
-                    Err(e) => Err((e, None)),
+                    Err(e) => Err(EditFailure::new(e, None)),
                 }
             }
             Action::PhpFpmEdit(args) => {
@@ -246,7 +251,7 @@ impl Executor {
                         let host = host(Checker::php_fpm(&args.config), &args.unit, args.apply);
                         run_edit(&args.file, &mut FpmPlanner { args }, &host).await
                     }
-                    Err(e) => Err((e, None)),
+                    Err(e) => Err(EditFailure::new(e, None)),
                 }
             }
             Action::AlignFastcgiPass(args) => {
@@ -266,7 +271,7 @@ impl Executor {
                         let host = host(Checker::nginx(&args.config), &args.unit, args.apply);
                         run_edit(&args.file, &mut AlignPlanner::new(args, &fpm), &host).await
                     }
-                    Err(e) => Err((e, None)),
+                    Err(e) => Err(EditFailure::new(e, None)),
                 }
             }
             _ => return EditOutcome::failed(format!("{} is not a config edit", action.name())),
@@ -278,12 +283,14 @@ impl Executor {
                     result: Ok(report.summary),
                     diff: report.diff,
                     verification: report.verification,
+                    not_applicable: false,
                 }
             }
-            Err((why, diff)) => EditOutcome {
-                result: Err(why),
-                diff,
+            Err(failure) => EditOutcome {
+                result: Err(failure.why),
+                diff: failure.diff,
                 verification: None,
+                not_applicable: failure.not_applicable,
             },
         }
     }

@@ -101,7 +101,26 @@ fn unique() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-type EditResult = Result<EditReport, (String, Option<String>)>;
+/// Why an edit ended without a verified change, and the diff it tried (if any).
+#[derive(Debug)]
+pub struct EditFailure {
+    pub why: String,
+    pub diff: Option<String>,
+    /// The file already held what the edit would write: not this edit's trouble.
+    pub not_applicable: bool,
+}
+
+impl EditFailure {
+    fn new(why: String, diff: Option<String>) -> Self {
+        EditFailure {
+            why,
+            diff,
+            not_applicable: false,
+        }
+    }
+}
+
+type EditResult = Result<EditReport, EditFailure>;
 
 /// One edit of one file: the original bytes, what salve last wrote, and whether the
 /// real file has been replaced (the rename is the commit point).
@@ -161,13 +180,16 @@ impl<H: EditHost> Session<'_, H> {
         self.done = true;
         let diff = self.diff(tried);
         if !self.swapped {
-            return Err((why, diff));
+            return Err(EditFailure::new(why, diff));
         }
         if let Err(changed) = self.unchanged() {
-            return Err((format!("{why}; not restored: {changed}"), diff));
+            return Err(EditFailure::new(
+                format!("{why}; not restored: {changed}"),
+                diff,
+            ));
         }
         if let Err(e) = write_atomically(&self.file, &self.original, &self.file) {
-            return Err((
+            return Err(EditFailure::new(
                 format!(
                     "{why}; RESTORING THE ORIGINAL FAILED: {e} (the original bytes are in the newest {}.salve-backup.* beside it)",
                     self.file.display()
@@ -176,8 +198,11 @@ impl<H: EditHost> Session<'_, H> {
             ));
         }
         match self.host.apply().await {
-            Ok(()) => Err((format!("{why}; original restored and applied"), diff)),
-            Err(e) => Err((
+            Ok(()) => Err(EditFailure::new(
+                format!("{why}; original restored and applied"),
+                diff,
+            )),
+            Err(e) => Err(EditFailure::new(
                 format!("{why}; original restored, but applying it failed: {e}"),
                 diff,
             )),
@@ -194,15 +219,15 @@ impl<H: EditHost> Session<'_, H> {
 /// stays a link.
 pub async fn run_edit(file: &Path, planner: &mut impl Planner, host: &impl EditHost) -> EditResult {
     let file = fs::canonicalize(file)
-        .map_err(|e| (format!("cannot find {}: {e}", file.display()), None))?;
-    let original =
-        fs::read(&file).map_err(|e| (format!("cannot read {}: {e}", file.display()), None))?;
+        .map_err(|e| EditFailure::new(format!("cannot find {}: {e}", file.display()), None))?;
+    let original = fs::read(&file)
+        .map_err(|e| EditFailure::new(format!("cannot read {}: {e}", file.display()), None))?;
     let Ok(original_text) = String::from_utf8(original.clone()) else {
         let why = format!(
             "{} is not UTF-8 text; salve edits only text configs",
             file.display()
         );
-        return Err((why, None));
+        return Err(EditFailure::new(why, None));
     };
     let mut session = Session {
         file,
@@ -219,15 +244,20 @@ pub async fn run_edit(file: &Path, planner: &mut impl Planner, host: &impl EditH
     loop {
         let planned = match planner.next(&current) {
             Ok(Some(planned)) if planned.text == current => {
-                let why = if summaries.is_empty() {
-                    format!(
-                        "{}: {}; nothing to change, so this edit cannot be the cure",
-                        session.file.display(),
-                        planned.summary
-                    )
-                } else {
-                    format!("{}; no further step changes anything", summaries.join("; "))
-                };
+                if summaries.is_empty() {
+                    // Nothing was written: there is nothing to restore.
+                    session.done = true;
+                    return Err(EditFailure {
+                        why: format!(
+                            "{}: {}; nothing to change, so this edit cannot be the cure",
+                            session.file.display(),
+                            planned.summary
+                        ),
+                        diff: None,
+                        not_applicable: true,
+                    });
+                }
+                let why = format!("{}; no further step changes anything", summaries.join("; "));
                 return session.fail(why, &current).await;
             }
             Ok(Some(planned)) => planned,
@@ -236,7 +266,7 @@ pub async fn run_edit(file: &Path, planner: &mut impl Planner, host: &impl EditH
                     "{}: every raise is already at its cap; nothing changed",
                     session.file.display()
                 );
-                return Err((why, None));
+                return Err(EditFailure::new(why, None));
             }
             Ok(None) => {
                 let at = if verify_failed {

@@ -109,7 +109,8 @@ fn a_failed_validation_never_replaces_the_file() {
         invalid: RefCell::new([true].into()),
         ..Default::default()
     };
-    let (why, diff) = run(run_edit(&file, &mut Counting { steps: 3 }, &host)).unwrap_err();
+    let EditFailure { why, diff, .. } =
+        run(run_edit(&file, &mut Counting { steps: 3 }, &host)).unwrap_err();
     assert!(
         why.contains("validation failed, file not replaced: nginx: [emerg]"),
         "{why}"
@@ -128,7 +129,8 @@ fn verify_failing_at_every_step_up_to_the_cap_restores_the_original_and_applies_
         verify: RefCell::new([Some(false), Some(false)].into()),
         ..Default::default()
     };
-    let (why, _) = run(run_edit(&file, &mut Counting { steps: 2 }, &host)).unwrap_err();
+    let EditFailure { why, .. } =
+        run(run_edit(&file, &mut Counting { steps: 2 }, &host)).unwrap_err();
     assert!(
         why.contains("still failing verification at the cap"),
         "{why}"
@@ -175,7 +177,8 @@ fn a_failed_apply_restores_the_original() {
         apply_fails: RefCell::new([true, false].into()),
         ..Default::default()
     };
-    let (why, _) = run(run_edit(&file, &mut Counting { steps: 1 }, &host)).unwrap_err();
+    let EditFailure { why, .. } =
+        run(run_edit(&file, &mut Counting { steps: 1 }, &host)).unwrap_err();
     assert!(
         why.contains("applying the change failed: job failed"),
         "{why}"
@@ -195,7 +198,8 @@ fn nothing_left_to_raise_changes_nothing() {
         file: file.clone(),
         ..Default::default()
     };
-    let (why, diff) = run(run_edit(&file, &mut Counting { steps: 0 }, &host)).unwrap_err();
+    let EditFailure { why, diff, .. } =
+        run(run_edit(&file, &mut Counting { steps: 0 }, &host)).unwrap_err();
     assert!(why.contains("already at its cap; nothing changed"), "{why}");
     assert_eq!(diff, None);
     assert!(host.applied.borrow().is_empty());
@@ -285,7 +289,8 @@ fn a_validation_failure_after_a_step_was_swapped_in_restores_the_original() {
         verify: RefCell::new([Some(false)].into()),
         ..Default::default()
     };
-    let (why, _) = run(run_edit(&file, &mut Counting { steps: 5 }, &host)).unwrap_err();
+    let EditFailure { why, .. } =
+        run(run_edit(&file, &mut Counting { steps: 5 }, &host)).unwrap_err();
     assert!(
         why.contains("validation failed, this step not applied"),
         "{why}"
@@ -321,7 +326,8 @@ fn a_change_made_by_hand_during_an_edit_is_never_overwritten() {
         file: file.clone(),
         ..Default::default()
     });
-    let (why, _) = run(run_edit(&file, &mut Counting { steps: 3 }, &host)).unwrap_err();
+    let EditFailure { why, .. } =
+        run(run_edit(&file, &mut Counting { steps: 3 }, &host)).unwrap_err();
     assert!(why.contains("changed by someone else"), "{why}");
     assert_eq!(fs::read_to_string(&file).unwrap(), "edited by hand\n");
 }
@@ -358,4 +364,30 @@ fn an_edit_dropped_halfway_puts_the_original_back_on_disk() {
         .block_on(async { tokio::time::timeout(std::time::Duration::from_millis(50), edit).await });
     assert!(outcome.is_err(), "the edit was cut off");
     assert_eq!(fs::read(&file).unwrap(), ORIGINAL.as_bytes());
+}
+
+/// A planner whose first step changes nothing: the file already is as wanted.
+struct AlreadyDone;
+
+impl Planner for AlreadyDone {
+    fn next(&mut self, current: &str) -> Result<Option<Planned>, String> {
+        Ok(Some(Planned {
+            text: current.to_string(),
+            summary: "every fastcgi_pass already reaches a pool".into(),
+        }))
+    }
+}
+
+#[test]
+fn an_edit_with_nothing_to_change_is_not_applicable_and_touches_nothing() {
+    let (_dir, file) = Scratch::new("nothing", ORIGINAL);
+    let host = FakeHost {
+        file: file.clone(),
+        ..Default::default()
+    };
+    let failure = run(run_edit(&file, &mut AlreadyDone, &host)).unwrap_err();
+    assert!(failure.not_applicable);
+    assert!(failure.why.contains("nothing to change"), "{}", failure.why);
+    assert!(host.applied.borrow().is_empty());
+    assert!(backups(&file).is_empty());
 }
