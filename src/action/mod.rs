@@ -14,6 +14,8 @@ use tracing::Instrument;
 
 /// How long one systemd job may take before the attempt counts as timed out.
 pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(90);
+/// Subscribing to one more unit is two D-Bus calls.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often verification looks again.
 const VERIFY_EVERY: Duration = Duration::from_millis(100);
 
@@ -115,6 +117,15 @@ impl Executor {
                 diffs: trail.diffs,
             }),
         }
+    }
+
+    /// Starts watching `unit` (a reload brought a policy on it); its state arrives as an
+    /// event like every watched unit's.
+    pub async fn watch_unit(&self, unit: &str) -> Result<(), String> {
+        self.systemd
+            .run(unit, UnitOp::Watch, WATCH_TIMEOUT)
+            .await
+            .map(|_| ())
     }
 
     /// Runs the policy's `escalate` actions; returns the failures, if any.

@@ -294,11 +294,14 @@ impl Agent {
                 let new_units: BTreeSet<String> = units_of(&policies).into_iter().collect();
                 let old_units: BTreeSet<String> =
                     units_of(self.engine.policies()).into_iter().collect();
-                if !new_units.is_subset(&old_units) {
-                    tracing::warn!(
-                        new_units = ?new_units.difference(&old_units).collect::<Vec<_>>(),
-                        "policies name units the agent does not watch yet; restart the agent to watch them"
-                    );
+                for unit in new_units.difference(&old_units) {
+                    let executor = Arc::clone(&self.executor);
+                    let unit = unit.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = executor.watch_unit(&unit).await {
+                            tracing::warn!(unit = %unit, error = %e, "cannot watch the unit a reloaded policy names; restart the agent to retry");
+                        }
+                    });
                 }
                 probes.restart(&policies, &self.events);
                 logs.restart(&policies, &self.events);

@@ -263,6 +263,36 @@ fn broken_policy_dropped_in_is_rejected_and_the_old_set_keeps_healing() {
 }
 
 #[test]
+fn a_policy_on_a_new_unit_dropped_in_is_watched_without_a_restart() {
+    let Some(env) = lab("new-unit") else {
+        return;
+    };
+    let lab = env.lab();
+    let agent = start_with_down_policy(&env, &[]);
+    let policies = env.dir.join("policies");
+    write_policy(
+        &policies,
+        "nginx.yaml",
+        "apiVersion: salve.dev/v1alpha1\nkind: RemediationPolicy\nmetadata: { name: nginx-down }\nspec:\n  target: { unit: nginx.service }\n  trigger: [{ unit: { activeState: [failed, inactive] } }]\n  actions: [{ start: {} }]\n",
+    );
+    agent.wait_for_log("watching one more unit", Duration::from_secs(5));
+    lab.systemctl(&["stop", "nginx.service"])
+        .expect("stop nginx");
+    let healed = wait_until(Duration::from_secs(8), || {
+        http_status(lab.http_port(), "/ping.php") == Some(200)
+    });
+    assert!(healed, "nginx was not started again\n{}", agent.log_text());
+    let records = agent.records();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.policy == "nginx-down" && matches!(r.entry, Entry::Intent { .. })),
+        "{records:#?}"
+    );
+    agent.stop();
+}
+
+#[test]
 fn hung_pool_is_caught_by_the_http_probe_and_restarted() {
     let Some(env) = lab("hang") else { return };
     let lab = env.lab();

@@ -68,6 +68,9 @@ pub enum UnitOp {
     Disable,
     /// Read the unit's state now (for `verify`).
     Query,
+    /// Watch one more unit from now on (a reload brought a policy on it): its state is
+    /// read at once and its changes become events, across reconnects too.
+    Watch,
 }
 
 impl UnitOp {
@@ -228,16 +231,11 @@ impl SystemdLink {
         manager.subscribe().await?;
         let mut job_removed = manager.receive_job_removed().await?;
         let mut files_changed = manager.receive_unit_files_changed().await?;
-        let mut properties: SelectAll<_> = SelectAll::new();
+        let mut properties: SelectAll<UnitChanges> = SelectAll::new();
         let mut proxies: HashMap<String, PropertiesProxy<'static>> = HashMap::new();
         for unit in &self.units {
             let proxy = unit_properties(&conn, &manager, unit).await?;
-            let name = unit.clone();
-            let stream = proxy
-                .receive_properties_changed()
-                .await?
-                .map(move |signal| (name.clone(), signal));
-            properties.push(Box::pin(stream));
+            properties.push(unit_changes(&proxy, unit).await?);
             proxies.insert(unit.clone(), proxy);
         }
         let mut reloading = manager.receive_reloading().await?;
@@ -320,8 +318,15 @@ impl SystemdLink {
                         }
                     }
                 }
-                request = self.requests.recv() => {
+                                request = self.requests.recv() => {
                     let Some(request) = request else { return Ok(SessionEnd::Shutdown) };
+                    if request.op == UnitOp::Watch && !self.units.contains(&request.unit) {
+                                                let proxy = unit_properties(&conn, &manager, &request.unit).await?;
+                        properties.push(unit_changes(&proxy, &request.unit).await?);
+                        proxies.insert(request.unit.clone(), proxy);
+                        self.units.push(request.unit.clone());
+                        tracing::info!(unit = %request.unit, "watching one more unit");
+                    }
                     if let Some(retry) = self.perform(&conn, &manager, &mut proxies, &mut pending, request).await? {
                         reread_at = Some(earliest(reread_at, retry));
                     }
@@ -411,6 +416,20 @@ impl SystemdLink {
         }
         Ok(None)
     }
+}
+
+/// One unit's property changes, tagged with its name.
+type UnitChanges = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = (String, zbus::fdo::PropertiesChanged)> + Send>,
+>;
+
+async fn unit_changes(proxy: &PropertiesProxy<'static>, unit: &str) -> zbus::Result<UnitChanges> {
+    let name = unit.to_string();
+    let stream = proxy
+        .receive_properties_changed()
+        .await?
+        .map(move |signal| (name.clone(), signal));
+    Ok(Box::pin(stream))
 }
 
 /// Let a burst of unit-file changes and the reload after them settle before reading.
