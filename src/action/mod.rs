@@ -67,6 +67,9 @@ impl Executor {
         let mut error = None;
         let mut steps = Vec::new();
         let mut trail = EditTrail::default();
+        // Whether an earlier action of this attempt changed anything: then a later
+        // "nothing to do" does not make the whole attempt not applicable.
+        let mut changed_anything = false;
         for action in &policy.spec.actions {
             // `instrument`, not `enter`: an entered guard held across an await would
             // leak the span into whatever else runs on this thread meanwhile.
@@ -75,6 +78,9 @@ impl Executor {
                 .run_action(policy, action, attempt_id, &mut trail)
                 .instrument(span.clone())
                 .await;
+            if ran.is_ok() && !matches!(action, Action::Notify(_)) {
+                changed_anything = true;
+            }
             match &ran {
                 Ok(done) => steps.push(format!("{}: {done}", action.name())),
                 Err(failure) => steps.push(format!("{}: {}", action.name(), failure.message)),
@@ -83,7 +89,7 @@ impl Executor {
                 let _enter = span.enter();
                 result = if failure.timed_out {
                     OutcomeResult::TimedOut
-                } else if failure.not_applicable {
+                } else if failure.not_applicable && !changed_anything {
                     OutcomeResult::NotApplicable
                 } else {
                     OutcomeResult::Failed

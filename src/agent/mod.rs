@@ -299,7 +299,7 @@ impl Agent {
                     let unit = unit.clone();
                     tokio::spawn(async move {
                         if let Err(e) = executor.watch_unit(&unit).await {
-                            tracing::warn!(unit = %unit, error = %e, "cannot watch the unit a reloaded policy names; restart the agent to retry");
+                            tracing::warn!(unit = %unit, error = %e, "watching the unit a reloaded policy names did not complete");
                         }
                     });
                 }

@@ -65,7 +65,7 @@ impl fmt::Display for OutcomeFilter {
 }
 
 /// Selects records in journal order. A result filter (ok, failed,
-/// timed_out) also keeps the intents of the matching outcomes, so a failure
+/// timed_out, not_applicable) also keeps the intents of the matching outcomes, so a failure
 /// is shown next to what was attempted.
 pub fn filter<'a>(records: &'a [Record], f: &HistoryFilter) -> Vec<&'a Record> {
     let in_scope = records.iter().filter(|r| {

@@ -21,7 +21,7 @@ pub struct Args {
     /// Only records newer than this, e.g. 30m, 1h, 2days.
     #[arg(long, value_parser = humantime::parse_duration)]
     since: Option<Duration>,
-    /// ok, failed, timed_out, skipped or dry_run.
+    /// ok, failed, timed_out, not_applicable, skipped or dry_run.
     #[arg(long)]
     outcome: Option<OutcomeFilter>,
     /// JSON Lines instead of a table.

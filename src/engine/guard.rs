@@ -103,12 +103,15 @@ impl GuardState {
     }
 
     /// The attempt in flight turned out not to apply: it leaves the window's count (the
-    /// circuit is for cures that fail), while the cooldown from its start still holds.
+    /// circuit is for cures that fail), while the cooldown from its start holds and the
+    /// backoff grows as after a failure, so a symptom that keeps coming back is looked
+    /// at less and less often rather than in a tight loop.
     pub fn withdraw(&mut self) {
         self.in_flight = None;
-        if self.last_start.is_some() {
+        if self.last_start.is_some() && self.attempts.back() == self.last_start.as_ref() {
             self.attempts.pop_back();
         }
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
     }
 
     /// A person's reset: start afresh, history and all.

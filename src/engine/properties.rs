@@ -26,7 +26,8 @@ fn step() -> impl Strategy<Value = Step> {
     let result = prop_oneof![
         Just(OutcomeResult::Ok),
         Just(OutcomeResult::Failed),
-        Just(OutcomeResult::TimedOut)
+        Just(OutcomeResult::TimedOut),
+        Just(OutcomeResult::NotApplicable)
     ];
     prop_oneof![
         3 => (0..POLICIES, state).prop_map(|(u, s)| Step::UnitState(u, s)),
@@ -160,15 +161,37 @@ fn target_of(policy: usize) -> usize {
     policy % TARGETS
 }
 
-/// Every act on `target`, in order, with the policy that made it.
-fn acts_on(decisions: &[Decision], target: usize) -> Vec<(Timestamp, usize)> {
-    decisions
-        .iter()
-        .filter(|d| {
-            matches!(d.verdict, Verdict::Act { .. }) && target_of(d.policy.index()) == target
-        })
-        .map(|d| (d.at, d.policy.index()))
-        .collect()
+/// Every act on `target` that counts toward its circuit, in order, with the policy that
+/// made it: all of them but those whose outcome was `not_applicable`.
+fn counted_acts_on(
+    log: &[Logged],
+    steps: &[(u64, Step)],
+    target: usize,
+) -> Vec<(Timestamp, usize)> {
+    let mut acts = Vec::new();
+    let mut in_flight = false;
+    for entry in log {
+        match entry {
+            Logged::Decided(d) if target_of(d.policy.index()) == target => {
+                if let Verdict::Act { .. } = d.verdict {
+                    acts.push((d.at, d.policy.index()));
+                    in_flight = true;
+                }
+            }
+            Logged::Fed(i) => {
+                if let Step::Outcome(q, result, _) = &steps[*i].1 {
+                    if target_of(*q) == target && in_flight {
+                        in_flight = false;
+                        if *result == OutcomeResult::NotApplicable {
+                            acts.pop();
+                        }
+                    }
+                }
+            }
+            Logged::Decided(_) => {}
+        }
+    }
+    acts
 }
 
 fn guard_of(engine: &Engine, id: PolicyId) -> Guard {
@@ -187,10 +210,10 @@ proptest! {
         params in prop::collection::vec(guard_params(), POLICIES),
         steps in steps(),
     ) {
-        let mut engine = build(&params, false, Limits { max_actions_per_minute: 1000, max_concurrent: 1000, dry_run: false });
-        let decisions = run(&mut engine, &steps);
+                let mut engine = build(&params, false, Limits { max_actions_per_minute: 1000, max_concurrent: 1000, dry_run: false });
+        let log = run_logged(&mut engine, &steps);
         for target in 0..TARGETS {
-            let acts = acts_on(&decisions, target);
+            let acts = counted_acts_on(&log, &steps, target);
             for (i, &(t, p)) in acts.iter().enumerate() {
                 let guard = guard_of(&engine, PolicyId(p as u32));
                 let in_window = acts[..=i].iter().filter(|&&(s, _)| s + guard.window > t).count();

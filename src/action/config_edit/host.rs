@@ -286,11 +286,15 @@ impl Executor {
                     not_applicable: false,
                 }
             }
+            // Only the alignment fires on a symptom another cause shares (a stopped
+            // PHP-FPM logs the same "No such file"): a set or raise with nothing to
+            // change means its own trouble was not cured, which is a failure to report.
             Err(failure) => EditOutcome {
                 result: Err(failure.why),
                 diff: failure.diff,
                 verification: None,
-                not_applicable: failure.not_applicable,
+                not_applicable: failure.not_applicable
+                    && matches!(action, Action::AlignFastcgiPass(_)),
             },
         }
     }

@@ -58,9 +58,10 @@ impl Checker {
     /// when it *is* the main config, so its relative includes still resolve) and
     /// removed after.
     pub async fn check(&self, file: &Path, candidate: &[u8]) -> Result<(), String> {
-        let staged = Staged(super::candidate_path(file));
-        super::write_new(&staged.0, candidate, file)
-            .map_err(|e| format!("cannot stage the candidate {}: {e}", staged.0.display()))?;
+        let path = super::candidate_path(file);
+        super::write_new(&path, candidate, file)
+            .map_err(|e| format!("cannot stage the candidate {}: {e}", path.display()))?;
+        let staged = Staged(path);
         self.run(file, &staged.0).await
     }
 

@@ -215,6 +215,15 @@ impl SystemdLink {
                     _ = &mut sleep => break,
                     _ = self.shutdown.changed() => return,
                     Some(req) = self.requests.recv() => {
+                        if req.op == UnitOp::Watch {
+                            // Remembered: the next session watches it.
+                            if !self.units.contains(&req.unit) {
+                                self.units.push(req.unit.clone());
+                            }
+                            let state = unknown_state(&req.unit);
+                            let _ = req.reply.send(Ok(OpResult { job_result: "ok".to_string(), state }));
+                            continue;
+                        }
                         let _ = req.reply.send(Err("D-Bus connection to systemd is down; reconnecting".to_string()));
                     }
                 }
@@ -233,11 +242,22 @@ impl SystemdLink {
         let mut files_changed = manager.receive_unit_files_changed().await?;
         let mut properties: SelectAll<UnitChanges> = SelectAll::new();
         let mut proxies: HashMap<String, PropertiesProxy<'static>> = HashMap::new();
+        let mut refused = Vec::new();
         for unit in &self.units {
-            let proxy = unit_properties(&conn, &manager, unit).await?;
-            properties.push(unit_changes(&proxy, unit).await?);
-            proxies.insert(unit.clone(), proxy);
+            match watch_unit(&conn, &manager, unit).await {
+                Ok((proxy, changes)) => {
+                    properties.push(changes);
+                    proxies.insert(unit.clone(), proxy);
+                }
+                // One name systemd refuses must not keep every other unit unwatched.
+                Err(zbus::Error::MethodError(name, detail, _)) => {
+                    tracing::warn!(unit = %unit, error = %name, detail = ?detail, "systemd refused to watch this unit; skipping it");
+                    refused.push(unit.clone());
+                }
+                Err(e) => return Err(e),
+            }
         }
+        self.units.retain(|u| !refused.contains(u));
         let mut reloading = manager.receive_reloading().await?;
         tracing::info!(bus = %self.bus, units = self.units.len(), "watching systemd units");
         // Unit states are read when the session starts and again whenever systemd says
@@ -318,14 +338,29 @@ impl SystemdLink {
                         }
                     }
                 }
-                                request = self.requests.recv() => {
+                request = self.requests.recv() => {
                     let Some(request) = request else { return Ok(SessionEnd::Shutdown) };
                     if request.op == UnitOp::Watch && !self.units.contains(&request.unit) {
-                                                let proxy = unit_properties(&conn, &manager, &request.unit).await?;
-                        properties.push(unit_changes(&proxy, &request.unit).await?);
-                        proxies.insert(request.unit.clone(), proxy);
+                        // Wanted from now on, in this session and every later one.
                         self.units.push(request.unit.clone());
-                        tracing::info!(unit = %request.unit, "watching one more unit");
+                        match watch_unit(&conn, &manager, &request.unit).await {
+                            Ok((proxy, changes)) => {
+                                properties.push(changes);
+                                proxies.insert(request.unit.clone(), proxy);
+                                tracing::info!(unit = %request.unit, "watching one more unit");
+                            }
+                            // systemd refused the name: the bus is fine, the unit is not.
+                            Err(zbus::Error::MethodError(name, detail, _)) => {
+                                self.units.retain(|u| *u != request.unit);
+                                let _ = request.reply.send(Err(format!(
+                                    "systemd refused to watch {}: {name}: {}",
+                                    request.unit,
+                                    detail.unwrap_or_default()
+                                )));
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
                     if let Some(retry) = self.perform(&conn, &manager, &mut proxies, &mut pending, request).await? {
                         reread_at = Some(earliest(reread_at, retry));
@@ -423,13 +458,19 @@ type UnitChanges = std::pin::Pin<
     Box<dyn futures_util::Stream<Item = (String, zbus::fdo::PropertiesChanged)> + Send>,
 >;
 
-async fn unit_changes(proxy: &PropertiesProxy<'static>, unit: &str) -> zbus::Result<UnitChanges> {
+/// A unit's properties proxy and its stream of changes.
+async fn watch_unit(
+    conn: &Connection,
+    manager: &ManagerProxy<'static>,
+    unit: &str,
+) -> zbus::Result<(PropertiesProxy<'static>, UnitChanges)> {
+    let proxy = unit_properties(conn, manager, unit).await?;
     let name = unit.to_string();
-    let stream = proxy
+    let changes = proxy
         .receive_properties_changed()
         .await?
         .map(move |signal| (name.clone(), signal));
-    Ok(Box::pin(stream))
+    Ok((proxy, Box::pin(changes)))
 }
 
 /// Let a burst of unit-file changes and the reload after them settle before reading.
