@@ -149,3 +149,8 @@ fn replay_journal_reads_back_as_the_agent_would_have_written_it() {
     }
     assert_eq!(read.records[0].ts, start);
 }
+
+#[test]
+fn attempts_that_do_not_apply_back_off_but_never_open_the_circuit() {
+    check("not-applicable");
+}
