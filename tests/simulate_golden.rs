@@ -96,6 +96,7 @@ fn every_fixture_folder_has_a_test() {
             "crash-loop",
             "dry-run",
             "flapping",
+            "not-applicable",
             "probe-and-log",
             "storm"
         ]
