@@ -1,0 +1,146 @@
+//! Triggers: debounce, probes, log windows, unit-file state, and evidence an attempt uses up.
+
+use super::*;
+
+#[test]
+fn unit_failure_acts_immediately_without_debounce() {
+    let mut e = one(DOWN, GUARD, "");
+    let v = feed(&mut e, 0.0, unit("php.service", Failed));
+    assert!(
+        matches!(v.as_slice(), [Verdict::Act { attempt: 1, .. }]),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn debounce_waits_for_the_condition_to_hold_for_its_whole_duration() {
+    let mut e = one(&format!("{DOWN}\n      for: 5s"), GUARD, "");
+    assert!(feed(&mut e, 0.0, unit("php.service", Failed)).is_empty());
+    assert_eq!(e.next_deadline(), Some(at(5.0)));
+    assert!(feed(&mut e, 4.9, Event::Tick {}).is_empty());
+    assert_eq!(acts(&feed(&mut e, 5.0, Event::Tick {})), 1);
+}
+
+#[test]
+fn a_flap_resets_the_debounce() {
+    let mut e = one(&format!("{DOWN}\n      for: 5s"), GUARD, "");
+    feed(&mut e, 0.0, unit("php.service", Failed));
+    feed(&mut e, 3.0, unit("php.service", Active));
+    feed(&mut e, 4.0, unit("php.service", Failed));
+    assert!(
+        feed(&mut e, 6.0, Event::Tick {}).is_empty(),
+        "held only 2s since the flap"
+    );
+    assert_eq!(acts(&feed(&mut e, 9.0, Event::Tick {})), 1);
+}
+
+#[test]
+fn http_success_resets_the_consecutive_failure_count() {
+    let trig =
+        "    - http: { url: \"http://127.0.0.1/ping\", failures: 2, interval: 1s, timeout: 1s }";
+    let mut e = one(trig, GUARD, "");
+    let probe = |status: u16| {
+        Event::Http(HttpObservation {
+            url: "http://127.0.0.1/ping".into(),
+            status: Some(status),
+            error: None,
+        })
+    };
+    assert!(feed(&mut e, 0.0, probe(502)).is_empty());
+    assert!(feed(&mut e, 1.0, probe(200)).is_empty());
+    assert!(feed(&mut e, 2.0, probe(503)).is_empty());
+    assert_eq!(acts(&feed(&mut e, 3.0, probe(504))), 1);
+}
+
+#[test]
+fn log_matches_count_only_within_their_window() {
+    let trig = "    - log: { path: /var/log/x.log, pattern: 'refused', count: 2, within: 10s }";
+    let mut e = one(trig, GUARD, "");
+    let line = |text: &str| {
+        Event::Log(LogLine {
+            path: "/var/log/x.log".into(),
+            line: text.into(),
+        })
+    };
+    assert!(feed(
+        &mut e,
+        0.0,
+        line("connect() failed (111: Connection refused)")
+    )
+    .is_empty());
+    assert!(feed(&mut e, 5.0, line("favicon.ico not found")).is_empty());
+    assert!(
+        feed(&mut e, 11.0, line("again refused")).is_empty(),
+        "the first hit expired"
+    );
+    assert_eq!(acts(&feed(&mut e, 12.0, line("refused")),), 1);
+}
+
+#[test]
+fn unit_file_state_triggers_the_enable_policy() {
+    let trig = "    - unit: { unitFileState: [disabled] }";
+    let mut e = one(trig, GUARD, "");
+    let obs = Event::Unit(UnitObservation {
+        name: "php.service".into(),
+        active_state: Some(Active),
+        sub_state: Some("running".into()),
+        unit_file_state: Some(crate::policy::UnitFileState::Disabled),
+        result: None,
+        n_restarts: None,
+    });
+    let v = feed(&mut e, 0.0, obs);
+    assert!(
+        matches!(&v[..], [Verdict::Act { evidence, .. }] if evidence[0].contains("unitFileState=disabled")),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn evidence_seen_while_an_attempt_runs_does_not_trigger_another() {
+    let log = "    - log: { path: /var/log/x.log, pattern: 'refused', count: 1, within: 30s }";
+    let mut e = one(&format!("{DOWN}\n{log}"), GUARD, "");
+    assert_eq!(acts(&feed(&mut e, 0.0, unit("php.service", Failed))), 1);
+    // Written by nginx while the restart runs: about the outage being fixed.
+    feed(
+        &mut e,
+        0.1,
+        Event::Log(LogLine {
+            path: "/var/log/x.log".into(),
+            line: "connect() refused".into(),
+        }),
+    );
+    feed(&mut e, 0.2, unit("php.service", Active));
+    let verified = Event::Outcome(Outcome {
+        policy: "p".into(),
+        attempt_id: None,
+        result: OutcomeResult::Ok,
+        verified: Some(true),
+        detail: None,
+    });
+    let mut later = feed(&mut e, 0.3, verified);
+    for t in 1..60 {
+        later.extend(feed(&mut e, t as f64, Event::Tick {}));
+    }
+    assert_eq!(acts(&later), 0, "{later:?}");
+}
+
+#[test]
+fn a_builtin_log_pattern_fires_on_the_nginx_line_it_names() {
+    let trig =
+        "    - log: { path: /var/log/nginx/error.log, match: nginx.upstream_connect_failed }";
+    let mut e = one(trig, GUARD, "");
+    let line = |text: &str| {
+        Event::Log(LogLine {
+            path: "/var/log/nginx/error.log".into(),
+            line: text.into(),
+        })
+    };
+    let noise = "2026/11/24 22:00:31 [error] 812#812: *43 open() \"/var/www/html/favicon.ico\" failed (2: No such file or directory)";
+    assert!(feed(&mut e, 0.0, line(noise)).is_empty());
+    let crit = "2026/11/24 22:00:30 [crit] 812#812: *41 connect() to unix:/run/php/php8.2-fpm.sock failed (2: No such file or directory) while connecting to upstream, client: 127.0.0.1, server: _, request: \"GET /ping.php HTTP/1.1\"";
+    let v = feed(&mut e, 1.0, line(crit));
+    assert!(
+        matches!(&v[..], [Verdict::Act { evidence, .. }] if evidence[0].contains("(nginx.upstream_connect_failed)")),
+        "{v:?}"
+    );
+}
