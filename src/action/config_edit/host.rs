@@ -103,6 +103,20 @@ fn in_tree(file: &Path, config: &Path, files: impl Iterator<Item = PathBuf>) -> 
     }
 }
 
+/// nginx's config from `config`, once `file` is known to be part of it.
+fn load_nginx(file: &Path, config: &Path) -> Result<NginxConfig, String> {
+    let loaded = nginx::load(config).map_err(|e| e.to_string())?;
+    in_tree(file, config, loaded.files.iter().map(|f| f.path.clone()))?;
+    Ok(loaded)
+}
+
+/// PHP-FPM's config from `config`, once `file` is known to be part of it.
+fn load_fpm(file: &Path, config: &Path) -> Result<FpmConfig, String> {
+    let loaded = fpm::load(config).map_err(|e| e.to_string())?;
+    in_tree(file, config, loaded.files.iter().map(|f| f.path.clone()))?;
+    Ok(loaded)
+}
+
 /// For each raised directive, the largest value set in another file of the config at a
 /// level enclosing the edited blocks: their context chain (following includes) starts
 /// with the setting's. A sibling `server` has the same chain as the edited one, so this
@@ -215,16 +229,8 @@ impl Executor {
         let _editing = lock.lock().await;
         let outcome = match action {
             Action::NginxEdit(args) => {
-                let prepared = nginx::load(&args.config)
-                    .map_err(|e| e.to_string())
-                    .and_then(|config| {
-                        in_tree(
-                            &args.file,
-                            &args.config,
-                            config.files.iter().map(|f| f.path.clone()),
-                        )?;
-                        Ok(inherited_elsewhere(&config, args))
-                    });
+                let prepared = load_nginx(&args.file, &args.config)
+                    .map(|config| inherited_elsewhere(&config, args));
                 match prepared {
                     Ok(outer) => {
                         let mut planner = NginxPlanner { args, outer };
@@ -235,17 +241,8 @@ impl Executor {
                 }
             }
             Action::PhpFpmEdit(args) => {
-                let prepared =
-                    fpm::load(&args.config)
-                        .map_err(|e| e.to_string())
-                        .and_then(|config| {
-                            in_tree(
-                                &args.file,
-                                &args.config,
-                                config.files.iter().map(|f| f.path.clone()),
-                            )?;
-                            pool_keys_here(&config, args)
-                        });
+                let prepared = load_fpm(&args.file, &args.config)
+                    .and_then(|config| pool_keys_here(&config, args));
                 match prepared {
                     Ok(()) => {
                         let host = host(Checker::php_fpm(&args.config), &args.unit, args.apply);
@@ -255,17 +252,8 @@ impl Executor {
                 }
             }
             Action::AlignFastcgiPass(args) => {
-                let prepared = fpm::load(&args.fpm_config)
-                    .map_err(|e| e.to_string())
-                    .and_then(|fpm| {
-                        let config = nginx::load(&args.config).map_err(|e| e.to_string())?;
-                        in_tree(
-                            &args.file,
-                            &args.config,
-                            config.files.iter().map(|f| f.path.clone()),
-                        )?;
-                        Ok(fpm)
-                    });
+                let prepared = load_nginx(&args.file, &args.config)
+                    .and_then(|_| fpm::load(&args.fpm_config).map_err(|e| e.to_string()));
                 match prepared {
                     Ok(fpm) => {
                         let host = host(Checker::nginx(&args.config), &args.unit, args.apply);
