@@ -17,22 +17,17 @@ fn at(kind: &'static str, file: &std::path::Path, line: u32, message: String) ->
     }
 }
 
-fn fastcgi_passes<'a>(input: &'a Input<'_>) -> Vec<Located<'a>> {
-    input
-        .nginx
-        .walk()
-        .into_iter()
-        .filter(|l| l.directive.name == "fastcgi_pass")
-        .collect()
+/// Every `fastcgi_pass` of a walk of the config.
+fn fastcgi_passes<'w, 'a>(walk: &'w [Located<'a>]) -> impl Iterator<Item = &'w Located<'a>> {
+    walk.iter().filter(|l| l.directive.name == "fastcgi_pass")
 }
 
 /// The addresses a `fastcgi_pass` leads to: itself, or the servers of the upstream it names.
-fn addresses(input: &Input<'_>, target: &str) -> Vec<String> {
+fn addresses(walk: &[Located<'_>], target: &str) -> Vec<String> {
     let is_address = target.starts_with("unix:") || target.contains(':');
     if is_address {
         return vec![target.to_string()];
     }
-    let walk = input.nginx.walk();
     let Some(upstream) = walk.iter().find(|l| {
         l.directive.name == "upstream"
             && l.directive.args.first().map(String::as_str) == Some(target)
@@ -66,13 +61,14 @@ pub fn fastcgi_pass(input: &Input<'_>, findings: &mut Vec<Finding>) -> Vec<Strin
         return mismatched;
     }
     let listens: Vec<String> = pools.iter().map(|(_, l)| l.clone()).collect();
-    for pass in fastcgi_passes(input) {
+    let walk = input.nginx.walk();
+    for pass in fastcgi_passes(&walk) {
         let Some(target) = pass.directive.args.first() else {
             continue;
         };
         // An upstream's servers decide for it; anything the configs cannot settle
         // (a variable, another host) is not reported.
-        let leads_to = addresses(input, target);
+        let leads_to = addresses(&walk, target);
         let verdicts: Vec<Option<bool>> =
             leads_to.iter().map(|a| pass_reaches(a, &listens)).collect();
         let mismatch = !verdicts.is_empty() && verdicts.iter().all(|v| *v == Some(false));
@@ -140,10 +136,10 @@ pub fn socket_permissions(
         ));
         return;
     }
-    let passes: Vec<String> = fastcgi_passes(input)
-        .iter()
+    let walk = input.nginx.walk();
+    let passes: Vec<String> = fastcgi_passes(&walk)
         .filter_map(|l| l.directive.args.first())
-        .flat_map(|t| addresses(input, t))
+        .flat_map(|t| addresses(&walk, t))
         .collect();
     for pool in input.fpm.pools() {
         let Some((file, listen)) = pool.locate("listen") else {
