@@ -844,3 +844,22 @@ fn config_edit_mistakes_are_located_and_explained() {
         ],
     );
 }
+
+#[test]
+fn durations_past_a_year_are_errors_at_their_place() {
+    let file = fixture("errors/too-long-durations.yaml");
+    let run = check(&[&file]);
+    assert_errors(
+        &run,
+        &[
+            (
+                &format!("{file}:10:12"),
+                &["duration \"367d\" is too long", "at most"],
+            ),
+            (
+                &format!("{file}:12:46"),
+                &["duration \"300000000000y\" is too long"],
+            ),
+        ],
+    );
+}

@@ -2,7 +2,9 @@
 
 use super::event::HttpObservation;
 use super::time::Timestamp;
-use crate::policy::{ActiveState, Condition, HttpCondition, Trigger, UnitCondition, UnitFileState};
+use crate::policy::{
+    ActiveState, Condition, HttpCondition, LogCondition, Trigger, UnitCondition, UnitFileState,
+};
 use std::collections::VecDeque;
 
 /// What is known of a unit; D-Bus updates arrive piecemeal.
@@ -45,7 +47,13 @@ impl TriggerState {
         }
     }
 
-    pub fn observe_log_match(&mut self, now: Timestamp, line: &str) {
+    /// Keeps only the newest `count` hits: the condition holds when the `count`-th newest
+    /// is inside `within`, so older ones can never matter, and a flood of matching lines
+    /// costs no memory.
+    pub fn observe_log_match(&mut self, cond: &LogCondition, now: Timestamp, line: &str) {
+        while self.hits.len() >= cond.count.max(1) as usize {
+            self.hits.pop_front();
+        }
         self.hits.push_back(now);
         self.last_line = Some(line.to_string());
     }
@@ -170,4 +178,30 @@ fn unit_matches(cond: &UnitCondition, unit: &UnitSnapshot) -> bool {
         unit.unit_file_state
             .is_some_and(|s| cond.unit_file_state.contains(&s)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::LogPattern;
+    use std::time::Duration;
+
+    #[test]
+    fn a_flood_of_matching_lines_keeps_only_count_hits() {
+        let cond = LogCondition {
+            path: "/var/log/nginx/error.log".into(),
+            pattern: LogPattern {
+                regex: regex::Regex::new("x").unwrap(),
+                builtin: None,
+            },
+            count: 3,
+            within: Duration::from_secs(3600),
+        };
+        let mut state = TriggerState::default();
+        for i in 0..100_000 {
+            state.observe_log_match(&cond, Timestamp::from_millis(i), "x");
+        }
+        assert_eq!(state.hits.len(), 3);
+        assert_eq!(state.hits.front(), Some(&Timestamp::from_millis(99_997)));
+    }
 }

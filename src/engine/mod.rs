@@ -241,7 +241,8 @@ impl Engine {
                         &self.policies[id.index()].spec.trigger[t].condition
                     {
                         if cond.pattern.regex.is_match(&line.line) {
-                            self.states[id.index()].triggers[t].observe_log_match(now, &line.line);
+                            self.states[id.index()].triggers[t]
+                                .observe_log_match(cond, now, &line.line);
                             self.evaluate(now, id, out);
                         }
                     }

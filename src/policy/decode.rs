@@ -30,6 +30,12 @@ pub fn article(word: &str) -> &'static str {
     }
 }
 
+/// The longest duration any field accepts. Every duration ends up added to a clock
+/// reading (a timeout's deadline, a cooldown's retry time, a window's end); bounding it
+/// here keeps those sums far from overflow, and no guard, probe or timeout has a use
+/// for more than a year.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
 #[derive(Default)]
 pub struct Decoder {
     pub errors: Vec<(Pos, String)>,
@@ -339,6 +345,16 @@ impl Decoder {
             return Some(Duration::ZERO);
         }
         match humantime::parse_duration(text) {
+            Ok(d) if d > MAX_DURATION => {
+                self.error(
+                    node.pos,
+                    format!(
+                        "duration \"{text}\" is too long: at most {} (366d)",
+                        humantime::format_duration(MAX_DURATION)
+                    ),
+                );
+                None
+            }
             Ok(d) => Some(d),
             Err(e) => {
                 self.error(

@@ -18,7 +18,7 @@ use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +28,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// they run on the task itself: a round trip through `spawn_blocking` per chunk would add
 /// latency to every line. Sending between chunks yields to the runtime.
 const CHUNK: usize = 64 * 1024;
+
+/// Chunks read per wake-up before the follower yields to the rest of the agent and
+/// comes back for more without waiting for a new event: a log written faster than it is
+/// read (or a huge backlog after rotation) must not keep the only runtime thread busy.
+const CHUNKS_PER_WAKE: usize = 16;
 
 /// How often to retry when the log's directory does not exist yet (or inotify cannot be
 /// set up). Only this start-up wait polls; once watching, everything is pushed.
@@ -94,12 +99,14 @@ pub(crate) async fn follow_with_ready(
         splitter: LineSplitter::default(),
         scanner,
         started: false,
+        backlog: false,
+        refused: None,
     };
     loop {
         // Each step (wait for an event, read, send) races shutdown, so neither a quiet
         // file nor a full channel delays stopping.
         let step = async {
-            if follower.started {
+            if follower.started && !follower.backlog {
                 match stream.next().await {
                     Some(Ok(event)) if relevant(&event, &dir_wd, &name) => {}
                     Some(Ok(_)) => return true,
@@ -109,6 +116,9 @@ pub(crate) async fn follow_with_ready(
                     }
                     None => return false,
                 }
+            }
+            if follower.backlog {
+                tokio::task::yield_now().await;
             }
             let sent = follower.sync(&tx).await;
             if let Some(ready) = ready.take() {
@@ -159,6 +169,11 @@ struct Follower {
     scanner: Option<Arc<LineScanner>>,
     /// Whether the first look is done: only a file present then is read from its end.
     started: bool,
+    /// The last drain stopped at its budget with more to read.
+    backlog: bool,
+    /// The non-regular file last found at the path (a FIFO, a device, a socket), so it
+    /// is reported once, not on every event.
+    refused: Option<FileId>,
 }
 
 impl Follower {
@@ -168,7 +183,9 @@ impl Follower {
         if !self.drain(tx).await {
             return false;
         }
-        let at_path = std::fs::metadata(&self.path).ok().map(|m| file_id(&m));
+        let at_path = std::fs::metadata(&self.path)
+            .ok()
+            .and_then(|m| self.readable(&m));
         let open_id = self.open.as_ref().map(|o| o.id);
         if let PathChange::Switch { from_end } = path_change(open_id, at_path, self.started) {
             match self.open_path(from_end) {
@@ -199,9 +216,36 @@ impl Follower {
         true
     }
 
+    /// The file at the path if it is one salve reads: only a regular file. Opening a
+    /// FIFO blocks until a writer appears, and reading /dev/zero never ends; either would
+    /// stall the agent's only runtime thread. Anything else is logged once and looked at
+    /// again on the next event in the directory.
+    fn readable(&mut self, meta: &std::fs::Metadata) -> Option<FileId> {
+        let id = file_id(meta);
+        if meta.is_file() {
+            self.refused = None;
+            return Some(id);
+        }
+        if self.refused != Some(id) {
+            self.refused = Some(id);
+            tracing::warn!(path = %self.path.display(), kind = file_kind(meta), "the log path is not a regular file; not reading it until a regular file takes its place");
+        }
+        None
+    }
+
     fn open_path(&mut self, from_end: bool) -> io::Result<OpenFile> {
-        let file = File::open(&self.path)?;
+        // O_NONBLOCK: if the name was replaced by a FIFO between stat and open, the
+        // open returns at once instead of waiting for a writer; the check below then
+        // refuses it. On a regular file the flag changes nothing.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(&self.path)?;
         let meta = file.metadata()?;
+        if !meta.is_file() {
+            self.readable(&meta);
+            return Err(io::Error::other("not a regular file"));
+        }
         // The watch follows this inode wherever it is renamed to; if the name was
         // replaced again between open and here, the directory watch brings us back.
         let wd = self
@@ -219,9 +263,11 @@ impl Follower {
         })
     }
 
-    /// Reads the open file from our offset to its current end and sends each complete
-    /// line. A file now shorter than the offset was truncated: start again at 0.
+    /// Reads the open file from our offset towards its current end, at most
+    /// `CHUNKS_PER_WAKE` chunks (setting `backlog` if it stopped there), and sends each
+    /// complete line. A file now shorter than the offset was truncated: start again at 0.
     async fn drain(&mut self, tx: &mpsc::Sender<Event>) -> bool {
+        self.backlog = false;
         let Some(open) = self.open.as_mut() else {
             return true;
         };
@@ -231,7 +277,7 @@ impl Follower {
             open.offset = 0;
         }
         let mut buf = vec![0u8; CHUNK];
-        loop {
+        for _ in 0..CHUNKS_PER_WAKE {
             let Some(open) = self.open.as_mut() else {
                 return true;
             };
@@ -258,6 +304,8 @@ impl Follower {
                 }
             }
         }
+        self.backlog = true;
+        true
     }
 
     async fn send(&self, tx: &mpsc::Sender<Event>, line: String) -> bool {
@@ -266,6 +314,23 @@ impl Follower {
             line,
         });
         tx.send(event).await.is_ok()
+    }
+}
+
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    let kind = meta.file_type();
+    if kind.is_fifo() {
+        "fifo"
+    } else if kind.is_char_device() {
+        "character device"
+    } else if kind.is_block_device() {
+        "block device"
+    } else if kind.is_socket() {
+        "socket"
+    } else if kind.is_dir() {
+        "directory"
+    } else {
+        "other"
     }
 }
 

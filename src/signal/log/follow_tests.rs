@@ -290,3 +290,35 @@ async fn a_filtered_follower_sends_only_lines_a_trigger_may_match_even_split_acr
     f.expect(&["too big header again"]).await;
     f.stop().await;
 }
+
+/// A FIFO at the log's path would block open(2) until a writer came, on the agent's
+/// only runtime thread. Multi-threaded here so a regression fails the timeout instead
+/// of hanging the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_at_the_path_is_never_opened_and_a_file_replacing_it_is_followed() {
+    let dir = TempDir::new("fifo");
+    let log = dir.join("error.log");
+    let c_path = std::ffi::CString::new(log.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: c_path is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let mut f = tokio::time::timeout(PATIENCE, Following::start(&log))
+        .await
+        .expect("the follower starts without waiting for a writer on the FIFO");
+    f.expect_silence().await;
+    std::fs::remove_file(&log).unwrap();
+    append(&log, "a regular file again\n");
+    f.expect(&["a regular file again"]).await;
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_to_a_device_is_not_read() {
+    let dir = TempDir::new("device");
+    let log = dir.join("error.log");
+    std::os::unix::fs::symlink("/dev/zero", &log).unwrap();
+    let mut f = tokio::time::timeout(PATIENCE, Following::start(&log))
+        .await
+        .expect("the follower starts");
+    f.expect_silence().await;
+    f.stop().await;
+}

@@ -237,3 +237,20 @@ fn syntax_error_display_names_file_line_and_col() {
         "{shown:?}"
     );
 }
+
+#[test]
+fn blocks_nested_past_the_limit_are_a_syntax_error_not_a_stack_overflow() {
+    let deep = 200_000;
+    let text = format!("{}{}", "a {".repeat(deep), "}".repeat(deep));
+    let (line, col, message) = syntax_position(&text);
+    assert_eq!(line, 1);
+    assert_eq!(col as usize, 3 * super::parser::MAX_BLOCK_DEPTH + 3);
+    assert!(message.contains("nested more than 64 levels"), "{message}");
+    // At the limit itself the file still parses.
+    let ok = format!(
+        "{}{}",
+        "a {".repeat(super::parser::MAX_BLOCK_DEPTH),
+        "}".repeat(super::parser::MAX_BLOCK_DEPTH)
+    );
+    parse_ok(&ok);
+}

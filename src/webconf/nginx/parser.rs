@@ -8,6 +8,11 @@ use super::{Block, Directive, NginxFile};
 use crate::webconf::text::LineIndex;
 use crate::webconf::ConfError;
 
+/// Blocks nested deeper than this are refused. Real configs nest a handful of levels
+/// (http, server, location, if); every walk over the tree, and dropping it, recurses
+/// once per level, so a hostile file nested 200,000 deep would overflow the stack.
+pub const MAX_BLOCK_DEPTH: usize = 64;
+
 /// Parses one nginx file. Unbalanced braces, a directive without its `;` and an
 /// unterminated quote are `ConfError::Syntax` at the offending position.
 pub fn parse(path: &Path, text: &str) -> Result<NginxFile, ConfError> {
@@ -53,6 +58,14 @@ pub fn parse(path: &Path, text: &str) -> Result<NginxFile, ConfError> {
                         "unexpected \"{\": a block needs a name before it".into(),
                     )
                 })?;
+                if open_blocks.len() >= MAX_BLOCK_DEPTH {
+                    return Err(syntax(
+                        at,
+                        format!(
+                            "blocks are nested more than {MAX_BLOCK_DEPTH} levels deep; salve refuses to read further"
+                        ),
+                    ));
+                }
                 open_blocks.push((p, at, Vec::new()));
             }
             TokenKind::Close => {
