@@ -863,3 +863,19 @@ fn durations_past_a_year_are_errors_at_their_place() {
         ],
     );
 }
+
+#[test]
+fn exec_env_entries_must_be_name_equals_value() {
+    let file = fixture("errors/exec-bad-env.yaml");
+    let run = check(&[&file]);
+    assert_errors(
+        &run,
+        &[
+            (&format!("{file}:11:76"), &["\"1BAD=x\" is not NAME=value"]),
+            (
+                &format!("{file}:11:86"),
+                &["\"NOEQUALS\" is not NAME=value"],
+            ),
+        ],
+    );
+}

@@ -17,6 +17,10 @@ const STDERR_TAIL: usize = 4 * 1024;
 /// the pipe can hold it open indefinitely; the exit is what we report, not the grandchild.
 const STDERR_DRAIN: Duration = Duration::from_millis(200);
 
+/// The search path a policy's program and its children get: the programs a remediation
+/// runs live in the system directories, never in whatever PATH the agent inherited.
+pub const MINIMAL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOutput {
     pub code: Option<i32>,
@@ -24,39 +28,92 @@ pub struct ExecOutput {
     pub stderr_tail: String,
 }
 
-/// Runs `argv[0]` with args `argv[1..]`: stdin null, stdout discarded, the last 4 KiB of
-/// stderr kept for the journal. Kills the process (and waits for it) once `timeout`
-/// passes: `Err("timed out after 30s; killed")`. `Ok(output)` when it exited 0;
-/// `Err("exited with status 3: <stderr tail>")` otherwise; when it cannot start,
-/// `Err("cannot run /x: No such file or directory")`.
-///
-/// Only the process itself is killed on timeout, not children it started; programs run
-/// here (systemctl, a cache flush script) are expected to wait for their own children.
-pub async fn run(argv: &[String], timeout: Duration) -> Result<ExecOutput, String> {
+/// Why a command did not succeed. Callers decide by variant, never by message text.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("cannot run an empty command")]
+    Empty,
+    #[error("cannot run {program}: {}", io_message(cause))]
+    Spawn {
+        program: String,
+        cause: std::io::Error,
+    },
+    #[error("cannot wait for {program}: {}", io_message(cause))]
+    Wait {
+        program: String,
+        cause: std::io::Error,
+    },
+    #[error("{}", with_tail(format!("timed out after {}; killed", human_duration(*after)), stderr_tail))]
+    TimedOut {
+        after: Duration,
+        stderr_tail: String,
+    },
+    #[error("{}", with_tail(describe_exit(*status), stderr_tail))]
+    Exited {
+        status: ExitStatus,
+        stderr_tail: String,
+    },
+}
+
+/// What the program runs with besides its argv: the environment is built from nothing
+/// (a remediation must not see the agent's own variables, tokens included), holding
+/// PATH, LANG and `vars` (salve's context variables and whatever the policy lists).
+#[derive(Debug, Clone, Default)]
+pub struct ExecEnv {
+    pub vars: Vec<(String, String)>,
+}
+
+/// Runs `argv[0]` with args `argv[1..]` in a process group of its own: stdin null,
+/// stdout discarded, the last 4 KiB of stderr kept for the journal, the environment
+/// `env`. Once `timeout` passes, the whole group is killed (a shell script's children
+/// too) and the program reaped: `ExecError::TimedOut`. `Ok(output)` when it exited 0.
+pub async fn run(
+    argv: &[String],
+    env: &ExecEnv,
+    timeout: Duration,
+) -> Result<ExecOutput, ExecError> {
     let Some((program, args)) = argv.split_first() else {
-        return Err("cannot run an empty command".to_string());
+        return Err(ExecError::Empty);
     };
     let mut command = Command::new(program);
-    command.args(args);
+    command.args(args).env_clear().env("PATH", MINIMAL_PATH);
+    command.env(
+        "LANG",
+        std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into()),
+    );
+    for (name, value) in &env.vars {
+        command.env(name, value);
+    }
     run_command(command, program, timeout).await
 }
 
-/// [`run`] for a command the caller has prepared (e.g. with a `pre_exec` step); stdio
-/// is set here. `program` names it in messages.
+/// [`run`] for a command the caller has prepared (e.g. with a `pre_exec` step and its
+/// own environment); stdio and the process group are set here. `program` names it in
+/// messages.
 pub async fn run_command(
     mut command: Command,
     program: &str,
     timeout: Duration,
-) -> Result<ExecOutput, String> {
-    let deadline = Instant::now() + timeout;
+) -> Result<ExecOutput, ExecError> {
+    // Durations are bounded at parse time; a far deadline is still no reason to panic.
+    let deadline = Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(366 * 24 * 3600));
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        // Its own group, so a timeout (or the agent dropping the attempt) reaches every
+        // process it started, not just the first.
+        .process_group(0)
         // If this future is dropped (agent shutdown), the program must not linger unowned.
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run {program}: {}", io_message(&e)))?;
+        .map_err(|cause| ExecError::Spawn {
+            program: program.to_string(),
+            cause,
+        })?;
+    let mut group = GroupGuard(child.id());
 
     let mut stderr = child.stderr.take();
     let mut tail = Tail::default();
@@ -74,16 +131,23 @@ pub async fn run_command(
         }
     };
     let Some(waited) = waited else {
-        // `start_kill` sends SIGKILL; waiting reaps the process so no zombie is left and
-        // the caller knows it is really gone when this returns.
-        if let Err(e) = child.start_kill() {
-            tracing::warn!(program = %program, error = %e, "cannot kill timed-out command");
-        }
+        // The leader is not reaped yet, so the group id cannot have been reused.
+        group.kill();
+        // Waiting reaps the leader so no zombie is left and the caller knows it is
+        // really gone when this returns.
         let _ = child.wait().await;
-        let timed_out = format!("timed out after {}; killed", human_duration(timeout));
-        return Err(with_tail(timed_out, &tail.into_string()));
+        group.0 = None;
+        return Err(ExecError::TimedOut {
+            after: timeout,
+            stderr_tail: tail.into_string(),
+        });
     };
-    let status = waited.map_err(|e| format!("cannot wait for {program}: {}", io_message(&e)))?;
+    // Reaped: from here the group id may belong to someone else.
+    group.0 = None;
+    let status = waited.map_err(|cause| ExecError::Wait {
+        program: program.to_string(),
+        cause,
+    })?;
 
     if let Some(mut pipe) = stderr {
         let drain = async {
@@ -104,7 +168,33 @@ pub async fn run_command(
             stderr_tail,
         })
     } else {
-        Err(with_tail(describe_exit(status), &stderr_tail))
+        Err(ExecError::Exited {
+            status,
+            stderr_tail,
+        })
+    }
+}
+
+/// The process group of a child not yet reaped. Dropped while still set (the attempt
+/// was abandoned), it kills the group, as `kill_on_drop` does for the leader alone.
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.0.and_then(|p| libc::pid_t::try_from(p).ok()) {
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory
+            // is involved.
+            if unsafe { libc::kill(-pgid, libc::SIGKILL) } != 0 {
+                let e = std::io::Error::last_os_error();
+                tracing::warn!(pgid, error = %e, "cannot kill a timed-out command's process group");
+            }
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -176,6 +266,74 @@ mod tests {
 
     fn argv(args: &[&str]) -> Vec<String> {
         args.iter().map(|s| s.to_string()).collect()
+    }
+
+    async fn run(argv: &[String], timeout: Duration) -> Result<ExecOutput, String> {
+        super::run(argv, &ExecEnv::default(), timeout)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn alive(pid: &str) -> bool {
+        // A zombie still has a /proc entry; only a running or sleeping process counts.
+        std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_whole_process_group() {
+        let pid_file =
+            std::env::temp_dir().join(format!("salve-exec-group-{}", std::process::id()));
+        // The shell starts a grandchild and waits for it: killing the shell alone would
+        // leave the sleep running.
+        let script = format!("/bin/sleep 30 & echo $! > {}; wait", pid_file.display());
+        let err = super::run(
+            &argv(&["/bin/sh", "-c", &script]),
+            &ExecEnv::default(),
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, ExecError::TimedOut { .. }), "{err}");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        std::fs::remove_file(&pid_file).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while alive(&pid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            !alive(&pid),
+            "the grandchild {} survived the timeout",
+            pid.trim()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_program_sees_only_path_lang_and_the_variables_given() {
+        std::env::set_var("SALVE_TEST_SECRET", "do-not-leak");
+        let env = ExecEnv {
+            vars: vec![("SALVE_POLICY".into(), "php-fpm-down".into())],
+        };
+        let out_file = std::env::temp_dir().join(format!("salve-exec-env-{}", std::process::id()));
+        let script = format!("/usr/bin/env > {}", out_file.display());
+        super::run(&argv(&["/bin/sh", "-c", &script]), &env, TIMEOUT)
+            .await
+            .unwrap();
+        let seen = std::fs::read_to_string(&out_file).unwrap();
+        std::fs::remove_file(&out_file).unwrap();
+        let mut names: Vec<&str> = seen
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(n, _)| n)
+            .collect();
+        names.sort_unstable();
+        // sh itself adds PWD (and dash nothing else).
+        names.retain(|n| *n != "PWD");
+        assert_eq!(names, ["LANG", "PATH", "SALVE_POLICY"], "{seen}");
+        assert!(seen.contains(&format!("PATH={MINIMAL_PATH}\n")), "{seen}");
+        assert!(!seen.contains("do-not-leak"), "{seen}");
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ pub mod systemd;
 
 use crate::engine::{AttemptDetail, Outcome, OutcomeResult};
 use crate::policy::{Action, HttpVerify, Policy, UnitVerify};
-use crate::signal::systemd::{SystemdHandle, UnitOp};
+use crate::signal::systemd::{SystemdHandle, UnitOp, UnitOpError};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -32,7 +32,8 @@ struct EditTrail {
     verified: Option<String>,
 }
 
-/// Why an action did not succeed.
+/// Why an action did not succeed: what kind of failure it is (decided from the error's
+/// type where it arose), and the words for the journal.
 struct Failure {
     timed_out: bool,
     /// The action had nothing to do here (see `OutcomeResult::NotApplicable`).
@@ -40,14 +41,46 @@ struct Failure {
     message: String,
 }
 
-impl Failure {
-    fn from_message(message: String) -> Self {
+impl From<UnitOpError> for Failure {
+    fn from(e: UnitOpError) -> Self {
         Failure {
-            timed_out: message.starts_with("timed out"),
+            timed_out: e.timed_out(),
             not_applicable: false,
-            message,
+            message: e.to_string(),
         }
     }
+}
+
+impl From<exec::ExecError> for Failure {
+    fn from(e: exec::ExecError) -> Self {
+        Failure {
+            timed_out: matches!(e, exec::ExecError::TimedOut { .. }),
+            not_applicable: false,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<notify::NotifyError> for Failure {
+    fn from(e: notify::NotifyError) -> Self {
+        Failure {
+            timed_out: e.timed_out(),
+            not_applicable: false,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// What a policy's program learns of the attempt that runs it, beside its argv.
+fn context_vars(policy: &Policy, attempt_id: u64) -> Vec<(String, String)> {
+    vec![
+        ("SALVE_POLICY".to_string(), policy.name().to_string()),
+        (
+            "SALVE_TARGET".to_string(),
+            policy.spec.target.unit.as_str().to_string(),
+        ),
+        ("SALVE_ATTEMPT_ID".to_string(), attempt_id.to_string()),
+    ]
 }
 
 impl Executor {
@@ -127,7 +160,7 @@ impl Executor {
 
     /// Starts watching `unit` (a reload brought a policy on it); its state arrives as an
     /// event like every watched unit's.
-    pub async fn watch_unit(&self, unit: &str) -> Result<(), String> {
+    pub async fn watch_unit(&self, unit: &str) -> Result<(), UnitOpError> {
         self.systemd
             .run(unit, UnitOp::Watch, WATCH_TIMEOUT)
             .await
@@ -164,23 +197,16 @@ impl Executor {
         }
         let unit = policy.spec.target.unit.as_str();
         if let Some(op) = systemd::unit_op(action) {
-            let done = self
-                .systemd
-                .run(unit, op, self.job_timeout)
-                .await
-                .map_err(Failure::from_message)?;
+            let done = self.systemd.run(unit, op, self.job_timeout).await?;
             if !done.succeeded() {
                 return Err(Failure {
-                    timed_out: done.job_result == "timeout",
+                    timed_out: done.completion.timed_out(),
                     not_applicable: false,
-                    message: format!("job {}", done.job_result),
+                    message: done.completion.to_string(),
                 });
             }
-            return Ok(match done.job_result.as_str() {
-                // Operations without a job (reset-failed, kill, enable, …) answer "ok".
-                "ok" => "ok".to_string(),
-                job => format!("job {job}"),
-            });
+            // Operations without a job (reset-failed, kill, enable, …) answer "ok".
+            return Ok(done.completion.to_string());
         }
         match action {
             Action::Notify(args) => {
@@ -190,15 +216,21 @@ impl Executor {
                     "attemptId": attempt_id,
                     "message": format!("salve: policy {} on {unit}", policy.name()),
                 });
-                notify::post_webhook(&args.webhook, &body, args.timeout)
+                Ok(notify::post_webhook(&args.webhook, &body, args.timeout)
                     .await
-                    .map(|status| format!("webhook answered {status}"))
-                    .map_err(Failure::from_message)
+                    .map(|status| format!("webhook answered {status}"))?)
             }
-            Action::Exec(args) => exec::run(&args.command, args.timeout)
-                .await
-                .map(|_| "exited 0".to_string())
-                .map_err(Failure::from_message),
+            Action::Exec(args) => {
+                let env = exec::ExecEnv {
+                    vars: context_vars(policy, attempt_id)
+                        .into_iter()
+                        .chain(args.env.iter().cloned())
+                        .collect(),
+                };
+                Ok(exec::run(&args.command, &env, args.timeout)
+                    .await
+                    .map(|_| "exited 0".to_string())?)
+            }
             Action::NginxEdit(_) | Action::PhpFpmEdit(_) | Action::AlignFastcgiPass(_) => {
                 let done = self.run_config_edit(policy, action).await;
                 trail.diffs.extend(done.diff);
@@ -274,7 +306,7 @@ impl Executor {
                         return (true, format!("unit {name} {last}"));
                     }
                 }
-                Err(e) => last = e,
+                Err(e) => last = e.to_string(),
             }
             if Instant::now() + VERIFY_EVERY > deadline {
                 return (

@@ -1,13 +1,29 @@
 //! The `notify` action: POST a JSON message to a webhook (a chat relay, an alert router).
 
 use crate::policy::HttpUrl;
-use crate::signal::http::{request, Payload};
+use crate::signal::http::{request, Payload, RequestError};
 use hyper::Method;
 use std::time::Duration;
 
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("cannot encode webhook body: {0}")]
+    Encode(serde_json::Error),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("webhook answered {0}")]
+    Status(u16),
+}
+
+impl NotifyError {
+    pub fn timed_out(&self) -> bool {
+        matches!(self, NotifyError::Request(RequestError::TimedOut { .. }))
+    }
+}
+
 /// POSTs `body` as JSON (`Content-Type: application/json`) to the webhook, with a timeout.
-/// `Ok(status)` for any 2xx; `Err(message)` otherwise: "webhook answered 500", or the
-/// transport error ("connection refused", "timed out after 5s").
+/// `Ok(status)` for any 2xx; otherwise "webhook answered 500", or the transport error
+/// ("connection refused", "timed out after 5s").
 ///
 /// Uses the same one-shot request as the HTTP probe: a webhook is called rarely, so a
 /// fresh connection costs nothing and cannot be a stale one.
@@ -15,8 +31,8 @@ pub async fn post_webhook(
     url: &HttpUrl,
     body: &serde_json::Value,
     timeout: Duration,
-) -> Result<u16, String> {
-    let bytes = serde_json::to_vec(body).map_err(|e| format!("cannot encode webhook body: {e}"))?;
+) -> Result<u16, NotifyError> {
+    let bytes = serde_json::to_vec(body).map_err(NotifyError::Encode)?;
     let payload = Payload {
         content_type: "application/json",
         bytes,
@@ -25,7 +41,7 @@ pub async fn post_webhook(
     if (200..300).contains(&status) {
         Ok(status)
     } else {
-        Err(format!("webhook answered {status}"))
+        Err(NotifyError::Status(status))
     }
 }
 
@@ -41,7 +57,7 @@ mod tests {
     async fn webhook_posts_json_with_the_right_content_type_and_body() {
         let (url, mut requests) = serve(vec![response(204, "")]).await;
         let body = json!({ "policy": "php-fpm-down", "text": "restarted php8.2-fpm.service" });
-        assert_eq!(post_webhook(&url, &body, TIMEOUT).await, Ok(204));
+        assert_eq!(post_webhook(&url, &body, TIMEOUT).await.unwrap(), 204);
 
         let received = requests.recv().await.unwrap();
         let (head, sent_body) = received.split_once("\r\n\r\n").unwrap();
@@ -63,13 +79,18 @@ mod tests {
     async fn webhook_answering_500_is_an_error() {
         let (url, _requests) = serve(vec![response(500, "oops")]).await;
         let result = post_webhook(&url, &json!({}), TIMEOUT).await;
-        assert_eq!(result, Err("webhook answered 500".to_string()));
+        assert!(
+            matches!(result, Err(NotifyError::Status(500))),
+            "{result:?}"
+        );
+        assert_eq!(result.unwrap_err().to_string(), "webhook answered 500");
     }
 
     #[tokio::test]
     async fn unreachable_webhook_reports_the_transport_error() {
         let (url, _bound) = refused_url();
-        let result = post_webhook(&url, &json!({}), TIMEOUT).await;
-        assert_eq!(result, Err("connection refused".to_string()));
+        let err = post_webhook(&url, &json!({}), TIMEOUT).await.unwrap_err();
+        assert!(!err.timed_out());
+        assert_eq!(err.to_string(), "connection refused");
     }
 }

@@ -1,9 +1,15 @@
 //! Append-only journal writer with size-based rotation.
 //!
-//! One writer per journal path is assumed: nothing here locks the file.
+//! One writer per journal: `open` takes an exclusive lock on `<journal>.lock` beside it
+//! and holds it while the journal is open, so a second agent on the same journal (two
+//! units, a forgotten foreground run) refuses to start instead of interleaving records
+//! and rotating the other's file away. The lock is a separate file because rotation
+//! renames the journal itself.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::record::Record;
@@ -30,6 +36,8 @@ impl Default for Rotation {
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
+    /// Held for the journal's lifetime; the flock ends when it closes.
+    _lock: File,
     rotation: Rotation,
     file: File,
     size: u64,
@@ -41,12 +49,14 @@ impl Journal {
     pub fn open(path: &Path, rotation: Rotation) -> Result<Journal, AuditError> {
         let dir = parent_dir(path);
         fs::create_dir_all(dir).map_err(write_err(path, "create the directory of"))?;
+        let lock = lock(path)?;
         let (file, size) = open_append(path)?;
         // The file may have just been created; its name must survive a crash
         // just like the records that will go into it.
         sync_dir(path)?;
         let mut journal = Journal {
             path: path.to_path_buf(),
+            _lock: lock,
             rotation,
             file,
             size,
@@ -173,13 +183,46 @@ pub(super) fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// The lock file's path: `<journal>.lock`, which no reader takes for a rotated file.
+pub(super) fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+fn lock(path: &Path) -> Result<File, AuditError> {
+    let lock_path = lock_path(path);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&lock_path)
+        .map_err(write_err(&lock_path, "open the lock of"))?;
+    // SAFETY: flock(2) on a descriptor this function owns; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let cause = io::Error::last_os_error();
+        return Err(if cause.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            AuditError::Locked {
+                path: path.to_path_buf(),
+            }
+        } else {
+            write_err(&lock_path, "lock")(cause)
+        });
+    }
+    Ok(file)
+}
+
 fn open_append(path: &Path) -> Result<(File, u64), AuditError> {
     // `read` is for checking the last byte in `heal_tail`; in append mode
-    // every write still lands at the end whatever the read position.
+    // every write still lands at the end whatever the read position. 0640: the
+    // journal holds evidence (log lines, URLs) for the service's group, not everyone.
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .read(true)
+        .mode(0o640)
         .open(path)
         .map_err(write_err(path, "open"))?;
     let size = file.metadata().map_err(write_err(path, "inspect"))?.len();
@@ -344,5 +387,28 @@ mod tests {
         let message = err.to_string();
         assert!(matches!(err, AuditError::Write { .. }), "{message}");
         assert!(message.contains(&*path.to_string_lossy()), "{message}");
+    }
+
+    #[test]
+    fn a_second_writer_on_the_same_journal_is_refused_until_the_first_closes() {
+        let dir = TestDir::new("lock");
+        let path = dir.0.join("audit.jsonl");
+        let first = Journal::open(&path, Rotation::default()).unwrap();
+        let err = Journal::open(&path, Rotation::default()).unwrap_err();
+        assert!(matches!(err, AuditError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("in use by another salve"), "{err}");
+        drop(first);
+        Journal::open(&path, Rotation::default()).unwrap();
+    }
+
+    #[test]
+    fn the_journal_is_created_readable_by_its_group_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TestDir::new("mode");
+        let path = dir.0.join("audit.jsonl");
+        let _journal = Journal::open(&path, Rotation::default()).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o007, 0, "{mode:o}");
+        assert_eq!(mode & 0o022, 0, "{mode:o}");
     }
 }

@@ -58,6 +58,14 @@ pub enum AuditError {
     },
 
     #[error(
+        "audit journal {} is in use by another salve (its lock file {} is held); \
+         run one agent per journal, or give this one its own with --journal",
+        path.display(),
+        journal::lock_path(path).display()
+    )]
+    Locked { path: PathBuf },
+
+    #[error(
         "unknown outcome filter {given:?}; use one of: ok, failed, timed_out, \
          not_applicable, skipped, dry_run"
     )]

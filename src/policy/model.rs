@@ -404,6 +404,11 @@ pub struct ExecArgs {
     #[serde(default)]
     #[schemars(with = "DurationSchema", extend("default" = "30s"))]
     pub timeout: Duration,
+    /// Variables the program gets beside PATH, LANG and salve's own (SALVE_POLICY,
+    /// SALVE_TARGET, SALVE_ATTEMPT_ID); nothing else of the agent's environment is passed.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>", extend("description" = "NAME=value pairs the program gets beside PATH, LANG and SALVE_POLICY, SALVE_TARGET, SALVE_ATTEMPT_ID; nothing else of the agent's environment is passed."))]
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, JsonSchema)]

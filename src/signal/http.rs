@@ -73,7 +73,7 @@ pub async fn probe(url: &HttpUrl, timeout: Duration) -> ProbeResult {
         },
         Err(error) => ProbeResult {
             status: None,
-            error: Some(error),
+            error: Some(error.to_string()),
             elapsed,
         },
     }
@@ -154,6 +154,18 @@ pub async fn wait_for_status(
     }
 }
 
+/// Why a request got no response status. A timeout is its own variant: a webhook that
+/// timed out makes the attempt `timed_out`, any other failure `failed`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("timed out after {}", human_duration(*after))]
+    TimedOut { after: Duration },
+    /// Resolving, connecting or the exchange failed, in words a person understands
+    /// ("connection refused", "connection reset").
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// A request body with its media type.
 pub(crate) struct Payload {
     pub content_type: &'static str,
@@ -171,21 +183,22 @@ pub(crate) async fn request(
     url: &HttpUrl,
     payload: Option<Payload>,
     timeout: Duration,
-) -> Result<u16, String> {
+) -> Result<u16, RequestError> {
     let deadline = Instant::now() + timeout;
-    let timed_out = || format!("timed out after {}", human_duration(timeout));
-    let request = build_request(method, url, payload)?;
+    let timed_out = || RequestError::TimedOut { after: timeout };
+    let request = build_request(method, url, payload).map_err(RequestError::Failed)?;
 
     let stream = timeout_at(deadline, connect(url))
         .await
-        .map_err(|_| timed_out())??;
+        .map_err(|_| timed_out())?
+        .map_err(RequestError::Failed)?;
     let (mut sender, connection) = timeout_at(
         deadline,
         hyper::client::conn::http1::handshake(TokioIo::new(stream)),
     )
     .await
     .map_err(|_| timed_out())?
-    .map_err(|e| describe_hyper_error(&e))?;
+    .map_err(|e| RequestError::Failed(describe_hyper_error(&e)))?;
     // The connection future does the actual socket I/O and must be polled while we wait
     // for the response. Aborting it when this function returns closes the socket even if
     // the server never finishes, so no task or descriptor outlives the request.
@@ -198,7 +211,7 @@ pub(crate) async fn request(
     let response = timeout_at(deadline, sender.send_request(request))
         .await
         .map_err(|_| timed_out())?
-        .map_err(|e| describe_hyper_error(&e))?;
+        .map_err(|e| RequestError::Failed(describe_hyper_error(&e)))?;
     let status = response.status().as_u16();
     if timeout_at(deadline, read_capped(response.into_body()))
         .await

@@ -36,15 +36,16 @@ impl EditHost for AgentHost<'_> {
             .executor
             .systemd
             .run(self.unit.as_str(), op, self.executor.job_timeout)
-            .await?;
+            .await
+            .map_err(|e| e.to_string())?;
         if done.succeeded() {
             Ok(())
         } else {
             Err(format!(
-                "{} of {}: job {}",
+                "{} of {}: {}",
                 self.apply.as_str(),
                 self.unit,
-                done.job_result
+                done.completion
             ))
         }
     }

@@ -85,13 +85,14 @@ impl Checker {
         exec::run_command(command, &program, CHECK_TIMEOUT)
             .await
             .map(|_| ())
-.map_err(|e| {
+            .map_err(|e| match &e {
                 // A refused namespace surfaces as the spawn failing, before the checker ran.
-                if e.starts_with("cannot run ") && e.contains("Operation not permitted") {
+                exec::ExecError::Spawn { cause, .. }
+                    if cause.raw_os_error() == Some(libc::EPERM) =>
+                {
                     format!("{e} (validating an included file needs CAP_SYS_ADMIN for a private mount namespace)")
-                } else {
-                    e
                 }
+                _ => e.to_string(),
             })
     }
 }

@@ -48,7 +48,7 @@ pub(crate) const ACTION_KINDS: &[&str] = &[
 ];
 pub(crate) const KILL_FIELDS: &[&str] = &["signal", "whom"];
 pub(crate) const NOTIFY_FIELDS: &[&str] = &["webhook", "timeout"];
-pub(crate) const EXEC_FIELDS: &[&str] = &["command", "timeout"];
+pub(crate) const EXEC_FIELDS: &[&str] = &["command", "timeout", "env"];
 pub(crate) const VERIFY_FIELDS: &[&str] = &["http", "unit"];
 pub(crate) const HTTP_VERIFY_FIELDS: &[&str] = &["url", "status", "within"];
 pub(crate) const UNIT_VERIFY_FIELDS: &[&str] = &["activeState", "within"];
@@ -232,6 +232,31 @@ pub(super) fn exceeds(
     );
 }
 
+/// One `NAME=value` of an exec's environment. Names are what a shell can export, so a
+/// program reads them back as written.
+fn env_var(dec: &mut Decoder, node: &Node) -> Option<(String, String)> {
+    let text = dec.string(node)?;
+    let valid_name = |name: &str| {
+        let mut chars = name.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    match text.split_once('=') {
+        Some((name, value)) if valid_name(name) && !value.contains('\0') => {
+            Some((name.to_string(), value.to_string()))
+        }
+        _ => {
+            dec.error(
+                node.pos,
+                format!("\"{text}\" is not NAME=value (a name of letters, digits and _, not starting with a digit)"),
+            );
+            None
+        }
+    }
+}
+
 pub(super) fn positive_duration(dec: &mut Decoder, node: &Node) -> Option<Duration> {
     let d = dec.duration(node)?;
     if d.is_zero() {
@@ -367,9 +392,13 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
                 Duration::from_secs(30),
                 positive_duration,
             );
+            let env = opt(dec, &f, "env", Vec::new(), |d, n| {
+                d.list(n, Noun::new("variable", "variables"), env_var)
+            });
             Action::Exec(ExecArgs {
                 command: command?,
                 timeout: timeout?,
+                env: env?,
             })
         }
         "nginxEdit" => return config_edit::nginx_edit(dec, args),

@@ -8,7 +8,10 @@
 //! completions, every transition caused by an action reaches the engine *before* that
 //! action's outcome: the engine never mistakes a restart's own `inactive` for a crash.
 
+mod op;
 mod state;
+
+pub use op::{Completion, JobResult, UnitOpError};
 
 use crate::engine::{Event, UnitObservation};
 use futures_util::stream::{SelectAll, StreamExt};
@@ -74,6 +77,23 @@ pub enum UnitOp {
 }
 
 impl UnitOp {
+    /// The operation as a policy's action names it, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            UnitOp::Start => "start",
+            UnitOp::Stop => "stop",
+            UnitOp::Restart => "restart",
+            UnitOp::TryRestart => "tryRestart",
+            UnitOp::Reload => "reload",
+            UnitOp::ResetFailed => "resetFailed",
+            UnitOp::Kill { .. } => "kill",
+            UnitOp::Enable => "enable",
+            UnitOp::Disable => "disable",
+            UnitOp::Query => "query",
+            UnitOp::Watch => "watch",
+        }
+    }
+
     fn job_method(&self) -> Option<&'static str> {
         match self {
             UnitOp::Start => Some("start"),
@@ -86,21 +106,21 @@ impl UnitOp {
     }
 }
 
-/// What an operation ended with: the job result (`done`, `failed`, `timeout`, …) or
-/// "ok" for operations without a job, and the unit's state afterwards.
+/// What an operation ended with: its job's result, or at once for operations without a
+/// job, and the unit's state afterwards.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpResult {
-    pub job_result: String,
+    pub completion: Completion,
     pub state: UnitObservation,
 }
 
 impl OpResult {
     pub fn succeeded(&self) -> bool {
-        matches!(self.job_result.as_str(), "done" | "ok")
+        self.completion.succeeded()
     }
 }
 
-type Reply = oneshot::Sender<Result<OpResult, String>>;
+type Reply = oneshot::Sender<Result<OpResult, UnitOpError>>;
 /// Operations waiting for their job's `JobRemoved`, by job object path: (unit, reply).
 type PendingJobs = HashMap<String, (String, Reply)>;
 
@@ -118,7 +138,12 @@ pub struct SystemdHandle {
 
 impl SystemdHandle {
     /// Runs `op` on `unit`, waiting at most `timeout` (for the job to finish too).
-    pub async fn run(&self, unit: &str, op: UnitOp, timeout: Duration) -> Result<OpResult, String> {
+    pub async fn run(
+        &self,
+        unit: &str,
+        op: UnitOp,
+        timeout: Duration,
+    ) -> Result<OpResult, UnitOpError> {
         let (reply, answer) = oneshot::channel();
         let request = OpRequest {
             unit: unit.to_string(),
@@ -129,17 +154,12 @@ impl SystemdHandle {
             self.requests
                 .send(request)
                 .await
-                .map_err(|_| "the systemd link has stopped".to_string())?;
-            answer.await.map_err(|_| {
-                "the systemd link dropped the request (D-Bus connection lost?)".to_string()
-            })?
+                .map_err(|_| UnitOpError::LinkStopped)?;
+            answer.await.map_err(|_| UnitOpError::Dropped)?
         };
         match tokio::time::timeout(timeout, work).await {
             Ok(result) => result,
-            Err(_) => Err(format!(
-                "timed out after {}",
-                humantime::format_duration(timeout)
-            )),
+            Err(_) => Err(UnitOpError::TimedOut { after: timeout }),
         }
     }
 }
@@ -221,10 +241,10 @@ impl SystemdLink {
                                 self.units.push(req.unit.clone());
                             }
                             let state = unknown_state(&req.unit);
-                            let _ = req.reply.send(Ok(OpResult { job_result: "ok".to_string(), state }));
+                            let _ = req.reply.send(Ok(OpResult { completion: Completion::Immediate, state }));
                             continue;
                         }
-                        let _ = req.reply.send(Err("D-Bus connection to systemd is down; reconnecting".to_string()));
+                        let _ = req.reply.send(Err(UnitOpError::BusDown));
                     }
                 }
             }
@@ -300,7 +320,7 @@ impl SystemdLink {
                                 unknown_state(&unit)
                             }
                         };
-                        let _ = reply.send(Ok(OpResult { job_result: args.result().to_string(), state }));
+                        let _ = reply.send(Ok(OpResult { completion: Completion::Job(JobResult::parse(args.result())), state }));
                     }
                 }
                 changed = files_changed.next() => {
@@ -352,11 +372,12 @@ impl SystemdLink {
                             // systemd refused the name: the bus is fine, the unit is not.
                             Err(zbus::Error::MethodError(name, detail, _)) => {
                                 self.units.retain(|u| *u != request.unit);
-                                let _ = request.reply.send(Err(format!(
-                                    "systemd refused to watch {}: {name}: {}",
-                                    request.unit,
-                                    detail.unwrap_or_default()
-                                )));
+                                let _ = request.reply.send(Err(UnitOpError::Refused {
+                                    op: "watch",
+                                    unit: request.unit.clone(),
+                                    name: name.to_string(),
+                                    detail: detail.unwrap_or_default(),
+                                }));
                                 continue;
                             }
                             Err(e) => return Err(e),
@@ -424,14 +445,14 @@ impl SystemdLink {
                         let _ = self.events.send(Event::Unit(state.clone())).await;
                     }
                     let _ = reply.send(Ok(OpResult {
-                        job_result: "ok".to_string(),
+                        completion: Completion::Immediate,
                         state,
                     }));
                 }
                 None => {
                     let state = unknown_state(&unit);
                     let _ = reply.send(Ok(OpResult {
-                        job_result: "ok".to_string(),
+                        completion: Completion::Immediate,
                         state,
                     }));
                     return Ok(Some(soon(REREAD_RETRY)));
@@ -439,13 +460,15 @@ impl SystemdLink {
             },
             Err(zbus::Error::MethodError(name, detail, _)) => {
                 // systemd refused (no such unit, access denied, …): the bus is fine.
-                let message = detail.unwrap_or_default();
-                let _ = reply.send(Err(format!(
-                    "systemd refused {op:?} on {unit}: {name}: {message}"
-                )));
+                let _ = reply.send(Err(UnitOpError::Refused {
+                    op: op.name(),
+                    unit,
+                    name: name.to_string(),
+                    detail: detail.unwrap_or_default(),
+                }));
             }
             Err(e) => {
-                let _ = reply.send(Err(format!("D-Bus call failed: {e}")));
+                let _ = reply.send(Err(UnitOpError::Call(e.to_string())));
                 return Err(e);
             }
         }
