@@ -1,20 +1,23 @@
 //! The host agent: wires signals → engine → actions → journal on a systemd host.
 //!
-//! One task owns the engine and the journal, so decisions are made and journalled in a
-//! single order. Every decision is journalled (and fsync'd) before anything runs: an
-//! attempt whose intent cannot be written is not started, and the engine is told it
-//! failed.
+//! One task owns the engine and the journal's queue, so decisions are made and
+//! journalled in a single order. The journal's thread writes and fsyncs; an attempt
+//! waits for its intent to be durable before its first action, and an attempt whose
+//! intent cannot be written does not run and fails. The loop itself never waits for
+//! the disk. At start the guard state is rebuilt from the journal.
 
+mod attempts;
 mod clock;
 mod logs;
 mod probes;
+mod recovery;
 mod service;
 mod watch_files;
 
 use crate::action::{Executor, DEFAULT_JOB_TIMEOUT};
-use crate::audit::{decision_record, outcome_record, AuditError, Journal};
+use crate::audit::{decision_record, outcome_record, AuditError, Durable, Journal, JournalWriter};
 use crate::config::Config;
-use crate::engine::{AttemptDetail, Decision, Engine, Event, Outcome, OutcomeResult, Verdict};
+use crate::engine::{Decision, Engine, Event, Outcome, Verdict};
 use crate::policy::{self, Diagnostics, Policy};
 use crate::signal::systemd::{self, Bus};
 use clock::Clock;
@@ -24,7 +27,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 
 pub struct AgentOptions {
     pub policy_paths: Vec<PathBuf>,
@@ -54,18 +56,22 @@ struct Running {
 
 struct Agent {
     engine: Engine,
-    journal: Journal,
+    journal: JournalWriter,
     clock: Clock,
     executor: Arc<Executor>,
     events: mpsc::Sender<Event>,
-    attempts: JoinSet<()>,
+    attempts: attempts::Attempts,
     running: HashMap<u64, Running>,
     decisions: Vec<Decision>,
 }
 
 pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     let policies = policy::load(&options.policy_paths).map_err(AgentError::Policies)?;
-    let journal = Journal::open(&options.config.journal_path, options.config.rotation)?;
+    let journal_path = options.config.journal_path.clone();
+    let journal = Journal::open(&journal_path, options.config.rotation)?;
+    let clock = Clock::start();
+    let recovered = recovery::recover(&journal_path, &policies, &clock)?;
+    let journal = JournalWriter::start(journal, journal_path.clone())?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
 
@@ -80,13 +86,30 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     let mut probes = probes::Probes::start(&policies, &events_tx);
     let mut logs = logs::Logs::start(&policies, &events_tx);
 
+    let mut engine = Engine::new(policies, options.config.limits.clone());
+    if recovered.unreadable > 0 {
+        tracing::warn!(
+            lines = recovered.unreadable,
+            "journal lines that could not be read were left out of the guard state"
+        );
+    }
+    for record in recovered.unfinished {
+        tracing::warn!(policy = %record.policy, target = %record.target, attempt_id = ?record.entry.id(), "an attempt was cut off by the agent's last stop: journalled as unknown, counted as failed");
+        journal.record(record);
+    }
+    engine.restore(&recovered.past, recovered.last_attempt_id);
+    tracing::info!(
+        past_events = recovered.past.len(),
+        last_attempt_id = recovered.last_attempt_id,
+        "guard state rebuilt from the journal"
+    );
     let mut agent = Agent {
-        engine: Engine::new(policies, options.config.limits.clone()),
+        engine,
         journal,
-        clock: Clock::start(),
+        clock,
         executor: Arc::new(Executor::new(handle, DEFAULT_JOB_TIMEOUT)),
         events: events_tx,
-        attempts: JoinSet::new(),
+        attempts: attempts::Attempts::default(),
         running: HashMap::new(),
         decisions: Vec::new(),
     };
@@ -122,7 +145,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
                 agent.reload(&options.policy_paths, &mut probes, &mut logs);
             }
             _ = service::tick(&mut watchdog) => service::watchdog_ping(),
-            Some(_) = agent.attempts.join_next(), if !agent.attempts.is_empty() => {}
+            Some(lost) = agent.attempts.next_lost() => agent.handle(Event::Outcome(lost)),
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
@@ -144,6 +167,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
                     agent.journal_outcome(outcome);
                 }
             }
+            Some(lost) = agent.attempts.next_lost() => agent.journal_outcome(&lost),
             _ = &mut grace => {
                 tracing::error!(abandoned = agent.running.len(), "attempts still running at shutdown; their outcome is not journalled");
                 break;
@@ -154,6 +178,8 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     logs.stop();
     let _ = stop_tx.send(true);
     let _ = link_task.await;
+    // Blocks until what is queued is on disk: nothing else needs the runtime now.
+    agent.journal.close();
     tracing::info!("salve agent stopped");
     Ok(())
 }
@@ -201,9 +227,7 @@ impl Agent {
             SystemTime::now(),
         );
         tracing::info!(policy = policy.name(), attempt_id = id, result = ?outcome.result, verified = ?outcome.verified, "attempt finished");
-        if let Err(e) = self.journal.append(&record) {
-            tracing::error!(error = %e, "cannot journal an attempt's outcome");
-        }
+        self.journal.record(record);
     }
 
     fn carry_out(&mut self, decisions: &[Decision]) {
@@ -212,65 +236,47 @@ impl Agent {
             let span = tracing::info_span!("decision", policy = policy.name(), target = %policy.spec.target.unit);
             let _enter = span.enter();
             let record = decision_record(decision, &policy, SystemTime::now());
-            let journalled = self.journal.append(&record);
-            match (&decision.verdict, journalled) {
-                (
-                    Verdict::Act {
-                        attempt_id,
-                        attempt,
-                        ..
-                    },
-                    Ok(()),
-                ) => {
+            match &decision.verdict {
+                Verdict::Act {
+                    attempt_id,
+                    attempt,
+                    ..
+                } => {
                     tracing::info!(attempt_id, attempt, "acting");
-                    self.start_attempt(policy, *attempt_id);
+                    let durable = self.journal.write(record);
+                    self.start_attempt(policy, *attempt_id, durable);
                 }
-                (Verdict::Act { attempt_id, .. }, Err(e)) => {
-                    // No action runs without its journal record. Tell the engine the
-                    // attempt failed so it backs off instead of waiting forever.
-                    tracing::error!(error = %e, attempt_id, "intent not journalled: the attempt does not run");
-                    let failed = Outcome {
-                        policy: policy.name().to_string(),
-                        attempt_id: Some(*attempt_id),
-                        result: OutcomeResult::Failed,
-                        verified: None,
-                        detail: Some(AttemptDetail {
-                            error: Some(format!(
-                                "not run: the journal could not record the intent: {e}"
-                            )),
-                            ..AttemptDetail::default()
-                        }),
-                    };
-                    let _ = self.events.try_send(Event::Outcome(failed));
-                }
-                (
-                    Verdict::Escalate {
-                        attempts,
-                        dry_run: false,
-                    },
-                    journalled,
-                ) => {
-                    if let Err(e) = journalled {
-                        tracing::error!(error = %e, "escalation not journalled: not sent");
-                        continue;
-                    }
+                Verdict::Escalate {
+                    attempts,
+                    dry_run: false,
+                } => {
                     tracing::warn!(attempts, "circuit open: escalating");
+                    let durable = self.journal.write(record);
                     let executor = Arc::clone(&self.executor);
                     let attempts = *attempts;
-                    self.attempts.spawn(async move {
-                        executor.run_escalation(&policy, attempts).await;
+                    self.attempts.spawn_escalation(async move {
+                        match durable.await {
+                            Ok(()) => {
+                                executor.run_escalation(&policy, attempts).await;
+                            }
+                            Err(e) => {
+                                tracing::error!(policy = policy.name(), error = %e, "escalation not journalled: not sent")
+                            }
+                        }
                     });
                 }
-                (Verdict::Escalate { .. }, _) | (Verdict::Skip { .. }, _) => {
-                    if let Verdict::Skip { reason, .. } = &decision.verdict {
-                        tracing::info!(reason = reason.as_str(), "skipped");
-                    }
+                Verdict::Escalate { .. } => self.journal.record(record),
+                Verdict::Skip { reason, .. } => {
+                    tracing::info!(reason = reason.as_str(), "skipped");
+                    self.journal.record(record);
                 }
             }
         }
     }
 
-    fn start_attempt(&mut self, policy: Policy, attempt_id: u64) {
+    /// Starts the attempt's task: it waits for its intent to be on disk (no action runs
+    /// without its journal record), then runs, and reports its outcome as an event.
+    fn start_attempt(&mut self, policy: Policy, attempt_id: u64, intent: Durable) {
         self.running.insert(
             attempt_id,
             Running {
@@ -280,8 +286,21 @@ impl Agent {
         );
         let executor = Arc::clone(&self.executor);
         let events = self.events.clone();
-        self.attempts.spawn(async move {
-            let outcome = executor.run_attempt(&policy, attempt_id).await;
+        let name = policy.name().to_string();
+        self.attempts.spawn_attempt(attempt_id, name, async move {
+            let outcome = match intent.await {
+                Ok(()) => executor.run_attempt(&policy, attempt_id).await,
+                Err(e) => {
+                    // Tell the engine the attempt failed so it backs off instead of
+                    // waiting forever.
+                    tracing::error!(error = %e, attempt_id, "intent not journalled: the attempt does not run");
+                    attempts::failed(
+                        &policy,
+                        attempt_id,
+                        format!("not run: the journal could not record the intent: {e}"),
+                    )
+                }
+            };
             let _ = events.send(Event::Outcome(outcome)).await;
         });
     }

@@ -25,6 +25,7 @@ pub enum OutcomeFilter {
     Failed,
     TimedOut,
     NotApplicable,
+    Unknown,
     Skipped,
     DryRun,
 }
@@ -39,6 +40,7 @@ impl FromStr for OutcomeFilter {
                 OutcomeResult::Failed => OutcomeFilter::Failed,
                 OutcomeResult::TimedOut => OutcomeFilter::TimedOut,
                 OutcomeResult::NotApplicable => OutcomeFilter::NotApplicable,
+                OutcomeResult::Unknown => OutcomeFilter::Unknown,
             });
         }
         match s.trim().to_ascii_lowercase().as_str() {
@@ -58,6 +60,7 @@ impl fmt::Display for OutcomeFilter {
             OutcomeFilter::Failed => "failed",
             OutcomeFilter::TimedOut => "timed_out",
             OutcomeFilter::NotApplicable => "not_applicable",
+            OutcomeFilter::Unknown => "unknown",
             OutcomeFilter::Skipped => "skipped",
             OutcomeFilter::DryRun => "dry_run",
         })
@@ -85,6 +88,7 @@ pub fn filter<'a>(records: &'a [Record], f: &HistoryFilter) -> Vec<&'a Record> {
         Some(OutcomeFilter::Failed) => OutcomeResult::Failed,
         Some(OutcomeFilter::TimedOut) => OutcomeResult::TimedOut,
         Some(OutcomeFilter::NotApplicable) => OutcomeResult::NotApplicable,
+        Some(OutcomeFilter::Unknown) => OutcomeResult::Unknown,
     };
     let in_scope: Vec<&Record> = in_scope.collect();
     // Keyed by policy and target too, in case ids are only unique per policy
@@ -184,6 +188,7 @@ fn detail(entry: &Entry) -> String {
                 OutcomeResult::Failed => "failed",
                 OutcomeResult::TimedOut => "timed out",
                 OutcomeResult::NotApplicable => "not applicable",
+                OutcomeResult::Unknown => "unknown (agent restarted)",
             }
             .to_string();
             text.push_str(&format!(" after {duration_ms}ms"));

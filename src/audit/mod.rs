@@ -10,15 +10,17 @@ mod journal;
 mod reader;
 mod record;
 mod recorder;
+mod writer;
 
 use std::io;
 use std::path::PathBuf;
 
 pub use history::{filter, render_json, render_table, HistoryFilter, OutcomeFilter};
 pub use journal::{Journal, Rotation};
-pub use reader::{read_journal, JournalRead, ReadProblem};
+pub use reader::{read_journal, read_recent, JournalRead, ReadProblem};
 pub use record::{Entry, OutcomeResult, Record, Verification};
 pub use recorder::{decision_record, outcome_record};
+pub use writer::{Durable, JournalWriter, Sink};
 
 /// Everything that can go wrong in the audit module. Each message names the
 /// file and suggests what to check, because the reader is usually an
@@ -66,8 +68,18 @@ pub enum AuditError {
     Locked { path: PathBuf },
 
     #[error(
+        "audit journal {} is {queued} records behind (is the disk stalled?); \
+         the record was not written",
+        path.display()
+    )]
+    Behind { path: PathBuf, queued: usize },
+
+    #[error("the writer of audit journal {} has stopped", path.display())]
+    WriterGone { path: PathBuf },
+
+    #[error(
         "unknown outcome filter {given:?}; use one of: ok, failed, timed_out, \
-         not_applicable, skipped, dry_run"
+         not_applicable, unknown, skipped, dry_run"
     )]
     UnknownOutcomeFilter { given: String },
 }

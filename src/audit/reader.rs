@@ -41,6 +41,82 @@ pub fn read_journal(path: &Path) -> Result<JournalRead, AuditError> {
     Ok(out)
 }
 
+/// The longest line `read_recent` parses; a record is a few KiB at most (4 KiB of
+/// stderr, diffs of small config files), so anything longer is not one of salve's.
+const MAX_RECORD: usize = 4 * 1024 * 1024;
+
+/// The records of `path` and its rotated files with `ts >= since` for which `keep`
+/// says yes, oldest first, reading line by line (`keep` sees every record, older ones
+/// too, so it can take note of them): at start the agent needs only the
+/// attempts inside its policies' windows, not every skip of 60 MiB of journal in memory.
+/// Unreadable lines are skipped (and counted in `problems`), as `read_journal` does.
+pub fn read_recent(
+    path: &Path,
+    since: std::time::SystemTime,
+    keep: impl Fn(&Record) -> bool,
+) -> Result<JournalRead, AuditError> {
+    use std::io::{BufRead, Read};
+    let mut out = JournalRead::default();
+    for file in journal_files(path)? {
+        let handle = match fs::File::open(&file) {
+            Ok(handle) => handle,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(read_err(&file, "read")(e)),
+        };
+        let mut reader = io::BufReader::new(handle);
+        let mut line = Vec::new();
+        let mut number = 0;
+        loop {
+            line.clear();
+            let n = (&mut reader)
+                .take(MAX_RECORD as u64 + 1)
+                .read_until(b'\n', &mut line)
+                .map_err(read_err(&file, "read"))?;
+            if n == 0 {
+                break;
+            }
+            number += 1;
+            if line.last() != Some(&b'\n') {
+                if n > MAX_RECORD {
+                    // Skip the rest of the overlong line.
+                    let mut rest = Vec::new();
+                    while !matches!(rest.last(), Some(b'\n')) {
+                        rest.clear();
+                        let m = (&mut reader)
+                            .take(MAX_RECORD as u64)
+                            .read_until(b'\n', &mut rest)
+                            .map_err(read_err(&file, "read"))?;
+                        if m == 0 {
+                            break;
+                        }
+                    }
+                    out.problems.push(ReadProblem {
+                        file: file.clone(),
+                        line: number,
+                        message: format!("line longer than {MAX_RECORD} bytes"),
+                    });
+                }
+                // Else an unterminated last line: a write that never completed.
+                continue;
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<Record>(&line) {
+                Ok(record) if keep(&record) && record.ts >= since => out.records.push(record),
+                Ok(_) => {}
+                Err(e) if e.is_eof() => {}
+                Err(e) => out.problems.push(ReadProblem {
+                    file: file.clone(),
+                    line: number,
+                    message: format!("not a journal record: {e}"),
+                }),
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn read_file(file: &Path, out: &mut JournalRead) -> Result<(), AuditError> {
     let bytes = match fs::read(file) {
         Ok(bytes) => bytes,

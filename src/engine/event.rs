@@ -71,6 +71,9 @@ pub enum OutcomeResult {
     /// toward `maxAttempts`, so a policy that fires on a shared symptom cannot open its
     /// circuit (and page someone) for a cause that is not its own.
     NotApplicable,
+    /// The agent stopped (killed, crashed, out of memory) before the attempt reported
+    /// back: what it did is not known, so it counts as failed.
+    Unknown,
 }
 
 impl OutcomeResult {
@@ -80,21 +83,24 @@ impl OutcomeResult {
             OutcomeResult::Failed => "failed",
             OutcomeResult::TimedOut => "timed_out",
             OutcomeResult::NotApplicable => "not_applicable",
+            OutcomeResult::Unknown => "unknown",
         }
     }
 }
 
 impl std::str::FromStr for OutcomeResult {
     type Err = String;
-    /// `ok`, `failed`, `timed_out` (or `timed-out`), `not_applicable`, as in the journal.
+    /// `ok`, `failed`, `timed_out` (or `timed-out`), `not_applicable`, `unknown`, as in
+    /// the journal.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.to_ascii_lowercase().replace('-', "_").as_str() {
             "ok" => Ok(OutcomeResult::Ok),
             "failed" => Ok(OutcomeResult::Failed),
             "timed_out" => Ok(OutcomeResult::TimedOut),
             "not_applicable" => Ok(OutcomeResult::NotApplicable),
+            "unknown" => Ok(OutcomeResult::Unknown),
             _ => Err(format!(
-                "unknown outcome \"{text}\" (expected ok, failed, timed_out or not_applicable)"
+                "unknown outcome \"{text}\" (expected ok, failed, timed_out, not_applicable or unknown)"
             )),
         }
     }

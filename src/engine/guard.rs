@@ -5,6 +5,7 @@
 //! to a unit than either may alone. Each policy's own limits are checked against that
 //! shared history.
 
+use super::event::OutcomeResult;
 use super::time::Timestamp;
 use crate::policy::Guard;
 use std::collections::VecDeque;
@@ -112,6 +113,27 @@ impl GuardState {
             self.attempts.pop_back();
         }
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+    }
+
+    /// An attempt the journal recorded before this start. Only finished attempts are
+    /// replayed: the agent that ran them is gone, so none is in flight.
+    pub fn replay_attempt(
+        &mut self,
+        at: Timestamp,
+        result: Option<OutcomeResult>,
+        succeeded: bool,
+    ) {
+        self.attempts.push_back(at);
+        self.last_start = Some(at);
+        match result {
+            Some(OutcomeResult::NotApplicable) => self.withdraw(),
+            _ => self.finish(succeeded),
+        }
+    }
+
+    /// A circuit the journal recorded opening at `at`: open until `at + window`.
+    pub fn replay_escalation(&mut self, at: Timestamp, window: Duration) {
+        self.circuit_closes_at = Some(at + window);
     }
 
     /// A person's reset: start afresh, history and all.

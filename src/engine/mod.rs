@@ -10,12 +10,13 @@ mod event;
 mod guard;
 mod limits;
 mod reload;
+mod restore;
 mod time;
 
 #[cfg(test)]
 mod properties;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use condition::UnitSnapshot;
 pub use decision::{Decision, DecisionRecord, PolicyId, SkipReason, Verdict};
@@ -24,6 +25,7 @@ pub use event::{
 };
 pub use guard::current_cooldown;
 pub use limits::{Limits, STORM_WINDOW};
+pub use restore::{PastEvent, PastKind};
 pub use time::{parse_offset, Timestamp};
 
 use crate::policy::{Condition, Policy};

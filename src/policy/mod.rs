@@ -11,7 +11,7 @@ mod schema;
 mod schema_types;
 mod yaml;
 
-pub use decode::{suggest, unknown_event_kind, Decoder, Fields};
+pub use decode::{suggest, unknown_event_kind, Decoder, Fields, MAX_DURATION};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use model::*;
 pub use names::{HttpUrl, PolicyName, SignalName, UnitName};

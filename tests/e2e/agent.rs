@@ -192,6 +192,82 @@ fn crash_loop_stops_at_max_attempts_and_escalates_exactly_once() {
     agent.stop();
 }
 
+/// Guard state lives in the journal, not in the process: an agent killed after each
+/// attempt (an OOM, a watchdog kill) still stops at maxAttempts and escalates once.
+#[test]
+fn an_agent_killed_after_every_attempt_still_stops_at_max_attempts() {
+    let Some(env) = lab("killed-agent") else {
+        return;
+    };
+    let lab = env.lab();
+    let hook = Webhook::start();
+    let policies = env.dir.join("policies");
+    let escalate = format!(
+        "  escalate:\n    - notify: {{ webhook: \"{}\" }}\n",
+        hook.url
+    );
+    let guard = "{ cooldown: 1s, maxAttempts: 2, window: 1h, backoff: 1.0 }";
+    let yaml = down_policy(&lab.ping_url(), guard, &escalate).replace("within: 10s", "within: 2s");
+    write_policy(&policies, "down.yaml", &yaml);
+    lab.break_scenario(Scenario::CrashLoop).expect("crash loop");
+    let journal = env.dir.join("journal.jsonl");
+    let mut logs = String::new();
+    for round in 1..=5 {
+        let before = salve::audit::read_journal(&journal)
+            .map(|r| r.records.len())
+            .unwrap_or(0);
+        let agent = Agent::start(&env, &policies, &[]);
+        // Each round ends at the first thing the agent decides about the failed unit:
+        // an attempt, the escalation, or the skip of an open circuit.
+        let decided = wait_until(Duration::from_secs(20), || {
+            agent.records()[before..].iter().any(|r| match &r.entry {
+                Entry::Intent { .. } | Entry::Escalate { .. } => true,
+                Entry::Skip { reason, .. } => reason == "circuit_open",
+                _ => false,
+            })
+        });
+        let log = agent.kill();
+        assert!(decided, "round {round}: the agent decided nothing\n{log}");
+        logs.push_str(&log);
+    }
+    let records = salve::audit::read_journal(&journal).unwrap().records;
+    let intents = intents(&records).len();
+    let escalations = records
+        .iter()
+        .filter(|r| r.entry.kind() == "escalate")
+        .count();
+    assert!(
+        intents <= 2,
+        "{intents} attempts for maxAttempts 2: {records:#?}"
+    );
+    assert_eq!(escalations, 1, "{records:#?}\n{logs}");
+    // The webhook may have been cut off by the kill that followed the escalation; the
+    // journal is the record of the decision.
+    assert!(hook.count() <= 1);
+    let unknown = records
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.entry,
+                Entry::Outcome {
+                    result: salve::audit::OutcomeResult::Unknown,
+                    ..
+                }
+            )
+        })
+        .count();
+    let outcomes = records
+        .iter()
+        .filter(|r| r.entry.kind() == "outcome")
+        .count();
+    assert_eq!(
+        outcomes, intents,
+        "every intent is closed, as unknown if the agent died: {records:#?}"
+    );
+    eprintln!("{intents} attempts, {unknown} closed as unknown, {escalations} escalation");
+    lab.repair().expect("repair the lab");
+}
+
 #[test]
 fn agent_reconnects_after_dbus_restart_and_still_heals() {
     let Some(env) = lab("dbus-restart") else {

@@ -129,6 +129,14 @@ impl Agent {
             .count()
     }
 
+    /// Kills the agent as the OOM killer or a watchdog would: SIGKILL, by this child's
+    /// own PID, nothing finished or journalled.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log_text()
+    }
+
     /// Stops the agent the way systemd would, and waits for it.
     pub fn stop(mut self) -> String {
         self.terminate();

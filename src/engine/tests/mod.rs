@@ -4,6 +4,7 @@
 mod attempts;
 mod guard;
 mod limits;
+mod restore;
 mod triggers;
 
 pub(super) use super::*;

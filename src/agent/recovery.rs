@@ -1,0 +1,138 @@
+//! At start, what the journal says happened inside the policies' windows, as the
+//! engine's past: attempts with their results, circuits that opened. An intent with no
+//! outcome means the agent died mid-attempt (SIGKILL, OOM, a panic, the watchdog); it is
+//! closed now with outcome `unknown`, which counts as failed.
+
+use super::clock::Clock;
+use crate::audit::{read_recent, AuditError, Entry, OutcomeResult, Record};
+use crate::engine::{PastEvent, PastKind};
+use crate::policy::Policy;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// What the agent needs from its journal before it decides anything.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub past: Vec<PastEvent>,
+    /// The highest attempt id ever journalled, so new ids never repeat one.
+    pub last_attempt_id: u64,
+    /// `unknown` outcome records closing the intents that never got one.
+    pub unfinished: Vec<Record>,
+    /// Lines of the journal that could not be read.
+    pub unreadable: usize,
+}
+
+pub const UNKNOWN_OUTCOME: &str = "the agent stopped before the attempt reported back (killed, crashed or out of memory); what it did is not known, so it counts as failed";
+
+pub fn recover(
+    journal: &Path,
+    policies: &[Policy],
+    clock: &Clock,
+) -> Result<Recovered, AuditError> {
+    let horizon = policies
+        .iter()
+        .map(|p| p.spec.guard.window)
+        .max()
+        .unwrap_or(Duration::ZERO);
+    let since = clock
+        .wall_origin()
+        .checked_sub(horizon)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let last_id = Cell::new(0u64);
+    let read = read_recent(journal, since, |record| {
+        if let Some(id) = record.entry.id() {
+            last_id.set(last_id.get().max(id));
+        }
+        matches!(
+            record.entry,
+            Entry::Intent { dry_run: false, .. }
+                | Entry::Outcome { .. }
+                | Entry::Escalate { dry_run: false, .. }
+        )
+    })?;
+    let mut recovered = from_records(&read.records, clock, SystemTime::now());
+    recovered.last_attempt_id = last_id.get();
+    recovered.unreadable = read.problems.len();
+    Ok(recovered)
+}
+
+/// The pairing of intents with outcomes, pure: records oldest first.
+fn from_records(records: &[Record], clock: &Clock, now: SystemTime) -> Recovered {
+    let mut past: Vec<PastEvent> = Vec::new();
+    // Intent id -> its index in `past`, while no outcome has been seen.
+    let mut open: HashMap<u64, usize> = HashMap::new();
+    for record in records {
+        let at = clock.on_engine_clock(record.ts);
+        match &record.entry {
+            Entry::Intent { id, .. } => {
+                let index = past.len();
+                past.push(PastEvent {
+                    at,
+                    policy: record.policy.clone(),
+                    target: record.target.clone(),
+                    kind: PastKind::Attempt {
+                        result: None,
+                        succeeded: false,
+                    },
+                });
+                // An id seen again (journals from before ids ran on across restarts)
+                // leaves the earlier intent without an outcome: unknown.
+                open.insert(*id, index);
+            }
+            Entry::Outcome {
+                id,
+                result,
+                verification,
+                ..
+            } => {
+                if let Some(index) = open.remove(id) {
+                    let verified = verification.as_ref().is_none_or(|v| v.passed);
+                    past[index].kind = PastKind::Attempt {
+                        result: Some(*result),
+                        succeeded: *result == OutcomeResult::Ok && verified,
+                    };
+                }
+            }
+            Entry::Escalate { .. } => past.push(PastEvent {
+                at,
+                policy: record.policy.clone(),
+                target: record.target.clone(),
+                kind: PastKind::Escalated,
+            }),
+            Entry::Skip { .. } => {}
+        }
+    }
+    let mut unfinished: Vec<(u64, usize)> = open.into_iter().collect();
+    unfinished.sort_by_key(|&(_, index)| index);
+    let unfinished = unfinished
+        .into_iter()
+        .map(|(id, index)| {
+            let event = &past[index];
+            Record {
+                ts: now,
+                policy: event.policy.clone(),
+                target: event.target.clone(),
+                entry: Entry::Outcome {
+                    id,
+                    result: OutcomeResult::Unknown,
+                    error: Some(UNKNOWN_OUTCOME.to_string()),
+                    duration_ms: 0,
+                    steps: Vec::new(),
+                    verification: None,
+                    diffs: Vec::new(),
+                },
+            }
+        })
+        .collect();
+    Recovered {
+        past,
+        last_attempt_id: 0,
+        unfinished,
+        unreadable: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,59 @@
+//! Guard state rebuilt from what happened before this start, so that a watchdog kill,
+//! an OOM or a crash of the agent never wipes attempts, backoff or an open circuit:
+//! `maxAttempts` holds over time, not per process.
+//!
+//! The caller reads the journal and maps its wall-clock times onto the engine's clock;
+//! here is only the replay, in the order things happened.
+
+use super::event::OutcomeResult;
+use super::time::Timestamp;
+use super::Engine;
+
+/// One thing the journal says happened to a target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastEvent {
+    pub at: Timestamp,
+    pub policy: String,
+    /// The target's key as the journal wrote it.
+    pub target: String,
+    pub kind: PastKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PastKind {
+    /// An attempt started at `at` and ended as `result`: `None` when it never reported
+    /// back (the agent died mid-attempt), which counts as failed. `succeeded` is false
+    /// for an `ok` whose verification failed.
+    Attempt {
+        result: Option<OutcomeResult>,
+        succeeded: bool,
+    },
+    /// The circuit opened at `at`.
+    Escalated,
+}
+
+impl Engine {
+    /// Replays `past` (oldest first) into the targets' guards, and numbers new attempts
+    /// after `last_attempt_id` so journal ids stay unique across restarts. Events on a
+    /// target no policy names are skipped: no policy could be held back by them.
+    pub fn restore(&mut self, past: &[PastEvent], last_attempt_id: u64) {
+        self.next_attempt_id = self.next_attempt_id.max(last_attempt_id.saturating_add(1));
+        for event in past {
+            let Some(index) = self.targets.iter().position(|t| t.name == event.target) else {
+                continue;
+            };
+            let window = self
+                .policy_id(&event.policy)
+                .filter(|id| self.targets[index].policies.contains(id))
+                .map(|id| self.policies[id.index()].spec.guard.window)
+                .unwrap_or(self.targets[index].guard.horizon);
+            let guard = &mut self.targets[index].guard;
+            match event.kind {
+                PastKind::Attempt { result, succeeded } => {
+                    guard.replay_attempt(event.at, result, succeeded)
+                }
+                PastKind::Escalated => guard.replay_escalation(event.at, window),
+            }
+        }
+    }
+}
