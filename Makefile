@@ -3,17 +3,21 @@ CARGO ?= cargo
 # Benchmarks run pinned to one core when taskset (util-linux) is there.
 PIN := $(shell command -v taskset >/dev/null 2>&1 && echo taskset -c 0)
 
-.PHONY: all build test lint fmt schema bench bench-restart demo clean
+.PHONY: all build test test-setup lint fmt schema bench bench-restart demo clean
 
 all: build
 
 build:
 	$(CARGO) build --release
 
-# Everything CI runs: formatting, lints, unit, property, golden, CLI and crash tests.
-test: lint
+# Everything CI runs: formatting, lints, unit, property, golden, CLI, crash, lab and
+# end-to-end tests. Installs what it needs first (Debian packages, rustfmt, clippy).
+test: test-setup lint
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
+
+test-setup:
+	scripts/setup-test.sh
 
 lint:
 	$(CARGO) fmt --check

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `make test`'s own set-up on a fresh machine: the Debian packages the build and the
+# end-to-end tests need (installed without letting apt start any of them on this
+# host, see install-packages.sh), and the rustfmt and clippy components `make lint`
+# runs. Says exactly what is missing and how to get it when it cannot install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build: a C compiler and libc headers for crates with C parts; CA certificates for
+# cargo's downloads. End to end: the lab's systemd, dbus, nginx and PHP-FPM, and the
+# util-linux / findutils tools the lab and the host-safety test call.
+scripts/install-packages.sh gcc libc6-dev ca-certificates \
+    nginx php8.2-fpm php8.2-cli dbus systemd util-linux findutils
+
+missing=()
+cargo fmt --version >/dev/null 2>&1 || missing+=(rustfmt)
+cargo clippy --version >/dev/null 2>&1 || missing+=(clippy)
+if [ ${#missing[@]} -gt 0 ]; then
+    if command -v rustup >/dev/null 2>&1; then
+        echo "installing the Rust components make lint needs: ${missing[*]}"
+        rustup component add "${missing[@]}"
+    else
+        echo "make test needs the Rust components: ${missing[*]}" >&2
+        echo "install them with your toolchain's manager, e.g.: rustup component add ${missing[*]}" >&2
+        exit 1
+    fi
+fi
