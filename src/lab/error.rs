@@ -19,7 +19,7 @@ pub enum LabError {
     },
 
     #[error(
-        "lab directory {dir} is under /tmp or /var/tmp, which the sandbox replaces with an empty tmpfs: choose another with --dir (default /var/lib/salve/lab)"
+        "lab directory {dir} is under /tmp or /var/tmp, which the sandbox replaces with an empty tmpfs: choose another with --dir (default /var/lib/salve-lab)"
     )]
     DirUnderTmp { dir: PathBuf },
 
@@ -32,6 +32,16 @@ pub enum LabError {
         "PHP-FPM workers run as www-data and cannot reach {dir}: {blocker} is not searchable by others; run `chmod o+x {blocker}` or choose another --dir"
     )]
     DirNotTraversable { dir: PathBuf, blocker: PathBuf },
+
+    #[error(
+        "lab directory {dir} is not safe for root to write into: {writable} can be changed by a user other than root (owner uid {uid}, mode {mode:o}); the lab runs nginx and systemd as root on these files, so every directory on the way must be root's alone: choose another --dir"
+    )]
+    DirNotRootOwned {
+        dir: PathBuf,
+        writable: PathBuf,
+        uid: u32,
+        mode: u32,
+    },
 
     #[error(
         "port {port} on 127.0.0.1 is not free ({cause}): stop what listens there or choose another with --port"

@@ -197,13 +197,33 @@ pub(crate) fn write(path: &Path, contents: &str, mode: u32) -> Result<(), LabErr
     write_bytes(path, contents.as_bytes(), mode)
 }
 
+/// The temporary is created new (`O_EXCL`) and never followed if it is a link
+/// (`O_NOFOLLOW`): a link planted at that name cannot redirect root's write.
 pub(crate) fn write_bytes(path: &Path, contents: &[u8], mode: u32) -> Result<(), LabError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".salve-tmp");
     let temporary = PathBuf::from(temporary);
-    fs::write(&temporary, contents).map_err(|e| LabError::io("write", &temporary, e))?;
-    fs::set_permissions(&temporary, fs::Permissions::from_mode(mode))
+    // A leftover of an interrupted write (ours: the directory is root's alone).
+    match fs::remove_file(&temporary) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(LabError::io("remove", &temporary, e))
+        }
+        _ => {}
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&temporary)
+        .map_err(|e| LabError::io("create", &temporary, e))?;
+    file.write_all(contents)
+        .map_err(|e| LabError::io("write", &temporary, e))?;
+    file.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(|e| LabError::io("set permissions on", &temporary, e))?;
+    drop(file);
     fs::rename(&temporary, path).map_err(|e| LabError::io("rename into place", path, e))
 }
 
@@ -369,7 +389,7 @@ mod tests {
 
     #[test]
     fn every_nginx_path_is_inside_the_lab_directory() {
-        let layout = Layout::new(Path::new("/var/lib/salve/lab"));
+        let layout = Layout::new(Path::new("/var/lib/salve-lab"));
         let conf = nginx_conf(&layout) + &nginx_site(&layout, 8480);
         for directive in [
             "pid ",
@@ -387,7 +407,7 @@ mod tests {
                 .map(str::trim)
                 .find(|l| l.starts_with(directive))
                 .unwrap_or_else(|| panic!("no {directive} in nginx.conf"));
-            assert!(line.contains(" /var/lib/salve/lab/"), "{line}");
+            assert!(line.contains(" /var/lib/salve-lab/"), "{line}");
         }
         assert!(conf.contains("listen 127.0.0.1:8480;"));
     }

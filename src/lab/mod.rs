@@ -39,7 +39,9 @@ use std::process::{Child, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub const DEFAULT_DIR: &str = "/var/lib/salve/lab";
+/// Not under /var/lib/salve, the agent's own StateDirectory, which the `salve` user
+/// owns: the lab's files are written by root and run by root's systemd.
+pub const DEFAULT_DIR: &str = "/var/lib/salve-lab";
 pub const DEFAULT_HTTP_PORT: u16 = 8480;
 
 /// systemd in the sandbox reaches `running` in well under a second here; 30 s leaves

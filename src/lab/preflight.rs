@@ -4,7 +4,7 @@
 use super::LabError;
 use std::fs;
 use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 /// The executables the lab runs, with the Debian package that ships each one.
@@ -82,6 +82,28 @@ pub fn check_dir(dir: &Path) -> Result<(), LabError> {
             }
         }
     }
+    check_root_owned(dir, &resolved)
+}
+
+/// The lab directory and every directory above it must be root's alone: root writes
+/// configs and units there and systemd runs what they say, so a directory another user
+/// (the `salve` service user, www-data) may write would let that user swap a file or a
+/// directory on the way for a symlink of their own.
+fn check_root_owned(dir: &Path, resolved: &Path) -> Result<(), LabError> {
+    for path in resolved.ancestors() {
+        let Ok(meta) = fs::metadata(path) else {
+            continue; // Not created yet: the lab creates it, root-owned, 0755.
+        };
+        let mode = meta.permissions().mode();
+        if meta.uid() != 0 || mode & 0o022 != 0 {
+            return Err(LabError::DirNotRootOwned {
+                dir: dir.to_path_buf(),
+                writable: path.to_path_buf(),
+                uid: meta.uid(),
+                mode: mode & 0o7777,
+            });
+        }
+    }
     Ok(())
 }
 
@@ -149,7 +171,30 @@ mod tests {
 
     #[test]
     fn a_plain_directory_outside_tmp_is_accepted() {
-        check_dir(Path::new("/var/lib/salve/lab")).unwrap();
+        check_dir(Path::new(crate::lab::DEFAULT_DIR)).unwrap();
+    }
+
+    #[test]
+    fn a_directory_others_may_write_is_refused_on_the_way() {
+        if effective_uid() != Some(0) {
+            return; // Ownership by root is what is checked; only root can set it up.
+        }
+        let base = std::env::temp_dir().join(format!("salve-preflight-{}", std::process::id()));
+        let shared = base.join("shared");
+        fs::create_dir_all(&shared).unwrap();
+        fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+        let lab = shared.join("lab");
+        let err = check_root_owned(&lab, &lab).unwrap_err();
+        assert!(
+            matches!(&err, LabError::DirNotRootOwned { writable, .. } if *writable == shared),
+            "{err}"
+        );
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).unwrap();
+        let parent_ok = check_root_owned(&lab, &lab);
+        let _ = fs::remove_dir_all(&base);
+        // /tmp itself is world-writable (sticky), so even the fixed tree is refused.
+        assert!(parent_ok.is_err());
     }
 
     #[test]

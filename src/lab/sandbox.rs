@@ -6,7 +6,8 @@ use super::exec;
 use super::files::Layout;
 use super::record::{Process, Record};
 use super::LabError;
-use std::fs::{self, File};
+use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -37,7 +38,13 @@ pub fn host_runs_systemd() -> bool {
 /// and with its console in boot.log. The returned child is the `unshare` process.
 pub fn spawn(layout: &Layout, scoped: bool) -> Result<Child, LabError> {
     let log_path = layout.boot_log();
-    let log = File::create(&log_path).map_err(|e| LabError::io("create", &log_path, e))?;
+    let log = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&log_path)
+        .map_err(|e| LabError::io("create", &log_path, e))?;
     let log_err = log
         .try_clone()
         .map_err(|e| LabError::io("open", &log_path, e))?;

@@ -8,6 +8,8 @@
 use salve::lab::{
     check_packages, check_root, Lab, LabConfig, LabError, LabGuard, Probe, Scenario, PHP_FPM_UNIT,
 };
+mod host_writes;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
@@ -98,101 +100,6 @@ fn mtime(path: &Path) -> Option<SystemTime> {
     fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// Every path written after `reference` on the filesystems a lab could reach, except
-/// the project's own folders. Each root is searched with -xdev, so /dev and /run are
-/// covered even where they are separate filesystems.
-fn written_since(reference: &Path) -> BTreeSet<String> {
-    let mut excluded: Vec<PathBuf> = vec!["/proc".into(), "/sys".into()];
-    excluded.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        excluded.push(target.into());
-    }
-    // The shared machine's project tree, where other sessions' tools write.
-    if Path::new("/work").is_dir() {
-        excluded.push("/work".into());
-    }
-    let roots = [
-        "/", "/dev", "/run", "/etc", "/var", "/root", "/home", "/srv", "/opt", "/usr", "/boot",
-    ];
-    let mut args: Vec<String> = roots
-        .iter()
-        .filter(|r| Path::new(r).is_dir())
-        .map(|r| r.to_string())
-        .collect();
-    args.extend(["-xdev", "("].map(String::from));
-    for (i, path) in excluded.iter().enumerate() {
-        if i > 0 {
-            args.push("-o".into());
-        }
-        args.extend(["-path".into(), path.to_string_lossy().into_owned()]);
-    }
-    args.extend([")", "-prune", "-o", "-newer"].map(String::from));
-    args.push(reference.to_string_lossy().into_owned());
-    args.push("-print".into());
-    let output = Command::new("find").args(&args).output().unwrap();
-    eprintln!("host-safety: find {}", args.join(" "));
-    // Writers outside the lab that share this machine (a tool harness's job files in
-    // /tmp, say), separated by ':': a path prefix, or `=PATH` for that path only (a
-    // directory whose entries those writers change). Unset under CI.
-    let ignored = std::env::var("SALVE_LAB_TEST_FIND_IGNORE").unwrap_or_default();
-    let mut ignored: Vec<String> = ignored
-        .split(':')
-        .filter(|p| !p.is_empty())
-        .map(String::from)
-        .collect();
-    ignored.extend(ancestor_output_files());
-    let ignored: Vec<&str> = ignored.iter().map(String::as_str).collect();
-    if !ignored.is_empty() {
-        eprintln!("host-safety: ignoring writes matching {ignored:?}");
-    }
-    let is_ignored = |path: &str| {
-        ignored.iter().any(|i| match i.strip_prefix('=') {
-            Some(exact) => path == exact,
-            None => path.starts_with(i),
-        })
-    };
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|p| !is_ignored(p))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The files this test's own output goes to: whoever runs the tests (a CI runner, a
-/// terminal multiplexer, a tool harness) may send stdout and stderr of this process or
-/// its ancestors into a regular file, which then grows while the lab runs. Those writes
-/// are the runner's, not the lab's. Returned as exact-match ignore entries for the file
-/// and for its directory.
-fn ancestor_output_files() -> Vec<String> {
-    let mut found = Vec::new();
-    let mut pid = std::process::id();
-    for _ in 0..32 {
-        for fd in [1, 2] {
-            if let Ok(target) = fs::read_link(format!("/proc/{pid}/fd/{fd}")) {
-                if target.is_file() {
-                    found.push(format!("={}", target.display()));
-                    if let Some(dir) = target.parent() {
-                        found.push(format!("={}", dir.display()));
-                    }
-                }
-            }
-        }
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            break;
-        };
-        // The parent pid is the second field after the parenthesised command name.
-        let parent = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        match parent {
-            Some(p) if p > 1 => pid = p,
-            _ => break,
-        }
-    }
-    found
-}
-
 /// Cgroup directories on the host, a few levels deep.
 fn host_cgroups() -> BTreeSet<PathBuf> {
     fn walk(dir: &Path, depth: usize, out: &mut BTreeSet<PathBuf>) {
@@ -239,6 +146,41 @@ impl Drop for Markers {
     }
 }
 
+/// The filesystems a lab could reach on the host: every one that holds one of these.
+const HOST_ROOTS: &[&str] = &[
+    "/", "/dev", "/run", "/etc", "/var", "/var/lib", "/var/log", "/tmp", "/var/tmp", "/root",
+    "/home", "/srv", "/opt", "/usr", "/boot",
+];
+
+/// A writer that is not the lab's: started before the watch (so not in the test's
+/// process lineage), it keeps writing under /tmp as a shell or a tool harness would.
+struct UnrelatedWriter {
+    child: std::process::Child,
+    file: PathBuf,
+}
+
+impl UnrelatedWriter {
+    fn start(tag: &str) -> UnrelatedWriter {
+        let file = PathBuf::from("/tmp").join(format!("{tag}.unrelated"));
+        let script = format!(
+            "while :; do echo $$ > {f}.new && mv {f}.new {f}; sleep 0.05; done",
+            f = file.display()
+        );
+        let child = Command::new("/bin/sh").args(["-c", &script]).spawn().unwrap();
+        UnrelatedWriter { child, file }
+    }
+}
+
+impl Drop for UnrelatedWriter {
+    fn drop(&mut self) {
+        // Ours, by its PID.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_file(&self.file);
+        let _ = fs::remove_file(self.file.with_extension("unrelated.new"));
+    }
+}
+
 #[test]
 fn lab_up_serves_ping_and_down_leaves_the_host_untouched() {
     let Some(_lock) = lab_lock() else { return };
@@ -253,12 +195,13 @@ fn lab_up_serves_ping_and_down_leaves_the_host_untouched() {
     for marker in &markers.0 {
         fs::write(marker, &tag).unwrap();
     }
-    let reference = lab_dir("host-safety.reference");
-    fs::write(&reference, "").unwrap();
-    // Timestamps of anything written from here on are strictly newer.
-    std::thread::sleep(Duration::from_millis(20));
     let cgroups_before = host_cgroups();
     let kernel_lines_before = kernel_log_lines_from_lab_programs();
+    let unrelated = UnrelatedWriter::start(&tag);
+    std::thread::sleep(Duration::from_millis(100));
+    let watch = host_writes::HostWrites::start(HOST_ROOTS)
+        .expect("the host-safety test needs fanotify filesystem marks and the process connector (root, Linux >= 5.9)");
+    eprintln!("host-safety: watching {:?}", watch.filesystems);
 
     let lab = LabGuard::new(
         Lab::up(&LabConfig {
@@ -281,8 +224,22 @@ fn lab_up_serves_ping_and_down_leaves_the_host_untouched() {
             marker.display()
         );
     }
+    // The other direction: a write outside the lab's directory by a process inside the
+    // sandbox must be blamed. A canary on the host's filesystem, made from the sandbox's
+    // namespaces and removed at once.
+    let canary = PathBuf::from(format!("/var/lib/{tag}.canary"));
+    let made = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-a", "/bin/touch"])
+        .arg(&canary)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let _ = fs::remove_file(&canary);
     lab.down().unwrap();
 
+    let report = watch.finish();
+    drop(unrelated);
+    assert!(report.lost.is_empty(), "the watch missed events: {:?}", report.lost);
     assert!(
         !Path::new(&format!("/proc/{pid}")).exists()
             || file_text(Path::new(&format!("/proc/{pid}/comm"))).trim() != "systemd",
@@ -292,10 +249,42 @@ fn lab_up_serves_ping_and_down_leaves_the_host_untouched() {
     for marker in &markers.0 {
         assert_eq!(file_text(marker), tag, "{} after down", marker.display());
     }
-    let written = written_since(&reference);
+    let lab_dir = dir.canonicalize().unwrap_or(dir.clone());
+    let outside: Vec<&host_writes::HostWrite> = report
+        .by_lab
+        .iter()
+        .filter(|w| !w.path.starts_with(&lab_dir))
+        .collect();
+    let canary_seen = outside.iter().any(|w| w.path == canary);
+    let unexpected: Vec<String> = outside
+        .iter()
+        .filter(|w| w.path != canary)
+        .map(|w| format!("{} {} by pid {}", w.what, w.path.display(), w.pid))
+        .collect();
     assert!(
-        written.is_empty(),
-        "the lab wrote outside its directory: {written:#?}"
+        unexpected.is_empty(),
+        "the lab wrote outside its directory: {unexpected:#?}"
+    );
+    assert!(
+        canary_seen,
+        "the sandbox's write of {} was not blamed on the lab: {:#?}",
+        canary.display(),
+        report.by_lab
+    );
+    let unrelated_file = PathBuf::from("/tmp").join(format!("{tag}.unrelated"));
+    assert!(
+        report.by_others.iter().any(|w| w.path == unrelated_file),
+        "the watch never saw the unrelated writer (so it could not show it is spared)"
+    );
+    assert!(
+        !report.by_lab.iter().any(|w| w.path == unrelated_file),
+        "an unrelated process's write was blamed on the lab"
+    );
+    eprintln!(
+        "host-safety: {} writes by the lab (all inside {} but the canary), {} by other processes, spared",
+        report.by_lab.len(),
+        lab_dir.display(),
+        report.by_others.len()
     );
     if file_text(Path::new("/proc/1/comm")).trim() != "systemd" {
         let left: Vec<_> = host_cgroups()
