@@ -879,3 +879,36 @@ fn exec_env_entries_must_be_name_equals_value() {
         ],
     );
 }
+
+/// A config nested 200,000 blocks deep once overflowed the stack (exit 134); now it is
+/// a config salve cannot read: exit 2, with the place and the limit.
+#[test]
+fn diagnose_refuses_a_config_nested_too_deep_with_its_place() {
+    let dir = TempDir::new("deep");
+    let depth = 200_000;
+    let nginx = dir.write(
+        "nginx.conf",
+        format!("{}{}", "http {".repeat(depth), "}".repeat(depth)),
+    );
+    let fpm = dir.write("php-fpm.conf", "[global]\n");
+    let run = salve(&[
+        "diagnose".as_ref(),
+        "--nginx-conf".as_ref(),
+        nginx.as_os_str(),
+        "--fpm-conf".as_ref(),
+        fpm.as_os_str(),
+        "--no-systemd".as_ref(),
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.context());
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        all.contains("nested more than 64 levels"),
+        "{}",
+        run.context()
+    );
+    assert!(
+        all.contains(&format!("{}:1:", nginx.display())),
+        "{}",
+        run.context()
+    );
+}

@@ -302,7 +302,9 @@ fn drain_forks(procs: &OwnedFd, buf: &mut [u8], seen: &Mutex<Seen>) {
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::ENOBUFS) {
-                lock(seen).lost.push("process events were dropped (ENOBUFS)".into());
+                lock(seen)
+                    .lost
+                    .push("process events were dropped (ENOBUFS)".into());
                 continue;
             }
             return;
@@ -360,8 +362,8 @@ fn drain_writes(
                 let what = describe(mask);
                 // Writing to a device node (/dev/null, a terminal) is I/O through the
                 // node, not a change of the filesystem; the kernel log has its own check.
-                let device_io = what == "write"
-                    && std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file());
+                let device_io =
+                    what == "write" && std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file());
                 if !device_io {
                     lock(seen).writes.push(HostWrite {
                         pid: pid as u32,

@@ -166,7 +166,10 @@ impl UnrelatedWriter {
             "while :; do echo $$ > {f}.new && mv {f}.new {f}; sleep 0.05; done",
             f = file.display()
         );
-        let child = Command::new("/bin/sh").args(["-c", &script]).spawn().unwrap();
+        let child = Command::new("/bin/sh")
+            .args(["-c", &script])
+            .spawn()
+            .unwrap();
         UnrelatedWriter { child, file }
     }
 }
@@ -239,7 +242,11 @@ fn lab_up_serves_ping_and_down_leaves_the_host_untouched() {
 
     let report = watch.finish();
     drop(unrelated);
-    assert!(report.lost.is_empty(), "the watch missed events: {:?}", report.lost);
+    assert!(
+        report.lost.is_empty(),
+        "the watch missed events: {:?}",
+        report.lost
+    );
     assert!(
         !Path::new(&format!("/proc/{pid}")).exists()
             || file_text(Path::new(&format!("/proc/{pid}/comm"))).trim() != "systemd",
