@@ -1,7 +1,7 @@
 //! boot.sh: the sandbox's first process. It builds the sandbox's private mounts, masks
 //! the boot units that would act on the host, and execs systemd in container mode.
 
-use super::files::{Layout, NGINX_UNIT, PHP_FPM_UNIT};
+use super::files::Layout;
 
 /// Boot units that would act on the host the sandbox shares its filesystem with (see
 /// DESIGN.md, "The lab"). Masked by a /dev/null link in the sandbox's unit directory.
@@ -98,9 +98,17 @@ mount -n --move /run/dev /dev
 mkdir /run/no-init.d
 mount -n --bind /run/no-init.d /etc/init.d
 
+# The sandbox's own accounts (a `salve` user the host does not have) and polkit rules:
+# the agent runs here unprivileged, as in production.
+mount -n --bind {etc}/passwd /etc/passwd
+mount -n --bind {etc}/group /etc/group
+if [ -d /etc/polkit-1/rules.d ]; then
+    mount -n --bind {etc}/polkit-rules.d /etc/polkit-1/rules.d
+fi
+
 mkdir -p /run/units
 printf '[Unit]\nDescription=salve lab\n' > /run/units/lab.target
-cp {units}/{php} {units}/{nginx} /run/units/
+cp {units}/*.service /run/units/
 {masks}# Units live in the sandbox only: the host's /etc/systemd/system is hidden, not changed.
 mount -n --bind /run/units /etc/systemd/system
 exec env container=salve-lab /lib/systemd/systemd --system --unit=lab.target
@@ -108,8 +116,7 @@ exec env container=salve-lab /lib/systemd/systemd --system --unit=lab.target
         script = l.s(l.boot_script()),
         console = l.s(l.console_log()),
         units = l.s(l.units()),
-        php = PHP_FPM_UNIT,
-        nginx = NGINX_UNIT,
+        etc = l.s(l.etc()),
     )
 }
 

@@ -58,6 +58,19 @@ impl Layout {
     pub fn units(&self) -> PathBuf {
         self.dir.join("units")
     }
+    /// The sandbox's own /etc/passwd, /etc/group and polkit rules (see `accounts`).
+    pub fn etc(&self) -> PathBuf {
+        self.dir.join("etc")
+    }
+    pub fn passwd(&self) -> PathBuf {
+        self.etc().join("passwd")
+    }
+    pub fn group(&self) -> PathBuf {
+        self.etc().join("group")
+    }
+    pub fn polkit_rules(&self) -> PathBuf {
+        self.etc().join("polkit-rules.d")
+    }
     pub fn nginx_conf(&self) -> PathBuf {
         self.dir.join("nginx.conf")
     }
@@ -162,6 +175,10 @@ pub fn write_all(layout: &Layout, http_port: u16) -> Result<(), LabError> {
         0o644,
     )?;
     write(&layout.units().join(NGINX_UNIT), &nginx_unit(layout), 0o644)?;
+    for (name, text) in super::accounts::HELPER_UNITS {
+        write(&layout.units().join(name), text, 0o644)?;
+    }
+    super::accounts::write_accounts(layout)?;
     write(&layout.boot_script(), &super::boot::script(layout), 0o755)?;
     Ok(())
 }

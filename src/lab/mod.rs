@@ -8,6 +8,7 @@
 //! sandbox shares the host's network) in front of a php8.2-fpm pool on a Unix socket
 //! under the sandbox's /run/php. Every file the lab writes is in its own directory.
 
+mod accounts;
 mod boot;
 mod cgroup;
 mod config_faults;
@@ -23,6 +24,7 @@ mod sandbox;
 mod scenario;
 mod status;
 
+pub use accounts::SALVE_USER;
 pub use config_faults::MISMATCHED_SOCKET;
 pub use error::LabError;
 pub use files::{NGINX_UNIT, PHP_FPM_SOCKET, PHP_FPM_UNIT};

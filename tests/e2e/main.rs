@@ -5,3 +5,4 @@
 mod agent;
 mod config_edits;
 mod harness;
+mod least_privilege;

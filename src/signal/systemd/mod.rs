@@ -106,6 +106,17 @@ impl UnitOp {
     }
 }
 
+/// The helper unit that enables or disables `unit` at boot for salve:
+/// `salve-enable@php8.2-fpm.service.service`.
+pub fn helper_unit(op: &UnitOp, unit: &str) -> String {
+    let verb = if *op == UnitOp::Disable {
+        "disable"
+    } else {
+        "enable"
+    };
+    format!("salve-{verb}@{unit}.service")
+}
+
 /// What an operation ended with: its job's result, or at once for operations without a
 /// job, and the unit's state afterwards.
 #[derive(Debug, Clone, PartialEq)]
@@ -423,14 +434,13 @@ impl SystemdLink {
                 .kill_unit(name, whom.clone(), *signal)
                 .await
                 .map(|_| None),
-            UnitOp::Enable => match manager.enable_unit_files(vec![name], false, false).await {
-                Ok(_) => manager.reload().await.map(|_| None),
-                Err(e) => Err(e),
-            },
-            UnitOp::Disable => match manager.disable_unit_files(vec![name], false).await {
-                Ok(_) => manager.reload().await.map(|_| None),
-                Err(e) => Err(e),
-            },
+            // Through the root-owned helper units (see deploy/systemd/salve-enable@.service):
+            // a start that polkit checks against the unit's name, where EnableUnitFiles
+            // would need rights polkit cannot limit to one unit.
+            UnitOp::Enable | UnitOp::Disable => manager
+                .start_unit(helper_unit(&op, &name), "replace".to_string())
+                .await
+                .map(|path| Some(path.to_string())),
             _ => Ok(None),
         };
         match outcome {
