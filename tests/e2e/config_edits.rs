@@ -47,10 +47,12 @@ fn shipped_policy(env: &Env, file: &str) -> String {
     text
 }
 
+/// The agent as production runs it for config edits: the shipped unit as `salve`, plus
+/// the shipped config-edit drop-in and nothing else.
 fn start(env: &Env, name: &str, yaml: &str) -> Agent {
     let policies = env.dir.join("policies");
     write_policy(&policies, name, yaml);
-    Agent::start(env, &policies, &[])
+    Agent::start_unit(env, &policies, &["salve.service.d/config-edits.conf"])
 }
 
 fn outcomes(records: &[Record]) -> Vec<&Record> {
@@ -118,6 +120,9 @@ fn big_headers_get_raised_buffers_and_the_page_answers_200() {
         &shipped_policy(&env, "nginx-header-buffers.yaml"),
     );
 
+    // For the record: what the config-edit drop-in costs in systemd's own terms.
+    let exposure = exposure(lab, "salve.service");
+    eprintln!("salve.service with config-edits.conf: exposure {exposure}");
     assert_eq!(http_status(lab.http_port(), "/big-header.php"), Some(502));
     let (result, error, diffs) = healed(lab, &agent, "/big-header.php", Duration::from_secs(40));
     assert_eq!(result, "Ok", "{error:?}\n{}", agent.log_text());
@@ -564,4 +569,34 @@ fn an_edge_502_with_a_healthy_origin_is_classified_and_only_notified() {
         "origin untouched"
     );
     assert_eq!(http_status(lab.http_port(), "/ping.php"), Some(200));
+}
+
+/// The base unit alone holds no capability: a config edit cannot write the root-owned
+/// config, says so in the journal, and the agent keeps running (a call its system-call
+/// filter denies fails with EPERM instead of killing it with SIGSYS).
+#[test]
+fn without_the_config_edit_drop_in_an_edit_fails_cleanly_and_the_agent_stays_up() {
+    let Some(env) = lab("no-drop-in") else { return };
+    let lab = env.lab();
+    let site = lab.nginx_site();
+    let original = read(&site);
+    let policies = env.dir.join("policies");
+    write_policy(
+        &policies,
+        "buffers.yaml",
+        &shipped_policy(&env, "nginx-header-buffers.yaml"),
+    );
+    let agent = Agent::start_unit(&env, &policies, &[]);
+    assert_eq!(http_status(lab.http_port(), "/big-header.php"), Some(502));
+    let (result, error, _) = first_outcome(&agent, Duration::from_secs(20));
+    assert_eq!(result, "Failed", "{error:?}");
+    let error = error.unwrap_or_default();
+    assert!(
+        error.contains("Permission denied") && error.contains("config-edits.conf"),
+        "{error}"
+    );
+    assert_eq!(read(&site), original, "the config is untouched");
+    assert_eq!(unit_state(lab, "salve.service", "ActiveState"), "active");
+    assert_eq!(unit_state(lab, "salve.service", "NRestarts"), "0");
+    agent.stop();
 }

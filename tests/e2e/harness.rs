@@ -66,12 +66,102 @@ pub fn lab(test: &str) -> Option<Env> {
 
 /// A running `salve agent`, stopped with SIGTERM (then SIGKILL) when dropped.
 pub struct Agent {
-    child: Child,
+    runner: Runner,
     pub log: PathBuf,
     pub journal: PathBuf,
 }
 
+/// How the agent runs: a process of this test, or the shipped unit inside the lab.
+enum Runner {
+    Process(Child),
+    /// `salve.service` in the sandbox whose systemd has this pid.
+    Unit {
+        lab_pid: u32,
+    },
+}
+
+/// The lab's /etc/systemd/system, reached from the host through the sandbox's root.
+fn lab_units(env: &Env) -> PathBuf {
+    PathBuf::from(format!("/proc/{}/root/etc/systemd/system", env.lab().pid()))
+}
+
+/// The `salve` user's uid and gid in the lab's own /etc/passwd.
+pub fn salve_ids(env: &Env) -> (u32, u32) {
+    let passwd =
+        std::fs::read_to_string(env.lab().dir().join("etc/passwd")).expect("the lab's passwd");
+    let line = passwd
+        .lines()
+        .find(|l| l.split(':').next() == Some(salve::lab::SALVE_USER))
+        .expect("the lab's passwd has the salve user");
+    let fields: Vec<&str> = line.split(':').collect();
+    (fields[2].parse().unwrap(), fields[3].parse().unwrap())
+}
+
+pub fn shipped(file: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).expect(file)
+}
+
 impl Agent {
+    /// Runs the agent as production does: `deploy/systemd/salve.service`, as the
+    /// `salve` user, started by the lab's systemd, with the shipped drop-ins named in
+    /// `dropins` (e.g. `salve.service.d/config-edits.conf`). The only change is a test
+    /// drop-in of paths: the binary under test, its policies, a state directory in the
+    /// test's folder (StateDirectory= would make /var/lib/salve, which the sandbox
+    /// shares with the host), and the lab's own directory in place of /etc/nginx and
+    /// /etc/php. User, capabilities and every hardening line stay as shipped.
+    pub fn start_unit(env: &Env, policies: &Path, dropins: &[&str]) -> Agent {
+        let lab = env.lab();
+        let (uid, gid) = salve_ids(env);
+        let state = env.dir.join("state");
+        std::fs::create_dir_all(&state).expect("state dir");
+        std::os::unix::fs::chown(&state, Some(uid), Some(gid)).expect("chown state dir");
+        let log = env.dir.join("agent.log");
+        let journal = state.join("journal.jsonl");
+        let _ = std::fs::remove_file(&log);
+        let units = lab_units(env);
+        std::fs::write(
+            units.join("salve.service"),
+            shipped("deploy/systemd/salve.service"),
+        )
+        .expect("install salve.service in the lab");
+        let dir = units.join("salve.service.d");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("drop-in dir");
+        for dropin in dropins {
+            let name = Path::new(dropin).file_name().expect("drop-in name");
+            std::fs::write(dir.join(name), shipped(&format!("deploy/systemd/{dropin}")))
+                .expect("install a shipped drop-in");
+        }
+        let paths = format!(
+            "[Service]\nStateDirectory=\nReadWritePaths=\nReadWritePaths={state} {labdir}\nEnvironment=RUST_LOG=salve=debug\nStandardOutput=append:{log}\nStandardError=append:{log}\nExecStart=\nExecStart={bin} agent --policies {policies} --journal {journal}\n",
+            state = state.display(),
+            labdir = lab.dir().display(),
+            log = log.display(),
+            bin = env!("CARGO_BIN_EXE_salve"),
+            policies = policies.display(),
+            journal = journal.display(),
+        );
+        // Sorts after every shipped drop-in, so its resets win.
+        std::fs::write(dir.join("zz-test-paths.conf"), paths).expect("test drop-in");
+        lab.systemctl(&["daemon-reload"]).expect("daemon-reload");
+        let started = lab
+            .systemctl(&["start", "salve.service"])
+            .expect("start salve.service");
+        assert!(
+            started.status.success(),
+            "salve.service did not start: {}\n{}",
+            String::from_utf8_lossy(&started.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let agent = Agent {
+            runner: Runner::Unit { lab_pid: lab.pid() },
+            log,
+            journal,
+        };
+        agent.wait_for_log("watching systemd units", Duration::from_secs(10));
+        agent
+    }
+
     pub fn start(env: &Env, policies: &Path, extra: &[&str]) -> Agent {
         let log = env.dir.join("agent.log");
         let journal = env.dir.join("journal.jsonl");
@@ -91,7 +181,7 @@ impl Agent {
             .spawn()
             .expect("start salve agent");
         let agent = Agent {
-            child,
+            runner: Runner::Process(child),
             log,
             journal,
         };
@@ -130,10 +220,17 @@ impl Agent {
     }
 
     /// Kills the agent as the OOM killer or a watchdog would: SIGKILL, by this child's
-    /// own PID, nothing finished or journalled.
+    /// own PID (or through the lab's systemd), nothing finished or journalled.
     pub fn kill(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.runner {
+            Runner::Process(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Runner::Unit { lab_pid } => {
+                let _ = sandbox_systemctl(*lab_pid, &["kill", "--signal=KILL", "salve.service"]);
+            }
+        }
         self.log_text()
     }
 
@@ -144,23 +241,42 @@ impl Agent {
     }
 
     fn terminate(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
+        let child = match &mut self.runner {
+            Runner::Process(child) => child,
+            Runner::Unit { lab_pid } => {
+                let _ = sandbox_systemctl(*lab_pid, &["stop", "salve.service"]);
+                return;
+            }
+        };
+        if let Ok(Some(_)) = child.try_wait() {
             return;
         }
         // SIGTERM by this child's own PID: it is ours.
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &child.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if let Ok(Some(_)) = child.try_wait() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = child.kill();
+        let _ = child.wait();
     }
+}
+
+/// systemctl inside the sandbox (the lab may already be down: then nothing runs).
+fn sandbox_systemctl(lab_pid: u32, args: &[&str]) -> Option<std::process::ExitStatus> {
+    Command::new("nsenter")
+        .args(["-t", &lab_pid.to_string(), "-a", "systemctl"])
+        .args(args)
+        .env("SYSTEMCTL_SKIP_SYSV", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()
 }
 
 impl Drop for Agent {
@@ -262,4 +378,33 @@ pub fn unit_state(lab: &Lab, unit: &str, property: &str) -> String {
         .systemctl(&["show", "-p", property, "--value", unit])
         .expect("systemctl show");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `systemd-analyze security UNIT`'s overall exposure, printed in full for the record.
+pub fn exposure(lab: &Lab, unit: &str) -> f64 {
+    let out = Command::new("nsenter")
+        .args([
+            "-t",
+            &lab.pid().to_string(),
+            "-a",
+            "systemd-analyze",
+            "security",
+            "--no-pager",
+            unit,
+        ])
+        .output()
+        .expect("systemd-analyze in the sandbox");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("systemd-analyze security {unit}:\n{report}");
+    report
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for ").nth(1))
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no exposure level in:\n{report}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
 }

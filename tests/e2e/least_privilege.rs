@@ -10,20 +10,8 @@
 use crate::harness::*;
 use salve::audit::{Entry, OutcomeResult};
 use salve::lab::{Lab, Scenario, PHP_FPM_UNIT, SALVE_USER};
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
-
-fn salve_ids(lab: &Lab) -> (u32, u32) {
-    let passwd = std::fs::read_to_string(lab.dir().join("etc/passwd")).expect("the lab's passwd");
-    let line = passwd
-        .lines()
-        .find(|l| l.split(':').next() == Some(SALVE_USER))
-        .expect("the lab's passwd has the salve user");
-    let fields: Vec<&str> = line.split(':').collect();
-    (fields[2].parse().unwrap(), fields[3].parse().unwrap())
-}
 
 /// `systemctl --no-ask-password ARGS` inside the sandbox as the `salve` user.
 fn systemctl_as_salve(lab: &Lab, args: &[&str]) -> Output {
@@ -63,17 +51,12 @@ fn assert_denied(lab: &Lab, args: &[&str]) {
     );
 }
 
-fn shipped(file: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).expect(file)
-}
-
 #[test]
 fn the_salve_user_heals_through_polkit_and_can_do_nothing_else() {
     let Some(env) = lab("least-privilege") else {
         return;
     };
     let lab = env.lab();
-    let (uid, gid) = salve_ids(lab);
 
     // The shipped policies, pointed at this test's lab port.
     let policies = env.dir.join("policies");
@@ -82,44 +65,9 @@ fn the_salve_user_heals_through_polkit_and_can_do_nothing_else() {
             .replace("127.0.0.1:8480", &format!("127.0.0.1:{LAB_PORT}"));
         write_policy(&policies, file, &yaml);
     }
-    // The state directory StateDirectory= would make, in the test's folder instead
-    // (the sandbox shares the host's /var/lib), owned by the salve user.
-    let state = env.dir.join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    std::os::unix::fs::chown(&state, Some(uid), Some(gid)).unwrap();
-    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o750)).unwrap();
-    let journal = state.join("journal.jsonl");
-
-    let units = std::path::PathBuf::from(format!("/proc/{}/root/etc/systemd/system", lab.pid()));
-    std::fs::write(
-        units.join("salve.service"),
-        shipped("deploy/systemd/salve.service"),
-    )
-    .unwrap();
-    // Only paths change: the binary under test, its policies, its state. User, group,
-    // capabilities and every hardening line stay as shipped.
-    let dropin = format!(
-        "[Service]\nStateDirectory=\nReadWritePaths=\nReadWritePaths={state}\nExecStart=\nExecStart={bin} agent --policies {policies} --journal {journal} --log-format json\n",
-        state = state.display(),
-        bin = env!("CARGO_BIN_EXE_salve"),
-        policies = policies.display(),
-        journal = journal.display(),
-    );
-    std::fs::create_dir_all(units.join("salve.service.d")).unwrap();
-    std::fs::write(units.join("salve.service.d/test-paths.conf"), dropin).unwrap();
-    lab.systemctl(&["daemon-reload"]).unwrap();
-    let started = lab.systemctl(&["start", "salve.service"]).unwrap();
-    let logs = || {
-        lab.systemctl(&["status", "--no-pager", "-n", "40", "salve.service"])
-            .map(|o| text(&o))
-            .unwrap_or_default()
-    };
-    assert!(
-        started.status.success(),
-        "salve.service did not start:\n{}\n{}",
-        text(&started),
-        logs()
-    );
+    let agent = Agent::start_unit(&env, &policies, &[]);
+    let journal = agent.journal.clone();
+    let logs = || agent.log_text();
     assert_eq!(unit_state(lab, "salve.service", "User"), SALVE_USER);
 
     let outcome_ok = |policy: &str| {
@@ -222,34 +170,27 @@ fn the_salve_user_heals_through_polkit_and_can_do_nothing_else() {
         exposure <= 2.0,
         "systemd-analyze security: exposure {exposure} > 2.0"
     );
-    lab.systemctl(&["stop", "salve.service"]).unwrap();
+    agent.stop();
 }
 
-/// `systemd-analyze security UNIT`'s overall exposure, printed in full for the record.
-pub fn exposure(lab: &Lab, unit: &str) -> f64 {
-    let out = Command::new("nsenter")
-        .args([
-            "-t",
-            &lab.pid().to_string(),
-            "-a",
-            "systemd-analyze",
-            "security",
-            "--no-pager",
-            unit,
-        ])
-        .output()
-        .expect("systemd-analyze in the sandbox");
-    let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    eprintln!("systemd-analyze security {unit}:\n{report}");
-    report
-        .lines()
-        .find_map(|l| l.split("Overall exposure level for ").nth(1))
-        .and_then(|rest| rest.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "no exposure level in:\n{report}{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
+/// Every example policy runs end to end under the shipped unit: the crash and enable
+/// policies above, the config-edit and notify-only ones in config_edits.rs (through
+/// its `start`, the shipped unit with the config-edit drop-in).
+#[test]
+fn every_shipped_policy_has_an_end_to_end_test_under_the_shipped_unit() {
+    let tests = [include_str!("least_privilege.rs"), include_str!("config_edits.rs")].concat();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 8, "{names:?}");
+    let untested: Vec<&String> = names
+        .iter()
+        .filter(|n| !tests.contains(&format!("\"{n}\"")))
+        .collect();
+    assert!(untested.is_empty(), "no end-to-end test runs {untested:?}");
 }

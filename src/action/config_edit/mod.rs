@@ -355,11 +355,14 @@ fn write_new(path: &Path, bytes: &[u8], like: &Path) -> std::io::Result<()> {
     let result = (|| {
         out.write_all(bytes)?;
         let meta = fs::metadata(like)?;
-        // Only root may give a file away; an unprivileged agent keeps its own ownership.
+        // Mode first, while the file is still ours: after the chown, changing it would
+        // need CAP_FOWNER.
+        out.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        // Only root (or CAP_CHOWN) may give a file away; an agent without it keeps its
+        // own ownership.
         if let Err(e) = std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid())) {
             tracing::debug!(file = %path.display(), error = %e, "cannot give the file its original owner");
         }
-        out.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
         out.sync_all()
     })();
     if result.is_err() {

@@ -59,8 +59,14 @@ impl Checker {
     /// removed after.
     pub async fn check(&self, file: &Path, candidate: &[u8]) -> Result<(), String> {
         let path = super::candidate_path(file);
-        super::write_new(&path, candidate, file)
-            .map_err(|e| format!("cannot stage the candidate {}: {e}", path.display()))?;
+        super::write_new(&path, candidate, file).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                " (the agent may not write beside the config: config edits need the drop-in deploy/systemd/salve.service.d/config-edits.conf)"
+            } else {
+                ""
+            };
+            format!("cannot stage the candidate {}: {e}{hint}", path.display())
+        })?;
         let staged = Staged(path);
         self.run(file, &staged.0).await
     }
