@@ -14,6 +14,7 @@ const CONFIG_FIELDS: &[&str] = &[
     "maxActionsPerMinute",
     "maxConcurrentActions",
     "dryRun",
+    "configBackups",
 ];
 const JOURNAL_FIELDS: &[&str] = &["path", "maxBytes", "keep"];
 
@@ -22,6 +23,8 @@ pub struct Config {
     pub journal_path: PathBuf,
     pub rotation: Rotation,
     pub limits: Limits,
+    /// Backups of an edited config kept per file; older ones are removed after an edit.
+    pub config_backups: usize,
 }
 
 impl Default for Config {
@@ -30,6 +33,7 @@ impl Default for Config {
             journal_path: PathBuf::from(DEFAULT_JOURNAL),
             rotation: Rotation::default(),
             limits: Limits::default(),
+            config_backups: crate::action::config_edit::DEFAULT_KEEP_BACKUPS,
         }
     }
 }
@@ -106,6 +110,9 @@ impl Config {
             }
             if let Some(v) = f.get("dryRun").and_then(|n| dec.bool(n)) {
                 config.limits.dry_run = v;
+            }
+            if let Some(v) = f.get("configBackups").and_then(|n| dec.integer(n, 1, 1000)) {
+                config.config_backups = v as usize;
             }
         }
         if dec.errors.is_empty() {

@@ -22,6 +22,8 @@ const VERIFY_EVERY: Duration = Duration::from_millis(100);
 pub struct Executor {
     systemd: SystemdHandle,
     job_timeout: Duration,
+    /// Backups of an edited config kept per file.
+    keep_backups: usize,
 }
 
 /// What the config edits of one attempt left for its outcome.
@@ -88,7 +90,14 @@ impl Executor {
         Executor {
             systemd,
             job_timeout,
+            keep_backups: config_edit::DEFAULT_KEEP_BACKUPS,
         }
+    }
+
+    /// Keeps the newest `keep` backups of each edited config (at least one).
+    pub fn with_keep_backups(mut self, keep: usize) -> Self {
+        self.keep_backups = keep.max(1);
+        self
     }
 
     /// Runs the policy's actions in order (stopping at the first failure), then its

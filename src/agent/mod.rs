@@ -107,7 +107,10 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
         engine,
         journal,
         clock,
-        executor: Arc::new(Executor::new(handle, DEFAULT_JOB_TIMEOUT)),
+        executor: Arc::new(
+            Executor::new(handle, DEFAULT_JOB_TIMEOUT)
+                .with_keep_backups(options.config.config_backups),
+        ),
         events: events_tx,
         attempts: attempts::Attempts::default(),
         running: HashMap::new(),

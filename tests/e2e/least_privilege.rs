@@ -178,7 +178,11 @@ fn the_salve_user_heals_through_polkit_and_can_do_nothing_else() {
 /// its `start`, the shipped unit with the config-edit drop-in).
 #[test]
 fn every_shipped_policy_has_an_end_to_end_test_under_the_shipped_unit() {
-    let tests = [include_str!("least_privilege.rs"), include_str!("config_edits.rs")].concat();
+    let tests = [
+        include_str!("least_privilege.rs"),
+        include_str!("config_edits.rs"),
+    ]
+    .concat();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()

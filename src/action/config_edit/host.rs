@@ -236,7 +236,7 @@ impl Executor {
                     Ok(outer) => {
                         let mut planner = NginxPlanner { args, outer };
                         let host = host(Checker::nginx(&args.config), &args.unit, args.apply);
-                        run_edit(&args.file, &mut planner, &host).await
+                        run_edit(&args.file, &mut planner, &host, self.keep_backups).await
                     }
                     Err(e) => Err(EditFailure::new(e, None)),
                 }
@@ -247,7 +247,13 @@ impl Executor {
                 match prepared {
                     Ok(()) => {
                         let host = host(Checker::php_fpm(&args.config), &args.unit, args.apply);
-                        run_edit(&args.file, &mut FpmPlanner { args }, &host).await
+                        run_edit(
+                            &args.file,
+                            &mut FpmPlanner { args },
+                            &host,
+                            self.keep_backups,
+                        )
+                        .await
                     }
                     Err(e) => Err(EditFailure::new(e, None)),
                 }
@@ -258,7 +264,13 @@ impl Executor {
                 match prepared {
                     Ok(fpm) => {
                         let host = host(Checker::nginx(&args.config), &args.unit, args.apply);
-                        run_edit(&args.file, &mut AlignPlanner::new(args, &fpm), &host).await
+                        run_edit(
+                            &args.file,
+                            &mut AlignPlanner::new(args, &fpm),
+                            &host,
+                            self.keep_backups,
+                        )
+                        .await
                     }
                     Err(e) => Err(EditFailure::new(e, None)),
                 }

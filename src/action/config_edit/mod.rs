@@ -8,16 +8,20 @@
 
 pub mod align;
 pub mod diff;
+mod file;
 pub mod fpm;
 mod host;
 pub mod nginx;
 pub mod validate;
 
+use file::{ConfigFile, Identity};
+use std::ffi::OsString;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// The side effects of an edit beyond writing the file.
 // Implemented only by concrete types inside salve, whose futures' Send-ness the
@@ -54,36 +58,7 @@ pub struct EditReport {
     pub verification: Option<String>,
 }
 
-/// Where the bytes from before an edit are kept: a new hidden file beside `file` for
-/// every edit (`.NAME.salve-backup.<unix seconds>.<n>`), never overwritten, so no later
-/// edit, failed restore or crash can lose an original.
-fn new_backup_path(file: &Path) -> PathBuf {
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    sibling(file, &format!(".salve-backup.{seconds}.{}", unique()))
-}
-
-/// The backups of `file` salve has kept, oldest first.
-pub fn backups(file: &Path) -> Vec<PathBuf> {
-    let prefix = sibling(file, ".salve-backup.");
-    let (Some(dir), Some(prefix)) = (prefix.parent(), prefix.file_name()) else {
-        return Vec::new();
-    };
-    let prefix = prefix.to_string_lossy().into_owned();
-    let mut found: Vec<(u64, u64, PathBuf)> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let (seconds, n) = name.strip_prefix(&prefix)?.split_once('.')?;
-            Some((seconds.parse().ok()?, n.parse().ok()?, e.path()))
-        })
-        .collect();
-    found.sort();
-    found.into_iter().map(|(_, _, p)| p).collect()
-}
+pub use file::{backups, DEFAULT_KEEP_BACKUPS};
 
 /// A hidden file in `file`'s directory. Hidden because configs include whole
 /// directories (`include /etc/nginx/sites-enabled/*;`), and nginx's and php-fpm's
@@ -99,6 +74,21 @@ fn sibling(file: &Path, suffix: &str) -> PathBuf {
 fn unique() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Runs blocking file work off the runtime's thread: a slow disk must not stall the
+/// agent's event loop while an edit writes and syncs.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.spawn_blocking(work).await.unwrap_or_else(|e| {
+            Err(std::io::Error::other(format!(
+                "file work did not finish: {e}"
+            )))
+        }),
+        Err(_) => work(),
+    }
 }
 
 /// Why an edit ended without a verified change, and the diff it tried (if any).
@@ -125,14 +115,21 @@ type EditResult = Result<EditReport, EditFailure>;
 /// One edit of one file: the original bytes, what salve last wrote, and whether the
 /// real file has been replaced (the rename is the commit point).
 struct Session<'h, H: EditHost> {
-    file: PathBuf,
+    file: Arc<ConfigFile>,
     host: &'h H,
     original: Vec<u8>,
     original_text: String,
-    /// What the file holds as far as salve knows: compared before every write, so a
-    /// change a person makes meanwhile is never overwritten.
+    /// The original's mode and owner, which every file salve writes gets.
+    like: Arc<std::fs::Metadata>,
+    /// The original bytes, kept beside the file once salve is about to replace it.
+    backup: Option<OsString>,
+    /// What the file holds as far as salve knows, and which inode the name leads to:
+    /// compared before every write, so a change a person makes meanwhile (or a file
+    /// swapped in) is never overwritten.
     expected: Vec<u8>,
+    identity: Identity,
     swapped: bool,
+    keep_backups: usize,
     /// Set once the edit has ended either way; see `Drop`.
     done: bool,
 }
@@ -143,15 +140,22 @@ struct Session<'h, H: EditHost> {
 /// or restart of the service picks them up.
 impl<H: EditHost> Drop for Session<'_, H> {
     fn drop(&mut self) {
-        if !self.swapped || self.done || self.unchanged().is_err() {
+        if !self.swapped || self.done || self.unchanged_now().is_err() {
             return;
         }
-        match write_atomically(&self.file, &self.original, &self.file) {
+        let restored = match &self.backup {
+            Some(backup) => self.file.restore(backup, self.identity),
+            None => self
+                .file
+                .write(&self.original, &self.like, self.identity)
+                .map(drop),
+        };
+        match restored {
             Ok(()) => {
-                tracing::warn!(file = %self.file.display(), "edit interrupted: original bytes restored on disk, not yet applied")
+                tracing::warn!(file = %self.file.path.display(), "edit interrupted: original bytes restored on disk, not yet applied")
             }
             Err(e) => {
-                tracing::error!(file = %self.file.display(), error = %e, "edit interrupted and the original could not be restored; it is in the newest backup beside the file")
+                tracing::error!(file = %self.file.path.display(), error = %e, "edit interrupted and the original could not be restored; it is in the newest backup beside the file")
             }
         }
     }
@@ -159,19 +163,52 @@ impl<H: EditHost> Drop for Session<'_, H> {
 
 impl<H: EditHost> Session<'_, H> {
     fn diff(&self, tried: &str) -> Option<String> {
-        (tried != self.original_text).then(|| diff::unified(&self.file, &self.original_text, tried))
+        (tried != self.original_text)
+            .then(|| diff::unified(&self.file.path, &self.original_text, tried))
+    }
+
+    fn changed_message(&self) -> String {
+        format!(
+            "{} was changed by someone else while salve was editing it; their version was left in place",
+            self.file.path.display()
+        )
     }
 
     /// Whether the file still holds what salve expects; `Err` says what happened.
-    fn unchanged(&self) -> Result<(), String> {
-        match fs::read(&self.file) {
-            Ok(now) if now == self.expected => Ok(()),
-            Ok(_) => Err(format!(
-                "{} was changed by someone else while salve was editing it; their version was left in place",
-                self.file.display()
+    fn unchanged_now(&self) -> Result<(), String> {
+        match self.file.read() {
+            Ok((now, identity)) if now == self.expected && identity == self.identity => Ok(()),
+            Ok(_) => Err(self.changed_message()),
+            Err(e) => Err(format!(
+                "cannot read {} again: {e}",
+                self.file.path.display()
             )),
-            Err(e) => Err(format!("cannot read {} again: {e}", self.file.display())),
         }
+    }
+
+    async fn unchanged(&self) -> Result<(), String> {
+        let file = Arc::clone(&self.file);
+        match blocking(move || file.read()).await {
+            Ok((now, identity)) if now == self.expected && identity == self.identity => Ok(()),
+            Ok(_) => Err(self.changed_message()),
+            Err(e) => Err(format!(
+                "cannot read {} again: {e}",
+                self.file.path.display()
+            )),
+        }
+    }
+
+    /// Puts the original back under the file's name: the backup linked back when there
+    /// is one (no disk space needed), else the bytes written anew.
+    async fn put_back(&mut self) -> std::io::Result<()> {
+        let file = Arc::clone(&self.file);
+        let (backup, identity) = (self.backup.clone(), self.identity);
+        let (original, like) = (self.original.clone(), Arc::clone(&self.like));
+        blocking(move || match backup {
+            Some(backup) => file.restore(&backup, identity),
+            None => file.write(&original, &like, identity).map(drop),
+        })
+        .await
     }
 
     /// Ends the edit with `why`: the original bytes back in place (if they had been
@@ -182,17 +219,17 @@ impl<H: EditHost> Session<'_, H> {
         if !self.swapped {
             return Err(EditFailure::new(why, diff));
         }
-        if let Err(changed) = self.unchanged() {
+        if let Err(changed) = self.unchanged().await {
             return Err(EditFailure::new(
                 format!("{why}; not restored: {changed}"),
                 diff,
             ));
         }
-        if let Err(e) = write_atomically(&self.file, &self.original, &self.file) {
+        if let Err(e) = self.put_back().await {
             return Err(EditFailure::new(
                 format!(
                     "{why}; RESTORING THE ORIGINAL FAILED: {e} (the original bytes are in the newest {}.salve-backup.* beside it)",
-                    self.file.display()
+                    self.file.path.display()
                 ),
                 diff,
             ));
@@ -208,6 +245,18 @@ impl<H: EditHost> Session<'_, H> {
             )),
         }
     }
+
+    /// The edit ends with its change in place: older backups beyond `keep_backups` go.
+    async fn succeed(&mut self) {
+        self.done = true;
+        let file = Arc::clone(&self.file);
+        let keep = self.keep_backups;
+        let _ = blocking(move || {
+            file.prune_backups(keep);
+            Ok(())
+        })
+        .await;
+    }
 }
 
 /// Runs one edit to completion. `Ok` only if the final file passed validation, was
@@ -217,25 +266,40 @@ impl<H: EditHost> Session<'_, H> {
 ///
 /// A symlinked config (Debian's sites-enabled) is edited where it points, so the link
 /// stays a link.
-pub async fn run_edit(file: &Path, planner: &mut impl Planner, host: &impl EditHost) -> EditResult {
-    let file = fs::canonicalize(file)
-        .map_err(|e| EditFailure::new(format!("cannot find {}: {e}", file.display()), None))?;
-    let original = fs::read(&file)
+pub async fn run_edit(
+    file: &Path,
+    planner: &mut impl Planner,
+    host: &impl EditHost,
+    keep_backups: usize,
+) -> EditResult {
+    let path = file.to_path_buf();
+    let opened = blocking(move || {
+        let (file, _) = ConfigFile::open(&path)?;
+        let (bytes, identity) = file.read()?;
+        let like = file.metadata()?;
+        Ok((file, bytes, identity, like))
+    })
+    .await;
+    let (config_file, original, identity, like) = opened
         .map_err(|e| EditFailure::new(format!("cannot read {}: {e}", file.display()), None))?;
     let Ok(original_text) = String::from_utf8(original.clone()) else {
         let why = format!(
             "{} is not UTF-8 text; salve edits only text configs",
-            file.display()
+            config_file.path.display()
         );
         return Err(EditFailure::new(why, None));
     };
     let mut session = Session {
-        file,
+        file: Arc::new(config_file),
         host,
         expected: original.clone(),
         original,
         original_text: original_text.clone(),
+        like: Arc::new(like),
+        backup: None,
+        identity,
         swapped: false,
+        keep_backups: keep_backups.max(1),
         done: false,
     };
     let mut current = original_text;
@@ -250,7 +314,7 @@ pub async fn run_edit(file: &Path, planner: &mut impl Planner, host: &impl EditH
                     return Err(EditFailure {
                         why: format!(
                             "{}: {}; nothing to change, so this edit cannot be the cure",
-                            session.file.display(),
+                            session.file.path.display(),
                             planned.summary
                         ),
                         diff: None,
@@ -264,7 +328,7 @@ pub async fn run_edit(file: &Path, planner: &mut impl Planner, host: &impl EditH
             Ok(None) if summaries.is_empty() => {
                 let why = format!(
                     "{}: every raise is already at its cap; nothing changed",
-                    session.file.display()
+                    session.file.path.display()
                 );
                 return Err(EditFailure::new(why, None));
             }
@@ -280,7 +344,10 @@ pub async fn run_edit(file: &Path, planner: &mut impl Planner, host: &impl EditH
             Err(e) => return session.fail(e, &current).await,
         };
         summaries.push(planned.summary.clone());
-        if let Err(e) = host.validate(&session.file, planned.text.as_bytes()).await {
+        if let Err(e) = host
+            .validate(&session.file.path, planned.text.as_bytes())
+            .await
+        {
             let not = if session.swapped {
                 "this step not applied"
             } else {
@@ -289,23 +356,37 @@ pub async fn run_edit(file: &Path, planner: &mut impl Planner, host: &impl EditH
             let why = format!("{}: validation failed, {not}: {e}", planned.summary);
             return session.fail(why, &planned.text).await;
         }
-        if let Err(changed) = session.unchanged() {
+        if let Err(changed) = session.unchanged().await {
             return session.fail(changed, &planned.text).await;
         }
         if !session.swapped {
-            let backup = new_backup_path(&session.file);
-            if let Err(e) = write_new(&backup, &session.original, &session.file) {
-                let why = format!(
-                    "cannot keep a backup in {}: {e}; file not replaced",
-                    backup.display()
-                );
-                return session.fail(why, &planned.text).await;
+            let file = Arc::clone(&session.file);
+            let (original, like, identity) = (
+                session.original.clone(),
+                Arc::clone(&session.like),
+                session.identity,
+            );
+            match blocking(move || file.back_up(identity, &original, &like)).await {
+                Ok(backup) => session.backup = Some(backup),
+                Err(e) => {
+                    let why = format!(
+                        "cannot keep a backup beside {}: {e}; file not replaced",
+                        session.file.path.display()
+                    );
+                    return session.fail(why, &planned.text).await;
+                }
             }
         }
-        match write_atomically(&session.file, planned.text.as_bytes(), &session.file) {
-            Ok(()) => {}
+        let file = Arc::clone(&session.file);
+        let (text, like, identity) = (
+            planned.text.clone().into_bytes(),
+            Arc::clone(&session.like),
+            session.identity,
+        );
+        match blocking(move || file.write(&text, &like, identity)).await {
+            Ok(new) => session.identity = new,
             Err(e) => {
-                let why = format!("cannot replace {}: {e}", session.file.display());
+                let why = format!("cannot replace {}: {e}", session.file.path.display());
                 return session.fail(why, &planned.text).await;
             }
         }
@@ -318,7 +399,7 @@ pub async fn run_edit(file: &Path, planner: &mut impl Planner, host: &impl EditH
         }
         match host.verify().await {
             None => {
-                session.done = true;
+                session.succeed().await;
                 return Ok(EditReport {
                     summary: summaries.join("; "),
                     diff: session.diff(&current),
@@ -326,7 +407,7 @@ pub async fn run_edit(file: &Path, planner: &mut impl Planner, host: &impl EditH
                 });
             }
             Some((true, seen)) => {
-                session.done = true;
+                session.succeed().await;
                 return Ok(EditReport {
                     summary: summaries.join("; "),
                     diff: session.diff(&current),
@@ -334,7 +415,7 @@ pub async fn run_edit(file: &Path, planner: &mut impl Planner, host: &impl EditH
                 });
             }
             Some((false, seen)) => {
-                tracing::info!(file = %session.file.display(), step = %planned.summary, seen = %seen, "edit applied but verification fails; trying the next step");
+                tracing::info!(file = %session.file.path.display(), step = %planned.summary, seen = %seen, "edit applied but verification fails; trying the next step");
                 summaries.push(format!("verify failed ({seen})"));
                 verify_failed = true;
             }
@@ -369,28 +450,6 @@ fn write_new(path: &Path, bytes: &[u8], like: &Path) -> std::io::Result<()> {
         let _ = fs::remove_file(path);
     }
     result
-}
-
-/// Writes `bytes` to a new temporary file beside `path` with `like`'s mode and owner,
-/// and renames it over `path`: readers see the old file or the new one, never half of
-/// either. The rename is the commit point: once it happened this returns `Ok`, and a
-/// failure to sync the directory afterwards is only logged.
-pub fn write_atomically(path: &Path, bytes: &[u8], like: &Path) -> std::io::Result<()> {
-    let temporary = sibling(
-        path,
-        &format!(".salve-new.{}.{}", std::process::id(), unique()),
-    );
-    write_new(&temporary, bytes, like)?;
-    if let Err(e) = fs::rename(&temporary, path) {
-        let _ = fs::remove_file(&temporary);
-        return Err(e);
-    }
-    if let Some(dir) = path.parent() {
-        if let Err(e) = fs::File::open(dir).and_then(|d| d.sync_all()) {
-            tracing::warn!(dir = %dir.display(), error = %e, "renamed into place, but cannot sync the directory");
-        }
-    }
-    Ok(())
 }
 
 /// A unique hidden path beside `file` for a staged candidate.

@@ -11,12 +11,18 @@ struct FakeHost {
     verify: RefCell<VecDeque<Option<bool>>>,
     applied: RefCell<Vec<String>>,
     file: PathBuf,
+    /// Runs inside validation: what an attacker with write access to the directory
+    /// could do between salve's read and its rename.
+    meanwhile: Option<Box<dyn Fn()>>,
 }
 
 impl EditHost for FakeHost {
     async fn validate(&self, file: &Path, candidate: &[u8]) -> Result<(), String> {
         assert_eq!(file, self.file);
         assert!(!candidate.is_empty());
+        if let Some(meanwhile) = &self.meanwhile {
+            meanwhile();
+        }
         match self.invalid.borrow_mut().pop_front() {
             Some(true) => Err("nginx: [emerg] invalid value".into()),
             _ => Ok(()),
@@ -93,7 +99,13 @@ fn a_verified_edit_keeps_the_new_file_and_a_byte_exact_backup() {
         file: file.clone(),
         ..Default::default()
     };
-    let report = run(run_edit(&file, &mut Counting { steps: 3 }, &host)).unwrap();
+    let report = run(run_edit(
+        &file,
+        &mut Counting { steps: 3 },
+        &host,
+        DEFAULT_KEEP_BACKUPS,
+    ))
+    .unwrap();
     assert_eq!(fs::read_to_string(&file).unwrap(), format!("{ORIGINAL}x\n"));
     assert_eq!(fs::read(&backups(&file)[0]).unwrap(), ORIGINAL.as_bytes());
     assert_eq!(host.applied.borrow().len(), 1);
@@ -109,8 +121,13 @@ fn a_failed_validation_never_replaces_the_file() {
         invalid: RefCell::new([true].into()),
         ..Default::default()
     };
-    let EditFailure { why, diff, .. } =
-        run(run_edit(&file, &mut Counting { steps: 3 }, &host)).unwrap_err();
+    let EditFailure { why, diff, .. } = run(run_edit(
+        &file,
+        &mut Counting { steps: 3 },
+        &host,
+        DEFAULT_KEEP_BACKUPS,
+    ))
+    .unwrap_err();
     assert!(
         why.contains("validation failed, file not replaced: nginx: [emerg]"),
         "{why}"
@@ -129,8 +146,13 @@ fn verify_failing_at_every_step_up_to_the_cap_restores_the_original_and_applies_
         verify: RefCell::new([Some(false), Some(false)].into()),
         ..Default::default()
     };
-    let EditFailure { why, .. } =
-        run(run_edit(&file, &mut Counting { steps: 2 }, &host)).unwrap_err();
+    let EditFailure { why, .. } = run(run_edit(
+        &file,
+        &mut Counting { steps: 2 },
+        &host,
+        DEFAULT_KEEP_BACKUPS,
+    ))
+    .unwrap_err();
     assert!(
         why.contains("still failing verification at the cap"),
         "{why}"
@@ -156,7 +178,13 @@ fn a_second_step_passing_verification_keeps_the_raised_file() {
         verify: RefCell::new([Some(false), Some(true)].into()),
         ..Default::default()
     };
-    let report = run(run_edit(&file, &mut Counting { steps: 5 }, &host)).unwrap();
+    let report = run(run_edit(
+        &file,
+        &mut Counting { steps: 5 },
+        &host,
+        DEFAULT_KEEP_BACKUPS,
+    ))
+    .unwrap();
     assert_eq!(
         fs::read_to_string(&file).unwrap(),
         format!("{ORIGINAL}x\nx\n")
@@ -177,8 +205,13 @@ fn a_failed_apply_restores_the_original() {
         apply_fails: RefCell::new([true, false].into()),
         ..Default::default()
     };
-    let EditFailure { why, .. } =
-        run(run_edit(&file, &mut Counting { steps: 1 }, &host)).unwrap_err();
+    let EditFailure { why, .. } = run(run_edit(
+        &file,
+        &mut Counting { steps: 1 },
+        &host,
+        DEFAULT_KEEP_BACKUPS,
+    ))
+    .unwrap_err();
     assert!(
         why.contains("applying the change failed: job failed"),
         "{why}"
@@ -198,8 +231,13 @@ fn nothing_left_to_raise_changes_nothing() {
         file: file.clone(),
         ..Default::default()
     };
-    let EditFailure { why, diff, .. } =
-        run(run_edit(&file, &mut Counting { steps: 0 }, &host)).unwrap_err();
+    let EditFailure { why, diff, .. } = run(run_edit(
+        &file,
+        &mut Counting { steps: 0 },
+        &host,
+        DEFAULT_KEEP_BACKUPS,
+    ))
+    .unwrap_err();
     assert!(why.contains("already at its cap; nothing changed"), "{why}");
     assert_eq!(diff, None);
     assert!(host.applied.borrow().is_empty());
@@ -212,7 +250,13 @@ fn helper_files_are_hidden_so_directory_includes_never_read_them() {
         file: fs::canonicalize(&file).unwrap(),
         ..Default::default()
     };
-    run(run_edit(&file, &mut Counting { steps: 1 }, &host)).unwrap();
+    run(run_edit(
+        &file,
+        &mut Counting { steps: 1 },
+        &host,
+        DEFAULT_KEEP_BACKUPS,
+    ))
+    .unwrap();
     let names: Vec<String> = fs::read_dir(file.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -233,8 +277,20 @@ fn every_edit_keeps_its_own_backup_so_no_original_is_ever_overwritten() {
         file: fs::canonicalize(&file).unwrap(),
         ..Default::default()
     };
-    run(run_edit(&file, &mut Counting { steps: 1 }, &host)).unwrap();
-    run(run_edit(&file, &mut Counting { steps: 1 }, &host)).unwrap();
+    run(run_edit(
+        &file,
+        &mut Counting { steps: 1 },
+        &host,
+        DEFAULT_KEEP_BACKUPS,
+    ))
+    .unwrap();
+    run(run_edit(
+        &file,
+        &mut Counting { steps: 1 },
+        &host,
+        DEFAULT_KEEP_BACKUPS,
+    ))
+    .unwrap();
     let kept = backups(&file);
     assert_eq!(kept.len(), 2);
     assert_eq!(fs::read(&kept[0]).unwrap(), ORIGINAL.as_bytes());
@@ -253,7 +309,13 @@ fn a_symlinked_config_is_edited_where_it_points_and_stays_a_link() {
         file: fs::canonicalize(&target).unwrap(),
         ..Default::default()
     };
-    run(run_edit(&link, &mut Counting { steps: 1 }, &host)).unwrap();
+    run(run_edit(
+        &link,
+        &mut Counting { steps: 1 },
+        &host,
+        DEFAULT_KEEP_BACKUPS,
+    ))
+    .unwrap();
     assert!(fs::symlink_metadata(&link)
         .unwrap()
         .file_type()
@@ -272,7 +334,13 @@ fn the_mode_of_the_original_is_kept() {
         file: file.clone(),
         ..Default::default()
     };
-    run(run_edit(&file, &mut Counting { steps: 1 }, &host)).unwrap();
+    run(run_edit(
+        &file,
+        &mut Counting { steps: 1 },
+        &host,
+        DEFAULT_KEEP_BACKUPS,
+    ))
+    .unwrap();
     assert_eq!(fs::metadata(&file).unwrap().mode() & 0o777, 0o640);
     assert_eq!(
         fs::metadata(&backups(&file)[0]).unwrap().mode() & 0o777,
@@ -289,8 +357,13 @@ fn a_validation_failure_after_a_step_was_swapped_in_restores_the_original() {
         verify: RefCell::new([Some(false)].into()),
         ..Default::default()
     };
-    let EditFailure { why, .. } =
-        run(run_edit(&file, &mut Counting { steps: 5 }, &host)).unwrap_err();
+    let EditFailure { why, .. } = run(run_edit(
+        &file,
+        &mut Counting { steps: 5 },
+        &host,
+        DEFAULT_KEEP_BACKUPS,
+    ))
+    .unwrap_err();
     assert!(
         why.contains("validation failed, this step not applied"),
         "{why}"
@@ -326,8 +399,13 @@ fn a_change_made_by_hand_during_an_edit_is_never_overwritten() {
         file: file.clone(),
         ..Default::default()
     });
-    let EditFailure { why, .. } =
-        run(run_edit(&file, &mut Counting { steps: 3 }, &host)).unwrap_err();
+    let EditFailure { why, .. } = run(run_edit(
+        &file,
+        &mut Counting { steps: 3 },
+        &host,
+        DEFAULT_KEEP_BACKUPS,
+    ))
+    .unwrap_err();
     assert!(why.contains("changed by someone else"), "{why}");
     assert_eq!(fs::read_to_string(&file).unwrap(), "edited by hand\n");
 }
@@ -359,7 +437,7 @@ fn an_edit_dropped_halfway_puts_the_original_back_on_disk() {
         .build()
         .unwrap();
     let mut planner = Counting { steps: 1 };
-    let edit = run_edit(&file, &mut planner, &host);
+    let edit = run_edit(&file, &mut planner, &host, DEFAULT_KEEP_BACKUPS);
     let outcome = runtime
         .block_on(async { tokio::time::timeout(std::time::Duration::from_millis(50), edit).await });
     assert!(outcome.is_err(), "the edit was cut off");
@@ -385,9 +463,101 @@ fn an_edit_with_nothing_to_change_is_not_applicable_and_touches_nothing() {
         file: file.clone(),
         ..Default::default()
     };
-    let failure = run(run_edit(&file, &mut AlreadyDone, &host)).unwrap_err();
+    let failure = run(run_edit(
+        &file,
+        &mut AlreadyDone,
+        &host,
+        DEFAULT_KEEP_BACKUPS,
+    ))
+    .unwrap_err();
     assert!(failure.not_applicable);
     assert!(failure.why.contains("nothing to change"), "{}", failure.why);
     assert!(host.applied.borrow().is_empty());
     assert!(backups(&file).is_empty());
+}
+
+#[test]
+fn backups_are_hard_links_to_the_original_and_only_the_newest_are_kept() {
+    use std::os::unix::fs::MetadataExt;
+    let (_dir, file) = Scratch::new("prune", ORIGINAL);
+    let original_inode = fs::metadata(&file).unwrap().ino();
+    let host = FakeHost {
+        file: fs::canonicalize(&file).unwrap(),
+        ..Default::default()
+    };
+    run(run_edit(&file, &mut Counting { steps: 1 }, &host, 3)).unwrap();
+    let first = backups(&file);
+    assert_eq!(first.len(), 1);
+    // No copy: the backup is the original's own inode, so restoring needs no space.
+    assert_eq!(fs::metadata(&first[0]).unwrap().ino(), original_inode);
+    for _ in 0..5 {
+        run(run_edit(&file, &mut Counting { steps: 1 }, &host, 3)).unwrap();
+    }
+    let kept = backups(&file);
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert!(!kept.contains(&first[0]), "the oldest went first: {kept:?}");
+}
+
+#[test]
+fn a_symlink_swapped_in_for_the_file_mid_edit_is_never_written_through() {
+    let (dir, file) = Scratch::new("swap-file", ORIGINAL);
+    let victim = dir.0.join("victim");
+    fs::write(&victim, "root's secret\n").unwrap();
+    let (file_c, victim_c) = (file.clone(), victim.clone());
+    let host = FakeHost {
+        file: fs::canonicalize(&file).unwrap(),
+        meanwhile: Some(Box::new(move || {
+            fs::remove_file(&file_c).unwrap();
+            std::os::unix::fs::symlink(&victim_c, &file_c).unwrap();
+        })),
+        ..Default::default()
+    };
+    let failure = run(run_edit(&file, &mut Counting { steps: 1 }, &host, 5)).unwrap_err();
+    assert!(
+        failure.why.contains("replaced by a symbolic link"),
+        "{}",
+        failure.why
+    );
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "root's secret\n");
+    assert!(fs::symlink_metadata(&file)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn a_directory_swapped_for_a_symlink_mid_edit_does_not_redirect_the_write() {
+    let (dir, _) = Scratch::new("swap-dir", "");
+    let conf = dir.0.join("conf");
+    let elsewhere = dir.0.join("elsewhere");
+    fs::create_dir_all(&conf).unwrap();
+    fs::create_dir_all(&elsewhere).unwrap();
+    let file = conf.join("site.conf");
+    fs::write(&file, ORIGINAL).unwrap();
+    fs::write(elsewhere.join("site.conf"), "not salve's\n").unwrap();
+    let (conf_c, elsewhere_c, moved) = (conf.clone(), elsewhere.clone(), dir.0.join("conf.moved"));
+    let moved_c = moved.clone();
+    let host = FakeHost {
+        file: fs::canonicalize(&file).unwrap(),
+        meanwhile: Some(Box::new(move || {
+            fs::rename(&conf_c, &moved_c).unwrap();
+            std::os::unix::fs::symlink(&elsewhere_c, &conf_c).unwrap();
+        })),
+        ..Default::default()
+    };
+    // The apply sees the path, which now leads elsewhere; what matters is where the
+    // bytes went: into the directory salve opened, never through the new symlink.
+    let _ = run(run_edit(&file, &mut Counting { steps: 1 }, &host, 5));
+    assert_eq!(
+        fs::read_to_string(elsewhere.join("site.conf")).unwrap(),
+        "not salve's\n"
+    );
+    let names: Vec<String> = fs::read_dir(&elsewhere)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["site.conf"], "nothing of salve's landed elsewhere");
+    assert!(fs::read_to_string(moved.join("site.conf"))
+        .unwrap()
+        .starts_with(ORIGINAL));
 }
