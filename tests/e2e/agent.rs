@@ -192,6 +192,55 @@ fn crash_loop_stops_at_max_attempts_and_escalates_exactly_once() {
     agent.stop();
 }
 
+/// A FIFO at a log trigger's path once froze the agent in open(2) on its only runtime
+/// thread: no crash was healed and SIGTERM went unanswered. Now the path is refused
+/// (logged once) and everything else goes on: the crash is healed as fast as ever,
+/// and SIGTERM stops the agent promptly.
+#[test]
+fn a_fifo_at_a_log_path_never_stalls_healing_or_shutdown() {
+    let Some(env) = lab("fifo-log") else { return };
+    let lab = env.lab();
+    let fifo = env.dir.join("error.log");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let log_trigger = format!(
+        "    - log: {{ path: {}, pattern: 'connect\\(\\) to unix:', count: 1, within: 30s }}\n",
+        fifo.display()
+    );
+    let yaml = down_policy(&lab.ping_url(), GUARD, "").replace(
+        "    - unit: { activeState: [failed, inactive] }\n",
+        &format!("    - unit: {{ activeState: [failed, inactive] }}\n{log_trigger}"),
+    );
+    assert!(yaml.contains("error.log"), "{yaml}");
+    let policies = env.dir.join("policies");
+    write_policy(&policies, "down.yaml", &yaml);
+    let agent = Agent::start(&env, &policies, &[]);
+    agent.wait_for_log("not a regular file", Duration::from_secs(5));
+    let killed = Instant::now();
+    lab.break_scenario(Scenario::Crash).expect("crash the pool");
+    let healed = wait_until(Duration::from_secs(5), || {
+        agent.count("outcome") >= 1 && http_status(lab.http_port(), "/ping.php") == Some(200)
+    });
+    assert!(
+        healed,
+        "not healed within 5 s with a FIFO at a log path\n{}",
+        agent.log_text()
+    );
+    eprintln!(
+        "healed in {:?} with a FIFO at the log path",
+        killed.elapsed()
+    );
+    let stopping = Instant::now();
+    let log = agent.stop();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "SIGTERM took {:?}",
+        stopping.elapsed()
+    );
+    assert!(log.contains("salve agent stopped"), "{log}");
+}
+
 /// Guard state lives in the journal, not in the process: an agent killed after each
 /// attempt (an OOM, a watchdog kill) still stops at maxAttempts and escalates once.
 #[test]
