@@ -180,8 +180,10 @@ fn policy_files_never_panic_and_errors_stay_proportionate() {
     let seeds = seeds(&["tests/fixtures/policies", "policies"], &["yaml", "yml"]);
     mutated(seeds, |text| {
         let (policies, errors) = salve::policy::parse_file(Path::new("fuzz.yaml"), text);
+        // An almost empty document is missing a handful of required fields; beyond
+        // those, every error needs some input of its own.
         assert!(
-            errors.len() <= text.len() + 1,
+            errors.len() <= text.len() + 16,
             "{} errors for {} bytes",
             errors.len(),
             text.len()
