@@ -91,7 +91,9 @@ impl Config {
                     {
                         config.rotation.max_bytes = v;
                     }
-                    if let Some(v) = j.get("keep").and_then(|n| dec.integer(n, 0, 1000)) {
+                    // At least one rotated file: the agent rebuilds its guard state from the
+                    // journal, and a rotation that kept nothing would forget every attempt.
+                    if let Some(v) = j.get("keep").and_then(|n| dec.integer(n, 1, 1000)) {
                         config.rotation.keep = v as usize;
                     }
                 }

@@ -16,6 +16,14 @@ pub struct Attempts {
     attempts: HashMap<Id, (u64, String)>,
 }
 
+/// How a task ended.
+pub enum Ended {
+    /// It reported for itself (an attempt sends its outcome as an event).
+    Finished,
+    /// An attempt ended without an outcome: this failed one stands in for it.
+    Lost(Outcome),
+}
+
 impl Attempts {
     /// Runs an attempt's task, which reports its own outcome as an event.
     pub fn spawn_attempt(
@@ -32,28 +40,44 @@ impl Attempts {
         self.tasks.spawn(task);
     }
 
-    /// Waits for the next task to end, and returns the failed outcome of an attempt
-    /// whose task ended without reporting (a panic). Pending while no task runs.
-    pub async fn next_lost(&mut self) -> Option<Outcome> {
-        loop {
-            let Some(ended) = self.tasks.join_next_with_id().await else {
-                return std::future::pending().await;
-            };
-            match ended {
-                Ok((id, ())) => {
-                    self.attempts.remove(&id);
-                }
-                Err(e) => {
-                    let lost = self.attempts.remove(&e.id());
-                    let why = describe(&e);
-                    match lost {
-                        Some((attempt_id, policy)) => {
-                            tracing::error!(policy = %policy, attempt_id, error = %why, "an attempt ended without an outcome");
-                            return Some(lost_outcome(policy, attempt_id, why));
-                        }
-                        None => tracing::error!(error = %why, "an escalation ended abnormally"),
+    /// Tasks (attempts and escalations) still running.
+    pub fn running(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Waits for the next task to end. An attempt whose task ended without reporting
+    /// (a panic) is `Lost`, with a failed outcome for it. Pending while no task runs.
+    pub async fn next(&mut self) -> Ended {
+        let Some(ended) = self.tasks.join_next_with_id().await else {
+            return std::future::pending().await;
+        };
+        match ended {
+            Ok((id, ())) => {
+                self.attempts.remove(&id);
+                Ended::Finished
+            }
+            Err(e) => {
+                let lost = self.attempts.remove(&e.id());
+                let why = describe(&e);
+                match lost {
+                    Some((attempt_id, policy)) => {
+                        tracing::error!(policy = %policy, attempt_id, error = %why, "an attempt ended without an outcome");
+                        Ended::Lost(lost_outcome(policy, attempt_id, why))
+                    }
+                    None => {
+                        tracing::error!(error = %why, "an escalation ended abnormally");
+                        Ended::Finished
                     }
                 }
+            }
+        }
+    }
+
+    /// `next`, skipping tasks that finished normally: only a lost attempt's outcome.
+    pub async fn next_lost(&mut self) -> Outcome {
+        loop {
+            if let Ended::Lost(outcome) = self.next().await {
+                return outcome;
             }
         }
     }
@@ -102,7 +126,6 @@ mod tests {
         attempts.spawn_escalation(async { panic!("escalation fault") });
         let lost = tokio::time::timeout(Duration::from_secs(2), attempts.next_lost())
             .await
-            .unwrap()
             .unwrap();
         assert_eq!(lost.attempt_id, Some(7));
         assert_eq!(lost.policy, "php-fpm-down");

@@ -148,7 +148,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
                 agent.reload(&options.policy_paths, &mut probes, &mut logs);
             }
             _ = service::tick(&mut watchdog) => service::watchdog_ping(),
-            Some(lost) = agent.attempts.next_lost() => agent.handle(Event::Outcome(lost)),
+            lost = agent.attempts.next_lost() => agent.handle(Event::Outcome(lost)),
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
@@ -163,16 +163,22 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     // journalled, and shown to the engine.
     let grace = tokio::time::sleep(SHUTDOWN_GRACE);
     tokio::pin!(grace);
-    while !agent.running.is_empty() {
+    // Escalations in flight are waited for too: the circuit they belong to is open,
+    // and a notification cut off now would never be sent.
+    while !agent.running.is_empty() || agent.attempts.running() > 0 {
         tokio::select! {
             Some(event) = events_rx.recv() => {
                 if let Event::Outcome(outcome) = &event {
                     agent.journal_outcome(outcome);
                 }
             }
-            Some(lost) = agent.attempts.next_lost() => agent.journal_outcome(&lost),
+            ended = agent.attempts.next() => {
+                if let attempts::Ended::Lost(lost) = ended {
+                    agent.journal_outcome(&lost);
+                }
+            }
             _ = &mut grace => {
-                tracing::error!(abandoned = agent.running.len(), "attempts still running at shutdown; their outcome is not journalled");
+                tracing::error!(abandoned = agent.running.len(), tasks = agent.attempts.running(), "attempts or escalations still running at shutdown; their outcome is not journalled");
                 break;
             }
         }

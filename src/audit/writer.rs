@@ -57,16 +57,22 @@ impl Future for Durable {
     type Output = Result<(), AuditError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.get_mut().0 {
-            DurableState::Ready(result) => Poll::Ready(result.take().unwrap_or(Ok(()))),
+        let state = &mut self.get_mut().0;
+        let result = match state {
+            DurableState::Ready(result) => result.take(),
             DurableState::Waiting(path, rx) => match Pin::new(rx).poll(cx) {
-                Poll::Ready(Ok(result)) => Poll::Ready(result),
-                Poll::Ready(Err(_)) => {
-                    Poll::Ready(Err(AuditError::WriterGone { path: path.clone() }))
-                }
-                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(result)) => Some(result),
+                Poll::Ready(Err(_)) => Some(Err(AuditError::WriterGone { path: path.clone() })),
+                Poll::Pending => return Poll::Pending,
             },
-        }
+        };
+        *state = DurableState::Ready(None);
+        // Polled again after it answered: never claim durability a second time.
+        Poll::Ready(result.unwrap_or_else(|| {
+            Err(AuditError::WriterGone {
+                path: PathBuf::new(),
+            })
+        }))
     }
 }
 

@@ -123,6 +123,11 @@ impl GuardState {
         result: Option<OutcomeResult>,
         succeeded: bool,
     ) {
+        // A circuit that had closed by then was passed, as `check` would have seen.
+        if self.circuit_closes_at.is_some_and(|closes| closes <= at) {
+            self.circuit_closes_at = None;
+            self.consecutive_failures = 0;
+        }
         self.attempts.push_back(at);
         self.last_start = Some(at);
         match result {

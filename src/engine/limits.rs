@@ -66,6 +66,12 @@ impl GlobalState {
         self.in_flight += 1;
     }
 
+    /// An attempt started before this agent did: it counts toward the storm cap, but
+    /// it is not running any more.
+    pub fn started_before(&mut self, at: Timestamp) {
+        self.recent_starts.push_back(at);
+    }
+
     pub fn finished(&mut self) {
         self.in_flight = self.in_flight.saturating_sub(1);
     }

@@ -50,7 +50,8 @@ impl Engine {
             let guard = &mut self.targets[index].guard;
             match event.kind {
                 PastKind::Attempt { result, succeeded } => {
-                    guard.replay_attempt(event.at, result, succeeded)
+                    guard.replay_attempt(event.at, result, succeeded);
+                    self.global.started_before(event.at);
                 }
                 PastKind::Escalated => guard.replay_escalation(event.at, window),
             }

@@ -143,6 +143,10 @@ fn the_salve_user_heals_through_polkit_and_can_do_nothing_else() {
     assert_denied(lab, &["disable", "nginx.service"]);
     assert_denied(lab, &["mask", "nginx.service"]);
     assert_denied(lab, &["daemon-reload"]);
+    // A listed unit, but verbs salve never uses: a persistent drop-in, wiping its state.
+    assert_denied(lab, &["set-property", PHP_FPM_UNIT, "MemoryMax=1G"]);
+    assert_denied(lab, &["clean", "--what=runtime", PHP_FPM_UNIT]);
+    assert_denied(lab, &["freeze", PHP_FPM_UNIT]);
     assert_eq!(
         unit_state(lab, "dbus.service", "MainPID"),
         dbus_pid,

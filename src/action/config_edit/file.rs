@@ -85,16 +85,19 @@ impl ConfigFile {
 
     /// The file's bytes and identity, read through the directory handle.
     pub fn read(&self) -> io::Result<(Vec<u8>, Identity)> {
-        let mut file = self.open_at(&self.name, libc::O_RDONLY, 0).map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                io::Error::other(format!(
-                    "{} was replaced by a symbolic link; salve never writes through one",
-                    self.path.display()
-                ))
-            } else {
-                e
-            }
-        })?;
+        // O_NONBLOCK: a FIFO swapped in must not hold a blocking-pool thread for ever.
+        let mut file = self
+            .open_at(&self.name, libc::O_RDONLY | libc::O_NONBLOCK, 0)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    io::Error::other(format!(
+                        "{} was replaced by a symbolic link; salve never writes through one",
+                        self.path.display()
+                    ))
+                } else {
+                    e
+                }
+            })?;
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(io::Error::new(
@@ -138,7 +141,14 @@ impl ConfigFile {
 
     /// Metadata of the file itself (mode, owner), for staging candidates like it.
     pub fn metadata(&self) -> io::Result<Metadata> {
-        self.open_at(&self.name, libc::O_RDONLY, 0)?.metadata()
+        let meta = self.stat(&self.name)?;
+        if !meta.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file", self.path.display()),
+            ));
+        }
+        Ok(meta)
     }
 
     /// Keeps the bytes behind `original` under a new backup name: a hard link when the
@@ -202,10 +212,15 @@ impl ConfigFile {
         self.replace_with(&link, expected).map(|_| ())
     }
 
-    /// Removes all but the newest `keep` backups of this file.
-    pub fn prune_backups(&self, keep: usize) {
-        let backups = backups(&self.path);
-        let excess = backups.len().saturating_sub(keep);
+    /// Removes all but the newest `keep` backups of this file, never `spare` (the one
+    /// the edit just made, whatever its name sorts as after a clock step).
+    pub fn prune_backups(&self, keep: usize, spare: Option<&OsStr>) {
+        let backups: Vec<PathBuf> = backups(&self.path)
+            .into_iter()
+            .filter(|b| b.file_name() != spare)
+            .collect();
+        let others = keep.saturating_sub(usize::from(spare.is_some()));
+        let excess = backups.len().saturating_sub(others);
         for old in &backups[..excess] {
             if let Some(name) = old.file_name() {
                 if let Err(e) = self.unlink(name) {
@@ -248,8 +263,8 @@ impl ConfigFile {
     }
 
     fn stat(&self, name: &OsStr) -> io::Result<Metadata> {
-        // std has no fstatat; open without following and fstat, which for a symlink
-        // fails (ELOOP) as it should.
+        // std has no fstatat. O_PATH with O_NOFOLLOW opens a symlink itself rather
+        // than failing, so the metadata is the link's: callers check `is_file`.
         let file = self.open_at(name, libc::O_PATH, 0)?;
         file.metadata()
     }
@@ -314,7 +329,7 @@ fn unique() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-fn temp_suffix(what: &str) -> String {
+pub(super) fn temp_suffix(what: &str) -> String {
     format!(".salve-{what}.{}.{}", std::process::id(), unique())
 }
 

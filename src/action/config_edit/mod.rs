@@ -15,13 +15,13 @@ pub mod nginx;
 pub mod validate;
 
 use file::{ConfigFile, Identity};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// The side effects of an edit beyond writing the file.
 // Implemented only by concrete types inside salve, whose futures' Send-ness the
@@ -112,50 +112,126 @@ impl EditFailure {
 
 type EditResult = Result<EditReport, EditFailure>;
 
-/// One edit of one file: the original bytes, what salve last wrote, and whether the
-/// real file has been replaced (the rename is the commit point).
-struct Session<'h, H: EditHost> {
-    file: Arc<ConfigFile>,
-    host: &'h H,
-    original: Vec<u8>,
-    original_text: String,
-    /// The original's mode and owner, which every file salve writes gets.
-    like: Arc<std::fs::Metadata>,
-    /// The original bytes, kept beside the file once salve is about to replace it.
-    backup: Option<OsString>,
-    /// What the file holds as far as salve knows, and which inode the name leads to:
+/// What the file holds as salve last left it. Shared with the file work on the
+/// blocking pool, which updates it in the same critical section as its rename, so an
+/// edit dropped while a write runs still knows what it committed.
+struct Committed {
+    /// The edit was dropped: file work still queued must not touch the file any more.
+    abandoned: bool,
+    /// The bytes the name holds as far as salve knows, and the inode it leads to:
     /// compared before every write, so a change a person makes meanwhile (or a file
     /// swapped in) is never overwritten.
     expected: Vec<u8>,
     identity: Identity,
+    /// Whether the original has been replaced (the rename is the commit point).
     swapped: bool,
+}
+
+/// The original, and how to put it back.
+struct Original {
+    bytes: Vec<u8>,
+    /// Its mode and owner, which every file salve writes gets.
+    like: std::fs::Metadata,
+    /// The backup beside the file, once salve is about to replace it.
+    backup: Option<OsString>,
+}
+
+fn lock(state: &Mutex<Committed>) -> MutexGuard<'_, Committed> {
+    // A panic while holding it leaves plain data behind; carry on with it.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Committed {
+    /// Whether the file still holds what salve expects; `Err` says what happened.
+    fn unchanged(&self, file: &ConfigFile) -> Result<(), String> {
+        match file.read() {
+            Ok((now, identity)) if now == self.expected && identity == self.identity => Ok(()),
+            Ok(_) => Err(format!(
+                "{} was changed by someone else while salve was editing it; their version was left in place",
+                file.path.display()
+            )),
+            Err(e) => Err(format!("cannot read {} again: {e}", file.path.display())),
+        }
+    }
+
+    /// Renames `text`, written as a new file, over the file, if it is still what salve
+    /// expects and the edit goes on.
+    fn commit(&mut self, file: &ConfigFile, staged: &OsStr, text: Vec<u8>) -> std::io::Result<()> {
+        if self.abandoned {
+            let _ = file.unlink(staged);
+            return Err(std::io::Error::other("the edit was abandoned"));
+        }
+        self.identity = file.replace_with(staged, self.identity)?;
+        self.expected = text;
+        self.swapped = true;
+        Ok(())
+    }
+
+    /// Puts the original back, if it was replaced and nobody changed the file since:
+    /// the backup linked back when there is one (no disk space needed), else (or if the
+    /// link is refused) the bytes written anew.
+    fn put_back(&mut self, file: &ConfigFile, original: &Original) -> Result<(), String> {
+        if !self.swapped {
+            return Ok(());
+        }
+        self.unchanged(file)
+            .map_err(|changed| format!("not restored: {changed}"))?;
+        let linked = match &original.backup {
+            Some(backup) => file.restore(backup, self.identity).map_err(|e| {
+                tracing::warn!(file = %file.path.display(), error = %e, "cannot link the backup back; writing the original bytes instead");
+            }),
+            None => Err(()),
+        };
+        if linked.is_err() {
+            file.write(&original.bytes, &original.like, self.identity)
+                .map_err(|e| format!(
+                    "RESTORING THE ORIGINAL FAILED: {e} (the original bytes are in the newest {}.salve-backup.* beside it)",
+                    file.path.display()
+                ))?;
+        }
+        self.identity = file.identity().map_err(|e| {
+            format!(
+                "restored, but cannot look at {} again: {e}",
+                file.path.display()
+            )
+        })?;
+        self.expected = original.bytes.clone();
+        self.swapped = false;
+        Ok(())
+    }
+}
+
+/// One edit of one file.
+struct Session<'h, H: EditHost> {
+    file: Arc<ConfigFile>,
+    host: &'h H,
+    original: Arc<Original>,
+    original_text: String,
+    state: Arc<Mutex<Committed>>,
     keep_backups: usize,
     /// Set once the edit has ended either way; see `Drop`.
     done: bool,
 }
 
 /// An edit dropped halfway (the agent's shutdown grace ran out while a raise was still
-/// stepping) must not leave a half-raised, unverified file behind: the original bytes
-/// go back on disk. Applying them needs the bus, which is gone by then; the next reload
-/// or restart of the service picks them up.
+/// stepping, or mid-write) must not leave a half-raised, unverified file behind: the
+/// original bytes go back on disk. File work still queued sees the edit abandoned and
+/// does nothing. Applying the original needs the bus, which is gone by then; the next
+/// reload or restart of the service picks it up.
 impl<H: EditHost> Drop for Session<'_, H> {
     fn drop(&mut self) {
-        if !self.swapped || self.done || self.unchanged_now().is_err() {
+        // Waits at most for one rename in progress on the blocking pool.
+        let mut state = lock(&self.state);
+        state.abandoned = true;
+        if self.done || !state.swapped {
             return;
         }
-        let restored = match &self.backup {
-            Some(backup) => self.file.restore(backup, self.identity),
-            None => self
-                .file
-                .write(&self.original, &self.like, self.identity)
-                .map(drop),
-        };
-        match restored {
+        match state.put_back(&self.file, &self.original) {
             Ok(()) => {
                 tracing::warn!(file = %self.file.path.display(), "edit interrupted: original bytes restored on disk, not yet applied")
             }
             Err(e) => {
-                tracing::error!(file = %self.file.path.display(), error = %e, "edit interrupted and the original could not be restored; it is in the newest backup beside the file")
+                tracing::error!(file = %self.file.path.display(), error = %e, "edit interrupted and the original could not be restored")
             }
         }
     }
@@ -167,72 +243,84 @@ impl<H: EditHost> Session<'_, H> {
             .then(|| diff::unified(&self.file.path, &self.original_text, tried))
     }
 
-    fn changed_message(&self) -> String {
-        format!(
-            "{} was changed by someone else while salve was editing it; their version was left in place",
-            self.file.path.display()
-        )
-    }
-
-    /// Whether the file still holds what salve expects; `Err` says what happened.
-    fn unchanged_now(&self) -> Result<(), String> {
-        match self.file.read() {
-            Ok((now, identity)) if now == self.expected && identity == self.identity => Ok(()),
-            Ok(_) => Err(self.changed_message()),
-            Err(e) => Err(format!(
-                "cannot read {} again: {e}",
-                self.file.path.display()
-            )),
-        }
+    fn swapped(&self) -> bool {
+        lock(&self.state).swapped
     }
 
     async fn unchanged(&self) -> Result<(), String> {
-        let file = Arc::clone(&self.file);
-        match blocking(move || file.read()).await {
-            Ok((now, identity)) if now == self.expected && identity == self.identity => Ok(()),
-            Ok(_) => Err(self.changed_message()),
-            Err(e) => Err(format!(
-                "cannot read {} again: {e}",
-                self.file.path.display()
-            )),
-        }
+        let (file, state) = (Arc::clone(&self.file), Arc::clone(&self.state));
+        blocking(move || Ok(lock(&state).unchanged(&file)))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
     }
 
-    /// Puts the original back under the file's name: the backup linked back when there
-    /// is one (no disk space needed), else the bytes written anew.
-    async fn put_back(&mut self) -> std::io::Result<()> {
-        let file = Arc::clone(&self.file);
-        let (backup, identity) = (self.backup.clone(), self.identity);
-        let (original, like) = (self.original.clone(), Arc::clone(&self.like));
-        blocking(move || match backup {
-            Some(backup) => file.restore(&backup, identity),
-            None => file.write(&original, &like, identity).map(drop),
+    /// Keeps the original beside the file before its first replacement.
+    async fn back_up(&mut self) -> Result<(), String> {
+        if self.original.backup.is_some() {
+            return Ok(());
+        }
+        let (file, original) = (Arc::clone(&self.file), Arc::clone(&self.original));
+        let identity = lock(&self.state).identity;
+        let backup = blocking(move || file.back_up(identity, &original.bytes, &original.like))
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot keep a backup beside {}: {e}; file not replaced",
+                    self.file.path.display()
+                )
+            })?;
+        match Arc::get_mut(&mut self.original) {
+            Some(original) => original.backup = Some(backup),
+            None => {
+                // Only this session holds the original between steps.
+                return Err("internal: the original is shared".to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `text` as the file's new contents.
+    async fn replace(&self, text: &str) -> Result<(), String> {
+        let (file, state, original) = (
+            Arc::clone(&self.file),
+            Arc::clone(&self.state),
+            Arc::clone(&self.original),
+        );
+        let bytes = text.as_bytes().to_vec();
+        blocking(move || {
+            let staged = file.create_sibling(&file::temp_suffix("new"), &bytes, &original.like)?;
+            lock(&state).commit(&file, &staged, bytes)
         })
         .await
+        .map_err(|e| format!("cannot replace {}: {e}", self.file.path.display()))
     }
 
     /// Ends the edit with `why`: the original bytes back in place (if they had been
     /// replaced, and nobody changed the file since) and applied.
     async fn fail(mut self, why: String, tried: &str) -> EditResult {
-        self.done = true;
         let diff = self.diff(tried);
-        if !self.swapped {
+        if !self.swapped() {
+            self.done = true;
             return Err(EditFailure::new(why, diff));
         }
-        if let Err(changed) = self.unchanged().await {
-            return Err(EditFailure::new(
-                format!("{why}; not restored: {changed}"),
-                diff,
-            ));
-        }
-        if let Err(e) = self.put_back().await {
-            return Err(EditFailure::new(
-                format!(
-                    "{why}; RESTORING THE ORIGINAL FAILED: {e} (the original bytes are in the newest {}.salve-backup.* beside it)",
-                    self.file.path.display()
-                ),
-                diff,
-            ));
+        let (file, state, original) = (
+            Arc::clone(&self.file),
+            Arc::clone(&self.state),
+            Arc::clone(&self.original),
+        );
+        let restored = blocking(move || {
+            let mut state = lock(&state);
+            if state.abandoned {
+                return Ok(Err("the edit was abandoned".to_string()));
+            }
+            Ok(state.put_back(&file, &original))
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        // Only now: had this been cancelled before, `Drop` would still restore.
+        self.done = true;
+        if let Err(e) = restored {
+            return Err(EditFailure::new(format!("{why}; {e}"), diff));
         }
         match self.host.apply().await {
             Ok(()) => Err(EditFailure::new(
@@ -246,13 +334,14 @@ impl<H: EditHost> Session<'_, H> {
         }
     }
 
-    /// The edit ends with its change in place: older backups beyond `keep_backups` go.
+    /// The edit ends with its change in place: older backups beyond `keep_backups` go,
+    /// never the one this edit made.
     async fn succeed(&mut self) {
         self.done = true;
-        let file = Arc::clone(&self.file);
+        let (file, original) = (Arc::clone(&self.file), Arc::clone(&self.original));
         let keep = self.keep_backups;
         let _ = blocking(move || {
-            file.prune_backups(keep);
+            file.prune_backups(keep, original.backup.as_deref());
             Ok(())
         })
         .await;
@@ -292,13 +381,18 @@ pub async fn run_edit(
     let mut session = Session {
         file: Arc::new(config_file),
         host,
-        expected: original.clone(),
-        original,
+        original: Arc::new(Original {
+            bytes: original.clone(),
+            like,
+            backup: None,
+        }),
         original_text: original_text.clone(),
-        like: Arc::new(like),
-        backup: None,
-        identity,
-        swapped: false,
+        state: Arc::new(Mutex::new(Committed {
+            abandoned: false,
+            expected: original,
+            identity,
+            swapped: false,
+        })),
         keep_backups: keep_backups.max(1),
         done: false,
     };
@@ -348,7 +442,7 @@ pub async fn run_edit(
             .validate(&session.file.path, planned.text.as_bytes())
             .await
         {
-            let not = if session.swapped {
+            let not = if session.swapped() {
                 "this step not applied"
             } else {
                 "file not replaced"
@@ -359,39 +453,12 @@ pub async fn run_edit(
         if let Err(changed) = session.unchanged().await {
             return session.fail(changed, &planned.text).await;
         }
-        if !session.swapped {
-            let file = Arc::clone(&session.file);
-            let (original, like, identity) = (
-                session.original.clone(),
-                Arc::clone(&session.like),
-                session.identity,
-            );
-            match blocking(move || file.back_up(identity, &original, &like)).await {
-                Ok(backup) => session.backup = Some(backup),
-                Err(e) => {
-                    let why = format!(
-                        "cannot keep a backup beside {}: {e}; file not replaced",
-                        session.file.path.display()
-                    );
-                    return session.fail(why, &planned.text).await;
-                }
-            }
+        if let Err(why) = session.back_up().await {
+            return session.fail(why, &planned.text).await;
         }
-        let file = Arc::clone(&session.file);
-        let (text, like, identity) = (
-            planned.text.clone().into_bytes(),
-            Arc::clone(&session.like),
-            session.identity,
-        );
-        match blocking(move || file.write(&text, &like, identity)).await {
-            Ok(new) => session.identity = new,
-            Err(e) => {
-                let why = format!("cannot replace {}: {e}", session.file.path.display());
-                return session.fail(why, &planned.text).await;
-            }
+        if let Err(why) = session.replace(&planned.text).await {
+            return session.fail(why, &planned.text).await;
         }
-        session.swapped = true;
-        session.expected = planned.text.clone().into_bytes();
         current = planned.text;
         if let Err(e) = host.apply().await {
             let why = format!("{}: applying the change failed: {e}", planned.summary);

@@ -561,3 +561,30 @@ fn a_directory_swapped_for_a_symlink_mid_edit_does_not_redirect_the_write() {
         .unwrap()
         .starts_with(ORIGINAL));
 }
+
+#[test]
+fn a_backup_gone_before_the_restore_still_puts_the_original_back() {
+    let (dir, file) = Scratch::new("backup-gone", ORIGINAL);
+    let dir_c = dir.0.clone();
+    let host = FakeHost {
+        file: fs::canonicalize(&file).unwrap(),
+        // The second step's checker refuses; by then someone removed the backup.
+        invalid: RefCell::new(VecDeque::from([false, true])),
+        verify: RefCell::new(VecDeque::from([Some(false)])),
+        meanwhile: Some(Box::new(move || {
+            for entry in fs::read_dir(&dir_c).unwrap().flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".salve-backup.")
+                {
+                    fs::remove_file(entry.path()).unwrap();
+                }
+            }
+        })),
+        ..Default::default()
+    };
+    let failure = run(run_edit(&file, &mut Counting { steps: 3 }, &host, 5)).unwrap_err();
+    assert!(failure.why.contains("original restored"), "{}", failure.why);
+    assert_eq!(fs::read_to_string(&file).unwrap(), ORIGINAL);
+}

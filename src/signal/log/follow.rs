@@ -183,6 +183,12 @@ impl Follower {
         if !self.drain(tx).await {
             return false;
         }
+        // The open file is not read to its end yet: switching now would lose the rest
+        // of it (after rotation nginx may still be writing there). Come back for more
+        // first; the next step follows the path.
+        if self.backlog {
+            return true;
+        }
         let at_path = std::fs::metadata(&self.path)
             .ok()
             .and_then(|m| self.readable(&m));

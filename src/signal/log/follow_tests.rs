@@ -322,3 +322,31 @@ async fn a_symlink_to_a_device_is_not_read() {
     f.expect_silence().await;
     f.stop().await;
 }
+
+/// More than a wake-up's budget is waiting when the file is rotated: the rest of the
+/// old file is read before the follower moves to the new one.
+#[tokio::test]
+async fn a_backlog_larger_than_one_wake_up_is_finished_before_a_rotation() {
+    let dir = TempDir::new("backlog");
+    let log = dir.join("error.log");
+    append(&log, "");
+    let mut f = Following::start(&log).await;
+    let lines = 40_000; // ~2.4 MiB, past the 1 MiB a wake-up reads
+    let mut text = String::new();
+    for i in 0..lines {
+        text.push_str(&format!(
+            "backlog line {i:06} padding padding padding padding\n"
+        ));
+    }
+    append(&log, &text);
+    std::fs::rename(&log, dir.join("error.log.1")).unwrap();
+    append(&log, "after rotation\n");
+    for i in 0..lines {
+        assert_eq!(
+            f.next().await,
+            format!("backlog line {i:06} padding padding padding padding")
+        );
+    }
+    f.expect(&["after rotation"]).await;
+    f.stop().await;
+}
