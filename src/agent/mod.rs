@@ -15,7 +15,9 @@ mod service;
 mod watch_files;
 
 use crate::action::{Executor, DEFAULT_JOB_TIMEOUT};
-use crate::audit::{decision_record, outcome_record, AuditError, Durable, Journal, JournalWriter};
+use crate::audit::{
+    decision_record, outcome_record, AuditError, Durable, Journal, JournalWriter, Sink,
+};
 use crate::config::Config;
 use crate::engine::{Decision, Engine, Event, Outcome, Verdict};
 use crate::policy::{self, Diagnostics, Policy};
@@ -32,7 +34,13 @@ pub struct AgentOptions {
     pub policy_paths: Vec<PathBuf>,
     pub config: Config,
     pub bus: Bus,
+    /// Wraps the opened journal before its writer thread takes it: `None` writes the
+    /// journal itself. Fault injection (a disk that stalls) goes here.
+    pub journal_sink: Option<WrapSink>,
 }
+
+/// See [`AgentOptions::journal_sink`].
+pub type WrapSink = Box<dyn FnOnce(Journal) -> Box<dyn Sink> + Send>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -71,7 +79,10 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     let journal = Journal::open(&journal_path, options.config.rotation)?;
     let clock = Clock::start();
     let recovered = recovery::recover(&journal_path, &policies, &clock)?;
-    let journal = JournalWriter::start(journal, journal_path.clone())?;
+    let journal = match options.journal_sink {
+        Some(wrap) => JournalWriter::start(wrap(journal), journal_path.clone())?,
+        None => JournalWriter::start(journal, journal_path.clone())?,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
 

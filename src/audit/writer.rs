@@ -34,6 +34,12 @@ impl Sink for Journal {
     }
 }
 
+impl Sink for Box<dyn Sink> {
+    fn append(&mut self, record: &Record) -> Result<(), AuditError> {
+        (**self).append(record)
+    }
+}
+
 struct Job {
     record: Record,
     done: Option<oneshot::Sender<Result<(), AuditError>>>,

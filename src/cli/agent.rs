@@ -48,6 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         policy_paths: args.policies,
         config,
         bus: args.bus,
+        journal_sink: None,
     };
     match runtime.block_on(agent::run(options)) {
         Ok(()) => Ok(ExitCode::SUCCESS),

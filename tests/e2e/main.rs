@@ -6,3 +6,4 @@ mod agent;
 mod config_edits;
 mod harness;
 mod least_privilege;
+mod stalled_journal;
