@@ -163,8 +163,10 @@ spec:
         let written = Arc::clone(&written);
         Box::new(move |inner| Box::new(StallingDisk { inner, written }))
     };
-    let mut config = Config::default();
-    config.journal_path = journal_path.clone();
+    let config = Config {
+        journal_path: journal_path.clone(),
+        ..Config::default()
+    };
     let options = AgentOptions {
         policy_paths: vec![policies.clone()],
         config,
