@@ -77,6 +77,11 @@ fn dry_run_walks_the_guardrails_but_never_acts() {
 }
 
 #[test]
+fn a_dry_run_preview_never_holds_back_the_live_policy_on_its_target() {
+    check("dry-run-beside-live");
+}
+
+#[test]
 fn http_failures_and_log_matches_fire_triggers() {
     check("probe-and-log");
 }
@@ -95,6 +100,7 @@ fn every_fixture_folder_has_a_test() {
             "crash",
             "crash-loop",
             "dry-run",
+            "dry-run-beside-live",
             "flapping",
             "not-applicable",
             "probe-and-log",

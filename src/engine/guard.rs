@@ -1,4 +1,5 @@
 //! Per-target guardrails: cooldown with backoff, attempts per window, the circuit.
+//! (Dry-run policies keep theirs in a shadow target of their own; see `TargetState`.)
 //!
 //! Kept per target, not per policy: two policies that both restart php8.2-fpm share one
 //! history, one attempt in flight and one circuit, so together they can never do more

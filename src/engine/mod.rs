@@ -54,6 +54,10 @@ struct TargetId(u32);
 
 struct TargetState {
     name: String,
+    /// The guard dry-run policies on this target keep between themselves: their
+    /// previews walk the guardrails as a real run would, but a preview never changes
+    /// what a live policy on the same target may do (its "attempts" changed nothing).
+    shadow: bool,
     guard: GuardState,
     /// The policies acting on this target.
     policies: Vec<PolicyId>,
@@ -103,14 +107,20 @@ impl Engine {
         engine
     }
 
-    /// The target named `unit`, created on first use. Targets are never dropped: an
-    /// attempt in flight on a target whose policies were removed still reports back.
-    fn target_for(&mut self, unit: &str) -> TargetId {
-        if let Some(i) = self.targets.iter().position(|t| t.name == unit) {
+    /// The target named `unit` (its shadow for dry-run policies), created on first
+    /// use. Targets are never dropped: an attempt in flight on a target whose policies
+    /// were removed still reports back.
+    fn target_for(&mut self, unit: &str, shadow: bool) -> TargetId {
+        if let Some(i) = self
+            .targets
+            .iter()
+            .position(|t| t.name == unit && t.shadow == shadow)
+        {
             return TargetId(i as u32);
         }
         self.targets.push(TargetState {
             name: unit.to_string(),
+            shadow,
             guard: GuardState::default(),
             policies: Vec::new(),
         });
@@ -154,7 +164,8 @@ impl Engine {
                     .or_default()
                     .push(id);
             }
-            let target = self.target_for(policy.spec.target.unit.as_str());
+            let dry_run = policy.spec.dry_run || self.limits.dry_run;
+            let target = self.target_for(policy.spec.target.unit.as_str(), dry_run);
             let target_state = &mut self.targets[target.0 as usize];
             target_state.policies.push(id);
             target_state.guard.horizon = target_state.guard.horizon.max(policy.spec.guard.window);

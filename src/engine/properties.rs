@@ -60,7 +60,14 @@ fn guard_params() -> impl Strategy<Value = GuardParams> {
 }
 
 fn build(params: &[GuardParams], dry_run: bool, limits: Limits) -> Engine {
-    let yaml: Vec<String> = params
+    engine_from(&policies_yaml("p", params, dry_run), limits)
+}
+
+/// One policy per guard, named `{prefix}0`, `{prefix}1`, …; policy i watches target
+/// `target_of(i)`, probe `/{i}` and log `/var/log/{i}.log`, whatever its prefix, so
+/// policies of two sets with the same index see the same signals.
+fn policies_yaml(prefix: &str, params: &[GuardParams], dry_run: bool) -> Vec<String> {
+    params
         .iter()
         .enumerate()
         .map(|(i, g)| {
@@ -79,10 +86,9 @@ fn build(params: &[GuardParams], dry_run: bool, limits: Limits) -> Engine {
             let extra = if dry_run { "  dryRun: true\n" } else { "" };
             // Policies 0 and 2 share a target: guardrails hold per target, across policies.
             let unit = format!("u{}.service", target_of(i));
-            policy_yaml(&format!("p{i}"), &unit, &trigger, &guard, extra)
+            policy_yaml(&format!("{prefix}{i}"), &unit, &trigger, &guard, extra)
         })
-        .collect();
-    engine_from(&yaml, limits)
+        .collect()
 }
 
 fn event(step: &Step) -> Event {
@@ -280,6 +286,45 @@ proptest! {
         let mut engine = build(&params, !agent_wide, limits);
         let decisions = run(&mut engine, &steps);
         prop_assert!(decisions.iter().all(|d| !d.verdict.is_executable()));
+    }
+
+    /// Previews in dry run, on the same targets and signals as the live policies and
+    /// with guards of their own, change nothing the live policies decide: the live
+    /// decisions are those of the same run without them, decision for decision.
+    #[test]
+    fn dry_run_policies_never_change_what_live_policies_decide(
+        live in prop::collection::vec(guard_params(), POLICIES),
+        previews in prop::collection::vec(guard_params(), POLICIES),
+        steps in steps(),
+        cap in 1u32..6,
+        concurrent in 1u32..3,
+    ) {
+        let limits = Limits { max_actions_per_minute: cap, max_concurrent: concurrent, dry_run: false };
+        // Previews fire as soon as their trigger holds, so whenever a live policy acts,
+        // a preview has decided something too (checked below).
+        let previews: Vec<GuardParams> = previews.into_iter().map(|g| GuardParams { hold_s: 0, ..g }).collect();
+        let mut yaml = policies_yaml("d", &previews, true);
+        yaml.extend(policies_yaml("p", &live, false));
+        let mut mixed = engine_from(&yaml, limits.clone());
+        let mut alone = build(&live, false, limits);
+        let named = |engine: &Engine, decisions: Vec<Decision>| -> Vec<(Timestamp, String, String)> {
+            decisions
+                .into_iter()
+                .map(|d| (d.at, engine.policy(d.policy).name().to_string(), format!("{:?}", d.verdict)))
+                .filter(|(_, name, _)| name.starts_with('p'))
+                .collect()
+        };
+        let with_previews = run(&mut mixed, &steps);
+        let previews_decided = with_previews.iter().filter(|d| mixed.policy(d.policy).name().starts_with('d')).count();
+        let with_previews = named(&mixed, with_previews);
+        let without = run(&mut alone, &steps);
+        let without = named(&alone, without);
+        prop_assert_eq!(with_previews, without);
+        // The previews did take part: otherwise this would prove nothing.
+        let live_acted = run(&mut build(&live, false, Limits::default()), &steps)
+            .iter()
+            .any(|d| matches!(d.verdict, Verdict::Act { .. }));
+        prop_assert!(!live_acted || previews_decided > 0, "the previews never decided anything");
     }
 
     #[test]

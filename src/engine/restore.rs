@@ -39,7 +39,12 @@ impl Engine {
     pub fn restore(&mut self, past: &[PastEvent], last_attempt_id: u64) {
         self.next_attempt_id = self.next_attempt_id.max(last_attempt_id.saturating_add(1));
         for event in past {
-            let Some(index) = self.targets.iter().position(|t| t.name == event.target) else {
+            // Only live attempts are journalled as intents: they restore the live guard.
+            let Some(index) = self
+                .targets
+                .iter()
+                .position(|t| t.name == event.target && !t.shadow)
+            else {
                 continue;
             };
             let window = self
