@@ -9,9 +9,9 @@ cd "$(dirname "$0")/.."
 # Build: a C compiler and libc headers for crates with C parts; CA certificates for
 # cargo's downloads. End to end: the lab's systemd, dbus, nginx and PHP-FPM, and the
 # util-linux / findutils tools the lab and the host-safety test call, and polkitd, which
-# the least-privilege test runs inside the lab.
+# the least-privilege test runs inside the lab, and strace, which shows the journal's syncs.
 scripts/install-packages.sh gcc libc6-dev ca-certificates \
-    nginx php8.2-fpm php8.2-cli dbus systemd polkitd util-linux findutils
+    nginx php8.2-fpm php8.2-cli dbus systemd polkitd util-linux findutils strace
 
 missing=()
 cargo fmt --version >/dev/null 2>&1 || missing+=(rustfmt)

@@ -74,6 +74,12 @@ pub struct Agent {
 /// How the agent runs: a process of this test, or the shipped unit inside the lab.
 enum Runner {
     Process(Child),
+    /// The agent under a wrapper of this test's (strace): the wrapper is our child,
+    /// the agent its child, stopped by its own PID.
+    Wrapped {
+        wrapper: Child,
+        agent_pid: u32,
+    },
     /// `salve.service` in the sandbox whose systemd has this pid.
     Unit {
         lab_pid: u32,
@@ -163,12 +169,25 @@ impl Agent {
     }
 
     pub fn start(env: &Env, policies: &Path, extra: &[&str]) -> Agent {
+        Agent::start_wrapped(env, policies, extra, &[])
+    }
+
+    /// `start`, with the agent run by `wrapper…` (e.g. `strace -f -o FILE`).
+    pub fn start_wrapped(env: &Env, policies: &Path, extra: &[&str], wrapper: &[&str]) -> Agent {
         let log = env.dir.join("agent.log");
         let journal = env.dir.join("journal.jsonl");
         let out = std::fs::File::create(&log).expect("agent log");
         let err = out.try_clone().expect("agent log");
         let bus = env.lab().bus_address();
-        let child = Command::new(env!("CARGO_BIN_EXE_salve"))
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_salve"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_salve")),
+        };
+        let child = command
             .args(["agent", "--policies"])
             .arg(policies)
             .args(["--bus", &bus, "--journal"])
@@ -180,12 +199,30 @@ impl Agent {
             .stderr(err)
             .spawn()
             .expect("start salve agent");
+        let runner = if wrapper.is_empty() {
+            Runner::Process(child)
+        } else {
+            let wrapper_pid = child.id();
+            let mut agent_pid = None;
+            wait_until(Duration::from_secs(10), || {
+                agent_pid = std::fs::read_to_string(format!(
+                    "/proc/{wrapper_pid}/task/{wrapper_pid}/children"
+                ))
+                .ok()
+                .and_then(|c| c.split_whitespace().next()?.parse().ok());
+                agent_pid.is_some()
+            });
+            Runner::Wrapped {
+                wrapper: child,
+                agent_pid: agent_pid.expect("the wrapper started the agent"),
+            }
+        };
         let agent = Agent {
-            runner: Runner::Process(child),
+            runner,
             log,
             journal,
         };
-        agent.wait_for_log("watching systemd units", Duration::from_secs(10));
+        agent.wait_for_log("watching systemd units", Duration::from_secs(20));
         agent
     }
 
@@ -230,6 +267,10 @@ impl Agent {
             Runner::Unit { lab_pid } => {
                 let _ = sandbox_systemctl(*lab_pid, &["kill", "--signal=KILL", "salve.service"]);
             }
+            Runner::Wrapped { wrapper, agent_pid } => {
+                signal_pid(*agent_pid, "-KILL");
+                let _ = wrapper.wait();
+            }
         }
         self.log_text()
     }
@@ -245,6 +286,22 @@ impl Agent {
             Runner::Process(child) => child,
             Runner::Unit { lab_pid } => {
                 let _ = sandbox_systemctl(*lab_pid, &["stop", "salve.service"]);
+                return;
+            }
+            Runner::Wrapped { wrapper, agent_pid } => {
+                if let Ok(Some(_)) = wrapper.try_wait() {
+                    return;
+                }
+                // The agent by its own PID (a wrapper that dies first would leave it
+                // running); the wrapper ends with it.
+                signal_pid(*agent_pid, "-TERM");
+                if !wait_until(Duration::from_secs(10), || {
+                    matches!(wrapper.try_wait(), Ok(Some(_)))
+                }) {
+                    signal_pid(*agent_pid, "-KILL");
+                    let _ = wrapper.kill();
+                    let _ = wrapper.wait();
+                }
                 return;
             }
         };
@@ -265,6 +322,14 @@ impl Agent {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// `kill -SIG PID` for a process this test started.
+fn signal_pid(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// systemctl inside the sandbox (the lab may already be down: then nothing runs).

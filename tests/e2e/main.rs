@@ -4,6 +4,7 @@
 
 mod agent;
 mod config_edits;
+mod durability;
 mod harness;
 mod least_privilege;
 mod stalled_journal;
