@@ -76,11 +76,7 @@ fn check_trace(trace: &str, journal: &str, program: &str) -> Result<Durability, 
                 }
                 unsynced = None;
             }
-            "execve" => {
-                if action_after_sync.is_none() {
-                    action_after_sync = Some(intent_synced);
-                }
-            }
+            "execve" if action_after_sync.is_none() => action_after_sync = Some(intent_synced),
             _ => {}
         }
     }
