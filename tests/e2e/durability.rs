@@ -37,8 +37,8 @@ fn check_trace(trace: &str, journal: &str, program: &str) -> Result<Durability, 
             }
         } else {
             let name = body.split('(').next().unwrap_or("").to_string();
-            if !on_journal(body) && !(name == "execve" && body.contains(&format!("\"{program}\"")))
-            {
+            let is_action = name == "execve" && body.contains(&format!("\"{program}\""));
+            if !(on_journal(body) || is_action) {
                 continue;
             }
             if body.ends_with("<unfinished ...>") {
