@@ -398,3 +398,150 @@ proptest! {
         }
     }
 }
+
+/// Liveness, from the README's rules rather than the engine's code: properties a
+/// do-nothing engine fails.
+mod liveness {
+    use super::*;
+
+    fn one_policy(cooldown_s: u64, max_attempts: u32, window_s: u64, backoff_tenths: u32) -> Engine {
+        let guard = format!(
+            "{{ cooldown: {cooldown_s}s, maxAttempts: {max_attempts}, window: {window_s}s, backoff: {}.{} }}",
+            backoff_tenths / 10,
+            backoff_tenths % 10
+        );
+        let yaml = policy_yaml("p", "u.service", "    - unit: { activeState: [failed] }", &guard, "");
+        engine_from(&[yaml], Limits { max_actions_per_minute: 1000, max_concurrent: 1000, dry_run: false })
+    }
+
+    fn failed(unit: &str) -> Event {
+        Event::Unit(UnitObservation {
+            name: unit.into(),
+            active_state: Some(ActiveState::Failed),
+            sub_state: None,
+            unit_file_state: None,
+            result: None,
+            n_restarts: None,
+        })
+    }
+
+    fn outcome_of(policy: &str, attempt_id: u64) -> Event {
+        Event::Outcome(Outcome {
+            policy: policy.into(),
+            attempt_id: Some(attempt_id),
+            result: OutcomeResult::Failed,
+            verified: None,
+            detail: None,
+        })
+    }
+
+    /// Feeds `event` at `at`, after every timer due before it, and returns what was
+    /// decided, with its time.
+    fn feed_at(engine: &mut Engine, at: Timestamp, event: &Event) -> Vec<Decision> {
+        let mut out = Vec::new();
+        while let Some(deadline) = engine.next_deadline().filter(|&d| d <= at) {
+            engine.handle(deadline, &Event::Tick {}, &mut out);
+        }
+        engine.handle(at, event, &mut out);
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A unit that stays failed, every attempt failing after `took_ms`: each attempt
+        /// starts the moment the guard allows (its outcome, or the last start plus
+        /// cooldown × backoff^failures, whichever is later); after maxAttempts the next
+        /// decision escalates, exactly once; once the window has passed, it acts again.
+        #[test]
+        fn a_failed_target_is_acted_on_as_soon_as_the_guard_allows_then_escalates_once(
+            cooldown_s in 1u64..20,
+            max_attempts in 1u32..5,
+            backoff_tenths in 10u32..30,
+            took_ms in 0u64..30_000,
+        ) {
+            // A window past every gap, so none is capped and all attempts count.
+            let window_s = 10_000;
+            let mut e = one_policy(cooldown_s, max_attempts, window_s, backoff_tenths);
+            let backoff = f64::from(backoff_tenths) / 10.0;
+            let mut now = Timestamp::ZERO;
+            let mut decided = feed_at(&mut e, now, &failed("u.service"));
+            let mut starts: Vec<Timestamp> = Vec::new();
+            let mut escalations = 0;
+            loop {
+                match decided.iter().find(|d| !matches!(d.verdict, Verdict::Skip { .. })) {
+                    Some(Decision { at, verdict: Verdict::Act { attempt_id, .. }, .. }) => {
+                        let expected = match starts.last() {
+                            None => Timestamp::ZERO,
+                            Some(&last) => {
+                                let failures = starts.len() as i32;
+                                let gap = Duration::from_secs_f64(cooldown_s as f64 * backoff.powi(failures));
+                                (last + gap).max(last + Duration::from_millis(took_ms))
+                            }
+                        };
+                        let diff = at.since_origin().abs_diff(expected.since_origin());
+                        prop_assert!(diff <= Duration::from_millis(1), "attempt {} at {at}, expected {expected}", starts.len() + 1);
+                        starts.push(*at);
+                        now = *at + Duration::from_millis(took_ms);
+                        let id = *attempt_id;
+                        decided = feed_at(&mut e, now, &outcome_of("p", id));
+                    }
+                    Some(Decision { at, verdict: Verdict::Escalate { attempts, .. }, .. }) => {
+                        prop_assert_eq!(starts.len() as u32, max_attempts, "escalated after {} attempts", starts.len());
+                        prop_assert_eq!(*attempts, max_attempts);
+                        prop_assert_eq!(*at, now, "the circuit opens at the decision after the last failure");
+                        escalations += 1;
+                        break;
+                    }
+                    _ => {
+                        // Nothing decided now: the next timer must bring the attempt.
+                        let next = e.next_deadline();
+                        prop_assert!(next.is_some(), "a failed target with no timer pending after {} attempts", starts.len());
+                        now = next.unwrap_or(now);
+                        decided = feed_at(&mut e, now, &Event::Tick {});
+                    }
+                }
+                prop_assert!(starts.len() as u32 <= max_attempts, "more attempts than maxAttempts");
+            }
+            prop_assert_eq!(escalations, 1);
+            // Open: nothing until the window has passed since it opened, then an act.
+            let opened = now;
+            let quiet = feed_at(&mut e, opened + Duration::from_secs(window_s) - Duration::from_millis(1), &Event::Tick {});
+            prop_assert!(quiet.iter().all(|d| matches!(d.verdict, Verdict::Skip { .. })), "{quiet:?}");
+            let again = feed_at(&mut e, opened + Duration::from_secs(window_s), &Event::Tick {});
+            prop_assert!(again.iter().any(|d| matches!(d.verdict, Verdict::Act { .. })), "no attempt once the window passed: {again:?}");
+        }
+
+        /// With one slot, the policy held back by `max_concurrent` acts the moment the
+        /// running attempt reports, whatever the order the targets failed in.
+        #[test]
+        fn a_freed_concurrency_slot_goes_to_the_waiting_policy_at_once(
+            first_fails_at_ms in 0u64..5_000,
+            second_after_ms in 0u64..5_000,
+            took_ms in 1u64..20_000,
+        ) {
+            let yaml: Vec<String> = ["a", "b"]
+                .iter()
+                .map(|n| policy_yaml(n, &format!("{n}.service"), "    - unit: { activeState: [failed] }", "{ cooldown: 1s, maxAttempts: 3, window: 10m }", ""))
+                .collect();
+            let mut e = engine_from(&yaml, Limits { max_actions_per_minute: 1000, max_concurrent: 1, dry_run: false });
+            let t0 = Timestamp::from_millis(first_fails_at_ms);
+            let first = feed_at(&mut e, t0, &failed("a.service"));
+            let Some(Decision { verdict: Verdict::Act { attempt_id, .. }, .. }) = first.first().cloned() else {
+                return Err(TestCaseError::fail(format!("a did not act: {first:?}")));
+            };
+            let t1 = t0 + Duration::from_millis(second_after_ms);
+            let held = feed_at(&mut e, t1, &failed("b.service"));
+            let done_at = t0 + Duration::from_millis(took_ms).max(Duration::from_millis(second_after_ms));
+            if done_at > t1 {
+                prop_assert!(matches!(held.as_slice(), [Decision { verdict: Verdict::Skip { reason: SkipReason::MaxConcurrent, .. }, .. }]), "{held:?}");
+            }
+            let freed = feed_at(&mut e, done_at, &outcome_of("a", attempt_id));
+            let b = e.policy_id("b");
+            prop_assert!(
+                freed.iter().any(|d| Some(d.policy) == b && matches!(d.verdict, Verdict::Act { .. }) && d.at == done_at),
+                "b did not get the freed slot at {done_at}: {freed:?}"
+            );
+        }
+    }
+}
