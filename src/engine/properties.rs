@@ -404,14 +404,32 @@ proptest! {
 mod liveness {
     use super::*;
 
-    fn one_policy(cooldown_s: u64, max_attempts: u32, window_s: u64, backoff_tenths: u32) -> Engine {
+    fn one_policy(
+        cooldown_s: u64,
+        max_attempts: u32,
+        window_s: u64,
+        backoff_tenths: u32,
+    ) -> Engine {
         let guard = format!(
             "{{ cooldown: {cooldown_s}s, maxAttempts: {max_attempts}, window: {window_s}s, backoff: {}.{} }}",
             backoff_tenths / 10,
             backoff_tenths % 10
         );
-        let yaml = policy_yaml("p", "u.service", "    - unit: { activeState: [failed] }", &guard, "");
-        engine_from(&[yaml], Limits { max_actions_per_minute: 1000, max_concurrent: 1000, dry_run: false })
+        let yaml = policy_yaml(
+            "p",
+            "u.service",
+            "    - unit: { activeState: [failed] }",
+            &guard,
+            "",
+        );
+        engine_from(
+            &[yaml],
+            Limits {
+                max_actions_per_minute: 1000,
+                max_concurrent: 1000,
+                dry_run: false,
+            },
+        )
     }
 
     fn failed(unit: &str) -> Event {

@@ -317,6 +317,67 @@ fn an_agent_killed_after_every_attempt_still_stops_at_max_attempts() {
     lab.repair().expect("repair the lab");
 }
 
+/// The bus dies while salve's restart job runs: the job's result can no longer arrive,
+/// so the attempt ends `failed` (journalled, never left in flight), the agent
+/// reconnects, and the unit is up once systemd finishes the job.
+#[test]
+fn dbus_killed_mid_restart_journals_the_outcome_and_the_unit_heals_after_reconnect() {
+    let Some(env) = lab("dbus-mid-restart") else {
+        return;
+    };
+    let lab = env.lab();
+    // A restart that takes 2 s, so the bus can be killed in the middle of it.
+    let dropin = std::path::PathBuf::from(format!("/proc/{}/root/run/units/{UNIT}.d", lab.pid()));
+    std::fs::create_dir_all(&dropin).unwrap();
+    std::fs::write(
+        dropin.join("50-slow-start.conf"),
+        "[Service]\nExecStartPre=/bin/sleep 2\n",
+    )
+    .unwrap();
+    lab.systemctl(&["daemon-reload"]).unwrap();
+    let agent = start_with_down_policy(&env, &[]);
+    lab.break_scenario(Scenario::Crash).expect("crash");
+    assert!(
+        wait_until(Duration::from_secs(5), || unit_state(
+            lab,
+            UNIT,
+            "ActiveState"
+        ) == "activating"),
+        "the restart never began\n{}",
+        agent.log_text()
+    );
+    // SIGKILL, not a clean stop: the daemon vanishes mid-conversation.
+    lab.systemctl(&["kill", "--signal=KILL", "dbus.service"])
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || unit_state(
+        lab,
+        "dbus.service",
+        "ActiveState"
+    ) != "active"));
+    lab.systemctl(&["start", "dbus.service"]).unwrap();
+    let outcome = wait_until(Duration::from_secs(20), || agent.count("outcome") >= 1);
+    assert!(outcome, "no outcome journalled\n{}", agent.log_text());
+    let reconnected = wait_until(Duration::from_secs(15), || {
+        agent.log_text().matches("watching systemd units").count() >= 2
+    });
+    assert!(reconnected, "agent did not reconnect\n{}", agent.log_text());
+    let healed = wait_until(Duration::from_secs(20), || {
+        http_status(lab.http_port(), "/ping.php") == Some(200)
+    });
+    assert!(
+        healed,
+        "not healed after the bus came back\n{}",
+        agent.log_text()
+    );
+    let records = agent.records();
+    let first = records
+        .iter()
+        .find(|r| r.entry.kind() == "outcome")
+        .expect("an outcome");
+    eprintln!("outcome with the bus killed mid-restart: {:?}", first.entry);
+    agent.stop();
+}
+
 #[test]
 fn agent_reconnects_after_dbus_restart_and_still_heals() {
     let Some(env) = lab("dbus-restart") else {
