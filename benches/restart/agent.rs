@@ -12,6 +12,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub const POLICIES: usize = 100;
+/// Of the filler policies, this many also probe HTTP and follow a log file, so the idle
+/// figure includes the probe loops and log followers a real set of policies runs.
+pub const PROBES_AND_FOLLOWERS: usize = 20;
 const START_LIMIT: Duration = Duration::from_secs(15);
 
 /// The policy under test, as `policies/php-fpm-down.yaml` minus what would slow or stop
@@ -36,8 +39,18 @@ spec:
 const CONFIG: &str = "maxActionsPerMinute: 10000\n";
 
 /// Filler policy N: a unit of its own (absent from the lab, so `inactive`, never
-/// `failed`: the trigger never holds), watched over D-Bus like any other target.
-fn filler(n: usize) -> String {
+/// `failed`: the trigger never holds), watched over D-Bus like any other target. The
+/// first `PROBES_AND_FOLLOWERS` also probe `probe_url` every second (failing only on a
+/// 599, which nginx never sends) and follow a log file of their own (never matching).
+fn filler(n: usize, probe_url: &str, logs: &Path) -> String {
+    let extra = if n <= PROBES_AND_FOLLOWERS {
+        format!(
+            "    - http: {{ url: \"{probe_url}\", status: [599], interval: 1s, timeout: 1s }}\n    - log: {{ path: {}/site-{n:03}.log, pattern: 'salve-bench-never-matches', count: 1, within: 1m }}\n",
+            logs.display()
+        )
+    } else {
+        String::new()
+    };
     format!(
         "apiVersion: salve.dev/v1alpha1
 kind: RemediationPolicy
@@ -48,7 +61,7 @@ spec:
     unit: bench-site-{n:03}.service
   trigger:
     - unit: {{ activeState: [failed] }}
-  actions:
+{extra}  actions:
     - resetFailed: {{}}
     - restart: {{}}
 "
@@ -72,12 +85,26 @@ pub struct Footprint {
 
 /// Writes the policies and config into `dir` and starts the agent on `bus`; returns
 /// once it watches the units.
-pub fn start(dir: &Path, bus: &str) -> Result<Agent> {
+/// `probe_url` is what the probing fillers request: a path nginx answers itself (a
+/// 404), so their probes cost salve a full HTTP exchange without taking PHP-FPM's
+/// workers from the crash being measured.
+pub fn start(dir: &Path, bus: &str, probe_url: &str) -> Result<Agent> {
     let policies = dir.join("policies");
-    fs::create_dir_all(&policies)
-        .with_context(|| format!("cannot create {}", policies.display()))?;
+    let logs = dir.join("logs");
+    for d in [&policies, &logs] {
+        fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    for n in 1..=PROBES_AND_FOLLOWERS {
+        let log = logs.join(format!("site-{n:03}.log"));
+        fs::write(&log, "").with_context(|| format!("cannot create {}", log.display()))?;
+    }
     let mut files = vec![("000-php-fpm-down.yaml".to_string(), POOL_POLICY.to_string())];
-    files.extend((1..POLICIES).map(|n| (format!("{n:03}-site-down.yaml"), filler(n))));
+    files.extend((1..POLICIES).map(|n| {
+        (
+            format!("{n:03}-site-down.yaml"),
+            filler(n, probe_url, &logs),
+        )
+    }));
     for (name, text) in files {
         let path = policies.join(name);
         fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;

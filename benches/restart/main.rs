@@ -76,7 +76,8 @@ fn run() -> Result<()> {
     let mut rng = rng::Rng::from_clock();
 
     eprintln!("(i) salve agent, {PHP_FPM_UNIT} at Restart=no");
-    let mut agent = agent::start(&agent_dir, &lab.bus_address())?;
+    let probe_url = lab.ping_url().replace("/ping.php", "/salve-bench-probe");
+    let mut agent = agent::start(&agent_dir, &lab.bus_address(), &probe_url)?;
     let salve = crash::run(&lab, &killer, &mut rng, "salve")?;
     thread::sleep(SETTLE);
     let attempts = agent.attempts()?;

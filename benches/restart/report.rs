@@ -1,6 +1,6 @@
 //! The one table: every figure of the run next to its reference or target.
 
-use crate::agent::{Footprint, POLICIES};
+use crate::agent::{Footprint, POLICIES, PROBES_AND_FOLLOWERS};
 use crate::crash::{ms, Summary, POLL, REPETITIONS};
 use crate::monit::CYCLES;
 use std::time::Duration;
@@ -108,7 +108,7 @@ pub fn print(r: &Results) {
         format!("salve agent idle, {POLICIES} policies: RSS MB"),
         format!("{rss_mb:.1}"),
         format!(
-            "target ≤ {} MB: {} (VmRSS; peak VmHWM {:.1} MB)",
+            "target ≤ {} MB: {} (VmRSS; peak VmHWM {:.1} MB; {PROBES_AND_FOLLOWERS} probes and {PROBES_AND_FOLLOWERS} log followers running)",
             TARGET_RSS_BYTES / 1_000_000,
             verdict(f.rss_bytes <= TARGET_RSS_BYTES),
             f.peak_rss_bytes as f64 / 1e6
@@ -138,7 +138,7 @@ pub fn print(r: &Results) {
         "  salve's policy: unit trigger activeState [failed, inactive] → resetFailed, restart; guard cooldown 0s, maxAttempts 1000, window 1h, backoff 1.0"
     );
     println!(
-        "  the other {} policies each watch a unit of their own that never fails; before each crash the pool's start-rate counter is reset (reset-failed), for every restarter alike",
+        "  the other {} policies each watch a unit of their own that never fails, {PROBES_AND_FOLLOWERS} of them also probing nginx (a 404 it serves itself) every second and following a log file of their own; before each crash the pool's start-rate counter is reset (reset-failed), for every restarter alike",
         POLICIES - 1
     );
     let other: u64 = [&r.salve, &r.systemd_default, &r.systemd_floor, &r.monit]
