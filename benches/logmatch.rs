@@ -1,7 +1,10 @@
 //! Log-matching benchmark: every built-in pattern over a generated nginx error log of
 //! 1,000,000 lines (about 10 % gateway errors), one core, next to `fail2ban-regex` with
 //! equivalent regexes and `grep -cE` (the practical ceiling), in one table. salve also
-//! extracts the named fields of every match; grep only counts. Run with `make bench`.
+//! extracts the named fields of every match; grep only counts. All three are timed the
+//! same way: as whole processes on the same file (salve is this binary re-run with
+//! `--scan FILE`), start-up included, pinned to one core, best of `RUNS` each, after one
+//! untimed read that warms the page cache. Run with `make bench`.
 
 use salve::signal::log::PatternSet;
 use std::io::{Read, Write};
@@ -14,6 +17,8 @@ mod rng;
 use rng::Rng;
 
 const LINES: usize = 1_000_000;
+/// Timed runs per matcher; the fastest counts (the least disturbed by the machine).
+const RUNS: usize = 5;
 /// No external matcher may hold the bench hostage; fail2ban needs about 10 s here.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -175,7 +180,8 @@ fn pinned(argv: Vec<String>) -> Vec<String> {
     }
 }
 
-/// Runs an external matcher on one core and reads its count, or says why it could not.
+/// Runs a matcher as a process on one core `RUNS` times and keeps the fastest run,
+/// reading its count, or says why it could not.
 fn external(
     name: &'static str,
     argv: Vec<String>,
@@ -194,14 +200,26 @@ fn external(
             argv[0]
         ));
     }
-    match run(&pinned(argv)) {
-        Ok((out, t)) => Row {
+    let argv = pinned(argv);
+    let mut best: Option<(String, Duration)> = None;
+    for _ in 0..RUNS {
+        match run(&argv) {
+            Ok((out, t)) => {
+                if best.as_ref().is_none_or(|(_, b)| t < *b) {
+                    best = Some((out, t));
+                }
+            }
+            Err(e) => return failed(e),
+        }
+    }
+    match best {
+        Some((out, t)) => Row {
             name,
             matched: count(&out),
             elapsed: Some(t),
             note: note.into(),
         },
-        Err(e) => failed(e),
+        None => failed("no run".into()),
     }
 }
 
@@ -219,6 +237,15 @@ fn rate(row: &Row, lines: usize) -> Option<f64> {
 fn main() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/logmatch");
     let set = PatternSet::all_builtins().expect("built-in patterns compile (unit-tested)");
+    // salve's side as a process of its own, timed like grep: `--scan FILE` prints
+    // "MATCHED FIELDS".
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--scan") {
+        let path = args.get(i + 1).expect("--scan FILE");
+        let (matched, fields) = salve_match(&set, Path::new(path)).expect("read the log");
+        println!("{matched} {fields}");
+        return;
+    }
     // `cargo test --all-targets` runs this binary without `--bench` in a debug build:
     // check that generation and matching work on a few lines, and stop there.
     if !std::env::args().any(|a| a == "--bench") {
@@ -238,18 +265,23 @@ fn main() {
     generate(&log, LINES).expect("write the generated log");
     let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     println!("salve log benchmark: {LINES} nginx error lines ({} MB), all {} built-in patterns, one core", size / 1_000_000, ERE.len());
+    println!(
+        "each matcher as a whole process on the same file (start-up included), best of {RUNS} runs"
+    );
 
     // Warm the page cache so every contender reads from memory.
-    let _ = salve_match(&set, &log);
-    let started = Instant::now();
     let (matched, fields) = salve_match(&set, &log).expect("read the generated log");
-    let salve = Row {
-        name: "salve PatternSet",
-        matched: Some(matched),
-        elapsed: Some(started.elapsed()),
-        note: format!("{fields} fields extracted"),
-    };
-
+    let me = std::env::current_exe().expect("the benchmark's own path");
+    let salve = external(
+        "salve PatternSet",
+        vec![
+            me.display().to_string(),
+            "--scan".into(),
+            log.display().to_string(),
+        ],
+        |out| out.split_whitespace().next()?.parse().ok(),
+        &format!("{fields} fields extracted"),
+    );
     let grep_argv = vec![
         "grep".into(),
         "-cE".into(),
