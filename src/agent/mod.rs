@@ -64,7 +64,8 @@ struct Running {
 
 struct Agent {
     engine: Engine,
-    journal: JournalWriter,
+    /// Shared with escalation tasks, which journal that their notifications went out.
+    journal: Arc<JournalWriter>,
     clock: Clock,
     executor: Arc<Executor>,
     events: mpsc::Sender<Event>,
@@ -116,7 +117,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     );
     let mut agent = Agent {
         engine,
-        journal,
+        journal: Arc::new(journal),
         clock,
         executor: Arc::new(
             Executor::new(handle, DEFAULT_JOB_TIMEOUT)
@@ -127,6 +128,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
         running: HashMap::new(),
         decisions: Vec::new(),
     };
+    agent.resend_escalations(recovered.unsent_escalations);
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| AgentError::Signal("SIGHUP", e))?;
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
@@ -198,8 +200,13 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     logs.stop();
     let _ = stop_tx.send(true);
     let _ = link_task.await;
-    // Blocks until what is queued is on disk: nothing else needs the runtime now.
-    agent.journal.close();
+    // Blocks until what is queued is on disk: nothing else needs the runtime now. An
+    // escalation abandoned at the grace's end may still hold the writer; its drop
+    // then flushes and joins instead.
+    let Agent { journal, .. } = agent;
+    if let Ok(journal) = Arc::try_unwrap(journal) {
+        journal.close();
+    }
     tracing::info!("salve agent stopped");
     Ok(())
 }
@@ -212,6 +219,16 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Every unit a policy targets: watched for state, and the object of its actions.
+/// The record that an escalation's actions ran.
+fn escalation_sent(policy: &Policy, failures: Vec<String>) -> crate::audit::Record {
+    crate::audit::Record {
+        ts: SystemTime::now(),
+        policy: policy.name().to_string(),
+        target: policy.spec.target.unit.to_string(),
+        entry: crate::audit::Entry::EscalationSent { failures },
+    }
+}
+
 fn units_of(policies: &[Policy]) -> Vec<String> {
     let set: BTreeSet<String> = policies
         .iter()
@@ -272,18 +289,7 @@ impl Agent {
                 } => {
                     tracing::warn!(attempts, "circuit open: escalating");
                     let durable = self.journal.write(record);
-                    let executor = Arc::clone(&self.executor);
-                    let attempts = *attempts;
-                    self.attempts.spawn_escalation(async move {
-                        match durable.await {
-                            Ok(()) => {
-                                executor.run_escalation(&policy, attempts).await;
-                            }
-                            Err(e) => {
-                                tracing::error!(policy = policy.name(), error = %e, "escalation not journalled: not sent")
-                            }
-                        }
-                    });
+                    self.escalate(policy, *attempts, Some(durable));
                 }
                 Verdict::Escalate { .. } => self.journal.record(record),
                 Verdict::Skip { reason, .. } => {
@@ -291,6 +297,41 @@ impl Agent {
                     self.journal.record(record);
                 }
             }
+        }
+    }
+
+    /// Runs the policy's escalation once its `escalate` record is durable (`None`: it
+    /// already is), then journals that it went out.
+    fn escalate(&mut self, policy: Policy, attempts: u32, decided: Option<Durable>) {
+        let executor = Arc::clone(&self.executor);
+        let journal = Arc::clone(&self.journal);
+        self.attempts.spawn_escalation(async move {
+            if let Some(decided) = decided {
+                if let Err(e) = decided.await {
+                    tracing::error!(policy = policy.name(), error = %e, "escalation not journalled: not sent");
+                    return;
+                }
+            }
+            let failures = executor.run_escalation(&policy, attempts).await;
+            journal.record(escalation_sent(&policy, failures));
+        });
+    }
+
+    /// Escalations the journal shows decided but never sent (the agent died while
+    /// notifying) go out now, if their circuit is still open: a page must not be lost
+    /// to a crash. At least once: one cut off after sending is sent twice.
+    fn resend_escalations(&mut self, unsent: Vec<(String, String, u32)>) {
+        let now = self.clock.now();
+        for (name, target, attempts) in unsent {
+            let Some(id) = self.engine.policy_id(&name) else {
+                continue;
+            };
+            let policy = self.engine.policy(id).clone();
+            if policy.spec.target.unit.as_str() != target || !self.engine.circuit_open(id, now) {
+                continue;
+            }
+            tracing::warn!(policy = %name, target = %target, "an escalation was cut off by the agent's last stop: sending it now");
+            self.escalate(policy, attempts, None);
         }
     }
 

@@ -22,6 +22,9 @@ pub struct Recovered {
     pub unfinished: Vec<Record>,
     /// Lines of the journal that could not be read.
     pub unreadable: usize,
+    /// Escalations decided but never reported sent (the agent died while notifying):
+    /// (policy, target, attempts), to send again while their circuit is open.
+    pub unsent_escalations: Vec<(String, String, u32)>,
 }
 
 pub const UNKNOWN_OUTCOME: &str = "the agent stopped before the attempt reported back (killed, crashed or out of memory); what it did is not known, so it counts as failed";
@@ -50,6 +53,7 @@ pub fn recover(
             Entry::Intent { dry_run: false, .. }
                 | Entry::Outcome { .. }
                 | Entry::Escalate { dry_run: false, .. }
+                | Entry::EscalationSent { .. }
         )
     })?;
     let mut recovered = from_records(&read.records, clock, SystemTime::now());
@@ -61,6 +65,7 @@ pub fn recover(
 /// The pairing of intents with outcomes, pure: records oldest first.
 fn from_records(records: &[Record], clock: &Clock, now: SystemTime) -> Recovered {
     let mut past: Vec<PastEvent> = Vec::new();
+    let mut unsent: Vec<(String, String, u32)> = Vec::new();
     // Intent id -> its index in `past`, while no outcome has been seen.
     let mut open: HashMap<u64, usize> = HashMap::new();
     for record in records {
@@ -95,12 +100,18 @@ fn from_records(records: &[Record], clock: &Clock, now: SystemTime) -> Recovered
                     };
                 }
             }
-            Entry::Escalate { .. } => past.push(PastEvent {
-                at,
-                policy: record.policy.clone(),
-                target: record.target.clone(),
-                kind: PastKind::Escalated,
-            }),
+            Entry::Escalate { attempts, .. } => {
+                past.push(PastEvent {
+                    at,
+                    policy: record.policy.clone(),
+                    target: record.target.clone(),
+                    kind: PastKind::Escalated,
+                });
+                unsent.push((record.policy.clone(), record.target.clone(), *attempts));
+            }
+            Entry::EscalationSent { .. } => {
+                unsent.retain(|(p, t, _)| !(*p == record.policy && *t == record.target));
+            }
             Entry::Skip { .. } => {}
         }
     }
@@ -131,6 +142,7 @@ fn from_records(records: &[Record], clock: &Clock, now: SystemTime) -> Recovered
         last_attempt_id: 0,
         unfinished,
         unreadable: 0,
+        unsent_escalations: unsent,
     }
 }
 

@@ -109,7 +109,7 @@ pub fn filter<'a>(records: &'a [Record], f: &HistoryFilter) -> Vec<&'a Record> {
             Entry::Intent { id, .. } => {
                 attempts.contains(&(r.policy.as_str(), r.target.as_str(), id))
             }
-            Entry::Skip { .. } | Entry::Escalate { .. } => false,
+            Entry::Skip { .. } | Entry::Escalate { .. } | Entry::EscalationSent { .. } => false,
         })
         .collect()
 }
@@ -219,6 +219,10 @@ fn detail(entry: &Entry) -> String {
                 "circuit open after {attempts} attempt{plural}: {}",
                 list(actions)
             )
+        }
+        Entry::EscalationSent { failures } if failures.is_empty() => "escalation sent".to_string(),
+        Entry::EscalationSent { failures } => {
+            format!("escalation sent, with failures: {}", failures.join("; "))
         }
     };
     if entry.dry_run() {

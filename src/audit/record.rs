@@ -67,6 +67,12 @@ pub enum Entry {
         attempts: u32,
         dry_run: bool,
     },
+    /// The escalation's actions ran (written after them): an `escalate` without one was
+    /// cut off, and is sent again when the agent starts while its circuit is open.
+    EscalationSent {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failures: Vec<String>,
+    },
 }
 
 /// The engine's own outcome type: the journal records exactly what the engine was told.
@@ -86,6 +92,7 @@ impl Entry {
             Entry::Outcome { .. } => "outcome",
             Entry::Skip { .. } => "skip",
             Entry::Escalate { .. } => "escalate",
+            Entry::EscalationSent { .. } => "escalationSent",
         }
     }
 
@@ -96,7 +103,7 @@ impl Entry {
             Entry::Intent { dry_run, .. }
             | Entry::Skip { dry_run, .. }
             | Entry::Escalate { dry_run, .. } => *dry_run,
-            Entry::Outcome { .. } => false,
+            Entry::Outcome { .. } | Entry::EscalationSent { .. } => false,
         }
     }
 
@@ -104,7 +111,7 @@ impl Entry {
     pub fn id(&self) -> Option<u64> {
         match self {
             Entry::Intent { id, .. } | Entry::Outcome { id, .. } => Some(*id),
-            Entry::Skip { .. } | Entry::Escalate { .. } => None,
+            Entry::Skip { .. } | Entry::Escalate { .. } | Entry::EscalationSent { .. } => None,
         }
     }
 }
@@ -239,6 +246,20 @@ mod tests {
         assert_round_trip(
             &esc,
             r#"{"ts":"2023-11-14T22:13:20.123Z","policy":"web","target":"nginx","kind":"escalate","actions":["notify"],"attempts":3,"dryRun":false}"#,
+        );
+    }
+
+    #[test]
+    fn escalation_sent_wire_format() {
+        assert_round_trip(
+            &rec(Entry::EscalationSent { failures: vec![] }),
+            r#"{"ts":"2023-11-14T22:13:20.123Z","policy":"web","target":"nginx","kind":"escalationSent"}"#,
+        );
+        assert_round_trip(
+            &rec(Entry::EscalationSent {
+                failures: vec!["notify: webhook answered 500".into()],
+            }),
+            r#"{"ts":"2023-11-14T22:13:20.123Z","policy":"web","target":"nginx","kind":"escalationSent","failures":["notify: webhook answered 500"]}"#,
         );
     }
 

@@ -127,3 +127,33 @@ fn recover_reads_only_the_window_but_ids_continue_after_the_highest_ever() {
     assert_eq!(got.unfinished.len(), 1);
     assert_eq!(got.unreadable, 1);
 }
+
+#[test]
+fn an_escalation_without_its_sent_record_is_to_be_sent_again() {
+    let clock = Clock::start();
+    let escalate = || Entry::Escalate {
+        actions: vec!["notify".into()],
+        attempts: 2,
+        dry_run: false,
+    };
+    let sent = record(&clock, 10, Entry::EscalationSent { failures: vec![] });
+    let done = from_records(
+        &[record(&clock, 20, escalate()), sent],
+        &clock,
+        clock.wall_origin(),
+    );
+    assert!(done.unsent_escalations.is_empty());
+    let cut_off = from_records(
+        &[record(&clock, 20, escalate())],
+        &clock,
+        clock.wall_origin(),
+    );
+    assert_eq!(
+        cut_off.unsent_escalations,
+        [(
+            "php-fpm-down".to_string(),
+            "php8.2-fpm.service".to_string(),
+            2
+        )]
+    );
+}
