@@ -3,10 +3,10 @@
 
 use super::files::Layout;
 
-/// Boot units that would act on the host the sandbox shares its filesystem with (see
-/// DESIGN.md, "The lab"). Masked by a /dev/null link in the sandbox's unit directory.
+/// Boot units that would act on the host the sandbox shares its filesystem with.
+/// Masked by a /dev/null link in the sandbox's unit directory.
 const MASKED_UNITS: &[&str] = &[
-    // From DESIGN.md: tmpfiles would empty the host's /tmp, journal-flush would write
+    // tmpfiles would empty the host's /tmp, journal-flush would write
     // the host's persistent journal, sysusers would edit /etc/passwd, binfmt registers
     // handlers kernel-wide, and so on.
     "systemd-tmpfiles-setup.service",

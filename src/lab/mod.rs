@@ -1,7 +1,7 @@
 //! The lab: a disposable systemd sandbox with nginx and PHP-FPM, for the demo and the
 //! end-to-end tests.
 //!
-//! systemd 252 runs as PID 1 of a private PID namespace (DESIGN.md, "The lab"), with
+//! systemd 252 runs as PID 1 of a private PID namespace (README, "The lab"), with
 //! private tmpfs mounts on /run, /tmp, /var/tmp and /var/log/journal, a private /dev,
 //! host-facing boot units masked, /etc/init.d hidden, and its units only in
 //! /run/units (boot.rs says why each is needed). nginx listens on 127.0.0.1 (the

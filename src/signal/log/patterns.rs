@@ -2,7 +2,8 @@
 //! matches many patterns against a line and extracts their named captures.
 //!
 //! Every pattern matches the message, never the level: the same failure is logged as
-//! `[crit]` or `[error]` depending on the errno (see the causes table in DESIGN.md), and a
+//! `[crit]` or `[error]` depending on the errno (nginx 1.22 logs ENOENT and EACCES as
+//! `[crit]`, ECONNREFUSED and EAGAIN as `[error]`), and a
 //! distribution may change the level without changing what happened.
 
 use super::scan::LineScanner;

@@ -76,8 +76,9 @@ fn tcp_upstream_has_no_socket_but_an_upstream_address() {
 }
 
 #[test]
-fn design_md_messages_match_without_the_nginx_context() {
-    // The exact message fragments quoted in DESIGN.md's causes table.
+fn the_causes_message_fragments_match_without_the_nginx_context() {
+    // The exact message fragments nginx 1.22 and php-fpm 8.2 write for each 502 cause
+    // (the README's table of causes quotes them).
     let set = all();
     let cases = [
         ("connect() to unix:/run/php/php8.2-fpm.sock failed (2: No such file or directory) while connecting to upstream", "nginx.upstream_connect_failed"),
