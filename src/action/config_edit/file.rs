@@ -236,7 +236,8 @@ impl ConfigFile {
         check(unsafe { libc::unlinkat(self.dir.as_raw_fd(), c.as_ptr(), 0) })
     }
 
-    fn sibling_name(&self, suffix: &str) -> OsString {
+    /// `.NAME<suffix>`: hidden, so no include glob of nginx or php-fpm reads it.
+    pub fn sibling_name(&self, suffix: &str) -> OsString {
         let mut name = OsString::from(".");
         name.push(&self.name);
         name.push(suffix);

@@ -16,11 +16,7 @@ pub mod validate;
 
 use file::{ConfigFile, Identity};
 use std::ffi::{OsStr, OsString};
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// The side effects of an edit beyond writing the file.
@@ -59,22 +55,6 @@ pub struct EditReport {
 }
 
 pub use file::{backups, DEFAULT_KEEP_BACKUPS};
-
-/// A hidden file in `file`'s directory. Hidden because configs include whole
-/// directories (`include /etc/nginx/sites-enabled/*;`), and nginx's and php-fpm's
-/// glob(3) skip dot files: a backup or a candidate must never be read as config.
-fn sibling(file: &Path, suffix: &str) -> PathBuf {
-    let mut name = std::ffi::OsString::from(".");
-    name.push(file.file_name().unwrap_or(file.as_os_str()));
-    name.push(suffix);
-    file.with_file_name(name)
-}
-
-/// Distinguishes temporary files of concurrent edits in one process.
-fn unique() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
 
 /// Runs blocking file work off the runtime's thread: a slow disk must not stall the
 /// agent's event loop while an edit writes and syncs.
@@ -488,43 +468,6 @@ pub async fn run_edit(
             }
         }
     }
-}
-
-/// Creates `path` (which must not exist; a symlink planted there is not followed) with
-/// `like`'s mode and owner, writes `bytes` and syncs them. Mode 0600 until then, so a
-/// pool file with secrets is never readable by others, not even for a moment.
-fn write_new(path: &Path, bytes: &[u8], like: &Path) -> std::io::Result<()> {
-    let mut out = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    let result = (|| {
-        out.write_all(bytes)?;
-        let meta = fs::metadata(like)?;
-        // Mode first, while the file is still ours: after the chown, changing it would
-        // need CAP_FOWNER.
-        out.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o7777))?;
-        // Only root (or CAP_CHOWN) may give a file away; an agent without it keeps its
-        // own ownership.
-        if let Err(e) = std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid())) {
-            tracing::debug!(file = %path.display(), error = %e, "cannot give the file its original owner");
-        }
-        out.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(path);
-    }
-    result
-}
-
-/// A unique hidden path beside `file` for a staged candidate.
-pub(crate) fn candidate_path(file: &Path) -> PathBuf {
-    sibling(
-        file,
-        &format!(".salve-candidate.{}.{}", std::process::id(), unique()),
-    )
 }
 
 #[cfg(test)]

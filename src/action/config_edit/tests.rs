@@ -1,6 +1,9 @@
 use super::*;
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::PathBuf;
 
 /// A host whose checker, apply and verify answer from scripts, recording what the
 /// file held at each apply.

@@ -58,16 +58,29 @@ impl Checker {
     /// when it *is* the main config, so its relative includes still resolve) and
     /// removed after.
     pub async fn check(&self, file: &Path, candidate: &[u8]) -> Result<(), String> {
-        let path = super::candidate_path(file);
-        super::write_new(&path, candidate, file).map_err(|e| {
+        let (file_path, bytes) = (file.to_path_buf(), candidate.to_vec());
+        // Staged through the file's directory handle, as every write of an edit, and
+        // off the runtime's thread.
+        let staged = super::blocking(move || {
+            let (config, _) = super::file::ConfigFile::open(&file_path)?;
+            let suffix = super::file::temp_suffix("candidate");
+            let path = config.path.with_file_name(config.sibling_name(&suffix));
+            let like = config.metadata()?;
+            config
+                .create_sibling(&suffix, &bytes, &like)
+                .map(|_| path.clone())
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+        })
+        .await
+        .map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
                 " (the agent may not write beside the config: config edits need the drop-in deploy/systemd/salve.service.d/config-edits.conf)"
             } else {
                 ""
             };
-            format!("cannot stage the candidate {}: {e}{hint}", path.display())
+            format!("cannot stage the candidate {e}{hint}")
         })?;
-        let staged = Staged(path);
+        let staged = Staged(staged);
         self.run(file, &staged.0).await
     }
 
