@@ -74,6 +74,22 @@ pub fn write_accounts(layout: &Layout) -> Result<u32, LabError> {
     Ok(id)
 }
 
+/// The `salve` user's (uid, gid) in the sandbox's passwd, as `write_accounts` left it
+/// (or as the host had it, when it already has a `salve`).
+pub fn salve_ids(layout: &Layout) -> Result<(u32, u32), LabError> {
+    let path = layout.passwd();
+    let passwd = fs::read_to_string(&path).map_err(|e| LabError::io("read", &path, e))?;
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&SALVE_USER))
+        .and_then(|f| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))
+        .ok_or_else(|| {
+            let missing = std::io::Error::other(format!("no {SALVE_USER} user with numeric ids"));
+            LabError::io("find the service user in", &path, missing)
+        })
+}
+
 fn read(path: &str) -> Result<String, LabError> {
     fs::read_to_string(path).map_err(|e| LabError::io("read", path, e))
 }

@@ -293,6 +293,11 @@ impl Lab {
         self.layout().php_fpm_conf()
     }
 
+    /// The `salve` service user's (uid, gid) inside the sandbox.
+    pub fn salve_ids(&self) -> Result<(u32, u32), LabError> {
+        accounts::salve_ids(&self.layout())
+    }
+
     pub fn pool_conf(&self) -> PathBuf {
         self.layout().pool_conf()
     }

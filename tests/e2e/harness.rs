@@ -31,14 +31,7 @@ impl Env {
 /// Boots a fresh lab for one test, or explains why it cannot (and fails under CI).
 pub fn lab(test: &str) -> Option<Env> {
     let lock = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY-free check of the effective uid via /proc, to avoid a libc dependency.
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false);
-    if !root {
+    if salve::lab::check_root().is_err() {
         let why = "end-to-end tests need root (they boot systemd in a PID namespace)";
         assert!(
             std::env::var_os("CI").is_none(),
@@ -91,18 +84,6 @@ fn lab_units(env: &Env) -> PathBuf {
     PathBuf::from(format!("/proc/{}/root/etc/systemd/system", env.lab().pid()))
 }
 
-/// The `salve` user's uid and gid in the lab's own /etc/passwd.
-pub fn salve_ids(env: &Env) -> (u32, u32) {
-    let passwd =
-        std::fs::read_to_string(env.lab().dir().join("etc/passwd")).expect("the lab's passwd");
-    let line = passwd
-        .lines()
-        .find(|l| l.split(':').next() == Some(salve::lab::SALVE_USER))
-        .expect("the lab's passwd has the salve user");
-    let fields: Vec<&str> = line.split(':').collect();
-    (fields[2].parse().unwrap(), fields[3].parse().unwrap())
-}
-
 pub fn shipped(file: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).expect(file)
 }
@@ -117,7 +98,7 @@ impl Agent {
     /// /etc/php. User, capabilities and every hardening line stay as shipped.
     pub fn start_unit(env: &Env, policies: &Path, dropins: &[&str]) -> Agent {
         let lab = env.lab();
-        let (uid, gid) = salve_ids(env);
+        let (uid, gid) = lab.salve_ids().expect("the lab's salve user");
         let state = env.dir.join("state");
         std::fs::create_dir_all(&state).expect("state dir");
         std::os::unix::fs::chown(&state, Some(uid), Some(gid)).expect("chown state dir");
@@ -228,6 +209,15 @@ impl Agent {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the agent has watched its units a second time: it lost the bus and
+    /// reconnected.
+    pub fn wait_for_reconnect(&self, within: Duration) {
+        let reconnected = wait_until(within, || {
+            self.log_text().matches("watching systemd units").count() >= 2
+        });
+        assert!(reconnected, "agent did not reconnect\n{}", self.log_text());
     }
 
     pub fn wait_for_log(&self, needle: &str, within: Duration) {
