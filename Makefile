@@ -13,18 +13,18 @@ build:
 # Everything CI runs: formatting, lints, unit, property, golden, CLI, crash, lab and
 # end-to-end tests. Installs what it needs first (Debian packages, rustfmt, clippy).
 test: test-setup lint
-	$(CARGO) test --all-targets
-	$(CARGO) test --doc
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
 
 test-setup:
 	scripts/setup-test.sh
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
-	$(CARGO) fmt
+	$(CARGO) fmt --all
 
 # Regenerate the committed JSON Schema after changing the policy model.
 schema:

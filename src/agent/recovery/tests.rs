@@ -109,18 +109,9 @@ fn recover_reads_only_the_window_but_ids_continue_after_the_highest_ever() {
         .and_then(|mut f| std::io::Write::write_all(&mut f, b"not json\n"))
         .unwrap();
     drop(journal);
-    let policy = crate::engine::tests::engine_from(
-        &[crate::engine::tests::policy_yaml(
-            "php-fpm-down",
-            "php8.2-fpm.service",
-            "    - unit: { activeState: [failed] }",
-            "{ cooldown: 10s, maxAttempts: 2, window: 1h }",
-            "",
-        )],
-        Default::default(),
-    )
-    .policies()
-    .to_vec();
+    let yaml = "apiVersion: salve.dev/v1alpha1\nkind: RemediationPolicy\nmetadata: { name: php-fpm-down }\nspec:\n  target: { unit: php8.2-fpm.service }\n  trigger:\n    - unit: { activeState: [failed] }\n  actions:\n    - restart: {}\n  guard: { cooldown: 10s, maxAttempts: 2, window: 1h }\n";
+    let (policy, errors) = crate::policy::parse_file(std::path::Path::new("test.yaml"), yaml);
+    assert!(errors.is_empty(), "{errors:?}");
     let got = recover(&path, &policy, &clock).unwrap();
     assert_eq!(got.past.len(), 1, "{:?}", got.past);
     assert_eq!(got.last_attempt_id, 50);

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 pub use config::{load, FpmConfig, Pool};
 pub use edit::{insert_entry, replace_value};
 
-use crate::webconf::ConfError;
+use crate::ConfError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FpmFile {

@@ -72,7 +72,7 @@ mod tests {
     fn committed_schema_matches_the_generated_one() {
         let committed = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/deploy/schema/remediationpolicy.schema.json"
+            "/../../deploy/schema/remediationpolicy.schema.json"
         ))
         .expect("deploy/schema/remediationpolicy.schema.json is committed");
         assert!(

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use super::lexer::{self, TokenKind};
 use super::{Block, Directive, NginxFile};
-use crate::webconf::text::LineIndex;
-use crate::webconf::ConfError;
+use crate::text::LineIndex;
+use crate::ConfError;
 
 /// Blocks nested deeper than this are refused. Real configs nest a handful of levels
 /// (http, server, location, if); every walk over the tree, and dropping it, recurses

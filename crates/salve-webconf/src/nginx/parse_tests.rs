@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::webconf::{apply_edits, ConfError};
+use crate::{apply_edits, ConfError};
 
 /// Debian's stock nginx.conf plus a site, with the forms salve must not disturb.
 pub(super) const DEBIAN: &str = r#"user www-data;

@@ -286,7 +286,7 @@ impl JsonSchema for LogCondition {
     fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         let duration = generator.subschema_for::<DurationSchema>();
         let regex = generator.subschema_for::<RegexSchema>();
-        let builtins: Vec<&str> = crate::signal::log::builtin_names().collect();
+        let builtins: Vec<&str> = crate::policy::log_patterns::builtin_names().collect();
         schemars::json_schema!({
             "description": "Holds when `pattern` (or the built-in pattern named by `match`) matched at least `count` lines of `path` within `within`.",
             "type": "object",

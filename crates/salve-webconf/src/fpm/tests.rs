@@ -1,8 +1,8 @@
 use std::path::Path;
 
 use super::*;
-use crate::webconf::test_support::TempDir;
-use crate::webconf::{apply_edits, Edit};
+use crate::test_support::TempDir;
+use crate::{apply_edits, Edit};
 
 /// Shortened Debian /etc/php/8.2/fpm/pool.d/www.conf: comments dominate.
 const WWW: &str = "; Start a new pool named 'www'.

@@ -2,7 +2,7 @@ use std::path::Path;
 
 use super::parse_tests::DEBIAN;
 use super::*;
-use crate::webconf::{apply_edits, Edit};
+use crate::{apply_edits, Edit};
 
 fn parse_ok(text: &str) -> NginxFile {
     match parse(Path::new("/etc/nginx/sites-enabled/default"), text) {

@@ -1,8 +1,8 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::webconf::test_support::TempDir;
-use crate::webconf::ConfError;
+use crate::test_support::TempDir;
+use crate::ConfError;
 
 fn site(dir: &TempDir) -> PathBuf {
     let main = dir.write(

@@ -173,8 +173,8 @@ fn log_condition(dec: &mut Decoder, node: &Node) -> Option<LogCondition> {
 
 fn builtin_pattern(dec: &mut Decoder, node: &Node) -> Option<LogPattern> {
     let name = dec.string(node)?;
-    let Some(builtin) = crate::signal::log::builtin(&name) else {
-        let names: Vec<&str> = crate::signal::log::builtin_names().collect();
+    let Some(builtin) = crate::policy::log_patterns::builtin(&name) else {
+        let names: Vec<&str> = crate::policy::log_patterns::builtin_names().collect();
         dec.error(
             node.pos,
             super::super::decode::unknown_name("built-in pattern", &name, &names),

@@ -1,8 +1,8 @@
 //! Edits on nginx text that leave every other byte alone.
 
 use super::{Directive, NginxFile};
-use crate::webconf::text::{line_ending, line_indent, next_line_start};
-use crate::webconf::Edit;
+use crate::text::{line_ending, line_indent, next_line_start};
+use crate::Edit;
 
 /// Replaces a directive's arguments with `args`, joined by one space. Comments and
 /// whitespace around them, and every other line, stay as they were.

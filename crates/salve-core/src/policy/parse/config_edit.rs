@@ -5,7 +5,7 @@ use super::super::model::*;
 use super::super::names::UnitName;
 use super::super::yaml::Node;
 use super::{opt, optional, parsed};
-use crate::webconf::raisable::{raisable_directive, raisable_directive_names, RAISABLE_FPM_KEYS};
+use salve_webconf::raisable::{raisable_directive, raisable_directive_names, RAISABLE_FPM_KEYS};
 use std::path::PathBuf;
 
 pub(crate) const NGINX_EDIT_FIELDS: &[&str] =

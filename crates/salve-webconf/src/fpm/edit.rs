@@ -1,8 +1,8 @@
 //! Edits on PHP-FPM text that leave every other byte alone.
 
 use super::{Entry, FpmFile, Section};
-use crate::webconf::text::{line_ending, line_indent, next_line_start};
-use crate::webconf::Edit;
+use crate::text::{line_ending, line_indent, next_line_start};
+use crate::Edit;
 
 /// Replaces an entry's raw value (quotes included) with `value`, written as given;
 /// the key, spacing and any trailing `;` comment stay.

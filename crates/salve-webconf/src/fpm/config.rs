@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{parse, Entry, FpmFile, Section};
-use crate::webconf::include::{self, IncludeSite, MAX_INCLUDE_DEPTH};
-use crate::webconf::ConfError;
+use crate::include::{self, IncludeSite, MAX_INCLUDE_DEPTH};
+use crate::ConfError;
 
 /// php-fpm.conf (`files[0]`) and every file reached through `include`, each once.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 mod config_edit;
 mod decode;
 mod diagnostic;
+pub mod log_patterns;
 mod model;
 mod names;
 mod parse;
