@@ -14,7 +14,7 @@ use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct GuardState {
-    /// Start times of attempts inside the guard window.
+    /// Start times of the newest attempts.
     attempts: VecDeque<Timestamp>,
     last_start: Option<Timestamp>,
     /// Failed attempts since the last success; drives the backoff.
@@ -23,10 +23,13 @@ pub struct GuardState {
     pub circuit_closes_at: Option<Timestamp>,
     /// The attempt running now, if any.
     pub in_flight: Option<u64>,
-    /// Attempts older than this are forgotten: the longest window of any policy on the
-    /// target, so no policy's count is cut short.
-    pub horizon: Duration,
 }
+
+/// How many attempt start times a target remembers, newest first. At least the largest
+/// `maxAttempts` a policy may hold (1000), so no policy's count within its window is
+/// cut short; a count (not an age) bounds the memory, so what is remembered never
+/// depends on when a policy with a longer window was loaded.
+const REMEMBERED_ATTEMPTS: usize = 1024;
 
 pub enum GuardVerdict {
     Go,
@@ -59,10 +62,6 @@ impl GuardState {
             self.circuit_closes_at = None;
             self.consecutive_failures = 0;
         }
-        let horizon = self.horizon.max(guard.window);
-        while self.attempts.front().is_some_and(|&t| t + horizon <= now) {
-            self.attempts.pop_front();
-        }
         let recent = self.attempts_within(guard, now);
         if recent >= guard.max_attempts {
             self.circuit_closes_at = Some(now + guard.window);
@@ -90,9 +89,16 @@ impl GuardState {
 
     /// Records an attempt starting now; returns its number within `guard`'s window.
     pub fn start(&mut self, guard: &Guard, now: Timestamp) -> u32 {
-        self.attempts.push_back(now);
+        self.remember(now);
         self.last_start = Some(now);
         self.attempts_within(guard, now)
+    }
+
+    fn remember(&mut self, start: Timestamp) {
+        if self.attempts.len() >= REMEMBERED_ATTEMPTS {
+            self.attempts.pop_front();
+        }
+        self.attempts.push_back(start);
     }
 
     pub fn finish(&mut self, succeeded: bool) {
@@ -129,7 +135,7 @@ impl GuardState {
             self.circuit_closes_at = None;
             self.consecutive_failures = 0;
         }
-        self.attempts.push_back(at);
+        self.remember(at);
         self.last_start = Some(at);
         match result {
             Some(OutcomeResult::NotApplicable) => self.withdraw(),

@@ -40,7 +40,8 @@ use std::path::PathBuf;
 struct PolicyState {
     triggers: Vec<TriggerState>,
     target: TargetId,
-    /// The earliest timer pending for this policy, to avoid flooding the heap.
+    /// The instant this policy is next decided with no new event; a heap entry for
+    /// any other instant is stale.
     scheduled: Option<Timestamp>,
     waiting_for_slot: bool,
     /// The last skip reported, so a condition that keeps holding is journalled once per
@@ -132,7 +133,6 @@ impl Engine {
     fn install(&mut self, policies: Vec<Policy>) {
         for target in &mut self.targets {
             target.policies.clear();
-            target.guard.horizon = std::time::Duration::ZERO;
         }
         self.by_name.clear();
         self.by_unit.clear();
@@ -168,7 +168,6 @@ impl Engine {
             let target = self.target_for(policy.spec.target.unit.as_str(), dry_run);
             let target_state = &mut self.targets[target.0 as usize];
             target_state.policies.push(id);
-            target_state.guard.horizon = target_state.guard.horizon.max(policy.spec.guard.window);
             self.states.push(PolicyState {
                 target,
                 triggers: policy
@@ -233,13 +232,19 @@ impl Engine {
                 let Some(watchers) = self.by_url.get_mut(&obs.url).map(std::mem::take) else {
                     return;
                 };
+                // Every watcher records the probe before any is decided: a decision may
+                // decide others on its target, which must see it too.
                 for &(id, t) in &watchers {
                     if let Condition::Http(cond) =
                         &self.policies[id.index()].spec.trigger[t].condition
                     {
                         self.states[id.index()].triggers[t].observe_http(cond, obs);
                     }
-                    self.evaluate(now, id, out);
+                }
+                for (i, &(id, _)) in watchers.iter().enumerate() {
+                    if i == 0 || watchers[i - 1].0 != id {
+                        self.evaluate(now, id, out);
+                    }
                 }
                 if let Some(slot) = self.by_url.get_mut(&obs.url) {
                     *slot = watchers;
@@ -249,6 +254,8 @@ impl Engine {
                 let Some(watchers) = self.by_log.get_mut(&line.path).map(std::mem::take) else {
                     return;
                 };
+                // As for probes: every match is recorded before any policy is decided.
+                let mut matched: Vec<PolicyId> = Vec::new();
                 for &(id, t) in &watchers {
                     if let Condition::Log(cond) =
                         &self.policies[id.index()].spec.trigger[t].condition
@@ -256,9 +263,14 @@ impl Engine {
                         if cond.pattern.regex.is_match(&line.line) {
                             self.states[id.index()].triggers[t]
                                 .observe_log_match(cond, now, &line.line);
-                            self.evaluate(now, id, out);
+                            if matched.last() != Some(&id) {
+                                matched.push(id);
+                            }
                         }
                     }
+                }
+                for id in matched {
+                    self.evaluate(now, id, out);
                 }
                 if let Some(slot) = self.by_log.get_mut(&line.path) {
                     *slot = watchers;
@@ -269,8 +281,13 @@ impl Engine {
                 if let Some(id) = self.policy_id(&reset.policy) {
                     let target = self.states[id.index()].target.0 as usize;
                     self.targets[target].guard.close_circuit();
-                    for id in self.targets[target].policies.clone() {
+                    // All skips are forgotten before any is decided: deciding one may
+                    // decide the others (its attempt changes their guard).
+                    let policies = self.targets[target].policies.clone();
+                    for &id in &policies {
                         self.states[id.index()].last_skip = None;
+                    }
+                    for id in policies {
                         self.evaluate(now, id, out);
                     }
                 }
@@ -372,30 +389,63 @@ impl Engine {
         }
     }
 
-    fn schedule(&mut self, id: PolicyId, at: Timestamp) {
+    /// Sets the one instant at which a policy is next decided with no new event. Each
+    /// decision replaces it, so a timer set for a reason that has gone (a log hit an
+    /// attempt used up, a cooldown a reset cancelled) never wakes the policy; entries
+    /// left in the heap for an old instant are skipped when they come due.
+    fn schedule(&mut self, id: PolicyId, at: Option<Timestamp>) {
         let state = &mut self.states[id.index()];
-        if state.scheduled.is_none_or(|s| at < s) {
-            state.scheduled = Some(at);
-            self.timers.push(Reverse((at, id)));
+        if state.scheduled != at {
+            state.scheduled = at;
+            if let Some(at) = at {
+                self.timers.push(Reverse((at, id)));
+            }
+        }
+        // Stale entries wait in the heap until they come due; a flood of log lines that
+        // moves a deadline on every line must not grow it without bound, so it is
+        // rebuilt from the live instants when they are far outnumbered.
+        if self.timers.len() > 4 * self.states.len() + 1024 {
+            self.timers = self
+                .states
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.scheduled.map(|at| Reverse((at, PolicyId(i as u32)))))
+                .collect();
         }
     }
 
-    /// Re-decides one policy at `now`: the heart of the guardrail semantics.
+    /// Re-decides one policy at `now`, and then, whenever that changed its target's guard
+    /// (an attempt started, the circuit opened), the target's other policies: their
+    /// verdict changed with it, and the journal says so at once rather than at their
+    /// next signal.
     fn evaluate(&mut self, now: Timestamp, id: PolicyId, out: &mut Vec<Decision>) {
+        let mut pending = std::collections::VecDeque::from([id]);
+        while let Some(id) = pending.pop_front() {
+            if let Some(target) = self.decide(now, id, out) {
+                let others = &self.targets[target.0 as usize].policies;
+                pending.extend(others.iter().copied().filter(|&other| other != id));
+            }
+        }
+    }
+
+    /// Decides one policy at `now`: the heart of the guardrail semantics. Returns the
+    /// target when its guard changed.
+    fn decide(
+        &mut self,
+        now: Timestamp,
+        id: PolicyId,
+        out: &mut Vec<Decision>,
+    ) -> Option<TargetId> {
         let policy = &self.policies[id.index()];
         let unit = self.units.get(policy.spec.target.unit.as_str());
         let state = &mut self.states[id.index()];
         let target = &mut self.targets[state.target.0 as usize];
         let mut fired = Vec::new();
-        let mut wake: Option<Timestamp> = None;
         for (t, trigger) in policy.spec.trigger.iter().enumerate() {
             let track = &mut state.triggers[t];
             track.refresh(trigger, unit, now);
             if track.satisfied(trigger, now) {
                 fired.push(t);
-            }
-            if let Some(d) = track.deadline(trigger, now) {
-                wake = Some(wake.map_or(d, |w| w.min(d)));
             }
         }
         let dry_run = policy.spec.dry_run || self.limits.dry_run;
@@ -432,6 +482,7 @@ impl Engine {
         };
 
         let mut retry: Option<Timestamp> = None;
+        let mut guard_changed = false;
         if fired.is_empty() {
             // The episode is over: the next one gets its skips journalled afresh.
             state.last_skip = None;
@@ -444,6 +495,7 @@ impl Engine {
                     retry = Some(closes_at);
                 }
                 GuardVerdict::OpenCircuit { attempts } => {
+                    guard_changed = true;
                     state.last_skip = Some(SkipReason::CircuitOpen);
                     out.push(Decision {
                         at: now,
@@ -461,6 +513,7 @@ impl Engine {
                     // the cooldowns, the backoff and the circuit the policy would meet.
                     // Nothing was changed, so nothing was fixed: the attempt counts as
                     // failed.
+                    guard_changed = true;
                     let attempt = target.guard.start(&policy.spec.guard, now);
                     skip(state, SkipReason::DryRun, None, Some(attempt), out);
                     target.guard.finish(false);
@@ -484,6 +537,7 @@ impl Engine {
                         }
                     }
                     GlobalVerdict::Go => {
+                        guard_changed = true;
                         let evidence = evidence(state);
                         let attempt = target.guard.start(&policy.spec.guard, now);
                         let attempt_id = self.next_attempt_id;
@@ -509,11 +563,22 @@ impl Engine {
                 },
             }
         }
-        if let Some(r) = retry {
-            wake = Some(wake.map_or(r, |w| w.min(r)));
-        }
-        if let Some(at) = wake {
-            self.schedule(id, at);
-        }
+        // The next instant this policy is decided with no new event: what held it back
+        // passes, or a trigger changes on its own (a `for` ends, a log hit leaves its
+        // window), counted after the attempt used up its evidence. An instant that is
+        // already here has just been decided: with a zero cooldown after a dry run, the
+        // next decision waits for the next signal.
+        let wake = policy
+            .spec
+            .trigger
+            .iter()
+            .zip(&state.triggers)
+            .filter_map(|(trigger, track)| track.deadline(trigger, now))
+            .chain(retry)
+            .filter(|&at| at > now)
+            .min();
+        let target = state.target;
+        self.schedule(id, wake);
+        guard_changed.then_some(target)
     }
 }

@@ -55,9 +55,12 @@ impl Engine {
                     state.triggers[t] = track;
                 }
             }
-            if old_waiting.contains(&name) {
-                state.waiting_for_slot = true;
-                self.waiting_for_slot.push(PolicyId(i as u32));
+        }
+        // Those held back by `max_concurrent` keep their place in the queue.
+        for name in old_waiting {
+            if let Some(id) = self.policy_id(&name) {
+                self.states[id.index()].waiting_for_slot = true;
+                self.waiting_for_slot.push(id);
             }
         }
         for i in 0..self.policies.len() {

@@ -7,7 +7,7 @@
 
 use super::event::OutcomeResult;
 use super::time::Timestamp;
-use super::Engine;
+use super::{Engine, PolicyId};
 
 /// One thing the journal says happened to a target.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,11 +47,16 @@ impl Engine {
             else {
                 continue;
             };
+            // The window of the policy that opened the circuit, or, when it is gone,
+            // the longest of those acting on the target now.
+            let window_of = |id: PolicyId| self.policies[id.index()].spec.guard.window;
+            let on_target = &self.targets[index].policies;
             let window = self
                 .policy_id(&event.policy)
-                .filter(|id| self.targets[index].policies.contains(id))
-                .map(|id| self.policies[id.index()].spec.guard.window)
-                .unwrap_or(self.targets[index].guard.horizon);
+                .filter(|id| on_target.contains(id))
+                .map(window_of)
+                .or_else(|| on_target.iter().copied().map(window_of).max())
+                .unwrap_or_default();
             let guard = &mut self.targets[index].guard;
             match event.kind {
                 PastKind::Attempt { result, succeeded } => {
