@@ -21,7 +21,7 @@ use crate::audit::{
 use crate::config::Config;
 use crate::engine::{Decision, Engine, Event, Outcome, Verdict};
 use crate::policy::{self, Diagnostics, Policy};
-use crate::signal::systemd::{self, Bus};
+use crate::signal::systemd::{self, Bus, SystemdHandle};
 use clock::Clock;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -37,10 +37,18 @@ pub struct AgentOptions {
     /// Wraps the opened journal before its writer thread takes it: `None` writes the
     /// journal itself. Fault injection (a disk that stalls) goes here.
     pub journal_sink: Option<WrapSink>,
+    /// Stands in for the D-Bus link to systemd: `None` connects to `bus`. The agent's
+    /// own tests put a scripted systemd here, so its loop runs without root or a bus.
+    pub systemd_link: Option<LinkFactory>,
 }
 
 /// See [`AgentOptions::journal_sink`].
 pub type WrapSink = Box<dyn FnOnce(Journal) -> Box<dyn Sink> + Send>;
+
+/// See [`AgentOptions::systemd_link`]: given the units to watch, where unit events go
+/// and the shutdown signal, starts a link and returns the handle actions use.
+pub type LinkFactory =
+    Box<dyn FnOnce(Vec<String>, mpsc::Sender<Event>, watch::Receiver<bool>) -> SystemdHandle>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -88,13 +96,18 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
 
     let units = units_of(&policies);
-    let (link, handle) = systemd::link(
-        options.bus.clone(),
-        units,
-        events_tx.clone(),
-        stop_rx.clone(),
-    );
-    let link_task = tokio::spawn(link.run());
+    let (handle, link_task) = match options.systemd_link {
+        Some(start) => (start(units, events_tx.clone(), stop_rx.clone()), None),
+        None => {
+            let (link, handle) = systemd::link(
+                options.bus.clone(),
+                units,
+                events_tx.clone(),
+                stop_rx.clone(),
+            );
+            (handle, Some(tokio::spawn(link.run())))
+        }
+    };
     let mut probes = probes::Probes::start(&policies, &events_tx);
     let mut logs = logs::Logs::start(&policies, &events_tx);
 
@@ -199,7 +212,9 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     probes.stop();
     logs.stop();
     let _ = stop_tx.send(true);
-    let _ = link_task.await;
+    if let Some(link_task) = link_task {
+        let _ = link_task.await;
+    }
     // Blocks until what is queued is on disk: nothing else needs the runtime now. An
     // escalation abandoned at the grace's end may still hold the writer; its drop
     // then flushes and joins instead.

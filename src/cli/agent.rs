@@ -49,6 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         config,
         bus: args.bus,
         journal_sink: None,
+        systemd_link: None,
     };
     match runtime.block_on(agent::run(options)) {
         Ok(()) => Ok(ExitCode::SUCCESS),

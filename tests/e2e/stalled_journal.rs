@@ -172,6 +172,7 @@ spec:
         config,
         bus: lab.bus_address().parse().unwrap(),
         journal_sink: Some(wrap),
+        systemd_link: None,
     };
     let agent = std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()

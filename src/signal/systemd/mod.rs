@@ -148,6 +148,12 @@ pub struct SystemdHandle {
 }
 
 impl SystemdHandle {
+    /// A handle whose operations go to whoever holds `requests`' receiver: the link
+    /// task, or a stand-in for it in tests.
+    pub fn new(requests: mpsc::Sender<OpRequest>) -> Self {
+        SystemdHandle { requests }
+    }
+
     /// Runs `op` on `unit`, waiting at most `timeout` (for the job to finish too).
     pub async fn run(
         &self,
@@ -203,7 +209,7 @@ pub fn link(
         requests: rx,
         shutdown,
     };
-    (link, SystemdHandle { requests: tx })
+    (link, SystemdHandle::new(tx))
 }
 
 pub async fn connect(bus: &Bus) -> zbus::Result<Connection> {
