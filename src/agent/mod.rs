@@ -47,8 +47,9 @@ pub type WrapSink = Box<dyn FnOnce(Journal) -> Box<dyn Sink> + Send>;
 
 /// See [`AgentOptions::systemd_link`]: given the units to watch, where unit events go
 /// and the shutdown signal, starts a link and returns the handle actions use.
-pub type LinkFactory =
-    Box<dyn FnOnce(Vec<String>, mpsc::Sender<Event>, watch::Receiver<bool>) -> SystemdHandle>;
+pub type LinkFactory = Box<
+    dyn FnOnce(Vec<String>, mpsc::Sender<Event>, watch::Receiver<bool>) -> SystemdHandle + Send,
+>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
