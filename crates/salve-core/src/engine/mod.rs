@@ -194,15 +194,6 @@ impl Engine {
         self.by_name.get(name).copied()
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
-    /// The units any policy watches, for the agent to subscribe to.
-    pub fn watched_units(&self) -> impl Iterator<Item = &str> {
-        self.by_unit.keys().map(String::as_str)
-    }
-
     /// When the engine next needs a `Tick` if no other event comes.
     pub fn next_deadline(&self) -> Option<Timestamp> {
         self.timers.peek().map(|Reverse((t, _))| *t)
@@ -307,17 +298,13 @@ impl Engine {
             snapshot.active_state = Some(s);
         }
         if let Some(s) = &obs.sub_state {
-            if snapshot.sub_state.as_deref() != Some(s) {
-                snapshot.sub_state = Some(s.clone());
-            }
+            snapshot.sub_state = Some(s.clone());
         }
         if let Some(s) = obs.unit_file_state {
             snapshot.unit_file_state = Some(s);
         }
         if let Some(r) = &obs.result {
-            if snapshot.result.as_deref() != Some(r) {
-                snapshot.result = Some(r.clone());
-            }
+            snapshot.result = Some(r.clone());
         }
         if let Some(n) = obs.n_restarts {
             snapshot.n_restarts = Some(n);
@@ -419,11 +406,23 @@ impl Engine {
     /// verdict changed with it, and the journal says so at once rather than at their
     /// next signal.
     fn evaluate(&mut self, now: Timestamp, id: PolicyId, out: &mut Vec<Decision>) {
-        let mut pending = std::collections::VecDeque::from([id]);
-        while let Some(id) = pending.pop_front() {
-            if let Some(target) = self.decide(now, id, out) {
+        // Most decisions change no guard: the queue is built only when one does.
+        let Some(target) = self.decide(now, id, out) else {
+            return;
+        };
+        let mut pending: std::collections::VecDeque<(PolicyId, PolicyId)> = self.targets
+            [target.0 as usize]
+            .policies
+            .iter()
+            .map(|&other| (other, id))
+            .collect();
+        while let Some((next, changed_by)) = pending.pop_front() {
+            if next == changed_by {
+                continue;
+            }
+            if let Some(target) = self.decide(now, next, out) {
                 let others = &self.targets[target.0 as usize].policies;
-                pending.extend(others.iter().copied().filter(|&other| other != id));
+                pending.extend(others.iter().map(|&other| (other, next)));
             }
         }
     }

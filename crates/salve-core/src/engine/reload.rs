@@ -197,5 +197,7 @@ mod tests {
         e.handle(Timestamp::ZERO, &active, &mut out);
         e.replace_policies(Timestamp::from_millis(5), policies(&a), &mut out);
         assert_eq!(out.len(), 1, "{out:?}");
+        let names: Vec<&str> = e.policies().iter().map(|p| p.name()).collect();
+        assert_eq!(names, ["a"]);
     }
 }

@@ -78,6 +78,9 @@ fn crash_loop_opens_circuit_after_max_attempts_and_escalates_exactly_once() {
         .count();
     assert_eq!(escalations, 1, "{all:?}");
     assert!(e.circuit_open(PolicyId(0), at(58.0)));
+    // Opened by the outcome at 1.5 s, for one window: closed at 61.5 s exactly.
+    assert!(e.circuit_open(PolicyId(0), at(61.499)));
+    assert!(!e.circuit_open(PolicyId(0), at(61.5)));
 }
 
 #[test]

@@ -77,6 +77,29 @@ fn log_matches_count_only_within_their_window() {
 }
 
 #[test]
+fn a_sub_state_condition_follows_the_latest_sub_state_and_evidence_names_why() {
+    let trig = "    - unit: { subState: [failed] }";
+    let mut e = one(trig, GUARD, "");
+    let sub = |state: &str, result: Option<&str>, restarts: Option<u32>| {
+        Event::Unit(UnitObservation {
+            name: "php.service".into(),
+            active_state: None,
+            sub_state: Some(state.into()),
+            unit_file_state: None,
+            result: result.map(Into::into),
+            n_restarts: restarts,
+        })
+    };
+    assert!(feed(&mut e, 0.0, sub("running", Some("success"), Some(0))).is_empty());
+    let v = feed(&mut e, 1.0, sub("failed", Some("signal"), Some(3)));
+    assert!(
+        matches!(&v[..], [Verdict::Act { evidence, .. }]
+            if evidence[0].contains("subState=failed") && evidence[0].contains("result=signal") && evidence[0].contains("nRestarts=3")),
+        "{v:?}"
+    );
+}
+
+#[test]
 fn unit_file_state_triggers_the_enable_policy() {
     let trig = "    - unit: { unitFileState: [disabled] }";
     let mut e = one(trig, GUARD, "");
@@ -143,4 +166,29 @@ fn a_builtin_log_pattern_fires_on_the_nginx_line_it_names() {
         matches!(&v[..], [Verdict::Act { evidence, .. }] if evidence[0].contains("(nginx.upstream_connect_failed)")),
         "{v:?}"
     );
+}
+
+#[test]
+fn a_flood_of_log_lines_that_moves_every_deadline_keeps_the_timer_heap_bounded() {
+    // Three policies on one log, each with an attempt in flight: every line moves each
+    // one's next instant (its oldest hit's expiry), leaving a stale heap entry behind.
+    let trig = "    - log: { path: /var/log/x.log, pattern: 'refused', count: 2, within: 1h }";
+    let yaml: Vec<String> = (0..3)
+        .map(|i| policy_yaml(&format!("p{i}"), &format!("u{i}.service"), trig, GUARD, ""))
+        .collect();
+    let mut e = engine_from(&yaml, Limits::default());
+    let line = Event::Log(LogLine {
+        path: "/var/log/x.log".into(),
+        line: "connect() failed (111: Connection refused)".into(),
+    });
+    feed(&mut e, 0.0, line.clone());
+    assert_eq!(acts(&feed(&mut e, 0.001, line.clone())), 3);
+    let mut peak = 0;
+    for i in 0..20_000 {
+        feed(&mut e, 1.0 + f64::from(i) * 0.001, line.clone());
+        peak = peak.max(e.timers.len());
+    }
+    // Rebuilt from the live instants as soon as stale entries pass 4 per policy plus
+    // 1,024, and not before: the rebuild's cost is spread over that many pushes.
+    assert_eq!(peak, 4 * 3 + 1024);
 }
