@@ -161,3 +161,31 @@ impl DecisionRecord {
         record
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_attempts_and_live_escalations_are_executable() {
+        let act = Verdict::Act {
+            attempt_id: 1,
+            attempt: 1,
+            evidence: Vec::new(),
+        };
+        let escalate = |dry_run| Verdict::Escalate {
+            attempts: 3,
+            dry_run,
+        };
+        let skip = Verdict::Skip {
+            reason: SkipReason::DryRun,
+            retry_at: None,
+            attempt: Some(1),
+            evidence: Vec::new(),
+        };
+        assert!(act.is_executable());
+        assert!(escalate(false).is_executable());
+        assert!(!escalate(true).is_executable());
+        assert!(!skip.is_executable());
+    }
+}

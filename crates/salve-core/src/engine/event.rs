@@ -152,3 +152,31 @@ impl Outcome {
 pub struct Reset {
     pub policy: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_result_reads_back_from_its_journal_name() {
+        let all = [
+            (OutcomeResult::Ok, "ok"),
+            (OutcomeResult::Failed, "failed"),
+            (OutcomeResult::TimedOut, "timed_out"),
+            (OutcomeResult::NotApplicable, "not_applicable"),
+            (OutcomeResult::Unknown, "unknown"),
+        ];
+        for (result, name) in all {
+            assert_eq!(result.as_str(), name);
+            assert_eq!(name.parse::<OutcomeResult>(), Ok(result));
+            // As serde writes it too, so the journal and `simulate` agree.
+            assert_eq!(serde_json::to_value(result).unwrap(), name);
+        }
+        assert_eq!(
+            "Timed-Out".parse::<OutcomeResult>(),
+            Ok(OutcomeResult::TimedOut)
+        );
+        let err = "fine".parse::<OutcomeResult>().unwrap_err();
+        assert!(err.contains("unknown outcome \"fine\""), "{err}");
+    }
+}
