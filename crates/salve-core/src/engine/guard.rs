@@ -116,9 +116,9 @@ impl GuardState {
     /// at less and less often rather than in a tight loop.
     pub fn withdraw(&mut self) {
         self.in_flight = None;
-        if self.last_start.is_some() && self.attempts.back() == self.last_start.as_ref() {
-            self.attempts.pop_back();
-        }
+        // The newest start is this attempt's: no other starts on a target while one is
+        // in flight, and a replayed one is withdrawn right after it is remembered.
+        self.attempts.pop_back();
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
     }
 

@@ -102,3 +102,55 @@ fn a_past_success_resets_the_backoff_and_history_of_unknown_targets_is_ignored()
     // Cooldown 10s from the last start, no backoff: the success reset it.
     assert_eq!(acts(&feed(&mut e, 130.0, unit("php.service", Failed))), 1);
 }
+
+#[test]
+fn attempts_that_did_not_apply_replay_as_backoff_not_toward_the_circuit() {
+    // maxAttempts 2: two past attempts that found nothing to change.
+    let mut e = one(
+        DOWN,
+        "{ cooldown: 5s, maxAttempts: 2, window: 10m, backoff: 2.0 }",
+        "",
+    );
+    e.restore(
+        &[
+            attempt(100.0, Some(OutcomeResult::NotApplicable)),
+            attempt(200.0, Some(OutcomeResult::NotApplicable)),
+        ],
+        7,
+    );
+    // Not the circuit: the backoff grew twice, 5s * 2^2 after the last start.
+    let v = feed(&mut e, 210.0, unit("php.service", Failed));
+    assert!(
+        matches!(v.as_slice(), [Verdict::Skip { reason: SkipReason::Cooldown, retry_at: Some(t), .. }] if *t == at(220.0)),
+        "{v:?}"
+    );
+    assert_eq!(acts(&feed(&mut e, 220.0, Event::Tick {})), 1);
+}
+
+#[test]
+fn an_attempt_after_a_past_circuit_closed_starts_the_backoff_afresh() {
+    let guard = "{ cooldown: 5s, maxAttempts: 2, window: 10s, backoff: 2.0 }";
+    let mut e = one(DOWN, guard, "");
+    let escalated = PastEvent {
+        at: at(1.0),
+        policy: "p".into(),
+        target: "php.service".into(),
+        kind: PastKind::Escalated,
+    };
+    // Failed at 0 and 0.5, circuit open 1..11, failed again at 20 (after it closed).
+    e.restore(
+        &[
+            attempt(0.0, Some(OutcomeResult::Failed)),
+            attempt(0.5, Some(OutcomeResult::Failed)),
+            escalated,
+            attempt(20.0, Some(OutcomeResult::Failed)),
+        ],
+        2,
+    );
+    // One failure since the circuit closed: 5s * 2^1 from 20.
+    let v = feed(&mut e, 25.0, unit("php.service", Failed));
+    assert!(
+        matches!(v.as_slice(), [Verdict::Skip { reason: SkipReason::Cooldown, retry_at: Some(t), .. }] if *t == at(30.0)),
+        "{v:?}"
+    );
+}
