@@ -524,7 +524,7 @@ mod liveness {
             prop_assert_eq!(escalations, 1);
             // Open: nothing until the window has passed since it opened, then an act.
             let opened = now;
-            let quiet = feed_at(&mut e, opened + Duration::from_secs(window_s) - Duration::from_millis(1), &Event::Tick {});
+            let quiet = feed_at(&mut e, opened + (Duration::from_secs(window_s) - Duration::from_millis(1)), &Event::Tick {});
             prop_assert!(quiet.iter().all(|d| matches!(d.verdict, Verdict::Skip { .. })), "{quiet:?}");
             let again = feed_at(&mut e, opened + Duration::from_secs(window_s), &Event::Tick {});
             prop_assert!(again.iter().any(|d| matches!(d.verdict, Verdict::Act { .. })), "no attempt once the window passed: {again:?}");

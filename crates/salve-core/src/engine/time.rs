@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
-use std::ops::{Add, Sub};
+use std::ops::Add;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -34,13 +34,6 @@ impl Add<Duration> for Timestamp {
     type Output = Timestamp;
     fn add(self, d: Duration) -> Timestamp {
         Timestamp(self.0.saturating_add(d))
-    }
-}
-
-impl Sub<Duration> for Timestamp {
-    type Output = Timestamp;
-    fn sub(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_sub(d))
     }
 }
 
@@ -106,5 +99,17 @@ mod tests {
         assert_eq!(t.to_string(), "1m 1s 500ms");
         assert_eq!(parse_offset(&t.to_string()).unwrap(), t.since_origin());
         assert_eq!(Timestamp::ZERO.to_string(), "0s");
+    }
+
+    #[test]
+    fn timestamps_read_from_seconds_or_text_and_write_as_text() {
+        let read = |json: &str| serde_json::from_str::<Timestamp>(json);
+        assert_eq!(read("2.5").unwrap(), Timestamp::from_millis(2_500));
+        assert_eq!(read("\"1m 30s\"").unwrap(), Timestamp::from_millis(90_000));
+        assert!(read("-1").is_err());
+        assert!(read("\"soon\"").is_err());
+        let written = serde_json::to_string(&Timestamp::from_millis(61_500)).unwrap();
+        assert_eq!(written, "\"1m 1s 500ms\"");
+        assert_eq!(read(&written).unwrap(), Timestamp::from_millis(61_500));
     }
 }

@@ -154,3 +154,24 @@ fn an_attempt_after_a_past_circuit_closed_starts_the_backoff_afresh() {
         "{v:?}"
     );
 }
+
+#[test]
+fn attempts_of_the_last_minute_before_a_restart_count_toward_the_storm_cap() {
+    let yaml = [
+        policy_yaml("p", "php.service", DOWN, GUARD, ""),
+        policy_yaml("q", "nginx.service", DOWN, GUARD, ""),
+    ];
+    let limits = Limits {
+        max_actions_per_minute: 1,
+        ..Limits::default()
+    };
+    let mut e = engine_from(&yaml, limits);
+    // p acted 30 s before this start; the cap of one a minute holds across it.
+    e.restore(&[attempt(100.0, Some(OutcomeResult::Ok))], 1);
+    let v = feed(&mut e, 130.0, unit("nginx.service", Failed));
+    assert!(
+        matches!(v.as_slice(), [Verdict::Skip { reason: SkipReason::StormCap, retry_at: Some(t), .. }] if *t == at(160.0)),
+        "{v:?}"
+    );
+    assert_eq!(acts(&feed(&mut e, 160.0, Event::Tick {})), 1);
+}
