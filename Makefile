@@ -53,7 +53,7 @@ bench-restart:
 MUTANTS_VERSION := 27.1.0
 mutants:
 	command -v cargo-mutants >/dev/null 2>&1 || $(CARGO) install --locked cargo-mutants@$(MUTANTS_VERSION)
-	$(CARGO) mutants --package salve-core --profile mutants --jobs 1 --timeout 120 \
+	$(CARGO) mutants --package salve-core --profile mutants --jobs 1 --timeout 30 \
 		--file 'crates/salve-core/src/engine/**' \
 		--exclude 'crates/salve-core/src/engine/tests/**' \
 		--exclude 'crates/salve-core/src/engine/properties.rs' \

@@ -68,7 +68,11 @@ impl GuardState {
             return GuardVerdict::OpenCircuit { attempts: recent };
         }
         if let Some(last) = self.last_start {
-            let retry_at = last + self.cooldown(guard);
+            // Two attempts on one target never start at the same instant, even with a
+            // zero cooldown: a dry run, which ends as it starts, would otherwise walk
+            // to the circuit within one event, or not, depending on how many policies
+            // share the target.
+            let retry_at = last + self.cooldown(guard).max(Duration::from_nanos(1));
             if now < retry_at {
                 return GuardVerdict::Cooldown { retry_at };
             }

@@ -215,6 +215,8 @@ impl Engine {
     /// handled first, so a late event never jumps ahead of an expired cooldown.
     pub fn handle(&mut self, now: Timestamp, event: &Event, out: &mut Vec<Decision>) {
         self.run_due_timers(now, out);
+        // Also here: the arms below return early for an event no policy watches.
+        self.drop_stale_timers();
         match event {
             Event::Unit(obs) => self.on_unit(now, obs, out),
             Event::Http(obs) => {
@@ -284,6 +286,18 @@ impl Engine {
                 }
             }
             Event::Tick {} => {}
+        }
+        self.drop_stale_timers();
+    }
+
+    /// Pops heap entries for instants no policy waits for any more, so `next_deadline`
+    /// names a live one and nobody is woken for nothing.
+    fn drop_stale_timers(&mut self) {
+        while let Some(&Reverse((at, id))) = self.timers.peek() {
+            if self.states[id.index()].scheduled == Some(at) {
+                break;
+            }
+            self.timers.pop();
         }
     }
 
@@ -521,7 +535,8 @@ impl Engine {
                         .triggers
                         .iter_mut()
                         .for_each(TriggerState::consume_evidence);
-                    retry = Some(now + target.guard.cooldown(&policy.spec.guard));
+                    let gap = target.guard.cooldown(&policy.spec.guard);
+                    retry = Some(now + gap.max(std::time::Duration::from_nanos(1)));
                 }
                 GuardVerdict::Go => match self.global.check(&self.limits, now) {
                     GlobalVerdict::StormCap { retry_at } => {

@@ -66,6 +66,7 @@ impl Engine {
         for i in 0..self.policies.len() {
             self.evaluate(now, PolicyId(i as u32), out);
         }
+        self.drop_stale_timers();
     }
 }
 

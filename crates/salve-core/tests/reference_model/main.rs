@@ -442,9 +442,13 @@ fn the_engine_decides_as_the_reference_model_does() {
         cases,
         // A failure prints its history; shrinking it is what makes it readable.
         max_shrink_iters: 2_000,
-        // Nowhere to persist seeds of a runner built by hand; a failure prints the
-        // whole shrunk history instead.
-        failure_persistence: None,
+        // The histories that found engine bugs run first, every time (cargo runs tests
+        // from the crate's directory).
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(
+                "tests/reference_model/regressions.txt",
+            ),
+        )),
         ..ProptestConfig::default()
     });
     let coverage = std::cell::RefCell::new(Coverage::new());

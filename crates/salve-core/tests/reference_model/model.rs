@@ -437,7 +437,8 @@ impl Model {
         }
         // 4. cooldown × backoff^failures, capped at the window.
         if let Some(last) = target.last_start {
-            let gap = cooldown(guard, target.failures_since_success);
+            // Never two attempts on a target at the same instant.
+            let gap = cooldown(guard, target.failures_since_success).max(Duration::from_nanos(1));
             if now < last + gap {
                 report(out, memory, SkipReason::Cooldown, Some(last + gap), None);
                 memory.wake.push(last + gap);
@@ -453,9 +454,8 @@ impl Model {
             report(out, memory, SkipReason::DryRun, None, Some(attempt));
             memory.reported = None;
             memory.triggers.iter_mut().for_each(use_up);
-            memory
-                .wake
-                .push(now + cooldown(guard, target.failures_since_success));
+            let gap = cooldown(guard, target.failures_since_success);
+            memory.wake.push(now + gap.max(Duration::from_nanos(1)));
             return true;
         }
         // 6. storm cap over real attempts.

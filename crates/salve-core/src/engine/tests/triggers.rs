@@ -172,11 +172,17 @@ fn a_builtin_log_pattern_fires_on_the_nginx_line_it_names() {
 fn a_flood_of_log_lines_that_moves_every_deadline_keeps_the_timer_heap_bounded() {
     // Three policies on one log, each with an attempt in flight: every line moves each
     // one's next instant (its oldest hit's expiry), leaving a stale heap entry behind.
+    // A fourth waits for a `for` to end in half an hour: its live instant stays on top
+    // of the heap, so the stale ones pile up beneath it rather than being dropped as
+    // they surface.
     let trig = "    - log: { path: /var/log/x.log, pattern: 'refused', count: 2, within: 1h }";
-    let yaml: Vec<String> = (0..3)
+    let mut yaml: Vec<String> = (0..3)
         .map(|i| policy_yaml(&format!("p{i}"), &format!("u{i}.service"), trig, GUARD, ""))
         .collect();
+    let held = "    - unit: { activeState: [failed] }\n      for: 30m";
+    yaml.push(policy_yaml("w", "w.service", held, GUARD, ""));
     let mut e = engine_from(&yaml, Limits::default());
+    feed(&mut e, 0.0, unit("w.service", Failed));
     let line = Event::Log(LogLine {
         path: "/var/log/x.log".into(),
         line: "connect() failed (111: Connection refused)".into(),
@@ -188,7 +194,8 @@ fn a_flood_of_log_lines_that_moves_every_deadline_keeps_the_timer_heap_bounded()
         feed(&mut e, 1.0 + f64::from(i) * 0.001, line.clone());
         peak = peak.max(e.timers.len());
     }
-    // Rebuilt from the live instants as soon as stale entries pass 4 per policy plus
-    // 1,024, and not before: the rebuild's cost is spread over that many pushes.
-    assert_eq!(peak, 4 * 3 + 1024);
+    // Rebuilt from the live instants as soon as entries pass 4 per policy plus 1,024,
+    // and not before: the rebuild's cost is spread over that many pushes.
+    assert_eq!(peak, 4 * 4 + 1024);
+    assert_eq!(e.next_deadline(), Some(at(1800.0)));
 }
