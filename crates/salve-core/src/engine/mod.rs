@@ -579,9 +579,9 @@ impl Engine {
         }
         // The next instant this policy is decided with no new event: what held it back
         // passes, or a trigger changes on its own (a `for` ends, a log hit leaves its
-        // window), counted after the attempt used up its evidence. An instant that is
-        // already here has just been decided: with a zero cooldown after a dry run, the
-        // next decision waits for the next signal.
+        // window), counted after the attempt used up its evidence. Each is after `now`:
+        // a trigger's deadline by its definition, a retry because two attempts on a
+        // target are never at the same instant.
         let wake = policy
             .spec
             .trigger
@@ -589,7 +589,6 @@ impl Engine {
             .zip(&state.triggers)
             .filter_map(|(trigger, track)| track.deadline(trigger, now))
             .chain(retry)
-            .filter(|&at| at > now)
             .min();
         let target = state.target;
         self.schedule(id, wake);

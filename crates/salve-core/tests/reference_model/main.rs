@@ -27,8 +27,12 @@ struct PolicySpec {
     target: usize,
     dry_run: bool,
     unit_hold_s: Option<u64>,
-    http: Option<(usize, u32)>,
-    log: Option<(usize, u32, u64)>,
+    /// The unit trigger also asks for `subState: [failed]`.
+    unit_sub_failed: bool,
+    /// (URL, failures, `for` in seconds).
+    http: Option<(usize, u32, u64)>,
+    /// (log file, count, within, `for` in seconds).
+    log: Option<(usize, u32, u64, u64)>,
     cooldown_s: u64,
     max_attempts: u32,
     window_s: u64,
@@ -39,17 +43,23 @@ impl PolicySpec {
     fn yaml(&self) -> String {
         let mut trigger = String::new();
         if let Some(hold) = self.unit_hold_s {
-            trigger +=
-                &format!("    - unit: {{ activeState: [failed, inactive] }}\n      for: {hold}s\n");
-        }
-        if let Some((url, failures)) = self.http {
+            let sub = if self.unit_sub_failed {
+                ", subState: [failed]"
+            } else {
+                ""
+            };
             trigger += &format!(
-                "    - http: {{ url: \"http://127.0.0.1/{url}\", failures: {failures} }}\n"
+                "    - unit: {{ activeState: [failed, inactive]{sub} }}\n      for: {hold}s\n"
             );
         }
-        if let Some((path, count, within)) = self.log {
+        if let Some((url, failures, hold)) = self.http {
             trigger += &format!(
-                "    - log: {{ path: /var/log/{path}.log, pattern: refused, count: {count}, within: {within}s }}\n"
+                "    - http: {{ url: \"http://127.0.0.1/{url}\", failures: {failures} }}\n      for: {hold}s\n"
+            );
+        }
+        if let Some((path, count, within, hold)) = self.log {
+            trigger += &format!(
+                "    - log: {{ path: /var/log/{path}.log, pattern: refused, count: {count}, within: {within}s }}\n      for: {hold}s\n"
             );
         }
         format!(
@@ -77,31 +87,38 @@ fn policies(specs: &[PolicySpec]) -> Vec<Policy> {
 }
 
 fn policy_spec(index: usize) -> impl Strategy<Value = PolicySpec> {
+    let hold = || prop_oneof![3 => Just(0u64), 1 => 1u64..3];
     (
         0usize..3,
         prop::bool::weighted(0.25),
-        prop::option::weighted(0.7, 0u64..4),
-        prop::option::weighted(0.5, (0usize..2, 1u32..4)),
-        prop::option::weighted(0.5, (0usize..2, 1u32..4, 5u64..60)),
-        (0u64..20, 1u32..5, 0u64..120, 10u32..30),
+        (
+            prop::option::weighted(0.7, 0u64..4),
+            prop::bool::weighted(0.2),
+        ),
+        prop::option::weighted(0.5, (0usize..2, 1u32..4, hold())),
+        prop::option::weighted(0.5, (0usize..2, 1u32..4, 5u64..60, hold())),
+        (0u64..20, 1u32..9, 0u64..120, 10u32..30),
     )
         .prop_map(
-            move |(target, dry_run, unit, http, log, (c, m, w, b))| PolicySpec {
-                name: format!("p{index}"),
-                target,
-                dry_run,
-                // At least one trigger.
-                unit_hold_s: if unit.is_none() && http.is_none() && log.is_none() {
-                    Some(0)
-                } else {
-                    unit
-                },
-                http,
-                log,
-                cooldown_s: c,
-                max_attempts: m,
-                window_s: c.max(1) + w,
-                backoff_tenths: b,
+            move |(target, dry_run, (unit, unit_sub_failed), http, log, (c, m, w, b))| {
+                PolicySpec {
+                    name: format!("p{index}"),
+                    target,
+                    dry_run,
+                    // At least one trigger.
+                    unit_hold_s: if unit.is_none() && http.is_none() && log.is_none() {
+                        Some(0)
+                    } else {
+                        unit
+                    },
+                    unit_sub_failed,
+                    http,
+                    log,
+                    cooldown_s: c,
+                    max_attempts: m,
+                    window_s: c.max(1) + w,
+                    backoff_tenths: b,
+                }
             },
         )
 }
@@ -118,7 +135,8 @@ enum Mutation {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Unit(usize, ActiveState),
+    /// A unit's active state, and sometimes its sub-state.
+    Unit(usize, ActiveState, Option<&'static str>),
     Probe(usize, Option<u16>),
     Log(usize, bool),
     /// Which attempt (index into those running), the result, a failed verification,
@@ -153,7 +171,8 @@ fn step() -> impl Strategy<Value = Step> {
         Just(Mutation::Restore),
     ];
     prop_oneof![
-        4 => (0usize..3, state).prop_map(|(t, s)| Step::Unit(t, s)),
+        4 => (0usize..3, state, prop_oneof![2 => Just(None), 1 => Just(Some("failed")), 1 => Just(Some("dead"))])
+            .prop_map(|(t, s, sub)| Step::Unit(t, s, sub)),
         3 => (0usize..2, status).prop_map(|(u, s)| Step::Probe(u, s)),
         2 => (0usize..2, prop::bool::weighted(0.8)).prop_map(|(p, m)| Step::Log(p, m)),
         4 => (0usize..4, result, prop::bool::weighted(0.2), prop_oneof![6 => Just(0u8), 2 => Just(1u8), 1 => Just(2u8)])
@@ -353,10 +372,10 @@ fn run(scenario: &Scenario, coverage: &mut Coverage) -> Result<(), TestCaseError
         }
         now = until;
         let event = match step {
-            Step::Unit(t, state) => Event::Unit(UnitObservation {
+            Step::Unit(t, state, sub) => Event::Unit(UnitObservation {
                 name: format!("t{t}.service"),
                 active_state: Some(*state),
-                sub_state: None,
+                sub_state: sub.map(str::to_string),
                 unit_file_state: None,
                 result: None,
                 n_restarts: None,

@@ -199,3 +199,29 @@ fn a_flood_of_log_lines_that_moves_every_deadline_keeps_the_timer_heap_bounded()
     assert_eq!(peak, 4 * 4 + 1024);
     assert_eq!(e.next_deadline(), Some(at(1800.0)));
 }
+
+#[test]
+fn the_next_deadline_is_a_live_instant_after_deadlines_moved_later() {
+    // Each line moves the policies' next instant later, leaving earlier, stale entries
+    // on top of the heap: the agent must not be woken for them.
+    let trig = "    - log: { path: /var/log/x.log, pattern: 'refused', count: 2, within: 1h }";
+    let yaml: Vec<String> = (0..3)
+        .map(|i| policy_yaml(&format!("p{i}"), &format!("u{i}.service"), trig, GUARD, ""))
+        .collect();
+    let mut e = engine_from(&yaml, Limits::default());
+    let line = Event::Log(LogLine {
+        path: "/var/log/x.log".into(),
+        line: "connect() failed (111: Connection refused)".into(),
+    });
+    feed(&mut e, 0.0, line.clone());
+    assert_eq!(acts(&feed(&mut e, 0.001, line.clone())), 3);
+    let time = |i: u32| 1.0 + f64::from(i) * 0.001;
+    for i in 0..100 {
+        feed(&mut e, time(i), line.clone());
+    }
+    // The older of the two hits kept leaves its window first.
+    assert_eq!(
+        e.next_deadline(),
+        Some(at(time(98)) + Duration::from_secs(3600))
+    );
+}
