@@ -211,3 +211,44 @@ fn two_policies_on_one_target_share_its_attempt_in_flight_and_its_history() {
         "{v:?}"
     );
 }
+
+#[test]
+fn a_reset_journals_each_policy_on_the_target_once() {
+    let guard = "{ cooldown: 1s, maxAttempts: 1, window: 1h, backoff: 1.0 }";
+    let yaml = [
+        policy_yaml("a", "php.service", DOWN, guard, ""),
+        policy_yaml("b", "php.service", DOWN, guard, ""),
+    ];
+    let mut e = engine_from(&yaml, Limits::default());
+    feed(&mut e, 0.0, unit("php.service", Failed));
+    let v = feed(&mut e, 1.0, outcome("a", OutcomeResult::Failed));
+    assert!(
+        matches!(
+            v.as_slice(),
+            [
+                Verdict::Escalate { .. },
+                Verdict::Skip {
+                    reason: SkipReason::CircuitOpen,
+                    ..
+                }
+            ]
+        ),
+        "{v:?}"
+    );
+    // The reset closes the circuit: a acts again, and b, re-decided when a's attempt
+    // started, says once that one is in flight.
+    let v = feed(&mut e, 2.0, Event::Reset(Reset { policy: "a".into() }));
+    assert!(
+        matches!(
+            v.as_slice(),
+            [
+                Verdict::Act { .. },
+                Verdict::Skip {
+                    reason: SkipReason::InFlight,
+                    ..
+                }
+            ]
+        ),
+        "{v:?}"
+    );
+}

@@ -1,6 +1,8 @@
 //! Dry run and the agent-wide limits: the storm cap and max concurrent attempts.
 
 use super::*;
+use crate::policy::{parse_file, Policy};
+use std::path::Path;
 
 #[test]
 fn dry_run_decides_and_skips_but_never_acts() {
@@ -129,4 +131,35 @@ fn a_freed_slot_goes_to_the_policy_that_waited_first() {
         .find(|d| matches!(d.verdict, Verdict::Act { .. }))
         .expect("someone acts");
     assert_eq!(first_act.policy, PolicyId(1), "b waited first: {out:?}");
+}
+
+#[test]
+fn policies_held_back_by_max_concurrent_keep_their_order_across_a_reload() {
+    let yaml: Vec<String> = ["x", "a", "b"]
+        .iter()
+        .map(|n| policy_yaml(n, &format!("{n}.service"), DOWN, GUARD, ""))
+        .collect();
+    let limits = Limits {
+        max_concurrent: 1,
+        ..Limits::default()
+    };
+    let mut e = engine_from(&yaml, limits.clone());
+    assert_eq!(acts(&feed(&mut e, 0.0, unit("x.service", Failed))), 1);
+    // b waits first, then a, although a comes first in the file.
+    feed(&mut e, 1.0, unit("b.service", Failed));
+    feed(&mut e, 2.0, unit("a.service", Failed));
+    let mut out = Vec::new();
+    let same: Vec<Policy> = yaml
+        .iter()
+        .flat_map(|y| parse_file(Path::new("r.yaml"), y).0)
+        .collect();
+    e.replace_policies(at(3.0), same, &mut out);
+    let mut out = Vec::new();
+    e.handle(at(4.0), &outcome("x", OutcomeResult::Ok), &mut out);
+    let acted: Vec<&str> = out
+        .iter()
+        .filter(|d| matches!(d.verdict, Verdict::Act { .. }))
+        .map(|d| e.policy(d.policy).name())
+        .collect();
+    assert_eq!(acted, ["b"], "{out:?}");
 }
