@@ -311,14 +311,19 @@ impl Engine {
         if let Some(s) = obs.active_state {
             snapshot.active_state = Some(s);
         }
+        // D-Bus repeats unchanged properties: no allocation for those.
         if let Some(s) = &obs.sub_state {
-            snapshot.sub_state = Some(s.clone());
+            if snapshot.sub_state.as_deref() != Some(s) {
+                snapshot.sub_state = Some(s.clone());
+            }
         }
         if let Some(s) = obs.unit_file_state {
             snapshot.unit_file_state = Some(s);
         }
         if let Some(r) = &obs.result {
-            snapshot.result = Some(r.clone());
+            if snapshot.result.as_deref() != Some(r) {
+                snapshot.result = Some(r.clone());
+            }
         }
         if let Some(n) = obs.n_restarts {
             snapshot.n_restarts = Some(n);
