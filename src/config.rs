@@ -3,6 +3,7 @@
 
 use crate::audit::Rotation;
 use crate::engine::Limits;
+use crate::policy::rules::{self, Whole};
 use crate::policy::{parse_documents, Decoder, Diagnostic, Diagnostics, Pos};
 use std::path::{Path, PathBuf};
 
@@ -54,6 +55,7 @@ impl Config {
             Err(e) => Err(Diagnostics(vec![Diagnostic {
                 file: path.to_path_buf(),
                 pos: Pos::default(),
+                path: None,
                 message: format!("cannot read config: {e}"),
             }])),
         }
@@ -63,6 +65,7 @@ impl Config {
         let diag = |pos: Pos, message: String| Diagnostic {
             file: file.to_path_buf(),
             pos,
+            path: None,
             message,
         };
         let docs = parse_documents(text).map_err(|e| {
@@ -79,41 +82,56 @@ impl Config {
         if let Some(f) = dec.fields(doc, "the agent config", CONFIG_FIELDS) {
             if let Some(n) = f.get("journal") {
                 if let Some(j) = dec.fields(n, "journal", JOURNAL_FIELDS) {
-                    if let Some(p) = j
-                        .get("path")
-                        .and_then(|n| dec.non_empty_string(n, "the journal path"))
-                    {
+                    if let Some(p) = j.get("path").and_then(|n| {
+                        dec.checked_string(n, |t| rules::not_blank(t, "the journal path"))
+                    }) {
                         config.journal_path = PathBuf::from(p);
                     }
-                    if let Some(v) = j
-                        .get("maxBytes")
-                        .and_then(|n| dec.integer(n, 4096, u64::MAX))
-                    {
+                    if let Some(v) = j.get("maxBytes").and_then(|n| {
+                        dec.integer(
+                            n,
+                            Whole {
+                                min: 4096,
+                                max: u64::MAX,
+                            },
+                        )
+                    }) {
                         config.rotation.max_bytes = v;
                     }
                     // At least one rotated file: the agent rebuilds its guard state from the
                     // journal, and a rotation that kept nothing would forget every attempt.
-                    if let Some(v) = j.get("keep").and_then(|n| dec.integer(n, 1, 1000)) {
+                    if let Some(v) = j
+                        .get("keep")
+                        .and_then(|n| dec.integer(n, Whole { min: 1, max: 1000 }))
+                    {
                         config.rotation.keep = v as usize;
                     }
                 }
             }
-            if let Some(v) = f
-                .get("maxActionsPerMinute")
-                .and_then(|n| dec.integer(n, 1, 10_000))
-            {
+            if let Some(v) = f.get("maxActionsPerMinute").and_then(|n| {
+                dec.integer(
+                    n,
+                    Whole {
+                        min: 1,
+                        max: 10_000,
+                    },
+                )
+            }) {
                 config.limits.max_actions_per_minute = v as u32;
             }
             if let Some(v) = f
                 .get("maxConcurrentActions")
-                .and_then(|n| dec.integer(n, 1, 1000))
+                .and_then(|n| dec.integer(n, Whole { min: 1, max: 1000 }))
             {
                 config.limits.max_concurrent = v as u32;
             }
             if let Some(v) = f.get("dryRun").and_then(|n| dec.bool(n)) {
                 config.limits.dry_run = v;
             }
-            if let Some(v) = f.get("configBackups").and_then(|n| dec.integer(n, 1, 1000)) {
+            if let Some(v) = f
+                .get("configBackups")
+                .and_then(|n| dec.integer(n, Whole { min: 1, max: 1000 }))
+            {
                 config.config_backups = v as usize;
             }
         }

@@ -4,8 +4,8 @@
 //! at 3 a.m. wants every mistake of the file at once, each with its line and column and,
 //! for a misspelt field, the name that was probably meant.
 
-use super::yaml::{Node, Pos, Value};
-use regex::Regex;
+use super::rules;
+use super::yaml::{plain_scalar, Node, Pos, Value};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -29,12 +29,6 @@ pub fn article(word: &str) -> &'static str {
         _ => "a",
     }
 }
-
-/// The longest duration any field accepts. Every duration ends up added to a clock
-/// reading (a timeout's deadline, a cooldown's retry time, a window's end); bounding it
-/// here keeps those sums far from overflow, and no guard, probe or timeout has a use
-/// for more than a year.
-pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 #[derive(Default)]
 pub struct Decoder {
@@ -119,6 +113,17 @@ impl Decoder {
         );
     }
 
+    /// An action's options: like [`Decoder::fields`], but `restart:` with nothing after
+    /// it means "no options", like `restart: {}`.
+    pub fn options<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &'static str,
+        known: &[&str],
+    ) -> Option<Fields<'n>> {
+        self.mapping(node, what, known, true)
+    }
+
     /// Reads a mapping whose keys must be among `known`; every unknown or duplicate key is
     /// reported, and the known ones are still decoded so later errors are found too.
     pub fn fields<'n>(
@@ -127,10 +132,19 @@ impl Decoder {
         what: &'static str,
         known: &[&str],
     ) -> Option<Fields<'n>> {
+        self.mapping(node, what, known, false)
+    }
+
+    fn mapping<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &'static str,
+        known: &[&str],
+        null_is_empty: bool,
+    ) -> Option<Fields<'n>> {
         let entries = match &node.value {
             Value::Map(entries) => entries,
-            // `restart:` with nothing after it means "no options", like `restart: {}`.
-            Value::Null => {
+            Value::Null if null_is_empty => {
                 return Some(Fields {
                     pos: node.pos,
                     what,
@@ -237,8 +251,21 @@ impl Decoder {
         }
     }
 
+    /// A string. A plain scalar that reads as a number or a boolean is not one: YAML
+    /// and JSON (and so the Kubernetes API) read `value: 10` as a number, and a policy
+    /// must mean the same whichever way it arrives.
     pub fn string(&mut self, node: &Node) -> Option<String> {
         match &node.value {
+            Value::Scalar { text, quoted } if !quoted && !plain_scalar(text).is_string() => {
+                self.error(
+                    node.pos,
+                    format!(
+                        "expected a string, found {} (quote it to mean the text: \"{text}\")",
+                        node.describe()
+                    ),
+                );
+                None
+            }
             Value::Scalar { text, .. } => Some(text.clone()),
             _ => {
                 self.expected(node, "a string");
@@ -247,13 +274,43 @@ impl Decoder {
         }
     }
 
-    pub fn non_empty_string(&mut self, node: &Node, what: &str) -> Option<String> {
-        let text = self.string(node)?;
-        if text.trim().is_empty() {
-            self.error(node.pos, format!("{what} must not be empty"));
-            return None;
+    /// A quantity such as `64k` or `300`: a string, or a whole number standing for its
+    /// digits (serde reads it the same way, see `serde_text::text_or_integer`).
+    pub fn text_or_integer(&mut self, node: &Node) -> Option<String> {
+        match &node.value {
+            Value::Scalar {
+                text,
+                quoted: false,
+            } => match plain_scalar(text) {
+                serde_json::Value::String(_) => Some(text.clone()),
+                serde_json::Value::Number(n) if n.is_u64() || n.is_i64() => Some(n.to_string()),
+                _ => {
+                    self.expected(node, "a size or time such as 64k or 300s");
+                    None
+                }
+            },
+            Value::Scalar { text, .. } => Some(text.clone()),
+            _ => {
+                self.expected(node, "a size or time such as 64k or 300s");
+                None
+            }
         }
-        Some(text)
+    }
+
+    /// A string that keeps `rule`.
+    pub fn checked_string(
+        &mut self,
+        node: &Node,
+        rule: impl FnOnce(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        let text = self.string(node)?;
+        match rule(&text) {
+            Ok(()) => Some(text),
+            Err(e) => {
+                self.error(node.pos, e);
+                None
+            }
+        }
     }
 
     pub fn bool(&mut self, node: &Node) -> Option<bool> {
@@ -289,24 +346,17 @@ impl Decoder {
         }
     }
 
-    /// An integer in `min..=max`.
-    pub fn integer(&mut self, node: &Node, min: u64, max: u64) -> Option<u64> {
+    /// A whole number in `range`.
+    pub fn integer(&mut self, node: &Node, range: rules::Whole) -> Option<u64> {
         let text = self.number_text(node, "a whole number")?;
         match text.parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) => Some(n),
-            Ok(n) => {
-                self.error(
-                    node.pos,
-                    format!("{n} is out of range: expected {min} to {max}"),
-                );
-                None
-            }
+            Ok(n) => rules::whole(n, range)
+                .map_err(|e| self.error(node.pos, e))
+                .ok()
+                .map(|()| n),
             // A negative or huge whole number is a range problem, not a type problem.
-            Err(_) if text.parse::<i128>().is_ok() || is_integer_text(text) => {
-                self.error(
-                    node.pos,
-                    format!("{text} is out of range: expected {min} to {max}"),
-                );
+            Err(_) if is_integer_text(text) => {
+                self.error(node.pos, rules::out_of_range(text, range.min, range.max));
                 None
             }
             Err(_) => {
@@ -316,16 +366,13 @@ impl Decoder {
         }
     }
 
-    /// A finite number in `min..=max`.
-    pub fn float(&mut self, node: &Node, min: f64, max: f64) -> Option<f64> {
+    /// A finite number in `range`.
+    pub fn float(&mut self, node: &Node, range: rules::Real) -> Option<f64> {
         let text = self.number_text(node, "a number")?;
         match text.parse::<f64>() {
-            Ok(n) if n.is_finite() && n >= min && n <= max => Some(n),
+            Ok(n) if rules::real(n, range).is_ok() => Some(n),
             Ok(n) if !n.is_nan() => {
-                self.error(
-                    node.pos,
-                    format!("{text} is out of range: expected {min} to {max}"),
-                );
+                self.error(node.pos, rules::out_of_range(text, range.min, range.max));
                 None
             }
             _ => {
@@ -337,47 +384,17 @@ impl Decoder {
 
     /// A humantime duration such as `250ms`, `10s` or `1h 30m`.
     pub fn duration(&mut self, node: &Node) -> Option<Duration> {
-        let Value::Scalar { text, .. } = &node.value else {
+        let Value::Scalar { text, quoted } = &node.value else {
             self.expected(node, "a duration such as 10s or 5m");
             return None;
         };
-        if text == "0" {
+        // `for: 0` is the number zero in YAML and JSON; serde reads it the same way.
+        if !quoted && plain_scalar(text).as_f64() == Some(0.0) {
             return Some(Duration::ZERO);
         }
-        match humantime::parse_duration(text) {
-            Ok(d) if d > MAX_DURATION => {
-                self.error(
-                    node.pos,
-                    format!(
-                        "duration \"{text}\" is too long: at most {} (366d)",
-                        humantime::format_duration(MAX_DURATION)
-                    ),
-                );
-                None
-            }
-            Ok(d) => Some(d),
-            Err(e) => {
-                self.error(
-                    node.pos,
-                    format!("invalid duration \"{text}\": {e} (write e.g. 250ms, 10s, 5m, 1h)"),
-                );
-                None
-            }
-        }
-    }
-
-    pub fn regex(&mut self, node: &Node) -> Option<Regex> {
-        let text = self.string(node)?;
-        match Regex::new(&text) {
-            Ok(re) => Some(re),
-            Err(e) => {
-                // The regex crate's message spans several lines with a caret diagram;
-                // keep it, indented, after the position.
-                let detail = e.to_string().replace('\n', "\n    ");
-                self.error(node.pos, format!("invalid regex: {detail}"));
-                None
-            }
-        }
+        super::serde_text::parse_duration(text)
+            .map_err(|e| self.error(node.pos, e))
+            .ok()
     }
 
     /// A list of items decoded by `item`; returns what decoded, having reported the rest.

@@ -6,13 +6,19 @@ use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
+    /// The file, or for a custom resource its `namespace/name`.
     pub file: PathBuf,
     pub pos: Pos,
+    /// Where in a custom resource (`spec.guard.cooldown`); it has no lines.
+    pub path: Option<String>,
     pub message: String,
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(path) = &self.path {
+            return write!(f, "{}: {path}: {}", self.file.display(), self.message);
+        }
         // Line 0 marks a problem with the file as a whole (unreadable, empty folder).
         if self.pos.line == 0 {
             return write!(f, "{}: {}", self.file.display(), self.message);

@@ -3,21 +3,29 @@
 
 mod config_edit;
 mod decode;
+pub mod defaults;
 mod diagnostic;
 pub mod log_patterns;
 mod model;
 mod names;
 mod parse;
+mod resource;
+pub mod rules;
 mod schema;
 mod schema_types;
+mod serde_text;
+mod validate;
 mod yaml;
 
-pub use decode::{suggest, unknown_event_kind, Decoder, Fields, MAX_DURATION};
+pub use decode::{suggest, unknown_event_kind, Decoder, Fields};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use model::*;
 pub use names::{HttpUrl, PolicyName, SignalName, UnitName};
+pub use resource::decode_resource;
 pub use schema::policy_schema;
 pub use schema_types::NoArgs;
+pub use serde_text::{parse_duration, MAX_DURATION};
+pub use validate::{validate, FieldPath, Step, Violation};
 pub use yaml::{parse_documents, Node, Pos, Value};
 
 use std::collections::HashMap;
@@ -28,6 +36,7 @@ pub fn parse_file(file: &Path, source: &str) -> (Vec<Policy>, Vec<Diagnostic>) {
     let diag = |pos: Pos, message: String| Diagnostic {
         file: file.to_path_buf(),
         pos,
+        path: None,
         message,
     };
     let documents = match parse_documents(source) {
@@ -51,23 +60,38 @@ pub fn parse_file(file: &Path, source: &str) -> (Vec<Policy>, Vec<Diagnostic>) {
     let mut dec = Decoder::default();
     let mut policies = Vec::new();
     for doc in &documents {
-        if let Some(draft) = parse::policy(&mut dec, doc) {
-            policies.push(Policy {
-                api_version: ApiVersion::V1Alpha1,
-                kind: Kind::RemediationPolicy,
-                metadata: draft.metadata,
-                spec: draft.spec,
-                source: Source {
-                    file: file.to_path_buf(),
-                    line: draft.name_pos.line,
-                    col: draft.name_pos.col,
-                },
-            });
+        if let Some(policy) = decode_document(&mut dec, doc, file) {
+            policies.push(policy);
         }
     }
     let mut errors: Vec<Diagnostic> = dec.errors.into_iter().map(|(p, m)| diag(p, m)).collect();
     errors.sort_by_key(|d| d.pos);
     (policies, errors)
+}
+
+/// Decodes one document and runs the validation pass over it; every problem goes to
+/// `dec`, each rule broken placed at the value it is about.
+fn decode_document(dec: &mut Decoder, doc: &Node, file: &Path) -> Option<Policy> {
+    let draft = parse::policy(dec, doc)?;
+    let policy = Policy {
+        api_version: ApiVersion::V1Alpha1,
+        kind: Kind::RemediationPolicy,
+        metadata: draft.metadata,
+        spec: draft.spec,
+        source: Source {
+            file: file.to_path_buf(),
+            line: draft.name_pos.line,
+            col: draft.name_pos.col,
+        },
+    };
+    let violations = validate(&policy);
+    if violations.is_empty() {
+        return Some(policy);
+    }
+    for v in violations {
+        dec.error(parse::position_of(doc, &v), v.message);
+    }
+    None
 }
 
 /// Expands directories to the `.yaml`/`.yml` files directly inside them, sorted, so a
@@ -78,6 +102,7 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostics> {
     let io_error = |path: &Path, e: std::io::Error| Diagnostic {
         file: path.to_path_buf(),
         pos: Pos { line: 0, col: 0 },
+        path: None,
         message: format!("cannot read: {e}"),
     };
     for path in paths {
@@ -129,6 +154,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Policy>, Diagnostics> {
             Err(e) => errors.push(Diagnostic {
                 file: file.clone(),
                 pos: Pos { line: 0, col: 0 },
+                path: None,
                 message: format!("cannot read: {e}"),
             }),
         }
@@ -143,6 +169,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Policy>, Diagnostics> {
                     line: policy.source.line,
                     col: policy.source.col,
                 },
+                path: None,
                 message: format!(
                     "duplicate policy name \"{}\" (first defined at {}:{})",
                     policy.name(),
@@ -156,6 +183,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Policy>, Diagnostics> {
         errors.push(Diagnostic {
             file: paths.first().cloned().unwrap_or_default(),
             pos: Pos { line: 0, col: 0 },
+            path: None,
             message: "no policy files found (expected *.yaml or *.yml)".into(),
         });
     }

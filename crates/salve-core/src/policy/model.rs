@@ -1,12 +1,17 @@
 //! The policy model: what a `RemediationPolicy` document means once it has been
-//! validated. The JSON Schema (`salve schema`) is derived from these types, and
-//! `parse.rs` decodes YAML into them; a test keeps the two in step.
+//! validated. serde reads these types (a custom resource arrives as JSON), the JSON
+//! Schema (`salve schema`) is derived from them, and `parse/` decodes YAML into them
+//! with positions; `tests/decoders_agree.rs` shows the two readers accept the same
+//! documents. Semantic rules (ranges, cross-field limits) are `validate.rs`'s.
 
 pub use super::config_edit::*;
+use super::defaults;
 use super::names::{HttpUrl, PolicyName, SignalName, UnitName};
 use super::schema_types::{DurationSchema, NoArgs, RegexSchema};
+use super::serde_text::{duration_text, present};
 use regex::Regex;
 use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,13 +19,13 @@ use std::time::Duration;
 pub const API_VERSION: &str = "salve.dev/v1alpha1";
 pub const KIND: &str = "RemediationPolicy";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 pub enum ApiVersion {
     #[serde(rename = "salve.dev/v1alpha1")]
     V1Alpha1,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 pub enum Kind {
     RemediationPolicy,
 }
@@ -36,7 +41,7 @@ pub struct Source {
 
 /// A salve remediation policy: when the trigger fires on the target, run the actions,
 /// verify they worked, within the guard's limits.
-#[derive(Debug, Clone, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(title = "RemediationPolicy")]
 pub struct Policy {
@@ -54,15 +59,15 @@ impl Policy {
     }
 }
 
-#[derive(Debug, Clone, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Metadata {
     pub name: PolicyName,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicySpec {
     pub target: Target,
@@ -73,54 +78,197 @@ pub struct PolicySpec {
     #[schemars(length(min = 1))]
     pub actions: Vec<Action>,
     /// The attempt counts as a success only if this holds in time.
-    #[serde(default)]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "Verify")]
     pub verify: Option<Verify>,
-    #[serde(default)]
-    #[schemars(extend("default" = {}))]
+    #[serde(default = "defaults::guard")]
     pub guard: Guard,
     /// Run once when the circuit opens.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub escalate: Vec<Action>,
     /// Decide and journal, change nothing.
     #[serde(default)]
     pub dry_run: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Target {
     pub unit: UnitName,
 }
 
-#[derive(Debug, Clone, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+// Read through `TriggerDoc`: serde cannot flatten an enum into a struct that denies
+// unknown fields, and the schema of three optional keys is the structural one a CRD needs.
+/// One trigger condition and how long it must hold.
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
+#[serde(try_from = "TriggerDoc", into = "TriggerDoc")]
 pub struct Trigger {
-    #[serde(flatten)]
     pub condition: Condition,
     /// The condition must hold continuously this long; a flap resets it.
-    #[serde(rename = "for", default)]
-    #[schemars(with = "DurationSchema", extend("default" = "0s"))]
     pub hold: Duration,
 }
 
-#[derive(Debug, Clone, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub enum Condition {
     Unit(UnitCondition),
     Http(HttpCondition),
     Log(LogCondition),
 }
 
+/// A trigger as written: exactly one of `unit`, `http`, `log`, and `for`.
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(
+    title = "Trigger",
+    extend("oneOf" = [{ "required": ["unit"] }, { "required": ["http"] }, { "required": ["log"] }])
+)]
+pub struct TriggerDoc {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "UnitCondition")]
+    pub unit: Option<UnitCondition>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "HttpCondition")]
+    pub http: Option<HttpCondition>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "LogCondition")]
+    pub log: Option<LogCondition>,
+    /// The condition must hold continuously this long; a flap resets it.
+    #[serde(rename = "for", default = "defaults::hold", with = "duration_text")]
+    #[schemars(with = "DurationSchema")]
+    pub hold: Duration,
+}
+
+/// "a trigger condition needs one of …" or "… names exactly one kind …", for the kinds
+/// a trigger named.
+pub fn trigger_kinds_error(kinds: &[&str]) -> Option<String> {
+    match kinds.len() {
+        1 => None,
+        0 => Some("a trigger condition needs one of: unit, http, log".to_string()),
+        _ => Some(format!(
+            "a trigger condition names exactly one kind, found {}: write each as its own list item",
+            kinds.join(" and ")
+        )),
+    }
+}
+
+impl TryFrom<TriggerDoc> for Trigger {
+    type Error = String;
+    fn try_from(doc: TriggerDoc) -> Result<Self, String> {
+        let named: Vec<&str> = [
+            ("unit", doc.unit.is_some()),
+            ("http", doc.http.is_some()),
+            ("log", doc.log.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, present)| present.then_some(k))
+        .collect();
+        if let Some(error) = trigger_kinds_error(&named) {
+            return Err(error);
+        }
+        let condition = match (doc.unit, doc.http, doc.log) {
+            (Some(u), _, _) => Condition::Unit(u),
+            (_, Some(h), _) => Condition::Http(h),
+            (_, _, Some(l)) => Condition::Log(l),
+            // trigger_kinds_error let exactly one kind through.
+            (None, None, None) => {
+                return Err("a trigger condition needs one of: unit, http, log".into())
+            }
+        };
+        Ok(Trigger {
+            condition,
+            hold: doc.hold,
+        })
+    }
+}
+
+impl From<Trigger> for TriggerDoc {
+    fn from(t: Trigger) -> Self {
+        let mut doc = TriggerDoc {
+            unit: None,
+            http: None,
+            log: None,
+            hold: t.hold,
+        };
+        match t.condition {
+            Condition::Unit(u) => doc.unit = Some(u),
+            Condition::Http(h) => doc.http = Some(h),
+            Condition::Log(l) => doc.log = Some(l),
+        }
+        doc
+    }
+}
+
 /// Holds while every listed property of the target unit has one of the listed values.
-#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UnitCondition {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "non_empty::active_states")]
+    #[schemars(length(min = 1))]
     pub active_state: Vec<ActiveState>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "non_empty::sub_states")]
+    #[schemars(length(min = 1))]
     pub sub_state: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "non_empty::unit_file_states")]
+    #[schemars(length(min = 1))]
     pub unit_file_state: Vec<UnitFileState>,
+}
+
+/// "empty list: at least one X is required"
+pub(crate) fn non_empty_message(one: &str) -> String {
+    format!("empty list: at least one {one} is required")
+}
+
+/// Lists whose absence means "no constraint" (or a default), so an empty one written
+/// out is a mistake the model could not tell from absence: serde rejects it on reading,
+/// with the decoder's words.
+pub(crate) mod non_empty {
+    use super::*;
+    use serde::de::{Deserializer, Error};
+
+    fn read<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+        one: &str,
+    ) -> Result<Vec<T>, D::Error> {
+        let items = Vec::<T>::deserialize(d)?;
+        if items.is_empty() {
+            return Err(D::Error::custom(super::non_empty_message(one)));
+        }
+        Ok(items)
+    }
+
+    pub fn active_states<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ActiveState>, D::Error> {
+        read(d, "active state")
+    }
+    pub fn sub_states<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        read(d, "sub state")
+    }
+    pub fn unit_file_states<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<UnitFileState>, D::Error> {
+        read(d, "unit file state")
+    }
+    pub fn statuses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
+        read(d, "HTTP status code")
+    }
 }
 
 /// systemd's `ActiveState` values (org.freedesktop.systemd1.Unit).
@@ -238,29 +386,32 @@ impl UnitFileState {
 }
 
 /// Holds after `failures` consecutive failed probes: no response, or a status in `status`.
-#[derive(Debug, Clone, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpCondition {
     pub url: HttpUrl,
     /// Statuses that count as a failure.
-    #[serde(default)]
-    #[schemars(extend("default" = [502, 503, 504]), inner(range(min = 100, max = 599)))]
+    #[serde(
+        default = "defaults::probe_status",
+        deserialize_with = "non_empty::statuses"
+    )]
+    #[schemars(length(min = 1), inner(range(min = 100, max = 599)))]
     pub status: Vec<u16>,
     /// Consecutive failures needed.
-    #[serde(default)]
-    #[schemars(range(min = 1, max = 1000), extend("default" = 3))]
+    #[serde(default = "defaults::probe_failures")]
+    #[schemars(range(min = 1, max = 1000))]
     pub failures: u32,
-    #[serde(default)]
-    #[schemars(with = "DurationSchema", extend("default" = "5s"))]
+    #[serde(default = "defaults::probe_interval", with = "duration_text")]
+    #[schemars(with = "DurationSchema")]
     pub interval: Duration,
-    #[serde(default)]
-    #[schemars(with = "DurationSchema", extend("default" = "2s"))]
+    #[serde(default = "defaults::probe_timeout", with = "duration_text")]
+    #[schemars(with = "DurationSchema")]
     pub timeout: Duration,
 }
 
-/// Holds when `pattern` (or the built-in pattern named by `match`) matched at least
-/// `count` lines of `path` within `within`.
-#[derive(Debug, Clone)]
+/// Holds when `pattern` (or the built-in pattern named by `match`) matched at least `count` lines of `path` within `within`.
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
+#[serde(try_from = "LogConditionDoc", into = "LogConditionDoc")]
 pub struct LogCondition {
     pub path: PathBuf,
     pub pattern: LogPattern,
@@ -276,36 +427,133 @@ pub struct LogPattern {
     pub builtin: Option<&'static str>,
 }
 
-/// Written by hand: `pattern` and `match` are alternatives (exactly one is required),
-/// which the derive cannot express. `parse.rs` decodes the same fields, and a test
-/// keeps the two in step.
-impl JsonSchema for LogCondition {
+// `pattern` and `match` are alternatives, exactly one of them given.
+/// Holds when `pattern` (or the built-in pattern named by `match`) matched at least `count` lines of `path` within `within`.
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(
+    title = "LogCondition",
+    extend("oneOf" = [{ "required": ["pattern"] }, { "required": ["match"] }])
+)]
+pub struct LogConditionDoc {
+    /// Absolute path of the log file; followed across rotation and truncation.
+    #[schemars(with = "String")]
+    pub path: PathBuf,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "RegexSchema")]
+    pub pattern: Option<String>,
+    /// A built-in pattern, instead of `pattern`.
+    #[serde(
+        rename = "match",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "BuiltinPatternSchema")]
+    pub builtin: Option<String>,
+    #[serde(default = "defaults::log_count")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub count: u32,
+    #[serde(default = "defaults::log_within", with = "duration_text")]
+    #[schemars(with = "DurationSchema")]
+    pub within: Duration,
+}
+
+/// The names of the built-in log patterns.
+struct BuiltinPatternSchema;
+
+impl JsonSchema for BuiltinPatternSchema {
     fn schema_name() -> std::borrow::Cow<'static, str> {
-        "LogCondition".into()
+        "BuiltinPattern".into()
     }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        let duration = generator.subschema_for::<DurationSchema>();
-        let regex = generator.subschema_for::<RegexSchema>();
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         let builtins: Vec<&str> = crate::policy::log_patterns::builtin_names().collect();
-        schemars::json_schema!({
-            "description": "Holds when `pattern` (or the built-in pattern named by `match`) matched at least `count` lines of `path` within `within`.",
-            "type": "object",
-            "properties": {
-                "path": { "type": "string", "description": "Absolute path of the log file; followed across rotation and truncation." },
-                "pattern": regex,
-                "match": { "type": "string", "enum": builtins, "description": "A built-in pattern, instead of `pattern`." },
-                "count": { "type": "integer", "format": "uint32", "minimum": 1, "maximum": 100000, "default": 1 },
-                "within": duration
-            },
-            "required": ["path"],
-            "oneOf": [ { "required": ["pattern"] }, { "required": ["match"] } ],
-            "additionalProperties": false
+        schemars::json_schema!({ "type": "string", "enum": builtins })
+    }
+}
+
+impl LogPattern {
+    /// The policy's own regex.
+    pub fn own(text: &str) -> Result<LogPattern, String> {
+        match Regex::new(text) {
+            Ok(regex) => Ok(LogPattern {
+                regex,
+                builtin: None,
+            }),
+            // The regex crate's message spans several lines with a caret diagram; keep
+            // it, indented, after the position.
+            Err(e) => Err(format!(
+                "invalid regex: {}",
+                e.to_string().replace('\n', "\n    ")
+            )),
+        }
+    }
+
+    /// A built-in pattern by name.
+    pub fn builtin(name: &str) -> Result<LogPattern, String> {
+        let Some(builtin) = crate::policy::log_patterns::builtin(name) else {
+            let names: Vec<&str> = crate::policy::log_patterns::builtin_names().collect();
+            return Err(super::decode::unknown_name(
+                "built-in pattern",
+                name,
+                &names,
+            ));
+        };
+        match Regex::new(builtin.regex) {
+            Ok(regex) => Ok(LogPattern {
+                regex,
+                builtin: Some(builtin.name),
+            }),
+            // A test compiles every built-in pattern; this cannot happen in a release.
+            Err(e) => Err(format!("built-in pattern {name} does not compile: {e}")),
+        }
+    }
+}
+
+pub const PATTERN_OR_MATCH: &str = "give either `pattern` or `match`, not both";
+pub const PATTERN_NEEDED: &str =
+    "a log condition needs `pattern` (a regex) or `match` (a built-in pattern)";
+
+impl TryFrom<LogConditionDoc> for LogCondition {
+    type Error = String;
+    fn try_from(doc: LogConditionDoc) -> Result<Self, String> {
+        let pattern = match (&doc.pattern, &doc.builtin) {
+            (Some(text), None) => LogPattern::own(text)?,
+            (None, Some(name)) => LogPattern::builtin(name)?,
+            (Some(_), Some(_)) => return Err(PATTERN_OR_MATCH.into()),
+            (None, None) => return Err(PATTERN_NEEDED.into()),
+        };
+        Ok(LogCondition {
+            path: doc.path,
+            pattern,
+            count: doc.count,
+            within: doc.within,
         })
     }
 }
 
+impl From<LogCondition> for LogConditionDoc {
+    fn from(c: LogCondition) -> Self {
+        let (pattern, builtin) = match c.pattern.builtin {
+            Some(name) => (None, Some(name.to_string())),
+            None => (Some(c.pattern.regex.as_str().to_string()), None),
+        };
+        LogConditionDoc {
+            path: c.path,
+            pattern,
+            builtin,
+            count: c.count,
+            within: c.within,
+        }
+    }
+}
+
 /// A remediation step. systemd actions apply to the target unit.
-#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Action {
     Start(NoArgs),
@@ -355,19 +603,17 @@ impl Action {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KillArgs {
     #[serde(default)]
-    #[schemars(extend("default" = "SIGTERM"))]
     pub signal: SignalName,
     /// Which processes of the unit get the signal.
     #[serde(default)]
-    #[schemars(extend("default" = "all"))]
     pub whom: KillWhom,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum KillWhom {
     #[default]
@@ -386,94 +632,142 @@ impl KillWhom {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NotifyArgs {
     pub webhook: HttpUrl,
-    #[serde(default)]
-    #[schemars(with = "DurationSchema", extend("default" = "5s"))]
+    #[serde(default = "defaults::notify_timeout", with = "duration_text")]
+    #[schemars(with = "DurationSchema")]
     pub timeout: Duration,
 }
 
 /// Runs a program directly (argv, never a shell string).
-#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecArgs {
     #[schemars(length(min = 1))]
     pub command: Vec<String>,
-    #[serde(default)]
-    #[schemars(with = "DurationSchema", extend("default" = "30s"))]
+    #[serde(default = "defaults::exec_timeout", with = "duration_text")]
+    #[schemars(with = "DurationSchema")]
     pub timeout: Duration,
     /// Variables the program gets beside PATH, LANG and salve's own (SALVE_POLICY,
     /// SALVE_TARGET, SALVE_ATTEMPT_ID); nothing else of the agent's environment is passed.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "env_text")]
     #[schemars(with = "Vec<String>", extend("description" = "NAME=value pairs the program gets beside PATH, LANG and SALVE_POLICY, SALVE_TARGET, SALVE_ATTEMPT_ID; nothing else of the agent's environment is passed."))]
     pub env: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Verify {
-    #[serde(default)]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "HttpVerify")]
     pub http: Option<HttpVerify>,
-    #[serde(default)]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "UnitVerify")]
     pub unit: Option<UnitVerify>,
 }
 
 /// Passes when the URL answers one of `status` within `within`.
-#[derive(Debug, Clone, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpVerify {
     pub url: HttpUrl,
-    #[serde(default)]
-    #[schemars(extend("default" = [200]), inner(range(min = 100, max = 599)))]
+    #[serde(
+        default = "defaults::verify_status",
+        deserialize_with = "non_empty::statuses"
+    )]
+    #[schemars(length(min = 1), inner(range(min = 100, max = 599)))]
     pub status: Vec<u16>,
-    #[serde(default)]
-    #[schemars(with = "DurationSchema", extend("default" = "10s"))]
+    #[serde(default = "defaults::verify_within", with = "duration_text")]
+    #[schemars(with = "DurationSchema")]
     pub within: Duration,
 }
 
 /// Passes when the target unit reaches one of `activeState` within `within`.
-#[derive(Debug, Clone, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UnitVerify {
-    #[serde(default)]
-    #[schemars(extend("default" = ["active"]))]
+    #[serde(
+        default = "defaults::verify_active_state",
+        deserialize_with = "non_empty::active_states"
+    )]
+    #[schemars(length(min = 1))]
     pub active_state: Vec<ActiveState>,
-    #[serde(default)]
-    #[schemars(with = "DurationSchema", extend("default" = "10s"))]
+    #[serde(default = "defaults::verify_within", with = "duration_text")]
+    #[schemars(with = "DurationSchema")]
     pub within: Duration,
 }
 
 /// Limits on how often a policy may act on its target.
-#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Guard {
     /// Minimum gap between the starts of two attempts; must not exceed `window`.
-    #[serde(default)]
-    #[schemars(with = "DurationSchema", extend("default" = "10s"))]
+    #[serde(default = "defaults::cooldown", with = "duration_text")]
+    #[schemars(with = "DurationSchema")]
     pub cooldown: Duration,
     /// Attempts allowed within `window` before the circuit opens.
-    #[serde(default)]
-    #[schemars(range(min = 1, max = 1000), extend("default" = 3))]
+    #[serde(default = "defaults::max_attempts")]
+    #[schemars(range(min = 1, max = 1000))]
     pub max_attempts: u32,
-    #[serde(default)]
-    #[schemars(with = "DurationSchema", extend("default" = "10m"))]
+    #[serde(default = "defaults::window", with = "duration_text")]
+    #[schemars(with = "DurationSchema")]
     pub window: Duration,
     /// Cooldown multiplier after each failed attempt (the cooldown never grows past
     /// `window`).
-    #[serde(default)]
-    #[schemars(range(min = 1.0, max = 10.0), extend("default" = 2.0))]
+    #[serde(default = "defaults::backoff")]
+    #[schemars(range(min = 1.0, max = 10.0))]
     pub backoff: f64,
 }
 
 impl Default for Guard {
     fn default() -> Self {
-        Guard {
-            cooldown: Duration::from_secs(10),
-            max_attempts: 3,
-            window: Duration::from_secs(600),
-            backoff: 2.0,
+        defaults::guard()
+    }
+}
+
+/// `#[serde(with = "env_text")]`: an exec's environment as `NAME=value` strings.
+mod env_text {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(env: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(env.iter().map(|(k, v)| format!("{k}={v}")))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|text| super::parse_env_var(text).map_err(D::Error::custom))
+            .collect()
+    }
+}
+
+/// One `NAME=value` of an exec's environment. Names are what a shell can export, so a
+/// program reads them back as written.
+pub fn parse_env_var(text: &str) -> Result<(String, String), String> {
+    let valid_name = |name: &str| {
+        let mut chars = name.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    match text.split_once('=') {
+        Some((name, value)) if valid_name(name) && !value.contains('\0') => {
+            Ok((name.to_string(), value.to_string()))
         }
+        _ => Err(format!(
+            "\"{text}\" is not NAME=value (a name of letters, digits and _, not starting with a digit)"
+        )),
     }
 }

@@ -50,3 +50,41 @@ impl JsonSchema for NoArgs {
         })
     }
 }
+
+impl serde::Serialize for NoArgs {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        s.serialize_map(Some(0))?.end()
+    }
+}
+
+/// Reads `{}` or nothing (`restart:` in YAML, `null` in JSON); any key is an error.
+impl<'de> serde::Deserialize<'de> for NoArgs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Empty;
+        impl<'de> serde::de::Visitor<'de> for Empty {
+            type Value = NoArgs;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an empty mapping: this action takes no options")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<NoArgs, E> {
+                Ok(NoArgs)
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<NoArgs, E> {
+                Ok(NoArgs)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<NoArgs, A::Error> {
+                match map.next_key::<String>()? {
+                    None => Ok(NoArgs),
+                    Some(key) => Err(serde::de::Error::custom(format!(
+                        "unknown field `{key}`: this action takes no options"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(Empty)
+    }
+}

@@ -67,13 +67,44 @@ enum PlainKind {
 }
 
 fn plain_kind(text: &str) -> PlainKind {
-    if matches!(text, "true" | "false" | "True" | "False" | "TRUE" | "FALSE") {
-        PlainKind::Bool
-    } else if text.parse::<f64>().is_ok() {
-        PlainKind::Number
-    } else {
-        PlainKind::Text
+    match plain_scalar(text) {
+        serde_json::Value::Bool(_) => PlainKind::Bool,
+        serde_json::Value::Number(_) => PlainKind::Number,
+        _ => PlainKind::Text,
     }
+}
+
+/// The JSON value an unquoted scalar stands for: a boolean, a number written the way
+/// JSON writes numbers (finite), or else the text itself. The decoder and the YAML to
+/// JSON conversion both use it, so a document means the same to both readers.
+pub fn plain_scalar(text: &str) -> serde_json::Value {
+    use serde_json::Value as J;
+    match text {
+        "true" | "True" | "TRUE" => return J::Bool(true),
+        "false" | "False" | "FALSE" => return J::Bool(false),
+        _ => {}
+    }
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let numeric = digits.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+        && digits
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'));
+    if numeric {
+        if let Ok(n) = text.parse::<i64>() {
+            return J::from(n);
+        }
+        if let Ok(n) = text.parse::<u64>() {
+            return J::from(n);
+        }
+        if let Some(n) = text
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+        {
+            return J::Number(n);
+        }
+    }
+    J::String(text.to_string())
 }
 
 /// A YAML syntax error; the whole file is unusable past it.

@@ -12,8 +12,10 @@ pub(crate) use config_edit::{
 };
 
 use super::decode::{Decoder, Fields, Noun};
+use super::defaults;
 use super::model::*;
 use super::names::{HttpUrl, PolicyName, SignalName, UnitName};
+use super::rules;
 use super::schema_types::NoArgs;
 use super::yaml::Node;
 use std::time::Duration;
@@ -73,6 +75,40 @@ pub fn policy(dec: &mut Decoder, doc: &Node) -> Option<PolicyDraft> {
         spec: spec?,
         name_pos: name_position(f.get("metadata")).unwrap_or(f.pos),
     })
+}
+
+/// Where a broken rule points: the value at `at`, else at `or_at`, else the deepest
+/// value written on the way to `at` (a rule broken by a default).
+pub fn position_of(doc: &Node, v: &super::Violation) -> super::yaml::Pos {
+    let (node, complete) = node_at(doc, &v.at);
+    if complete {
+        return node.pos;
+    }
+    match v.or_at.as_ref().map(|p| node_at(doc, p)) {
+        Some((other, true)) => other.pos,
+        _ => node.pos,
+    }
+}
+
+/// The node at `path`, or the deepest one on the way there (and `false`).
+fn node_at<'n>(doc: &'n Node, path: &super::FieldPath) -> (&'n Node, bool) {
+    use super::yaml::Value;
+    let mut node = doc;
+    for step in &path.0 {
+        let next = match (step, &node.value) {
+            (super::Step::Key(key), Value::Map(entries)) => entries
+                .iter()
+                .find(|(k, _)| matches!(&k.value, Value::Scalar { text, .. } if text == key))
+                .map(|(_, v)| v),
+            (super::Step::Index(i), Value::Seq(items)) => items.get(*i),
+            _ => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => return (node, false),
+        }
+    }
+    (node, true)
 }
 
 /// Checks that the required field `key` is exactly `expected`.
@@ -158,34 +194,12 @@ fn spec(dec: &mut Decoder, node: &Node) -> Option<PolicySpec> {
     let guard = f.get("guard").map(|n| guard(dec, n));
     let escalate = f.get("escalate").map(|n| dec.list(n, ACTIONS, action));
     let dry_run = f.get("dryRun").map(|n| dec.bool(n));
-    let mut edits_ok = true;
-    if let (Some(Some(list)), Some(n)) = (&escalate, f.get("escalate")) {
-        if list.iter().any(Action::is_config_edit) {
-            dec.error(
-                n.pos,
-                "escalate may not edit configs: escalation runs once, unverified and without an outcome record; put the edit in actions",
-            );
-            edits_ok = false;
-        }
-    }
-    if let (Some(list), Some(None), Some(n)) = (&actions, &verify, f.get("actions")) {
-        if list.iter().any(Action::is_config_edit) {
-            dec.error(
-                n.pos,
-                "a config edit needs `verify`: without it an edit that breaks the site would be kept",
-            );
-            edits_ok = false;
-        }
-    }
-    if !edits_ok {
-        return None;
-    }
     Some(PolicySpec {
         target: target?,
         trigger: trigger?,
         actions: actions?,
         verify: verify?,
-        guard: guard.unwrap_or_else(|| Some(Guard::default()))?,
+        guard: guard.unwrap_or_else(|| Some(defaults::guard()))?,
         escalate: escalate.unwrap_or_else(|| Some(Vec::new()))?,
         dry_run: dry_run.unwrap_or(Some(false))?,
     })
@@ -213,56 +227,16 @@ pub(super) fn opt<T>(
     }
 }
 
-/// Reports that duration `a` is longer than `b`, which it must not be.
-pub(super) fn exceeds(
-    dec: &mut Decoder,
-    pos: super::yaml::Pos,
-    context: &str,
-    (a_name, a): (&str, Duration),
-    (b_name, b): (&str, Duration),
-    why: &str,
-) {
-    dec.error(
-        pos,
-        format!(
-            "{context}: {a_name} ({}) must not exceed {b_name} ({}){why}",
-            humantime::format_duration(a),
-            humantime::format_duration(b)
-        ),
-    );
-}
-
-/// One `NAME=value` of an exec's environment. Names are what a shell can export, so a
-/// program reads them back as written.
+/// One `NAME=value` of an exec's environment.
 fn env_var(dec: &mut Decoder, node: &Node) -> Option<(String, String)> {
-    let text = dec.string(node)?;
-    let valid_name = |name: &str| {
-        let mut chars = name.chars();
-        chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
-    match text.split_once('=') {
-        Some((name, value)) if valid_name(name) && !value.contains('\0') => {
-            Some((name.to_string(), value.to_string()))
-        }
-        _ => {
-            dec.error(
-                node.pos,
-                format!("\"{text}\" is not NAME=value (a name of letters, digits and _, not starting with a digit)"),
-            );
-            None
-        }
-    }
+    parsed(dec, node, parse_env_var)
 }
 
 pub(super) fn positive_duration(dec: &mut Decoder, node: &Node) -> Option<Duration> {
     let d = dec.duration(node)?;
-    if d.is_zero() {
-        dec.error(node.pos, "must be longer than 0s");
-        return None;
-    }
+    rules::positive(d)
+        .map_err(|e| dec.error(node.pos, e))
+        .ok()?;
     Some(d)
 }
 
@@ -301,7 +275,8 @@ pub(super) fn statuses(dec: &mut Decoder, node: &Node) -> Option<Vec<u16>> {
     dec.non_empty_list(
         node,
         Noun::new("HTTP status code", "HTTP status codes"),
-        |d, n| d.integer(n, 100, 599).map(|s| s as u16),
+        // HTTP_STATUS's maximum fits a u16.
+        |d, n| d.integer(n, rules::HTTP_STATUS).map(|s| s as u16),
     )
 }
 
@@ -310,7 +285,7 @@ pub(super) fn url(dec: &mut Decoder, node: &Node) -> Option<HttpUrl> {
 }
 
 fn no_args(dec: &mut Decoder, node: &Node, name: &'static str) -> Option<NoArgs> {
-    let f = dec.fields(node, name, &[])?;
+    let f = dec.options(node, name, &[])?;
     f.is_empty().then_some(NoArgs)
 }
 
@@ -326,11 +301,11 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
         "enable" => Action::Enable(no_args(dec, args, "the enable action")?),
         "disable" => Action::Disable(no_args(dec, args, "the disable action")?),
         "kill" => {
-            let f = dec.fields(args, "the kill action", KILL_FIELDS)?;
+            let f = dec.options(args, "the kill action", KILL_FIELDS)?;
             let signal = opt(dec, &f, "signal", SignalName::default(), |d, n| {
                 parsed(d, n, SignalName::parse)
             });
-            let whom = opt(dec, &f, "whom", KillWhom::All, |d, n| {
+            let whom = opt(dec, &f, "whom", KillWhom::default(), |d, n| {
                 let names = ["all", "main", "control"];
                 let text = d.string(n)?;
                 match text.as_str() {
@@ -352,13 +327,13 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
             })
         }
         "notify" => {
-            let f = dec.fields(args, "the notify action", NOTIFY_FIELDS)?;
+            let f = dec.options(args, "the notify action", NOTIFY_FIELDS)?;
             let webhook = f.required(dec, "webhook").and_then(|n| url(dec, n));
             let timeout = opt(
                 dec,
                 &f,
                 "timeout",
-                Duration::from_secs(5),
+                defaults::notify_timeout(),
                 positive_duration,
             );
             Action::Notify(NotifyArgs {
@@ -367,29 +342,24 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
             })
         }
         "exec" => {
-            let f = dec.fields(args, "the exec action", EXEC_FIELDS)?;
+            let f = dec.options(args, "the exec action", EXEC_FIELDS)?;
             let command = f.required(dec, "command").and_then(|n| {
                 let argv = dec.non_empty_list(
                     n,
                     Noun::new("command argument", "command arguments"),
                     |d, n| d.string(n),
                 )?;
-                // No PATH lookup: a remediation must run the program the policy author meant.
                 let program = argv.first()?;
-                if !program.starts_with('/') {
-                    dec.error(
-                        n.pos,
-                        format!("exec command \"{program}\" must be an absolute path"),
-                    );
-                    return None;
-                }
+                rules::exec_program(program)
+                    .map_err(|e| dec.error(n.pos, e))
+                    .ok()?;
                 Some(argv)
             });
             let timeout = opt(
                 dec,
                 &f,
                 "timeout",
-                Duration::from_secs(30),
+                defaults::exec_timeout(),
                 positive_duration,
             );
             let env = opt(dec, &f, "env", Vec::new(), |d, n| {
@@ -417,19 +387,15 @@ pub(super) fn optional<T>(decoded: Option<Option<T>>) -> Option<Option<T>> {
 
 fn verify(dec: &mut Decoder, node: &Node) -> Option<Verify> {
     let f = dec.fields(node, "verify", VERIFY_FIELDS)?;
-    if f.is_empty() {
-        dec.error(f.pos, "verify needs at least one of: http, unit");
-        return None;
-    }
     let http = f.get("http").map(|n| {
         let f = dec.fields(n, "an http verification", HTTP_VERIFY_FIELDS)?;
         let url = f.required(dec, "url").and_then(|n| url(dec, n));
-        let status = opt(dec, &f, "status", vec![200], statuses);
+        let status = opt(dec, &f, "status", defaults::verify_status(), statuses);
         let within = opt(
             dec,
             &f,
             "within",
-            Duration::from_secs(10),
+            defaults::verify_within(),
             positive_duration,
         );
         Some(HttpVerify {
@@ -444,14 +410,14 @@ fn verify(dec: &mut Decoder, node: &Node) -> Option<Verify> {
             dec,
             &f,
             "activeState",
-            vec![ActiveState::Active],
+            defaults::verify_active_state(),
             active_states,
         );
         let within = opt(
             dec,
             &f,
             "within",
-            Duration::from_secs(10),
+            defaults::verify_within(),
             positive_duration,
         );
         Some(UnitVerify {
@@ -466,20 +432,18 @@ fn verify(dec: &mut Decoder, node: &Node) -> Option<Verify> {
 }
 
 fn guard(dec: &mut Decoder, node: &Node) -> Option<Guard> {
-    let d = Guard::default();
     let f = dec.fields(node, "guard", GUARD_FIELDS)?;
-    let cooldown = opt(dec, &f, "cooldown", d.cooldown, |d, n| d.duration(n));
-    let max_attempts = opt(dec, &f, "maxAttempts", d.max_attempts, |d, n| {
-        d.integer(n, 1, 1000).map(|v| v as u32)
+    let cooldown = opt(dec, &f, "cooldown", defaults::cooldown(), |d, n| {
+        d.duration(n)
     });
-    let window = opt(dec, &f, "window", d.window, positive_duration);
-    let backoff = opt(dec, &f, "backoff", d.backoff, |d, n| d.float(n, 1.0, 10.0));
-    if let (Some(c), Some(w), Some(n)) = (cooldown, window, f.get("cooldown").or(f.get("window"))) {
-        if c > w {
-            exceeds(dec, n.pos, "guard", ("cooldown", c), ("window", w), "");
-            return None;
-        }
-    }
+    let max_attempts = opt(dec, &f, "maxAttempts", defaults::max_attempts(), |d, n| {
+        // MAX_ATTEMPTS's maximum fits a u32.
+        d.integer(n, rules::MAX_ATTEMPTS).map(|v| v as u32)
+    });
+    let window = opt(dec, &f, "window", defaults::window(), positive_duration);
+    let backoff = opt(dec, &f, "backoff", defaults::backoff(), |d, n| {
+        d.float(n, rules::BACKOFF)
+    });
     Some(Guard {
         cooldown: cooldown?,
         max_attempts: max_attempts?,

@@ -4,7 +4,6 @@ use super::super::decode::Decoder;
 use super::super::model::*;
 use super::super::yaml::Node;
 use super::*;
-use std::time::Duration;
 
 pub(super) fn trigger(dec: &mut Decoder, node: &Node) -> Option<Trigger> {
     let f = dec.fields(node, "a trigger condition", TRIGGER_FIELDS)?;
@@ -13,7 +12,7 @@ pub(super) fn trigger(dec: &mut Decoder, node: &Node) -> Option<Trigger> {
         .copied()
         .filter(|k| f.get(k).is_some())
         .collect();
-    let hold = opt(dec, &f, "for", Duration::ZERO, |d, n| d.duration(n));
+    let hold = opt(dec, &f, "for", defaults::hold(), |d, n| d.duration(n));
     let condition = match kinds.as_slice() {
         ["unit"] => f
             .get("unit")
@@ -27,20 +26,12 @@ pub(super) fn trigger(dec: &mut Decoder, node: &Node) -> Option<Trigger> {
             .get("log")
             .and_then(|n| log_condition(dec, n))
             .map(Condition::Log),
-        [] => {
-            if !f.had_unknown {
-                dec.error(f.pos, "a trigger condition needs one of: unit, http, log");
-            }
-            None
-        }
+        // A misspelt kind was reported already; "needs one of" would only repeat it.
+        [] if f.had_unknown => None,
         _ => {
-            dec.error(
-                f.pos,
-                format!(
-                    "a trigger condition names exactly one kind, found {}: write each as its own list item",
-                    kinds.join(" and ")
-                ),
-            );
+            if let Some(error) = trigger_kinds_error(&kinds) {
+                dec.error(f.pos, error);
+            }
             None
         }
     };
@@ -52,17 +43,10 @@ pub(super) fn trigger(dec: &mut Decoder, node: &Node) -> Option<Trigger> {
 
 fn unit_condition(dec: &mut Decoder, node: &Node) -> Option<UnitCondition> {
     let f = dec.fields(node, "a unit condition", UNIT_CONDITION_FIELDS)?;
-    if f.is_empty() {
-        dec.error(
-            f.pos,
-            "a unit condition needs at least one of: activeState, subState, unitFileState",
-        );
-        return None;
-    }
     let active_state = opt(dec, &f, "activeState", Vec::new(), active_states);
     let sub_state = opt(dec, &f, "subState", Vec::new(), |d, n| {
         d.non_empty_list(n, Noun::new("sub state", "sub states"), |d, n| {
-            d.non_empty_string(n, "a sub state")
+            d.checked_string(n, |t| rules::not_blank(t, "a sub state"))
         })
     });
     let unit_file_state = opt(dec, &f, "unitFileState", Vec::new(), unit_file_states);
@@ -76,44 +60,25 @@ fn unit_condition(dec: &mut Decoder, node: &Node) -> Option<UnitCondition> {
 fn http_condition(dec: &mut Decoder, node: &Node) -> Option<HttpCondition> {
     let f = dec.fields(node, "an http condition", HTTP_CONDITION_FIELDS)?;
     let url = f.required(dec, "url").and_then(|n| url(dec, n));
-    let status = opt(dec, &f, "status", vec![502, 503, 504], statuses);
-    let failures = opt(dec, &f, "failures", 3, |d, n| {
-        d.integer(n, 1, 1000).map(|v| v as u32)
+    let status = opt(dec, &f, "status", defaults::probe_status(), statuses);
+    let failures = opt(dec, &f, "failures", defaults::probe_failures(), |d, n| {
+        // PROBE_FAILURES's maximum fits a u32.
+        d.integer(n, rules::PROBE_FAILURES).map(|v| v as u32)
     });
     let interval = opt(
         dec,
         &f,
         "interval",
-        Duration::from_secs(5),
+        defaults::probe_interval(),
         positive_duration,
     );
     let timeout = opt(
         dec,
         &f,
         "timeout",
-        Duration::from_secs(2),
+        defaults::probe_timeout(),
         positive_duration,
     );
-    if let (Some(i), Some(t)) = (interval, timeout) {
-        if t > i {
-            // Point at whichever of the two was written; with both defaulted this cannot
-            // happen (2s timeout, 5s interval).
-            let (pos, what) = match (f.get("timeout"), f.get("interval")) {
-                (Some(n), _) => (n.pos, "timeout"),
-                (None, Some(n)) => (n.pos, "interval"),
-                (None, None) => (f.pos, "timeout"),
-            };
-            exceeds(
-                dec,
-                pos,
-                what,
-                ("timeout", t),
-                ("interval", i),
-                ", or probes would overlap",
-            );
-            return None;
-        }
-    }
     Some(HttpCondition {
         url: url?,
         status: status?,
@@ -125,74 +90,33 @@ fn http_condition(dec: &mut Decoder, node: &Node) -> Option<HttpCondition> {
 
 fn log_condition(dec: &mut Decoder, node: &Node) -> Option<LogCondition> {
     let f = dec.fields(node, "a log condition", LOG_CONDITION_FIELDS)?;
-    let path = f.required(dec, "path").and_then(|n| {
-        let p = dec.non_empty_string(n, "a log path")?;
-        if !p.starts_with('/') {
-            dec.error(n.pos, format!("log path \"{p}\" must be absolute"));
-            return None;
-        }
-        Some(std::path::PathBuf::from(p))
-    });
+    let path = f
+        .required(dec, "path")
+        .and_then(|n| dec.checked_string(n, rules::log_path))
+        .map(std::path::PathBuf::from);
     let pattern = match (f.get("pattern"), f.get("match")) {
-        (Some(n), None) => dec.regex(n).map(|regex| LogPattern {
-            regex,
-            builtin: None,
-        }),
-        (None, Some(n)) => builtin_pattern(dec, n),
+        (Some(n), None) => parsed(dec, n, LogPattern::own),
+        (None, Some(n)) => parsed(dec, n, LogPattern::builtin),
         (Some(_), Some(n)) => {
-            dec.error(n.pos, "give either `pattern` or `match`, not both");
+            dec.error(n.pos, PATTERN_OR_MATCH);
             None
         }
         (None, None) => {
             if !f.had_unknown {
-                dec.error(
-                    f.pos,
-                    "a log condition needs `pattern` (a regex) or `match` (a built-in pattern)",
-                );
+                dec.error(f.pos, PATTERN_NEEDED);
             }
             None
         }
     };
-    let count = opt(dec, &f, "count", 1, |d, n| {
-        d.integer(n, 1, 100_000).map(|v| v as u32)
+    let count = opt(dec, &f, "count", defaults::log_count(), |d, n| {
+        // LOG_COUNT's maximum fits a u32.
+        d.integer(n, rules::LOG_COUNT).map(|v| v as u32)
     });
-    let within = opt(
-        dec,
-        &f,
-        "within",
-        Duration::from_secs(60),
-        positive_duration,
-    );
+    let within = opt(dec, &f, "within", defaults::log_within(), positive_duration);
     Some(LogCondition {
         path: path?,
         pattern: pattern?,
         count: count?,
         within: within?,
     })
-}
-
-fn builtin_pattern(dec: &mut Decoder, node: &Node) -> Option<LogPattern> {
-    let name = dec.string(node)?;
-    let Some(builtin) = crate::policy::log_patterns::builtin(&name) else {
-        let names: Vec<&str> = crate::policy::log_patterns::builtin_names().collect();
-        dec.error(
-            node.pos,
-            super::super::decode::unknown_name("built-in pattern", &name, &names),
-        );
-        return None;
-    };
-    match regex::Regex::new(builtin.regex) {
-        Ok(regex) => Some(LogPattern {
-            regex,
-            builtin: Some(builtin.name),
-        }),
-        // A test compiles every built-in pattern; this cannot happen in a release.
-        Err(e) => {
-            dec.error(
-                node.pos,
-                format!("built-in pattern {name} does not compile: {e}"),
-            );
-            None
-        }
-    }
 }

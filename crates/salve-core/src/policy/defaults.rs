@@ -1,0 +1,87 @@
+//! Every default of the policy format, written once: serde's `default = "…"`, the
+//! positioned decoder and the JSON Schema's `default` (which schemars derives from the
+//! serde attribute) all read these.
+
+use super::model::{ActiveState, ApplyWith, Guard};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const NGINX_CONF: &str = "/etc/nginx/nginx.conf";
+pub const FPM_CONF: &str = "/etc/php/8.2/fpm/php-fpm.conf";
+
+pub fn guard() -> Guard {
+    Guard {
+        cooldown: cooldown(),
+        max_attempts: max_attempts(),
+        window: window(),
+        backoff: backoff(),
+    }
+}
+pub fn cooldown() -> Duration {
+    Duration::from_secs(10)
+}
+pub fn max_attempts() -> u32 {
+    3
+}
+pub fn window() -> Duration {
+    Duration::from_secs(600)
+}
+pub fn backoff() -> f64 {
+    2.0
+}
+
+/// A trigger's `for`: fire as soon as the condition holds.
+pub fn hold() -> Duration {
+    Duration::ZERO
+}
+/// The statuses a probe counts as failures: the gateway errors a 502 outage produces.
+pub fn probe_status() -> Vec<u16> {
+    vec![502, 503, 504]
+}
+pub fn probe_failures() -> u32 {
+    3
+}
+pub fn probe_interval() -> Duration {
+    Duration::from_secs(5)
+}
+pub fn probe_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+pub fn log_count() -> u32 {
+    1
+}
+pub fn log_within() -> Duration {
+    Duration::from_secs(60)
+}
+
+pub fn notify_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+pub fn exec_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+pub fn verify_status() -> Vec<u16> {
+    vec![200]
+}
+pub fn verify_active_state() -> Vec<ActiveState> {
+    vec![ActiveState::Active]
+}
+pub fn verify_within() -> Duration {
+    Duration::from_secs(10)
+}
+
+pub fn nginx_conf() -> PathBuf {
+    PathBuf::from(NGINX_CONF)
+}
+pub fn fpm_conf() -> PathBuf {
+    PathBuf::from(FPM_CONF)
+}
+/// nginx re-reads its config on reload without dropping connections.
+pub fn nginx_apply() -> ApplyWith {
+    ApplyWith::Reload
+}
+/// PHP-FPM's listen settings only take effect when the socket is re-created.
+pub fn fpm_apply() -> ApplyWith {
+    ApplyWith::Restart
+}

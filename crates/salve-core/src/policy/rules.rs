@@ -1,0 +1,316 @@
+//! The policy format's rules on single values: bounds, non-empty text, absolute paths,
+//! what a config edit may touch. Each rule is written once, here, with its message.
+//!
+//! `validate.rs` applies every rule to a decoded policy (however it arrived); the
+//! positioned decoder applies the same rules field by field as it reads, so `salve
+//! check` still reports a bad value next to an unrelated mistake in the same mapping.
+
+use std::fmt::Display;
+use std::time::Duration;
+
+/// An inclusive range of whole numbers a field accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Whole {
+    pub min: u64,
+    pub max: u64,
+}
+
+/// An inclusive range of (finite) numbers a field accepts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Real {
+    pub min: f64,
+    pub max: f64,
+}
+
+pub const MAX_ATTEMPTS: Whole = Whole { min: 1, max: 1000 };
+pub const PROBE_FAILURES: Whole = Whole { min: 1, max: 1000 };
+pub const LOG_COUNT: Whole = Whole {
+    min: 1,
+    max: 100_000,
+};
+pub const HTTP_STATUS: Whole = Whole { min: 100, max: 599 };
+/// A pool key's cap, e.g. `pm.max_children`.
+pub const POOL_KEY_MAX: Whole = Whole {
+    min: 1,
+    max: 100_000,
+};
+pub const BACKOFF: Real = Real {
+    min: 1.0,
+    max: 10.0,
+};
+/// How much one step of a raise multiplies by.
+pub const RAISE_FACTOR: Real = Real {
+    min: 1.1,
+    max: 16.0,
+};
+
+/// "N is out of range: expected MIN to MAX"
+pub fn out_of_range(written: impl Display, min: impl Display, max: impl Display) -> String {
+    format!("{written} is out of range: expected {min} to {max}")
+}
+
+pub fn whole(value: u64, range: Whole) -> Result<(), String> {
+    if (range.min..=range.max).contains(&value) {
+        Ok(())
+    } else {
+        Err(out_of_range(value, range.min, range.max))
+    }
+}
+
+pub fn real(value: f64, range: Real) -> Result<(), String> {
+    if value.is_finite() && value >= range.min && value <= range.max {
+        Ok(())
+    } else {
+        Err(out_of_range(value, range.min, range.max))
+    }
+}
+
+/// Intervals, timeouts and windows: zero would mean "never" or "always".
+pub fn positive(d: Duration) -> Result<(), String> {
+    if d.is_zero() {
+        Err("must be longer than 0s".to_string())
+    } else {
+        Ok(())
+    }
+}
+
+/// "WHAT must not be empty" for text that is empty or only blanks.
+pub fn not_blank(text: &str, what: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        Err(format!("{what} must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A path salve opens or passes on: relative paths would depend on the agent's cwd.
+pub fn absolute_path(text: &str) -> Result<(), String> {
+    not_blank(text, "a path")?;
+    if text.starts_with('/') {
+        Ok(())
+    } else {
+        Err(format!("\"{text}\" must be an absolute path"))
+    }
+}
+
+pub fn log_path(text: &str) -> Result<(), String> {
+    not_blank(text, "a log path")?;
+    if text.starts_with('/') {
+        Ok(())
+    } else {
+        Err(format!("log path \"{text}\" must be absolute"))
+    }
+}
+
+/// No PATH lookup: a remediation must run the program the policy author meant.
+pub fn exec_program(program: &str) -> Result<(), String> {
+    if program.starts_with('/') {
+        Ok(())
+    } else {
+        Err(format!(
+            "exec command \"{program}\" must be an absolute path"
+        ))
+    }
+}
+
+pub fn pool_name(text: &str) -> Result<(), String> {
+    not_blank(text, "pool")?;
+    if text.contains(['[', ']', '\n']) {
+        return Err("a pool name is the text between [ and ], without them".to_string());
+    }
+    Ok(())
+}
+
+/// Characters that would end an nginx directive or open a block, or a quote.
+pub const NGINX_VALUE_FORBIDDEN: &[char] = &[';', '{', '}', '#', '"', '\''];
+/// Characters that would end a PHP-FPM value.
+pub const FPM_VALUE_FORBIDDEN: &[char] = &[';', '"'];
+
+/// A value written into a config line: one line, and nothing that would end the
+/// directive or open a block, so a policy can never inject a second directive.
+pub fn config_value(text: &str, forbidden: &[char]) -> Result<(), String> {
+    not_blank(text, "value")?;
+    match text
+        .chars()
+        .find(|c| forbidden.contains(c) || c.is_control())
+    {
+        Some(c) => Err(format!("value must not contain {c:?}")),
+        None => Ok(()),
+    }
+}
+
+fn config_name(text: &str, what: &str, extra: &[char]) -> Result<(), String> {
+    not_blank(text, what)?;
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(&c))
+    {
+        Ok(())
+    } else {
+        Err(format!("\"{text}\" is not a valid {what}"))
+    }
+}
+
+/// Directives a policy may not set: each could make nginx read or run something else
+/// entirely, which is not a remediation but a new deployment.
+const UNSETTABLE_DIRECTIVES: &[&str] = &[
+    "include",
+    "load_module",
+    "user",
+    "pid",
+    "env",
+    "daemon",
+    "master_process",
+    "working_directory",
+    "root",
+    "alias",
+    "fastcgi_pass",
+    "proxy_pass",
+];
+
+pub fn settable_directive(name: &str) -> Result<(), String> {
+    config_name(name, "nginx directive", &[])?;
+    if UNSETTABLE_DIRECTIVES.contains(&name) {
+        return Err(format!("salve does not set `{name}`: it changes what nginx runs, not how it heals (alignFastcgiPass fixes fastcgi_pass)"));
+    }
+    Ok(())
+}
+
+/// The pool keys a policy may set: how the pool listens and how many workers it runs.
+/// Anything else (its user, `php_admin_value[...]`, `include`) changes what runs, not
+/// how a 502 is healed.
+pub fn settable_pool_key(key: &str) -> Result<(), String> {
+    config_name(key, "pool key", &['.', '[', ']'])?;
+    let settable = key == "listen"
+        || key.starts_with("listen.")
+        || key == "pm"
+        || key.starts_with("pm.")
+        || ["request_terminate_timeout", "request_slowlog_timeout"].contains(&key);
+    if settable {
+        Ok(())
+    } else {
+        Err(format!("salve does not set `{key}`: only listen, listen.*, pm, pm.*, request_terminate_timeout and request_slowlog_timeout"))
+    }
+}
+
+pub fn raisable_pool_key(key: &str) -> Result<(), String> {
+    use salve_webconf::raisable::RAISABLE_FPM_KEYS;
+    if RAISABLE_FPM_KEYS.contains(&key) {
+        Ok(())
+    } else {
+        Err(super::decode::unknown_name(
+            "raisable pool key",
+            key,
+            RAISABLE_FPM_KEYS,
+        ))
+    }
+}
+
+/// "CONTEXT: A (x) must not exceed B (y)WHY"
+pub fn exceeds(
+    context: &str,
+    (a_name, a): (&str, Duration),
+    (b_name, b): (&str, Duration),
+    why: &str,
+) -> String {
+    format!(
+        "{context}: {a_name} ({}) must not exceed {b_name} ({}){why}",
+        humantime::format_duration(a),
+        humantime::format_duration(b)
+    )
+}
+
+pub const ESCALATE_NO_EDITS: &str = "escalate may not edit configs: escalation runs once, unverified and without an outcome record; put the edit in actions";
+pub const EDIT_NEEDS_VERIFY: &str =
+    "a config edit needs `verify`: without it an edit that breaks the site would be kept";
+pub const VERIFY_NEEDS_ONE: &str = "verify needs at least one of: http, unit";
+pub const UNIT_CONDITION_NEEDS_ONE: &str =
+    "a unit condition needs at least one of: activeState, subState, unitFileState";
+pub const EDIT_NEEDS_CHANGE: &str = "a config edit needs at least one entry in raise or set";
+pub const PROBES_OVERLAP: &str = ", or probes would overlap";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_include_both_ends_and_nothing_past_them() {
+        assert!(whole(1, MAX_ATTEMPTS).is_ok());
+        assert!(whole(1000, MAX_ATTEMPTS).is_ok());
+        assert_eq!(
+            whole(0, MAX_ATTEMPTS).unwrap_err(),
+            "0 is out of range: expected 1 to 1000"
+        );
+        assert!(whole(1001, MAX_ATTEMPTS).is_err());
+        assert!(real(1.0, BACKOFF).is_ok());
+        assert!(real(10.0, BACKOFF).is_ok());
+        assert!(real(0.99, BACKOFF).is_err());
+        assert!(real(10.01, BACKOFF).is_err());
+        assert!(real(f64::NAN, BACKOFF).is_err());
+        assert!(real(f64::INFINITY, BACKOFF).is_err());
+    }
+
+    #[test]
+    fn text_rules_say_what_is_wrong() {
+        assert!(positive(Duration::from_nanos(1)).is_ok());
+        assert_eq!(
+            positive(Duration::ZERO).unwrap_err(),
+            "must be longer than 0s"
+        );
+        assert_eq!(
+            not_blank(" ", "context").unwrap_err(),
+            "context must not be empty"
+        );
+        assert!(absolute_path("/etc/x").is_ok());
+        assert!(absolute_path("etc/x").unwrap_err().contains("absolute"));
+        assert!(absolute_path("").unwrap_err().contains("empty"));
+        assert!(log_path("/var/log/x").is_ok());
+        assert!(log_path("x").unwrap_err().contains("log path"));
+        assert!(log_path(" ").unwrap_err().contains("empty"));
+        assert!(exec_program("/bin/true").is_ok());
+        assert!(exec_program("true").is_err());
+        assert!(pool_name("www").is_ok());
+        assert!(pool_name("[www]").is_err());
+        assert!(pool_name("a\nb").is_err());
+        assert!(pool_name("").is_err());
+        assert!(config_value("64k", NGINX_VALUE_FORBIDDEN).is_ok());
+        assert!(config_value("a;b", NGINX_VALUE_FORBIDDEN).is_err());
+        assert!(config_value("a\u{7}", NGINX_VALUE_FORBIDDEN).is_err());
+        assert!(config_value("a'b", FPM_VALUE_FORBIDDEN).is_ok());
+        assert!(config_value("", FPM_VALUE_FORBIDDEN).is_err());
+    }
+
+    #[test]
+    fn config_edits_reach_only_what_heals() {
+        assert!(settable_directive("client_max_body_size").is_ok());
+        assert!(settable_directive("include")
+            .unwrap_err()
+            .contains("does not set"));
+        assert!(settable_directive("a-b")
+            .unwrap_err()
+            .contains("not a valid"));
+        assert!(settable_directive("").is_err());
+        for key in [
+            "listen",
+            "listen.mode",
+            "pm",
+            "pm.max_children",
+            "request_slowlog_timeout",
+            "request_terminate_timeout",
+        ] {
+            assert!(settable_pool_key(key).is_ok(), "{key}");
+        }
+        assert!(settable_pool_key("user")
+            .unwrap_err()
+            .contains("does not set"));
+        assert!(settable_pool_key("listenx").is_err());
+        assert!(settable_pool_key("pmx").is_err());
+        assert!(settable_pool_key("a b")
+            .unwrap_err()
+            .contains("not a valid"));
+        assert!(raisable_pool_key("pm.max_children").is_ok());
+        assert!(raisable_pool_key("pm.max_childs")
+            .unwrap_err()
+            .contains("did you mean"));
+    }
+}

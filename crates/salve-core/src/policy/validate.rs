@@ -1,0 +1,320 @@
+//! The one validation pass over a decoded policy: every rule of `rules.rs` on every
+//! value, and the rules that tie fields together (a cooldown within its window, what
+//! `escalate` and `verify` may hold). `salve check`, `simulate`, the agent and the
+//! operator all end with it, whichever reader decoded the policy.
+
+use super::model::*;
+use super::rules;
+use std::fmt;
+
+/// One step into a policy document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Key(&'static str),
+    Index(usize),
+}
+
+/// Where a value sits in a policy document, written like a JSON path:
+/// `spec.trigger[0].http.timeout`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldPath(pub Vec<Step>);
+
+impl FieldPath {
+    pub fn key(&self, key: &'static str) -> FieldPath {
+        let mut steps = self.0.clone();
+        steps.push(Step::Key(key));
+        FieldPath(steps)
+    }
+
+    pub fn index(&self, index: usize) -> FieldPath {
+        let mut steps = self.0.clone();
+        steps.push(Step::Index(index));
+        FieldPath(steps)
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, step) in self.0.iter().enumerate() {
+            match step {
+                Step::Key(k) if i == 0 => write!(f, "{k}")?,
+                Step::Key(k) => write!(f, ".{k}")?,
+                Step::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A broken rule and the value it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub at: FieldPath,
+    /// Where to point instead when `at` was not written (its default broke the rule
+    /// together with this value).
+    pub or_at: Option<FieldPath>,
+    pub message: String,
+}
+
+/// Every rule a policy breaks, in document order.
+pub fn validate(policy: &Policy) -> Vec<Violation> {
+    let mut v = Checker::default();
+    v.spec(&policy.spec, &FieldPath::default().key("spec"));
+    v.found
+}
+
+#[derive(Default)]
+struct Checker {
+    found: Vec<Violation>,
+}
+
+impl Checker {
+    fn check(&mut self, at: &FieldPath, result: Result<(), String>) {
+        if let Err(message) = result {
+            self.found.push(Violation {
+                at: at.clone(),
+                or_at: None,
+                message,
+            });
+        }
+    }
+
+    fn rule(&mut self, at: &FieldPath, broken: bool, message: &str) {
+        self.check(at, if broken { Err(message.into()) } else { Ok(()) });
+    }
+
+    fn spec(&mut self, spec: &PolicySpec, at: &FieldPath) {
+        let triggers = at.key("trigger");
+        if spec.trigger.is_empty() {
+            self.rule(&triggers, true, &empty("trigger condition"));
+        }
+        for (i, trigger) in spec.trigger.iter().enumerate() {
+            self.trigger(trigger, &triggers.index(i));
+        }
+        let actions = at.key("actions");
+        if spec.actions.is_empty() {
+            self.rule(&actions, true, &empty("action"));
+        }
+        self.actions(&spec.actions, &actions);
+        self.rule(
+            &actions,
+            spec.verify.is_none() && spec.actions.iter().any(Action::is_config_edit),
+            rules::EDIT_NEEDS_VERIFY,
+        );
+        if let Some(verify) = &spec.verify {
+            self.verify(verify, &at.key("verify"));
+        }
+        self.guard(&spec.guard, &at.key("guard"));
+        let escalate = at.key("escalate");
+        self.actions(&spec.escalate, &escalate);
+        self.rule(
+            &escalate,
+            spec.escalate.iter().any(Action::is_config_edit),
+            rules::ESCALATE_NO_EDITS,
+        );
+    }
+
+    fn trigger(&mut self, trigger: &Trigger, at: &FieldPath) {
+        match &trigger.condition {
+            Condition::Unit(unit) => {
+                let at = at.key("unit");
+                self.rule(
+                    &at,
+                    unit.active_state.is_empty()
+                        && unit.sub_state.is_empty()
+                        && unit.unit_file_state.is_empty(),
+                    rules::UNIT_CONDITION_NEEDS_ONE,
+                );
+                let subs = at.key("subState");
+                for (i, sub) in unit.sub_state.iter().enumerate() {
+                    self.check(&subs.index(i), rules::not_blank(sub, "a sub state"));
+                }
+            }
+            Condition::Http(http) => {
+                let at = at.key("http");
+                self.statuses(&http.status, &at.key("status"));
+                let failures = u64::from(http.failures);
+                self.check(
+                    &at.key("failures"),
+                    rules::whole(failures, rules::PROBE_FAILURES),
+                );
+                self.check(&at.key("interval"), rules::positive(http.interval));
+                self.check(&at.key("timeout"), rules::positive(http.timeout));
+                if http.timeout > http.interval {
+                    self.found.push(Violation {
+                        at: at.key("timeout"),
+                        or_at: Some(at.key("interval")),
+                        message: rules::exceeds(
+                            "timeout",
+                            ("timeout", http.timeout),
+                            ("interval", http.interval),
+                            rules::PROBES_OVERLAP,
+                        ),
+                    });
+                }
+            }
+            Condition::Log(log) => {
+                let at = at.key("log");
+                self.check(&at.key("path"), rules::log_path(&path_text(&log.path)));
+                let count = u64::from(log.count);
+                self.check(&at.key("count"), rules::whole(count, rules::LOG_COUNT));
+                self.check(&at.key("within"), rules::positive(log.within));
+            }
+        }
+    }
+
+    fn statuses(&mut self, statuses: &[u16], at: &FieldPath) {
+        for (i, &status) in statuses.iter().enumerate() {
+            self.check(
+                &at.index(i),
+                rules::whole(u64::from(status), rules::HTTP_STATUS),
+            );
+        }
+    }
+
+    fn actions(&mut self, actions: &[Action], at: &FieldPath) {
+        for (i, action) in actions.iter().enumerate() {
+            self.action(action, &at.index(i).key(action.name()));
+        }
+    }
+
+    fn action(&mut self, action: &Action, at: &FieldPath) {
+        match action {
+            Action::Start(_)
+            | Action::Stop(_)
+            | Action::Restart(_)
+            | Action::TryRestart(_)
+            | Action::Reload(_)
+            | Action::ResetFailed(_)
+            | Action::Enable(_)
+            | Action::Disable(_)
+            | Action::Kill(_) => {}
+            Action::Notify(notify) => {
+                self.check(&at.key("timeout"), rules::positive(notify.timeout));
+            }
+            Action::Exec(exec) => {
+                let command = at.key("command");
+                match exec.command.first() {
+                    None => self.rule(&command, true, &empty("command argument")),
+                    Some(program) => self.check(&command, rules::exec_program(program)),
+                }
+                self.check(&at.key("timeout"), rules::positive(exec.timeout));
+            }
+            Action::NginxEdit(edit) => {
+                self.path(&edit.file, &at.key("file"));
+                self.check(
+                    &at.key("context"),
+                    rules::not_blank(&edit.context, "context"),
+                );
+                for (i, raise) in edit.raise.iter().enumerate() {
+                    self.factor(raise.factor, &at.key("raise").index(i));
+                }
+                for (i, set) in edit.set.iter().enumerate() {
+                    let at = at.key("set").index(i);
+                    self.check(
+                        &at.key("directive"),
+                        rules::settable_directive(&set.directive),
+                    );
+                    self.check(
+                        &at.key("value"),
+                        rules::config_value(&set.value, rules::NGINX_VALUE_FORBIDDEN),
+                    );
+                }
+                self.path(&edit.config, &at.key("config"));
+                self.rule(
+                    at,
+                    edit.raise.is_empty() && edit.set.is_empty(),
+                    rules::EDIT_NEEDS_CHANGE,
+                );
+            }
+            Action::PhpFpmEdit(edit) => {
+                self.path(&edit.file, &at.key("file"));
+                self.check(&at.key("pool"), rules::pool_name(&edit.pool));
+                for (i, raise) in edit.raise.iter().enumerate() {
+                    let at = at.key("raise").index(i);
+                    self.check(&at.key("key"), rules::raisable_pool_key(&raise.key));
+                    self.factor(raise.factor, &at);
+                    self.check(&at.key("max"), rules::whole(raise.max, rules::POOL_KEY_MAX));
+                }
+                for (i, set) in edit.set.iter().enumerate() {
+                    let at = at.key("set").index(i);
+                    self.check(&at.key("key"), rules::settable_pool_key(&set.key));
+                    self.check(
+                        &at.key("value"),
+                        rules::config_value(&set.value, rules::FPM_VALUE_FORBIDDEN),
+                    );
+                }
+                self.path(&edit.config, &at.key("config"));
+                self.rule(
+                    at,
+                    edit.raise.is_empty() && edit.set.is_empty(),
+                    rules::EDIT_NEEDS_CHANGE,
+                );
+            }
+            Action::AlignFastcgiPass(align) => {
+                self.path(&align.file, &at.key("file"));
+                self.check(&at.key("pool"), rules::pool_name(&align.pool));
+                self.path(&align.fpm_config, &at.key("fpmConfig"));
+                self.path(&align.config, &at.key("config"));
+            }
+        }
+    }
+
+    fn factor(&mut self, factor: f64, at: &FieldPath) {
+        self.check(&at.key("factor"), rules::real(factor, rules::RAISE_FACTOR));
+    }
+
+    fn path(&mut self, path: &std::path::Path, at: &FieldPath) {
+        self.check(at, rules::absolute_path(&path_text(path)));
+    }
+
+    fn verify(&mut self, verify: &Verify, at: &FieldPath) {
+        self.rule(
+            at,
+            verify.http.is_none() && verify.unit.is_none(),
+            rules::VERIFY_NEEDS_ONE,
+        );
+        if let Some(http) = &verify.http {
+            let at = at.key("http");
+            self.statuses(&http.status, &at.key("status"));
+            self.check(&at.key("within"), rules::positive(http.within));
+        }
+        if let Some(unit) = &verify.unit {
+            self.check(&at.key("unit").key("within"), rules::positive(unit.within));
+        }
+    }
+
+    fn guard(&mut self, guard: &Guard, at: &FieldPath) {
+        let attempts = u64::from(guard.max_attempts);
+        self.check(
+            &at.key("maxAttempts"),
+            rules::whole(attempts, rules::MAX_ATTEMPTS),
+        );
+        self.check(&at.key("window"), rules::positive(guard.window));
+        self.check(
+            &at.key("backoff"),
+            rules::real(guard.backoff, rules::BACKOFF),
+        );
+        if guard.cooldown > guard.window {
+            self.found.push(Violation {
+                at: at.key("cooldown"),
+                or_at: Some(at.key("window")),
+                message: rules::exceeds(
+                    "guard",
+                    ("cooldown", guard.cooldown),
+                    ("window", guard.window),
+                    "",
+                ),
+            });
+        }
+    }
+}
+
+/// "empty list: at least one X is required"
+fn empty(one: &str) -> String {
+    super::model::non_empty_message(one)
+}
+
+fn path_text(path: &std::path::Path) -> String {
+    path.to_string_lossy().into_owned()
+}
