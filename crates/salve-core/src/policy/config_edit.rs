@@ -39,10 +39,18 @@ pub struct NginxEditArgs {
     /// The block's head as written, e.g. `http`, `server` or `location ~ \.php$`.
     pub context: String,
     /// Directives raised step by step: each step multiplies by `factor`, never past `max`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "super::serde_text::mapping_list"
+    )]
     pub raise: Vec<RaiseDirective>,
     /// Directives given a fixed value.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "super::serde_text::mapping_list"
+    )]
     pub set: Vec<SetDirective>,
     /// The main config `nginx -t -c` checks.
     #[serde(default = "defaults::nginx_conf")]
@@ -138,9 +146,17 @@ pub struct PhpFpmEditArgs {
     pub file: PathBuf,
     /// The pool's name: its `[section]`.
     pub pool: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "super::serde_text::mapping_list"
+    )]
     pub raise: Vec<RaiseKey>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "super::serde_text::mapping_list"
+    )]
     pub set: Vec<SetKey>,
     /// The main config `php-fpm8.2 -t -y` checks.
     #[serde(default = "defaults::fpm_conf")]

@@ -8,7 +8,7 @@ pub use super::config_edit::*;
 use super::defaults;
 use super::names::{HttpUrl, PolicyName, SignalName, UnitName};
 use super::schema_types::{DurationSchema, NoArgs, RegexSchema};
-use super::serde_text::{duration_text, present};
+use super::serde_text::{duration_text, mapping, mapping_list, present, present_mapping};
 use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -47,7 +47,9 @@ pub struct Source {
 pub struct Policy {
     pub api_version: ApiVersion,
     pub kind: Kind,
+    #[serde(deserialize_with = "mapping")]
     pub metadata: Metadata,
+    #[serde(deserialize_with = "mapping")]
     pub spec: PolicySpec,
     #[serde(skip)]
     pub source: Source,
@@ -70,8 +72,10 @@ pub struct Metadata {
 #[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicySpec {
+    #[serde(deserialize_with = "mapping")]
     pub target: Target,
     /// Any one of these conditions fires the policy.
+    #[serde(deserialize_with = "mapping_list")]
     #[schemars(length(min = 1))]
     pub trigger: Vec<Trigger>,
     /// Run in order; the attempt stops at the first failure.
@@ -81,11 +85,11 @@ pub struct PolicySpec {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
+        deserialize_with = "present_mapping"
     )]
     #[schemars(with = "Verify")]
     pub verify: Option<Verify>,
-    #[serde(default = "defaults::guard")]
+    #[serde(default = "defaults::guard", deserialize_with = "mapping")]
     pub guard: Guard,
     /// Run once when the circuit opens.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -130,21 +134,21 @@ pub struct TriggerDoc {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
+        deserialize_with = "present_mapping"
     )]
     #[schemars(with = "UnitCondition")]
     pub unit: Option<UnitCondition>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
+        deserialize_with = "present_mapping"
     )]
     #[schemars(with = "HttpCondition")]
     pub http: Option<HttpCondition>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
+        deserialize_with = "present_mapping"
     )]
     #[schemars(with = "LogCondition")]
     pub log: Option<LogCondition>,
@@ -562,13 +566,20 @@ pub enum Action {
     TryRestart(NoArgs),
     Reload(NoArgs),
     ResetFailed(NoArgs),
+    // `kill:` with nothing after it sends the defaults, as `restart:` restarts.
+    #[serde(deserialize_with = "kill_options")]
     Kill(KillArgs),
     Enable(NoArgs),
     Disable(NoArgs),
+    #[serde(deserialize_with = "mapping")]
     Notify(NotifyArgs),
+    #[serde(deserialize_with = "mapping")]
     Exec(ExecArgs),
+    #[serde(deserialize_with = "mapping")]
     NginxEdit(NginxEditArgs),
+    #[serde(deserialize_with = "mapping")]
     PhpFpmEdit(PhpFpmEditArgs),
+    #[serde(deserialize_with = "mapping")]
     AlignFastcgiPass(AlignFastcgiPassArgs),
 }
 
@@ -603,7 +614,12 @@ impl Action {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+fn kill_options<'de, D: serde::Deserializer<'de>>(d: D) -> Result<KillArgs, D::Error> {
+    let options = Option::<super::serde_text::Mapping<KillArgs>>::deserialize(d)?;
+    Ok(options.map(|m| m.0).unwrap_or_default())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KillArgs {
     #[serde(default)]
@@ -663,14 +679,14 @@ pub struct Verify {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
+        deserialize_with = "present_mapping"
     )]
     #[schemars(with = "HttpVerify")]
     pub http: Option<HttpVerify>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "present"
+        deserialize_with = "present_mapping"
     )]
     #[schemars(with = "UnitVerify")]
     pub unit: Option<UnitVerify>,

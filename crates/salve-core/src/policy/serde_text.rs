@@ -125,3 +125,47 @@ pub fn text_or_integer<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Err
     }
     d.deserialize_any(Quantity)
 }
+
+/// `deserialize_with` for a struct-typed field: a mapping only. serde's derive also
+/// reads a struct from a list of its fields in order (`guard: []`, `target:
+/// ["nginx.service"]`), which no policy means and the positioned decoder refuses.
+pub fn mapping<'de, D: Deserializer<'de>, T: serde::Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    <Mapping<T> as serde::Deserialize>::deserialize(d).map(|m| m.0)
+}
+
+/// [`present`] and [`mapping`] together.
+pub fn present_mapping<'de, D: Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    mapping(d).map(Some)
+}
+
+/// A list of mappings.
+pub fn mapping_list<'de, D: Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
+    Ok(<Vec<Mapping<T>> as serde::Deserialize>::deserialize(d)?
+        .into_iter()
+        .map(|m| m.0)
+        .collect())
+}
+
+/// A `T` read only from a mapping.
+pub struct Mapping<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Mapping<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct OnlyMap<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> de::Visitor<'de> for OnlyMap<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(OnlyMap(std::marker::PhantomData))
+            .map(Mapping)
+    }
+}

@@ -44,6 +44,31 @@ pub struct Node {
 }
 
 impl Node {
+    /// The JSON value the node stands for (plain scalars read by [`plain_scalar`]), as
+    /// kubectl would send it to the API server; `None` when JSON cannot hold it: a
+    /// mapping key that is not a string, or a key written twice.
+    pub fn to_json(&self) -> Option<serde_json::Value> {
+        use serde_json::Value as J;
+        Some(match &self.value {
+            Value::Null => J::Null,
+            Value::Scalar { text, quoted: true } => J::String(text.clone()),
+            Value::Scalar { text, .. } => plain_scalar(text),
+            Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect::<Option<_>>()?),
+            Value::Map(entries) => {
+                let mut map = serde_json::Map::new();
+                for (k, v) in entries {
+                    let Value::Scalar { text, .. } = &k.value else {
+                        return None;
+                    };
+                    if map.insert(text.clone(), v.to_json()?).is_some() {
+                        return None;
+                    }
+                }
+                J::Object(map)
+            }
+        })
+    }
+
     /// What the node is, in the words an error message uses ("a mapping", "the number 3").
     pub fn describe(&self) -> String {
         match &self.value {
