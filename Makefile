@@ -55,6 +55,8 @@ mutants:
 	command -v cargo-mutants >/dev/null 2>&1 || $(CARGO) install --locked cargo-mutants@$(MUTANTS_VERSION)
 	$(CARGO) mutants --package salve-core --profile mutants --jobs 1 --timeout 30 \
 		--file 'crates/salve-core/src/engine/**' \
+		--file 'crates/salve-core/src/policy/validate.rs' \
+		--file 'crates/salve-core/src/policy/rules.rs' \
 		--exclude 'crates/salve-core/src/engine/tests/**' \
 		--exclude 'crates/salve-core/src/engine/properties.rs' \
 		--output target

@@ -370,11 +370,13 @@ impl Decoder {
     pub fn float(&mut self, node: &Node, range: rules::Real) -> Option<f64> {
         let text = self.number_text(node, "a number")?;
         match text.parse::<f64>() {
-            Ok(n) if rules::real(n, range).is_ok() => Some(n),
-            Ok(n) if !n.is_nan() => {
-                self.error(node.pos, rules::out_of_range(text, range.min, range.max));
-                None
-            }
+            Ok(n) if !n.is_nan() => match rules::real(n, range) {
+                Ok(()) => Some(n),
+                Err(e) => {
+                    self.error(node.pos, e);
+                    None
+                }
+            },
             _ => {
                 self.expected(node, "a number");
                 None

@@ -1,0 +1,515 @@
+//! Every rule of the validation pass, broken one at a time: the exact message at the
+//! exact path, from `validate` on a policy serde read (nothing else checks there) and
+//! from the decoder a custom resource goes through. Each bound is also tried at its
+//! edges, which must pass.
+
+use salve_core::policy::{self, Policy};
+use serde_json::{json, Value as J};
+
+/// A valid policy using every kind of trigger and action the rules look into.
+fn base() -> J {
+    json!({
+        "apiVersion": "salve.dev/v1alpha1",
+        "kind": "RemediationPolicy",
+        "metadata": { "name": "all-rules" },
+        "spec": {
+            "target": { "unit": "php8.2-fpm.service" },
+            "trigger": [
+                { "unit": { "activeState": ["failed"], "subState": ["dead"] } },
+                { "http": { "url": "http://127.0.0.1/", "status": [502], "failures": 3,
+                            "interval": "5s", "timeout": "2s" } },
+                { "log": { "path": "/var/log/nginx/error.log", "pattern": "x", "count": 1,
+                           "within": "1m" } }
+            ],
+            "actions": [
+                { "notify": { "webhook": "http://127.0.0.1:9/", "timeout": "1s" } },
+                { "exec": { "command": ["/bin/true"], "timeout": "1s" } },
+                { "nginxEdit": { "file": "/etc/nginx/nginx.conf", "context": "http",
+                    "raise": [{ "directive": "fastcgi_buffer_size", "factor": 2, "max": "64k" }],
+                    "set": [{ "directive": "fastcgi_read_timeout", "value": "60s" }],
+                    "config": "/etc/nginx/nginx.conf" } },
+                { "phpFpmEdit": { "file": "/etc/php/8.2/fpm/pool.d/www.conf", "pool": "www",
+                    "raise": [{ "key": "pm.max_children", "factor": 2, "max": 50 }],
+                    "set": [{ "key": "pm", "value": "static" }],
+                    "config": "/etc/php/8.2/fpm/php-fpm.conf" } },
+                { "alignFastcgiPass": { "file": "/etc/nginx/sites-enabled/default", "pool": "www",
+                    "fpmConfig": "/etc/php/8.2/fpm/php-fpm.conf", "config": "/etc/nginx/nginx.conf" } }
+            ],
+            "verify": {
+                "http": { "url": "http://127.0.0.1/", "status": [200], "within": "10s" },
+                "unit": { "activeState": ["active"], "within": "10s" }
+            },
+            "guard": { "cooldown": "10s", "maxAttempts": 3, "window": "10m", "backoff": 2 },
+            "escalate": [{ "notify": { "webhook": "http://127.0.0.1:9/", "timeout": "1s" } }]
+        }
+    })
+}
+
+fn with(patches: &[(&str, J)]) -> J {
+    let mut doc = base();
+    for (pointer, value) in patches {
+        match pointer.strip_suffix("/-") {
+            Some(list) => doc
+                .pointer_mut(list)
+                .and_then(J::as_array_mut)
+                .unwrap_or_else(|| panic!("no list at {list}"))
+                .push(value.clone()),
+            None => {
+                *doc.pointer_mut(pointer)
+                    .unwrap_or_else(|| panic!("no value at {pointer}")) = value.clone()
+            }
+        }
+    }
+    doc
+}
+
+/// (path, message) of every violation `validate` finds in the policy serde reads.
+fn by_validate(doc: &J) -> Vec<(String, String)> {
+    let policy: Policy = serde_json::from_value(doc.clone()).expect("serde reads the document");
+    policy::validate(&policy)
+        .into_iter()
+        .map(|v| (v.at.to_string(), v.message))
+        .collect()
+}
+
+/// (path, message) of every error the resource decoder reports.
+fn by_decoder(doc: &J) -> Vec<(String, String)> {
+    match policy::decode_resource(doc, "ns/all-rules") {
+        Ok(_) => Vec::new(),
+        Err(d) => {
+            d.0.into_iter()
+                .map(|d| (d.path.unwrap_or_default(), d.message))
+                .collect()
+        }
+    }
+}
+
+#[track_caller]
+fn breaks(patches: &[(&str, J)], path: &str, message: &str) {
+    let doc = with(patches);
+    let expected = vec![(path.to_string(), message.to_string())];
+    assert_eq!(by_validate(&doc), expected, "validate, after {patches:?}");
+    assert_eq!(by_decoder(&doc), expected, "decoder, after {patches:?}");
+}
+
+#[track_caller]
+fn keeps(patches: &[(&str, J)]) {
+    let doc = with(patches);
+    assert_eq!(by_validate(&doc), [], "validate, after {patches:?}");
+    assert_eq!(by_decoder(&doc), [], "decoder, after {patches:?}");
+}
+
+const T: &str = "/spec/trigger";
+const A: &str = "/spec/actions";
+
+#[test]
+fn the_base_policy_keeps_every_rule() {
+    keeps(&[]);
+}
+
+#[test]
+fn lists_that_say_something_may_not_be_empty() {
+    breaks(
+        &[("/spec/trigger", json!([]))],
+        "spec.trigger",
+        "empty list: at least one trigger condition is required",
+    );
+    breaks(
+        &[("/spec/actions", json!([]))],
+        "spec.actions",
+        "empty list: at least one action is required",
+    );
+    breaks(
+        &[(&format!("{A}/1/exec/command"), json!([]))],
+        "spec.actions[1].exec.command",
+        "empty list: at least one command argument is required",
+    );
+    keeps(&[("/spec/escalate", json!([]))]);
+}
+
+#[test]
+fn config_edits_need_verify_and_stay_out_of_escalate() {
+    let mut doc = base();
+    doc["spec"]
+        .as_object_mut()
+        .expect("spec is a mapping")
+        .remove("verify");
+    let expected = vec![(
+        "spec.actions".to_string(),
+        "a config edit needs `verify`: without it an edit that breaks the site would be kept"
+            .to_string(),
+    )];
+    assert_eq!(by_validate(&doc), expected);
+    assert_eq!(by_decoder(&doc), expected);
+    // Without the edits, no verify is needed.
+    doc["spec"]["actions"] = json!([{ "restart": {} }]);
+    assert_eq!(by_validate(&doc), []);
+    assert_eq!(by_decoder(&doc), []);
+
+    let align = base()["spec"]["actions"][4].clone();
+    breaks(
+        &[("/spec/escalate/-", align)],
+        "spec.escalate",
+        "escalate may not edit configs: escalation runs once, unverified and without an outcome record; put the edit in actions",
+    );
+    breaks(
+        &[("/spec/verify", json!({}))],
+        "spec.verify",
+        "verify needs at least one of: http, unit",
+    );
+    keeps(&[("/spec/verify", json!({ "unit": {} }))]);
+    keeps(&[("/spec/verify", json!({ "http": { "url": "http://x/" } }))]);
+}
+
+#[test]
+fn unit_conditions() {
+    breaks(
+        &[(&format!("{T}/0/unit"), json!({}))],
+        "spec.trigger[0].unit",
+        "a unit condition needs at least one of: activeState, subState, unitFileState",
+    );
+    keeps(&[(&format!("{T}/0/unit"), json!({ "subState": ["dead"] }))]);
+    keeps(&[(
+        &format!("{T}/0/unit"),
+        json!({ "unitFileState": ["disabled"] }),
+    )]);
+    keeps(&[(&format!("{T}/0/unit"), json!({ "activeState": ["failed"] }))]);
+    breaks(
+        &[(&format!("{T}/0/unit/subState"), json!(["dead", " "]))],
+        "spec.trigger[0].unit.subState[1]",
+        "a sub state must not be empty",
+    );
+}
+
+#[test]
+fn http_conditions() {
+    let http = format!("{T}/1/http");
+    breaks(
+        &[(&format!("{http}/status"), json!([502, 99]))],
+        "spec.trigger[1].http.status[1]",
+        "99 is out of range: expected 100 to 599",
+    );
+    breaks(
+        &[(&format!("{http}/status"), json!([600]))],
+        "spec.trigger[1].http.status[0]",
+        "600 is out of range: expected 100 to 599",
+    );
+    keeps(&[(&format!("{http}/status"), json!([100, 599]))]);
+    breaks(
+        &[(&format!("{http}/failures"), json!(0))],
+        "spec.trigger[1].http.failures",
+        "0 is out of range: expected 1 to 1000",
+    );
+    breaks(
+        &[(&format!("{http}/failures"), json!(1001))],
+        "spec.trigger[1].http.failures",
+        "1001 is out of range: expected 1 to 1000",
+    );
+    keeps(&[(&format!("{http}/failures"), json!(1))]);
+    keeps(&[(&format!("{http}/failures"), json!(1000))]);
+    breaks(
+        &[(&format!("{http}/timeout"), json!("0s"))],
+        "spec.trigger[1].http.timeout",
+        "must be longer than 0s",
+    );
+    // A zero interval is also shorter than the timeout; both are said.
+    let doc = with(&[(&format!("{http}/interval"), json!("0s"))]);
+    let expected = vec![
+        (
+            "spec.trigger[1].http.interval".to_string(),
+            "must be longer than 0s".to_string(),
+        ),
+        (
+            "spec.trigger[1].http.timeout".to_string(),
+            "timeout: timeout (2s) must not exceed interval (0s), or probes would overlap"
+                .to_string(),
+        ),
+    ];
+    assert_eq!(by_validate(&doc), expected);
+    breaks(
+        &[(&format!("{http}/timeout"), json!("6s"))],
+        "spec.trigger[1].http.timeout",
+        "timeout: timeout (6s) must not exceed interval (5s), or probes would overlap",
+    );
+    keeps(&[(&format!("{http}/timeout"), json!("5s"))]);
+}
+
+#[test]
+fn a_rule_broken_by_a_default_points_at_the_value_written() {
+    // Only the interval is written; the default timeout (2s) exceeds it.
+    let mut doc = base();
+    doc["spec"]["trigger"][1]["http"] = json!({ "url": "http://x/", "interval": "1s" });
+    let message = "timeout: timeout (2s) must not exceed interval (1s), or probes would overlap";
+    assert_eq!(
+        by_validate(&doc),
+        [(
+            "spec.trigger[1].http.timeout".to_string(),
+            message.to_string()
+        )]
+    );
+    assert_eq!(
+        by_decoder(&doc),
+        [(
+            "spec.trigger[1].http.interval".to_string(),
+            message.to_string()
+        )]
+    );
+    // Nothing written: the rule points at the mapping it is about.
+    let mut doc = base();
+    doc["spec"]["guard"] = json!({ "window": "5s" });
+    let message = "guard: cooldown (10s) must not exceed window (5s)";
+    assert_eq!(
+        by_decoder(&doc),
+        [("spec.guard.window".to_string(), message.to_string())]
+    );
+}
+
+#[test]
+fn log_conditions() {
+    let log = format!("{T}/2/log");
+    breaks(
+        &[(&format!("{log}/path"), json!("var/log/x"))],
+        "spec.trigger[2].log.path",
+        "log path \"var/log/x\" must be absolute",
+    );
+    breaks(
+        &[(&format!("{log}/path"), json!(" "))],
+        "spec.trigger[2].log.path",
+        "a log path must not be empty",
+    );
+    breaks(
+        &[(&format!("{log}/count"), json!(0))],
+        "spec.trigger[2].log.count",
+        "0 is out of range: expected 1 to 100000",
+    );
+    breaks(
+        &[(&format!("{log}/count"), json!(100_001))],
+        "spec.trigger[2].log.count",
+        "100001 is out of range: expected 1 to 100000",
+    );
+    keeps(&[(&format!("{log}/count"), json!(100_000))]);
+    breaks(
+        &[(&format!("{log}/within"), json!("0s"))],
+        "spec.trigger[2].log.within",
+        "must be longer than 0s",
+    );
+}
+
+#[test]
+fn notify_and_exec() {
+    breaks(
+        &[(&format!("{A}/0/notify/timeout"), json!("0s"))],
+        "spec.actions[0].notify.timeout",
+        "must be longer than 0s",
+    );
+    breaks(
+        &[(&format!("{A}/1/exec/command"), json!(["true"]))],
+        "spec.actions[1].exec.command",
+        "exec command \"true\" must be an absolute path",
+    );
+    breaks(
+        &[(&format!("{A}/1/exec/timeout"), json!("0s"))],
+        "spec.actions[1].exec.timeout",
+        "must be longer than 0s",
+    );
+    // The same rules hold in escalate.
+    breaks(
+        &[("/spec/escalate/0/notify/timeout", json!("0s"))],
+        "spec.escalate[0].notify.timeout",
+        "must be longer than 0s",
+    );
+}
+
+#[test]
+fn nginx_edits() {
+    let edit = format!("{A}/2/nginxEdit");
+    let at = |field: &str| format!("spec.actions[2].nginxEdit.{field}");
+    breaks(
+        &[(&format!("{edit}/file"), json!("nginx.conf"))],
+        &at("file"),
+        "\"nginx.conf\" must be an absolute path",
+    );
+    breaks(
+        &[(&format!("{edit}/config"), json!(""))],
+        &at("config"),
+        "a path must not be empty",
+    );
+    breaks(
+        &[(&format!("{edit}/context"), json!(" "))],
+        &at("context"),
+        "context must not be empty",
+    );
+    breaks(
+        &[(&format!("{edit}/raise/0/factor"), json!(1.0))],
+        &at("raise[0].factor"),
+        "1 is out of range: expected 1.1 to 16",
+    );
+    breaks(
+        &[(&format!("{edit}/raise/0/factor"), json!(16.5))],
+        &at("raise[0].factor"),
+        "16.5 is out of range: expected 1.1 to 16",
+    );
+    keeps(&[(&format!("{edit}/raise/0/factor"), json!(1.1))]);
+    keeps(&[(&format!("{edit}/raise/0/factor"), json!(16))]);
+    breaks(
+        &[(&format!("{edit}/set/0/directive"), json!("include"))],
+        &at("set[0].directive"),
+        "salve does not set `include`: it changes what nginx runs, not how it heals (alignFastcgiPass fixes fastcgi_pass)",
+    );
+    breaks(
+        &[(&format!("{edit}/set/0/value"), json!("1; include x"))],
+        &at("set[0].value"),
+        "value must not contain ';'",
+    );
+    breaks(
+        &[
+            (&format!("{edit}/raise"), json!([])),
+            (&format!("{edit}/set"), json!([])),
+        ],
+        "spec.actions[2].nginxEdit",
+        "a config edit needs at least one entry in raise or set",
+    );
+    keeps(&[(&format!("{edit}/raise"), json!([]))]);
+    keeps(&[(&format!("{edit}/set"), json!([]))]);
+}
+
+#[test]
+fn php_fpm_edits() {
+    let edit = format!("{A}/3/phpFpmEdit");
+    let at = |field: &str| format!("spec.actions[3].phpFpmEdit.{field}");
+    breaks(
+        &[(&format!("{edit}/file"), json!("www.conf"))],
+        &at("file"),
+        "\"www.conf\" must be an absolute path",
+    );
+    breaks(
+        &[(&format!("{edit}/config"), json!("php-fpm.conf"))],
+        &at("config"),
+        "\"php-fpm.conf\" must be an absolute path",
+    );
+    breaks(
+        &[(&format!("{edit}/pool"), json!("[www]"))],
+        &at("pool"),
+        "a pool name is the text between [ and ], without them",
+    );
+    breaks(
+        &[(&format!("{edit}/raise/0/key"), json!("pm.max_childs"))],
+        &at("raise[0].key"),
+        "unknown raisable pool key `pm.max_childs`, did you mean `pm.max_children`? (expected one of: pm.max_children, pm.start_servers, pm.max_spare_servers, pm.max_requests, listen.backlog)",
+    );
+    breaks(
+        &[(&format!("{edit}/raise/0/factor"), json!(20))],
+        &at("raise[0].factor"),
+        "20 is out of range: expected 1.1 to 16",
+    );
+    breaks(
+        &[(&format!("{edit}/raise/0/max"), json!(0))],
+        &at("raise[0].max"),
+        "0 is out of range: expected 1 to 100000",
+    );
+    breaks(
+        &[(&format!("{edit}/raise/0/max"), json!(100_001))],
+        &at("raise[0].max"),
+        "100001 is out of range: expected 1 to 100000",
+    );
+    keeps(&[(&format!("{edit}/raise/0/max"), json!(100_000))]);
+    keeps(&[(&format!("{edit}/raise/0/max"), json!(1))]);
+    breaks(
+        &[(&format!("{edit}/set/0/key"), json!("user"))],
+        &at("set[0].key"),
+        "salve does not set `user`: only listen, listen.*, pm, pm.*, request_terminate_timeout and request_slowlog_timeout",
+    );
+    breaks(
+        &[(&format!("{edit}/set/0/value"), json!("a\"b"))],
+        &at("set[0].value"),
+        "value must not contain '\"'",
+    );
+    breaks(
+        &[
+            (&format!("{edit}/raise"), json!([])),
+            (&format!("{edit}/set"), json!([])),
+        ],
+        "spec.actions[3].phpFpmEdit",
+        "a config edit needs at least one entry in raise or set",
+    );
+}
+
+#[test]
+fn align_fastcgi_pass() {
+    let align = format!("{A}/4/alignFastcgiPass");
+    let at = |field: &str| format!("spec.actions[4].alignFastcgiPass.{field}");
+    for field in ["file", "fpmConfig", "config"] {
+        breaks(
+            &[(&format!("{align}/{field}"), json!("relative"))],
+            &at(field),
+            "\"relative\" must be an absolute path",
+        );
+    }
+    breaks(
+        &[(&format!("{align}/pool"), json!(""))],
+        &at("pool"),
+        "pool must not be empty",
+    );
+}
+
+#[test]
+fn verifications() {
+    breaks(
+        &[("/spec/verify/http/status", json!([600]))],
+        "spec.verify.http.status[0]",
+        "600 is out of range: expected 100 to 599",
+    );
+    breaks(
+        &[("/spec/verify/http/within", json!("0s"))],
+        "spec.verify.http.within",
+        "must be longer than 0s",
+    );
+    breaks(
+        &[("/spec/verify/unit/within", json!("0s"))],
+        "spec.verify.unit.within",
+        "must be longer than 0s",
+    );
+}
+
+#[test]
+fn guards() {
+    breaks(
+        &[("/spec/guard/maxAttempts", json!(0))],
+        "spec.guard.maxAttempts",
+        "0 is out of range: expected 1 to 1000",
+    );
+    breaks(
+        &[("/spec/guard/maxAttempts", json!(1001))],
+        "spec.guard.maxAttempts",
+        "1001 is out of range: expected 1 to 1000",
+    );
+    keeps(&[("/spec/guard/maxAttempts", json!(1))]);
+    keeps(&[("/spec/guard/maxAttempts", json!(1000))]);
+    breaks(
+        &[("/spec/guard/backoff", json!(0.5))],
+        "spec.guard.backoff",
+        "0.5 is out of range: expected 1 to 10",
+    );
+    breaks(
+        &[("/spec/guard/backoff", json!(10.5))],
+        "spec.guard.backoff",
+        "10.5 is out of range: expected 1 to 10",
+    );
+    keeps(&[("/spec/guard/backoff", json!(1))]);
+    keeps(&[("/spec/guard/backoff", json!(10))]);
+    breaks(
+        &[
+            ("/spec/guard/cooldown", json!("0s")),
+            ("/spec/guard/window", json!("0s")),
+        ],
+        "spec.guard.window",
+        "must be longer than 0s",
+    );
+    breaks(
+        &[("/spec/guard/cooldown", json!("11m"))],
+        "spec.guard.cooldown",
+        "guard: cooldown (11m) must not exceed window (10m)",
+    );
+    keeps(&[("/spec/guard/cooldown", json!("10m"))]);
+    keeps(&[("/spec/guard/cooldown", json!("0s"))]);
+}
