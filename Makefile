@@ -46,8 +46,9 @@ bench-restart:
 	scripts/install-lab-packages.sh
 	$(CARGO) bench --bench restart -- --bench
 
-# Mutation testing of the engine: every mutant of crates/salve-core/src/engine/ must be
-# caught by salve-core's own tests (unit, properties, the reference model). Survivors
+# Mutation testing of the engine and the policy validation pass: every mutant of
+# crates/salve-core/src/engine/ and policy/{validate,rules}.rs must be caught by
+# salve-core's own tests (unit, properties, the reference model, the rule table). Survivors
 # and why they cannot be caught: crates/salve-core/mutants-survivors.md. Not part of
 # `make test` (about an hour on 2 cores).
 MUTANTS_VERSION := 27.1.0

@@ -432,6 +432,8 @@ fn php_fpm_edits() {
         "spec.actions[3].phpFpmEdit",
         "a config edit needs at least one entry in raise or set",
     );
+    keeps(&[(&format!("{edit}/raise"), json!([]))]);
+    keeps(&[(&format!("{edit}/set"), json!([]))]);
 }
 
 #[test]
