@@ -3,7 +3,7 @@ CARGO ?= cargo
 # Benchmarks run pinned to one core when taskset (util-linux) is there.
 PIN := $(shell command -v taskset >/dev/null 2>&1 && echo taskset -c 0)
 
-.PHONY: all build test test-setup lint fmt schema bench bench-restart demo mutants clean
+.PHONY: all build test test-setup lint fmt schema crd bench bench-restart demo mutants clean
 
 all: build
 
@@ -29,6 +29,10 @@ fmt:
 # Regenerate the committed JSON Schema after changing the policy model.
 schema:
 	$(CARGO) run --quiet -- schema > deploy/schema/remediationpolicy.schema.json
+
+# Regenerate the committed CustomResourceDefinition after changing the policy model.
+crd:
+	$(CARGO) run --quiet -- crd > deploy/kubernetes/remediationpolicy.crd.json
 
 # The log benchmark compares against fail2ban-regex and grep: install them first
 # (without letting apt start a fail2ban server on the host).

@@ -11,7 +11,17 @@ cd "$(dirname "$0")/.."
 # util-linux / findutils tools the lab and the host-safety test call, and polkitd, which
 # the least-privilege test runs inside the lab, and strace, which shows the journal's syncs.
 scripts/install-packages.sh gcc libc6-dev ca-certificates \
-    nginx php8.2-fpm php8.2-cli dbus systemd polkitd util-linux findutils strace
+    nginx php8.2-fpm php8.2-cli dbus systemd polkitd util-linux findutils strace \
+    python3 python3-venv
+
+# kubernetes-validate (PyPI) checks the CustomResourceDefinition against Kubernetes' own
+# API schemas (tests/crd.rs). It goes into a venv under target/, not the system Python.
+pytools=target/pytools
+if ! "$pytools/bin/kubernetes-validate" --version >/dev/null 2>&1; then
+    echo "installing kubernetes-validate into $pytools"
+    python3 -m venv "$pytools"
+    "$pytools/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
+fi
 
 missing=()
 cargo fmt --version >/dev/null 2>&1 || missing+=(rustfmt)

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod audit;
 pub mod config;
 pub mod diagnose;
+pub mod kubernetes;
 pub mod lab;
 pub mod signal;
 pub mod simulate;

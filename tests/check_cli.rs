@@ -912,3 +912,31 @@ fn diagnose_refuses_a_config_nested_too_deep_with_its_place() {
         run.context()
     );
 }
+
+#[test]
+fn a_custom_resource_exported_from_a_cluster_passes_check() {
+    let file = fixture("kubernetes/exported-from-cluster.yaml");
+    let run = check(&[&file]);
+    assert_eq!(run.code, Some(0), "{}", run.context());
+    assert!(
+        run.stdout
+            .contains("php-fpm-down (target php8.2-fpm.service"),
+        "{}",
+        run.context()
+    );
+    // Server-set fields are known by name: a misspelt one is still an error.
+    let dir = TempDir::new("exported");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("  resourceVersion:", "  resourceVersoin:");
+    let bad = dir.write("bad.yaml", text);
+    let run = check(&[&bad]);
+    assert_eq!(run.code, Some(1), "{}", run.context());
+    assert!(
+        run.stdout.contains(
+            "unknown field in metadata: `resourceVersoin`, did you mean `resourceVersion`?"
+        ),
+        "{}",
+        run.context()
+    );
+}

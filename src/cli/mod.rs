@@ -43,6 +43,8 @@ pub enum Command {
     },
     /// Print the JSON Schema of the policy format.
     Schema,
+    /// Print the RemediationPolicy CustomResourceDefinition (JSON, which kubectl also takes).
+    Crd,
     /// Replay JSON Lines events through the engine on a virtual clock; print decisions.
     Simulate(simulate::Args),
     /// Show the audit journal: what salve decided and did, and why.
@@ -83,6 +85,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Diagnose(args) => diagnose::run(args),
         Command::Schema => {
             print!("{}", salve::policy::policy_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Crd => {
+            print!("{}", salve::kubernetes::crd_json());
             Ok(ExitCode::SUCCESS)
         }
     }

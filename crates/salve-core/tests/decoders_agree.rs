@@ -373,6 +373,8 @@ fn replacement() -> impl Strategy<Value = J> {
         Just(json!({})),
         Just(json!({ "restart": {} })),
         Just(json!({ "nginxEdit": { "file": "/x", "context": "http" } })),
+        Just(json!({ "a": "b" })),
+        Just(json!({ "a": 1 })),
     ]
 }
 
@@ -391,6 +393,12 @@ fn new_key() -> impl Strategy<Value = &'static str> {
         Just("within"),
         Just("raise"),
         Just("set"),
+        Just("status"),
+        Just("uid"),
+        Just("namespace"),
+        Just("annotations"),
+        Just("managedFields"),
+        Just("labels"),
     ]
 }
 

@@ -78,6 +78,7 @@ fn decode_document(dec: &mut Decoder, doc: &Node, file: &Path) -> Option<Policy>
         kind: Kind::RemediationPolicy,
         metadata: draft.metadata,
         spec: draft.spec,
+        exported_status: serde::de::IgnoredAny,
         source: Source {
             file: file.to_path_buf(),
             line: draft.name_pos.line,

@@ -51,6 +51,11 @@ pub struct Policy {
     pub metadata: Metadata,
     #[serde(deserialize_with = "mapping")]
     pub spec: PolicySpec,
+    /// A custom resource's status, as exported from a cluster: what the operator wrote,
+    /// accepted so the resource reads as it is, and never read.
+    #[serde(rename = "status", default, skip_serializing)]
+    #[schemars(skip)]
+    pub exported_status: serde::de::IgnoredAny,
     #[serde(skip)]
     pub source: Source,
 }
@@ -61,12 +66,83 @@ impl Policy {
     }
 }
 
+// Read through `MetadataDoc`, which also takes what the API server sets.
 #[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(try_from = "MetadataDoc", rename_all = "camelCase")]
 pub struct Metadata {
     pub name: PolicyName,
+    /// The namespace of a custom resource; a host file needs none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Fields of Kubernetes' ObjectMeta that the API server (or a client) sets: a resource
+/// exported from a cluster carries them; salve accepts them and keeps none.
+pub const SERVER_SET_METADATA: &[&str] = &[
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+    "finalizers",
+    "ownerReferences",
+    "generateName",
+    "selfLink",
+];
+
+/// The policy's name, and for a custom resource its namespace, labels and annotations; the fields the API server sets (uid, resourceVersion, managedFields, …) are accepted and ignored.
+#[derive(Debug, Clone, JsonSchema, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[schemars(title = "Metadata")]
+pub struct MetadataDoc {
+    pub name: PolicyName,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "String")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub rest: BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+impl TryFrom<MetadataDoc> for Metadata {
+    type Error = String;
+    fn try_from(doc: MetadataDoc) -> Result<Self, String> {
+        if let Some(unknown) = doc
+            .rest
+            .keys()
+            .find(|k| !SERVER_SET_METADATA.contains(&k.as_str()))
+        {
+            let known: Vec<&str> = ["name", "namespace", "labels", "annotations"]
+                .into_iter()
+                .chain(SERVER_SET_METADATA.iter().copied())
+                .collect();
+            return Err(super::decode::unknown_name(
+                "field in metadata:",
+                unknown,
+                &known,
+            ));
+        }
+        Ok(Metadata {
+            name: doc.name,
+            namespace: doc.namespace,
+            labels: doc.labels,
+            annotations: doc.annotations,
+        })
+    }
 }
 
 #[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]

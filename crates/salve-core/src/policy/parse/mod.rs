@@ -21,7 +21,7 @@ use super::yaml::Node;
 use std::time::Duration;
 
 pub(crate) const POLICY_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
-pub(crate) const METADATA_FIELDS: &[&str] = &["name", "labels"];
+pub(crate) const METADATA_FIELDS: &[&str] = &["name", "namespace", "labels", "annotations"];
 pub(crate) const SPEC_FIELDS: &[&str] = &[
     "target", "trigger", "actions", "verify", "guard", "escalate", "dryRun",
 ];
@@ -62,7 +62,9 @@ const ACTIONS: Noun = Noun::new("action", "actions");
 /// Decodes a policy document; `None` when any error was reported to `dec`.
 pub fn policy(dec: &mut Decoder, doc: &Node) -> Option<PolicyDraft> {
     let before = dec.errors.len();
-    let f = dec.fields(doc, "the policy", POLICY_FIELDS)?;
+    // A custom resource exported from a cluster also has the status the operator wrote.
+    let known: Vec<&str> = POLICY_FIELDS.iter().copied().chain(["status"]).collect();
+    let f = dec.fields(doc, "the policy", &known)?;
     expect_value(dec, &f, "apiVersion", API_VERSION);
     expect_value(dec, &f, "kind", KIND);
     let metadata = f.required(dec, "metadata").and_then(|n| metadata(dec, n));
@@ -156,29 +158,54 @@ fn name_position(metadata: Option<&Node>) -> Option<super::yaml::Pos> {
 }
 
 fn metadata(dec: &mut Decoder, node: &Node) -> Option<Metadata> {
-    let f = dec.fields(node, "metadata", METADATA_FIELDS)?;
+    let known: Vec<&str> = METADATA_FIELDS
+        .iter()
+        .chain(SERVER_SET_METADATA)
+        .copied()
+        .collect();
+    let f = dec.fields(node, "metadata", &known)?;
     let name = f
         .required(dec, "name")
         .and_then(|n| parsed(dec, n, PolicyName::parse));
-    let mut labels = std::collections::BTreeMap::new();
-    if let Some(n) = f.get("labels") {
-        if let super::yaml::Value::Map(entries) = &n.value {
-            for (k, v) in entries {
-                if let (Some(k), Some(v)) = (dec.string(k), dec.string(v)) {
-                    labels.insert(k, v);
-                }
-            }
-        } else {
-            dec.error(
-                n.pos,
-                format!("expected a mapping of labels, found {}", n.describe()),
-            );
-        }
-    }
+    let namespace = optional(f.get("namespace").map(|n| dec.string(n)));
+    let labels = opt(dec, &f, "labels", Default::default(), |d, n| {
+        string_map(d, n, "labels")
+    });
+    let annotations = opt(dec, &f, "annotations", Default::default(), |d, n| {
+        string_map(d, n, "annotations")
+    });
     Some(Metadata {
         name: name?,
-        labels,
+        namespace: namespace?,
+        labels: labels?,
+        annotations: annotations?,
     })
+}
+
+/// A mapping of strings to strings: labels, annotations.
+fn string_map(
+    dec: &mut Decoder,
+    node: &Node,
+    what: &str,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let super::yaml::Value::Map(entries) = &node.value else {
+        dec.error(
+            node.pos,
+            format!("expected a mapping of {what}, found {}", node.describe()),
+        );
+        return None;
+    };
+    let mut map = std::collections::BTreeMap::new();
+    let mut ok = true;
+    for (k, v) in entries {
+        match (dec.string(k), dec.string(v)) {
+            (Some(k), Some(v)) => {
+                map.insert(k, v);
+            }
+            _ => ok = false,
+        }
+    }
+    ok.then_some(map)
 }
 
 fn spec(dec: &mut Decoder, node: &Node) -> Option<PolicySpec> {

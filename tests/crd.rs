@@ -1,0 +1,298 @@
+//! The RemediationPolicy CustomResourceDefinition: the committed copy is the generated
+//! one, its schema is structural (the API server refuses anything else), and the
+//! definition passes `kubernetes-validate --strict` for Kubernetes 1.35.
+
+use serde_json::Value as J;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const COMMITTED: &str = "deploy/kubernetes/remediationpolicy.crd.json";
+
+fn repository() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn generated() -> J {
+    serde_json::from_str(&salve::kubernetes::crd_json()).expect("the CRD is JSON")
+}
+
+fn schema_of(crd: &J) -> &J {
+    &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+}
+
+#[test]
+fn committed_crd_matches_the_generated_one() {
+    let committed = std::fs::read_to_string(repository().join(COMMITTED))
+        .expect("deploy/kubernetes/remediationpolicy.crd.json is committed");
+    assert!(
+        committed == salve::kubernetes::crd_json(),
+        "{COMMITTED} is stale: run `make crd`"
+    );
+}
+
+#[test]
+fn crd_names_scope_subresources_and_columns() {
+    let crd = generated();
+    assert_eq!(crd["metadata"]["name"], "remediationpolicies.salve.dev");
+    let spec = &crd["spec"];
+    assert_eq!(spec["group"], "salve.dev");
+    assert_eq!(spec["scope"], "Namespaced");
+    assert_eq!(spec["names"]["kind"], "RemediationPolicy");
+    assert_eq!(spec["names"]["plural"], "remediationpolicies");
+    assert_eq!(spec["names"]["shortNames"], serde_json::json!(["rp"]));
+    let version = &spec["versions"][0];
+    assert_eq!(version["name"], "v1alpha1");
+    assert_eq!(version["served"], true);
+    assert_eq!(version["storage"], true);
+    assert_eq!(version["subresources"]["status"], serde_json::json!({}));
+    let columns: Vec<&str> = version["additionalPrinterColumns"]
+        .as_array()
+        .expect("printer columns")
+        .iter()
+        .map(|c| c["name"].as_str().expect("a column has a name"))
+        .collect();
+    assert_eq!(columns, ["Target", "Ready", "Attempts", "Circuit", "Age"]);
+    let status = &schema_of(&crd)["properties"]["status"]["properties"];
+    for field in [
+        "observedGeneration",
+        "conditions",
+        "attempts",
+        "lastAttempt",
+    ] {
+        assert!(status.get(field).is_some(), "status has {field}: {status}");
+    }
+    let condition = &status["conditions"]["items"]["properties"];
+    for field in ["type", "status", "reason", "message", "lastTransitionTime"] {
+        assert!(condition.get(field).is_some(), "a condition has {field}");
+    }
+}
+
+/// Every rule of a structural schema (Kubernetes' "Specifying a structural schema"),
+/// as a list of what breaks them, by path.
+fn structural_problems(node: &J, at: &str, problems: &mut Vec<String>) {
+    let Some(obj) = node.as_object() else {
+        problems.push(format!("{at}: not a schema object"));
+        return;
+    };
+    let open = obj.get("x-kubernetes-preserve-unknown-fields") == Some(&J::Bool(true))
+        || obj.get("x-kubernetes-int-or-string") == Some(&J::Bool(true));
+    match obj.get("type") {
+        Some(J::String(t)) if !t.is_empty() => {}
+        None if open => {}
+        other => problems.push(format!(
+            "{at}: type must be one non-empty string, is {other:?}"
+        )),
+    }
+    for banned in [
+        "$ref",
+        "$schema",
+        "$defs",
+        "definitions",
+        "const",
+        "unevaluatedProperties",
+    ] {
+        if obj.contains_key(banned) {
+            problems.push(format!("{at}: {banned} is not allowed in a CRD schema"));
+        }
+    }
+    if obj.get("uniqueItems") == Some(&J::Bool(true)) {
+        problems.push(format!("{at}: uniqueItems: true is forbidden"));
+    }
+    if let Some(format) = obj.get("format").and_then(J::as_str) {
+        if !salve::kubernetes::KUBERNETES_FORMATS.contains(&format) {
+            problems.push(format!(
+                "{at}: format `{format}` is unknown to the API server"
+            ));
+        }
+    }
+    if obj.contains_key("properties") && obj.contains_key("additionalProperties") {
+        problems.push(format!(
+            "{at}: properties and additionalProperties together"
+        ));
+    }
+    if let Some(J::Object(props)) = obj.get("properties") {
+        for (name, sub) in props {
+            structural_problems(sub, &format!("{at}.{name}"), problems);
+        }
+    }
+    if let Some(items) = obj.get("items") {
+        structural_problems(items, &format!("{at}[]"), problems);
+    }
+    if let Some(extra @ J::Object(_)) = obj.get("additionalProperties") {
+        structural_problems(extra, &format!("{at}{{}}"), problems);
+    }
+    for junctor in ["allOf", "anyOf", "oneOf", "not"] {
+        let Some(branches) = obj.get(junctor) else {
+            continue;
+        };
+        let branches: Vec<&J> = match branches {
+            J::Array(list) => list.iter().collect(),
+            single => vec![single],
+        };
+        for (i, branch) in branches.iter().enumerate() {
+            junctor_problems(branch, obj, &format!("{at}.{junctor}[{i}]"), problems);
+        }
+    }
+}
+
+/// Inside allOf/anyOf/oneOf/not: only value validations, and only of fields the schema
+/// outside the junctor also declares.
+fn junctor_problems(
+    branch: &J,
+    outside: &serde_json::Map<String, J>,
+    at: &str,
+    problems: &mut Vec<String>,
+) {
+    let Some(obj) = branch.as_object() else {
+        problems.push(format!("{at}: not a schema object"));
+        return;
+    };
+    for banned in [
+        "type",
+        "description",
+        "default",
+        "additionalProperties",
+        "nullable",
+        "$ref",
+    ] {
+        if obj.contains_key(banned) {
+            problems.push(format!("{at}: {banned} inside a junctor"));
+        }
+    }
+    let declared = |name: &str| {
+        outside
+            .get("properties")
+            .and_then(|p| p.get(name))
+            .is_some()
+    };
+    for list in ["required"] {
+        if let Some(J::Array(names)) = obj.get(list) {
+            for name in names.iter().filter_map(J::as_str) {
+                if !declared(name) {
+                    problems.push(format!(
+                        "{at}: requires `{name}`, which the schema does not declare"
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(J::Object(props)) = obj.get("properties") {
+        for name in props.keys() {
+            if !declared(name) {
+                problems.push(format!("{at}: property `{name}` only inside a junctor"));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_schema_is_structural() {
+    let crd = generated();
+    let schema = schema_of(&crd);
+    let mut problems = Vec::new();
+    structural_problems(schema, "openAPIV3Schema", &mut problems);
+    assert!(
+        problems.is_empty(),
+        "not structural:\n{}",
+        problems.join("\n")
+    );
+    // Nothing is left open to unknown fields: the spec is the policy format, exactly.
+    let text = schema.to_string();
+    assert!(
+        !text.contains("x-kubernetes-preserve-unknown-fields"),
+        "an open object in the schema"
+    );
+    // The checker itself finds what it must.
+    let mut found = Vec::new();
+    structural_problems(
+        &serde_json::json!({ "type": "object", "properties": { "a": { "anyOf": [{ "type": "string" }] }, "b": {} } }),
+        "x",
+        &mut found,
+    );
+    assert_eq!(found.len(), 3, "{found:?}");
+}
+
+/// `kubernetes-validate` from PyPI, which `make test-setup` installs into a venv
+/// under target/.
+fn kubernetes_validate() -> Option<PathBuf> {
+    let path = repository().join("target/pytools/bin/kubernetes-validate");
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "kubernetes-validate is missing under CI: scripts/setup-test.sh installs it"
+    );
+    eprintln!("SKIPPED: kubernetes-validate not installed (run scripts/setup-test.sh)");
+    None
+}
+
+#[test]
+fn the_crd_passes_kubernetes_validate_strict_for_1_35() {
+    let Some(tool) = kubernetes_validate() else {
+        return;
+    };
+    let out = Command::new(&tool)
+        .args(["--strict", "-k", "1.35.0"])
+        .arg(repository().join(COMMITTED))
+        .output()
+        .expect("kubernetes-validate runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "kubernetes-validate failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("INFO") && stdout.contains("passed"),
+        "{stdout}\n{stderr}"
+    );
+
+    // And it would say so: a definition with a misspelt field fails.
+    let mut broken = generated();
+    broken["spec"]["scopee"] = J::String("Namespaced".into());
+    let file = std::env::temp_dir().join(format!("salve-crd-{}.json", std::process::id()));
+    std::fs::write(&file, broken.to_string()).expect("a temp file writes");
+    let out = Command::new(&tool)
+        .args(["--strict", "-k", "1.35.0"])
+        .arg(&file)
+        .output()
+        .expect("kubernetes-validate runs");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        !out.status.success(),
+        "a misspelt field passed kubernetes-validate"
+    );
+}
+
+#[test]
+fn an_exported_resource_reads_the_same_through_kube_types_and_the_decoder() {
+    let text = std::fs::read_to_string(
+        repository().join("tests/fixtures/policies/kubernetes/exported-from-cluster.yaml"),
+    )
+    .expect("the fixture reads");
+    let docs = salve::policy::parse_documents(&text).expect("the fixture is YAML");
+    let json = docs[0].to_json().expect("the fixture has a JSON form");
+    let resource: salve::kubernetes::RemediationPolicy =
+        serde_json::from_value(json.clone()).expect("kube's type reads an exported resource");
+    let decoded = salve::policy::decode_resource(&json, "web/php-fpm-down")
+        .expect("the decoder reads it too");
+    assert_eq!(
+        format!("{:?}", resource.spec.policy),
+        format!("{:?}", decoded.spec)
+    );
+    assert_eq!(decoded.metadata.namespace.as_deref(), Some("web"));
+    let status = resource.status.expect("the status reads");
+    assert_eq!(status.observed_generation, Some(3));
+    assert_eq!(status.conditions[0].type_, "Ready");
+    assert_eq!(
+        status.last_attempt.and_then(|a| a.outcome).as_deref(),
+        Some("ok")
+    );
+
+    // The flattened spec still refuses a field the policy format does not have.
+    let mut bad = json;
+    bad["spec"]["cooldown"] = J::String("5s".into());
+    assert!(serde_json::from_value::<salve::kubernetes::RemediationPolicy>(bad.clone()).is_err());
+    assert!(salve::policy::decode_resource(&bad, "web/x").is_err());
+}
