@@ -940,3 +940,59 @@ fn a_custom_resource_exported_from_a_cluster_passes_check() {
         run.context()
     );
 }
+
+#[test]
+fn kubernetes_example_policies_check_and_the_host_runtimes_refuse_what_they_cannot_run() {
+    let run = check(&["policies/kubernetes"]);
+    assert_eq!(run.code, Some(0), "{}", run.context());
+    for line in [
+        "php-deployment-unhealthy (target deployment/web/php,",
+        "php-pods-unhealthy (target pods web/app=php,",
+        "worker-1-unreachable (target node/worker-1,",
+    ] {
+        assert!(run.stdout.contains(line), "{line}\n{}", run.context());
+    }
+
+    // The agent acts on systemd units: it says so and starts nothing.
+    let dir = TempDir::new("k8s-agent");
+    let journal = dir.0.join("journal.jsonl");
+    let run = salve(&[
+        "agent".as_ref(),
+        "--policies".as_ref(),
+        "policies/kubernetes/php-deployment-unhealthy.yaml".as_ref(),
+        "--journal".as_ref(),
+        journal.as_os_str(),
+    ]);
+    assert_eq!(run.code, Some(1), "{}", run.context());
+    assert!(
+        run.stderr.contains("policy \"php-deployment-unhealthy\" targets deployment/web/php: the host agent acts on systemd units"),
+        "{}",
+        run.context()
+    );
+    assert!(!journal.exists(), "the refused agent wrote a journal");
+
+    // simulate replays a named object like a unit, and refuses a selector.
+    let events = dir.write("events.jsonl", "");
+    let run = salve(&[
+        "simulate".as_ref(),
+        "--policies".as_ref(),
+        "policies/kubernetes/php-pods-unhealthy.yaml".as_ref(),
+        "--events".as_ref(),
+        events.as_os_str(),
+    ]);
+    assert_eq!(run.code, Some(1), "{}", run.context());
+    assert!(
+        run.stderr
+            .contains("targets pods web/app=php: simulate cannot replay a selector's objects yet"),
+        "{}",
+        run.context()
+    );
+    let run = salve(&[
+        "simulate".as_ref(),
+        "--policies".as_ref(),
+        "policies/kubernetes/php-deployment-unhealthy.yaml".as_ref(),
+        "--events".as_ref(),
+        events.as_os_str(),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.context());
+}

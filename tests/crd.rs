@@ -296,3 +296,80 @@ fn an_exported_resource_reads_the_same_through_kube_types_and_the_decoder() {
     assert!(serde_json::from_value::<salve::kubernetes::RemediationPolicy>(bad.clone()).is_err());
     assert!(salve::policy::decode_resource(&bad, "web/x").is_err());
 }
+
+/// The venv's Python, with `jsonschema` (kubernetes-validate brings it).
+fn pytools_python() -> Option<PathBuf> {
+    kubernetes_validate()?;
+    Some(repository().join("target/pytools/bin/python"))
+}
+
+/// Validates `doc` against the CRD's own openAPIV3Schema with Python's jsonschema
+/// (Draft 4, the dialect OpenAPI 3.0 schemas build on); the errors, if any.
+fn schema_errors(python: &Path, schema: &J, doc: &J, tag: &str) -> Vec<String> {
+    let dir = std::env::temp_dir();
+    let schema_file = dir.join(format!(
+        "salve-crd-schema-{}-{tag}.json",
+        std::process::id()
+    ));
+    let doc_file = dir.join(format!("salve-crd-doc-{}-{tag}.json", std::process::id()));
+    std::fs::write(&schema_file, schema.to_string()).expect("a temp file writes");
+    std::fs::write(&doc_file, doc.to_string()).expect("a temp file writes");
+    let script = "import json, sys, jsonschema\n\
+        schema = json.load(open(sys.argv[1])); doc = json.load(open(sys.argv[2]))\n\
+        for e in jsonschema.Draft4Validator(schema).iter_errors(doc):\n    print('/'.join(map(str, e.absolute_path)) + ': ' + e.message)\n";
+    let out = Command::new(python)
+        .args(["-c", script])
+        .arg(&schema_file)
+        .arg(&doc_file)
+        .output()
+        .expect("python runs");
+    let _ = std::fs::remove_file(&schema_file);
+    let _ = std::fs::remove_file(&doc_file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn every_kubernetes_example_policy_validates_against_the_crd_schema() {
+    let Some(python) = pytools_python() else {
+        return;
+    };
+    let crd = generated();
+    let schema = schema_of(&crd);
+    let dir = repository().join("policies/kubernetes");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("policies/kubernetes exists") {
+        let path = entry.expect("a directory entry reads").path();
+        let text = std::fs::read_to_string(&path).expect("an example reads");
+        for (i, doc) in salve::policy::parse_documents(&text)
+            .expect("an example is YAML")
+            .iter()
+            .enumerate()
+        {
+            let json = doc.to_json().expect("an example has a JSON form");
+            let tag = format!("{checked}-{i}");
+            let errors = schema_errors(&python, schema, &json, &tag);
+            assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} examples");
+
+    // And the check can fail: a wrong type and a value out of bounds are caught.
+    let text = std::fs::read_to_string(dir.join("php-deployment-unhealthy.yaml"))
+        .expect("the example reads");
+    let mut bad = salve::policy::parse_documents(&text).expect("YAML")[0]
+        .to_json()
+        .expect("JSON");
+    bad["spec"]["guard"]["maxAttempts"] = J::from(0);
+    bad["spec"]["target"]["deployment"]["name"] = J::from(3);
+    let errors = schema_errors(&python, schema, &bad, "bad");
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+}

@@ -73,13 +73,28 @@ impl From<notify::NotifyError> for Failure {
     }
 }
 
+/// The unit a host policy acts on. The agent loads no policy with another target, so
+/// this fails only if that check were lost; then the attempt fails, it does not panic.
+fn unit_of(policy: &Policy) -> Result<&str, Failure> {
+    policy
+        .spec
+        .target
+        .unit()
+        .map(|u| u.as_str())
+        .ok_or_else(|| Failure {
+            timed_out: false,
+            not_applicable: false,
+            message: format!("target {} is not a systemd unit", policy.spec.target),
+        })
+}
+
 /// What a policy's program learns of the attempt that runs it, beside its argv.
 fn context_vars(policy: &Policy, attempt_id: u64) -> Vec<(String, String)> {
     vec![
         ("SALVE_POLICY".to_string(), policy.name().to_string()),
         (
             "SALVE_TARGET".to_string(),
-            policy.spec.target.unit.as_str().to_string(),
+            crate::engine::target_name(policy),
         ),
         ("SALVE_ATTEMPT_ID".to_string(), attempt_id.to_string()),
     ]
@@ -115,7 +130,7 @@ impl Executor {
         for action in &policy.spec.actions {
             // `instrument`, not `enter`: an entered guard held across an await would
             // leak the span into whatever else runs on this thread meanwhile.
-            let span = tracing::info_span!("action", policy = policy.name(), target = %policy.spec.target.unit, action = action.name(), attempt_id);
+            let span = tracing::info_span!("action", policy = policy.name(), target = %crate::engine::target_name(policy), action = action.name(), attempt_id);
             let ran = self
                 .run_action(policy, action, attempt_id, &mut trail)
                 .instrument(span.clone())
@@ -204,7 +219,7 @@ impl Executor {
         if !matches!(action, Action::Notify(_)) {
             trail.verified = None;
         }
-        let unit = policy.spec.target.unit.as_str();
+        let unit = unit_of(policy)?;
         if let Some(op) = systemd::unit_op(action) {
             let done = self.systemd.run(unit, op, self.job_timeout).await?;
             if !done.succeeded() {
@@ -303,7 +318,10 @@ impl Executor {
     }
 
     async fn verify_unit(&self, policy: &Policy, unit: &UnitVerify) -> (bool, String) {
-        let name = policy.spec.target.unit.as_str();
+        let name = match unit_of(policy) {
+            Ok(name) => name,
+            Err(failure) => return (false, failure.message),
+        };
         let deadline = Instant::now() + unit.within;
         let mut last: String;
         loop {

@@ -84,7 +84,7 @@ struct Agent {
 }
 
 pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
-    let policies = policy::load(&options.policy_paths).map_err(AgentError::Policies)?;
+    let policies = load_host_policies(&options.policy_paths).map_err(AgentError::Policies)?;
     let journal_path = options.config.journal_path.clone();
     let journal = Journal::open(&journal_path, options.config.rotation)?;
     let clock = Clock::start();
@@ -240,15 +240,26 @@ fn escalation_sent(policy: &Policy, failures: Vec<String>) -> crate::audit::Reco
     crate::audit::Record {
         ts: SystemTime::now(),
         policy: policy.name().to_string(),
-        target: policy.spec.target.unit.to_string(),
+        target: crate::engine::target_name(policy),
         entry: crate::audit::Entry::EscalationSent { failures },
     }
+}
+
+/// The agent acts on systemd units; a policy on anything else is refused at load.
+fn load_host_policies(paths: &[PathBuf]) -> Result<Vec<Policy>, crate::policy::Diagnostics> {
+    let policies = policy::load(paths)?;
+    policy::only_targets(
+        &policies,
+        |t| t.unit().is_some(),
+        "the host agent acts on systemd units; Kubernetes targets are the operator's",
+    )?;
+    Ok(policies)
 }
 
 fn units_of(policies: &[Policy]) -> Vec<String> {
     let set: BTreeSet<String> = policies
         .iter()
-        .map(|p| p.spec.target.unit.to_string())
+        .filter_map(|p| p.spec.target.unit().map(|u| u.to_string()))
         .collect();
     set.into_iter().collect()
 }
@@ -286,7 +297,7 @@ impl Agent {
     fn carry_out(&mut self, decisions: &[Decision]) {
         for decision in decisions {
             let policy = self.engine.policy(decision.policy).clone();
-            let span = tracing::info_span!("decision", policy = policy.name(), target = %policy.spec.target.unit);
+            let span = tracing::info_span!("decision", policy = policy.name(), target = %crate::engine::target_name(&policy));
             let _enter = span.enter();
             let record = decision_record(decision, &policy, SystemTime::now());
             match &decision.verdict {
@@ -343,7 +354,7 @@ impl Agent {
                 continue;
             };
             let policy = self.engine.policy(id).clone();
-            if policy.spec.target.unit.as_str() != target || !self.engine.circuit_open(id, now) {
+            if crate::engine::target_name(&policy) != target || !self.engine.circuit_open(id, now) {
                 continue;
             }
             tracing::warn!(policy = %name, target = %target, "an escalation was cut off by the agent's last stop: sending it now");
@@ -385,7 +396,7 @@ impl Agent {
     /// Loads the policies again; an invalid set is rejected with every error logged,
     /// and the agent keeps running the last good set.
     fn reload(&mut self, paths: &[PathBuf], probes: &mut probes::Probes, logs: &mut logs::Logs) {
-        match policy::load(paths) {
+        match load_host_policies(paths) {
             Ok(policies) => {
                 let new_units: BTreeSet<String> = units_of(&policies).into_iter().collect();
                 let old_units: BTreeSet<String> =

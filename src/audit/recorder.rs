@@ -68,7 +68,7 @@ pub fn decision_record(decision: &Decision, policy: &Policy, ts: SystemTime) -> 
     Record {
         ts,
         policy: policy.name().to_string(),
-        target: policy.spec.target.unit.to_string(),
+        target: crate::engine::target_name(policy),
         entry,
     }
 }
@@ -93,7 +93,7 @@ pub fn outcome_record(
     Record {
         ts,
         policy: policy.name().to_string(),
-        target: policy.spec.target.unit.to_string(),
+        target: crate::engine::target_name(policy),
         entry: Entry::Outcome {
             id: attempt_id,
             result: outcome.result,

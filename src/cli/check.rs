@@ -35,7 +35,7 @@ fn summary(p: &Policy) -> String {
         p.source.file.display(),
         p.source.line,
         p.name(),
-        p.spec.target.unit,
+        salve::engine::target_name(p),
         p.spec.trigger.len(),
         actions.join(", "),
         if p.spec.dry_run { ", dry run" } else { "" }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
     category = "salve",
     status = "RemediationPolicyStatus",
     doc = "A salve remediation policy: when the trigger fires on the target, run the actions, verify they worked, within the guard's limits.",
-    printcolumn(name = "Target", type_ = "string", json_path = ".spec.target.unit"),
+    printcolumn(name = "Target", type_ = "string", json_path = ".spec.target"),
     printcolumn(
         name = "Ready",
         type_ = "string",

@@ -322,6 +322,44 @@ fn policy_doc() -> impl Strategy<Value = J> {
         )
 }
 
+/// A Kubernetes policy: its own targets, an HTTP trigger, the actions it may take.
+fn kubernetes_doc() -> impl Strategy<Value = J> {
+    let target = prop_oneof![
+        Just(json!({ "pods": { "namespace": "web", "selector": { "app": "php" } } })),
+        Just(json!({ "pods": { "name": "php-0" } })),
+        Just(json!({ "deployment": { "namespace": "web", "name": "php" } })),
+        Just(json!({ "statefulset": { "selector": { "app.kubernetes.io/name": "mariadb" } } })),
+        Just(json!({ "node": { "name": "worker-1" } })),
+        Just(json!({ "node": { "selector": { "pool": "web" } } })),
+    ];
+    let action = prop_oneof![
+        Just(json!({ "restart": {} })),
+        Just(json!({ "notify": { "webhook": "http://127.0.0.1:9093/hook" } })),
+    ];
+    (
+        target,
+        proptest::collection::vec(action, 1..3),
+        any::<bool>(),
+    )
+        .prop_map(|(target, actions, namespaced)| {
+            let mut metadata = json!({ "name": "in-cluster" });
+            if namespaced {
+                metadata["namespace"] = json!("web");
+            }
+            json!({
+                "apiVersion": "salve.dev/v1alpha1",
+                "kind": "RemediationPolicy",
+                "metadata": metadata,
+                "spec": {
+                    "target": target,
+                    "trigger": [{ "http": { "url": "http://php.web.svc/ping" } }],
+                    "actions": actions,
+                    "verify": { "http": { "url": "http://php.web.svc/ping" } }
+                }
+            })
+        })
+}
+
 /// Values a mutation writes: other types, the edges of every bound, empty things.
 fn replacement() -> impl Strategy<Value = J> {
     prop_oneof![
@@ -375,6 +413,11 @@ fn replacement() -> impl Strategy<Value = J> {
         Just(json!({ "nginxEdit": { "file": "/x", "context": "http" } })),
         Just(json!({ "a": "b" })),
         Just(json!({ "a": 1 })),
+        Just(json!({ "app": "-x" })),
+        Just(json!("Php-0")),
+        Just(json!("web.x")),
+        Just(json!({ "pods": { "name": "p" } })),
+        Just(json!({ "unit": "nginx.service" })),
     ]
 }
 
@@ -399,6 +442,10 @@ fn new_key() -> impl Strategy<Value = &'static str> {
         Just("annotations"),
         Just("managedFields"),
         Just("labels"),
+        Just("name"),
+        Just("selector"),
+        Just("pods"),
+        Just("node"),
     ]
 }
 
@@ -484,7 +531,10 @@ fn apply(doc: &mut J, m: &Mutation) {
 #[test]
 fn generated_and_mutated_documents_read_the_same_both_ways() {
     use proptest::test_runner::{Config, TestRunner};
-    let strategy = (policy_doc(), proptest::collection::vec(mutation(), 0..4));
+    let strategy = (
+        prop_oneof![3 => policy_doc(), 1 => kubernetes_doc()],
+        proptest::collection::vec(mutation(), 0..4),
+    );
     let mut runner = TestRunner::new(Config {
         cases: 1500,
         // Shrunk failures print in full; there is no source file to persist them beside.

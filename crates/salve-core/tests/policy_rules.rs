@@ -515,3 +515,97 @@ fn guards() {
     keeps(&[("/spec/guard/cooldown", json!("10m"))]);
     keeps(&[("/spec/guard/cooldown", json!("0s"))]);
 }
+
+fn cluster(target: J, actions: J) -> J {
+    json!({
+        "apiVersion": "salve.dev/v1alpha1",
+        "kind": "RemediationPolicy",
+        "metadata": { "name": "in-cluster", "namespace": "web" },
+        "spec": {
+            "target": target,
+            "trigger": [{ "http": { "url": "http://php.web.svc/" } }],
+            "actions": actions
+        }
+    })
+}
+
+#[track_caller]
+fn cluster_breaks(doc: J, expected: &[(&str, &str)]) {
+    // Each reader keeps its own order (the model's, the document's); the set is the same.
+    let sorted = |mut v: Vec<(String, String)>| {
+        v.sort();
+        v
+    };
+    let expected = sorted(
+        expected
+            .iter()
+            .map(|(p, m)| (p.to_string(), m.to_string()))
+            .collect(),
+    );
+    assert_eq!(sorted(by_validate(&doc)), expected, "validate");
+    assert_eq!(sorted(by_decoder(&doc)), expected, "decoder");
+}
+
+#[test]
+fn kubernetes_targets() {
+    let restart = json!([{ "restart": {} }]);
+    for target in [
+        json!({ "pods": { "selector": { "app": "php" } } }),
+        json!({ "pods": { "namespace": "web", "name": "php-0" } }),
+        json!({ "deployment": { "name": "php" } }),
+        json!({ "statefulset": { "selector": { "app.kubernetes.io/name": "mariadb", "tier": "" } } }),
+        json!({ "node": { "name": "worker-1.example.com" } }),
+    ] {
+        cluster_breaks(cluster(target, restart.clone()), &[]);
+    }
+    cluster_breaks(
+        cluster(
+            json!({ "pods": { "name": "php-0", "selector": { "app": "php" } } }),
+            restart.clone(),
+        ),
+        &[(
+            "spec.target.pods",
+            "give either `name` or `selector`, not both",
+        )],
+    );
+    cluster_breaks(
+        cluster(json!({ "deployment": {} }), restart.clone()),
+        &[(
+            "spec.target.deployment",
+            "a deployment target needs `name` (one object) or `selector` (labels)",
+        )],
+    );
+    cluster_breaks(
+        cluster(json!({ "pods": { "name": "Php_0" } }), restart.clone()),
+        &[("spec.target.pods.name", "invalid pod name \"Php_0\": use at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit")],
+    );
+    cluster_breaks(
+        cluster(json!({ "statefulset": { "namespace": "a.b", "name": "db" } }), restart.clone()),
+        &[("spec.target.statefulset.namespace", "invalid namespace \"a.b\": use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit")],
+    );
+    cluster_breaks(
+        cluster(json!({ "node": { "selector": { "pool": "-web" } } }), restart.clone()),
+        &[("spec.target.node.selector", "invalid label value \"-web\" for pool: up to 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit")],
+    );
+    // Host things are out of a cluster policy's reach.
+    let mut doc = cluster(
+        json!({ "pods": { "name": "php-0" } }),
+        json!([{ "restart": {} }, { "resetFailed": {} }]),
+    );
+    doc["spec"]["trigger"] = json!([
+        { "unit": { "activeState": ["failed"] } },
+        { "log": { "path": "/var/log/x", "pattern": "x" } }
+    ]);
+    doc["spec"]["verify"] = json!({ "unit": {} });
+    doc["spec"]["escalate"] = json!([{ "exec": { "command": ["/bin/true"] } }]);
+    cluster_breaks(
+        doc,
+        &[
+            ("spec.trigger[0].unit", "a unit condition watches a systemd unit, and this policy's target is pods"),
+            ("spec.trigger[1].log", "a log condition reads a file on the host, and this policy's target is pods"),
+            ("spec.actions[1].resetFailed", "`resetFailed` acts on a systemd unit or its host; a pods target takes: restart, notify"),
+            ("spec.escalate[0].exec", "`exec` acts on a systemd unit or its host; a pods target takes: restart, notify"),
+            ("spec.verify.unit", "`verify.unit` checks a systemd unit, and this policy's target is pods"),
+        ],
+    );
+}

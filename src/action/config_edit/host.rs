@@ -211,7 +211,13 @@ impl Executor {
         policy: &Policy,
         action: &Action,
     ) -> EditOutcome {
-        let target = &policy.spec.target.unit;
+        // Config edits are validated to come only with a unit target.
+        let Some(target) = policy.spec.target.unit() else {
+            return EditOutcome::failed(format!(
+                "target {} is not a systemd unit",
+                policy.spec.target
+            ));
+        };
         let host = |checker: Checker, unit: &Option<UnitName>, apply: ApplyWith| AgentHost {
             executor: self,
             policy,

@@ -114,7 +114,7 @@ impl DecisionRecord {
         let mut record = DecisionRecord {
             at: decision.at,
             policy: policy.name().to_string(),
-            target: policy.spec.target.unit.to_string(),
+            target: super::target_name(policy),
             decision: "skip",
             reason: None,
             attempt: None,

@@ -64,11 +64,23 @@ struct TargetState {
     policies: Vec<PolicyId>,
 }
 
+/// The text a policy's target goes by in the engine and the journal: the key of the one
+/// object it names (a unit's name, as it always was), or the target as written.
+pub fn target_name(policy: &Policy) -> String {
+    let namespace = policy.metadata.namespace.as_deref();
+    policy
+        .spec
+        .target
+        .describe(namespace.unwrap_or(crate::policy::DEFAULT_NAMESPACE))
+}
+
 pub struct Engine {
     policies: Vec<Policy>,
     limits: Limits,
     states: Vec<PolicyState>,
     by_name: HashMap<String, PolicyId>,
+    /// Each policy's `target_name`, computed once.
+    target_names: Vec<String>,
     by_unit: HashMap<String, Vec<PolicyId>>,
     by_url: HashMap<String, Vec<(PolicyId, usize)>>,
     by_log: HashMap<PathBuf, Vec<(PolicyId, usize)>>,
@@ -93,6 +105,7 @@ impl Engine {
             policies: Vec::new(),
             limits,
             by_name: HashMap::new(),
+            target_names: Vec::new(),
             by_unit: HashMap::new(),
             by_url: HashMap::new(),
             by_log: HashMap::new(),
@@ -141,6 +154,7 @@ impl Engine {
         self.timers.clear();
         self.waiting_for_slot.clear();
         self.states = Vec::with_capacity(policies.len());
+        self.target_names = policies.iter().map(target_name).collect();
         for (i, policy) in policies.iter().enumerate() {
             let id = PolicyId(i as u32);
             self.by_name.entry(policy.name().to_string()).or_insert(id);
@@ -160,12 +174,13 @@ impl Engine {
             }
             if watches_unit {
                 self.by_unit
-                    .entry(policy.spec.target.unit.as_str().to_string())
+                    .entry(self.target_names[i].clone())
                     .or_default()
                     .push(id);
             }
             let dry_run = policy.spec.dry_run || self.limits.dry_run;
-            let target = self.target_for(policy.spec.target.unit.as_str(), dry_run);
+            let name = self.target_names[i].clone();
+            let target = self.target_for(&name, dry_run);
             let target_state = &mut self.targets[target.0 as usize];
             target_state.policies.push(id);
             self.states.push(PolicyState {
@@ -455,7 +470,8 @@ impl Engine {
         out: &mut Vec<Decision>,
     ) -> Option<TargetId> {
         let policy = &self.policies[id.index()];
-        let unit = self.units.get(policy.spec.target.unit.as_str());
+        let name = &self.target_names[id.index()];
+        let unit = self.units.get(name);
         let state = &mut self.states[id.index()];
         let target = &mut self.targets[state.target.0 as usize];
         let mut fired = Vec::new();
@@ -470,13 +486,7 @@ impl Engine {
         let evidence = |state: &PolicyState| -> Vec<String> {
             fired
                 .iter()
-                .map(|&t| {
-                    state.triggers[t].evidence(
-                        &policy.spec.trigger[t],
-                        policy.spec.target.unit.as_str(),
-                        unit,
-                    )
-                })
+                .map(|&t| state.triggers[t].evidence(&policy.spec.trigger[t], name, unit))
                 .collect()
         };
         let skip = |state: &mut PolicyState,

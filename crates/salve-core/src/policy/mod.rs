@@ -14,6 +14,7 @@ pub mod rules;
 mod schema;
 mod schema_types;
 mod serde_text;
+mod target;
 mod validate;
 mod yaml;
 
@@ -93,6 +94,37 @@ fn decode_document(dec: &mut Decoder, doc: &Node, file: &Path) -> Option<Policy>
         dec.error(parse::position_of(doc, &v), v.message);
     }
     None
+}
+
+/// Keeps `load`'s promise for a runtime that acts on some target kinds only: every
+/// policy whose target `acts_on` refuses is an error at its name, saying `why`.
+pub fn only_targets(
+    policies: &[Policy],
+    acts_on: impl Fn(&Target) -> bool,
+    why: &str,
+) -> Result<(), Diagnostics> {
+    let errors: Vec<Diagnostic> = policies
+        .iter()
+        .filter(|p| !acts_on(&p.spec.target))
+        .map(|p| Diagnostic {
+            file: p.source.file.clone(),
+            pos: Pos {
+                line: p.source.line,
+                col: p.source.col,
+            },
+            path: None,
+            message: format!(
+                "policy \"{}\" targets {}: {why}",
+                p.name(),
+                crate::engine::target_name(p)
+            ),
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Diagnostics(errors))
+    }
 }
 
 /// Expands directories to the `.yaml`/`.yml` files directly inside them, sorted, so a

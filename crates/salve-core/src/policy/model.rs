@@ -6,9 +6,10 @@
 
 pub use super::config_edit::*;
 use super::defaults;
-use super::names::{HttpUrl, PolicyName, SignalName, UnitName};
+use super::names::{HttpUrl, PolicyName, SignalName};
 use super::schema_types::{DurationSchema, NoArgs, RegexSchema};
 use super::serde_text::{duration_text, mapping, mapping_list, present, present_mapping};
+pub use super::target::*;
 use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -63,6 +64,15 @@ pub struct Policy {
 impl Policy {
     pub fn name(&self) -> &str {
         self.metadata.name.as_str()
+    }
+
+    /// The one object the policy's target names (in the policy's namespace, for a
+    /// custom resource), or `None` for a selector.
+    pub fn target_key(&self) -> Option<TargetKey> {
+        let namespace = self.metadata.namespace.as_deref();
+        self.spec
+            .target
+            .key(namespace.unwrap_or(super::target::DEFAULT_NAMESPACE))
     }
 }
 
@@ -148,7 +158,6 @@ impl TryFrom<MetadataDoc> for Metadata {
 #[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicySpec {
-    #[serde(deserialize_with = "mapping")]
     pub target: Target,
     /// Any one of these conditions fires the policy.
     #[serde(deserialize_with = "mapping_list")]
@@ -173,12 +182,6 @@ pub struct PolicySpec {
     /// Decide and journal, change nothing.
     #[serde(default)]
     pub dry_run: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Target {
-    pub unit: UnitName,
 }
 
 // Read through `TriggerDoc`: serde cannot flatten an enum into a struct that denies

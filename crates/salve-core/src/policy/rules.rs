@@ -206,6 +206,59 @@ pub fn raisable_pool_key(key: &str) -> Result<(), String> {
     }
 }
 
+/// A Kubernetes object name (an RFC 1123 subdomain): a pod, a workload, a node.
+pub fn object_name(text: &str, what: &str) -> Result<(), String> {
+    if dns_name(text, 253, true) {
+        Ok(())
+    } else {
+        Err(format!("invalid {what} name \"{text}\": use at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"))
+    }
+}
+
+/// A namespace (an RFC 1123 label).
+pub fn namespace(text: &str) -> Result<(), String> {
+    if dns_name(text, 63, false) {
+        Ok(())
+    } else {
+        Err(format!("invalid namespace \"{text}\": use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"))
+    }
+}
+
+fn dns_name(text: &str, max: usize, dots: bool) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    !text.is_empty()
+        && text.len() <= max
+        && edge(text.chars().next())
+        && edge(text.chars().last())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (dots && c == '.'))
+}
+
+/// A label of a selector, as Kubernetes allows it: an optional DNS-subdomain prefix and
+/// `/`, a name of up to 63 characters; a value of up to 63, possibly empty.
+pub fn label(key: &str, value: &str) -> Result<(), String> {
+    let segment = |s: &str| {
+        let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        s.len() <= 63
+            && edge(s.chars().next())
+            && edge(s.chars().last())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if !segment(name) || prefix.is_some_and(|p| !dns_name(p, 253, true)) {
+        return Err(format!("invalid label key \"{key}\": [prefix/]name, the name up to 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit"));
+    }
+    if !value.is_empty() && !segment(value) {
+        return Err(format!("invalid label value \"{value}\" for {key}: up to 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit"));
+    }
+    Ok(())
+}
+
 /// "CONTEXT: A (x) must not exceed B (y)WHY"
 pub fn exceeds(
     context: &str,
@@ -228,6 +281,9 @@ pub const UNIT_CONDITION_NEEDS_ONE: &str =
     "a unit condition needs at least one of: activeState, subState, unitFileState";
 pub const EDIT_NEEDS_CHANGE: &str = "a config edit needs at least one entry in raise or set";
 pub const PROBES_OVERLAP: &str = ", or probes would overlap";
+pub const NAME_OR_SELECTOR: &str = "give either `name` or `selector`, not both";
+/// The actions a Kubernetes target takes; the rest act on a systemd unit or its host.
+pub const KUBERNETES_ACTIONS: &[&str] = &["restart", "notify"];
 
 #[cfg(test)]
 mod tests {
@@ -278,6 +334,33 @@ mod tests {
         assert!(config_value("a\u{7}", NGINX_VALUE_FORBIDDEN).is_err());
         assert!(config_value("a'b", FPM_VALUE_FORBIDDEN).is_ok());
         assert!(config_value("", FPM_VALUE_FORBIDDEN).is_err());
+    }
+
+    #[test]
+    fn kubernetes_names_follow_kubernetes() {
+        assert!(object_name("php-0", "pod").is_ok());
+        assert!(object_name("worker-1.example.com", "node").is_ok());
+        assert!(object_name("Php", "pod")
+            .unwrap_err()
+            .contains("invalid pod name"));
+        assert!(object_name("-x", "pod").is_err());
+        assert!(object_name("x-", "pod").is_err());
+        assert!(object_name("", "pod").is_err());
+        assert!(object_name(&"a".repeat(253), "pod").is_ok());
+        assert!(object_name(&"a".repeat(254), "pod").is_err());
+        assert!(namespace("web").is_ok());
+        assert!(namespace("a.b").is_err());
+        assert!(namespace(&"a".repeat(63)).is_ok());
+        assert!(namespace(&"a".repeat(64)).is_err());
+        assert!(label("app", "php").is_ok());
+        assert!(label("app.kubernetes.io/name", "php_8.2").is_ok());
+        assert!(label("tier", "").is_ok());
+        assert!(label("-app", "x").unwrap_err().contains("label key"));
+        assert!(label("Bad_Prefix/app", "x").is_err());
+        assert!(label("app", "-x").unwrap_err().contains("label value"));
+        assert!(label(&"a".repeat(63), &"b".repeat(63)).is_ok());
+        assert!(label(&"a".repeat(64), "x").is_err());
+        assert!(label("a", &"b".repeat(64)).is_err());
     }
 
     #[test]

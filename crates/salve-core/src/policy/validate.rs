@@ -84,6 +84,10 @@ impl Checker {
     }
 
     fn spec(&mut self, spec: &PolicySpec, at: &FieldPath) {
+        self.target(&spec.target, &at.key("target"));
+        if spec.target.unit().is_none() {
+            self.kubernetes_target(spec, at);
+        }
         let triggers = at.key("trigger");
         if spec.trigger.is_empty() {
             self.rule(&triggers, true, &empty("trigger condition"));
@@ -112,6 +116,81 @@ impl Checker {
             spec.escalate.iter().any(Action::is_config_edit),
             rules::ESCALATE_NO_EDITS,
         );
+    }
+
+    fn target(&mut self, target: &Target, at: &FieldPath) {
+        let (kind, namespace, name, selector) = match target {
+            Target::Unit(_) => return,
+            Target::Pods(s) | Target::Deployment(s) | Target::StatefulSet(s) => {
+                (target.kind(), s.namespace.as_deref(), &s.name, &s.selector)
+            }
+            Target::Node(n) => (target.kind(), None, &n.name, &n.selector),
+        };
+        let at = at.key(kind);
+        if let Some(ns) = namespace {
+            self.check(&at.key("namespace"), rules::namespace(ns));
+        }
+        let what = match target {
+            Target::Pods(_) => "pod",
+            _ => kind,
+        };
+        if let Some(name) = name {
+            self.check(&at.key("name"), rules::object_name(name, what));
+        }
+        for (key, value) in selector {
+            self.check(&at.key("selector"), rules::label(key, value));
+        }
+        match (name, selector.is_empty()) {
+            (Some(_), false) => self.rule(&at, true, rules::NAME_OR_SELECTOR),
+            (None, true) => self.rule(
+                &at,
+                true,
+                &format!("a {kind} target needs `name` (one object) or `selector` (labels)"),
+            ),
+            _ => {}
+        }
+    }
+
+    /// What a policy on a Kubernetes target may hold: the Kubernetes API is how it is
+    /// watched and acted on, so systemd, the host's files and its logs are out of reach.
+    fn kubernetes_target(&mut self, spec: &PolicySpec, at: &FieldPath) {
+        let kind = spec.target.kind();
+        for (i, trigger) in spec.trigger.iter().enumerate() {
+            let at = at.key("trigger").index(i);
+            match &trigger.condition {
+                Condition::Unit(_) => self.rule(
+                    &at.key("unit"),
+                    true,
+                    &format!("a unit condition watches a systemd unit, and this policy's target is {kind}"),
+                ),
+                Condition::Log(_) => self.rule(
+                    &at.key("log"),
+                    true,
+                    &format!("a log condition reads a file on the host, and this policy's target is {kind}"),
+                ),
+                Condition::Http(_) => {}
+            }
+        }
+        for (list, actions) in [("actions", &spec.actions), ("escalate", &spec.escalate)] {
+            for (i, action) in actions.iter().enumerate() {
+                let name = action.name();
+                self.rule(
+                    &at.key(list).index(i).key(name),
+                    !rules::KUBERNETES_ACTIONS.contains(&name),
+                    &format!(
+                        "`{name}` acts on a systemd unit or its host; a {kind} target takes: {}",
+                        rules::KUBERNETES_ACTIONS.join(", ")
+                    ),
+                );
+            }
+        }
+        if let Some(verify) = &spec.verify {
+            self.rule(
+                &at.key("verify").key("unit"),
+                verify.unit.is_some(),
+                &format!("`verify.unit` checks a systemd unit, and this policy's target is {kind}"),
+            );
+        }
     }
 
     fn trigger(&mut self, trigger: &Trigger, at: &FieldPath) {

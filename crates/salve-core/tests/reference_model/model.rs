@@ -89,7 +89,12 @@ pub struct Model {
 
 fn key(policy: &Policy, limits: &Limits) -> TargetKey {
     (
-        policy.spec.target.unit.as_str().to_string(),
+        policy
+            .spec
+            .target
+            .unit()
+            .map_or("", |u| u.as_str())
+            .to_string(),
         policy.spec.dry_run || limits.dry_run,
     )
 }
@@ -186,7 +191,7 @@ impl Model {
                         .trigger
                         .iter()
                         .any(|t| matches!(t.condition, Condition::Unit(_)));
-                    if watches && policy.spec.target.unit.as_str() == obs.name {
+                    if watches && policy.spec.target.unit().map_or("", |u| u.as_str()) == obs.name {
                         concerned.push(i);
                     }
                 }
@@ -347,7 +352,9 @@ impl Model {
         let name = policy.name().to_string();
         let guard = &policy.spec.guard;
         let dry_run = policy.spec.dry_run || self.limits.dry_run;
-        let view = self.units.get(policy.spec.target.unit.as_str());
+        let view = self
+            .units
+            .get(policy.spec.target.unit().map_or("", |u| u.as_str()));
         let memory = self.memory.get_mut(&name).expect("installed");
 
         // 1. `for`: which conditions held continuously long enough.

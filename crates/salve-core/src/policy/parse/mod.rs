@@ -25,7 +25,8 @@ pub(crate) const METADATA_FIELDS: &[&str] = &["name", "namespace", "labels", "an
 pub(crate) const SPEC_FIELDS: &[&str] = &[
     "target", "trigger", "actions", "verify", "guard", "escalate", "dryRun",
 ];
-pub(crate) const TARGET_FIELDS: &[&str] = &["unit"];
+pub(crate) const SELECTION_FIELDS: &[&str] = &["namespace", "name", "selector"];
+pub(crate) const NODE_SELECTION_FIELDS: &[&str] = &["name", "selector"];
 pub(crate) const CONDITION_KINDS: &[&str] = &["unit", "http", "log"];
 pub(crate) const TRIGGER_FIELDS: &[&str] = &["unit", "http", "log", "for"];
 pub(crate) const UNIT_CONDITION_FIELDS: &[&str] = &["activeState", "subState", "unitFileState"];
@@ -233,11 +234,62 @@ fn spec(dec: &mut Decoder, node: &Node) -> Option<PolicySpec> {
 }
 
 fn target(dec: &mut Decoder, node: &Node) -> Option<Target> {
-    let f = dec.fields(node, "target", TARGET_FIELDS)?;
-    let unit = f
-        .required(dec, "unit")
-        .and_then(|n| parsed(dec, n, UnitName::parse))?;
-    Some(Target { unit })
+    let f = dec.fields(node, "target", TARGET_KINDS)?;
+    let kinds: Vec<&str> = TARGET_KINDS
+        .iter()
+        .copied()
+        .filter(|k| f.get(k).is_some())
+        .collect();
+    let kind = match kinds.as_slice() {
+        [kind] => *kind,
+        [] => {
+            if !f.had_unknown {
+                dec.error(
+                    f.pos,
+                    format!("a target needs one of: {}", TARGET_KINDS.join(", ")),
+                );
+            }
+            return None;
+        }
+        _ => {
+            dec.error(
+                f.pos,
+                format!("a target names one kind, found {}", kinds.join(" and ")),
+            );
+            return None;
+        }
+    };
+    let value = f.get(kind)?;
+    let selection = |dec: &mut Decoder| -> Option<Selection> {
+        let f = dec.fields(value, "the target", SELECTION_FIELDS)?;
+        let namespace = optional(f.get("namespace").map(|n| dec.string(n)));
+        let name = optional(f.get("name").map(|n| dec.string(n)));
+        let selector = opt(dec, &f, "selector", Default::default(), |d, n| {
+            string_map(d, n, "labels")
+        });
+        Some(Selection {
+            namespace: namespace?,
+            name: name?,
+            selector: selector?,
+        })
+    };
+    Some(match kind {
+        "unit" => Target::Unit(parsed(dec, value, UnitName::parse)?),
+        "pods" => Target::Pods(selection(dec)?),
+        "deployment" => Target::Deployment(selection(dec)?),
+        "statefulset" => Target::StatefulSet(selection(dec)?),
+        _ => {
+            let f = dec.fields(value, "a node target", NODE_SELECTION_FIELDS)?;
+            let name = optional(f.get("name").map(|n| dec.string(n)));
+            let selector = opt(dec, &f, "selector", Default::default(), |d, n| {
+                string_map(d, n, "labels")
+            });
+            Target::Node(NodeSelection {
+                name: name?,
+                selector: selector?,
+            })
+        }
+    })
 }
 
 /// Reads an optional field, falling back to `default` when absent; `None` on a bad value.

@@ -1,0 +1,289 @@
+//! What a policy acts on: a systemd unit on the host, or Kubernetes pods, a workload
+//! or a node in a cluster, by name or by label selector.
+
+use super::names::UnitName;
+use super::serde_text::present;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What a policy acts on. A selector selects many objects; each gets a guard of its own.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Target {
+    /// A systemd unit on this host (`salve agent`).
+    Unit(UnitName),
+    /// Pods, by name or by label selector.
+    #[serde(deserialize_with = "super::serde_text::mapping")]
+    Pods(Selection),
+    #[serde(deserialize_with = "super::serde_text::mapping")]
+    Deployment(Selection),
+    #[serde(
+        rename = "statefulset",
+        deserialize_with = "super::serde_text::mapping"
+    )]
+    StatefulSet(Selection),
+    /// A node, by name or by label selector (nodes have no namespace).
+    #[serde(deserialize_with = "super::serde_text::mapping")]
+    Node(NodeSelection),
+}
+
+/// The target kinds as a policy spells them.
+pub const TARGET_KINDS: &[&str] = &["unit", "pods", "deployment", "statefulset", "node"];
+
+/// Namespaced objects of one kind: one by `name`, or all with the `selector`'s labels.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Selection {
+    /// The namespace; a custom resource's own when absent, else `default`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "String")]
+    pub namespace: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "String")]
+    pub name: Option<String>,
+    /// Every object carrying all these labels (a `matchLabels` selector).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub selector: BTreeMap<String, String>,
+}
+
+/// Nodes: one by `name`, or all with the `selector`'s labels.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeSelection {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "String")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub selector: BTreeMap<String, String>,
+}
+
+/// The namespace of a namespaced target written without one, outside a custom resource.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+impl Target {
+    /// The kind as written: `unit`, `pods`, …
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Unit(_) => "unit",
+            Target::Pods(_) => "pods",
+            Target::Deployment(_) => "deployment",
+            Target::StatefulSet(_) => "statefulset",
+            Target::Node(_) => "node",
+        }
+    }
+
+    /// The unit, for a systemd target.
+    pub fn unit(&self) -> Option<&UnitName> {
+        match self {
+            Target::Unit(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// The one object a target names; `None` for a selector, whose objects are known
+    /// only as they are seen. `namespace` stands in where the target names none.
+    pub fn key(&self, namespace: &str) -> Option<TargetKey> {
+        let in_ns = |s: &Selection| {
+            let ns = s.namespace.as_deref().unwrap_or(namespace).to_string();
+            s.name.clone().map(|name| (ns, name))
+        };
+        Some(match self {
+            Target::Unit(u) => TargetKey::Unit(u.clone()),
+            Target::Pods(s) => {
+                let (namespace, name) = in_ns(s)?;
+                TargetKey::Pod { namespace, name }
+            }
+            Target::Deployment(s) => {
+                let (namespace, name) = in_ns(s)?;
+                TargetKey::Deployment { namespace, name }
+            }
+            Target::StatefulSet(s) => {
+                let (namespace, name) = in_ns(s)?;
+                TargetKey::StatefulSet { namespace, name }
+            }
+            Target::Node(n) => TargetKey::Node {
+                name: n.name.clone()?,
+            },
+        })
+    }
+}
+
+impl Target {
+    /// The target in words, `namespace` standing in where it names none:
+    /// `php8.2-fpm.service`, `pod/web/php-0`, `pods web/app=php`, `node/worker-1`.
+    pub fn describe(&self, namespace: &str) -> String {
+        if let Some(key) = self.key(namespace) {
+            return key.to_string();
+        }
+        let labels = |m: &BTreeMap<String, String>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        match self {
+            Target::Pods(s) | Target::Deployment(s) | Target::StatefulSet(s) => format!(
+                "{} {}/{}",
+                self.kind(),
+                s.namespace.as_deref().unwrap_or(namespace),
+                labels(&s.selector)
+            ),
+            Target::Node(n) => format!("node {}", labels(&n.selector)),
+            // A unit always has a key.
+            Target::Unit(u) => u.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    /// As `describe`, in the `default` namespace.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe(DEFAULT_NAMESPACE))
+    }
+}
+
+/// One thing a guard protects: a unit, a pod, a workload, a node. The engine keys its
+/// guard state by it and never looks inside; the journal writes it as text
+/// (`php8.2-fpm.service`, `pod/web/php-0`, `node/worker-1`), which `parse` reads back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TargetKey {
+    Unit(UnitName),
+    Pod { namespace: String, name: String },
+    Deployment { namespace: String, name: String },
+    StatefulSet { namespace: String, name: String },
+    Node { name: String },
+}
+
+impl TargetKey {
+    /// Reads the journal's text back; a unit is written bare, as it always was.
+    pub fn parse(text: &str) -> Option<TargetKey> {
+        let mut parts = text.splitn(3, '/');
+        let (kind, a, b) = (parts.next()?, parts.next(), parts.next());
+        let namespaced = |ns: Option<&str>, name: Option<&str>| {
+            Some((ns?.to_string(), name.filter(|n| !n.is_empty())?.to_string()))
+        };
+        Some(match kind {
+            "pod" => {
+                let (namespace, name) = namespaced(a, b)?;
+                TargetKey::Pod { namespace, name }
+            }
+            "deployment" => {
+                let (namespace, name) = namespaced(a, b)?;
+                TargetKey::Deployment { namespace, name }
+            }
+            "statefulset" => {
+                let (namespace, name) = namespaced(a, b)?;
+                TargetKey::StatefulSet { namespace, name }
+            }
+            "node" if b.is_none() => TargetKey::Node {
+                name: a.filter(|n| !n.is_empty())?.to_string(),
+            },
+            _ => TargetKey::Unit(UnitName::parse(text).ok()?),
+        })
+    }
+}
+
+impl fmt::Display for TargetKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetKey::Unit(u) => write!(f, "{u}"),
+            TargetKey::Pod { namespace, name } => write!(f, "pod/{namespace}/{name}"),
+            TargetKey::Deployment { namespace, name } => {
+                write!(f, "deployment/{namespace}/{name}")
+            }
+            TargetKey::StatefulSet { namespace, name } => {
+                write!(f, "statefulset/{namespace}/{name}")
+            }
+            TargetKey::Node { name } => write!(f, "node/{name}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_read_back_what_they_write() {
+        let keys = [
+            TargetKey::Unit(UnitName::parse("php8.2-fpm.service").unwrap()),
+            TargetKey::Pod {
+                namespace: "web".into(),
+                name: "php-0".into(),
+            },
+            TargetKey::Deployment {
+                namespace: "web".into(),
+                name: "php".into(),
+            },
+            TargetKey::StatefulSet {
+                namespace: "db".into(),
+                name: "mariadb".into(),
+            },
+            TargetKey::Node {
+                name: "worker-1".into(),
+            },
+        ];
+        for key in keys {
+            assert_eq!(
+                TargetKey::parse(&key.to_string()),
+                Some(key.clone()),
+                "{key}"
+            );
+        }
+        assert_eq!(TargetKey::parse("pod/web"), None);
+        assert_eq!(TargetKey::parse("node/a/b"), None);
+        assert_eq!(TargetKey::parse("node/"), None);
+        assert_eq!(TargetKey::parse("nginx"), None);
+    }
+
+    #[test]
+    fn a_named_target_is_one_key_and_a_selector_none() {
+        let pods = |name: Option<&str>, ns: Option<&str>| {
+            Target::Pods(Selection {
+                namespace: ns.map(String::from),
+                name: name.map(String::from),
+                selector: BTreeMap::from([("app".to_string(), "php".to_string())]),
+            })
+        };
+        assert_eq!(
+            pods(Some("php-0"), None).key("shop"),
+            Some(TargetKey::Pod {
+                namespace: "shop".into(),
+                name: "php-0".into()
+            })
+        );
+        assert_eq!(
+            pods(Some("php-0"), Some("web"))
+                .key("shop")
+                .map(|k| k.to_string()),
+            Some("pod/web/php-0".to_string())
+        );
+        assert_eq!(pods(None, Some("web")).key("shop"), None);
+        assert_eq!(pods(None, Some("web")).to_string(), "pods web/app=php");
+        assert_eq!(pods(None, None).describe("shop"), "pods shop/app=php");
+        assert_eq!(pods(Some("php-0"), None).describe("shop"), "pod/shop/php-0");
+        let node = Target::Node(NodeSelection {
+            name: Some("worker-1".into()),
+            selector: BTreeMap::new(),
+        });
+        assert_eq!(
+            node.key("x").map(|k| k.to_string()),
+            Some("node/worker-1".into())
+        );
+        assert_eq!(node.kind(), "node");
+    }
+}
