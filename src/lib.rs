@@ -11,6 +11,7 @@ pub mod kubernetes;
 pub mod lab;
 pub mod signal;
 pub mod simulate;
+pub mod systemd;
 
 // The pure core and the config editors are crates of their own (they build in seconds,
 // which mutation testing needs); the paths `salve::policy`, `salve::engine` and

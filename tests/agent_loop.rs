@@ -8,7 +8,7 @@ use salve::audit::{Entry, Record};
 use salve::config::Config;
 use salve::engine::{Event, OutcomeResult, UnitObservation};
 use salve::policy::ActiveState;
-use salve::signal::systemd::{Completion, JobResult, OpRequest, OpResult, UnitOp, UnitOpError};
+use salve::systemd::{Completion, JobResult, OpRequest, OpResult, UnitOp, UnitOpError};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -78,7 +78,7 @@ fn fake_systemd() -> (LinkFactory, oneshot::Receiver<FakeSystemd>) {
     let factory: LinkFactory = Box::new(move |_units, events, _shutdown| {
         let (tx, requests) = mpsc::channel(64);
         let _ = give.send(FakeSystemd { requests, events });
-        salve::signal::systemd::SystemdHandle::new(tx)
+        salve::systemd::SystemdHandle::new(tx)
     });
     (factory, take)
 }

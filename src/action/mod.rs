@@ -1,29 +1,77 @@
 //! Executors: carry out an attempt's actions in order, then its verification, and
 //! report the outcome as an engine event.
+//!
+//! The attempt (actions in order, stop at the first failure, what counts as not
+//! applicable, verification, the outcome) is written once, in [`Executor`]. What acts
+//! on one family of targets is a [`Family`]: systemd units are the first (`units.rs`);
+//! Kubernetes objects and load balancers each add one module implementing it, and
+//! nothing else here changes.
 
 pub mod config_edit;
 pub mod exec;
 pub mod notify;
 pub mod systemd;
+mod units;
+
+pub use units::SystemdUnits;
 
 use crate::engine::{AttemptDetail, Outcome, OutcomeResult};
-use crate::policy::{Action, HttpVerify, Policy, UnitVerify};
-use crate::signal::systemd::{SystemdHandle, UnitOp, UnitOpError};
+use crate::policy::{Action, HttpVerify, Policy, Verify};
+use crate::systemd::UnitOpError;
+use std::future::Future;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// How long one systemd job may take before the attempt counts as timed out.
 pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(90);
-/// Subscribing to one more unit is two D-Bus calls.
-const WATCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often verification looks again.
 const VERIFY_EVERY: Duration = Duration::from_millis(100);
 
-pub struct Executor {
-    systemd: SystemdHandle,
-    job_timeout: Duration,
-    /// Backups of an edited config kept per file.
-    keep_backups: usize,
+/// What acts on one family of targets. A family carries out its own actions and its
+/// own verification; the attempt around them, the shared actions (`notify`, `exec`)
+/// and HTTP verification are [`Executor`]'s.
+pub trait Family: Sized + Send + Sync + 'static {
+    /// Carries out `action` on the policy's target; `None` for an action this family
+    /// does not have (the executor runs the shared ones). `executor` gives the family
+    /// the policy's whole verification, which a config edit runs with its change in
+    /// place.
+    fn act<'a>(
+        &'a self,
+        executor: &'a Executor<Self>,
+        policy: &'a Policy,
+        action: &'a Action,
+    ) -> impl Future<Output = Option<Acted>> + Send + 'a;
+
+    /// The family's own part of `verify` (systemd: `verify.unit`): whether it passed
+    /// and what it saw; `None` when the policy asks nothing of it.
+    fn verify_target<'a>(
+        &'a self,
+        policy: &'a Policy,
+        verify: &'a Verify,
+    ) -> impl Future<Output = Option<(bool, String)>> + Send + 'a;
+}
+
+/// What one action did.
+pub struct Acted {
+    pub result: Result<String, Failure>,
+    /// The change a config edit made or tried.
+    pub diff: Option<String>,
+    /// What verification saw with a config edit in place, when it ran and passed.
+    pub verified: Option<String>,
+}
+
+impl Acted {
+    pub fn done(result: Result<String, Failure>) -> Acted {
+        Acted {
+            result,
+            diff: None,
+            verified: None,
+        }
+    }
+}
+
+pub struct Executor<F> {
+    family: F,
 }
 
 /// What the config edits of one attempt left for its outcome.
@@ -36,11 +84,21 @@ struct EditTrail {
 
 /// Why an action did not succeed: what kind of failure it is (decided from the error's
 /// type where it arose), and the words for the journal.
-struct Failure {
-    timed_out: bool,
+pub struct Failure {
+    pub timed_out: bool,
     /// The action had nothing to do here (see `OutcomeResult::NotApplicable`).
-    not_applicable: bool,
-    message: String,
+    pub not_applicable: bool,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn failed(message: String) -> Failure {
+        Failure {
+            timed_out: false,
+            not_applicable: false,
+            message,
+        }
+    }
 }
 
 impl From<UnitOpError> for Failure {
@@ -73,21 +131,6 @@ impl From<notify::NotifyError> for Failure {
     }
 }
 
-/// The unit a host policy acts on. The agent loads no policy with another target, so
-/// this fails only if that check were lost; then the attempt fails, it does not panic.
-fn unit_of(policy: &Policy) -> Result<&str, Failure> {
-    policy
-        .spec
-        .target
-        .unit()
-        .map(|u| u.as_str())
-        .ok_or_else(|| Failure {
-            timed_out: false,
-            not_applicable: false,
-            message: format!("target {} is not a systemd unit", policy.spec.target),
-        })
-}
-
 /// What a policy's program learns of the attempt that runs it, beside its argv.
 fn context_vars(policy: &Policy, attempt_id: u64) -> Vec<(String, String)> {
     vec![
@@ -100,19 +143,13 @@ fn context_vars(policy: &Policy, attempt_id: u64) -> Vec<(String, String)> {
     ]
 }
 
-impl Executor {
-    pub fn new(systemd: SystemdHandle, job_timeout: Duration) -> Self {
-        Executor {
-            systemd,
-            job_timeout,
-            keep_backups: config_edit::DEFAULT_KEEP_BACKUPS,
-        }
+impl<F: Family> Executor<F> {
+    pub fn new(family: F) -> Self {
+        Executor { family }
     }
 
-    /// Keeps the newest `keep` backups of each edited config (at least one).
-    pub fn with_keep_backups(mut self, keep: usize) -> Self {
-        self.keep_backups = keep.max(1);
-        self
+    pub fn family(&self) -> &F {
+        &self.family
     }
 
     /// Runs the policy's actions in order (stopping at the first failure), then its
@@ -182,15 +219,6 @@ impl Executor {
         }
     }
 
-    /// Starts watching `unit` (a reload brought a policy on it); its state arrives as an
-    /// event like every watched unit's.
-    pub async fn watch_unit(&self, unit: &str) -> Result<(), UnitOpError> {
-        self.systemd
-            .run(unit, UnitOp::Watch, WATCH_TIMEOUT)
-            .await
-            .map(|_| ())
-    }
-
     /// Runs the policy's `escalate` actions; returns the failures, if any.
     pub async fn run_escalation(&self, policy: &Policy, attempts: u32) -> Vec<String> {
         let mut failures = Vec::new();
@@ -219,26 +247,21 @@ impl Executor {
         if !matches!(action, Action::Notify(_)) {
             trail.verified = None;
         }
-        let unit = unit_of(policy)?;
-        if let Some(op) = systemd::unit_op(action) {
-            let done = self.systemd.run(unit, op, self.job_timeout).await?;
-            if !done.succeeded() {
-                return Err(Failure {
-                    timed_out: done.completion.timed_out(),
-                    not_applicable: false,
-                    message: done.completion.to_string(),
-                });
+        if let Some(acted) = self.family.act(self, policy, action).await {
+            trail.diffs.extend(acted.diff);
+            if acted.result.is_ok() {
+                trail.verified = acted.verified;
             }
-            // Operations without a job (reset-failed, kill, enable, …) answer "ok".
-            return Ok(done.completion.to_string());
+            return acted.result;
         }
+        let target = crate::engine::target_name(policy);
         match action {
             Action::Notify(args) => {
                 let body = serde_json::json!({
                     "policy": policy.name(),
-                    "target": unit,
+                    "target": target,
                     "attemptId": attempt_id,
-                    "message": format!("salve: policy {} on {unit}", policy.name()),
+                    "message": format!("salve: policy {} on {target}", policy.name()),
                 });
                 Ok(notify::post_webhook(&args.webhook, &body, args.timeout)
                     .await
@@ -255,23 +278,16 @@ impl Executor {
                     .await
                     .map(|_| "exited 0".to_string())?)
             }
-            Action::NginxEdit(_) | Action::PhpFpmEdit(_) | Action::AlignFastcgiPass(_) => {
-                let done = self.run_config_edit(policy, action).await;
-                trail.diffs.extend(done.diff);
-                trail.verified = done.verification.filter(|_| done.result.is_ok());
-                done.result.map_err(|message| Failure {
-                    timed_out: false,
-                    not_applicable: done.not_applicable,
-                    message,
-                })
-            }
-            // `unit_op` covered every systemd action above.
-            _ => Ok("ok".to_string()),
+            // Validation keeps every other action to the families that have it.
+            other => Err(Failure::failed(format!(
+                "`{}` cannot act on {target}",
+                other.name()
+            ))),
         }
     }
 
     /// The policy's verification: whether it passed and what it saw; `None` without one.
-    async fn verify(&self, policy: &Policy) -> Option<(bool, String)> {
+    pub async fn verify(&self, policy: &Policy) -> Option<(bool, String)> {
         let verify = policy.spec.verify.as_ref()?;
         let mut checks = Vec::new();
         let mut passed = true;
@@ -280,8 +296,7 @@ impl Executor {
             passed &= ok;
             checks.push(detail);
         }
-        if let Some(unit) = &verify.unit {
-            let (ok, detail) = self.verify_unit(policy, unit).await;
+        if let Some((ok, detail)) = self.family.verify_target(policy, verify).await {
             passed &= ok;
             checks.push(detail);
         }
@@ -316,35 +331,7 @@ impl Executor {
             ),
         }
     }
-
-    async fn verify_unit(&self, policy: &Policy, unit: &UnitVerify) -> (bool, String) {
-        let name = match unit_of(policy) {
-            Ok(name) => name,
-            Err(failure) => return (false, failure.message),
-        };
-        let deadline = Instant::now() + unit.within;
-        let mut last: String;
-        loop {
-            match self.systemd.run(name, UnitOp::Query, unit.within).await {
-                Ok(done) => {
-                    let state = done.state.active_state;
-                    last = format!("activeState={}", state.map_or("?", |s| s.as_str()));
-                    if state.is_some_and(|s| unit.active_state.contains(&s)) {
-                        return (true, format!("unit {name} {last}"));
-                    }
-                }
-                Err(e) => last = e.to_string(),
-            }
-            if Instant::now() + VERIFY_EVERY > deadline {
-                return (
-                    false,
-                    format!(
-                        "unit {name} not in the expected state within {}: {last}",
-                        humantime::format_duration(unit.within)
-                    ),
-                );
-            }
-            tokio::time::sleep(VERIFY_EVERY).await;
-        }
-    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,7 @@
 //! systemd actions: which unit operation each policy action is.
 
 use crate::policy::Action;
-use crate::signal::systemd::UnitOp;
+use crate::systemd::UnitOp;
 
 /// The unit operation an action performs, or `None` for actions that are not systemd's.
 pub fn unit_op(action: &Action) -> Option<UnitOp> {

@@ -14,14 +14,14 @@ mod recovery;
 mod service;
 mod watch_files;
 
-use crate::action::{Executor, DEFAULT_JOB_TIMEOUT};
+use crate::action::{Executor, SystemdUnits, DEFAULT_JOB_TIMEOUT};
 use crate::audit::{
     decision_record, outcome_record, AuditError, Durable, Journal, JournalWriter, Sink,
 };
 use crate::config::Config;
 use crate::engine::{Decision, Engine, Event, Outcome, Verdict};
 use crate::policy::{self, Diagnostics, Policy};
-use crate::signal::systemd::{self, Bus, SystemdHandle};
+use crate::systemd::{self, Bus, SystemdHandle};
 use clock::Clock;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -76,7 +76,7 @@ struct Agent {
     /// Shared with escalation tasks, which journal that their notifications went out.
     journal: Arc<JournalWriter>,
     clock: Clock,
-    executor: Arc<Executor>,
+    executor: Arc<Executor<SystemdUnits>>,
     events: mpsc::Sender<Event>,
     attempts: attempts::Attempts,
     running: HashMap<u64, Running>,
@@ -133,10 +133,10 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
         engine,
         journal: Arc::new(journal),
         clock,
-        executor: Arc::new(
-            Executor::new(handle, DEFAULT_JOB_TIMEOUT)
+        executor: Arc::new(Executor::new(
+            SystemdUnits::new(handle, DEFAULT_JOB_TIMEOUT)
                 .with_keep_backups(options.config.config_backups),
-        ),
+        )),
         events: events_tx,
         attempts: attempts::Attempts::default(),
         running: HashMap::new(),
@@ -405,7 +405,7 @@ impl Agent {
                     let executor = Arc::clone(&self.executor);
                     let unit = unit.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = executor.watch_unit(&unit).await {
+                        if let Err(e) = executor.family().watch_unit(&unit).await {
                             tracing::warn!(unit = %unit, error = %e, "watching the unit a reloaded policy names did not complete");
                         }
                     });

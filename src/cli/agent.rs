@@ -2,7 +2,7 @@
 
 use salve::agent::{self, AgentOptions};
 use salve::config::Config;
-use salve::signal::systemd::Bus;
+use salve::systemd::Bus;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

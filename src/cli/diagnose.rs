@@ -4,7 +4,7 @@
 use salve::diagnose::gather::{gather, Options};
 use salve::diagnose::{diagnose, Input};
 use salve::policy::{DEFAULT_FPM_CONF, DEFAULT_NGINX_CONF};
-use salve::signal::systemd::Bus;
+use salve::systemd::Bus;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

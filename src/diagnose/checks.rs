@@ -2,7 +2,7 @@
 
 use super::gateway::{self, GatewayErrors};
 use super::{Finding, Input, UnitFacts};
-use crate::action::config_edit::align::{pass_reaches, pool_listen};
+use crate::webconf::fastcgi::{pass_reaches, pool_listen};
 use crate::webconf::fpm::Pool;
 use crate::webconf::nginx::Located;
 

@@ -39,48 +39,75 @@ pub const UPSTREAM_CLOSED: &str = "upstream closed the connection";
 pub const GARBLED: &str = "upstream sent an invalid response";
 pub const TIMED_OUT: &str = "upstream timed out";
 
+/// How a line is recognised: by one of the built-in log patterns a policy can `match`
+/// (nginx's message texts are written once, in `policy::log_patterns`), or by a pattern
+/// of diagnose's own for the causes no policy acts on.
+enum Recognise {
+    /// `nginx.upstream_connect_failed`: the cause is in its errno.
+    ConnectFailed(Regex),
+    Builtin(&'static str, Regex),
+    Own(&'static str, Regex),
+}
+
+fn builtin(name: &str) -> Option<Regex> {
+    crate::policy::log_patterns::builtin(name).and_then(|p| Regex::new(p.regex).ok())
+}
+
 /// The messages nginx 1.22 writes, matched on the message text (never the level).
-fn patterns() -> &'static [(&'static str, Regex)] {
-    static PATTERNS: OnceLock<Vec<(&'static str, Regex)>> = OnceLock::new();
+fn patterns() -> &'static [Recognise] {
+    static PATTERNS: OnceLock<Vec<Recognise>> = OnceLock::new();
     PATTERNS.get_or_init(|| {
+        let own = |cause, re: &str| Regex::new(re).ok().map(|r| Recognise::Own(cause, r));
+        // A test compiles every built-in pattern and each of these; one that did not
+        // compile would be dropped rather than take the whole diagnosis down.
         [
-            (SOCKET_MISSING, r"connect\(\) (?:to \S+ )?failed \(2: "),
-            (REFUSED, r"connect\(\) (?:to \S+ )?failed \(111: "),
-            (BACKLOG_FULL, r"connect\(\) (?:to \S+ )?failed \(11: "),
-            (PERMISSION_DENIED, r"connect\(\) (?:to \S+ )?failed \(13: "),
-            (TOO_BIG_HEADER, r"upstream sent too big header"),
-            (
+            builtin("nginx.upstream_connect_failed").map(Recognise::ConnectFailed),
+            builtin("nginx.upstream_permission_denied")
+                .map(|r| Recognise::Builtin(PERMISSION_DENIED, r)),
+            builtin("nginx.too_big_header").map(|r| Recognise::Builtin(TOO_BIG_HEADER, r)),
+            own(
                 UPSTREAM_CLOSED,
                 r"upstream prematurely closed|recv\(\) failed \(104: Connection reset by peer\) while reading response header from upstream",
             ),
-                        (
+            own(
                 GARBLED,
                 r"upstream sent (?:invalid|unsupported|unexpected)[a-zA-Z ]*(?:header|version|type|record|status)",
             ),
-            (TIMED_OUT, r"upstream timed out \("),
+            builtin("nginx.upstream_timed_out").map(|r| Recognise::Builtin(TIMED_OUT, r)),
         ]
         .into_iter()
-        // The patterns are literals above; one that does not compile is dropped rather
-        // than taking the whole diagnosis down.
-        .filter_map(|(cause, re)| Regex::new(re).ok().map(|r| (cause, r)))
+        .flatten()
         .collect()
+    })
+}
+
+/// The cause a line shows, and the socket nginx named if it did.
+fn recognise(line: &str) -> Option<(&'static str, Option<&str>)> {
+    patterns().iter().find_map(|p| match p {
+        Recognise::ConnectFailed(re) => {
+            let caps = re.captures(line)?;
+            let cause = match caps.name("errno").map(|m| m.as_str()) {
+                Some("2") => SOCKET_MISSING,
+                Some("11") => BACKLOG_FULL,
+                _ => REFUSED,
+            };
+            Some((cause, caps.name("socket").map(|m| m.as_str())))
+        }
+        Recognise::Builtin(cause, re) | Recognise::Own(cause, re) => {
+            re.is_match(line).then_some((*cause, None))
+        }
     })
 }
 
 pub fn classify_lines(lines: &[String]) -> GatewayErrors {
     let mut out = GatewayErrors::default();
     for line in lines {
-        let Some(cause) = patterns()
-            .iter()
-            .find(|(_, re)| re.is_match(line))
-            .map(|(cause, _)| *cause)
-        else {
+        let Some((cause, socket)) = recognise(line) else {
             continue;
         };
         if cause == SOCKET_MISSING {
-            let socket = line
-                .split_once("connect() to unix:")
-                .and_then(|(_, rest)| rest.split_whitespace().next())
+            let socket = socket
+                .map(|s| s.strip_prefix("unix:").unwrap_or(s))
                 .unwrap_or("-");
             *out.missing_sockets.entry(socket.to_string()).or_default() += 1;
         }
@@ -122,5 +149,11 @@ mod tests {
         assert_eq!(g.count(GARBLED), 1);
         assert_eq!(g.total_502(), 5, "the favicon line is noise");
         assert_eq!(g.gateway_timeout, 1);
+        assert_eq!(
+            g.missing_sockets.keys().collect::<Vec<_>>(),
+            ["/run/php/php-fpm.sock"]
+        );
+        // Every way of recognising a line is there: none was dropped for not compiling.
+        assert_eq!(patterns().len(), 6);
     }
 }

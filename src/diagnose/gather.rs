@@ -3,7 +3,7 @@
 //! (when asked) probes of the public URL and the origin.
 
 use super::{Accounts, EdgeProbe, Memory, UnitFacts};
-use crate::signal::systemd::{connect, Bus};
+use crate::systemd::{connect, Bus};
 use crate::webconf::fpm::{self, FpmConfig};
 use crate::webconf::nginx::{self, NginxConfig};
 use crate::webconf::ConfError;

@@ -4,6 +4,7 @@
 //! that text, so healing a 502 never reformats a file an operator wrote by hand:
 //! comments, blank lines, indentation, quoting and line endings survive byte for byte.
 
+pub mod fastcgi;
 pub mod fpm;
 mod include;
 pub mod nginx;

@@ -4,9 +4,9 @@ use super::validate::Checker;
 use super::{
     align::AlignPlanner, fpm::FpmPlanner, nginx::NginxPlanner, run_edit, EditFailure, EditHost,
 };
-use crate::action::Executor;
+use crate::action::{Executor, SystemdUnits};
 use crate::policy::{Action, ApplyWith, NginxEditArgs, PhpFpmEditArgs, Policy, UnitName};
-use crate::signal::systemd::UnitOp;
+use crate::systemd::UnitOp;
 use crate::webconf::fpm::{self, FpmConfig};
 use crate::webconf::nginx::{self, NginxConfig};
 use std::collections::BTreeMap;
@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 struct AgentHost<'a> {
-    executor: &'a Executor,
+    units: &'a SystemdUnits,
+    executor: &'a Executor<SystemdUnits>,
     policy: &'a Policy,
     checker: Checker,
     unit: UnitName,
@@ -33,9 +34,9 @@ impl EditHost for AgentHost<'_> {
             ApplyWith::Restart => UnitOp::Restart,
         };
         let done = self
-            .executor
+            .units
             .systemd
-            .run(self.unit.as_str(), op, self.executor.job_timeout)
+            .run(self.unit.as_str(), op, self.units.job_timeout)
             .await
             .map_err(|e| e.to_string())?;
         if done.succeeded() {
@@ -204,10 +205,11 @@ fn pool_keys_here(fpm: &FpmConfig, args: &PhpFpmEditArgs) -> Result<(), String> 
     Ok(())
 }
 
-impl Executor {
+impl SystemdUnits {
     /// Runs one config-edit action; returns its result and the diff it made or tried.
     pub(in crate::action) async fn run_config_edit(
         &self,
+        executor: &Executor<SystemdUnits>,
         policy: &Policy,
         action: &Action,
     ) -> EditOutcome {
@@ -219,7 +221,8 @@ impl Executor {
             ));
         };
         let host = |checker: Checker, unit: &Option<UnitName>, apply: ApplyWith| AgentHost {
-            executor: self,
+            units: self,
+            executor,
             policy,
             checker,
             unit: unit.as_ref().unwrap_or(target).clone(),
