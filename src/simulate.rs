@@ -25,7 +25,9 @@ pub struct EventsError {
     pub message: String,
 }
 
-const EVENT_KINDS: &[&str] = &["unit", "http", "log", "outcome", "reset", "tick"];
+const EVENT_KINDS: &[&str] = &[
+    "unit", "http", "log", "pod", "workload", "node", "outcome", "reset", "tick",
+];
 const EXPECTED: &str =
     "(expected {\"at\": TIME, KIND: {...}} with KIND one of unit, http, log, outcome, reset, tick)";
 

@@ -102,6 +102,9 @@ fn every_fixture_folder_has_a_test() {
             "dry-run",
             "dry-run-beside-live",
             "flapping",
+            "k8s-crashloop",
+            "k8s-oomkilled",
+            "k8s-workload-and-node",
             "not-applicable",
             "probe-and-log",
             "storm"
@@ -160,4 +163,19 @@ fn replay_journal_reads_back_as_the_agent_would_have_written_it() {
 #[test]
 fn attempts_that_do_not_apply_back_off_but_never_open_the_circuit() {
     check("not-applicable");
+}
+
+#[test]
+fn a_crash_looping_pod_is_restarted_once() {
+    check("k8s-crashloop");
+}
+
+#[test]
+fn an_oom_killed_container_is_restarted_once_then_escalated() {
+    check("k8s-oomkilled");
+}
+
+#[test]
+fn an_unavailable_deployment_and_a_not_ready_node_act_after_their_debounce() {
+    check("k8s-workload-and-node");
 }

@@ -336,12 +336,22 @@ fn kubernetes_doc() -> impl Strategy<Value = J> {
         Just(json!({ "restart": {} })),
         Just(json!({ "notify": { "webhook": "http://127.0.0.1:9093/hook" } })),
     ];
+    let trigger = prop_oneof![
+        Just(json!({ "http": { "url": "http://php.web.svc/ping" } })),
+        Just(json!({ "pod": { "reason": ["CrashLoopBackOff", "OOMKilled"], "restarts": 3 } })),
+        Just(json!({ "pod": { "restarts": 5 }, "for": "1m" })),
+        Just(json!({ "workload": { "unavailable": 2 } })),
+        Just(json!({ "workload": {} })),
+        Just(json!({ "node": { "condition": "MemoryPressure", "status": ["True"] } })),
+        Just(json!({ "node": {} })),
+    ];
     (
         target,
         proptest::collection::vec(action, 1..3),
         any::<bool>(),
+        trigger,
     )
-        .prop_map(|(target, actions, namespaced)| {
+        .prop_map(|(target, actions, namespaced, trigger)| {
             let mut metadata = json!({ "name": "in-cluster" });
             if namespaced {
                 metadata["namespace"] = json!("web");
@@ -352,7 +362,7 @@ fn kubernetes_doc() -> impl Strategy<Value = J> {
                 "metadata": metadata,
                 "spec": {
                     "target": target,
-                    "trigger": [{ "http": { "url": "http://php.web.svc/ping" } }],
+                    "trigger": [trigger],
                     "actions": actions,
                     "verify": { "http": { "url": "http://php.web.svc/ping" } }
                 }
@@ -418,6 +428,10 @@ fn replacement() -> impl Strategy<Value = J> {
         Just(json!("web.x")),
         Just(json!({ "pods": { "name": "p" } })),
         Just(json!({ "unit": "nginx.service" })),
+        Just(json!("OOMKilled")),
+        Just(json!(["True", "Unknown"])),
+        Just(json!("Maybe")),
+        Just(json!({ "pod": { "restarts": 1 } })),
     ]
 }
 
@@ -446,6 +460,11 @@ fn new_key() -> impl Strategy<Value = &'static str> {
         Just("selector"),
         Just("pods"),
         Just("node"),
+        Just("pod"),
+        Just("workload"),
+        Just("reason"),
+        Just("restarts"),
+        Just("unavailable"),
     ]
 }
 

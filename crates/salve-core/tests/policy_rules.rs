@@ -609,3 +609,88 @@ fn kubernetes_targets() {
         ],
     );
 }
+
+#[test]
+fn kubernetes_conditions() {
+    let with_trigger = |target: J, trigger: J| {
+        let mut doc = cluster(target, json!([{ "restart": {} }]));
+        doc["spec"]["trigger"] = json!([trigger]);
+        doc
+    };
+    let pod = json!({ "pods": { "name": "php-0" } });
+    cluster_breaks(
+        with_trigger(pod.clone(), json!({ "pod": { "reason": ["OOMKilled"] } })),
+        &[],
+    );
+    cluster_breaks(
+        with_trigger(pod.clone(), json!({ "pod": { "restarts": 1 } })),
+        &[],
+    );
+    cluster_breaks(
+        with_trigger(pod.clone(), json!({ "pod": {} })),
+        &[(
+            "spec.trigger[0].pod",
+            "a pod condition needs at least one of: reason, restarts",
+        )],
+    );
+    cluster_breaks(
+        with_trigger(pod.clone(), json!({ "pod": { "restarts": 0 } })),
+        &[(
+            "spec.trigger[0].pod.restarts",
+            "0 is out of range: expected 1 to 1000000",
+        )],
+    );
+    cluster_breaks(
+        with_trigger(pod.clone(), json!({ "pod": { "reason": [" "] } })),
+        &[(
+            "spec.trigger[0].pod.reason[0]",
+            "a reason must not be empty",
+        )],
+    );
+    let deployment = json!({ "deployment": { "name": "php" } });
+    cluster_breaks(
+        with_trigger(deployment.clone(), json!({ "workload": {} })),
+        &[],
+    );
+    cluster_breaks(
+        with_trigger(
+            deployment.clone(),
+            json!({ "workload": { "unavailable": 0 } }),
+        ),
+        &[(
+            "spec.trigger[0].workload.unavailable",
+            "0 is out of range: expected 1 to 100000",
+        )],
+    );
+    let node = json!({ "node": { "name": "worker-1" } });
+    cluster_breaks(with_trigger(node.clone(), json!({ "node": {} })), &[]);
+    cluster_breaks(
+        with_trigger(node.clone(), json!({ "node": { "condition": "Memory Pressure" } })),
+        &[("spec.trigger[0].node.condition", "invalid condition type \"Memory Pressure\": one word of letters and digits, e.g. Ready or MemoryPressure")],
+    );
+    // Each condition watches its own kind of object.
+    cluster_breaks(
+        with_trigger(deployment.clone(), json!({ "pod": { "restarts": 1 } })),
+        &[(
+            "spec.trigger[0].pod",
+            "a pod condition watches pods, and this policy's target is deployment",
+        )],
+    );
+    cluster_breaks(
+        with_trigger(pod, json!({ "node": {} })),
+        &[(
+            "spec.trigger[0].node",
+            "a node condition watches nodes, and this policy's target is pods",
+        )],
+    );
+    cluster_breaks(
+        with_trigger(node, json!({ "workload": {} })),
+        &[("spec.trigger[0].workload", "a workload condition watches a deployment or statefulset, and this policy's target is node")],
+    );
+    // And a host policy has none of them.
+    breaks(
+        &[("/spec/trigger/0", json!({ "pod": { "restarts": 1 } }))],
+        "spec.trigger[0].pod",
+        "a pod condition watches pods, and this policy's target is unit",
+    );
+}

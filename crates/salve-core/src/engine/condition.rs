@@ -1,11 +1,28 @@
 //! Trigger conditions: what each one has seen, whether it holds, and for how long.
 
-use super::event::HttpObservation;
+use super::event::{ContainerObservation, HttpObservation};
 use super::time::Timestamp;
 use crate::policy::{
-    ActiveState, Condition, HttpCondition, LogCondition, Trigger, UnitCondition, UnitFileState,
+    ActiveState, Condition, ConditionValue, HttpCondition, LogCondition, NodeCondition,
+    PodCondition, Trigger, UnitCondition, UnitFileState,
 };
+use std::collections::BTreeMap;
 use std::collections::VecDeque;
+
+/// What is known of a Kubernetes object a policy targets, from its last observation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ObjectState {
+    Pod(Vec<ContainerObservation>),
+    Workload { replicas: u32, available: u32 },
+    Node(BTreeMap<String, ConditionValue>),
+}
+
+/// What is known of a policy's target: a unit's state, or a Kubernetes object's.
+#[derive(Clone, Copy, Default)]
+pub struct Observed<'a> {
+    pub unit: Option<&'a UnitSnapshot>,
+    pub object: Option<&'a ObjectState>,
+}
 
 /// What is known of a unit; D-Bus updates arrive piecemeal.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -69,14 +86,26 @@ impl TriggerState {
     }
 
     /// Updates `holds_since` and returns whether the condition holds right now.
-    pub fn refresh(
-        &mut self,
-        trigger: &Trigger,
-        unit: Option<&UnitSnapshot>,
-        now: Timestamp,
-    ) -> bool {
+    pub fn refresh(&mut self, trigger: &Trigger, seen: Observed<'_>, now: Timestamp) -> bool {
         let holds = match &trigger.condition {
-            Condition::Unit(cond) => unit.is_some_and(|u| unit_matches(cond, u)),
+            Condition::Unit(cond) => seen.unit.is_some_and(|u| unit_matches(cond, u)),
+            Condition::Pod(cond) => match seen.object {
+                Some(ObjectState::Pod(containers)) => {
+                    containers.iter().any(|c| container_matches(cond, c))
+                }
+                _ => false,
+            },
+            Condition::Workload(cond) => match seen.object {
+                Some(ObjectState::Workload {
+                    replicas,
+                    available,
+                }) => replicas.saturating_sub(*available) >= cond.unavailable,
+                _ => false,
+            },
+            Condition::Node(cond) => match seen.object {
+                Some(ObjectState::Node(conditions)) => node_matches(cond, conditions),
+                _ => false,
+            },
             Condition::Http(cond) => self.consecutive_failures >= cond.failures,
             Condition::Log(cond) => {
                 while self.hits.front().is_some_and(|&t| t + cond.within <= now) {
@@ -115,13 +144,42 @@ impl TriggerState {
         }
     }
 
-    pub fn evidence(
-        &self,
-        trigger: &Trigger,
-        unit_name: &str,
-        unit: Option<&UnitSnapshot>,
-    ) -> String {
+    pub fn evidence(&self, trigger: &Trigger, unit_name: &str, seen: Observed<'_>) -> String {
+        let unit = seen.unit;
         match &trigger.condition {
+            Condition::Pod(cond) => {
+                let containers: Vec<String> = match seen.object {
+                    Some(ObjectState::Pod(containers)) => containers
+                        .iter()
+                        .filter(|c| container_matches(cond, c))
+                        .map(|c| {
+                            format!(
+                                "container {} waiting={} lastTerminated={} restarts={}",
+                                c.name,
+                                c.waiting.as_deref().unwrap_or("-"),
+                                c.last_terminated.as_deref().unwrap_or("-"),
+                                c.restarts
+                            )
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                format!("{unit_name}: {}", containers.join("; "))
+            }
+            Condition::Workload(_) => match seen.object {
+                Some(ObjectState::Workload {
+                    replicas,
+                    available,
+                }) => format!("{unit_name}: {available} of {replicas} replicas available"),
+                _ => format!("{unit_name}: not seen"),
+            },
+            Condition::Node(cond) => {
+                let status = match seen.object {
+                    Some(ObjectState::Node(conditions)) => node_status(cond, conditions),
+                    _ => ConditionValue::Unknown,
+                };
+                format!("{unit_name}: {}={}", cond.condition, status.as_str())
+            }
             Condition::Unit(_) => {
                 let active = unit
                     .and_then(|u| u.active_state)
@@ -160,6 +218,31 @@ impl TriggerState {
             ),
         }
     }
+}
+
+fn container_matches(cond: &PodCondition, c: &ContainerObservation) -> bool {
+    let reason_ok = cond.reason.is_empty()
+        || [&c.waiting, &c.last_terminated]
+            .into_iter()
+            .flatten()
+            .any(|r| cond.reason.contains(r));
+    reason_ok && cond.restarts.is_none_or(|n| c.restarts >= n)
+}
+
+/// A condition the node does not report is `Unknown`, as the node controller says of a
+/// kubelet it cannot hear.
+fn node_status(
+    cond: &NodeCondition,
+    conditions: &BTreeMap<String, ConditionValue>,
+) -> ConditionValue {
+    conditions
+        .get(&cond.condition)
+        .copied()
+        .unwrap_or(ConditionValue::Unknown)
+}
+
+fn node_matches(cond: &NodeCondition, conditions: &BTreeMap<String, ConditionValue>) -> bool {
+    cond.status.contains(&node_status(cond, conditions))
 }
 
 fn unit_matches(cond: &UnitCondition, unit: &UnitSnapshot) -> bool {

@@ -1,8 +1,9 @@
 //! What the engine hears: observations from signal sources, outcomes from executors,
 //! and people. `salve simulate` reads exactly these as JSON Lines.
 
-use crate::policy::{ActiveState, UnitFileState};
+use crate::policy::{ActiveState, ConditionValue, TargetKey, UnitFileState};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -13,6 +14,12 @@ pub enum Event {
     Unit(UnitObservation),
     /// One HTTP probe result.
     Http(HttpObservation),
+    /// A pod's container states, whole (a Kubernetes watch sends whole objects).
+    Pod(PodObservation),
+    /// A deployment's or statefulset's replica counts.
+    Workload(WorkloadObservation),
+    /// A node's conditions, whole.
+    Node(NodeObservation),
     /// One line appended to a watched log file.
     Log(LogLine),
     /// An attempt the engine asked for has finished.
@@ -40,6 +47,85 @@ pub struct UnitObservation {
     /// The service's `NRestarts`: how often systemd itself restarted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_restarts: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodObservation {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub containers: Vec<ContainerObservation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerObservation {
+    pub name: String,
+    /// `state.waiting.reason`: `CrashLoopBackOff`, `ImagePullBackOff`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+    /// `lastState.terminated.reason`: `OOMKilled`, `Error`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_terminated: Option<String>,
+    /// `restartCount`.
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadKind {
+    Deployment,
+    Statefulset,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadObservation {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+    /// `spec.replicas`: how many there should be.
+    pub replicas: u32,
+    /// `status.availableReplicas`.
+    pub available: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeObservation {
+    pub name: String,
+    /// Each condition type with its status: `{"Ready": "False"}`.
+    #[serde(default)]
+    pub conditions: BTreeMap<String, ConditionValue>,
+}
+
+impl PodObservation {
+    pub fn key(&self) -> TargetKey {
+        TargetKey::Pod {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+impl WorkloadObservation {
+    pub fn key(&self) -> TargetKey {
+        let (namespace, name) = (self.namespace.clone(), self.name.clone());
+        match self.kind {
+            WorkloadKind::Deployment => TargetKey::Deployment { namespace, name },
+            WorkloadKind::Statefulset => TargetKey::StatefulSet { namespace, name },
+        }
+    }
+}
+
+impl NodeObservation {
+    pub fn key(&self) -> TargetKey {
+        TargetKey::Node {
+            name: self.name.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -18,10 +18,11 @@ mod properties;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use condition::UnitSnapshot;
+pub use condition::{ObjectState, UnitSnapshot};
 pub use decision::{Decision, DecisionRecord, PolicyId, SkipReason, Verdict};
 pub use event::{
-    AttemptDetail, Event, HttpObservation, LogLine, Outcome, OutcomeResult, Reset, UnitObservation,
+    AttemptDetail, ContainerObservation, Event, HttpObservation, LogLine, NodeObservation, Outcome,
+    OutcomeResult, PodObservation, Reset, UnitObservation, WorkloadKind, WorkloadObservation,
 };
 pub use guard::current_cooldown;
 pub use limits::{Limits, STORM_WINDOW};
@@ -29,7 +30,7 @@ pub use restore::{PastEvent, PastKind};
 pub use time::{parse_offset, Timestamp};
 
 use crate::policy::{Condition, Policy};
-use condition::TriggerState;
+use condition::{Observed, TriggerState};
 use guard::{GuardState, GuardVerdict};
 use limits::{GlobalState, GlobalVerdict};
 use std::cmp::Reverse;
@@ -81,10 +82,14 @@ pub struct Engine {
     by_name: HashMap<String, PolicyId>,
     /// Each policy's `target_name`, computed once.
     target_names: Vec<String>,
+    /// Policies whose triggers read their target's state (a unit's or a Kubernetes
+    /// object's), by target name.
     by_unit: HashMap<String, Vec<PolicyId>>,
     by_url: HashMap<String, Vec<(PolicyId, usize)>>,
     by_log: HashMap<PathBuf, Vec<(PolicyId, usize)>>,
     units: HashMap<String, UnitSnapshot>,
+    /// The last state seen of each Kubernetes object a policy names, by target name.
+    objects: HashMap<String, ObjectState>,
     targets: Vec<TargetState>,
     /// Which target each attempt in flight acts on, so its outcome finds it even after
     /// a reload removed the policy that started it.
@@ -110,6 +115,7 @@ impl Engine {
             by_url: HashMap::new(),
             by_log: HashMap::new(),
             units: HashMap::new(),
+            objects: HashMap::new(),
             targets: Vec::new(),
             attempt_targets: HashMap::new(),
             global: GlobalState::default(),
@@ -161,7 +167,10 @@ impl Engine {
             let mut watches_unit = false;
             for (t, trigger) in policy.spec.trigger.iter().enumerate() {
                 match &trigger.condition {
-                    Condition::Unit(_) => watches_unit = true,
+                    Condition::Unit(_)
+                    | Condition::Pod(_)
+                    | Condition::Workload(_)
+                    | Condition::Node(_) => watches_unit = true,
                     Condition::Http(c) => self
                         .by_url
                         .entry(c.url.as_str().to_string())
@@ -194,6 +203,9 @@ impl Engine {
                 ..PolicyState::default()
             });
         }
+        // An object no policy names any more is forgotten.
+        let by_unit = &self.by_unit;
+        self.objects.retain(|name, _| by_unit.contains_key(name));
         self.policies = policies;
     }
 
@@ -234,6 +246,21 @@ impl Engine {
         self.drop_stale_timers();
         match event {
             Event::Unit(obs) => self.on_unit(now, obs, out),
+            Event::Pod(obs) => {
+                let state = ObjectState::Pod(obs.containers.clone());
+                self.on_object(now, obs.key().to_string(), state, out);
+            }
+            Event::Workload(obs) => {
+                let state = ObjectState::Workload {
+                    replicas: obs.replicas,
+                    available: obs.available,
+                };
+                self.on_object(now, obs.key().to_string(), state, out);
+            }
+            Event::Node(obs) => {
+                let state = ObjectState::Node(obs.conditions.clone());
+                self.on_object(now, obs.key().to_string(), state, out);
+            }
             Event::Http(obs) => {
                 // Taken out and put back so evaluation can borrow the engine mutably
                 // without copying the list on every event.
@@ -350,6 +377,27 @@ impl Engine {
             self.evaluate(now, id, out);
         }
         if let Some(slot) = self.by_unit.get_mut(&obs.name) {
+            *slot = watchers;
+        }
+    }
+
+    /// A Kubernetes object's new state: kept only for objects a policy names, so a
+    /// cluster's other pods take no memory.
+    fn on_object(
+        &mut self,
+        now: Timestamp,
+        key: String,
+        state: ObjectState,
+        out: &mut Vec<Decision>,
+    ) {
+        let Some(watchers) = self.by_unit.get_mut(&key).map(std::mem::take) else {
+            return;
+        };
+        self.objects.insert(key.clone(), state);
+        for &id in &watchers {
+            self.evaluate(now, id, out);
+        }
+        if let Some(slot) = self.by_unit.get_mut(&key) {
             *slot = watchers;
         }
     }
@@ -471,7 +519,10 @@ impl Engine {
     ) -> Option<TargetId> {
         let policy = &self.policies[id.index()];
         let name = &self.target_names[id.index()];
-        let unit = self.units.get(name);
+        let unit = Observed {
+            unit: self.units.get(name),
+            object: self.objects.get(name),
+        };
         let state = &mut self.states[id.index()];
         let target = &mut self.targets[state.target.0 as usize];
         let mut fired = Vec::new();

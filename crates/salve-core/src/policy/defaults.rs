@@ -2,7 +2,7 @@
 //! positioned decoder and the JSON Schema's `default` (which schemars derives from the
 //! serde attribute) all read these.
 
-use super::model::{ActiveState, ApplyWith, Guard};
+use super::model::{ActiveState, ApplyWith, ConditionValue, Guard};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -84,4 +84,16 @@ pub fn nginx_apply() -> ApplyWith {
 /// PHP-FPM's listen settings only take effect when the socket is re-created.
 pub fn fpm_apply() -> ApplyWith {
     ApplyWith::Restart
+}
+
+/// A workload condition: one replica down is already worth knowing.
+pub fn unavailable() -> u32 {
+    1
+}
+/// A node condition: the kubelet's own verdict.
+pub fn node_condition() -> String {
+    "Ready".to_string()
+}
+pub fn node_status() -> Vec<ConditionValue> {
+    vec![ConditionValue::False, ConditionValue::Unknown]
 }

@@ -200,6 +200,25 @@ pub enum Condition {
     Unit(UnitCondition),
     Http(HttpCondition),
     Log(LogCondition),
+    Pod(PodCondition),
+    Workload(WorkloadCondition),
+    Node(NodeCondition),
+}
+
+/// The condition kinds as a trigger spells them.
+pub const CONDITION_KINDS: &[&str] = &["unit", "http", "log", "pod", "workload", "node"];
+
+impl Condition {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Condition::Unit(_) => "unit",
+            Condition::Http(_) => "http",
+            Condition::Log(_) => "log",
+            Condition::Pod(_) => "pod",
+            Condition::Workload(_) => "workload",
+            Condition::Node(_) => "node",
+        }
+    }
 }
 
 /// A trigger as written: exactly one of `unit`, `http`, `log`, and `for`.
@@ -207,7 +226,10 @@ pub enum Condition {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(
     title = "Trigger",
-    extend("oneOf" = [{ "required": ["unit"] }, { "required": ["http"] }, { "required": ["log"] }])
+    extend("oneOf" = [
+        { "required": ["unit"] }, { "required": ["http"] }, { "required": ["log"] },
+        { "required": ["pod"] }, { "required": ["workload"] }, { "required": ["node"] }
+    ])
 )]
 pub struct TriggerDoc {
     #[serde(
@@ -231,6 +253,27 @@ pub struct TriggerDoc {
     )]
     #[schemars(with = "LogCondition")]
     pub log: Option<LogCondition>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_mapping"
+    )]
+    #[schemars(with = "PodCondition")]
+    pub pod: Option<PodCondition>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_mapping"
+    )]
+    #[schemars(with = "WorkloadCondition")]
+    pub workload: Option<WorkloadCondition>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_mapping"
+    )]
+    #[schemars(with = "NodeCondition")]
+    pub node: Option<NodeCondition>,
     /// The condition must hold continuously this long; a flap resets it.
     #[serde(rename = "for", default = "defaults::hold", with = "duration_text")]
     #[schemars(with = "DurationSchema")]
@@ -242,7 +285,10 @@ pub struct TriggerDoc {
 pub fn trigger_kinds_error(kinds: &[&str]) -> Option<String> {
     match kinds.len() {
         1 => None,
-        0 => Some("a trigger condition needs one of: unit, http, log".to_string()),
+        0 => Some(format!(
+            "a trigger condition needs one of: {}",
+            CONDITION_KINDS.join(", ")
+        )),
         _ => Some(format!(
             "a trigger condition names exactly one kind, found {}: write each as its own list item",
             kinds.join(" and ")
@@ -253,30 +299,29 @@ pub fn trigger_kinds_error(kinds: &[&str]) -> Option<String> {
 impl TryFrom<TriggerDoc> for Trigger {
     type Error = String;
     fn try_from(doc: TriggerDoc) -> Result<Self, String> {
-        let named: Vec<&str> = [
-            ("unit", doc.unit.is_some()),
-            ("http", doc.http.is_some()),
-            ("log", doc.log.is_some()),
+        let conditions: Vec<Condition> = [
+            doc.unit.map(Condition::Unit),
+            doc.http.map(Condition::Http),
+            doc.log.map(Condition::Log),
+            doc.pod.map(Condition::Pod),
+            doc.workload.map(Condition::Workload),
+            doc.node.map(Condition::Node),
         ]
         .into_iter()
-        .filter_map(|(k, present)| present.then_some(k))
+        .flatten()
         .collect();
+        let named: Vec<&str> = conditions.iter().map(Condition::kind).collect();
         if let Some(error) = trigger_kinds_error(&named) {
             return Err(error);
         }
-        let condition = match (doc.unit, doc.http, doc.log) {
-            (Some(u), _, _) => Condition::Unit(u),
-            (_, Some(h), _) => Condition::Http(h),
-            (_, _, Some(l)) => Condition::Log(l),
+        match conditions.into_iter().next() {
+            Some(condition) => Ok(Trigger {
+                condition,
+                hold: doc.hold,
+            }),
             // trigger_kinds_error let exactly one kind through.
-            (None, None, None) => {
-                return Err("a trigger condition needs one of: unit, http, log".into())
-            }
-        };
-        Ok(Trigger {
-            condition,
-            hold: doc.hold,
-        })
+            None => Err(trigger_kinds_error(&[]).unwrap_or_default()),
+        }
     }
 }
 
@@ -286,14 +331,88 @@ impl From<Trigger> for TriggerDoc {
             unit: None,
             http: None,
             log: None,
+            pod: None,
+            workload: None,
+            node: None,
             hold: t.hold,
         };
         match t.condition {
-            Condition::Unit(u) => doc.unit = Some(u),
-            Condition::Http(h) => doc.http = Some(h),
-            Condition::Log(l) => doc.log = Some(l),
+            Condition::Unit(c) => doc.unit = Some(c),
+            Condition::Http(c) => doc.http = Some(c),
+            Condition::Log(c) => doc.log = Some(c),
+            Condition::Pod(c) => doc.pod = Some(c),
+            Condition::Workload(c) => doc.workload = Some(c),
+            Condition::Node(c) => doc.node = Some(c),
         }
         doc
+    }
+}
+
+/// Holds while a container of the target pod is waiting, or last ended, for one of
+/// `reason` (`CrashLoopBackOff`, `OOMKilled`, `ImagePullBackOff`, …), and has restarted
+/// at least `restarts` times; either may be left out, not both.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodCondition {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "non_empty::reasons")]
+    #[schemars(length(min = 1))]
+    pub reason: Vec<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "u32", range(min = 1, max = 1000000))]
+    pub restarts: Option<u32>,
+}
+
+/// Holds while at least `unavailable` of the target workload's replicas are not
+/// available.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadCondition {
+    #[serde(default = "defaults::unavailable")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub unavailable: u32,
+}
+
+/// Holds while the target node's condition `condition` has one of `status`.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeCondition {
+    /// A node condition type: `Ready`, `MemoryPressure`, `DiskPressure`, …
+    #[serde(default = "defaults::node_condition")]
+    pub condition: String,
+    #[serde(
+        default = "defaults::node_status",
+        deserialize_with = "non_empty::condition_statuses"
+    )]
+    #[schemars(length(min = 1))]
+    pub status: Vec<ConditionValue>,
+}
+
+/// A Kubernetes condition's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, JsonSchema, Serialize, Deserialize)]
+pub enum ConditionValue {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionValue {
+    pub const ALL: [ConditionValue; 3] = [
+        ConditionValue::True,
+        ConditionValue::False,
+        ConditionValue::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionValue::True => "True",
+            ConditionValue::False => "False",
+            ConditionValue::Unknown => "Unknown",
+        }
     }
 }
 
@@ -351,6 +470,14 @@ pub(crate) mod non_empty {
     }
     pub fn statuses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
         read(d, "HTTP status code")
+    }
+    pub fn reasons<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        read(d, "reason")
+    }
+    pub fn condition_statuses<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<ConditionValue>, D::Error> {
+        read(d, "condition status")
     }
 }
 

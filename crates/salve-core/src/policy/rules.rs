@@ -29,6 +29,14 @@ pub const LOG_COUNT: Whole = Whole {
     max: 100_000,
 };
 pub const HTTP_STATUS: Whole = Whole { min: 100, max: 599 };
+pub const POD_RESTARTS: Whole = Whole {
+    min: 1,
+    max: 1_000_000,
+};
+pub const UNAVAILABLE_REPLICAS: Whole = Whole {
+    min: 1,
+    max: 100_000,
+};
 /// A pool key's cap, e.g. `pm.max_children`.
 pub const POOL_KEY_MAX: Whole = Whole {
     min: 1,
@@ -235,6 +243,15 @@ fn dns_name(text: &str, max: usize, dots: bool) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (dots && c == '.'))
 }
 
+/// A Kubernetes condition type (`Ready`, `MemoryPressure`): one word of letters.
+pub fn condition_type(text: &str) -> Result<(), String> {
+    if !text.is_empty() && text.len() <= 316 && text.chars().all(|c| c.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(format!("invalid condition type \"{text}\": one word of letters and digits, e.g. Ready or MemoryPressure"))
+    }
+}
+
 /// A label of a selector, as Kubernetes allows it: an optional DNS-subdomain prefix and
 /// `/`, a name of up to 63 characters; a value of up to 63, possibly empty.
 pub fn label(key: &str, value: &str) -> Result<(), String> {
@@ -279,6 +296,7 @@ pub const EDIT_NEEDS_VERIFY: &str =
 pub const VERIFY_NEEDS_ONE: &str = "verify needs at least one of: http, unit";
 pub const UNIT_CONDITION_NEEDS_ONE: &str =
     "a unit condition needs at least one of: activeState, subState, unitFileState";
+pub const POD_CONDITION_NEEDS_ONE: &str = "a pod condition needs at least one of: reason, restarts";
 pub const EDIT_NEEDS_CHANGE: &str = "a config edit needs at least one entry in raise or set";
 pub const PROBES_OVERLAP: &str = ", or probes would overlap";
 pub const NAME_OR_SELECTOR: &str = "give either `name` or `selector`, not both";

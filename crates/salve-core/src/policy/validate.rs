@@ -88,6 +88,7 @@ impl Checker {
         if spec.target.unit().is_none() {
             self.kubernetes_target(spec, at);
         }
+        self.conditions_fit_the_target(spec, at);
         let triggers = at.key("trigger");
         if spec.trigger.is_empty() {
             self.rule(&triggers, true, &empty("trigger condition"));
@@ -151,6 +152,30 @@ impl Checker {
         }
     }
 
+    /// A Kubernetes condition watches the kind of object it is about, and only that.
+    fn conditions_fit_the_target(&mut self, spec: &PolicySpec, at: &FieldPath) {
+        let kind = spec.target.kind();
+        for (i, trigger) in spec.trigger.iter().enumerate() {
+            let (watches, fits) = match &trigger.condition {
+                Condition::Pod(_) => ("pods", matches!(spec.target, Target::Pods(_))),
+                Condition::Workload(_) => (
+                    "a deployment or statefulset",
+                    matches!(spec.target, Target::Deployment(_) | Target::StatefulSet(_)),
+                ),
+                Condition::Node(_) => ("nodes", matches!(spec.target, Target::Node(_))),
+                _ => continue,
+            };
+            let cond = trigger.condition.kind();
+            self.rule(
+                &at.key("trigger").index(i).key(cond),
+                !fits,
+                &format!(
+                    "a {cond} condition watches {watches}, and this policy's target is {kind}"
+                ),
+            );
+        }
+    }
+
     /// What a policy on a Kubernetes target may hold: the Kubernetes API is how it is
     /// watched and acted on, so systemd, the host's files and its logs are out of reach.
     fn kubernetes_target(&mut self, spec: &PolicySpec, at: &FieldPath) {
@@ -168,7 +193,7 @@ impl Checker {
                     true,
                     &format!("a log condition reads a file on the host, and this policy's target is {kind}"),
                 ),
-                Condition::Http(_) => {}
+                _ => {}
             }
         }
         for (list, actions) in [("actions", &spec.actions), ("escalate", &spec.escalate)] {
@@ -238,6 +263,38 @@ impl Checker {
                 let count = u64::from(log.count);
                 self.check(&at.key("count"), rules::whole(count, rules::LOG_COUNT));
                 self.check(&at.key("within"), rules::positive(log.within));
+            }
+            Condition::Pod(pod) => {
+                let at = at.key("pod");
+                self.rule(
+                    &at,
+                    pod.reason.is_empty() && pod.restarts.is_none(),
+                    rules::POD_CONDITION_NEEDS_ONE,
+                );
+                for (i, reason) in pod.reason.iter().enumerate() {
+                    self.check(
+                        &at.key("reason").index(i),
+                        rules::not_blank(reason, "a reason"),
+                    );
+                }
+                if let Some(restarts) = pod.restarts {
+                    self.check(
+                        &at.key("restarts"),
+                        rules::whole(u64::from(restarts), rules::POD_RESTARTS),
+                    );
+                }
+            }
+            Condition::Workload(workload) => {
+                self.check(
+                    &at.key("workload").key("unavailable"),
+                    rules::whole(u64::from(workload.unavailable), rules::UNAVAILABLE_REPLICAS),
+                );
+            }
+            Condition::Node(node) => {
+                self.check(
+                    &at.key("node").key("condition"),
+                    rules::condition_type(&node.condition),
+                );
             }
         }
     }

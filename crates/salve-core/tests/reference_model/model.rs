@@ -248,6 +248,9 @@ impl Model {
                     concerned.extend(self.on_target(&key));
                 }
             }
+            // The model restates the guardrails over host targets; the generators make
+            // no Kubernetes objects, so these never arrive.
+            Event::Pod(_) | Event::Workload(_) | Event::Node(_) => {}
             Event::Reset(reset) => {
                 if let Some(i) = self.index_of(&reset.policy) {
                     let key = key(&self.policies[i], &self.limits);
@@ -372,6 +375,7 @@ impl Model {
                             || v.file.is_some_and(|s| c.unit_file_state.contains(&s)))
                 }),
                 Condition::Http(c) => m.http_failures >= c.failures,
+                Condition::Pod(_) | Condition::Workload(_) | Condition::Node(_) => false,
                 Condition::Log(c) => {
                     m.log_hits
                         .iter()

@@ -1,4 +1,5 @@
-//! Decoding trigger conditions: `unit`, `http` and `log`.
+//! Decoding trigger conditions: `unit`, `http`, `log`, and the Kubernetes ones `pod`,
+//! `workload` and `node`.
 
 use super::super::decode::Decoder;
 use super::super::model::*;
@@ -26,6 +27,18 @@ pub(super) fn trigger(dec: &mut Decoder, node: &Node) -> Option<Trigger> {
             .get("log")
             .and_then(|n| log_condition(dec, n))
             .map(Condition::Log),
+        ["pod"] => f
+            .get("pod")
+            .and_then(|n| pod_condition(dec, n))
+            .map(Condition::Pod),
+        ["workload"] => f
+            .get("workload")
+            .and_then(|n| workload_condition(dec, n))
+            .map(Condition::Workload),
+        ["node"] => f
+            .get("node")
+            .and_then(|n| node_condition(dec, n))
+            .map(Condition::Node),
         // A misspelt kind was reported already; "needs one of" would only repeat it.
         [] if f.had_unknown => None,
         _ => {
@@ -118,5 +131,53 @@ fn log_condition(dec: &mut Decoder, node: &Node) -> Option<LogCondition> {
         pattern: pattern?,
         count: count?,
         within: within?,
+    })
+}
+
+fn pod_condition(dec: &mut Decoder, node: &Node) -> Option<PodCondition> {
+    let f = dec.fields(node, "a pod condition", POD_CONDITION_FIELDS)?;
+    let reason = opt(dec, &f, "reason", Vec::new(), |d, n| {
+        d.non_empty_list(n, Noun::new("reason", "reasons"), |d, n| {
+            d.checked_string(n, |t| rules::not_blank(t, "a reason"))
+        })
+    });
+    let restarts = optional(f.get("restarts").map(|n| {
+        // POD_RESTARTS's maximum fits a u32.
+        dec.integer(n, rules::POD_RESTARTS).map(|v| v as u32)
+    }));
+    Some(PodCondition {
+        reason: reason?,
+        restarts: restarts?,
+    })
+}
+
+fn workload_condition(dec: &mut Decoder, node: &Node) -> Option<WorkloadCondition> {
+    let f = dec.fields(node, "a workload condition", WORKLOAD_CONDITION_FIELDS)?;
+    let unavailable = opt(dec, &f, "unavailable", defaults::unavailable(), |d, n| {
+        // UNAVAILABLE_REPLICAS's maximum fits a u32.
+        d.integer(n, rules::UNAVAILABLE_REPLICAS).map(|v| v as u32)
+    });
+    Some(WorkloadCondition {
+        unavailable: unavailable?,
+    })
+}
+
+fn node_condition(dec: &mut Decoder, node: &Node) -> Option<NodeCondition> {
+    let f = dec.fields(node, "a node condition", NODE_CONDITION_FIELDS)?;
+    let condition = opt(dec, &f, "condition", defaults::node_condition(), |d, n| {
+        d.checked_string(n, rules::condition_type)
+    });
+    let status = opt(dec, &f, "status", defaults::node_status(), |d, n| {
+        enum_list(
+            d,
+            n,
+            Noun::new("condition status", "condition statuses"),
+            &ConditionValue::ALL,
+            ConditionValue::as_str,
+        )
+    });
+    Some(NodeCondition {
+        condition: condition?,
+        status: status?,
     })
 }
