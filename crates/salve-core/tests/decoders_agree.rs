@@ -118,6 +118,7 @@ fn every_policy_file_in_the_repository_reads_the_same_both_ways() {
     let mut files = Vec::new();
     policy_files(&repository().join("policies"), &mut files);
     policy_files(&repository().join("tests/fixtures/policies"), &mut files);
+    policy_files(&repository().join("tests/fixtures/simulate"), &mut files);
     assert!(files.len() > 20, "found only {files:?}");
     let (mut accepted, mut rejected) = (0, 0);
     for file in files {
