@@ -130,16 +130,16 @@ fn structural_problems(node: &J, at: &str, problems: &mut Vec<String>) {
             single => vec![single],
         };
         for (i, branch) in branches.iter().enumerate() {
-            junctor_problems(branch, obj, &format!("{at}.{junctor}[{i}]"), problems);
+            junctor_problems(branch, Some(obj), &format!("{at}.{junctor}[{i}]"), problems);
         }
     }
 }
 
 /// Inside allOf/anyOf/oneOf/not: only value validations, and only of fields the schema
-/// outside the junctor also declares.
+/// outside the junctor also declares, at every depth.
 fn junctor_problems(
     branch: &J,
-    outside: &serde_json::Map<String, J>,
+    outside: Option<&serde_json::Map<String, J>>,
     at: &str,
     problems: &mut Vec<String>,
 ) {
@@ -154,6 +154,8 @@ fn junctor_problems(
         "additionalProperties",
         "nullable",
         "$ref",
+        "x-kubernetes-preserve-unknown-fields",
+        "x-kubernetes-embedded-resource",
     ] {
         if obj.contains_key(banned) {
             problems.push(format!("{at}: {banned} inside a junctor"));
@@ -161,26 +163,44 @@ fn junctor_problems(
     }
     let declared = |name: &str| {
         outside
-            .get("properties")
+            .and_then(|o| o.get("properties"))
             .and_then(|p| p.get(name))
-            .is_some()
+            .and_then(J::as_object)
     };
-    for list in ["required"] {
-        if let Some(J::Array(names)) = obj.get(list) {
-            for name in names.iter().filter_map(J::as_str) {
-                if !declared(name) {
-                    problems.push(format!(
-                        "{at}: requires `{name}`, which the schema does not declare"
-                    ));
-                }
+    if let Some(J::Array(names)) = obj.get("required") {
+        for name in names.iter().filter_map(J::as_str) {
+            if declared(name).is_none() {
+                problems.push(format!(
+                    "{at}: requires `{name}`, which the schema does not declare"
+                ));
             }
         }
     }
     if let Some(J::Object(props)) = obj.get("properties") {
-        for name in props.keys() {
-            if !declared(name) {
-                problems.push(format!("{at}: property `{name}` only inside a junctor"));
+        for (name, sub) in props {
+            match declared(name) {
+                None => problems.push(format!("{at}: property `{name}` only inside a junctor")),
+                Some(outer) => {
+                    junctor_problems(sub, Some(outer), &format!("{at}.{name}"), problems)
+                }
             }
+        }
+    }
+    if let Some(items) = obj.get("items") {
+        let outer = outside.and_then(|o| o.get("items")).and_then(J::as_object);
+        if outer.is_none() {
+            problems.push(format!("{at}: items only inside a junctor"));
+        }
+        junctor_problems(items, outer, &format!("{at}[]"), problems);
+    }
+    for junctor in ["allOf", "anyOf", "oneOf", "not"] {
+        let branches: Vec<&J> = match obj.get(junctor) {
+            Some(J::Array(list)) => list.iter().collect(),
+            Some(single) => vec![single],
+            None => continue,
+        };
+        for (i, nested) in branches.iter().enumerate() {
+            junctor_problems(nested, outside, &format!("{at}.{junctor}[{i}]"), problems);
         }
     }
 }
@@ -202,14 +222,62 @@ fn the_schema_is_structural() {
         !text.contains("x-kubernetes-preserve-unknown-fields"),
         "an open object in the schema"
     );
-    // The checker itself finds what it must.
+    assert_eq!(schema["type"], "object", "the root is an object");
+}
+
+#[test]
+fn the_structural_checker_finds_each_rule_broken() {
+    let broken = [
+        (
+            "a node without a type",
+            serde_json::json!({ "type": "object", "properties": { "a": {} } }),
+        ),
+        (
+            "a $ref",
+            serde_json::json!({ "type": "object", "properties": { "a": { "$ref": "#/x" } } }),
+        ),
+        (
+            "properties and additionalProperties",
+            serde_json::json!({ "type": "object", "properties": { "a": { "type": "string" } }, "additionalProperties": false }),
+        ),
+        (
+            "uniqueItems",
+            serde_json::json!({ "type": "array", "items": { "type": "string" }, "uniqueItems": true }),
+        ),
+        (
+            "an unknown format",
+            serde_json::json!({ "type": "integer", "format": "uint32" }),
+        ),
+        (
+            "a type inside a junctor",
+            serde_json::json!({ "type": "object", "properties": { "a": { "type": "string" } }, "oneOf": [{ "type": "object" }] }),
+        ),
+        (
+            "a junctor requiring what is not declared",
+            serde_json::json!({ "type": "object", "properties": { "a": { "type": "string" } }, "oneOf": [{ "required": ["b"] }] }),
+        ),
+        (
+            "a property only inside a junctor",
+            serde_json::json!({ "type": "object", "properties": { "a": { "type": "string" } }, "anyOf": [{ "properties": { "b": {} } }] }),
+        ),
+        (
+            "a description deep inside a junctor",
+            serde_json::json!({ "type": "object", "properties": { "a": { "type": "object", "properties": { "b": { "type": "string" } } } }, "allOf": [{ "properties": { "a": { "properties": { "b": { "description": "x" } } } } }] }),
+        ),
+        (
+            "a list type array",
+            serde_json::json!({ "type": ["object", "null"] }),
+        ),
+    ];
+    for (what, schema) in broken {
+        let mut found = Vec::new();
+        structural_problems(&schema, "x", &mut found);
+        assert!(!found.is_empty(), "the checker missed {what}");
+    }
+    let fine = serde_json::json!({ "type": "object", "properties": { "a": { "type": "string" } }, "oneOf": [{ "required": ["a"] }] });
     let mut found = Vec::new();
-    structural_problems(
-        &serde_json::json!({ "type": "object", "properties": { "a": { "anyOf": [{ "type": "string" }] }, "b": {} } }),
-        "x",
-        &mut found,
-    );
-    assert_eq!(found.len(), 3, "{found:?}");
+    structural_problems(&fine, "x", &mut found);
+    assert!(found.is_empty(), "{found:?}");
 }
 
 /// `kubernetes-validate` from PyPI, which `make test-setup` installs into a venv
@@ -275,14 +343,15 @@ fn an_exported_resource_reads_the_same_through_kube_types_and_the_decoder() {
     let json = docs[0].to_json().expect("the fixture has a JSON form");
     let resource: salve::kubernetes::RemediationPolicy =
         serde_json::from_value(json.clone()).expect("kube's type reads an exported resource");
-    let decoded = salve::policy::decode_resource(&json, "web/php-fpm-down")
-        .expect("the decoder reads it too");
+    let decoded = resource
+        .to_policy()
+        .expect("the resource is a valid policy");
     assert_eq!(
         format!("{:?}", resource.spec.policy),
         format!("{:?}", decoded.spec)
     );
     assert_eq!(decoded.metadata.namespace.as_deref(), Some("web"));
-    let status = resource.status.expect("the status reads");
+    let status = resource.status.clone().expect("the status reads");
     assert_eq!(status.observed_generation, Some(3));
     assert_eq!(status.conditions[0].type_, "Ready");
     assert_eq!(
@@ -290,7 +359,18 @@ fn an_exported_resource_reads_the_same_through_kube_types_and_the_decoder() {
         Some("ok")
     );
 
-    // The flattened spec still refuses a field the policy format does not have.
+    // Types alone are not validity: a cooldown past its window reads, and to_policy says no.
+    let mut long = resource.clone();
+    long.spec.policy.guard.cooldown = std::time::Duration::from_secs(7200);
+    let errors = long
+        .to_policy()
+        .expect_err("the cooldown exceeds the window");
+    assert_eq!(
+        errors.to_string(),
+        "web/php-fpm-down: spec.guard.cooldown: guard: cooldown (2h) must not exceed window (10m)"
+    );
+
+    // The transparent spec still refuses a field the policy format does not have.
     let mut bad = json;
     bad["spec"]["cooldown"] = J::String("5s".into());
     assert!(serde_json::from_value::<salve::kubernetes::RemediationPolicy>(bad.clone()).is_err());

@@ -9,17 +9,23 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 struct Scripted {
-    answers: Mutex<VecDeque<Result<String, Failure>>>,
+    answers: Mutex<VecDeque<Acted>>,
     asked: Mutex<Vec<&'static str>>,
     verdict: (bool, String),
+    verifications: Mutex<u32>,
 }
 
 impl Scripted {
     fn new(answers: Vec<Result<String, Failure>>, verdict: bool) -> Executor<Scripted> {
+        Self::acting(answers.into_iter().map(Acted::done).collect(), verdict)
+    }
+
+    fn acting(answers: Vec<Acted>, verdict: bool) -> Executor<Scripted> {
         Executor::new(Scripted {
             answers: Mutex::new(answers.into()),
             asked: Mutex::new(Vec::new()),
             verdict: (verdict, format!("scripted check {verdict}")),
+            verifications: Mutex::new(0),
         })
     }
 
@@ -41,7 +47,7 @@ impl Family for Scripted {
         }
         self.asked.lock().expect("not poisoned").push(action.name());
         let answer = self.answers.lock().expect("not poisoned").pop_front();
-        Some(Acted::done(answer.unwrap_or(Ok("done".into()))))
+        Some(answer.unwrap_or(Acted::done(Ok("done".into()))))
     }
 
     async fn verify_target<'a>(
@@ -49,6 +55,7 @@ impl Family for Scripted {
         _policy: &'a Policy,
         verify: &'a Verify,
     ) -> Option<(bool, String)> {
+        *self.verifications.lock().expect("not poisoned") += 1;
         verify.unit.as_ref().map(|_| self.verdict.clone())
     }
 }
@@ -145,4 +152,57 @@ async fn escalation_runs_every_action_and_reports_each_failure() {
     let failures = executor.run_escalation(&p, 3).await;
     assert_eq!(failures, ["restart: scripted failure"]);
     assert_eq!(executor.family().asked(), ["restart", "start"]);
+}
+
+fn policy_with_actions(actions: serde_json::Value) -> Policy {
+    #[derive(serde::Deserialize)]
+    struct Actions {
+        actions: Vec<Action>,
+    }
+    let mut p = policy();
+    p.spec.actions = serde_json::from_value::<Actions>(serde_json::json!({ "actions": actions }))
+        .expect("test actions read")
+        .actions;
+    p
+}
+
+#[tokio::test]
+async fn a_change_verified_in_place_is_not_verified_again_unless_something_changed_after() {
+    let edited = || Acted {
+        result: Ok("raised".into()),
+        diff: Some("-a\n+b".into()),
+        verified: Some("scripted check true".into()),
+    };
+    // Verified with its change in place: the attempt's verification is that one.
+    let executor = Scripted::acting(vec![edited()], false);
+    let only_restart = policy_with_actions(serde_json::json!([{ "restart": {} }]));
+    let outcome = executor.run_attempt(&only_restart, 1).await;
+    assert_eq!(outcome.verified, Some(true));
+    let detail = outcome.detail.expect("an attempt has detail");
+    assert_eq!(detail.diffs, ["-a\n+b"]);
+    assert_eq!(
+        detail.verification.as_deref(),
+        Some("scripted check true (with the config edit in place)")
+    );
+    assert_eq!(*executor.family().verifications.lock().unwrap(), 0);
+
+    // Another action after it changed the world again: verified anew (and here fails).
+    let executor = Scripted::acting(vec![edited(), Acted::done(Ok("started".into()))], false);
+    let two = policy_with_actions(serde_json::json!([{ "restart": {} }, { "start": {} }]));
+    let outcome = executor.run_attempt(&two, 2).await;
+    assert_eq!(outcome.verified, Some(false));
+    assert_eq!(*executor.family().verifications.lock().unwrap(), 1);
+
+    // A failed change still leaves its diff for the journal.
+    let executor = Scripted::acting(
+        vec![Acted {
+            result: Err(failure(false, false)),
+            diff: Some("-a\n+c".into()),
+            verified: None,
+        }],
+        true,
+    );
+    let outcome = executor.run_attempt(&only_restart, 3).await;
+    assert_eq!(outcome.result, OutcomeResult::Failed);
+    assert_eq!(outcome.detail.expect("detail").diffs, ["-a\n+c"]);
 }

@@ -6,7 +6,7 @@
 //! in `tests/crd.rs`).
 
 use kube::CustomResource;
-use salve_core::policy::PolicySpec;
+use salve_core::policy::{Diagnostic, Diagnostics, Policy, PolicySpec};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +53,28 @@ use serde::{Deserialize, Serialize};
 #[serde(transparent)]
 pub struct RemediationPolicySpec {
     pub policy: PolicySpec,
+}
+
+impl RemediationPolicy {
+    /// The policy this resource stands for, validated like a file (every error at
+    /// once, placed by JSON path). Deserializing the resource alone checks types only:
+    /// read through this.
+    pub fn to_policy(&self) -> Result<Policy, Diagnostics> {
+        let origin = format!(
+            "{}/{}",
+            self.metadata.namespace.as_deref().unwrap_or("-"),
+            self.metadata.name.as_deref().unwrap_or("-")
+        );
+        let object = serde_json::to_value(self).map_err(|e| {
+            Diagnostics(vec![Diagnostic {
+                file: origin.clone().into(),
+                pos: Default::default(),
+                path: None,
+                message: format!("cannot read the resource: {e}"),
+            }])
+        })?;
+        salve_core::policy::decode_resource(&object, &origin)
+    }
 }
 
 /// What the operator last saw and did for a policy.

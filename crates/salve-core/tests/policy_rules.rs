@@ -558,6 +558,12 @@ fn kubernetes_targets() {
     ] {
         cluster_breaks(cluster(target, restart.clone()), &[]);
     }
+    let mut bad_ns = cluster(json!({ "pods": { "name": "php-0" } }), restart.clone());
+    bad_ns["metadata"]["namespace"] = json!("Web");
+    cluster_breaks(
+        bad_ns,
+        &[("metadata.namespace", "invalid namespace \"Web\": use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit")],
+    );
     cluster_breaks(
         cluster(
             json!({ "pods": { "name": "php-0", "selector": { "app": "php" } } }),

@@ -44,7 +44,15 @@ pub struct TriggerState {
     /// Log: times of matching lines still inside `within`.
     hits: VecDeque<Timestamp>,
     last_line: Option<String>,
+    /// Containers seen ending (their restart count went up) since an attempt last used
+    /// them up, each with why: `lastState.terminated.reason` stays set while the
+    /// restarted container runs fine, so only a new termination is evidence.
+    terminations: Vec<(String, String)>,
 }
+
+/// How many fresh terminations a trigger remembers: enough to name the containers of
+/// any pod, bounded whatever a pod reports.
+const REMEMBERED_TERMINATIONS: usize = 32;
 
 impl TriggerState {
     pub fn observe_http(&mut self, cond: &HttpCondition, obs: &HttpObservation) {
@@ -78,11 +86,41 @@ impl TriggerState {
     /// The evidence an attempt acts on is used up by it: the next attempt needs fresh
     /// failures or log lines. Live unit state is not evidence that can be used up.
     pub fn consume_evidence(&mut self) {
-        if self.consecutive_failures > 0 || !self.hits.is_empty() {
+        if self.consecutive_failures > 0 || !self.hits.is_empty() || !self.terminations.is_empty() {
             self.consecutive_failures = 0;
             self.hits.clear();
+            self.terminations.clear();
             self.holds_since = None;
         }
+    }
+
+    /// Containers of the target pod that ended since its last observation.
+    pub fn observe_terminations(&mut self, ended: &[(String, String)]) {
+        for ended in ended {
+            if self.terminations.len() >= REMEMBERED_TERMINATIONS {
+                self.terminations.remove(0);
+            }
+            self.terminations.push(ended.clone());
+        }
+    }
+
+    /// The target object is gone: what it did is no evidence for its successor.
+    pub fn forget_object(&mut self) {
+        self.terminations.clear();
+    }
+
+    fn container_matches(&self, cond: &PodCondition, c: &ContainerObservation) -> bool {
+        let ended_for = |reason: &String| {
+            self.terminations
+                .iter()
+                .any(|(name, r)| *name == c.name && r == reason)
+        };
+        let reason_ok = cond.reason.is_empty()
+            || cond
+                .reason
+                .iter()
+                .any(|r| c.waiting.as_ref() == Some(r) || ended_for(r));
+        reason_ok && cond.restarts.is_none_or(|n| c.restarts >= n)
     }
 
     /// Updates `holds_since` and returns whether the condition holds right now.
@@ -91,7 +129,7 @@ impl TriggerState {
             Condition::Unit(cond) => seen.unit.is_some_and(|u| unit_matches(cond, u)),
             Condition::Pod(cond) => match seen.object {
                 Some(ObjectState::Pod(containers)) => {
-                    containers.iter().any(|c| container_matches(cond, c))
+                    containers.iter().any(|c| self.container_matches(cond, c))
                 }
                 _ => false,
             },
@@ -151,7 +189,7 @@ impl TriggerState {
                 let containers: Vec<String> = match seen.object {
                     Some(ObjectState::Pod(containers)) => containers
                         .iter()
-                        .filter(|c| container_matches(cond, c))
+                        .filter(|c| self.container_matches(cond, c))
                         .map(|c| {
                             format!(
                                 "container {} waiting={} lastTerminated={} restarts={}",
@@ -220,13 +258,21 @@ impl TriggerState {
     }
 }
 
-fn container_matches(cond: &PodCondition, c: &ContainerObservation) -> bool {
-    let reason_ok = cond.reason.is_empty()
-        || [&c.waiting, &c.last_terminated]
-            .into_iter()
-            .flatten()
-            .any(|r| cond.reason.contains(r));
-    reason_ok && cond.restarts.is_none_or(|n| c.restarts >= n)
+/// The containers that ended between two observations of a pod (their restart count
+/// went up), each with the reason it last ended for. A container seen for the first
+/// time has no "before": its old terminations are history, not news.
+pub fn ended_since(
+    before: &[ContainerObservation],
+    after: &[ContainerObservation],
+) -> Vec<(String, String)> {
+    after
+        .iter()
+        .filter_map(|c| {
+            let was = before.iter().find(|b| b.name == c.name)?;
+            let reason = c.last_terminated.as_ref()?;
+            (c.restarts > was.restarts).then(|| (c.name.clone(), reason.clone()))
+        })
+        .collect()
 }
 
 /// A condition the node does not report is `Unknown`, as the node controller says of a

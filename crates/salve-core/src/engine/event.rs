@@ -56,6 +56,9 @@ pub struct PodObservation {
     pub name: String,
     #[serde(default)]
     pub containers: Vec<ContainerObservation>,
+    /// The pod was deleted: its state no longer holds anything.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +93,8 @@ pub struct WorkloadObservation {
     pub replicas: u32,
     /// `status.availableReplicas`.
     pub available: u32,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,6 +104,8 @@ pub struct NodeObservation {
     /// Each condition type with its status: `{"Ready": "False"}`.
     #[serde(default)]
     pub conditions: BTreeMap<String, ConditionValue>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 impl PodObservation {

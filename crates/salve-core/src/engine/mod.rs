@@ -247,18 +247,18 @@ impl Engine {
         match event {
             Event::Unit(obs) => self.on_unit(now, obs, out),
             Event::Pod(obs) => {
-                let state = ObjectState::Pod(obs.containers.clone());
+                let state = (!obs.deleted).then(|| ObjectState::Pod(obs.containers.clone()));
                 self.on_object(now, obs.key().to_string(), state, out);
             }
             Event::Workload(obs) => {
-                let state = ObjectState::Workload {
+                let state = (!obs.deleted).then_some(ObjectState::Workload {
                     replicas: obs.replicas,
                     available: obs.available,
-                };
+                });
                 self.on_object(now, obs.key().to_string(), state, out);
             }
             Event::Node(obs) => {
-                let state = ObjectState::Node(obs.conditions.clone());
+                let state = (!obs.deleted).then(|| ObjectState::Node(obs.conditions.clone()));
                 self.on_object(now, obs.key().to_string(), state, out);
             }
             Event::Http(obs) => {
@@ -383,17 +383,38 @@ impl Engine {
 
     /// A Kubernetes object's new state: kept only for objects a policy names, so a
     /// cluster's other pods take no memory.
+    /// `state` is `None` when the object was deleted.
     fn on_object(
         &mut self,
         now: Timestamp,
         key: String,
-        state: ObjectState,
+        state: Option<ObjectState>,
         out: &mut Vec<Decision>,
     ) {
         let Some(watchers) = self.by_unit.get_mut(&key).map(std::mem::take) else {
             return;
         };
-        self.objects.insert(key.clone(), state);
+        let ended = match (self.objects.get(&key), &state) {
+            (Some(ObjectState::Pod(before)), Some(ObjectState::Pod(after))) => {
+                condition::ended_since(before, after)
+            }
+            _ => Vec::new(),
+        };
+        for &id in &watchers {
+            for (t, trigger) in self.policies[id.index()].spec.trigger.iter().enumerate() {
+                if matches!(trigger.condition, Condition::Pod(_)) {
+                    let track = &mut self.states[id.index()].triggers[t];
+                    match state {
+                        Some(_) => track.observe_terminations(&ended),
+                        None => track.forget_object(),
+                    }
+                }
+            }
+        }
+        match state {
+            Some(state) => self.objects.insert(key.clone(), state),
+            None => self.objects.remove(&key),
+        };
         for &id in &watchers {
             self.evaluate(now, id, out);
         }

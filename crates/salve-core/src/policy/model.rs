@@ -221,7 +221,8 @@ impl Condition {
     }
 }
 
-/// A trigger as written: exactly one of `unit`, `http`, `log`, and `for`.
+/// A trigger as written: exactly one condition kind (`unit`, `http`, `log`, `pod`,
+/// `workload`, `node`), and `for`.
 #[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(

@@ -156,9 +156,9 @@ impl fmt::Display for Target {
     }
 }
 
-/// One thing a guard protects: a unit, a pod, a workload, a node. The engine keys its
-/// guard state by it and never looks inside; the journal writes it as text
-/// (`php8.2-fpm.service`, `pod/web/php-0`, `node/worker-1`), which `parse` reads back.
+/// One thing a guard protects: a unit, a pod, a workload, a node. The engine and the
+/// journal know it by its text (`php8.2-fpm.service`, `pod/web/php-0`, `node/worker-1`,
+/// see `engine::target_name`) and never look inside; `parse` reads the text back.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TargetKey {
     Unit(UnitName),
@@ -174,7 +174,8 @@ impl TargetKey {
         let mut parts = text.splitn(3, '/');
         let (kind, a, b) = (parts.next()?, parts.next(), parts.next());
         let namespaced = |ns: Option<&str>, name: Option<&str>| {
-            Some((ns?.to_string(), name.filter(|n| !n.is_empty())?.to_string()))
+            let present = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(String::from);
+            Some((present(ns)?, present(name)?))
         };
         Some(match kind {
             "pod" => {
@@ -245,6 +246,7 @@ mod tests {
             );
         }
         assert_eq!(TargetKey::parse("pod/web"), None);
+        assert_eq!(TargetKey::parse("pod//php-0"), None);
         assert_eq!(TargetKey::parse("node/a/b"), None);
         assert_eq!(TargetKey::parse("node/"), None);
         assert_eq!(TargetKey::parse("nginx"), None);

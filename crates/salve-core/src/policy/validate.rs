@@ -59,6 +59,11 @@ pub struct Violation {
 /// Every rule a policy breaks, in document order.
 pub fn validate(policy: &Policy) -> Vec<Violation> {
     let mut v = Checker::default();
+    if let Some(namespace) = &policy.metadata.namespace {
+        // It names the namespace of every target that names none.
+        let at = FieldPath::default().key("metadata").key("namespace");
+        v.check(&at, rules::namespace(namespace));
+    }
     v.spec(&policy.spec, &FieldPath::default().key("spec"));
     v.found
 }

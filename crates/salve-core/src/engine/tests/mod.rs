@@ -4,6 +4,7 @@
 mod attempts;
 mod guard;
 mod limits;
+mod objects;
 mod restore;
 mod triggers;
 

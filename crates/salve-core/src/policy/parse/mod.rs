@@ -202,9 +202,18 @@ fn string_map(
     let mut map = std::collections::BTreeMap::new();
     let mut ok = true;
     for (k, v) in entries {
-        match (dec.string(k), dec.string(v)) {
-            (Some(k), Some(v)) => {
-                map.insert(k, v);
+        // A key is text whatever it looks like: JSON (and so the API server) has no
+        // other keys, and `1: x` reaches it as "1".
+        let key = match &k.value {
+            super::yaml::Value::Scalar { text, .. } => Some(text.clone()),
+            _ => dec.string(k),
+        };
+        match (key, dec.string(v)) {
+            (Some(key), Some(v)) => {
+                if map.insert(key.clone(), v).is_some() {
+                    dec.error(k.pos, format!("duplicate key `{key}` in {what}"));
+                    ok = false;
+                }
             }
             _ => ok = false,
         }
