@@ -373,17 +373,28 @@ impl Engine {
         let Some(watchers) = self.by_unit.get_mut(&obs.name).map(std::mem::take) else {
             return;
         };
+        self.decide_watchers(now, &obs.name, watchers, out);
+    }
+
+    /// Decides the policies that read target `name`'s state, then puts their list back
+    /// in `by_unit`, from which the caller took it so deciding could borrow the engine.
+    fn decide_watchers(
+        &mut self,
+        now: Timestamp,
+        name: &str,
+        watchers: Vec<PolicyId>,
+        out: &mut Vec<Decision>,
+    ) {
         for &id in &watchers {
             self.evaluate(now, id, out);
         }
-        if let Some(slot) = self.by_unit.get_mut(&obs.name) {
+        if let Some(slot) = self.by_unit.get_mut(name) {
             *slot = watchers;
         }
     }
 
-    /// A Kubernetes object's new state: kept only for objects a policy names, so a
-    /// cluster's other pods take no memory.
-    /// `state` is `None` when the object was deleted.
+    /// A Kubernetes object's new state (`None`: it was deleted), kept only for objects a
+    /// policy names, so a cluster's other pods take no memory.
     fn on_object(
         &mut self,
         now: Timestamp,
@@ -415,12 +426,7 @@ impl Engine {
             Some(state) => self.objects.insert(key.clone(), state),
             None => self.objects.remove(&key),
         };
-        for &id in &watchers {
-            self.evaluate(now, id, out);
-        }
-        if let Some(slot) = self.by_unit.get_mut(&key) {
-            *slot = watchers;
-        }
+        self.decide_watchers(now, &key, watchers, out);
     }
 
     fn on_outcome(&mut self, now: Timestamp, outcome: &Outcome, out: &mut Vec<Decision>) {

@@ -428,10 +428,7 @@ impl Decoder {
         item: impl FnMut(&mut Self, &Node) -> Option<T>,
     ) -> Option<Vec<T>> {
         if matches!(&node.value, Value::Seq(items) if items.is_empty()) {
-            self.error(
-                node.pos,
-                format!("empty list: at least one {} is required", what.one),
-            );
+            self.error(node.pos, super::model::non_empty_message(what.one));
             return None;
         }
         self.list(node, what, item)

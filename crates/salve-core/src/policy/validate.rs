@@ -3,7 +3,7 @@
 //! `escalate` and `verify` may hold). `salve check`, `simulate`, the agent and the
 //! operator all end with it, whichever reader decoded the policy.
 
-use super::model::*;
+use super::model::{non_empty_message as empty, *};
 use super::rules;
 use std::fmt;
 
@@ -449,11 +449,6 @@ impl Checker {
             });
         }
     }
-}
-
-/// "empty list: at least one X is required"
-fn empty(one: &str) -> String {
-    super::model::non_empty_message(one)
 }
 
 fn path_text(path: &std::path::Path) -> String {

@@ -272,34 +272,35 @@ fn target(dec: &mut Decoder, node: &Node) -> Option<Target> {
         }
     };
     let value = f.get(kind)?;
-    let selection = |dec: &mut Decoder| -> Option<Selection> {
-        let f = dec.fields(value, "the target", SELECTION_FIELDS)?;
-        let namespace = optional(f.get("namespace").map(|n| dec.string(n)));
-        let name = optional(f.get("name").map(|n| dec.string(n)));
-        let selector = opt(dec, &f, "selector", Default::default(), |d, n| {
-            string_map(d, n, "labels")
-        });
-        Some(Selection {
-            namespace: namespace?,
-            name: name?,
-            selector: selector?,
-        })
+    if kind == "unit" {
+        return Some(Target::Unit(parsed(dec, value, UnitName::parse)?));
+    }
+    // Every other kind names one object or selects by labels the same way; only nodes
+    // have no namespace.
+    let (what, known) = match kind {
+        "node" => ("a node target", NODE_SELECTION_FIELDS),
+        _ => ("the target", SELECTION_FIELDS),
     };
+    let f = dec.fields(value, what, known)?;
+    let namespace = optional(f.get("namespace").map(|n| dec.string(n)));
+    let name = optional(f.get("name").map(|n| dec.string(n)));
+    let selector = opt(dec, &f, "selector", Default::default(), |d, n| {
+        string_map(d, n, "labels")
+    });
+    let (namespace, name, selector) = (namespace?, name?, selector?);
     Some(match kind {
-        "unit" => Target::Unit(parsed(dec, value, UnitName::parse)?),
-        "pods" => Target::Pods(selection(dec)?),
-        "deployment" => Target::Deployment(selection(dec)?),
-        "statefulset" => Target::StatefulSet(selection(dec)?),
+        "node" => Target::Node(NodeSelection { name, selector }),
         _ => {
-            let f = dec.fields(value, "a node target", NODE_SELECTION_FIELDS)?;
-            let name = optional(f.get("name").map(|n| dec.string(n)));
-            let selector = opt(dec, &f, "selector", Default::default(), |d, n| {
-                string_map(d, n, "labels")
-            });
-            Target::Node(NodeSelection {
-                name: name?,
-                selector: selector?,
-            })
+            let selection = Selection {
+                namespace,
+                name,
+                selector,
+            };
+            match kind {
+                "pods" => Target::Pods(selection),
+                "deployment" => Target::Deployment(selection),
+                _ => Target::StatefulSet(selection),
+            }
         }
     })
 }
