@@ -3,8 +3,9 @@
 
 use crate::audit::{decision_record, outcome_record, Record};
 use crate::engine::{
-    Decision, DecisionRecord, Engine, Event, Outcome, OutcomeResult, PolicyId, Timestamp, Verdict,
+    Decision, DecisionRecord, Engine, Event, Outcome, OutcomeResult, Timestamp, Verdict,
 };
+use crate::policy::Policy;
 use serde::Deserialize;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
@@ -136,7 +137,9 @@ pub fn run(
     let mut script: VecDeque<TimedEvent> = events.iter().cloned().collect();
     let mut assumed: VecDeque<TimedEvent> = VecDeque::new();
     let mut replay = Replay::default();
-    let mut running: HashMap<PolicyId, (u64, Timestamp)> = HashMap::new();
+    // Each attempt in flight, with the policy it was of: a selector's instance may be
+    // gone (its pod deleted, by the attempt itself) when the attempt reports back.
+    let mut running: HashMap<u64, (Policy, Timestamp)> = HashMap::new();
     let mut out: Vec<Decision> = Vec::new();
     loop {
         // The next thing to happen: a scripted event, an assumed outcome or a timer.
@@ -158,22 +161,26 @@ pub fn run(
             None
         }
         .unwrap_or(Event::Tick {});
-        let wall = journal_start.map(|start| start + at.since_origin());
-        if let (Some(ts), Event::Outcome(o)) = (wall, &event) {
+        if let Event::Outcome(o) = &event {
             // Journal the outcome only if the engine will take it: it closes the
             // attempt in flight, and a stray report is ignored by both.
-            let id = engine.policy_id(&o.policy);
-            if let Some((id, (attempt_id, started))) =
-                id.and_then(|id| running.get(&id).map(|r| (id, *r)))
+            let attempt = o.attempt_id.or_else(|| {
+                running
+                    .iter()
+                    .filter(|(_, (policy, _))| policy.name() == o.policy)
+                    .map(|(&id, _)| id)
+                    .min()
+            });
+            let finished = attempt
+                .filter(|id| running.get(id).is_some_and(|(p, _)| p.name() == o.policy))
+                .and_then(|id| running.remove(&id).map(|r| (id, r)));
+            if let (Some(start), Some((attempt_id, (policy, started)))) = (journal_start, finished)
             {
-                if o.attempt_id.is_none_or(|a| a == attempt_id) {
-                    running.remove(&id);
-                    let elapsed = at.saturating_since(started);
-                    let policy = engine.policy(id);
-                    replay
-                        .journal
-                        .push(outcome_record(policy, attempt_id, o, elapsed, ts));
-                }
+                let elapsed = at.saturating_since(started);
+                let ts = start + at.since_origin();
+                replay
+                    .journal
+                    .push(outcome_record(&policy, attempt_id, o, elapsed, ts));
             }
         }
         out.clear();
@@ -181,7 +188,7 @@ pub fn run(
         for decision in &out {
             let policy = engine.policy(decision.policy);
             if let Verdict::Act { attempt_id, .. } = &decision.verdict {
-                running.insert(decision.policy, (*attempt_id, at));
+                running.insert(*attempt_id, (policy.clone(), at));
                 if let Some(a) = assume {
                     let done = TimedEvent {
                         at: at + a.after,
@@ -197,7 +204,8 @@ pub fn run(
                     assumed.insert(pos, done);
                 }
             }
-            if let Some(ts) = wall {
+            if let Some(start) = journal_start {
+                let ts = start + at.since_origin();
                 replay.journal.push(decision_record(decision, policy, ts));
             }
             replay.decisions.push(DecisionRecord::new(decision, policy));

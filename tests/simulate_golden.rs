@@ -104,6 +104,7 @@ fn every_fixture_folder_has_a_test() {
             "flapping",
             "k8s-crashloop",
             "k8s-oomkilled",
+            "k8s-selector",
             "k8s-workload-and-node",
             "not-applicable",
             "probe-and-log",
@@ -168,6 +169,11 @@ fn attempts_that_do_not_apply_back_off_but_never_open_the_circuit() {
 #[test]
 fn a_crash_looping_pod_is_restarted_once() {
     check("k8s-crashloop");
+}
+
+#[test]
+fn a_selector_matching_three_pods_gives_each_its_own_guard() {
+    check("k8s-selector");
 }
 
 #[test]

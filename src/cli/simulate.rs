@@ -35,16 +35,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let policies = match policy::load(&args.policies).and_then(|p| {
-        // A selector's objects arrive as Kubernetes object events, which the events
-        // format does not have yet; a named object simulates like a unit.
-        policy::only_targets(
-            &p,
-            |t| t.unit().is_some() || t.key(policy::DEFAULT_NAMESPACE).is_some(),
-            "simulate cannot replay a selector's objects yet; name one object",
-        )?;
-        Ok(p)
-    }) {
+    let policies = match policy::load(&args.policies) {
         Ok(p) => p,
         Err(diagnostics) => {
             eprintln!("{diagnostics}");

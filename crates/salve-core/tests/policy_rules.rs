@@ -550,13 +550,61 @@ fn cluster_breaks(doc: J, expected: &[(&str, &str)]) {
 fn kubernetes_targets() {
     let restart = json!([{ "restart": {} }]);
     for target in [
-        json!({ "pods": { "selector": { "app": "php" } } }),
         json!({ "pods": { "namespace": "web", "name": "php-0" } }),
         json!({ "deployment": { "name": "php" } }),
-        json!({ "statefulset": { "selector": { "app.kubernetes.io/name": "mariadb", "tier": "" } } }),
         json!({ "node": { "name": "worker-1.example.com" } }),
     ] {
         cluster_breaks(cluster(target, restart.clone()), &[]);
+    }
+    // A selector's objects are watched each by its own state, never by one shared probe.
+    let own_state = |target: J, trigger: J| {
+        let mut doc = cluster(target, restart.clone());
+        doc["spec"]["trigger"] = json!([trigger]);
+        doc
+    };
+    cluster_breaks(
+        own_state(
+            json!({ "pods": { "selector": { "app": "php" } } }),
+            json!({ "pod": { "reason": ["CrashLoopBackOff"] } }),
+        ),
+        &[],
+    );
+    cluster_breaks(
+        own_state(
+            json!({ "statefulset": { "selector": { "app.kubernetes.io/name": "mariadb", "tier": "" } } }),
+            json!({ "workload": {} }),
+        ),
+        &[],
+    );
+    for (target, many, own) in [
+        (
+            json!({ "pods": { "selector": { "app": "php" } } }),
+            "pods",
+            "pod",
+        ),
+        (
+            json!({ "deployment": { "selector": { "app": "php" } } }),
+            "deployments",
+            "workload",
+        ),
+        (
+            json!({ "statefulset": { "selector": { "app": "db" } } }),
+            "statefulsets",
+            "workload",
+        ),
+        (
+            json!({ "node": { "selector": { "pool": "web" } } }),
+            "nodes",
+            "node",
+        ),
+    ] {
+        cluster_breaks(
+            cluster(target, restart.clone()),
+            &[(
+                "spec.trigger[0].http",
+                &format!("an http condition probes one URL, and this policy's target selects {many} by label: a failing probe would act on each of them; name one object, or watch each with a `{own}` condition"),
+            )],
+        );
     }
     let mut bad_ns = cluster(json!({ "pods": { "name": "php-0" } }), restart.clone());
     bad_ns["metadata"]["namespace"] = json!("Web");
@@ -590,7 +638,10 @@ fn kubernetes_targets() {
         &[("spec.target.statefulset.namespace", "invalid namespace \"a.b\": use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit")],
     );
     cluster_breaks(
-        cluster(json!({ "node": { "selector": { "pool": "-web" } } }), restart.clone()),
+        own_state(
+            json!({ "node": { "selector": { "pool": "-web" } } }),
+            json!({ "node": {} }),
+        ),
         &[("spec.target.node.selector", "invalid label value \"-web\" for pool: up to 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit")],
     );
     // Host things are out of a cluster policy's reach.

@@ -54,6 +54,9 @@ pub struct UnitObservation {
 pub struct PodObservation {
     pub namespace: String,
     pub name: String,
+    /// The object's labels, which a policy's `selector` is matched against.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub containers: Vec<ContainerObservation>,
     /// The pod was deleted: its state no longer holds anything.
@@ -89,6 +92,9 @@ pub struct WorkloadObservation {
     pub kind: WorkloadKind,
     pub namespace: String,
     pub name: String,
+    /// The object's labels, which a policy's `selector` is matched against.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// `spec.replicas`: how many there should be.
     pub replicas: u32,
     /// `status.availableReplicas`.
@@ -101,6 +107,9 @@ pub struct WorkloadObservation {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeObservation {
     pub name: String,
+    /// The object's labels, which a policy's `selector` is matched against.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// Each condition type with its status: `{"Ready": "False"}`.
     #[serde(default)]
     pub conditions: BTreeMap<String, ConditionValue>,
@@ -244,6 +253,10 @@ impl Outcome {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Reset {
     pub policy: String,
+    /// One of a selector policy's targets (`pod/web/php-0`); when absent, every target
+    /// of the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 #[cfg(test)]

@@ -152,6 +152,16 @@ impl GuardState {
         self.circuit_closes_at = Some(at + window);
     }
 
+    /// Whether this guard can hold nothing back at `now` for any policy whose window is
+    /// at most `window`: no attempt in flight, no open circuit, no attempt left in the
+    /// window (and so no cooldown either, which the window caps). Forgotten, it starts
+    /// afresh, backoff and all, as when a circuit closes.
+    pub fn forgettable(&self, now: Timestamp, window: Duration) -> bool {
+        self.in_flight.is_none()
+            && self.circuit_closes_at.is_none_or(|closes| closes <= now)
+            && self.last_start.is_none_or(|last| last + window <= now)
+    }
+
     /// A person's reset: start afresh, history and all.
     pub fn close_circuit(&mut self) {
         self.circuit_closes_at = None;

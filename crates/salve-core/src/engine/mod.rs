@@ -8,6 +8,7 @@ mod condition;
 mod decision;
 mod event;
 mod guard;
+mod instances;
 mod limits;
 mod reload;
 mod restore;
@@ -29,12 +30,13 @@ pub use limits::{Limits, STORM_WINDOW};
 pub use restore::{PastEvent, PastKind};
 pub use time::{parse_offset, Timestamp};
 
-use crate::policy::{Condition, Policy};
+use crate::policy::{Condition, Policy, TargetKey};
 use condition::{Observed, TriggerState};
 use guard::{GuardState, GuardVerdict};
+use instances::KnownObject;
 use limits::{GlobalState, GlobalVerdict};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::path::PathBuf;
 
 #[derive(Default)]
@@ -48,14 +50,40 @@ struct PolicyState {
     /// The last skip reported, so a condition that keeps holding is journalled once per
     /// reason rather than on every event.
     last_skip: Option<SkipReason>,
+    role: Role,
+}
+
+/// What an entry of the engine's policy list is. The policies as written come first;
+/// each object a selector selects then gets an instance of its own, so that every pod,
+/// workload or node has its own triggers and its own guard.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A policy as written, naming its one target.
+    #[default]
+    Named,
+    /// A policy as written whose target is a selector: it is never decided itself, only
+    /// its instances are.
+    Selector,
+    /// The selector policy `of` acting on one object it selects.
+    Instance { of: PolicyId },
+    /// A slot whose instance went (its object was deleted or lost the labels), free
+    /// for the next instance.
+    Free,
 }
 
 /// Index of a target (a unit) in the engine's target list.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct TargetId(u32);
 
+/// One thing a guard protects, known by its typed key; the engine never looks inside.
 struct TargetState {
-    name: String,
+    key: TargetKey,
+    /// Created for an object a selector selected: forgotten once no policy acts on it
+    /// and nothing it remembers can count any more (see `instances::reclaim_targets`),
+    /// so the pods a cluster churns through take no memory for ever.
+    from_selector: bool,
+    /// The longest guard window of the policies that acted on this target.
+    window: std::time::Duration,
     /// The guard dry-run policies on this target keep between themselves: their
     /// previews walk the guardrails as a real run would, but a preview never changes
     /// what a live policy on the same target may do (its "attempts" changed nothing).
@@ -76,7 +104,10 @@ pub fn target_name(policy: &Policy) -> String {
 }
 
 pub struct Engine {
+    /// The policies as written, then the instances of selector policies.
     policies: Vec<Policy>,
+    /// How many of `policies` are as written.
+    written: usize,
     limits: Limits,
     states: Vec<PolicyState>,
     by_name: HashMap<String, PolicyId>,
@@ -88,9 +119,20 @@ pub struct Engine {
     by_url: HashMap<String, Vec<(PolicyId, usize)>>,
     by_log: HashMap<PathBuf, Vec<(PolicyId, usize)>>,
     units: HashMap<String, UnitSnapshot>,
-    /// The last state seen of each Kubernetes object a policy names, by target name.
-    objects: HashMap<String, ObjectState>,
+    /// The last state seen of each Kubernetes object a policy names or selects, by
+    /// target name.
+    objects: HashMap<String, KnownObject>,
+    /// The written policies whose target is a selector.
+    selectors: Vec<PolicyId>,
+    /// Instance slots free for reuse.
+    free_slots: Vec<PolicyId>,
     targets: Vec<TargetState>,
+    /// Each target by key and shadow flag.
+    target_index: HashMap<(TargetKey, bool), TargetId>,
+    /// Target slots free for reuse.
+    free_targets: Vec<TargetId>,
+    /// The target count at which forgettable targets are next looked for.
+    reclaim_at: usize,
     /// Which target each attempt in flight acts on, so its outcome finds it even after
     /// a reload removed the policy that started it.
     attempt_targets: HashMap<u64, TargetId>,
@@ -108,6 +150,7 @@ impl Engine {
         let mut engine = Engine {
             states: Vec::new(),
             policies: Vec::new(),
+            written: 0,
             limits,
             by_name: HashMap::new(),
             target_names: Vec::new(),
@@ -116,40 +159,65 @@ impl Engine {
             by_log: HashMap::new(),
             units: HashMap::new(),
             objects: HashMap::new(),
+            selectors: Vec::new(),
+            free_slots: Vec::new(),
             targets: Vec::new(),
+            target_index: HashMap::new(),
+            free_targets: Vec::new(),
+            reclaim_at: instances::RECLAIM_FLOOR,
             attempt_targets: HashMap::new(),
             global: GlobalState::default(),
             timers: BinaryHeap::new(),
             waiting_for_slot: Vec::new(),
             next_attempt_id: 1,
         };
-        engine.install(policies);
+        engine.install(policies, Timestamp::ZERO);
         engine
     }
 
-    /// The target named `unit` (its shadow for dry-run policies), created on first
-    /// use. Targets are never dropped: an attempt in flight on a target whose policies
-    /// were removed still reports back.
-    fn target_for(&mut self, unit: &str, shadow: bool) -> TargetId {
-        if let Some(i) = self
-            .targets
-            .iter()
-            .position(|t| t.name == unit && t.shadow == shadow)
-        {
-            return TargetId(i as u32);
+    /// The target `key` (its shadow for dry-run policies), created on first
+    /// use. A target outlives its policies: an attempt in flight on a target whose
+    /// policies were removed still reports back, and a policy that comes back finds
+    /// the attempts it made.
+    fn target_for(
+        &mut self,
+        key: &TargetKey,
+        shadow: bool,
+        from_selector: bool,
+        now: Timestamp,
+    ) -> TargetId {
+        if let Some(&id) = self.target_index.get(&(key.clone(), shadow)) {
+            return id;
         }
-        self.targets.push(TargetState {
-            name: unit.to_string(),
+        if from_selector {
+            self.reclaim_targets(now);
+        }
+        let state = TargetState {
+            key: key.clone(),
+            from_selector,
+            window: std::time::Duration::ZERO,
             shadow,
             guard: GuardState::default(),
             policies: Vec::new(),
-        });
-        TargetId(self.targets.len() as u32 - 1)
+        };
+        let id = match self.free_targets.pop() {
+            Some(id) => {
+                self.targets[id.0 as usize] = state;
+                id
+            }
+            None => {
+                self.targets.push(state);
+                TargetId(self.targets.len() as u32 - 1)
+            }
+        };
+        self.target_index.insert((key.clone(), shadow), id);
+        id
     }
 
-    /// Replaces the policy list and rebuilds every index, with fresh per-policy state.
-    /// Target state (attempts, backoff, circuit, attempt in flight) is kept by unit.
-    fn install(&mut self, policies: Vec<Policy>) {
+    /// Replaces the policy list and rebuilds every index, with fresh per-policy state,
+    /// then gives each known object a selector selects its instance. Target state
+    /// (attempts, backoff, circuit, attempt in flight) is kept by target name.
+    fn install(&mut self, policies: Vec<Policy>, now: Timestamp) {
         for target in &mut self.targets {
             target.policies.clear();
         }
@@ -159,42 +227,29 @@ impl Engine {
         self.by_log.clear();
         self.timers.clear();
         self.waiting_for_slot.clear();
+        self.selectors.clear();
+        self.free_slots.clear();
+        self.written = policies.len();
         self.states = Vec::with_capacity(policies.len());
         self.target_names = policies.iter().map(target_name).collect();
-        for (i, policy) in policies.iter().enumerate() {
+        self.policies = policies;
+        for i in 0..self.written {
             let id = PolicyId(i as u32);
+            let policy = &self.policies[i];
             self.by_name.entry(policy.name().to_string()).or_insert(id);
-            let mut watches_unit = false;
-            for (t, trigger) in policy.spec.trigger.iter().enumerate() {
-                match &trigger.condition {
-                    Condition::Unit(_)
-                    | Condition::Pod(_)
-                    | Condition::Workload(_)
-                    | Condition::Node(_) => watches_unit = true,
-                    Condition::Http(c) => self
-                        .by_url
-                        .entry(c.url.as_str().to_string())
-                        .or_default()
-                        .push((id, t)),
-                    Condition::Log(c) => {
-                        self.by_log.entry(c.path.clone()).or_default().push((id, t))
-                    }
-                }
-            }
-            if watches_unit {
-                self.by_unit
-                    .entry(self.target_names[i].clone())
-                    .or_default()
-                    .push(id);
-            }
-            let dry_run = policy.spec.dry_run || self.limits.dry_run;
-            let name = self.target_names[i].clone();
-            let target = self.target_for(&name, dry_run);
-            let target_state = &mut self.targets[target.0 as usize];
-            target_state.policies.push(id);
+            let Some(key) = policy.target_key() else {
+                // A selector: its instances watch and act; it holds nothing itself.
+                self.selectors.push(id);
+                self.states.push(PolicyState {
+                    role: Role::Selector,
+                    ..PolicyState::default()
+                });
+                continue;
+            };
+            let target = self.attach(id, &key, false, now);
             self.states.push(PolicyState {
                 target,
-                triggers: policy
+                triggers: self.policies[i]
                     .spec
                     .trigger
                     .iter()
@@ -203,16 +258,57 @@ impl Engine {
                 ..PolicyState::default()
             });
         }
-        // An object no policy names any more is forgotten.
+        self.instantiate_known_objects(now);
+        // An object no policy names or selects any more is forgotten.
         let by_unit = &self.by_unit;
         self.objects.retain(|name, _| by_unit.contains_key(name));
-        self.policies = policies;
     }
 
+    /// Indexes policy `id`'s triggers and joins it to its target `key`, which it
+    /// returns.
+    fn attach(
+        &mut self,
+        id: PolicyId,
+        key: &TargetKey,
+        from_selector: bool,
+        now: Timestamp,
+    ) -> TargetId {
+        let policy = &self.policies[id.index()];
+        let mut watches_target = false;
+        for (t, trigger) in policy.spec.trigger.iter().enumerate() {
+            match &trigger.condition {
+                Condition::Unit(_)
+                | Condition::Pod(_)
+                | Condition::Workload(_)
+                | Condition::Node(_) => watches_target = true,
+                Condition::Http(c) => self
+                    .by_url
+                    .entry(c.url.as_str().to_string())
+                    .or_default()
+                    .push((id, t)),
+                Condition::Log(c) => self.by_log.entry(c.path.clone()).or_default().push((id, t)),
+            }
+        }
+        let name = self.target_names[id.index()].clone();
+        if watches_target {
+            self.by_unit.entry(name.clone()).or_default().push(id);
+        }
+        let dry_run = policy.spec.dry_run || self.limits.dry_run;
+        let window = policy.spec.guard.window;
+        let target = self.target_for(key, dry_run, from_selector, now);
+        let target_state = &mut self.targets[target.0 as usize];
+        target_state.policies.push(id);
+        target_state.window = target_state.window.max(window);
+        target
+    }
+
+    /// The policies as written (not the instances a selector has).
     pub fn policies(&self) -> &[Policy] {
-        &self.policies
+        &self.policies[..self.written]
     }
 
+    /// The policy a decision is of: as written, or, for an object a selector selects,
+    /// the instance naming that object.
     pub fn policy(&self, id: PolicyId) -> &Policy {
         &self.policies[id.index()]
     }
@@ -248,18 +344,18 @@ impl Engine {
             Event::Unit(obs) => self.on_unit(now, obs, out),
             Event::Pod(obs) => {
                 let state = (!obs.deleted).then(|| ObjectState::Pod(obs.containers.clone()));
-                self.on_object(now, obs.key().to_string(), state, out);
+                self.on_object(now, obs.key(), &obs.labels, state, out);
             }
             Event::Workload(obs) => {
                 let state = (!obs.deleted).then_some(ObjectState::Workload {
                     replicas: obs.replicas,
                     available: obs.available,
                 });
-                self.on_object(now, obs.key().to_string(), state, out);
+                self.on_object(now, obs.key(), &obs.labels, state, out);
             }
             Event::Node(obs) => {
                 let state = (!obs.deleted).then(|| ObjectState::Node(obs.conditions.clone()));
-                self.on_object(now, obs.key().to_string(), state, out);
+                self.on_object(now, obs.key(), &obs.labels, state, out);
             }
             Event::Http(obs) => {
                 // Taken out and put back so evaluation can borrow the engine mutably
@@ -313,7 +409,7 @@ impl Engine {
             }
             Event::Outcome(outcome) => self.on_outcome(now, outcome, out),
             Event::Reset(reset) => {
-                if let Some(id) = self.policy_id(&reset.policy) {
+                for id in self.reset_scope(reset) {
                     let target = self.states[id.index()].target.0 as usize;
                     self.targets[target].guard.close_circuit();
                     // All skips are forgotten before any is decided: deciding one may
@@ -393,19 +489,27 @@ impl Engine {
         }
     }
 
-    /// A Kubernetes object's new state (`None`: it was deleted), kept only for objects a
-    /// policy names, so a cluster's other pods take no memory.
+    /// A Kubernetes object's new state (`None`: it was deleted). The selectors are
+    /// matched first, so an object that came or went for one has its instance before
+    /// its state is read; the state is kept only for objects a policy names or selects,
+    /// so a cluster's other pods take no memory.
     fn on_object(
         &mut self,
         now: Timestamp,
-        key: String,
+        key: TargetKey,
+        labels: &BTreeMap<String, String>,
         state: Option<ObjectState>,
         out: &mut Vec<Decision>,
     ) {
-        let Some(watchers) = self.by_unit.get_mut(&key).map(std::mem::take) else {
+        let name = key.to_string();
+        if !self.selectors.is_empty() {
+            self.match_selectors(now, &key, &name, labels, state.is_some());
+        }
+        let Some(watchers) = self.by_unit.get_mut(&name).map(std::mem::take) else {
+            self.objects.remove(&name);
             return;
         };
-        let ended = match (self.objects.get(&key), &state) {
+        let ended = match (self.objects.get(&name).map(|o| &o.state), &state) {
             (Some(ObjectState::Pod(before)), Some(ObjectState::Pod(after))) => {
                 condition::ended_since(before, after)
             }
@@ -423,10 +527,17 @@ impl Engine {
             }
         }
         match state {
-            Some(state) => self.objects.insert(key.clone(), state),
-            None => self.objects.remove(&key),
+            Some(state) => {
+                let known = KnownObject {
+                    key,
+                    labels: labels.clone(),
+                    state,
+                };
+                self.objects.insert(name.clone(), known)
+            }
+            None => self.objects.remove(&name),
         };
-        self.decide_watchers(now, &key, watchers, out);
+        self.decide_watchers(now, &name, watchers, out);
     }
 
     fn on_outcome(&mut self, now: Timestamp, outcome: &Outcome, out: &mut Vec<Decision>) {
@@ -544,11 +655,14 @@ impl Engine {
         id: PolicyId,
         out: &mut Vec<Decision>,
     ) -> Option<TargetId> {
+        if matches!(self.states[id.index()].role, Role::Selector | Role::Free) {
+            return None;
+        }
         let policy = &self.policies[id.index()];
         let name = &self.target_names[id.index()];
         let unit = Observed {
             unit: self.units.get(name),
-            object: self.objects.get(name),
+            object: self.objects.get(name).map(|o| &o.state),
         };
         let state = &mut self.states[id.index()];
         let target = &mut self.targets[state.target.0 as usize];

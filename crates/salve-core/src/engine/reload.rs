@@ -1,6 +1,6 @@
 //! Swapping in a new policy set without forgetting what the old one learnt.
 
-use super::{Decision, Engine, PolicyId, PolicyState, Timestamp};
+use super::{Decision, Engine, PolicyId, PolicyState, Role, Timestamp};
 use crate::policy::Policy;
 use std::collections::HashMap;
 
@@ -17,25 +17,37 @@ impl Engine {
         policies: Vec<Policy>,
         out: &mut Vec<Decision>,
     ) {
-        let old_policies = std::mem::take(&mut self.policies);
-        let old_states = std::mem::take(&mut self.states);
-        let old_waiting: Vec<String> = self
+        // Each policy and each instance of a selector is known by its name and its
+        // target's, so an instance keeps its progress for the object it acts on.
+        let key = |engine: &Engine, i: usize| {
+            (
+                engine.policies[i].name().to_string(),
+                engine.target_names[i].clone(),
+            )
+        };
+        let old_waiting: Vec<(String, String)> = self
             .waiting_for_slot
             .iter()
-            .map(|id| old_policies[id.index()].name().to_string())
+            .map(|id| key(self, id.index()))
             .collect();
-        let mut carried: HashMap<String, (Policy, PolicyState)> = old_policies
+        let old_keys: Vec<(String, String)> =
+            (0..self.policies.len()).map(|i| key(self, i)).collect();
+        let old_policies = std::mem::take(&mut self.policies);
+        let old_states = std::mem::take(&mut self.states);
+        let mut carried: HashMap<(String, String), (Policy, PolicyState)> = old_keys
             .into_iter()
-            .zip(old_states)
-            .map(|(p, s)| (p.name().to_string(), (p, s)))
+            .zip(old_policies.into_iter().zip(old_states))
+            .filter(|(_, (_, state))| state.role != Role::Free)
             .collect();
-        self.install(policies);
+        self.install(policies, now);
         for i in 0..self.policies.len() {
-            let name = self.policies[i].name().to_string();
-            let Some((old_policy, old_state)) = carried.remove(&name) else {
+            let Some((old_policy, old_state)) = carried.remove(&key(self, i)) else {
                 continue;
             };
             let state = &mut self.states[i];
+            if state.role == Role::Free {
+                continue;
+            }
             state.last_skip = old_state.last_skip;
             for (t, (new_trigger, track)) in self.policies[i]
                 .spec
@@ -57,10 +69,16 @@ impl Engine {
             }
         }
         // Those held back by `max_concurrent` keep their place in the queue.
-        for name in old_waiting {
-            if let Some(id) = self.policy_id(&name) {
-                self.states[id.index()].waiting_for_slot = true;
-                self.waiting_for_slot.push(id);
+        let now_keys: HashMap<(String, String), PolicyId> = (0..self.policies.len())
+            .filter(|&i| self.states[i].role != Role::Free)
+            .map(|i| (key(self, i), PolicyId(i as u32)))
+            .collect();
+        for old in old_waiting {
+            if let Some(&id) = now_keys.get(&old) {
+                if !self.states[id.index()].waiting_for_slot {
+                    self.states[id.index()].waiting_for_slot = true;
+                    self.waiting_for_slot.push(id);
+                }
             }
         }
         for i in 0..self.policies.len() {

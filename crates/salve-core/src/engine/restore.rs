@@ -7,7 +7,8 @@
 
 use super::event::OutcomeResult;
 use super::time::Timestamp;
-use super::{Engine, PolicyId};
+use super::{Engine, PolicyId, Role};
+use crate::policy::TargetKey;
 
 /// One thing the journal says happened to a target.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,12 +41,23 @@ impl Engine {
         self.next_attempt_id = self.next_attempt_id.max(last_attempt_id.saturating_add(1));
         for event in past {
             // Only live attempts are journalled as intents: they restore the live guard.
-            let Some(index) = self
-                .targets
-                .iter()
-                .position(|t| t.name == event.target && !t.shadow)
-            else {
+            let Some(key) = TargetKey::parse(&event.target) else {
                 continue;
+            };
+            let index = match self.target_index.get(&(key.clone(), false)) {
+                Some(id) => id.0 as usize,
+                // A selector policy's object not seen since this start: its guard is
+                // made now, for its instance to find when the object is seen.
+                None => match self.policy_id(&event.policy) {
+                    Some(id) if self.states[id.index()].role == Role::Selector => {
+                        let window = self.policies[id.index()].spec.guard.window;
+                        let target = self.target_for(&key, false, true, event.at);
+                        let state = &mut self.targets[target.0 as usize];
+                        state.window = state.window.max(window);
+                        target.0 as usize
+                    }
+                    _ => continue,
+                },
             };
             // The window of the policy that opened the circuit, or, when it is gone,
             // the longest of those acting on the target now.

@@ -123,6 +123,73 @@ impl Target {
 }
 
 impl Target {
+    /// Whether the target selects objects by label, rather than naming one.
+    pub fn is_selector(&self) -> bool {
+        match self {
+            Target::Unit(_) => false,
+            Target::Pods(s) | Target::Deployment(s) | Target::StatefulSet(s) => {
+                s.name.is_none() && !s.selector.is_empty()
+            }
+            Target::Node(n) => n.name.is_none() && !n.selector.is_empty(),
+        }
+    }
+
+    /// Whether this selector target selects the object `key` carrying `labels`:
+    /// the same kind, in the selector's namespace (`namespace` standing in where it
+    /// names none), with every label of the selector. A target naming one object
+    /// selects nothing this way: its object is known by its key.
+    pub fn selects(
+        &self,
+        key: &TargetKey,
+        labels: &BTreeMap<String, String>,
+        namespace: &str,
+    ) -> bool {
+        let has_labels = |selector: &BTreeMap<String, String>| {
+            !selector.is_empty()
+                && selector
+                    .iter()
+                    .all(|(k, v)| labels.get(k).is_some_and(|have| have == v))
+        };
+        let in_selection = |s: &Selection, ns: &str| {
+            s.name.is_none()
+                && s.namespace.as_deref().unwrap_or(namespace) == ns
+                && has_labels(&s.selector)
+        };
+        match (self, key) {
+            (Target::Pods(s), TargetKey::Pod { namespace, .. })
+            | (Target::Deployment(s), TargetKey::Deployment { namespace, .. })
+            | (Target::StatefulSet(s), TargetKey::StatefulSet { namespace, .. }) => {
+                in_selection(s, namespace)
+            }
+            (Target::Node(n), TargetKey::Node { .. }) => {
+                n.name.is_none() && has_labels(&n.selector)
+            }
+            _ => false,
+        }
+    }
+
+    /// The target naming exactly the object `key`: what one of a selector's objects is
+    /// acted on as.
+    pub fn named(key: &TargetKey) -> Target {
+        let one = |namespace: &str, name: &str| Selection {
+            namespace: Some(namespace.to_string()),
+            name: Some(name.to_string()),
+            selector: BTreeMap::new(),
+        };
+        match key {
+            TargetKey::Unit(u) => Target::Unit(u.clone()),
+            TargetKey::Pod { namespace, name } => Target::Pods(one(namespace, name)),
+            TargetKey::Deployment { namespace, name } => Target::Deployment(one(namespace, name)),
+            TargetKey::StatefulSet { namespace, name } => Target::StatefulSet(one(namespace, name)),
+            TargetKey::Node { name } => Target::Node(NodeSelection {
+                name: Some(name.clone()),
+                selector: BTreeMap::new(),
+            }),
+        }
+    }
+}
+
+impl Target {
     /// The target in words, `namespace` standing in where it names none:
     /// `php8.2-fpm.service`, `pod/web/php-0`, `pods web/app=php`, `node/worker-1`.
     pub fn describe(&self, namespace: &str) -> String {
@@ -287,5 +354,66 @@ mod tests {
             Some("node/worker-1".into())
         );
         assert_eq!(node.kind(), "node");
+    }
+
+    #[test]
+    fn a_selector_selects_its_kind_in_its_namespace_with_all_its_labels() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let selection = |namespace: Option<&str>| Selection {
+            namespace: namespace.map(String::from),
+            name: None,
+            selector: labels(&[("app", "php"), ("tier", "")]),
+        };
+        let pod = |ns: &str| TargetKey::Pod {
+            namespace: ns.into(),
+            name: "php-0".into(),
+        };
+        let all = labels(&[("app", "php"), ("tier", ""), ("extra", "x")]);
+        let pods = Target::Pods(selection(None));
+        assert!(pods.is_selector());
+        assert!(pods.selects(&pod("shop"), &all, "shop"));
+        assert!(
+            !pods.selects(&pod("web"), &all, "shop"),
+            "another namespace"
+        );
+        assert!(!pods.selects(&pod("shop"), &labels(&[("app", "php")]), "shop"));
+        assert!(!pods.selects(
+            &pod("shop"),
+            &labels(&[("app", "php"), ("tier", "x")]),
+            "shop"
+        ));
+        let in_web = Target::Pods(selection(Some("web")));
+        assert!(
+            in_web.selects(&pod("web"), &all, "shop"),
+            "its own namespace wins"
+        );
+        let workload = TargetKey::Deployment {
+            namespace: "shop".into(),
+            name: "php-0".into(),
+        };
+        assert!(!pods.selects(&workload, &all, "shop"), "another kind");
+        assert!(Target::Deployment(selection(None)).selects(&workload, &all, "shop"));
+        let node = TargetKey::Node {
+            name: "worker-1".into(),
+        };
+        let nodes = Target::Node(NodeSelection {
+            name: None,
+            selector: labels(&[("pool", "web")]),
+        });
+        assert!(nodes.selects(&node, &labels(&[("pool", "web")]), "shop"));
+        assert!(!nodes.selects(&node, &all, "shop"));
+        // A named target selects nothing by label; its object is known by its key.
+        let named = Target::named(&pod("shop"));
+        assert!(!named.is_selector());
+        assert!(!named.selects(&pod("shop"), &all, "shop"));
+        assert_eq!(named.key("elsewhere"), Some(pod("shop")));
+        for key in [pod("web"), workload, node] {
+            assert_eq!(Target::named(&key).key("x"), Some(key));
+        }
     }
 }

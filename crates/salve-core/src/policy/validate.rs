@@ -185,6 +185,12 @@ impl Checker {
     /// watched and acted on, so systemd, the host's files and its logs are out of reach.
     fn kubernetes_target(&mut self, spec: &PolicySpec, at: &FieldPath) {
         let kind = spec.target.kind();
+        let (many, own) = match spec.target {
+            Target::Deployment(_) => ("deployments", "workload"),
+            Target::StatefulSet(_) => ("statefulsets", "workload"),
+            Target::Node(_) => ("nodes", "node"),
+            _ => ("pods", "pod"),
+        };
         for (i, trigger) in spec.trigger.iter().enumerate() {
             let at = at.key("trigger").index(i);
             match &trigger.condition {
@@ -197,6 +203,13 @@ impl Checker {
                     &at.key("log"),
                     true,
                     &format!("a log condition reads a file on the host, and this policy's target is {kind}"),
+                ),
+                // Each selected object has its own guard: one probe failing would act on
+                // every one of them at once.
+                Condition::Http(_) => self.rule(
+                    &at.key("http"),
+                    spec.target.is_selector(),
+                    &format!("an http condition probes one URL, and this policy's target selects {many} by label: a failing probe would act on each of them; name one object, or watch each with a `{own}` condition"),
                 ),
                 _ => {}
             }

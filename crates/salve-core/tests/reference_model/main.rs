@@ -421,6 +421,7 @@ fn run(scenario: &Scenario, coverage: &mut Coverage) -> Result<(), TestCaseError
                 policy: specs
                     .get(i % specs.len().max(1))
                     .map_or("none".into(), |s| s.name.clone()),
+                target: None,
             }),
             Step::Reload(mutation) => {
                 mutate(&mut specs, &scenario.specs, mutation, &mut renames);

@@ -150,7 +150,14 @@ fn a_person_can_reset_an_open_circuit() {
     feed(&mut e, 0.0, unit("php.service", Failed));
     feed(&mut e, 1.0, outcome("p", OutcomeResult::Failed));
     assert!(e.circuit_open(PolicyId(0), at(2.0)));
-    let v = feed(&mut e, 2.0, Event::Reset(Reset { policy: "p".into() }));
+    let v = feed(
+        &mut e,
+        2.0,
+        Event::Reset(Reset {
+            policy: "p".into(),
+            target: None,
+        }),
+    );
     assert_eq!(acts(&v), 1);
 }
 
@@ -237,7 +244,14 @@ fn a_reset_journals_each_policy_on_the_target_once() {
     );
     // The reset closes the circuit: a acts again, and b, re-decided when a's attempt
     // started, says once that one is in flight.
-    let v = feed(&mut e, 2.0, Event::Reset(Reset { policy: "a".into() }));
+    let v = feed(
+        &mut e,
+        2.0,
+        Event::Reset(Reset {
+            policy: "a".into(),
+            target: None,
+        }),
+    );
     assert!(
         matches!(
             v.as_slice(),

@@ -6,6 +6,7 @@ mod guard;
 mod limits;
 mod objects;
 mod restore;
+mod selectors;
 mod triggers;
 
 pub(super) use super::*;

@@ -2,6 +2,7 @@
 //! news only when it happens; a deleted object holds nothing.
 
 use super::*;
+use std::collections::BTreeMap;
 
 fn pod_policy(trigger: &str) -> Engine {
     let yaml = format!(
@@ -24,6 +25,7 @@ fn pod_event(
     Event::Pod(PodObservation {
         namespace: "web".into(),
         name: name.into(),
+        labels: BTreeMap::new(),
         containers: vec![ContainerObservation {
             name: "php".into(),
             waiting: waiting.map(String::from),
@@ -112,6 +114,7 @@ fn restarts_count_per_container_and_nodes_default_to_ready_false_or_unknown() {
     let node = |conditions: &[(&str, crate::policy::ConditionValue)], deleted| {
         Event::Node(NodeObservation {
             name: "worker-1".into(),
+            labels: BTreeMap::new(),
             conditions: conditions
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))

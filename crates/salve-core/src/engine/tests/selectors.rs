@@ -1,0 +1,308 @@
+//! A selector's objects: each gets a guard of its own, instances come and go with the
+//! objects, guards outlive them for as long as they can count, and churn costs no
+//! memory.
+
+use super::super::instances::RECLAIM_FLOOR;
+use super::*;
+use std::collections::BTreeMap;
+
+const SELECTOR: &str = "apiVersion: salve.dev/v1alpha1\nkind: RemediationPolicy\nmetadata: { name: php, namespace: web }\nspec:\n  target: { pods: { selector: { app: php } } }\n  trigger:\n    - pod: { reason: [CrashLoopBackOff] }\n  actions:\n    - restart: {}\n  guard: { cooldown: 10s, maxAttempts: 2, window: 1h, backoff: 1.0 }\n";
+
+fn selector_engine() -> Engine {
+    engine_from(&[SELECTOR.to_string()], Limits::default())
+}
+
+fn labels(app: &str) -> BTreeMap<String, String> {
+    [("app".to_string(), app.to_string())].into()
+}
+
+fn pod_in(namespace: &str, name: &str, app: &str, crashing: bool, deleted: bool) -> Event {
+    Event::Pod(PodObservation {
+        namespace: namespace.into(),
+        name: name.into(),
+        labels: labels(app),
+        containers: vec![ContainerObservation {
+            name: "php".into(),
+            waiting: crashing.then(|| "CrashLoopBackOff".into()),
+            last_terminated: None,
+            restarts: 0,
+        }],
+        deleted,
+    })
+}
+
+fn pod(name: &str, crashing: bool) -> Event {
+    pod_in("web", name, "php", crashing, false)
+}
+
+/// Feeds `event` and returns each decision with the target its policy names.
+fn decide(e: &mut Engine, secs: f64, event: Event) -> Vec<(String, Verdict)> {
+    let mut out = Vec::new();
+    e.handle(at(secs), &event, &mut out);
+    out.into_iter()
+        .map(|d| (target_name(e.policy(d.policy)), d.verdict))
+        .collect()
+}
+
+fn acted_on(decisions: &[(String, Verdict)]) -> Vec<&str> {
+    decisions
+        .iter()
+        .filter(|(_, v)| matches!(v, Verdict::Act { .. }))
+        .map(|(t, _)| t.as_str())
+        .collect()
+}
+
+/// Reports each attempt in `decisions` as `result`; returns what the engine then decided.
+fn done(
+    e: &mut Engine,
+    secs: f64,
+    decisions: &[(String, Verdict)],
+    result: OutcomeResult,
+) -> Vec<(String, Verdict)> {
+    let mut then = Vec::new();
+    for (_, v) in decisions {
+        if let Verdict::Act { attempt_id, .. } = v {
+            let report = Event::Outcome(Outcome {
+                policy: "php".into(),
+                attempt_id: Some(*attempt_id),
+                result,
+                verified: None,
+                detail: None,
+            });
+            then.extend(decide(e, secs, report));
+        }
+    }
+    then
+}
+
+#[test]
+fn each_selected_pod_has_a_guard_of_its_own() {
+    let mut e = selector_engine();
+    for name in ["php-a", "php-b", "php-c"] {
+        assert!(decide(&mut e, 0.0, pod(name, false)).is_empty());
+    }
+    // php-a crash-loops and uses up its two attempts, then its circuit opens.
+    let first = decide(&mut e, 1.0, pod("php-a", true));
+    assert_eq!(acted_on(&first), ["pod/web/php-a"]);
+    done(&mut e, 2.0, &first, OutcomeResult::Failed);
+    let second = decide(&mut e, 20.0, pod("php-a", true));
+
+    assert_eq!(acted_on(&second), ["pod/web/php-a"]);
+    // The second failure uses up the window's attempts: the circuit opens at once.
+    let third = done(&mut e, 21.0, &second, OutcomeResult::Failed);
+    assert!(
+        third.iter().any(
+            |(t, v)| t == "pod/web/php-a" && matches!(v, Verdict::Escalate { attempts: 2, .. })
+        ),
+        "{third:?}"
+    );
+    // Its siblings' guards are untouched: each acts at once, on itself only.
+    for (i, name) in ["php-b", "php-c"].into_iter().enumerate() {
+        let d = decide(&mut e, 41.0 + i as f64, pod(name, true));
+        assert_eq!(acted_on(&d), [format!("pod/web/{name}").as_str()], "{d:?}");
+        assert!(
+            d.iter().all(|(t, _)| *t == format!("pod/web/{name}")),
+            "{d:?}"
+        );
+    }
+    // The policy as written is one; its instances are the engine's own.
+    assert_eq!(e.policies().len(), 1);
+}
+
+#[test]
+fn a_selector_selects_by_kind_namespace_and_every_label() {
+    let mut e = selector_engine();
+    assert!(decide(&mut e, 0.0, pod_in("shop", "php-x", "php", true, false)).is_empty());
+    assert!(decide(&mut e, 0.0, pod_in("web", "nginx-x", "nginx", true, false)).is_empty());
+    let node = Event::Node(NodeObservation {
+        name: "php-x".into(),
+        labels: labels("php"),
+        conditions: BTreeMap::new(),
+        deleted: false,
+    });
+    assert!(decide(&mut e, 0.0, node).is_empty());
+    assert_eq!(
+        acted_on(&decide(
+            &mut e,
+            1.0,
+            pod_in("web", "php-x", "php", true, false)
+        )),
+        ["pod/web/php-x"]
+    );
+}
+
+#[test]
+fn a_pod_that_comes_back_under_its_name_meets_its_own_history() {
+    let mut e = selector_engine();
+    let first = decide(&mut e, 0.0, pod("php-0", true));
+    assert_eq!(acted_on(&first), ["pod/web/php-0"]);
+    // The attempt deletes the pod; the StatefulSet brings it back, still crashing.
+    assert!(decide(&mut e, 1.0, pod_in("web", "php-0", "php", false, true)).is_empty());
+    done(&mut e, 2.0, &first, OutcomeResult::Ok);
+    let back = decide(&mut e, 3.0, pod("php-0", true));
+    assert!(
+        matches!(
+            back.as_slice(),
+            [(
+                _,
+                Verdict::Skip {
+                    reason: SkipReason::Cooldown,
+                    ..
+                }
+            )]
+        ),
+        "the cooldown from before the deletion holds: {back:?}"
+    );
+}
+
+#[test]
+fn a_pod_that_loses_the_label_is_no_longer_acted_on() {
+    let mut e = selector_engine();
+    assert!(decide(&mut e, 0.0, pod("php-0", false)).is_empty());
+    assert!(decide(&mut e, 1.0, pod_in("web", "php-0", "debug", true, false)).is_empty());
+    assert_eq!(
+        acted_on(&decide(&mut e, 2.0, pod("php-0", true))),
+        ["pod/web/php-0"]
+    );
+}
+
+#[test]
+fn a_reload_keeps_each_instance_and_its_guard() {
+    let mut e = selector_engine();
+    let first = decide(&mut e, 0.0, pod("php-a", true));
+    done(&mut e, 1.0, &first, OutcomeResult::Failed);
+    assert!(decide(&mut e, 2.0, pod("php-b", false)).is_empty());
+    let edited = SELECTOR.replace("maxAttempts: 2", "maxAttempts: 3");
+    let mut out = Vec::new();
+    let (policies, errors) = crate::policy::parse_file(Path::new("p.yaml"), &edited);
+    assert!(errors.is_empty(), "{errors:?}");
+    e.replace_policies(at(3.0), policies, &mut out);
+    // php-a's instance is back, still in its cooldown, and says so once.
+    let says: Vec<(String, Verdict)> = out
+        .into_iter()
+        .map(|d| (target_name(e.policy(d.policy)), d.verdict))
+        .collect();
+    assert!(
+        says.iter().all(|(t, v)| t == "pod/web/php-a"
+            && matches!(
+                v,
+                Verdict::Skip {
+                    reason: SkipReason::Cooldown,
+                    ..
+                }
+            )),
+        "{says:?}"
+    );
+    let later = decide(&mut e, 20.0, pod("php-a", true));
+    assert!(
+        later
+            .iter()
+            .any(|(_, v)| matches!(v, Verdict::Act { attempt: 2, .. })),
+        "the first attempt still counts: {later:?}"
+    );
+}
+
+#[test]
+fn a_reset_names_one_of_a_selectors_targets_or_all() {
+    let mut e = selector_engine();
+    for (name, t) in [("php-a", 0.0), ("php-b", 30.0)] {
+        let d = decide(&mut e, t, pod(name, true));
+        done(&mut e, t + 1.0, &d, OutcomeResult::Failed);
+        let d = decide(&mut e, t + 20.0, pod(name, true));
+        let open = done(&mut e, t + 21.0, &d, OutcomeResult::Failed);
+        assert!(
+            open.iter()
+                .any(|(_, v)| matches!(v, Verdict::Escalate { .. })),
+            "{open:?}"
+        );
+    }
+    let reset = |target: Option<&str>| {
+        Event::Reset(Reset {
+            policy: "php".into(),
+            target: target.map(String::from),
+        })
+    };
+    let one = decide(&mut e, 60.0, reset(Some("pod/web/php-b")));
+    assert_eq!(acted_on(&one), ["pod/web/php-b"]);
+    let all = decide(&mut e, 70.0, reset(None));
+    assert_eq!(
+        acted_on(&all),
+        ["pod/web/php-a"],
+        "php-b is in flight: {all:?}"
+    );
+}
+
+#[test]
+fn pods_churning_through_a_selector_take_no_memory_for_ever() {
+    let mut e = selector_engine();
+    let mut out = Vec::new();
+    for i in 0..20_000u32 {
+        let t = at(i as f64 * 10.0);
+        let name = format!("php-{i}");
+        // Every tenth pod crashes and is acted on; its attempt reports back at once.
+        let crashing = i % 10 == 0;
+        out.clear();
+        e.handle(t, &pod(&name, crashing), &mut out);
+        for d in &out {
+            if let Verdict::Act { attempt_id, .. } = d.verdict {
+                let report = Event::Outcome(Outcome {
+                    policy: "php".into(),
+                    attempt_id: Some(attempt_id),
+                    result: OutcomeResult::Ok,
+                    verified: None,
+                    detail: None,
+                });
+                e.handle(t, &report, &mut Vec::new());
+            }
+        }
+        e.handle(t, &pod_in("web", &name, "php", false, true), &mut out);
+    }
+    // 20,000 pods came and went, 2,000 of them acted on; the last hour's attempts
+    // (360 of the pods were seen in it, 36 acted on) are all a guard may still count.
+    assert!(e.policies.len() <= 2, "{} slots", e.policies.len());
+    assert!(e.objects.is_empty());
+    // Targets are looked over each time their number doubles: at most twice what can
+    // still count is kept.
+    assert!(
+        e.targets.len() <= (2 * 37).max(RECLAIM_FLOOR) + 1,
+        "{}",
+        e.targets.len()
+    );
+}
+
+#[test]
+fn a_restart_of_salve_restores_the_guard_of_a_selected_object_not_yet_seen() {
+    let mut e = selector_engine();
+    let failed = |secs: f64| PastEvent {
+        at: at(secs),
+        policy: "php".into(),
+        target: "pod/web/php-a".into(),
+        kind: PastKind::Attempt {
+            result: Some(OutcomeResult::Failed),
+            succeeded: false,
+        },
+    };
+    e.restore(&[failed(0.0), failed(20.0)], 2);
+    // Both attempts of the window were used before the restart: the circuit opens at
+    // once, and the sibling the journal does not name acts as before.
+    let d = decide(&mut e, 30.0, pod("php-a", true));
+    assert!(
+        matches!(d.as_slice(), [(_, Verdict::Escalate { attempts: 2, .. })]),
+        "{d:?}"
+    );
+    let d = decide(&mut e, 31.0, pod("php-b", true));
+    assert!(
+        matches!(
+            d.as_slice(),
+            [(
+                _,
+                Verdict::Act {
+                    attempt: 1,
+                    attempt_id: 3,
+                    ..
+                }
+            )]
+        ),
+        "{d:?}"
+    );
+}
