@@ -9,6 +9,7 @@
 
 pub mod config_edit;
 pub mod exec;
+pub mod kubernetes;
 pub mod notify;
 pub mod systemd;
 mod units;

@@ -41,7 +41,11 @@ impl SystemdUnits {
             .map(|_| ())
     }
 
-    async fn unit_op(&self, unit: &str, op: UnitOp) -> Result<String, Failure> {
+    pub(in crate::action) async fn unit_op(
+        &self,
+        unit: &str,
+        op: UnitOp,
+    ) -> Result<String, Failure> {
         let done = self.systemd.run(unit, op, self.job_timeout).await?;
         if !done.succeeded() {
             return Err(Failure {

@@ -529,6 +529,16 @@ fn cluster(target: J, actions: J) -> J {
     })
 }
 
+/// What a target may take: a restart, or for a node (which salve never reboots) a
+/// notification.
+fn fitting_actions(target: &J) -> J {
+    if target.get("node").is_some() {
+        json!([{ "notify": { "webhook": "http://alertmanager.monitoring.svc:9093/" } }])
+    } else {
+        json!([{ "restart": {} }])
+    }
+}
+
 #[track_caller]
 fn cluster_breaks(doc: J, expected: &[(&str, &str)]) {
     // Each reader keeps its own order (the model's, the document's); the set is the same.
@@ -554,11 +564,13 @@ fn kubernetes_targets() {
         json!({ "deployment": { "name": "php" } }),
         json!({ "node": { "name": "worker-1.example.com" } }),
     ] {
-        cluster_breaks(cluster(target, restart.clone()), &[]);
+        let actions = fitting_actions(&target);
+        cluster_breaks(cluster(target, actions), &[]);
     }
     // A selector's objects are watched each by its own state, never by one shared probe.
     let own_state = |target: J, trigger: J| {
-        let mut doc = cluster(target, restart.clone());
+        let actions = fitting_actions(&target);
+        let mut doc = cluster(target, actions);
         doc["spec"]["trigger"] = json!([trigger]);
         doc
     };
@@ -598,8 +610,9 @@ fn kubernetes_targets() {
             "node",
         ),
     ] {
+        let actions = fitting_actions(&target);
         cluster_breaks(
-            cluster(target, restart.clone()),
+            cluster(target, actions),
             &[(
                 "spec.trigger[0].http",
                 &format!("an http condition probes one URL, and this policy's target selects {many} by label: a failing probe would act on each of them; name one object, or watch each with a `{own}` condition"),
@@ -644,6 +657,15 @@ fn kubernetes_targets() {
         ),
         &[("spec.target.node.selector", "invalid label value \"-web\" for pool: up to 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit")],
     );
+    let mut node_restart = cluster(json!({ "node": { "name": "worker-1" } }), restart.clone());
+    node_restart["spec"]["trigger"] = json!([{ "node": {} }]);
+    cluster_breaks(
+        node_restart,
+        &[(
+            "spec.actions[0].restart",
+            "`restart` restarts a pod or a workload's rollout, and salve never reboots a node; a node target takes: notify",
+        )],
+    );
     // Host things are out of a cluster policy's reach.
     let mut doc = cluster(
         json!({ "pods": { "name": "php-0" } }),
@@ -670,7 +692,8 @@ fn kubernetes_targets() {
 #[test]
 fn kubernetes_conditions() {
     let with_trigger = |target: J, trigger: J| {
-        let mut doc = cluster(target, json!([{ "restart": {} }]));
+        let actions = fitting_actions(&target);
+        let mut doc = cluster(target, actions);
         doc["spec"]["trigger"] = json!([trigger]);
         doc
     };

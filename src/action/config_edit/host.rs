@@ -33,22 +33,19 @@ impl EditHost for AgentHost<'_> {
             ApplyWith::Reload => UnitOp::Reload,
             ApplyWith::Restart => UnitOp::Restart,
         };
-        let done = self
-            .units
-            .systemd
-            .run(self.unit.as_str(), op, self.units.job_timeout)
+        // The same systemd call as a `restart` action; only the message names the edit.
+        self.units
+            .unit_op(self.unit.as_str(), op)
             .await
-            .map_err(|e| e.to_string())?;
-        if done.succeeded() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} of {}: {}",
-                self.apply.as_str(),
-                self.unit,
-                done.completion
-            ))
-        }
+            .map(|_| ())
+            .map_err(|failure| {
+                format!(
+                    "{} of {}: {}",
+                    self.apply.as_str(),
+                    self.unit,
+                    failure.message
+                )
+            })
     }
 
     async fn verify(&self) -> Option<(bool, String)> {

@@ -225,6 +225,12 @@ impl Checker {
                         rules::KUBERNETES_ACTIONS.join(", ")
                     ),
                 );
+                // A node is not a process: salve never reboots one.
+                self.rule(
+                    &at.key(list).index(i).key(name),
+                    name == "restart" && matches!(spec.target, Target::Node(_)),
+                    "`restart` restarts a pod or a workload's rollout, and salve never reboots a node; a node target takes: notify",
+                );
             }
         }
         if let Some(verify) = &spec.verify {

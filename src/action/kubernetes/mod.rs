@@ -1,0 +1,249 @@
+//! The second family: Kubernetes objects, through the API server. `restart` deletes a
+//! pod (its controller replaces it) or restarts a workload's rollout the way
+//! `kubectl rollout restart` does. Every change carries the field manager `salve` and
+//! is recorded as a Kubernetes Event on its target (reason `SalveRemediation`).
+
+use super::{Acted, Executor, Failure, Family};
+use crate::policy::{Action, Policy, TargetKey, Verify};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::Client;
+use std::time::{Duration, SystemTime};
+
+/// Who salve's changes and Events are from, as `managedFields` and `kubectl get events`
+/// show it.
+pub const FIELD_MANAGER: &str = "salve";
+/// The reason of the Events salve records on what it changed.
+pub const EVENT_REASON: &str = "SalveRemediation";
+/// The pod-template annotation `kubectl rollout restart` sets: a new value is a new
+/// template, so the workload's controller replaces its pods at the pace its rollout
+/// strategy allows.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// How often a request the API server turned away for now (429, 5xx, a conflict) is
+/// tried, and the pause before the first retry, doubled after each.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub tries: u32,
+    pub first_pause: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            tries: 4,
+            first_pause: Duration::from_millis(250),
+        }
+    }
+}
+
+pub struct KubernetesObjects {
+    client: Client,
+    recorder: Recorder,
+    retry: Retry,
+    /// The wall clock the `restartedAt` value is read from (a fixed one in tests).
+    clock: fn() -> SystemTime,
+}
+
+impl KubernetesObjects {
+    /// `instance` tells replicas apart in the Events (the pod's name).
+    pub fn new(client: Client, instance: Option<String>) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            instance,
+        };
+        KubernetesObjects {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            retry: Retry::default(),
+            clock: SystemTime::now,
+        }
+    }
+
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn with_clock(mut self, clock: fn() -> SystemTime) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    async fn restart(&self, policy: &Policy) -> Result<String, Failure> {
+        let Some(key) = policy.target_key() else {
+            // The engine acts on a selector's objects one by one, each named.
+            return Err(Failure::failed(format!(
+                "`restart` needs one object, and {} selects by label",
+                crate::engine::target_name(policy)
+            )));
+        };
+        let done = match &key {
+            TargetKey::Pod { namespace, name } => {
+                let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+                let params = DeleteParams::default();
+                let deleted = self.with_retries(|| pods.delete(name, &params)).await;
+                match deleted {
+                    Ok(_) => format!("deleted {key}"),
+                    // Gone already: what a restart of it asks for has happened.
+                    Err(kube::Error::Api(status)) if status.code == 404 => {
+                        format!("{key} was already gone")
+                    }
+                    Err(e) => return Err(api_failure(&key, e)),
+                }
+            }
+            TargetKey::Deployment { namespace, name } => {
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+                self.rollout_restart(&api, name)
+                    .await
+                    .map_err(|e| api_failure(&key, e))?;
+                format!("restarted the rollout of {key}")
+            }
+            TargetKey::StatefulSet { namespace, name } => {
+                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), namespace);
+                self.rollout_restart(&api, name)
+                    .await
+                    .map_err(|e| api_failure(&key, e))?;
+                format!("restarted the rollout of {key}")
+            }
+            // Validation keeps `restart` to pods and workloads.
+            TargetKey::Node { .. } | TargetKey::Unit(_) => {
+                return Err(Failure::failed(format!("`restart` cannot act on {key}")))
+            }
+        };
+        Ok(self.record(&key, policy, "Restart", &done).await)
+    }
+
+    /// `kubectl rollout restart`: a strategic merge patch of the template's annotation.
+    async fn rollout_restart<K>(&self, api: &Api<K>, name: &str) -> Result<(), kube::Error>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let at = k8s_openapi::jiff::Timestamp::try_from((self.clock)())
+            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default();
+        let patch = serde_json::json!({
+            "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: at } } } }
+        });
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        let patch = Patch::Strategic(&patch);
+        self.with_retries(|| api.patch(name, &params, &patch))
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs `request`, again after a pause while the API server says "not now": too
+    /// many requests (429), a conflict (409), or trouble on its side (5xx).
+    async fn with_retries<T, F, Fut>(&self, mut request: F) -> Result<T, kube::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, kube::Error>>,
+    {
+        let mut pause = self.retry.first_pause;
+        let mut tries = 1;
+        loop {
+            match request().await {
+                Err(kube::Error::Api(status))
+                    if tries < self.retry.tries
+                        && (status.code == 429 || status.code == 409 || status.code >= 500) =>
+                {
+                    tracing::info!(code = status.code, reason = %status.reason, tries, "API server turned the request away; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = pause.saturating_mul(2);
+                    tries += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// Records what salve did as an Event on the object; an Event the API server
+    /// refuses costs the action nothing, and the journal says so.
+    async fn record(&self, key: &TargetKey, policy: &Policy, action: &str, done: &str) -> String {
+        let event = Event {
+            type_: EventType::Normal,
+            reason: EVENT_REASON.to_string(),
+            note: Some(format!("salve policy {}: {done}", policy.name())),
+            action: action.to_string(),
+            secondary: None,
+        };
+        let Some(regarding) = reference(key) else {
+            return done.to_string();
+        };
+        match self.recorder.publish(&event, &regarding).await {
+            Ok(()) => done.to_string(),
+            Err(e) => {
+                tracing::warn!(target = %key, error = %e, "could not record the Event");
+                format!("{done} (Event not recorded: {e})")
+            }
+        }
+    }
+}
+
+/// The object an Event is about; a unit has none.
+fn reference(key: &TargetKey) -> Option<ObjectReference> {
+    let (api_version, kind, namespace, name) = match key {
+        TargetKey::Pod { namespace, name } => ("v1", "Pod", Some(namespace), name),
+        TargetKey::Deployment { namespace, name } => {
+            ("apps/v1", "Deployment", Some(namespace), name)
+        }
+        TargetKey::StatefulSet { namespace, name } => {
+            ("apps/v1", "StatefulSet", Some(namespace), name)
+        }
+        TargetKey::Node { name } => ("v1", "Node", None, name),
+        TargetKey::Unit(_) => return None,
+    };
+    Some(ObjectReference {
+        api_version: Some(api_version.to_string()),
+        kind: Some(kind.to_string()),
+        namespace: namespace.cloned(),
+        name: Some(name.clone()),
+        ..ObjectReference::default()
+    })
+}
+
+fn api_failure(key: &TargetKey, e: kube::Error) -> Failure {
+    let timed_out = matches!(&e, kube::Error::Api(status) if status.code == 504);
+    let message = match e {
+        kube::Error::Api(status) => format!(
+            "the API server refused to change {key}: {} ({} {})",
+            status.message, status.code, status.reason
+        ),
+        other => format!("could not reach the API server to change {key}: {other}"),
+    };
+    Failure {
+        timed_out,
+        not_applicable: false,
+        message,
+    }
+}
+
+impl Family for KubernetesObjects {
+    async fn act<'a>(
+        &'a self,
+        _executor: &'a Executor<Self>,
+        policy: &'a Policy,
+        action: &'a Action,
+    ) -> Option<Acted> {
+        match action {
+            Action::Restart(_) => Some(Acted::done(self.restart(policy).await)),
+            _ => None,
+        }
+    }
+
+    async fn verify_target<'a>(
+        &'a self,
+        _policy: &'a Policy,
+        _verify: &'a Verify,
+    ) -> Option<(bool, String)> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests;
