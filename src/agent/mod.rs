@@ -1,13 +1,7 @@
-//! The host agent: wires signals → engine → actions → journal on a systemd host.
-//!
-//! One task owns the engine and the journal's queue, so decisions are made and
-//! journalled in a single order. The journal's thread writes and fsyncs; an attempt
-//! waits for its intent to be durable before its first action, and an attempt whose
-//! intent cannot be written does not run and fails. The loop itself never waits for
-//! the disk. At start the guard state is rebuilt from the journal.
+//! The host agent: wires signals → engine → actions → journal on a systemd host, on
+//! the loop every runtime shares (`crate::controller`). At start the guard state is
+//! rebuilt from the journal.
 
-mod attempts;
-mod clock;
 mod logs;
 mod probes;
 mod recovery;
@@ -15,18 +9,16 @@ mod service;
 mod watch_files;
 
 use crate::action::{Executor, SystemdUnits, DEFAULT_JOB_TIMEOUT};
-use crate::audit::{
-    decision_record, outcome_record, AuditError, Durable, Journal, JournalWriter, Sink,
-};
+use crate::audit::{AuditError, Journal, JournalWriter, Sink};
 use crate::config::Config;
-use crate::engine::{Decision, Engine, Event, Outcome, Verdict};
+use crate::controller::{clock::Clock, sleep_until_opt, Controller};
+use crate::engine::{Engine, Event};
 use crate::policy::{self, Diagnostics, Policy};
 use crate::systemd::{self, Bus, SystemdHandle};
-use clock::Clock;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
@@ -64,24 +56,8 @@ pub enum AgentError {
 /// How long SIGTERM waits for attempts in flight to finish and be journalled.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// An attempt in flight. It keeps its own copy of the policy: a reload may renumber or
-/// remove policies before the attempt reports back.
-struct Running {
-    policy: Policy,
-    started: tokio::time::Instant,
-}
-
-struct Agent {
-    engine: Engine,
-    /// Shared with escalation tasks, which journal that their notifications went out.
-    journal: Arc<JournalWriter>,
-    clock: Clock,
-    executor: Arc<Executor<SystemdUnits>>,
-    events: mpsc::Sender<Event>,
-    attempts: attempts::Attempts,
-    running: HashMap<u64, Running>,
-    decisions: Vec<Decision>,
-}
+/// The agent: the shared loop, over systemd units.
+struct Agent(Controller<SystemdUnits>);
 
 pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     let policies = load_host_policies(&options.policy_paths).map_err(AgentError::Policies)?;
@@ -129,20 +105,17 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
         last_attempt_id = recovered.last_attempt_id,
         "guard state rebuilt from the journal"
     );
-    let mut agent = Agent {
+    let mut agent = Agent(Controller::new(
         engine,
-        journal: Arc::new(journal),
+        journal,
         clock,
-        executor: Arc::new(Executor::new(
+        Executor::new(
             SystemdUnits::new(handle, DEFAULT_JOB_TIMEOUT)
                 .with_keep_backups(options.config.config_backups),
-        )),
-        events: events_tx,
-        attempts: attempts::Attempts::default(),
-        running: HashMap::new(),
-        decisions: Vec::new(),
-    };
-    agent.resend_escalations(recovered.unsent_escalations);
+        ),
+        events_tx,
+    ));
+    agent.0.resend_escalations(recovered.unsent_escalations);
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| AgentError::Signal("SIGHUP", e))?;
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
@@ -151,7 +124,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     let mut file_changes = watch_files::watch(&options.policy_paths);
     let mut watchdog = service::watchdog();
     tracing::info!(
-        policies = agent.engine.policies().len(),
+        policies = agent.0.engine.policies().len(),
         journal = %options.config.journal_path.display(),
         bus = %options.bus,
         "salve agent started"
@@ -159,13 +132,10 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     service::ready();
 
     loop {
-        let deadline = agent
-            .engine
-            .next_deadline()
-            .map(|t| agent.clock.instant_of(t));
+        let deadline = agent.0.deadline();
         tokio::select! {
-            Some(event) = events_rx.recv() => agent.handle(event),
-            _ = sleep_until_opt(deadline) => agent.handle(Event::Tick {}),
+            Some(event) = events_rx.recv() => agent.0.handle(event),
+            _ = sleep_until_opt(deadline) => agent.0.handle(Event::Tick {}),
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading policies");
                 agent.reload(&options.policy_paths, &mut probes, &mut logs);
@@ -175,7 +145,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
                 agent.reload(&options.policy_paths, &mut probes, &mut logs);
             }
             _ = service::tick(&mut watchdog) => service::watchdog_ping(),
-            lost = agent.attempts.next_lost() => agent.handle(Event::Outcome(lost)),
+            lost = agent.0.attempts.next_lost() => agent.0.handle(Event::Outcome(lost)),
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
@@ -183,66 +153,22 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
 
     service::stopping();
     tracing::info!(
-        in_flight = agent.running.len(),
+        in_flight = agent.0.running.len(),
         "stopping: finishing attempts in flight"
     );
     // No new decisions from here: only outcomes of attempts already running are taken,
     // journalled, and shown to the engine.
-    let grace = tokio::time::sleep(SHUTDOWN_GRACE);
-    tokio::pin!(grace);
-    // Escalations in flight are waited for too: the circuit they belong to is open,
-    // and a notification cut off now would never be sent.
-    while !agent.running.is_empty() || agent.attempts.running() > 0 {
-        tokio::select! {
-            Some(event) = events_rx.recv() => {
-                if let Event::Outcome(outcome) = &event {
-                    agent.journal_outcome(outcome);
-                }
-            }
-            ended = agent.attempts.next() => {
-                if let attempts::Ended::Lost(lost) = ended {
-                    agent.journal_outcome(&lost);
-                }
-            }
-            _ = &mut grace => {
-                tracing::error!(abandoned = agent.running.len(), tasks = agent.attempts.running(), "attempts or escalations still running at shutdown; their outcome is not journalled");
-                break;
-            }
-        }
-    }
+    agent.0.finish(&mut events_rx, SHUTDOWN_GRACE).await;
     probes.stop();
     logs.stop();
     let _ = stop_tx.send(true);
     if let Some(link_task) = link_task {
         let _ = link_task.await;
     }
-    // Blocks until what is queued is on disk: nothing else needs the runtime now. An
-    // escalation abandoned at the grace's end may still hold the writer; its drop
-    // then flushes and joins instead.
-    let Agent { journal, .. } = agent;
-    if let Ok(journal) = Arc::try_unwrap(journal) {
-        journal.close();
-    }
+    // Nothing else needs the runtime now: what is queued goes to disk.
+    agent.0.close();
     tracing::info!("salve agent stopped");
     Ok(())
-}
-
-async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Every unit a policy targets: watched for state, and the object of its actions.
-/// The record that an escalation's actions ran.
-fn escalation_sent(policy: &Policy, failures: Vec<String>) -> crate::audit::Record {
-    crate::audit::Record {
-        ts: SystemTime::now(),
-        policy: policy.name().to_string(),
-        target: crate::engine::target_name(policy),
-        entry: crate::audit::Entry::EscalationSent { failures },
-    }
 }
 
 /// The agent acts on systemd units; a policy on anything else is refused at load.
@@ -265,134 +191,6 @@ fn units_of(policies: &[Policy]) -> Vec<String> {
 }
 
 impl Agent {
-    fn handle(&mut self, event: Event) {
-        if let Event::Outcome(outcome) = &event {
-            self.journal_outcome(outcome);
-        }
-        let now = self.clock.now();
-        self.decisions.clear();
-        let mut decisions = std::mem::take(&mut self.decisions);
-        self.engine.handle(now, &event, &mut decisions);
-        self.carry_out(&decisions);
-        self.decisions = decisions;
-    }
-
-    fn journal_outcome(&mut self, outcome: &Outcome) {
-        let Some(id) = outcome.attempt_id else { return };
-        let Some(running) = self.running.remove(&id) else {
-            return;
-        };
-        let policy = &running.policy;
-        let record = outcome_record(
-            policy,
-            id,
-            outcome,
-            running.started.elapsed(),
-            SystemTime::now(),
-        );
-        tracing::info!(policy = policy.name(), attempt_id = id, result = ?outcome.result, verified = ?outcome.verified, "attempt finished");
-        self.journal.record(record);
-    }
-
-    fn carry_out(&mut self, decisions: &[Decision]) {
-        for decision in decisions {
-            let policy = self.engine.policy(decision.policy).clone();
-            let span = tracing::info_span!("decision", policy = policy.name(), target = %crate::engine::target_name(&policy));
-            let _enter = span.enter();
-            let record = decision_record(decision, &policy, SystemTime::now());
-            match &decision.verdict {
-                Verdict::Act {
-                    attempt_id,
-                    attempt,
-                    ..
-                } => {
-                    tracing::info!(attempt_id, attempt, "acting");
-                    let durable = self.journal.write(record);
-                    self.start_attempt(policy, *attempt_id, durable);
-                }
-                Verdict::Escalate {
-                    attempts,
-                    dry_run: false,
-                } => {
-                    tracing::warn!(attempts, "circuit open: escalating");
-                    let durable = self.journal.write(record);
-                    self.escalate(policy, *attempts, Some(durable));
-                }
-                Verdict::Escalate { .. } => self.journal.record(record),
-                Verdict::Skip { reason, .. } => {
-                    tracing::info!(reason = reason.as_str(), "skipped");
-                    self.journal.record(record);
-                }
-            }
-        }
-    }
-
-    /// Runs the policy's escalation once its `escalate` record is durable (`None`: it
-    /// already is), then journals that it went out.
-    fn escalate(&mut self, policy: Policy, attempts: u32, decided: Option<Durable>) {
-        let executor = Arc::clone(&self.executor);
-        let journal = Arc::clone(&self.journal);
-        self.attempts.spawn_escalation(async move {
-            if let Some(decided) = decided {
-                if let Err(e) = decided.await {
-                    tracing::error!(policy = policy.name(), error = %e, "escalation not journalled: not sent");
-                    return;
-                }
-            }
-            let failures = executor.run_escalation(&policy, attempts).await;
-            journal.record(escalation_sent(&policy, failures));
-        });
-    }
-
-    /// Escalations the journal shows decided but never sent (the agent died while
-    /// notifying) go out now, if their circuit is still open: a page must not be lost
-    /// to a crash. At least once: one cut off after sending is sent twice.
-    fn resend_escalations(&mut self, unsent: Vec<(String, String, u32)>) {
-        let now = self.clock.now();
-        for (name, target, attempts) in unsent {
-            let Some(id) = self.engine.policy_id(&name) else {
-                continue;
-            };
-            let policy = self.engine.policy(id).clone();
-            if crate::engine::target_name(&policy) != target || !self.engine.circuit_open(id, now) {
-                continue;
-            }
-            tracing::warn!(policy = %name, target = %target, "an escalation was cut off by the agent's last stop: sending it now");
-            self.escalate(policy, attempts, None);
-        }
-    }
-
-    /// Starts the attempt's task: it waits for its intent to be on disk (no action runs
-    /// without its journal record), then runs, and reports its outcome as an event.
-    fn start_attempt(&mut self, policy: Policy, attempt_id: u64, intent: Durable) {
-        self.running.insert(
-            attempt_id,
-            Running {
-                policy: policy.clone(),
-                started: tokio::time::Instant::now(),
-            },
-        );
-        let executor = Arc::clone(&self.executor);
-        let events = self.events.clone();
-        let name = policy.name().to_string();
-        self.attempts.spawn_attempt(attempt_id, name, async move {
-            let outcome = match intent.await {
-                Ok(()) => executor.run_attempt(&policy, attempt_id).await,
-                Err(e) => {
-                    // Tell the engine the attempt failed so it backs off instead of
-                    // waiting forever.
-                    tracing::error!(error = %e, attempt_id, "intent not journalled: the attempt does not run");
-                    attempts::failed(
-                        &policy,
-                        attempt_id,
-                        format!("not run: the journal could not record the intent: {e}"),
-                    )
-                }
-            };
-            let _ = events.send(Event::Outcome(outcome)).await;
-        });
-    }
-
     /// Loads the policies again; an invalid set is rejected with every error logged,
     /// and the agent keeps running the last good set.
     fn reload(&mut self, paths: &[PathBuf], probes: &mut probes::Probes, logs: &mut logs::Logs) {
@@ -400,9 +198,9 @@ impl Agent {
             Ok(policies) => {
                 let new_units: BTreeSet<String> = units_of(&policies).into_iter().collect();
                 let old_units: BTreeSet<String> =
-                    units_of(self.engine.policies()).into_iter().collect();
+                    units_of(self.0.engine.policies()).into_iter().collect();
                 for unit in new_units.difference(&old_units) {
-                    let executor = Arc::clone(&self.executor);
+                    let executor = Arc::clone(&self.0.executor);
                     let unit = unit.clone();
                     tokio::spawn(async move {
                         if let Err(e) = executor.family().watch_unit(&unit).await {
@@ -410,14 +208,11 @@ impl Agent {
                         }
                     });
                 }
-                probes.restart(&policies, &self.events);
-                logs.restart(&policies, &self.events);
+                probes.restart(&policies, &self.0.events);
+                logs.restart(&policies, &self.0.events);
                 let count = policies.len();
-                let now = self.clock.now();
-                let mut decisions = Vec::new();
-                self.engine.replace_policies(now, policies, &mut decisions);
+                self.0.replace_policies(policies);
                 tracing::info!(policies = count, "policies reloaded");
-                self.carry_out(&decisions);
             }
             Err(diagnostics) => {
                 for d in &diagnostics.0 {

@@ -3,8 +3,8 @@
 //! outcome means the agent died mid-attempt (SIGKILL, OOM, a panic, the watchdog); it is
 //! closed now with outcome `unknown`, which counts as failed.
 
-use super::clock::Clock;
 use crate::audit::{read_recent, AuditError, Entry, OutcomeResult, Record};
+use crate::controller::clock::Clock;
 use crate::engine::{PastEvent, PastKind};
 use crate::policy::Policy;
 use std::cell::Cell;

@@ -5,6 +5,7 @@ mod check;
 mod diagnose;
 mod history;
 mod lab;
+mod operator;
 mod simulate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -51,6 +52,9 @@ pub enum Command {
     History(history::Args),
     /// Run the host agent: watch systemd units and probes, heal by policy.
     Agent(agent::Args),
+    /// Run in a Kubernetes cluster: watch RemediationPolicies and the pods, workloads
+    /// and nodes they name, heal through the API server.
+    Operator(operator::Args),
     /// Find which known cause of a 502/504 applies: configs, logs, boot state, memory.
     Diagnose(diagnose::Args),
     /// A disposable systemd sandbox with nginx and PHP-FPM to break on purpose.
@@ -81,6 +85,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => simulate::run(args),
         Command::History(args) => history::run(args),
         Command::Agent(args) => agent::run(args),
+        Command::Operator(args) => operator::run(args),
         Command::Lab(args) => lab::run(args),
         Command::Diagnose(args) => diagnose::run(args),
         Command::Schema => {

@@ -130,3 +130,85 @@ pub fn serve(script: Vec<Expect>) -> (Client, JoinHandle<()>) {
     });
     (Client::new(service, "default"), server)
 }
+
+/// What a routed stand-in answers a request with.
+pub enum Reply {
+    /// A JSON answer with this status.
+    Json(u16, Value),
+    /// A watch's stream: these events, one JSON object per line, then the end of the
+    /// stream (the client watches again).
+    Events(Vec<Value>),
+    /// No answer yet: a watch held open, as the API server does until it times out.
+    Hold,
+}
+
+/// One request as the routed stand-in saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: Option<String>,
+    pub body: Option<Value>,
+}
+
+impl Seen {
+    pub fn is_watch(&self) -> bool {
+        self.query.split('&').any(|p| p == "watch=true")
+    }
+}
+
+/// A stand-in that answers each request with `route`, in whatever order the client's
+/// tasks send them (the operator's watches run at once); every request is sent to
+/// `seen` as well, for the test to wait on and check.
+pub fn route(
+    mut route: impl FnMut(&Seen) -> Reply + Send + 'static,
+) -> (Client, tokio::sync::mpsc::UnboundedReceiver<Seen>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let (seen_tx, seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        // Answers held back, so their watches stay open until the test ends.
+        let mut held = Vec::new();
+        while let Some((request, respond)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.unwrap_or_default();
+            let seen = Seen {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_string(),
+                query: parts.uri.query().unwrap_or_default().to_string(),
+                content_type: parts
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from),
+                body: serde_json::from_slice(&bytes).ok(),
+            };
+            let reply = route(&seen);
+            let _ = seen_tx.send(seen);
+            let (status, bytes) = match reply {
+                Reply::Hold => {
+                    held.push(respond);
+                    continue;
+                }
+                Reply::Json(status, value) => {
+                    (status, serde_json::to_vec(&value).unwrap_or_default())
+                }
+                Reply::Events(events) => {
+                    let mut lines = Vec::new();
+                    for event in events {
+                        lines.extend(serde_json::to_vec(&event).unwrap_or_default());
+                        lines.push(b'\n');
+                    }
+                    (200, lines)
+                }
+            };
+            let response = Response::builder()
+                .status(status)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Body::from(bytes))
+                .expect("response");
+            respond.send_response(response);
+        }
+    });
+    (Client::new(service, "default"), seen_rx)
+}

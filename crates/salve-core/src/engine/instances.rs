@@ -138,10 +138,8 @@ impl Engine {
                 self.by_unit.remove(name);
             }
         }
-        for watchers in self.by_url.values_mut() {
-            watchers.retain(|&(w, _)| w != id);
-        }
-        self.by_url.retain(|_, watchers| !watchers.is_empty());
+        // Only `by_unit` holds an instance: its triggers are its object's conditions
+        // (validation refuses probes and logs on a selector's objects).
         let target = self.states[id.index()].target;
         self.targets[target.0 as usize]
             .policies

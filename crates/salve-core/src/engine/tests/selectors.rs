@@ -193,12 +193,16 @@ fn a_reload_keeps_each_instance_and_its_guard() {
             )),
         "{says:?}"
     );
-    let later = decide(&mut e, 20.0, pod("php-a", true));
+    // The reload gave php-a its instance back at once, from what was known of it: its
+    // cooldown ends at 10s and it acts then, with no new word from the pod, and the
+    // first attempt still counts.
+    let later = decide(&mut e, 15.0, Event::Tick {});
     assert!(
-        later
-            .iter()
-            .any(|(_, v)| matches!(v, Verdict::Act { attempt: 2, .. })),
-        "the first attempt still counts: {later:?}"
+        matches!(
+            later.as_slice(),
+            [(t, Verdict::Act { attempt: 2, .. })] if t == "pod/web/php-a"
+        ),
+        "{later:?}"
     );
 }
 
@@ -304,5 +308,124 @@ fn a_restart_of_salve_restores_the_guard_of_a_selected_object_not_yet_seen() {
             )]
         ),
         "{d:?}"
+    );
+}
+
+/// Pods that come and go at `secs`, enough to make the engine look for targets to
+/// forget more than once.
+fn churn(e: &mut Engine, secs: f64) {
+    for i in 0..(4 * RECLAIM_FLOOR) {
+        let name = format!("churn-{i}");
+        e.handle(at(secs), &pod(&name, false), &mut Vec::new());
+        e.handle(
+            at(secs),
+            &pod_in("web", &name, "php", false, true),
+            &mut Vec::new(),
+        );
+    }
+}
+
+#[test]
+fn a_deleted_pods_open_circuit_outlasts_the_churn_until_it_closes() {
+    let mut e = selector_engine();
+    let first = decide(&mut e, 0.0, pod("php-0", true));
+    done(&mut e, 1.0, &first, OutcomeResult::Failed);
+    let second = decide(&mut e, 20.0, pod("php-0", true));
+    let opened = done(&mut e, 21.0, &second, OutcomeResult::Failed);
+    assert!(
+        opened
+            .iter()
+            .any(|(_, v)| matches!(v, Verdict::Escalate { .. })),
+        "{opened:?}"
+    );
+    assert!(decide(&mut e, 22.0, pod_in("web", "php-0", "php", true, true)).is_empty());
+    // Past the window of the last attempt (20s + 1h), the circuit (opened at 21s for
+    // an hour) is still open: the guard is kept through the churn, and the pod back
+    // meets it.
+    churn(&mut e, 3_620.2);
+    let back = decide(&mut e, 3_620.5, pod("php-0", true));
+    assert!(
+        matches!(
+            back.as_slice(),
+            [(
+                _,
+                Verdict::Skip {
+                    reason: SkipReason::CircuitOpen,
+                    ..
+                }
+            )]
+        ),
+        "{back:?}"
+    );
+    // Once the circuit has closed and no attempt counts, the guard is forgotten, and
+    // the pod starts afresh.
+    assert!(decide(&mut e, 3_620.6, pod_in("web", "php-0", "php", true, true)).is_empty());
+    churn(&mut e, 3_700.0);
+    assert!(!e
+        .target_index
+        .contains_key(&(TargetKey::parse("pod/web/php-0").unwrap(), false)));
+    let fresh = decide(&mut e, 3_701.0, pod("php-0", true));
+    assert!(
+        matches!(fresh.as_slice(), [(_, Verdict::Act { attempt: 1, .. })]),
+        "{fresh:?}"
+    );
+}
+
+#[test]
+fn a_deleted_pods_attempts_and_attempt_in_flight_outlast_the_churn() {
+    let mut e = selector_engine();
+    // An attempt in flight when its pod goes (the restart deletes it).
+    let first = decide(&mut e, 0.0, pod("php-0", true));
+    assert!(decide(&mut e, 1.0, pod_in("web", "php-0", "php", true, true)).is_empty());
+    churn(&mut e, 2.0);
+    done(&mut e, 3.0, &first, OutcomeResult::Failed);
+    // Its attempt still counts: the pod back within the cooldown waits, then its
+    // second attempt is the window's second.
+    let back = decide(&mut e, 4.0, pod("php-0", true));
+    assert!(
+        matches!(
+            back.as_slice(),
+            [(
+                _,
+                Verdict::Skip {
+                    reason: SkipReason::Cooldown,
+                    ..
+                }
+            )]
+        ),
+        "{back:?}"
+    );
+    let second = decide(&mut e, 20.0, pod("php-0", true));
+    assert!(
+        second
+            .iter()
+            .any(|(_, v)| matches!(v, Verdict::Act { attempt: 2, .. })),
+        "{second:?}"
+    );
+    // The pod, still crash-looping, has used the window's two attempts: its circuit
+    // opens as the second reports back.
+    let opened = done(&mut e, 21.0, &second, OutcomeResult::Ok);
+    assert!(
+        opened
+            .iter()
+            .any(|(_, v)| matches!(v, Verdict::Escalate { attempts: 2, .. })),
+        "{opened:?}"
+    );
+    // Gone again, and back half an hour and a churn later: the open circuit held.
+    assert!(decide(&mut e, 30.0, pod_in("web", "php-0", "php", false, true)).is_empty());
+    churn(&mut e, 1_800.0);
+    let third = decide(&mut e, 1_801.0, pod("php-0", true));
+    assert!(
+        matches!(
+            third.as_slice(),
+            [(
+                _,
+                Verdict::Skip {
+                    reason: SkipReason::CircuitOpen,
+                    ..
+                }
+            )]
+        ),
+        "{third:?}"
     );
 }

@@ -1,0 +1,69 @@
+//! `salve operator [--namespace NS] [--config FILE] [--journal FILE] [--dry-run]`
+
+use salve::action::kubernetes::Retry;
+use salve::config::Config;
+use salve::operator::{self, OperatorOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run the policies of this namespace only (default: every namespace).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Limits (storm cap, actions at once, dry run) as in the agent's config.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Also write the journal to this file (a mounted volume); it always goes to stdout.
+    #[arg(long)]
+    journal: Option<PathBuf>,
+    /// Decide and journal, change nothing (overrides the config).
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut config = match args.config.as_deref().map(|p| Config::load(Some(p))) {
+        None => Config::default(),
+        Some(Ok(c)) => c,
+        Some(Err(diagnostics)) => {
+            eprintln!("{diagnostics}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if args.dry_run {
+        config.limits.dry_run = true;
+    }
+    // One thread, as the agent: the operator mostly waits on its watches.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        // The service account's token in a pod, else the kubeconfig.
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the Kubernetes API server: {e}"))?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match terminate.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+            let _ = stop_tx.send(true);
+        });
+        let options = OperatorOptions {
+            client,
+            namespace: args.namespace,
+            limits: config.limits,
+            journal_path: args.journal,
+            rotation: config.rotation,
+            journal_sink: None,
+            instance: std::env::var("POD_NAME").ok(),
+            retry: Retry::default(),
+        };
+        operator::run(options, stop_rx).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}

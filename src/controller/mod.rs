@@ -1,0 +1,258 @@
+//! The loop every runtime shares (`salve agent` on a host, `salve operator` in a
+//! cluster): decisions from the engine become journalled attempts and escalations,
+//! carried out by a target family's executor, whose outcomes come back as events.
+//!
+//! One task owns the engine and the journal's queue, so decisions are made and
+//! journalled in a single order. The journal's thread writes and fsyncs; an attempt
+//! waits for its intent to be durable before its first action, and an attempt whose
+//! intent cannot be written does not run and fails. The loop itself never waits for
+//! the disk.
+
+pub mod attempts;
+pub mod clock;
+
+use crate::action::{Executor, Family};
+use crate::audit::{decision_record, outcome_record, Durable, JournalWriter};
+use crate::engine::{Decision, Engine, Event, Outcome, Verdict};
+use crate::policy::Policy;
+use clock::Clock;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::mpsc;
+
+/// An attempt in flight. It keeps its own copy of the policy: a reload may renumber or
+/// remove policies before the attempt reports back.
+pub struct Running {
+    policy: Policy,
+    started: tokio::time::Instant,
+}
+
+pub struct Controller<F> {
+    pub engine: Engine,
+    /// Shared with escalation tasks, which journal that their notifications went out.
+    pub journal: Arc<JournalWriter>,
+    pub clock: Clock,
+    pub executor: Arc<Executor<F>>,
+    /// Where outcomes are sent; the runtime's signals go to the same queue.
+    pub events: mpsc::Sender<Event>,
+    pub attempts: attempts::Attempts,
+    pub running: HashMap<u64, Running>,
+    decisions: Vec<Decision>,
+}
+
+/// The record that an escalation's actions ran.
+fn escalation_sent(policy: &Policy, failures: Vec<String>) -> crate::audit::Record {
+    crate::audit::Record {
+        ts: SystemTime::now(),
+        policy: policy.name().to_string(),
+        target: crate::engine::target_name(policy),
+        entry: crate::audit::Entry::EscalationSent { failures },
+    }
+}
+
+pub async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<F: Family> Controller<F> {
+    pub fn new(
+        engine: Engine,
+        journal: JournalWriter,
+        clock: Clock,
+        executor: Executor<F>,
+        events: mpsc::Sender<Event>,
+    ) -> Self {
+        Controller {
+            engine,
+            journal: Arc::new(journal),
+            clock,
+            executor: Arc::new(executor),
+            events,
+            attempts: attempts::Attempts::default(),
+            running: HashMap::new(),
+            decisions: Vec::new(),
+        }
+    }
+
+    /// When the engine next needs a tick, on the runtime's clock.
+    pub fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.engine
+            .next_deadline()
+            .map(|t| self.clock.instant_of(t))
+    }
+
+    /// Installs a new policy set and carries out what it decides at once.
+    pub fn replace_policies(&mut self, policies: Vec<Policy>) {
+        let now = self.clock.now();
+        let mut decisions = Vec::new();
+        self.engine.replace_policies(now, policies, &mut decisions);
+        self.carry_out(&decisions);
+    }
+
+    /// Takes the outcomes of attempts already running, with no new decisions: the
+    /// runtime is stopping. Waits at most `grace`.
+    pub async fn finish(&mut self, events: &mut mpsc::Receiver<Event>, grace: std::time::Duration) {
+        let grace = tokio::time::sleep(grace);
+        tokio::pin!(grace);
+        // Escalations in flight are waited for too: the circuit they belong to is open,
+        // and a notification cut off now would never be sent.
+        while !self.running.is_empty() || self.attempts.running() > 0 {
+            tokio::select! {
+                Some(event) = events.recv() => {
+                    if let Event::Outcome(outcome) = &event {
+                        self.journal_outcome(outcome);
+                    }
+                }
+                ended = self.attempts.next() => {
+                    if let attempts::Ended::Lost(lost) = ended {
+                        self.journal_outcome(&lost);
+                    }
+                }
+                _ = &mut grace => {
+                    tracing::error!(abandoned = self.running.len(), tasks = self.attempts.running(), "attempts or escalations still running at shutdown; their outcome is not journalled");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Blocks until what is queued is on disk. An escalation abandoned at the grace's
+    /// end may still hold the writer; its drop then flushes and joins instead.
+    pub fn close(self) {
+        if let Ok(journal) = Arc::try_unwrap(self.journal) {
+            journal.close();
+        }
+    }
+
+    pub fn handle(&mut self, event: Event) {
+        if let Event::Outcome(outcome) = &event {
+            self.journal_outcome(outcome);
+        }
+        let now = self.clock.now();
+        self.decisions.clear();
+        let mut decisions = std::mem::take(&mut self.decisions);
+        self.engine.handle(now, &event, &mut decisions);
+        self.carry_out(&decisions);
+        self.decisions = decisions;
+    }
+
+    pub fn journal_outcome(&mut self, outcome: &Outcome) {
+        let Some(id) = outcome.attempt_id else { return };
+        let Some(running) = self.running.remove(&id) else {
+            return;
+        };
+        let policy = &running.policy;
+        let record = outcome_record(
+            policy,
+            id,
+            outcome,
+            running.started.elapsed(),
+            SystemTime::now(),
+        );
+        tracing::info!(policy = policy.name(), attempt_id = id, result = ?outcome.result, verified = ?outcome.verified, "attempt finished");
+        self.journal.record(record);
+    }
+
+    fn carry_out(&mut self, decisions: &[Decision]) {
+        for decision in decisions {
+            let policy = self.engine.policy(decision.policy).clone();
+            let span = tracing::info_span!("decision", policy = policy.name(), target = %crate::engine::target_name(&policy));
+            let _enter = span.enter();
+            let record = decision_record(decision, &policy, SystemTime::now());
+            match &decision.verdict {
+                Verdict::Act {
+                    attempt_id,
+                    attempt,
+                    ..
+                } => {
+                    tracing::info!(attempt_id, attempt, "acting");
+                    let durable = self.journal.write(record);
+                    self.start_attempt(policy, *attempt_id, durable);
+                }
+                Verdict::Escalate {
+                    attempts,
+                    dry_run: false,
+                } => {
+                    tracing::warn!(attempts, "circuit open: escalating");
+                    let durable = self.journal.write(record);
+                    self.escalate(policy, *attempts, Some(durable));
+                }
+                Verdict::Escalate { .. } => self.journal.record(record),
+                Verdict::Skip { reason, .. } => {
+                    tracing::info!(reason = reason.as_str(), "skipped");
+                    self.journal.record(record);
+                }
+            }
+        }
+    }
+
+    /// Runs the policy's escalation once its `escalate` record is durable (`None`: it
+    /// already is), then journals that it went out.
+    fn escalate(&mut self, policy: Policy, attempts: u32, decided: Option<Durable>) {
+        let executor = Arc::clone(&self.executor);
+        let journal = Arc::clone(&self.journal);
+        self.attempts.spawn_escalation(async move {
+            if let Some(decided) = decided {
+                if let Err(e) = decided.await {
+                    tracing::error!(policy = policy.name(), error = %e, "escalation not journalled: not sent");
+                    return;
+                }
+            }
+            let failures = executor.run_escalation(&policy, attempts).await;
+            journal.record(escalation_sent(&policy, failures));
+        });
+    }
+
+    /// Escalations the journal shows decided but never sent (the agent died while
+    /// notifying) go out now, if their circuit is still open: a page must not be lost
+    /// to a crash. At least once: one cut off after sending is sent twice.
+    pub fn resend_escalations(&mut self, unsent: Vec<(String, String, u32)>) {
+        let now = self.clock.now();
+        for (name, target, attempts) in unsent {
+            let Some(id) = self.engine.policy_id(&name) else {
+                continue;
+            };
+            let policy = self.engine.policy(id).clone();
+            if crate::engine::target_name(&policy) != target || !self.engine.circuit_open(id, now) {
+                continue;
+            }
+            tracing::warn!(policy = %name, target = %target, "an escalation was cut off by the agent's last stop: sending it now");
+            self.escalate(policy, attempts, None);
+        }
+    }
+
+    /// Starts the attempt's task: it waits for its intent to be on disk (no action runs
+    /// without its journal record), then runs, and reports its outcome as an event.
+    fn start_attempt(&mut self, policy: Policy, attempt_id: u64, intent: Durable) {
+        self.running.insert(
+            attempt_id,
+            Running {
+                policy: policy.clone(),
+                started: tokio::time::Instant::now(),
+            },
+        );
+        let executor = Arc::clone(&self.executor);
+        let events = self.events.clone();
+        let name = policy.name().to_string();
+        self.attempts.spawn_attempt(attempt_id, name, async move {
+            let outcome = match intent.await {
+                Ok(()) => executor.run_attempt(&policy, attempt_id).await,
+                Err(e) => {
+                    // Tell the engine the attempt failed so it backs off instead of
+                    // waiting forever.
+                    tracing::error!(error = %e, attempt_id, "intent not journalled: the attempt does not run");
+                    attempts::failed(
+                        &policy,
+                        attempt_id,
+                        format!("not run: the journal could not record the intent: {e}"),
+                    )
+                }
+            };
+            let _ = events.send(Event::Outcome(outcome)).await;
+        });
+    }
+}

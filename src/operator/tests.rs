@@ -1,0 +1,199 @@
+//! The operator end to end over the API-server stand-in: a RemediationPolicy is
+//! listed, its pods are watched by label, a crash-looping one is deleted once, with an
+//! Event, and the journal says so; a watch that ends with 410 Gone is relisted.
+
+use super::*;
+use crate::audit::{Entry, OutcomeResult};
+use crate::kubernetes::api_server::{route, Reply, Seen};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<Record>>>);
+
+impl Sink for Captured {
+    fn append(&mut self, record: &Record) -> Result<(), AuditError> {
+        self.0.lock().unwrap().push(record.clone());
+        Ok(())
+    }
+}
+
+fn policy_list() -> Value {
+    json!({
+        "apiVersion": "salve.dev/v1alpha1", "kind": "RemediationPolicyList",
+        "metadata": { "resourceVersion": "100" },
+        "items": [{
+            "apiVersion": "salve.dev/v1alpha1", "kind": "RemediationPolicy",
+            "metadata": { "namespace": "web", "name": "php-pods", "resourceVersion": "99", "uid": "u-1" },
+            "spec": {
+                "target": { "pods": { "selector": { "app": "php" } } },
+                "trigger": [{ "pod": { "reason": ["CrashLoopBackOff"] } }],
+                "actions": [{ "restart": {} }],
+                "guard": { "cooldown": "1m", "maxAttempts": 2, "window": "1h" }
+            }
+        }]
+    })
+}
+
+fn pod(name: &str, crashing: bool) -> Value {
+    let state = if crashing {
+        json!({ "waiting": { "reason": "CrashLoopBackOff" } })
+    } else {
+        json!({ "running": {} })
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "namespace": "web", "name": name, "labels": { "app": "php" }, "resourceVersion": "7" },
+        "status": { "containerStatuses": [{
+            "name": "php", "image": "php", "imageID": "", "ready": !crashing,
+            "restartCount": 4, "state": state
+        }] }
+    })
+}
+
+fn pod_list(items: Vec<Value>) -> Value {
+    json!({ "apiVersion": "v1", "kind": "PodList", "metadata": { "resourceVersion": "200" }, "items": items })
+}
+
+/// The API server of the scenario: php-0 crash-loops, php-1 is fine; the first pod
+/// watch ends with 410 Gone, and the relist finds php-1 gone.
+pub(super) fn api_server() -> impl FnMut(&Seen) -> Reply + Send + 'static {
+    let mut pod_lists = 0;
+    let mut pod_watches = 0;
+    move |seen: &Seen| match (seen.method.as_str(), seen.path.as_str()) {
+        ("GET", "/apis/salve.dev/v1alpha1/namespaces/web/remediationpolicies") => {
+            if seen.is_watch() {
+                Reply::Hold
+            } else {
+                Reply::Json(200, policy_list())
+            }
+        }
+        ("GET", "/api/v1/namespaces/web/pods") if seen.is_watch() => {
+            pod_watches += 1;
+            if pod_watches == 1 {
+                Reply::Events(vec![json!({ "type": "ERROR", "object": {
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "too old resource version: 200 (300)", "reason": "Expired", "code": 410
+                } })])
+            } else {
+                Reply::Hold
+            }
+        }
+        ("GET", "/api/v1/namespaces/web/pods") => {
+            pod_lists += 1;
+            if pod_lists == 1 {
+                Reply::Json(200, pod_list(vec![pod("php-0", true), pod("php-1", false)]))
+            } else {
+                Reply::Json(200, pod_list(vec![pod("php-0", true)]))
+            }
+        }
+        ("DELETE", "/api/v1/namespaces/web/pods/php-0") => Reply::Json(200, pod("php-0", true)),
+        ("POST", "/apis/events.k8s.io/v1/namespaces/web/events") => {
+            Reply::Json(201, json!({ "metadata": { "name": "e" } }))
+        }
+        _ => Reply::Json(
+            404,
+            json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "not found", "reason": "NotFound", "code": 404 }),
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_pod_a_policy_selects_is_deleted_once_and_journalled() {
+    let (client, mut requests) = route(api_server());
+    let journal = Captured::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let options = OperatorOptions {
+        client,
+        namespace: Some("web".into()),
+        limits: Limits::default(),
+        journal_path: None,
+        rotation: Rotation::default(),
+        journal_sink: Some(Box::new(journal.clone())),
+        instance: Some("salve-0".into()),
+        retry: Retry::default(),
+    };
+    let operator = tokio::spawn(run(options, stop_rx));
+
+    // Until the restart's Event and the relisted pods have both been seen.
+    let mut seen: Vec<Seen> = Vec::new();
+    let waited = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(request) = requests.recv().await {
+            seen.push(request);
+            let event = seen.iter().any(|s| s.method == "POST");
+            let relisted = seen
+                .iter()
+                .filter(|s| s.path == "/api/v1/namespaces/web/pods" && !s.is_watch())
+                .count()
+                >= 2;
+            if event && relisted {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out; requests: {seen:#?}");
+    // The outcome reaches the journal right after the Event.
+    let outcome = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let records = journal.0.lock().unwrap().clone();
+            if let Some(found) = records
+                .iter()
+                .find(|r| matches!(r.entry, Entry::Outcome { .. }))
+            {
+                return found.clone();
+            }
+            drop(records);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("an outcome in the journal");
+    let _ = stop_tx.send(true);
+    operator.await.unwrap().unwrap();
+
+    // The pods were watched by the policy's selector only.
+    let lists: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.path == "/api/v1/namespaces/web/pods")
+        .collect();
+    assert!(
+        lists
+            .iter()
+            .all(|s| s.query.contains("labelSelector=app%3Dphp")),
+        "{lists:#?}"
+    );
+    // php-0 was deleted once; php-1, which was fine, never.
+    let deletes: Vec<&Seen> = seen.iter().filter(|s| s.method == "DELETE").collect();
+    assert_eq!(deletes.len(), 1, "{deletes:#?}");
+    assert_eq!(deletes[0].path, "/api/v1/namespaces/web/pods/php-0");
+    let events: Vec<&Seen> = seen.iter().filter(|s| s.method == "POST").collect();
+    assert_eq!(events[0].content_type.as_deref(), Some("application/json"));
+    let event = events[0].body.clone().unwrap_or_default();
+    assert_eq!(event["reason"], "SalveRemediation", "{event}");
+    assert_eq!(event["regarding"]["name"], "php-0", "{event}");
+
+    let records = journal.0.lock().unwrap().clone();
+    let intent = records
+        .iter()
+        .find(|r| matches!(r.entry, Entry::Intent { .. }))
+        .expect("the intent is journalled");
+    assert_eq!(
+        (intent.policy.as_str(), intent.target.as_str()),
+        ("php-pods", "pod/web/php-0")
+    );
+    assert_eq!(outcome.target, "pod/web/php-0");
+    match &outcome.entry {
+        Entry::Outcome { result, steps, .. } => {
+            assert_eq!(*result, OutcomeResult::Ok);
+            assert_eq!(steps, &["restart: deleted pod/web/php-0"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing was ever decided about php-1.
+    assert!(
+        records.iter().all(|r| r.target != "pod/web/php-1"),
+        "{records:#?}"
+    );
+}
