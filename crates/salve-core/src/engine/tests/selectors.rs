@@ -429,3 +429,71 @@ fn a_deleted_pods_attempts_and_attempt_in_flight_outlast_the_churn() {
         "{third:?}"
     );
 }
+
+#[test]
+fn an_object_leaving_one_selector_stays_with_the_others() {
+    let tier = SELECTOR
+        .replace("name: php,", "name: web-tier,")
+        .replace("selector: { app: php }", "selector: { tier: web }");
+    let mut e = engine_from(&[SELECTOR.to_string(), tier], Limits::default());
+    let both = |crashing: bool, tier: bool| {
+        let mut labels = labels("php");
+        if tier {
+            labels.insert("tier".into(), "web".into());
+        }
+        Event::Pod(PodObservation {
+            namespace: "web".into(),
+            name: "php-0".into(),
+            labels,
+            containers: vec![ContainerObservation {
+                name: "php".into(),
+                waiting: crashing.then(|| "CrashLoopBackOff".into()),
+                last_terminated: None,
+                restarts: 0,
+            }],
+            deleted: false,
+        })
+    };
+    assert!(decide(&mut e, 0.0, both(false, true)).is_empty());
+    // The pod loses `tier`: web-tier lets go of it, php keeps it.
+    assert!(decide(&mut e, 1.0, both(false, false)).is_empty());
+    let acted = decide(&mut e, 2.0, both(true, false));
+    assert_eq!(acted_on(&acted), ["pod/web/php-0"]);
+    assert!(acted
+        .iter()
+        .all(|(_, v)| !matches!(v, Verdict::Skip { .. })));
+    // Its target's guard still knows php's instance: the outcome re-decides it.
+    let after = done(&mut e, 3.0, &acted, OutcomeResult::Failed);
+    assert!(
+        matches!(
+            after.as_slice(),
+            [(
+                _,
+                Verdict::Skip {
+                    reason: SkipReason::Cooldown,
+                    ..
+                }
+            )]
+        ),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn the_journal_of_a_named_policys_old_target_makes_no_guard() {
+    let mut e = engine_from(
+        &[policy_yaml("p", "php.service", DOWN, GUARD, "")],
+        Limits::default(),
+    );
+    let before = e.targets.len();
+    e.restore(
+        &[PastEvent {
+            at: at(0.0),
+            policy: "p".into(),
+            target: "old.service".into(),
+            kind: PastKind::Escalated,
+        }],
+        1,
+    );
+    assert_eq!(e.targets.len(), before);
+}
