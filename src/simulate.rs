@@ -164,7 +164,13 @@ pub fn run(
         if let Event::Outcome(o) = &event {
             // Journal the outcome only if the engine will take it: it closes the
             // attempt in flight, and a stray report is ignored by both.
+            // As the engine: an outcome naming no attempt is a named policy's; a
+            // selector's objects each have their own, and it must name one.
+            let named = engine
+                .policy_id(&o.policy)
+                .is_some_and(|id| !engine.policy(id).spec.target.is_selector());
             let attempt = o.attempt_id.or_else(|| {
+                named.then_some(())?;
                 running
                     .iter()
                     .filter(|(_, (policy, _))| policy.name() == o.policy)

@@ -95,6 +95,7 @@ pub async fn run(
         }
     };
     let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
+    let (seen_tx, mut seen_rx) = mpsc::channel::<watches::Seen>(1024);
     let family = KubernetesObjects::new(options.client.clone(), options.instance.clone())
         .with_retry(options.retry);
     let mut controller = Controller::new(
@@ -121,7 +122,7 @@ pub async fn run(
                     if set.apply(event) {
                         let policies = set.policies();
                         // Watches first: what they see queues behind the new policies.
-                        watching.follow(&options.client, plan(&policies), &events_tx);
+                        watching.follow(&options.client, plan(&policies), &seen_tx);
                         tracing::info!(policies = policies.len(), "policies loaded");
                         controller.replace_policies(policies);
                     }
@@ -130,6 +131,11 @@ pub async fn run(
                 None => break,
             },
             Some(event) = events_rx.recv() => controller.handle(event),
+            Some(seen) = seen_rx.recv() => {
+                if let Some(event) = watching.merge(seen) {
+                    controller.handle(event);
+                }
+            }
             _ = sleep_until_opt(deadline) => controller.handle(Event::Tick {}),
             lost = controller.attempts.next_lost() => controller.handle(Event::Outcome(lost)),
             _ = stop.changed() => break,

@@ -3,7 +3,7 @@
 //! was, with every error logged; a deleted one stops.
 
 use crate::kubernetes::RemediationPolicy;
-use crate::policy::Policy;
+use crate::policy::{Policy, Target, DEFAULT_NAMESPACE};
 use kube::runtime::watcher;
 use kube::ResourceExt;
 use std::collections::{BTreeMap, BTreeSet};
@@ -84,7 +84,13 @@ fn key_of(resource: &RemediationPolicy) -> ResourceKey {
 /// The resource as a policy, or `None` with every error logged.
 fn read(resource: &RemediationPolicy) -> Option<Policy> {
     match resource.to_policy() {
-        Ok(policy) => Some(policy),
+        Ok(policy) => match refusal(&policy) {
+            None => Some(policy),
+            Some(why) => {
+                tracing::error!(namespace = ?resource.namespace(), name = %resource.name_any(), "RemediationPolicy rejected: {why}");
+                None
+            }
+        },
         Err(diagnostics) => {
             for d in &diagnostics.0 {
                 tracing::error!(location = %d, "invalid RemediationPolicy");
@@ -97,6 +103,30 @@ fn read(resource: &RemediationPolicy) -> Option<Policy> {
             );
             None
         }
+    }
+}
+
+/// Why the operator does not run a valid policy: a systemd unit is the host agent's,
+/// and a policy acts in its own namespace only, so whoever may write policies in one
+/// namespace cannot have salve delete pods in another.
+fn refusal(policy: &Policy) -> Option<String> {
+    let own = policy
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(DEFAULT_NAMESPACE);
+    match &policy.spec.target {
+        Target::Unit(unit) => Some(format!(
+            "its target is the systemd unit {unit}, which `salve agent` on that host acts on"
+        )),
+        Target::Pods(s) | Target::Deployment(s) | Target::StatefulSet(s) => s
+            .namespace
+            .as_deref()
+            .filter(|ns| *ns != own)
+            .map(|ns| {
+                format!("it is in namespace {own} and targets namespace {ns}: a policy acts in its own namespace only")
+            }),
+        Target::Node(_) => None,
     }
 }
 
@@ -164,6 +194,30 @@ mod tests {
         );
         assert!(set.apply(watcher::Event::InitDone));
         assert_eq!(attempts(&set), [("b".to_string(), 4)]);
+    }
+
+    #[test]
+    fn a_policy_on_a_unit_or_another_namespace_is_refused() {
+        let mut set = PolicySet::default();
+        let mut elsewhere = resource("web", "db", json!(3));
+        let mut unit = resource("web", "unit", json!(3));
+        let mut value = serde_json::to_value(&elsewhere).unwrap();
+        value["spec"]["target"] =
+            json!({ "pods": { "namespace": "db", "selector": { "app": "db" } } });
+        elsewhere = serde_json::from_value(value).unwrap();
+        let mut value = serde_json::to_value(&unit).unwrap();
+        value["spec"]["target"] = json!({ "unit": "php8.2-fpm.service" });
+        value["spec"]["trigger"] = json!([{ "unit": { "activeState": ["failed"] } }]);
+        unit = serde_json::from_value(value).unwrap();
+        assert!(unit.to_policy().is_ok() && elsewhere.to_policy().is_ok());
+        assert!(!set.apply(watcher::Event::Apply(elsewhere)));
+        assert!(!set.apply(watcher::Event::Apply(unit)));
+        let mut value = serde_json::to_value(resource("web", "same", json!(3))).unwrap();
+        value["spec"]["target"] = json!({ "pods": { "namespace": "web", "name": "php-0" } });
+        assert!(set.apply(watcher::Event::Apply(
+            serde_json::from_value(value).unwrap()
+        )));
+        assert_eq!(attempts(&set), [("same".to_string(), 3)]);
     }
 
     #[test]

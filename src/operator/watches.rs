@@ -2,7 +2,11 @@
 //! in each namespace with the policy's own label or name selector, so the API server
 //! sends (and salve holds) nothing else. A watch that ends (410 Gone after a long
 //! disconnection, say) is relisted by kube's watcher; objects the relist no longer
-//! shows are reported deleted.
+//! shows are gone from that watch.
+//!
+//! An object leaves a label-selector watch when it is deleted and also when it loses
+//! the labels, and two policies' watches may both see it: the engine hears that it is
+//! gone only when no watch sees it any more.
 
 use crate::engine::Event;
 use crate::kubernetes::observe;
@@ -78,10 +82,18 @@ pub fn plan(policies: &[Policy]) -> BTreeSet<WatchSpec> {
     watches
 }
 
-/// The watches running now, each a task sending its objects' observations.
+/// One observation, with the watch it came from.
+pub struct Seen {
+    pub watch: WatchSpec,
+    pub event: Event,
+}
+
+/// The watches running now, each a task sending its objects' observations, and which
+/// watches see each object.
 #[derive(Default)]
 pub struct Watches {
     running: HashMap<WatchSpec, JoinHandle<()>>,
+    seen_by: HashMap<String, BTreeSet<WatchSpec>>,
 }
 
 impl Watches {
@@ -90,7 +102,7 @@ impl Watches {
         &mut self,
         client: &Client,
         wanted: BTreeSet<WatchSpec>,
-        events: &mpsc::Sender<Event>,
+        events: &mpsc::Sender<Seen>,
     ) {
         self.running.retain(|spec, task| {
             let keep = wanted.contains(spec);
@@ -99,6 +111,12 @@ impl Watches {
             }
             keep
         });
+        // What only a stopped watch saw is forgotten here; the engine forgets it with
+        // the policy that named it.
+        for watches in self.seen_by.values_mut() {
+            watches.retain(|w| wanted.contains(w));
+        }
+        self.seen_by.retain(|_, watches| !watches.is_empty());
         for spec in wanted {
             if self.running.contains_key(&spec) {
                 continue;
@@ -109,6 +127,30 @@ impl Watches {
         }
     }
 
+    /// What the engine hears of `seen`: an object one watch no longer shows is news
+    /// only when no other watch shows it either.
+    pub fn merge(&mut self, seen: Seen) -> Option<Event> {
+        let (key, deleted) = match &seen.event {
+            Event::Pod(p) => (p.key(), p.deleted),
+            Event::Workload(w) => (w.key(), w.deleted),
+            Event::Node(n) => (n.key(), n.deleted),
+            _ => return Some(seen.event),
+        };
+        let key = key.to_string();
+        if !deleted {
+            self.seen_by.entry(key).or_default().insert(seen.watch);
+            return Some(seen.event);
+        }
+        if let Some(watches) = self.seen_by.get_mut(&key) {
+            watches.remove(&seen.watch);
+            if !watches.is_empty() {
+                return None;
+            }
+            self.seen_by.remove(&key);
+        }
+        Some(seen.event)
+    }
+
     pub fn stop(&mut self) {
         for (_, task) in self.running.drain() {
             task.abort();
@@ -116,7 +158,7 @@ impl Watches {
     }
 }
 
-fn start(client: Client, spec: &WatchSpec, events: mpsc::Sender<Event>) -> JoinHandle<()> {
+fn start(client: Client, spec: &WatchSpec, events: mpsc::Sender<Seen>) -> JoinHandle<()> {
     let mut config = watcher::Config::default();
     if let Some(labels) = &spec.labels {
         config = config.labels(labels);
@@ -130,24 +172,28 @@ fn start(client: Client, spec: &WatchSpec, events: mpsc::Sender<Event>) -> JoinH
             api::<Pod>(client, namespace),
             config,
             observe::pod,
+            spec.clone(),
             events,
         )),
         ObjectKind::Deployments => tokio::spawn(follow(
             api::<Deployment>(client, namespace),
             config,
             observe::deployment,
+            spec.clone(),
             events,
         )),
         ObjectKind::StatefulSets => tokio::spawn(follow(
             api::<StatefulSet>(client, namespace),
             config,
             observe::statefulset,
+            spec.clone(),
             events,
         )),
         ObjectKind::Nodes => tokio::spawn(follow(
             Api::<Node>::all(client),
             config,
             observe::node,
+            spec.clone(),
             events,
         )),
     }
@@ -171,7 +217,8 @@ async fn follow<K>(
     api: Api<K>,
     config: watcher::Config,
     observe: fn(&K, bool) -> Event,
-    events: mpsc::Sender<Event>,
+    watch: WatchSpec,
+    events: mpsc::Sender<Seen>,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Default + Send + 'static,
     K::DynamicType: Default,
@@ -185,7 +232,9 @@ async fn follow<K>(
         let event = match item {
             Ok(event) => event,
             Err(e) => {
-                tracing::warn!(error = %e, "watch failed; retrying");
+                // kube's watcher backs off and tries again; RBAC missing for this kind
+                // shows here, on every try.
+                tracing::warn!(kind = ?watch.kind, namespace = ?watch.namespace, labels = ?watch.labels, name = ?watch.name, error = %e, "watch failed; retrying");
                 continue;
             }
         };
@@ -214,13 +263,21 @@ async fn follow<K>(
                     let mut gone = K::default();
                     gone.meta_mut().namespace = namespace.clone();
                     gone.meta_mut().name = Some(name.clone());
-                    if events.send(observe(&gone, true)).await.is_err() {
+                    let seen = Seen {
+                        watch: watch.clone(),
+                        event: observe(&gone, true),
+                    };
+                    if events.send(seen).await.is_err() {
                         return;
                     }
                 }
                 known = listed;
                 continue;
             }
+        };
+        let seen = Seen {
+            watch: watch.clone(),
+            event: seen,
         };
         if events.send(seen).await.is_err() {
             return;
@@ -240,18 +297,29 @@ mod tests {
         let (client, _requests) = route(super::super::tests::api_server());
         let (tx, mut rx) = mpsc::channel(16);
         let config = watcher::Config::default().labels("app=php");
+        let spec = WatchSpec {
+            kind: ObjectKind::Pods,
+            namespace: Some("web".into()),
+            labels: Some("app=php".into()),
+            name: None,
+        };
         let task = tokio::spawn(follow(
             api::<Pod>(client, Some("web".into())),
             config,
             observe::pod,
+            spec,
             tx,
         ));
         let mut seen = Vec::new();
         while seen.len() < 4 {
             let next = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
             match next {
-                Ok(Some(Event::Pod(p))) => seen.push((p.name, p.deleted)),
-                other => panic!("{other:?} after {seen:?}"),
+                Ok(Some(Seen {
+                    event: Event::Pod(p),
+                    ..
+                })) => seen.push((p.name, p.deleted)),
+                Ok(Some(other)) => panic!("{:?} after {seen:?}", other.event),
+                Ok(None) | Err(_) => panic!("no more events after {seen:?}"),
             }
         }
         task.abort();
@@ -271,6 +339,36 @@ mod tests {
         let (found, errors) = crate::policy::parse_file(Path::new("p.yaml"), yaml);
         assert!(errors.is_empty(), "{errors:?}");
         found
+    }
+
+    #[test]
+    fn an_object_is_gone_only_when_no_watch_sees_it() {
+        let watch = |labels: &str| WatchSpec {
+            kind: ObjectKind::Pods,
+            namespace: Some("web".into()),
+            labels: Some(labels.into()),
+            name: None,
+        };
+        let seen = |labels: &str, deleted| Seen {
+            watch: watch(labels),
+            event: Event::Pod(crate::engine::PodObservation {
+                namespace: "web".into(),
+                name: "php-0".into(),
+                labels: Default::default(),
+                containers: Vec::new(),
+                deleted,
+            }),
+        };
+        let mut watches = Watches::default();
+        assert!(watches.merge(seen("app=php", false)).is_some());
+        assert!(watches.merge(seen("tier=web", false)).is_some());
+        // It lost `tier`: the other watch still sees it.
+        assert!(watches.merge(seen("tier=web", true)).is_none());
+        assert!(matches!(
+            watches.merge(seen("app=php", true)),
+            Some(Event::Pod(p)) if p.deleted
+        ));
+        assert!(watches.seen_by.is_empty());
     }
 
     #[test]

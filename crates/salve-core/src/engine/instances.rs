@@ -163,9 +163,9 @@ impl Engine {
         }
         for i in 0..self.targets.len() {
             let target = &self.targets[i];
+            // Each index is looked at once, and none is free yet (see above).
             if target.from_selector
                 && target.policies.is_empty()
-                && !self.free_targets.contains(&TargetId(i as u32))
                 && target.guard.forgettable(now, target.window)
             {
                 self.target_index

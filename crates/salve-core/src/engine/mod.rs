@@ -258,7 +258,11 @@ impl Engine {
                 ..PolicyState::default()
             });
         }
+        // No target is forgotten while instances are joining theirs again: until then
+        // a target looks unused, and its window may be about to grow.
+        let reclaim_at = std::mem::replace(&mut self.reclaim_at, usize::MAX);
         self.instantiate_known_objects(now);
+        self.reclaim_at = reclaim_at;
         // An object no policy names or selects any more is forgotten.
         let by_unit = &self.by_unit;
         self.objects.retain(|name, _| by_unit.contains_key(name));
@@ -323,7 +327,11 @@ impl Engine {
     }
 
     /// Whether the circuit of a policy's target is open at `now`.
+    /// A selector's objects each have a circuit of their own; the selector has none.
     pub fn circuit_open(&self, id: PolicyId, now: Timestamp) -> bool {
+        if matches!(self.states[id.index()].role, Role::Selector | Role::Free) {
+            return false;
+        }
         self.target_of(id)
             .guard
             .circuit_closes_at
@@ -543,8 +551,10 @@ impl Engine {
     fn on_outcome(&mut self, now: Timestamp, outcome: &Outcome, out: &mut Vec<Decision>) {
         let target = match outcome.attempt_id {
             Some(attempt) => self.attempt_targets.get(&attempt).copied(),
+            // A selector has one attempt in flight per object: its outcomes name theirs.
             None => self
                 .policy_id(&outcome.policy)
+                .filter(|id| self.states[id.index()].role == Role::Named)
                 .map(|id| self.states[id.index()].target),
         };
         let Some(target) = target else { return };

@@ -63,9 +63,12 @@ impl Engine {
             // the longest of those acting on the target now.
             let window_of = |id: PolicyId| self.policies[id.index()].spec.guard.window;
             let on_target = &self.targets[index].policies;
+            // A selector's own window is its objects' (none may be seen yet).
             let window = self
                 .policy_id(&event.policy)
-                .filter(|id| on_target.contains(id))
+                .filter(|id| {
+                    on_target.contains(id) || self.states[id.index()].role == Role::Selector
+                })
                 .map(window_of)
                 .or_else(|| on_target.iter().copied().map(window_of).max())
                 .unwrap_or_default();

@@ -497,3 +497,98 @@ fn the_journal_of_a_named_policys_old_target_makes_no_guard() {
     );
     assert_eq!(e.targets.len(), before);
 }
+
+#[test]
+fn a_pod_deleted_while_it_waits_for_a_slot_leaves_the_others_their_places() {
+    let limits = Limits {
+        max_concurrent: 1,
+        ..Limits::default()
+    };
+    let mut e = engine_from(&[SELECTOR.to_string()], limits);
+    let first = decide(&mut e, 0.0, pod("php-a", true));
+    assert_eq!(acted_on(&first), ["pod/web/php-a"]);
+    for name in ["php-b", "php-c"] {
+        let held = decide(&mut e, 1.0, pod(name, true));
+        assert!(
+            matches!(
+                held.as_slice(),
+                [(
+                    _,
+                    Verdict::Skip {
+                        reason: SkipReason::MaxConcurrent,
+                        ..
+                    }
+                )]
+            ),
+            "{held:?}"
+        );
+    }
+    assert!(decide(&mut e, 2.0, pod_in("web", "php-b", "php", true, true)).is_empty());
+    // php-a's slot frees: php-c, still waiting, takes it.
+    let then = done(&mut e, 3.0, &first, OutcomeResult::Ok);
+    assert_eq!(acted_on(&then), ["pod/web/php-c"], "{then:?}");
+}
+
+#[test]
+fn an_outcome_naming_a_selector_but_no_attempt_is_ignored() {
+    let mut e = selector_engine();
+    let report = |secs: f64, e: &mut Engine| {
+        decide(
+            e,
+            secs,
+            Event::Outcome(Outcome {
+                policy: "php".into(),
+                attempt_id: None,
+                result: OutcomeResult::Failed,
+                verified: None,
+                detail: None,
+            }),
+        )
+    };
+    // Before any object is seen, and while an attempt is in flight: nothing changes.
+    assert!(report(0.0, &mut e).is_empty());
+    assert!(!e.circuit_open(PolicyId(0), at(0.0)));
+    let first = decide(&mut e, 1.0, pod("php-a", true));
+    assert!(report(2.0, &mut e).is_empty());
+    let in_flight = decide(&mut e, 3.0, pod("php-a", true));
+    assert!(
+        matches!(
+            in_flight.as_slice(),
+            [(
+                _,
+                Verdict::Skip {
+                    reason: SkipReason::InFlight,
+                    ..
+                }
+            )]
+        ),
+        "{in_flight:?}"
+    );
+    done(&mut e, 4.0, &first, OutcomeResult::Ok);
+}
+
+#[test]
+fn a_restored_open_circuit_of_an_object_not_yet_seen_stays_open_for_the_window() {
+    let mut e = selector_engine();
+    e.restore(
+        &[PastEvent {
+            at: at(0.0),
+            policy: "php".into(),
+            target: "pod/web/php-a".into(),
+            kind: PastKind::Escalated,
+        }],
+        1,
+    );
+    let d = decide(&mut e, 600.0, pod("php-a", true));
+    assert!(
+        matches!(
+            d.as_slice(),
+            [(_, Verdict::Skip {
+                reason: SkipReason::CircuitOpen,
+                retry_at: Some(closes),
+                ..
+            })] if *closes == at(3_600.0)
+        ),
+        "{d:?}"
+    );
+}
