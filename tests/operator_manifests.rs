@@ -85,11 +85,16 @@ fn the_rbac_grants_only_the_verbs_the_operator_uses() {
     let text = std::fs::read_to_string(repository().join(MANIFESTS)).expect("manifests read");
     assert!(!text.contains("\"*\""), "a wildcard in the RBAC");
     let expected = [
-        // Policies are read and watched (their status comes with a later step).
+        // Policies are read and watched, and their `Ready` condition written.
         (
             r#"["salve.dev"]"#,
             r#"["remediationpolicies"]"#,
             r#"["get", "list", "watch"]"#,
+        ),
+        (
+            r#"["salve.dev"]"#,
+            r#"["remediationpolicies/status"]"#,
+            r#"["patch"]"#,
         ),
         // `restart` on a pod deletes it.
         (

@@ -6,10 +6,14 @@
 //! server (`action::kubernetes`). The journal goes to stdout as JSON Lines, and to a
 //! file as well when one is given (a mounted volume).
 //!
+//! Each policy's `Ready` condition says whether it runs (`status.rs`).
+//!
 //! Not yet here: leader election, guard state kept where a new leader reads it, the
-//! policy's status, `maxUnhealthy`; until then run one replica.
+//! last attempt and the circuit in the status, `maxUnhealthy`; until then run one
+//! replica.
 
 mod policies;
+mod status;
 mod watches;
 
 pub use watches::{plan, ObjectKind, WatchSpec};
@@ -119,7 +123,11 @@ pub async fn run(
         tokio::select! {
             item = futures_util::StreamExt::next(&mut policy_watch) => match item {
                 Some(Ok(event)) => {
-                    if set.apply(event) {
+                    let changed = set.apply(event);
+                    for update in set.take_status() {
+                        tokio::spawn(status::write(options.client.clone(), update));
+                    }
+                    if changed {
                         let policies = set.policies();
                         // Watches first: what they see queues behind the new policies.
                         watching.follow(&options.client, plan(&policies), &seen_tx);

@@ -2,7 +2,7 @@
 //! last good version. A resource edited into something invalid keeps running as it
 //! was, with every error logged; a deleted one stops.
 
-use crate::kubernetes::RemediationPolicy;
+use crate::kubernetes::{ConditionStatus, RemediationPolicy};
 use crate::policy::{Policy, Target, DEFAULT_NAMESPACE};
 use kube::runtime::watcher;
 use kube::ResourceExt;
@@ -11,11 +11,31 @@ use std::collections::{BTreeMap, BTreeSet};
 /// A resource's place: namespace and name.
 type ResourceKey = (String, String);
 
+/// The `Ready` condition a resource should show: whether it runs, and why not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusUpdate {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    pub ready: bool,
+    /// `Loaded`, `Invalid` or `Refused`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// A condition's message is for people: long lists of errors are cut here.
+const MAX_MESSAGE: usize = 1024;
+
 #[derive(Default)]
 pub struct PolicySet {
     good: BTreeMap<ResourceKey, Policy>,
+    /// The `metadata.generation` each good policy was read at: an event with the same
+    /// generation changed only the status (salve's own writes among them).
+    generations: BTreeMap<ResourceKey, i64>,
     /// While the watch (re)lists: what the listing has shown so far.
     listing: Option<BTreeMap<ResourceKey, Policy>>,
+    /// Conditions to write, in the order they were decided.
+    status: Vec<StatusUpdate>,
 }
 
 impl PolicySet {
@@ -24,15 +44,25 @@ impl PolicySet {
         match event {
             watcher::Event::Apply(resource) => {
                 let key = key_of(&resource);
-                match read(&resource) {
+                if resource.metadata.generation.is_some()
+                    && self.generations.get(&key) == resource.metadata.generation.as_ref()
+                    && self.good.contains_key(&key)
+                {
+                    return false;
+                }
+                match self.read(&resource) {
                     Some(policy) => {
-                        self.good.insert(key, policy);
+                        self.remember(&resource, key, policy);
                         true
                     }
                     None => false,
                 }
             }
-            watcher::Event::Delete(resource) => self.good.remove(&key_of(&resource)).is_some(),
+            watcher::Event::Delete(resource) => {
+                let key = key_of(&resource);
+                self.generations.remove(&key);
+                self.good.remove(&key).is_some()
+            }
             watcher::Event::Init => {
                 self.listing = Some(BTreeMap::new());
                 false
@@ -40,7 +70,15 @@ impl PolicySet {
             watcher::Event::InitApply(resource) => {
                 let key = key_of(&resource);
                 // An invalid resource keeps the last good version it had.
-                let policy = read(&resource).or_else(|| self.good.get(&key).cloned());
+                let policy = match self.read(&resource) {
+                    Some(policy) => {
+                        if let Some(generation) = resource.metadata.generation {
+                            self.generations.insert(key.clone(), generation);
+                        }
+                        Some(policy)
+                    }
+                    None => self.good.get(&key).cloned(),
+                };
                 if let (Some(listing), Some(policy)) = (self.listing.as_mut(), policy) {
                     listing.insert(key, policy);
                 }
@@ -49,11 +87,88 @@ impl PolicySet {
             watcher::Event::InitDone => match self.listing.take() {
                 Some(listed) => {
                     self.good = listed;
+                    let good = &self.good;
+                    self.generations.retain(|key, _| good.contains_key(key));
                     true
                 }
                 None => false,
             },
         }
+    }
+
+    fn remember(&mut self, resource: &RemediationPolicy, key: ResourceKey, policy: Policy) {
+        match resource.metadata.generation {
+            Some(generation) => self.generations.insert(key.clone(), generation),
+            None => self.generations.remove(&key),
+        };
+        self.good.insert(key, policy);
+    }
+
+    /// The `Ready` conditions decided since the last call.
+    pub fn take_status(&mut self) -> Vec<StatusUpdate> {
+        std::mem::take(&mut self.status)
+    }
+
+    /// The resource as a policy, or `None` with every error logged; either way the
+    /// `Ready` condition it should show is queued, unless it shows it already.
+    fn read(&mut self, resource: &RemediationPolicy) -> Option<Policy> {
+        let (policy, ready, reason, message) = match resource.to_policy() {
+            Ok(policy) => match refusal(&policy) {
+                None => {
+                    let message =
+                        format!("running; target {}", crate::engine::target_name(&policy));
+                    (Some(policy), true, "Loaded", message)
+                }
+                Some(why) => {
+                    tracing::error!(namespace = ?resource.namespace(), name = %resource.name_any(), "RemediationPolicy rejected: {why}");
+                    (None, false, "Refused", why)
+                }
+            },
+            Err(diagnostics) => {
+                for d in &diagnostics.0 {
+                    tracing::error!(location = %d, "invalid RemediationPolicy");
+                }
+                tracing::error!(
+                    namespace = ?resource.namespace(),
+                    name = %resource.name_any(),
+                    errors = diagnostics.0.len(),
+                    "RemediationPolicy rejected: keeping its last good version, if it had one"
+                );
+                let errors: Vec<String> = diagnostics.0.iter().map(|d| d.to_string()).collect();
+                let kept = if self.good.contains_key(&key_of(resource)) {
+                    "; its last good version runs"
+                } else {
+                    ""
+                };
+                (
+                    None,
+                    false,
+                    "Invalid",
+                    format!("{}{kept}", errors.join("; ")),
+                )
+            }
+        };
+        let mut message = message;
+        if message.len() > MAX_MESSAGE {
+            let mut cut = MAX_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let update = StatusUpdate {
+            namespace: resource.namespace().unwrap_or_default(),
+            name: resource.name_any(),
+            generation: resource.metadata.generation,
+            ready,
+            reason,
+            message,
+        };
+        if !shows(resource, &update) {
+            self.status.push(update);
+        }
+        policy
     }
 
     /// The policies to run, by namespace and name. The engine knows a policy by its
@@ -81,29 +196,23 @@ fn key_of(resource: &RemediationPolicy) -> ResourceKey {
     )
 }
 
-/// The resource as a policy, or `None` with every error logged.
-fn read(resource: &RemediationPolicy) -> Option<Policy> {
-    match resource.to_policy() {
-        Ok(policy) => match refusal(&policy) {
-            None => Some(policy),
-            Some(why) => {
-                tracing::error!(namespace = ?resource.namespace(), name = %resource.name_any(), "RemediationPolicy rejected: {why}");
-                None
-            }
-        },
-        Err(diagnostics) => {
-            for d in &diagnostics.0 {
-                tracing::error!(location = %d, "invalid RemediationPolicy");
-            }
-            tracing::error!(
-                namespace = ?resource.namespace(),
-                name = %resource.name_any(),
-                errors = diagnostics.0.len(),
-                "RemediationPolicy rejected: keeping its last good version, if it had one"
-            );
-            None
-        }
-    }
+/// Whether the resource's status already says what `update` would.
+fn shows(resource: &RemediationPolicy, update: &StatusUpdate) -> bool {
+    let Some(status) = &resource.status else {
+        return false;
+    };
+    let wanted = if update.ready {
+        ConditionStatus::True
+    } else {
+        ConditionStatus::False
+    };
+    status.observed_generation == update.generation
+        && status.conditions.iter().any(|c| {
+            c.type_ == "Ready"
+                && c.status == wanted
+                && c.reason == update.reason
+                && c.message == update.message
+        })
 }
 
 /// Why the operator does not run a valid policy: a systemd unit is the host agent's,
@@ -218,6 +327,58 @@ mod tests {
             serde_json::from_value(value).unwrap()
         )));
         assert_eq!(attempts(&set), [("same".to_string(), 3)]);
+    }
+
+    #[test]
+    fn each_resource_gets_the_ready_condition_it_should_show_once() {
+        let mut set = PolicySet::default();
+        let mut good = resource("web", "php", json!(3));
+        good.metadata.generation = Some(1);
+        assert!(set.apply(watcher::Event::Apply(good.clone())));
+        let updates = set.take_status();
+        assert_eq!(
+            updates,
+            [StatusUpdate {
+                namespace: "web".into(),
+                name: "php".into(),
+                generation: Some(1),
+                ready: true,
+                reason: "Loaded",
+                message: "running; target pods web/app=php".into(),
+            }]
+        );
+        // salve's own status write comes back as an event of the same generation:
+        // nothing to reload, nothing to write.
+        let mut written = good.clone();
+        written.status = Some(
+            serde_json::from_value(
+                super::super::status::patch_body(&updates[0], "2026-12-02T06:00:00Z")["status"]
+                    .clone(),
+            )
+            .unwrap(),
+        );
+        assert!(!set.apply(watcher::Event::Apply(written.clone())));
+        assert!(set.take_status().is_empty());
+        // A relist of it as it is: still nothing to write.
+        set.apply(watcher::Event::Init);
+        set.apply(watcher::Event::InitApply(written));
+        set.apply(watcher::Event::InitDone);
+        assert!(set.take_status().is_empty());
+        // An edit that breaks it: Ready False, with the error at its path, and the
+        // last good version running.
+        let mut broken = resource("web", "php", json!(0));
+        broken.metadata.generation = Some(2);
+        assert!(!set.apply(watcher::Event::Apply(broken)));
+        let updates = set.take_status();
+        assert_eq!(updates.len(), 1);
+        assert_eq!((updates[0].ready, updates[0].reason), (false, "Invalid"));
+        assert!(
+            updates[0].message.contains("spec.guard.maxAttempts")
+                && updates[0].message.ends_with("; its last good version runs"),
+            "{}",
+            updates[0].message
+        );
+        assert_eq!(attempts(&set), [("php".to_string(), 3)]);
     }
 
     #[test]

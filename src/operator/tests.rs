@@ -88,6 +88,10 @@ pub(super) fn api_server() -> impl FnMut(&Seen) -> Reply + Send + 'static {
             }
         }
         ("DELETE", "/api/v1/namespaces/web/pods/php-0") => Reply::Json(200, pod("php-0", true)),
+        (
+            "PATCH",
+            "/apis/salve.dev/v1alpha1/namespaces/web/remediationpolicies/php-pods/status",
+        ) => Reply::Json(200, policy_list()["items"][0].clone()),
         ("POST", "/apis/events.k8s.io/v1/namespaces/web/events") => {
             Reply::Json(201, json!({ "metadata": { "name": "e" } }))
         }
@@ -121,7 +125,8 @@ async fn a_crash_looping_pod_a_policy_selects_is_deleted_once_and_journalled() {
     let waited = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(request) = requests.recv().await {
             seen.push(request);
-            let event = seen.iter().any(|s| s.method == "POST");
+            let event = seen.iter().any(|s| s.method == "POST")
+                && seen.iter().any(|s| s.path.ends_with("/status"));
             let relisted = seen
                 .iter()
                 .filter(|s| s.path == "/api/v1/namespaces/web/pods" && !s.is_watch())
@@ -173,6 +178,30 @@ async fn a_crash_looping_pod_a_policy_selects_is_deleted_once_and_journalled() {
     let event = events[0].body.clone().unwrap_or_default();
     assert_eq!(event["reason"], "SalveRemediation", "{event}");
     assert_eq!(event["regarding"]["name"], "php-0", "{event}");
+
+    // The policy says it runs.
+    let status: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.path.ends_with("/status"))
+        .collect();
+    assert_eq!(status.len(), 1, "{status:#?}");
+    assert_eq!(status[0].method, "PATCH");
+    assert!(
+        status[0].query.contains("fieldManager=salve"),
+        "{:?}",
+        status[0].query
+    );
+    assert_eq!(
+        status[0].content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    let ready = status[0].body.clone().unwrap_or_default()["status"]["conditions"][0].clone();
+    assert_eq!(
+        (&ready["type"], &ready["status"], &ready["reason"]),
+        (&json!("Ready"), &json!("True"), &json!("Loaded")),
+        "{ready}"
+    );
+    assert_eq!(ready["message"], "running; target pods web/app=php");
 
     let records = journal.0.lock().unwrap().clone();
     let intent = records
