@@ -116,6 +116,7 @@ pub async fn run(
     let policy_watch = watcher(resources, watcher::Config::default()).default_backoff();
     futures_util::pin_mut!(policy_watch);
     let mut set = policies::PolicySet::default();
+    let (status_tx, status_task) = status::writer(options.client.clone());
     let mut watching = watches::Watches::default();
     tracing::info!(namespace = ?options.namespace, "salve operator started");
     loop {
@@ -125,7 +126,7 @@ pub async fn run(
                 Some(Ok(event)) => {
                     let changed = set.apply(event);
                     for update in set.take_status() {
-                        tokio::spawn(status::write(options.client.clone(), update));
+                        let _ = status_tx.send(update);
                     }
                     if changed {
                         let policies = set.policies();
@@ -154,6 +155,9 @@ pub async fn run(
         "stopping: finishing attempts in flight"
     );
     watching.stop();
+    // Conditions already decided are written before the operator goes.
+    drop(status_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), status_task).await;
     controller.finish(&mut events_rx, SHUTDOWN_GRACE).await;
     controller.close();
     tracing::info!("salve operator stopped");

@@ -135,17 +135,7 @@ impl PolicySet {
                     "RemediationPolicy rejected: keeping its last good version, if it had one"
                 );
                 let errors: Vec<String> = diagnostics.0.iter().map(|d| d.to_string()).collect();
-                let kept = if self.good.contains_key(&key_of(resource)) {
-                    "; its last good version runs"
-                } else {
-                    ""
-                };
-                (
-                    None,
-                    false,
-                    "Invalid",
-                    format!("{}{kept}", errors.join("; ")),
-                )
+                (None, false, "Invalid", errors.join("; "))
             }
         };
         let mut message = message;
@@ -156,6 +146,10 @@ impl PolicySet {
             }
             message.truncate(cut);
             message.push('…');
+        }
+        // Said after the cut, so a long list of errors never hides it.
+        if !ready && self.good.contains_key(&key_of(resource)) {
+            message.push_str("; its last good version runs");
         }
         let update = StatusUpdate {
             namespace: resource.namespace().unwrap_or_default(),

@@ -7,6 +7,9 @@ use crate::action::kubernetes::FIELD_MANAGER;
 use crate::kubernetes::RemediationPolicy;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// The patch of the status subresource that shows `update`, stamped `now` (RFC 3339).
 pub fn patch_body(update: &StatusUpdate, now: &str) -> serde_json::Value {
@@ -25,8 +28,21 @@ pub fn patch_body(update: &StatusUpdate, now: &str) -> serde_json::Value {
     })
 }
 
-/// Writes `update`; a status the API server refuses is logged and costs nothing else.
-pub async fn write(client: Client, update: StatusUpdate) {
+/// The one task that writes conditions, in the order they were decided, so an older
+/// one never lands after a newer one.
+pub fn writer(client: Client) -> (mpsc::UnboundedSender<StatusUpdate>, JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<StatusUpdate>();
+    let task = tokio::spawn(async move {
+        while let Some(update) = rx.recv().await {
+            write(client.clone(), update).await;
+        }
+    });
+    (tx, task)
+}
+
+/// Writes `update`, again after a pause while the API server says "not now" (429,
+/// 5xx); a status it refuses is logged and costs nothing else.
+async fn write(client: Client, update: StatusUpdate) {
     let now = k8s_openapi::jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
@@ -36,10 +52,21 @@ pub async fn write(client: Client, update: StatusUpdate) {
         ..PatchParams::default()
     };
     let body = patch_body(&update, &now);
-    if let Err(e) = api
-        .patch_status(&update.name, &params, &Patch::Merge(&body))
-        .await
-    {
-        tracing::warn!(namespace = %update.namespace, name = %update.name, error = %e, "could not write the policy's status");
+    let patch = Patch::Merge(&body);
+    let mut pause = Duration::from_millis(250);
+    for tries in 1.. {
+        match api.patch_status(&update.name, &params, &patch).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(status))
+                if tries < 4 && (status.code == 429 || status.code >= 500) =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = pause.saturating_mul(2);
+            }
+            Err(e) => {
+                tracing::warn!(namespace = %update.namespace, name = %update.name, error = %e, "could not write the policy's status");
+                return;
+            }
+        }
     }
 }
