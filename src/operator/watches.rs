@@ -10,7 +10,7 @@
 
 use crate::engine::Event;
 use crate::kubernetes::observe;
-use crate::policy::{Policy, Target, DEFAULT_NAMESPACE};
+use crate::policy::{label_selector, Policy, Target, DEFAULT_NAMESPACE};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -50,13 +50,7 @@ pub fn plan(policies: &[Policy]) -> BTreeSet<WatchSpec> {
             .as_deref()
             .unwrap_or(DEFAULT_NAMESPACE);
         let labels = |selector: &std::collections::BTreeMap<String, String>| {
-            (!selector.is_empty()).then(|| {
-                selector
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
+            (!selector.is_empty()).then(|| label_selector(selector))
         };
         let spec = match &policy.spec.target {
             Target::Unit(_) => continue,

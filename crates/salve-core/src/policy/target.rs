@@ -196,12 +196,7 @@ impl Target {
         if let Some(key) = self.key(namespace) {
             return key.to_string();
         }
-        let labels = |m: &BTreeMap<String, String>| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
+        let labels = label_selector;
         match self {
             Target::Pods(s) | Target::Deployment(s) | Target::StatefulSet(s) => format!(
                 "{} {}/{}",
@@ -214,6 +209,16 @@ impl Target {
             Target::Unit(u) => u.to_string(),
         }
     }
+}
+
+/// A `matchLabels` map as a label selector's text, `app=php,tier=web`: how the
+/// journal names a selector, and what a watch asks the API server for.
+pub fn label_selector(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl fmt::Display for Target {
