@@ -3,11 +3,10 @@
 //! `kubectl get rp` shows what `salve check` would have said.
 
 use super::policies::StatusUpdate;
-use crate::action::kubernetes::FIELD_MANAGER;
+use crate::action::kubernetes::{api_time, Retry, FIELD_MANAGER};
 use crate::kubernetes::RemediationPolicy;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -40,12 +39,10 @@ pub fn writer(client: Client) -> (mpsc::UnboundedSender<StatusUpdate>, JoinHandl
     (tx, task)
 }
 
-/// Writes `update`, again after a pause while the API server says "not now" (429,
-/// 5xx); a status it refuses is logged and costs nothing else.
+/// Writes `update`, again after a pause while the API server says "not now" (as the
+/// family's requests are); a status it refuses is logged and costs nothing else.
 async fn write(client: Client, update: StatusUpdate) {
-    let now = k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
+    let now = api_time(std::time::SystemTime::now());
     let api: Api<RemediationPolicy> = Api::namespaced(client, &update.namespace);
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
@@ -53,20 +50,10 @@ async fn write(client: Client, update: StatusUpdate) {
     };
     let body = patch_body(&update, &now);
     let patch = Patch::Merge(&body);
-    let mut pause = Duration::from_millis(250);
-    for tries in 1.. {
-        match api.patch_status(&update.name, &params, &patch).await {
-            Ok(_) => return,
-            Err(kube::Error::Api(status))
-                if tries < 4 && (status.code == 429 || status.code >= 500) =>
-            {
-                tokio::time::sleep(pause).await;
-                pause = pause.saturating_mul(2);
-            }
-            Err(e) => {
-                tracing::warn!(namespace = %update.namespace, name = %update.name, error = %e, "could not write the policy's status");
-                return;
-            }
-        }
+    let written = Retry::default()
+        .run(|| api.patch_status(&update.name, &params, &patch))
+        .await;
+    if let Err(e) = written {
+        tracing::warn!(namespace = %update.namespace, name = %update.name, error = %e, "could not write the policy's status");
     }
 }

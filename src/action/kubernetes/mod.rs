@@ -39,6 +39,40 @@ impl Default for Retry {
     }
 }
 
+impl Retry {
+    /// Runs `request`, again after a pause while the API server says "not now": too
+    /// many requests (429), a conflict (409), or trouble on its side (5xx).
+    pub async fn run<T, F, Fut>(self, mut request: F) -> Result<T, kube::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, kube::Error>>,
+    {
+        let mut pause = self.first_pause;
+        let mut tries = 1;
+        loop {
+            match request().await {
+                Err(kube::Error::Api(status))
+                    if tries < self.tries
+                        && (status.code == 429 || status.code == 409 || status.code >= 500) =>
+                {
+                    tracing::info!(code = status.code, reason = %status.reason, tries, "API server turned the request away; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = pause.saturating_mul(2);
+                    tries += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+}
+
+/// `at` as the API server writes times, to the second: `2026-12-02T05:00:00Z`.
+pub fn api_time(at: SystemTime) -> String {
+    k8s_openapi::jiff::Timestamp::try_from(at)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
 pub struct KubernetesObjects {
     client: Client,
     recorder: Recorder,
@@ -84,7 +118,7 @@ impl KubernetesObjects {
             TargetKey::Pod { namespace, name } => {
                 let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
                 let params = DeleteParams::default();
-                let deleted = self.with_retries(|| pods.delete(name, &params)).await;
+                let deleted = self.retry.run(|| pods.delete(name, &params)).await;
                 match deleted {
                     Ok(_) => format!("deleted {key}"),
                     // Gone already: what a restart of it asks for has happened.
@@ -121,9 +155,7 @@ impl KubernetesObjects {
     where
         K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
-        let at = k8s_openapi::jiff::Timestamp::try_from((self.clock)())
-            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_default();
+        let at = api_time((self.clock)());
         let patch = serde_json::json!({
             "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: at } } } }
         });
@@ -132,34 +164,10 @@ impl KubernetesObjects {
             ..PatchParams::default()
         };
         let patch = Patch::Strategic(&patch);
-        self.with_retries(|| api.patch(name, &params, &patch))
+        self.retry
+            .run(|| api.patch(name, &params, &patch))
             .await
             .map(|_| ())
-    }
-
-    /// Runs `request`, again after a pause while the API server says "not now": too
-    /// many requests (429), a conflict (409), or trouble on its side (5xx).
-    async fn with_retries<T, F, Fut>(&self, mut request: F) -> Result<T, kube::Error>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, kube::Error>>,
-    {
-        let mut pause = self.retry.first_pause;
-        let mut tries = 1;
-        loop {
-            match request().await {
-                Err(kube::Error::Api(status))
-                    if tries < self.retry.tries
-                        && (status.code == 429 || status.code == 409 || status.code >= 500) =>
-                {
-                    tracing::info!(code = status.code, reason = %status.reason, tries, "API server turned the request away; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause = pause.saturating_mul(2);
-                    tries += 1;
-                }
-                done => return done,
-            }
-        }
     }
 
     /// Records what salve did as an Event on the object; an Event the API server
