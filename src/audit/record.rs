@@ -62,10 +62,14 @@ pub enum Entry {
         detail: Option<String>,
         dry_run: bool,
     },
+    /// `attempts` is 0 for a selector whose objects were too many unhealthy at once;
+    /// `evidence` then says how many, and which.
     Escalate {
         actions: Vec<String>,
         attempts: u32,
         dry_run: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        evidence: Vec<String>,
     },
     /// The escalation's actions ran (written after them): an `escalate` without one was
     /// cut off, and is sent again when the agent starts while its circuit is open.
@@ -242,6 +246,7 @@ mod tests {
             actions: vec!["notify".into()],
             attempts: 3,
             dry_run: false,
+            evidence: Vec::new(),
         });
         assert_round_trip(
             &esc,
@@ -297,6 +302,7 @@ mod tests {
             actions: vec![],
             attempts: 1,
             dry_run: false,
+            evidence: Vec::new(),
         });
         r.ts = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
         let err = serde_json::to_string(&r).unwrap_err().to_string();

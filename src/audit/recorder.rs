@@ -25,10 +25,15 @@ pub fn decision_record(decision: &Decision, policy: &Policy, ts: SystemTime) -> 
             dry_run: false,
             evidence: evidence.clone(),
         },
-        Verdict::Escalate { attempts, dry_run } => Entry::Escalate {
+        Verdict::Escalate {
+            attempts,
+            dry_run,
+            evidence,
+        } => Entry::Escalate {
             actions: action_names(&policy.spec.escalate),
             attempts: *attempts,
             dry_run: *dry_run,
+            evidence: evidence.clone(),
         },
         Verdict::Skip {
             reason,

@@ -176,6 +176,7 @@ impl<F: Family> Controller<F> {
                 Verdict::Escalate {
                     attempts,
                     dry_run: false,
+                    ..
                 } => {
                     tracing::warn!(attempts, "circuit open: escalating");
                     let durable = self.journal.write(record);

@@ -774,3 +774,58 @@ fn kubernetes_conditions() {
         "a pod condition watches pods, and this policy's target is unit",
     );
 }
+
+#[test]
+fn max_unhealthy_counts_a_selectors_objects() {
+    let selected = |max: J| {
+        let mut doc = cluster(
+            json!({ "pods": { "selector": { "app": "php" } } }),
+            json!([{ "restart": {} }]),
+        );
+        doc["spec"]["trigger"] = json!([{ "pod": { "reason": ["CrashLoopBackOff"] } }]);
+        doc["spec"]["guard"] = json!({ "maxUnhealthy": max, "settle": "2m" });
+        doc
+    };
+    cluster_breaks(selected(json!(3)), &[]);
+    cluster_breaks(selected(json!("30%")), &[]);
+    cluster_breaks(selected(json!("100%")), &[]);
+    // One named object has nothing to count.
+    breaks(
+        &[("/spec/guard", json!({ "maxUnhealthy": 2 }))],
+        "spec.guard.maxUnhealthy",
+        "`maxUnhealthy` counts the objects a selector selects, and this policy's target names one object",
+    );
+    // Out of range or misspelt: both readers refuse it with the same words.
+    for (value, message) in [
+        (
+            json!(0),
+            "maxUnhealthy 0 is out of range: expected 1 to 1000000",
+        ),
+        (
+            json!("0%"),
+            "maxUnhealthy 0% is out of range: expected 1% to 100%",
+        ),
+        (
+            json!("101%"),
+            "maxUnhealthy 101% is out of range: expected 1% to 100%",
+        ),
+        (
+            json!("half"),
+            "invalid maxUnhealthy \"half\": write a count such as 3 or a percentage such as 30%",
+        ),
+    ] {
+        let doc = selected(value.clone());
+        let serde = serde_json::from_value::<Policy>(doc.clone())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(serde.contains(message), "serde, {value}: {serde}");
+        let decoded = by_decoder(&doc);
+        assert_eq!(decoded.len(), 1, "{value}: {decoded:?}");
+        assert_eq!(decoded[0].0, "spec.guard.maxUnhealthy");
+        assert!(
+            decoded[0].1.contains(message),
+            "decoder, {value}: {decoded:?}"
+        );
+    }
+}

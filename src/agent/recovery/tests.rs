@@ -51,6 +51,7 @@ fn intents_pair_with_their_outcomes_and_the_unanswered_become_unknown() {
                 actions: vec![],
                 attempts: 3,
                 dry_run: false,
+                evidence: Vec::new(),
             },
         ),
     ];
@@ -126,6 +127,7 @@ fn an_escalation_without_its_sent_record_is_to_be_sent_again() {
         actions: vec!["notify".into()],
         attempts: 2,
         dry_run: false,
+        evidence: Vec::new(),
     };
     let sent = record(&clock, 10, Entry::EscalationSent { failures: vec![] });
     let done = from_records(

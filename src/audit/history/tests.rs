@@ -64,6 +64,7 @@ fn sample() -> Vec<Record> {
                 actions: vec!["notify".into()],
                 attempts: 3,
                 dry_run: false,
+                evidence: Vec::new(),
             },
         ),
     ]

@@ -29,8 +29,14 @@ pub enum Verdict {
         attempt: u32,
         evidence: Vec<String>,
     },
-    /// The circuit opened: run the policy's `escalate` actions (once per opening).
-    Escalate { attempts: u32, dry_run: bool },
+    /// The circuit opened, or too many of a selector's objects are unhealthy at once
+    /// (`attempts` is then 0): run the policy's `escalate` actions, once per opening or
+    /// storm.
+    Escalate {
+        attempts: u32,
+        dry_run: bool,
+        evidence: Vec<String>,
+    },
     /// Did nothing, and why.
     Skip {
         reason: SkipReason,
@@ -66,6 +72,9 @@ pub enum SkipReason {
     MaxConcurrent,
     /// An attempt on this target is still running; its own transitions are ignored.
     InFlight,
+    /// More of the selector's objects are unhealthy than `maxUnhealthy` allows, or
+    /// were until less than `settle` ago.
+    MaxUnhealthy,
 }
 
 impl SkipReason {
@@ -77,6 +86,7 @@ impl SkipReason {
             SkipReason::StormCap => "storm_cap",
             SkipReason::MaxConcurrent => "max_concurrent",
             SkipReason::InFlight => "in_flight",
+            SkipReason::MaxUnhealthy => "max_unhealthy",
         }
     }
 }
@@ -136,11 +146,16 @@ impl DecisionRecord {
                 record.actions = names(&policy.spec.actions);
                 record.evidence = evidence.clone();
             }
-            Verdict::Escalate { attempts, dry_run } => {
+            Verdict::Escalate {
+                attempts,
+                dry_run,
+                evidence,
+            } => {
                 record.decision = "escalate";
                 record.attempt = Some(*attempts);
                 record.actions = names(&policy.spec.escalate);
                 record.dry_run = *dry_run;
+                record.evidence = evidence.clone();
             }
             Verdict::Skip {
                 reason,
@@ -176,6 +191,7 @@ mod tests {
         let escalate = |dry_run| Verdict::Escalate {
             attempts: 3,
             dry_run,
+            evidence: Vec::new(),
         };
         let skip = Verdict::Skip {
             reason: SkipReason::DryRun,

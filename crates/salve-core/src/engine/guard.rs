@@ -181,6 +181,7 @@ mod tests {
             max_attempts: 3,
             window: Duration::from_secs(60),
             backoff: 2.0,
+            ..Guard::default()
         };
         assert_eq!(current_cooldown(&guard, 0), Duration::from_secs(10));
         assert_eq!(current_cooldown(&guard, 2), Duration::from_secs(40));

@@ -10,7 +10,7 @@ use super::condition::{ObjectState, TriggerState};
 use super::event::Reset;
 use super::guard::GuardState;
 use super::time::Timestamp;
-use super::{Engine, PolicyId, PolicyState, Role, TargetId};
+use super::{Decision, Engine, PolicyId, PolicyState, Role, TargetId};
 use crate::policy::{Target, TargetKey, DEFAULT_NAMESPACE};
 use std::collections::BTreeMap;
 
@@ -47,6 +47,7 @@ impl Engine {
         name: &str,
         labels: &BTreeMap<String, String>,
         exists: bool,
+        mut out: Option<&mut Vec<Decision>>,
     ) {
         for s in 0..self.selectors.len() {
             let selector = self.selectors[s];
@@ -60,7 +61,14 @@ impl Engine {
                 (None, true) => {
                     self.instantiate(selector, key, now);
                 }
-                (Some(instance), false) => self.retire(instance),
+                (Some(instance), false) => {
+                    self.retire(instance);
+                    // One unhealthy object fewer may end a storm (after a reload, the
+                    // re-decision of every policy does this).
+                    if let Some(out) = out.as_deref_mut() {
+                        self.update_storm(now, selector, out);
+                    }
+                }
                 _ => {}
             }
         }
@@ -89,7 +97,7 @@ impl Engine {
             .collect();
         known.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, key, labels) in known {
-            self.match_selectors(now, &key, &name, &labels, true);
+            self.match_selectors(now, &key, &name, &labels, true, None);
         }
     }
 
@@ -125,6 +133,7 @@ impl Engine {
             role: Role::Instance { of: selector },
             ..PolicyState::default()
         };
+        self.fleet_membership(id, selector, true);
         id
     }
 
@@ -140,6 +149,9 @@ impl Engine {
         }
         // Only `by_unit` holds an instance: its triggers are its object's conditions
         // (validation refuses probes and logs on a selector's objects).
+        if let Role::Instance { of } = self.states[id.index()].role {
+            self.fleet_membership(id, of, false);
+        }
         let target = self.states[id.index()].target;
         self.targets[target.0 as usize]
             .policies

@@ -7,6 +7,7 @@
 mod condition;
 mod decision;
 mod event;
+mod fleet;
 mod guard;
 mod instances;
 mod limits;
@@ -51,6 +52,10 @@ struct PolicyState {
     /// reason rather than on every event.
     last_skip: Option<SkipReason>,
     role: Role,
+    /// An instance: whether its object counts as unhealthy for `maxUnhealthy`.
+    unhealthy: bool,
+    /// A selector with `maxUnhealthy`: its objects counted together.
+    fleet: fleet::Fleet,
 }
 
 /// What an entry of the engine's policy list is. The policies as written come first;
@@ -511,7 +516,7 @@ impl Engine {
     ) {
         let name = key.to_string();
         if !self.selectors.is_empty() {
-            self.match_selectors(now, &key, &name, labels, state.is_some());
+            self.match_selectors(now, &key, &name, labels, state.is_some(), Some(&mut *out));
         }
         let Some(watchers) = self.by_unit.get_mut(&name).map(std::mem::take) else {
             self.objects.remove(&name);
@@ -668,6 +673,32 @@ impl Engine {
         if matches!(self.states[id.index()].role, Role::Selector | Role::Free) {
             return None;
         }
+        let mut fired = Vec::new();
+        let unhealthy = {
+            let policy = &self.policies[id.index()];
+            let name = &self.target_names[id.index()];
+            let unit = Observed {
+                unit: self.units.get(name),
+                object: self.objects.get(name).map(|o| &o.state),
+            };
+            let state = &mut self.states[id.index()];
+            for (t, trigger) in policy.spec.trigger.iter().enumerate() {
+                let track = &mut state.triggers[t];
+                track.refresh(trigger, unit, now);
+                if track.satisfied(trigger, now) {
+                    fired.push(t);
+                }
+            }
+            state.triggers.iter().any(|t| t.holds_since.is_some())
+                || self.targets[state.target.0 as usize]
+                    .guard
+                    .in_flight
+                    .is_some()
+        };
+        let fleet_hold = match self.states[id.index()].role {
+            Role::Instance { of } => self.fleet_check(now, id, of, unhealthy, out),
+            _ => None,
+        };
         let policy = &self.policies[id.index()];
         let name = &self.target_names[id.index()];
         let unit = Observed {
@@ -676,14 +707,6 @@ impl Engine {
         };
         let state = &mut self.states[id.index()];
         let target = &mut self.targets[state.target.0 as usize];
-        let mut fired = Vec::new();
-        for (t, trigger) in policy.spec.trigger.iter().enumerate() {
-            let track = &mut state.triggers[t];
-            track.refresh(trigger, unit, now);
-            if track.satisfied(trigger, now) {
-                fired.push(t);
-            }
-        }
         let dry_run = policy.spec.dry_run || self.limits.dry_run;
         let evidence = |state: &PolicyState| -> Vec<String> {
             fired
@@ -718,6 +741,9 @@ impl Engine {
             state.last_skip = None;
         } else if target.guard.in_flight.is_some() {
             skip(state, SkipReason::InFlight, None, None, out);
+        } else if let Some(settled_at) = fleet_hold {
+            skip(state, SkipReason::MaxUnhealthy, settled_at, None, out);
+            retry = settled_at;
         } else {
             match target.guard.check(&policy.spec.guard, now) {
                 GuardVerdict::CircuitOpen { closes_at } => {
@@ -730,7 +756,11 @@ impl Engine {
                     out.push(Decision {
                         at: now,
                         policy: id,
-                        verdict: Verdict::Escalate { attempts, dry_run },
+                        verdict: Verdict::Escalate {
+                            attempts,
+                            dry_run,
+                            evidence: Vec::new(),
+                        },
                     });
                     retry = target.guard.circuit_closes_at;
                 }

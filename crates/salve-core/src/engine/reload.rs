@@ -49,6 +49,10 @@ impl Engine {
                 continue;
             }
             state.last_skip = old_state.last_skip;
+            // A storm outlives a reload: editing the policy is no way around it. The
+            // count is rebuilt below from the instances' own flags.
+            state.fleet.storm = old_state.fleet.storm;
+            state.unhealthy = old_state.unhealthy;
             for (t, (new_trigger, track)) in self.policies[i]
                 .spec
                 .trigger
@@ -66,6 +70,11 @@ impl Engine {
                 if same {
                     state.triggers[t] = track;
                 }
+            }
+        }
+        for i in 0..self.policies.len() {
+            if let (Role::Instance { of }, true) = (self.states[i].role, self.states[i].unhealthy) {
+                self.states[of.index()].fleet.unhealthy += 1;
             }
         }
         // Those held back by `max_concurrent` keep their place in the queue.

@@ -15,6 +15,8 @@ pub fn guard() -> Guard {
         max_attempts: max_attempts(),
         window: window(),
         backoff: backoff(),
+        max_unhealthy: None,
+        settle: settle(),
     }
 }
 pub fn cooldown() -> Duration {
@@ -28,6 +30,13 @@ pub fn window() -> Duration {
 }
 pub fn backoff() -> f64 {
     2.0
+}
+/// Long enough for a rollout or a node's return to show it holds.
+pub fn settle() -> Duration {
+    Duration::from_secs(300)
+}
+pub fn is_default_settle(d: &Duration) -> bool {
+    *d == settle()
 }
 
 /// A trigger's `for`: fire as soon as the condition holds.

@@ -7,7 +7,7 @@
 pub use super::config_edit::*;
 use super::defaults;
 use super::names::{HttpUrl, PolicyName, SignalName};
-use super::schema_types::{DurationSchema, NoArgs, RegexSchema};
+use super::schema_types::{DurationSchema, MaxUnhealthySchema, NoArgs, RegexSchema};
 use super::serde_text::{duration_text, mapping, mapping_list, present, present_mapping};
 pub use super::target::*;
 use regex::Regex;
@@ -950,6 +950,112 @@ pub struct Guard {
     #[serde(default = "defaults::backoff")]
     #[schemars(range(min = 1.0, max = 10.0))]
     pub backoff: f64,
+    /// For a selector: how many of its objects may be unhealthy at once (a count, or a
+    /// percentage of those selected, rounded up). Above it salve acts on none of them
+    /// and escalates once: many objects failing together is an outage a restart will
+    /// not fix, and restarting them all would make it worse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<MaxUnhealthySchema>")]
+    pub max_unhealthy: Option<MaxUnhealthy>,
+    /// How long the selected objects must stay at or under `maxUnhealthy` after a storm
+    /// before salve acts on any of them again.
+    #[serde(
+        default = "defaults::settle",
+        with = "duration_text",
+        skip_serializing_if = "defaults::is_default_settle"
+    )]
+    #[schemars(with = "DurationSchema")]
+    pub settle: Duration,
+}
+
+/// `maxUnhealthy`: a number of objects, or a percentage of those selected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxUnhealthy {
+    Count(u32),
+    Percent(u8),
+}
+
+impl MaxUnhealthy {
+    /// The largest count accepted: far beyond any fleet, and far from overflow.
+    pub const MAX_COUNT: u32 = 1_000_000;
+
+    /// `3` or `30%`. Zero is refused: it would leave salve able only to escalate.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (digits, percent) = match text.strip_suffix('%') {
+            Some(digits) => (digits.trim_end(), true),
+            None => (text, false),
+        };
+        let bad = || {
+            format!("invalid maxUnhealthy \"{text}\": write a count such as 3 or a percentage such as 30%")
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        match percent {
+            true if (1..=100).contains(&n) => Ok(MaxUnhealthy::Percent(n as u8)),
+            true => Err(format!(
+                "maxUnhealthy {text} is out of range: expected 1% to 100%"
+            )),
+            false if (1..=u64::from(Self::MAX_COUNT)).contains(&n) => {
+                Ok(MaxUnhealthy::Count(n as u32))
+            }
+            false => Err(format!(
+                "maxUnhealthy {text} is out of range: expected 1 to {}",
+                Self::MAX_COUNT
+            )),
+        }
+    }
+
+    /// How many of `selected` objects may be unhealthy at once. A percentage rounds up,
+    /// as a PodDisruptionBudget's does, so a small fleet still has room for one.
+    pub fn allowed(self, selected: u32) -> u32 {
+        match self {
+            MaxUnhealthy::Count(n) => n,
+            MaxUnhealthy::Percent(p) => ((u64::from(selected) * u64::from(p)).div_ceil(100)) as u32,
+        }
+    }
+}
+
+impl std::fmt::Display for MaxUnhealthy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxUnhealthy::Count(n) => write!(f, "{n}"),
+            MaxUnhealthy::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl Serialize for MaxUnhealthy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MaxUnhealthy::Count(n) => s.serialize_u32(*n),
+            MaxUnhealthy::Percent(_) => s.collect_str(self),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MaxUnhealthy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct CountOrPercent;
+        impl serde::de::Visitor<'_> for CountOrPercent {
+            type Value = MaxUnhealthy;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a count such as 3 or a percentage such as 30%")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MaxUnhealthy, E> {
+                MaxUnhealthy::parse(v).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<MaxUnhealthy, E> {
+                MaxUnhealthy::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<MaxUnhealthy, E> {
+                MaxUnhealthy::parse(&v.to_string()).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(CountOrPercent)
+    }
 }
 
 impl Default for Guard {

@@ -301,6 +301,9 @@ pub const EDIT_NEEDS_CHANGE: &str = "a config edit needs at least one entry in r
 pub const PROBES_OVERLAP: &str = ", or probes would overlap";
 pub const NAME_OR_SELECTOR: &str = "give either `name` or `selector`, not both";
 /// The actions a Kubernetes target takes; the rest act on a systemd unit or its host.
+pub const MAX_UNHEALTHY_NEEDS_SELECTOR: &str =
+    "`maxUnhealthy` counts the objects a selector selects, and this policy's target names one object";
+
 pub const KUBERNETES_ACTIONS: &[&str] = &["restart", "notify"];
 
 #[cfg(test)]

@@ -19,6 +19,25 @@ impl JsonSchema for DurationSchema {
     }
 }
 
+/// `maxUnhealthy`: a count, or a percentage as text; Kubernetes' own int-or-string.
+pub struct MaxUnhealthySchema;
+
+impl JsonSchema for MaxUnhealthySchema {
+    fn schema_name() -> Cow<'static, str> {
+        "MaxUnhealthy".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A count such as 3, or a percentage of the selected objects such as 30%.",
+            "x-kubernetes-int-or-string": true,
+            "anyOf": [
+                { "type": "integer", "minimum": 1, "maximum": 1000000 },
+                { "type": "string", "pattern": "^[0-9]+%$" }
+            ]
+        })
+    }
+}
+
 /// A regular expression in Rust `regex` syntax.
 pub struct RegexSchema;
 

@@ -115,6 +115,11 @@ impl Checker {
             self.verify(verify, &at.key("verify"));
         }
         self.guard(&spec.guard, &at.key("guard"));
+        self.rule(
+            &at.key("guard").key("maxUnhealthy"),
+            spec.guard.max_unhealthy.is_some() && !spec.target.is_selector(),
+            rules::MAX_UNHEALTHY_NEEDS_SELECTOR,
+        );
         let escalate = at.key("escalate");
         self.actions(&spec.escalate, &escalate);
         self.rule(

@@ -235,7 +235,9 @@ fn said(engine: &Engine, decisions: &[Decision]) -> Vec<Said> {
                     attempt: *attempt,
                     evidence: evidence.len(),
                 },
-                Verdict::Escalate { attempts, dry_run } => Said::Escalate {
+                Verdict::Escalate {
+                    attempts, dry_run, ..
+                } => Said::Escalate {
                     policy,
                     attempts: *attempts,
                     dry_run: *dry_run,

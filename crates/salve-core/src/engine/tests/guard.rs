@@ -31,7 +31,8 @@ fn backoff_multiplies_the_cooldown_after_each_failure_and_success_resets_it() {
             v.as_slice(),
             [Verdict::Escalate {
                 attempts: 3,
-                dry_run: false
+                dry_run: false,
+                ..
             }]
         ),
         "{v:?}"

@@ -2,6 +2,7 @@
 //! helpers here, the tests in one file per concern.
 
 mod attempts;
+mod fleet;
 mod guard;
 mod limits;
 mod objects;

@@ -58,7 +58,14 @@ pub(crate) const EXEC_FIELDS: &[&str] = &["command", "timeout", "env"];
 pub(crate) const VERIFY_FIELDS: &[&str] = &["http", "unit"];
 pub(crate) const HTTP_VERIFY_FIELDS: &[&str] = &["url", "status", "within"];
 pub(crate) const UNIT_VERIFY_FIELDS: &[&str] = &["activeState", "within"];
-pub(crate) const GUARD_FIELDS: &[&str] = &["cooldown", "maxAttempts", "window", "backoff"];
+pub(crate) const GUARD_FIELDS: &[&str] = &[
+    "cooldown",
+    "maxAttempts",
+    "window",
+    "backoff",
+    "maxUnhealthy",
+    "settle",
+];
 
 const TRIGGERS: Noun = Noun::new("trigger condition", "trigger conditions");
 const ACTIONS: Noun = Noun::new("action", "actions");
@@ -536,10 +543,30 @@ fn guard(dec: &mut Decoder, node: &Node) -> Option<Guard> {
     let backoff = opt(dec, &f, "backoff", defaults::backoff(), |d, n| {
         d.float(n, rules::BACKOFF)
     });
+    let max_unhealthy = opt(dec, &f, "maxUnhealthy", None, |d, n| {
+        count_or_percent(d, n).map(Some)
+    });
+    let settle = opt(dec, &f, "settle", defaults::settle(), |d, n| d.duration(n));
     Some(Guard {
         cooldown: cooldown?,
         max_attempts: max_attempts?,
         window: window?,
         backoff: backoff?,
+        max_unhealthy: max_unhealthy?,
+        settle: settle?,
     })
+}
+
+/// `maxUnhealthy`: a whole number, or a percentage (text, as YAML reads `30%`).
+fn count_or_percent(dec: &mut Decoder, node: &Node) -> Option<MaxUnhealthy> {
+    let text = match &node.value {
+        super::yaml::Value::Scalar {
+            text,
+            quoted: false,
+        } if super::yaml::plain_scalar(text).is_number() => text.clone(),
+        _ => dec.string(node)?,
+    };
+    MaxUnhealthy::parse(&text)
+        .map_err(|e| dec.error(node.pos, e))
+        .ok()
 }

@@ -1,0 +1,261 @@
+//! `maxUnhealthy`: when too many of a selector's objects are unhealthy at once salve
+//! acts on none, escalates once, and acts again only after the count has settled.
+
+use super::*;
+use std::collections::BTreeMap;
+
+fn fleet_engine(max: &str, hold: &str) -> Engine {
+    let yaml = format!(
+        "apiVersion: salve.dev/v1alpha1\nkind: RemediationPolicy\nmetadata: {{ name: php, namespace: web }}\nspec:\n  target: {{ pods: {{ selector: {{ app: php }} }} }}\n  trigger:\n    - pod: {{ reason: [CrashLoopBackOff] }}\n      for: {hold}\n  actions:\n    - restart: {{}}\n  escalate:\n    - notify: {{ webhook: \"http://127.0.0.1:9/hook\" }}\n  guard: {{ cooldown: 10s, maxAttempts: 3, window: 1h, backoff: 1.0, maxUnhealthy: {max}, settle: 60s }}\n"
+    );
+    engine_from(&[yaml], Limits::default())
+}
+
+fn pod(name: &str, crashing: bool) -> Event {
+    Event::Pod(PodObservation {
+        namespace: "web".into(),
+        name: name.into(),
+        labels: BTreeMap::from([("app".to_string(), "php".to_string())]),
+        containers: vec![ContainerObservation {
+            name: "php".into(),
+            waiting: crashing.then(|| "CrashLoopBackOff".into()),
+            last_terminated: None,
+            restarts: 0,
+        }],
+        deleted: false,
+    })
+}
+
+fn gone(name: &str) -> Event {
+    match pod(name, false) {
+        Event::Pod(mut obs) => {
+            obs.deleted = true;
+            Event::Pod(obs)
+        }
+        _ => unreachable!(),
+    }
+}
+
+fn decide(e: &mut Engine, secs: f64, event: Event) -> Vec<(String, Verdict)> {
+    let mut out = Vec::new();
+    e.handle(at(secs), &event, &mut out);
+    out.into_iter()
+        .map(|d| (target_name(e.policy(d.policy)), d.verdict))
+        .collect()
+}
+
+fn acted_on(decisions: &[(String, Verdict)]) -> Vec<&str> {
+    decisions
+        .iter()
+        .filter(|(_, v)| matches!(v, Verdict::Act { .. }))
+        .map(|(t, _)| t.as_str())
+        .collect()
+}
+
+fn escalations(decisions: &[(String, Verdict)]) -> Vec<(&str, &Vec<String>)> {
+    decisions
+        .iter()
+        .filter_map(|(t, v)| match v {
+            Verdict::Escalate {
+                attempts: 0,
+                evidence,
+                ..
+            } => Some((t.as_str(), evidence)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("php-{i}")).collect()
+}
+
+/// Seen healthy, then each crashing one second apart from t=1.
+fn all_crash(e: &mut Engine, pods: &[String]) -> Vec<(String, Verdict)> {
+    for p in pods {
+        assert!(decide(e, 0.0, pod(p, false)).is_empty());
+    }
+    let mut seen = Vec::new();
+    for (i, p) in pods.iter().enumerate() {
+        seen.extend(decide(e, 1.0 + i as f64, pod(p, true)));
+    }
+    seen
+}
+
+#[test]
+fn over_the_limit_nothing_is_acted_on_and_one_escalation_names_the_storm() {
+    let mut e = fleet_engine("2", "30s");
+    let pods = names(5);
+    let mut seen = all_crash(&mut e, &pods);
+    // Every `for` passes; each pod is decided at its own deadline.
+    for t in [31.0, 32.0, 33.0, 34.0, 35.0, 40.0] {
+        seen.extend(decide(&mut e, t, Event::Tick {}));
+    }
+    assert!(acted_on(&seen).is_empty(), "{seen:?}");
+    let storms = escalations(&seen);
+    assert_eq!(storms.len(), 1, "{seen:?}");
+    let (target, evidence) = storms[0];
+    assert_eq!(target, "pods web/app=php");
+    assert!(
+        evidence[0]
+            .starts_with("3 of 5 selected objects unhealthy, over maxUnhealthy 2 (2 allowed)"),
+        "{evidence:?}"
+    );
+    assert_eq!(
+        evidence[1],
+        "unhealthy: pod/web/php-0, pod/web/php-1, pod/web/php-2"
+    );
+    // Each held pod says why, once.
+    let held: Vec<&str> = seen
+        .iter()
+        .filter(|(_, v)| {
+            matches!(
+                v,
+                Verdict::Skip {
+                    reason: SkipReason::MaxUnhealthy,
+                    ..
+                }
+            )
+        })
+        .map(|(t, _)| t.as_str())
+        .collect();
+    assert_eq!(held.len(), 5, "{seen:?}");
+}
+
+#[test]
+fn after_the_storm_salve_waits_the_settle_delay_then_acts_on_those_still_unhealthy() {
+    let mut e = fleet_engine("2", "30s");
+    let pods = names(5);
+    all_crash(&mut e, &pods);
+    decide(&mut e, 40.0, Event::Tick {});
+    // Three recover at t=100: two are left, within the limit. Settling starts.
+    let mut seen = Vec::new();
+    for p in &pods[..3] {
+        seen.extend(decide(&mut e, 100.0, pod(p, false)));
+    }
+    assert!(acted_on(&seen).is_empty(), "{seen:?}");
+    assert!(
+        e.next_deadline().is_some_and(|t| t <= at(160.0)),
+        "the pods still unhealthy are woken when the settling ends"
+    );
+    assert!(acted_on(&decide(&mut e, 159.0, pod("php-3", true))).is_empty());
+    let after = decide(&mut e, 160.0, Event::Tick {});
+    let mut acted = acted_on(&after);
+    acted.sort_unstable();
+    assert_eq!(acted, ["pod/web/php-3", "pod/web/php-4"], "{after:?}");
+    assert!(escalations(&after).is_empty());
+}
+
+#[test]
+fn a_storm_that_returns_while_settling_is_not_escalated_again() {
+    let mut e = fleet_engine("1", "0s");
+    let pods = names(3);
+    let mut seen = all_crash(&mut e, &pods);
+    // Within the limit, the first pod was acted on before the second made it a storm.
+    assert_eq!(acted_on(&seen), ["pod/web/php-0"]);
+    seen.extend(decide(&mut e, 50.0, pod("php-1", false)));
+    seen.extend(decide(&mut e, 50.0, pod("php-2", false)));
+    // php-0's attempt is still running: it counts. Settling starts when it is over...
+    seen.extend(decide(&mut e, 70.0, pod("php-1", true)));
+    seen.extend(decide(&mut e, 200.0, Event::Tick {}));
+    assert_eq!(escalations(&seen).len(), 1, "{seen:?}");
+    assert_eq!(acted_on(&seen), ["pod/web/php-0"], "{seen:?}");
+}
+
+#[test]
+fn a_percentage_rounds_up_over_the_selected_objects() {
+    // 30% of 10 is 3: three crashing pods are each acted on, a fourth makes a storm.
+    let mut e = fleet_engine("30%", "0s");
+    let pods = names(10);
+    for p in &pods {
+        decide(&mut e, 0.0, pod(p, false));
+    }
+    let mut seen = Vec::new();
+    for (i, p) in pods[..4].iter().enumerate() {
+        seen.extend(decide(&mut e, 1.0 + i as f64, pod(p, true)));
+    }
+    assert_eq!(
+        acted_on(&seen),
+        ["pod/web/php-0", "pod/web/php-1", "pod/web/php-2"]
+    );
+    assert_eq!(escalations(&seen).len(), 1);
+    // Two selected pods at 30% still leave room for one.
+    let mut small = fleet_engine("30%", "0s");
+    decide(&mut small, 0.0, pod("a", false));
+    decide(&mut small, 0.0, pod("b", false));
+    assert_eq!(
+        acted_on(&decide(&mut small, 1.0, pod("a", true))),
+        ["pod/web/a"]
+    );
+}
+
+#[test]
+fn within_the_limit_each_pod_is_healed_on_its_own() {
+    let mut e = fleet_engine("2", "0s");
+    let pods = names(5);
+    let seen = all_crash(&mut e, &pods[..2]);
+    assert_eq!(acted_on(&seen), ["pod/web/php-0", "pod/web/php-1"]);
+    assert!(escalations(&seen).is_empty());
+}
+
+#[test]
+fn deleting_the_unhealthy_objects_ends_the_storm() {
+    let mut e = fleet_engine("1", "30s");
+    let pods = names(3);
+    all_crash(&mut e, &pods);
+    decide(&mut e, 40.0, Event::Tick {});
+    decide(&mut e, 50.0, gone("php-0"));
+    decide(&mut e, 50.0, gone("php-1"));
+    // One unhealthy pod of one: within the limit since t=50.
+    assert!(acted_on(&decide(&mut e, 100.0, Event::Tick {})).is_empty());
+    assert_eq!(
+        acted_on(&decide(&mut e, 110.0, Event::Tick {})),
+        ["pod/web/php-2"]
+    );
+}
+
+#[test]
+fn a_reload_keeps_the_storm_and_its_count() {
+    let mut e = fleet_engine("2", "30s");
+    let pods = names(5);
+    all_crash(&mut e, &pods);
+    decide(&mut e, 40.0, Event::Tick {});
+    let policies = e.policies().to_vec();
+    let mut out = Vec::new();
+    e.replace_policies(at(41.0), policies, &mut out);
+    let seen: Vec<(String, Verdict)> = out
+        .into_iter()
+        .map(|d| (target_name(e.policy(d.policy)), d.verdict))
+        .collect();
+    assert!(acted_on(&seen).is_empty(), "{seen:?}");
+    assert!(escalations(&seen).is_empty(), "{seen:?}");
+    // Still five unhealthy: one recovering leaves four, over the limit.
+    assert!(acted_on(&decide(&mut e, 200.0, pod("php-0", false))).is_empty());
+    assert!(acted_on(&decide(&mut e, 300.0, Event::Tick {})).is_empty());
+}
+
+#[test]
+fn a_dry_run_storm_escalates_as_a_preview() {
+    let mut e = fleet_engine("1", "0s");
+    let mut out = Vec::new();
+    let policies: Vec<_> = e
+        .policies()
+        .iter()
+        .cloned()
+        .map(|mut p| {
+            p.spec.dry_run = true;
+            p
+        })
+        .collect();
+    e.replace_policies(at(0.0), policies, &mut out);
+    let seen = all_crash(&mut e, &names(2));
+    assert!(acted_on(&seen).is_empty());
+    assert!(seen.iter().any(|(_, v)| matches!(
+        v,
+        Verdict::Escalate {
+            dry_run: true,
+            attempts: 0,
+            ..
+        }
+    )));
+}
