@@ -143,7 +143,7 @@ impl Drop for TempDir {
 }
 
 const ACTION_KINDS: &str =
-    "(expected one of: start, stop, restart, tryRestart, reload, resetFailed, kill, enable, disable, notify, exec, nginxEdit, phpFpmEdit, alignFastcgiPass)";
+    "(expected one of: start, stop, restart, tryRestart, reload, resetFailed, kill, enable, disable, notify, exec, nginxEdit, phpFpmEdit, alignFastcgiPass, deletePod, rolloutRestart, scale, raiseMemoryLimit, cordon)";
 
 #[test]
 fn valid_policies_print_one_line_each_and_exit_zero() {
@@ -258,7 +258,7 @@ fn yaml_syntax_error_is_located() {
 fn unknown_field_names_its_position_and_suggests_the_close_one() {
     let file = fixture("errors/unknown-field.yaml");
     let run = check(&[&file]);
-    let known = "(expected one of: cooldown, maxAttempts, window, backoff)";
+    let known = "(expected one of: cooldown, maxAttempts, window, backoff, maxUnhealthy, settle)";
     assert_errors(
         &run,
         &[

@@ -531,16 +531,37 @@ fn the_rbac_grants_only_the_verbs_the_operator_uses() {
             r#"["remediationpolicies/status"]"#,
             r#"["patch"]"#,
         ),
-        // `restart` on a pod deletes it.
-        (r#"[""]"#, r#"["pods"]"#, r#"["list", "watch", "delete"]"#),
-        // `restart` on a workload patches its pod template.
+        // `restart`/`deletePod` deletes a pod; `verify.ready` reads it back.
+        (
+            r#"[""]"#,
+            r#"["pods"]"#,
+            r#"["get", "list", "watch", "delete"]"#,
+        ),
+        // `rolloutRestart` and `raiseMemoryLimit` patch a workload's pod template
+        // (the latter reads it first); `verify.ready` reads its rollout.
         (
             r#"["apps"]"#,
             r#"["deployments", "statefulsets"]"#,
-            r#"["list", "watch", "patch"]"#,
+            r#"["get", "list", "watch", "patch"]"#,
         ),
-        // Node conditions are watched; nothing is done to a node yet.
-        (r#"[""]"#, r#"["nodes"]"#, r#"["list", "watch"]"#),
+        // `scale` reads and writes the scale subresource.
+        (
+            r#"["apps"]"#,
+            r#"["deployments/scale", "statefulsets/scale"]"#,
+            r#"["get", "patch"]"#,
+        ),
+        // `verify.ready` of a deleted pod reads the controller replacing it.
+        (
+            r#"["apps"]"#,
+            r#"["replicasets", "daemonsets"]"#,
+            r#"["get"]"#,
+        ),
+        // Node conditions are watched; `cordon` patches a node.
+        (
+            r#"[""]"#,
+            r#"["nodes"]"#,
+            r#"["get", "list", "watch", "patch"]"#,
+        ),
         // Events are created, and patched when one repeats (kube's recorder).
         (
             r#"["events.k8s.io"]"#,

@@ -22,7 +22,12 @@ pub fn unit_op(action: &Action) -> Option<UnitOp> {
         | Action::Exec(_)
         | Action::NginxEdit(_)
         | Action::PhpFpmEdit(_)
-        | Action::AlignFastcgiPass(_) => return None,
+        | Action::AlignFastcgiPass(_)
+        | Action::DeletePod(_)
+        | Action::RolloutRestart(_)
+        | Action::Scale(_)
+        | Action::RaiseMemoryLimit(_)
+        | Action::Cordon(_) => return None,
     })
 }
 

@@ -155,7 +155,7 @@ fn config_edits_need_verify_and_stay_out_of_escalate() {
     breaks(
         &[("/spec/verify", json!({}))],
         "spec.verify",
-        "verify needs at least one of: http, unit",
+        "verify needs at least one of: http, unit, ready",
     );
     keeps(&[("/spec/verify", json!({ "unit": {} }))]);
     keeps(&[("/spec/verify", json!({ "http": { "url": "http://x/" } }))]);
@@ -663,7 +663,7 @@ fn kubernetes_targets() {
         node_restart,
         &[(
             "spec.actions[0].restart",
-            "`restart` restarts a pod or a workload's rollout, and salve never reboots a node; a node target takes: notify",
+            "`restart` restarts a unit, a pod or a workload's rollout, and salve never reboots a node; a node target takes: cordon, notify, exec",
         )],
     );
     // Host things are out of a cluster policy's reach.
@@ -676,14 +676,14 @@ fn kubernetes_targets() {
         { "log": { "path": "/var/log/x", "pattern": "x" } }
     ]);
     doc["spec"]["verify"] = json!({ "unit": {} });
-    doc["spec"]["escalate"] = json!([{ "exec": { "command": ["/bin/true"] } }]);
+    doc["spec"]["escalate"] = json!([{ "enable": {} }]);
     cluster_breaks(
         doc,
         &[
             ("spec.trigger[0].unit", "a unit condition watches a systemd unit, and this policy's target is pods"),
             ("spec.trigger[1].log", "a log condition reads a file on the host, and this policy's target is pods"),
-            ("spec.actions[1].resetFailed", "`resetFailed` acts on a systemd unit or its host; a pods target takes: restart, notify"),
-            ("spec.escalate[0].exec", "`exec` acts on a systemd unit or its host; a pods target takes: restart, notify"),
+            ("spec.actions[1].resetFailed", "`resetFailed` acts on a systemd unit or its host; a pods target takes: restart, deletePod, notify, exec"),
+            ("spec.escalate[0].enable", "`enable` acts on a systemd unit or its host; a pods target takes: restart, deletePod, notify, exec"),
             ("spec.verify.unit", "`verify.unit` checks a systemd unit, and this policy's target is pods"),
         ],
     );
@@ -828,4 +828,91 @@ fn max_unhealthy_counts_a_selectors_objects() {
             "decoder, {value}: {decoded:?}"
         );
     }
+}
+
+#[test]
+fn kubernetes_actions_fit_their_kind_of_object() {
+    let scale = json!({ "scale": { "by": 2, "min": 2, "max": 10 } });
+    let memory = json!({ "raiseMemoryLimit": { "container": "php", "factor": 1.5, "max": "2Gi" } });
+    let workload = json!({ "deployment": { "name": "php" } });
+    let on = |target: &J, trigger: J, actions: J| {
+        let mut doc = cluster(target.clone(), actions);
+        doc["spec"]["trigger"] = json!([trigger]);
+        doc["spec"]["verify"] = json!({ "ready": { "within": "3m" } });
+        doc
+    };
+    let pod_down = json!({ "pod": { "reason": ["CrashLoopBackOff"] } });
+    cluster_breaks(
+        on(
+            &workload,
+            json!({ "workload": {} }),
+            json!([{ "rolloutRestart": {} }, scale.clone(), memory.clone(), { "exec": { "command": ["/bin/true"] } }]),
+        ),
+        &[],
+    );
+    cluster_breaks(
+        on(
+            &json!({ "pods": { "name": "php-0" } }),
+            pod_down.clone(),
+            json!([{ "deletePod": {} }]),
+        ),
+        &[],
+    );
+    cluster_breaks(
+        on(
+            &json!({ "node": { "name": "worker-1" } }),
+            json!({ "node": {} }),
+            json!([{ "cordon": {} }]),
+        ),
+        &[],
+    );
+    // Each to its own kind.
+    cluster_breaks(
+        on(&json!({ "pods": { "name": "php-0" } }), pod_down, json!([{ "cordon": {} }, scale.clone()])),
+        &[
+            ("spec.actions[0].cordon", "`cordon` cordons a node; a pods target takes: restart, deletePod, notify, exec"),
+            ("spec.actions[1].scale", "`scale` changes a deployment or statefulset; a pods target takes: restart, deletePod, notify, exec"),
+        ],
+    );
+    cluster_breaks(
+        on(&workload, json!({ "workload": {} }), json!([{ "deletePod": {} }])),
+        &[(
+            "spec.actions[0].deletePod",
+            "`deletePod` deletes a pod; a deployment target takes: restart, rolloutRestart, scale, raiseMemoryLimit, notify, exec",
+        )],
+    );
+    // Bounds that cannot hold, and a container name that cannot be one.
+    cluster_breaks(
+        on(
+            &workload,
+            json!({ "workload": {} }),
+            json!([{ "scale": { "min": 5, "max": 3 } }]),
+        ),
+        &[("spec.actions[0].scale.max", "max 3 is below min 5")],
+    );
+    cluster_breaks(
+        on(
+            &workload,
+            json!({ "workload": {} }),
+            json!([
+                { "rolloutRestart": {} },
+                { "raiseMemoryLimit": { "container": "PHP_FPM", "factor": 1.0, "max": "1Gi" } }
+            ]),
+        ),
+        &[
+            ("spec.actions[1].raiseMemoryLimit.container", "invalid container name \"PHP_FPM\": use at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"),
+            ("spec.actions[1].raiseMemoryLimit.factor", "1 is out of range: expected 1.1 to 16"),
+        ],
+    );
+    // A host policy has no Kubernetes object to act on or wait for.
+    breaks(
+        &[("/spec/actions", json!([{ "rolloutRestart": {} }]))],
+        "spec.actions[0].rolloutRestart",
+        "`rolloutRestart` changes a deployment or statefulset, and this policy's target is a systemd unit",
+    );
+    breaks(
+        &[("/spec/verify", json!({ "ready": {} }))],
+        "spec.verify.ready",
+        "`verify.ready` checks a Kubernetes object, and this policy's target is a systemd unit; use `verify.unit`",
+    );
 }

@@ -3,6 +3,9 @@
 //! `kubectl rollout restart` does. Every change carries the field manager `salve` and
 //! is recorded as a Kubernetes Event on its target (reason `SalveRemediation`).
 
+mod changes;
+mod ready;
+
 use super::{Acted, Executor, Failure, Family};
 use crate::policy::{Action, Policy, TargetKey, Verify};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -39,23 +42,46 @@ impl Default for Retry {
     }
 }
 
+/// An error that may pass if the request is made again.
+pub trait Transient {
+    /// The API server's status code when it said "not now": too many requests (429),
+    /// a conflict with a change made meanwhile (409), or trouble on its side (5xx).
+    fn transient(&self) -> Option<u16>;
+}
+
+impl Transient for kube::Error {
+    fn transient(&self) -> Option<u16> {
+        match self {
+            kube::Error::Api(status)
+                if status.code == 429 || status.code == 409 || status.code >= 500 =>
+            {
+                Some(status.code)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl Retry {
-    /// Runs `request`, again after a pause while the API server says "not now": too
-    /// many requests (429), a conflict (409), or trouble on its side (5xx).
-    pub async fn run<T, F, Fut>(self, mut request: F) -> Result<T, kube::Error>
+    /// Runs `request`, again after a pause while its error is transient. A request
+    /// that reads before it writes is retried whole, so a conflict reads afresh.
+    pub async fn run<T, E, F, Fut>(self, mut request: F) -> Result<T, E>
     where
+        E: Transient,
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, kube::Error>>,
+        Fut: std::future::Future<Output = Result<T, E>>,
     {
         let mut pause = self.first_pause;
         let mut tries = 1;
         loop {
             match request().await {
-                Err(kube::Error::Api(status))
-                    if tries < self.tries
-                        && (status.code == 429 || status.code == 409 || status.code >= 500) =>
-                {
-                    tracing::info!(code = status.code, reason = %status.reason, tries, "API server turned the request away; trying again");
+                Err(e) if tries < self.tries && e.transient().is_some() => {
+                    let code = e.transient().unwrap_or_default();
+                    tracing::info!(
+                        code,
+                        tries,
+                        "API server turned the request away; trying again"
+                    );
                     tokio::time::sleep(pause).await;
                     pause = pause.saturating_mul(2);
                     tries += 1;
@@ -79,6 +105,10 @@ pub struct KubernetesObjects {
     retry: Retry,
     /// The wall clock the `restartedAt` value is read from (a fixed one in tests).
     clock: fn() -> SystemTime,
+    /// How often `verify.ready` looks again.
+    poll: Duration,
+    /// Pods salve deleted whose verification has not run yet, oldest first.
+    deleted: std::sync::Mutex<std::collections::VecDeque<(TargetKey, ready::Deleted)>>,
 }
 
 impl KubernetesObjects {
@@ -93,7 +123,14 @@ impl KubernetesObjects {
             client,
             retry: Retry::default(),
             clock: SystemTime::now,
+            poll: Duration::from_secs(2),
+            deleted: std::sync::Mutex::default(),
         }
+    }
+
+    pub fn with_poll(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
     }
 
     pub fn with_retry(mut self, retry: Retry) -> Self {
@@ -106,21 +143,52 @@ impl KubernetesObjects {
         self
     }
 
-    async fn restart(&self, policy: &Policy) -> Result<String, Failure> {
-        let Some(key) = policy.target_key() else {
-            // The engine acts on a selector's objects one by one, each named.
-            return Err(Failure::failed(format!(
-                "`restart` needs one object, and {} selects by label",
+    /// The one object an action changes: the engine acts on a selector's objects one
+    /// by one, each named.
+    fn one_object(&self, policy: &Policy, action: &Action) -> Result<TargetKey, Failure> {
+        policy.target_key().ok_or_else(|| {
+            Failure::failed(format!(
+                "`{}` needs one object, and {} selects by label",
+                action.name(),
                 crate::engine::target_name(policy)
-            )));
-        };
+            ))
+        })
+    }
+
+    /// A change's result, with the Event that records it when it was made.
+    async fn recorded(
+        &self,
+        key: &TargetKey,
+        policy: &Policy,
+        action: &str,
+        done: Result<String, Failure>,
+    ) -> Result<String, Failure> {
+        Ok(self.record(key, policy, action, &done?).await)
+    }
+
+    async fn restart(&self, policy: &Policy) -> Result<String, Failure> {
+        let key = self.one_object(policy, &Action::Restart(crate::policy::NoArgs))?;
         let done = match &key {
             TargetKey::Pod { namespace, name } => {
                 let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
                 let params = DeleteParams::default();
                 let deleted = self.retry.run(|| pods.delete(name, &params)).await;
                 match deleted {
-                    Ok(_) => format!("deleted {key}"),
+                    Ok(answer) => {
+                        // The API server answers with the pod (a Status once it is gone
+                        // at once): its uid and owner tell its replacement.
+                        if let Some(pod) = answer.left() {
+                            let owner = pod
+                                .metadata
+                                .owner_references
+                                .unwrap_or_default()
+                                .into_iter()
+                                .find(|o| o.controller == Some(true));
+                            let uid = pod.metadata.uid;
+                            self.remember_deleted(&key, ready::Deleted { uid, owner });
+                        }
+                        format!("deleted {key}")
+                    }
                     // Gone already: what a restart of it asks for has happened.
                     Err(kube::Error::Api(status)) if status.code == 404 => {
                         format!("{key} was already gone")
@@ -239,17 +307,43 @@ impl Family for KubernetesObjects {
         action: &'a Action,
     ) -> Option<Acted> {
         match action {
-            Action::Restart(_) => Some(Acted::done(self.restart(policy).await)),
+            Action::Restart(_) | Action::DeletePod(_) | Action::RolloutRestart(_) => {
+                Some(Acted::done(self.restart(policy).await))
+            }
+            Action::Scale(args) => Some(Acted::done(match self.one_object(policy, action) {
+                Ok(key) => {
+                    let done = self.scale(&key, args).await;
+                    self.recorded(&key, policy, "Scale", done).await
+                }
+                Err(f) => Err(f),
+            })),
+            Action::RaiseMemoryLimit(args) => {
+                Some(Acted::done(match self.one_object(policy, action) {
+                    Ok(key) => {
+                        let done = self.raise_memory_limit(&key, args).await;
+                        self.recorded(&key, policy, "RaiseMemoryLimit", done).await
+                    }
+                    Err(f) => Err(f),
+                }))
+            }
+            Action::Cordon(_) => Some(Acted::done(match self.one_object(policy, action) {
+                Ok(key) => {
+                    let done = self.cordon(&key).await;
+                    self.recorded(&key, policy, "Cordon", done).await
+                }
+                Err(f) => Err(f),
+            })),
             _ => None,
         }
     }
 
     async fn verify_target<'a>(
         &'a self,
-        _policy: &'a Policy,
-        _verify: &'a Verify,
+        policy: &'a Policy,
+        verify: &'a Verify,
     ) -> Option<(bool, String)> {
-        None
+        let ready = verify.ready.as_ref()?;
+        Some(self.wait_ready(policy, ready.within).await)
     }
 }
 

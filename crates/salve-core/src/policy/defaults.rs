@@ -31,6 +31,19 @@ pub fn window() -> Duration {
 pub fn backoff() -> f64 {
     2.0
 }
+pub fn scale_by() -> u32 {
+    1
+}
+pub fn scale_min() -> u32 {
+    1
+}
+pub fn memory_factor() -> f64 {
+    1.5
+}
+/// A rollout of a few pods, each pulling its image and passing its readiness probe.
+pub fn verify_ready_within() -> Duration {
+    Duration::from_secs(180)
+}
 /// Long enough for a rollout or a node's return to show it holds.
 pub fn settle() -> Duration {
     Duration::from_secs(300)

@@ -7,6 +7,7 @@
 pub use super::config_edit::*;
 use super::defaults;
 use super::names::{HttpUrl, PolicyName, SignalName};
+pub use super::quantity::MemoryQuantity;
 use super::schema_types::{DurationSchema, MaxUnhealthySchema, NoArgs, RegexSchema};
 use super::serde_text::{duration_text, mapping, mapping_list, present, present_mapping};
 pub use super::target::*;
@@ -788,6 +789,17 @@ pub enum Action {
     PhpFpmEdit(PhpFpmEditArgs),
     #[serde(deserialize_with = "mapping")]
     AlignFastcgiPass(AlignFastcgiPassArgs),
+    /// A pod: delete it, for its controller to replace.
+    DeletePod(NoArgs),
+    /// A deployment or statefulset: replace its pods at the pace its strategy allows,
+    /// as `kubectl rollout restart` does.
+    RolloutRestart(NoArgs),
+    #[serde(deserialize_with = "mapping")]
+    Scale(ScaleArgs),
+    #[serde(deserialize_with = "mapping")]
+    RaiseMemoryLimit(RaiseMemoryLimitArgs),
+    /// A node: mark it unschedulable; what runs there stays.
+    Cordon(NoArgs),
 }
 
 impl Action {
@@ -817,6 +829,11 @@ impl Action {
             Action::NginxEdit(_) => "nginxEdit",
             Action::PhpFpmEdit(_) => "phpFpmEdit",
             Action::AlignFastcgiPass(_) => "alignFastcgiPass",
+            Action::DeletePod(_) => "deletePod",
+            Action::RolloutRestart(_) => "rolloutRestart",
+            Action::Scale(_) => "scale",
+            Action::RaiseMemoryLimit(_) => "raiseMemoryLimit",
+            Action::Cordon(_) => "cordon",
         }
     }
 }
@@ -864,6 +881,33 @@ pub struct NotifyArgs {
     pub timeout: Duration,
 }
 
+/// A workload's replicas, changed by `by` per attempt and kept within `min`..=`max`.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScaleArgs {
+    /// Replicas added per attempt.
+    #[serde(default = "defaults::scale_by")]
+    #[schemars(range(min = 1, max = 100))]
+    pub by: u32,
+    #[serde(default = "defaults::scale_min")]
+    #[schemars(range(max = 10000))]
+    pub min: u32,
+    #[schemars(range(min = 1, max = 10000))]
+    pub max: u32,
+}
+
+/// One container's memory limit in a workload's pod template, multiplied by `factor`
+/// per attempt (an OOMKilled container) and never past `max`.
+#[derive(Debug, Clone, PartialEq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RaiseMemoryLimitArgs {
+    pub container: String,
+    #[serde(default = "defaults::memory_factor")]
+    #[schemars(range(min = 1.1, max = 16.0))]
+    pub factor: f64,
+    pub max: MemoryQuantity,
+}
+
 /// Runs a program directly (argv, never a shell string).
 #[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -897,6 +941,23 @@ pub struct Verify {
     )]
     #[schemars(with = "UnitVerify")]
     pub unit: Option<UnitVerify>,
+    /// A Kubernetes target is ready again: a pod Ready (or, deleted, its controller's
+    /// pods), a workload's rollout complete with every replica available, a node Ready.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_mapping"
+    )]
+    #[schemars(with = "ReadyVerify")]
+    pub ready: Option<ReadyVerify>,
+}
+
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReadyVerify {
+    #[serde(default = "defaults::verify_ready_within", with = "duration_text")]
+    #[schemars(with = "DurationSchema")]
+    pub within: Duration,
 }
 
 /// Passes when the URL answers one of `status` within `within`.

@@ -42,6 +42,11 @@ pub const POOL_KEY_MAX: Whole = Whole {
     min: 1,
     max: 100_000,
 };
+pub const SCALE_STEP: Whole = Whole { min: 1, max: 100 };
+pub const REPLICAS: Whole = Whole {
+    min: 0,
+    max: 10_000,
+};
 pub const BACKOFF: Real = Real {
     min: 1.0,
     max: 10.0,
@@ -293,7 +298,7 @@ pub fn exceeds(
 pub const ESCALATE_NO_EDITS: &str = "escalate may not edit configs: escalation runs once, unverified and without an outcome record; put the edit in actions";
 pub const EDIT_NEEDS_VERIFY: &str =
     "a config edit needs `verify`: without it an edit that breaks the site would be kept";
-pub const VERIFY_NEEDS_ONE: &str = "verify needs at least one of: http, unit";
+pub const VERIFY_NEEDS_ONE: &str = "verify needs at least one of: http, unit, ready";
 pub const UNIT_CONDITION_NEEDS_ONE: &str =
     "a unit condition needs at least one of: activeState, subState, unitFileState";
 pub const POD_CONDITION_NEEDS_ONE: &str = "a pod condition needs at least one of: reason, restarts";
@@ -304,7 +309,47 @@ pub const NAME_OR_SELECTOR: &str = "give either `name` or `selector`, not both";
 pub const MAX_UNHEALTHY_NEEDS_SELECTOR: &str =
     "`maxUnhealthy` counts the objects a selector selects, and this policy's target names one object";
 
-pub const KUBERNETES_ACTIONS: &[&str] = &["restart", "notify"];
+/// The actions each kind of Kubernetes target takes. `restart` is the one every
+/// restartable kind shares (a pod deleted, a workload's rollout restarted); a node is
+/// not a process, and salve never reboots one.
+pub fn kubernetes_actions(target: &crate::policy::Target) -> &'static [&'static str] {
+    use crate::policy::Target;
+    match target {
+        Target::Pods(_) => &["restart", "deletePod", "notify", "exec"],
+        Target::Deployment(_) | Target::StatefulSet(_) => &[
+            "restart",
+            "rolloutRestart",
+            "scale",
+            "raiseMemoryLimit",
+            "notify",
+            "exec",
+        ],
+        Target::Node(_) => &["cordon", "notify", "exec"],
+        _ => &[],
+    }
+}
+
+/// Actions only a Kubernetes target takes.
+pub const KUBERNETES_ONLY_ACTIONS: &[&str] = &[
+    "deletePod",
+    "rolloutRestart",
+    "scale",
+    "raiseMemoryLimit",
+    "cordon",
+];
+
+/// What an action acts on, for the message that it does not fit a target.
+pub fn what_acts_on(action: &str) -> &'static str {
+    match action {
+        "restart" => {
+            "restarts a unit, a pod or a workload's rollout, and salve never reboots a node"
+        }
+        "deletePod" => "deletes a pod",
+        "rolloutRestart" | "scale" | "raiseMemoryLimit" => "changes a deployment or statefulset",
+        "cordon" => "cordons a node",
+        _ => "acts on a systemd unit or its host",
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -92,6 +92,8 @@ impl Checker {
         self.target(&spec.target, &at.key("target"));
         if spec.target.unit().is_none() {
             self.kubernetes_target(spec, at);
+        } else {
+            self.host_target(spec, at);
         }
         self.conditions_fit_the_target(spec, at);
         let triggers = at.key("trigger");
@@ -219,22 +221,21 @@ impl Checker {
                 _ => {}
             }
         }
+        let fitting = rules::kubernetes_actions(&spec.target);
         for (list, actions) in [("actions", &spec.actions), ("escalate", &spec.escalate)] {
             for (i, action) in actions.iter().enumerate() {
                 let name = action.name();
+                if fitting.contains(&name) {
+                    continue;
+                }
+                let acts_on = rules::what_acts_on(name);
                 self.rule(
                     &at.key(list).index(i).key(name),
-                    !rules::KUBERNETES_ACTIONS.contains(&name),
+                    true,
                     &format!(
-                        "`{name}` acts on a systemd unit or its host; a {kind} target takes: {}",
-                        rules::KUBERNETES_ACTIONS.join(", ")
+                        "`{name}` {acts_on}; a {kind} target takes: {}",
+                        fitting.join(", ")
                     ),
-                );
-                // A node is not a process: salve never reboots one.
-                self.rule(
-                    &at.key(list).index(i).key(name),
-                    name == "restart" && matches!(spec.target, Target::Node(_)),
-                    "`restart` restarts a pod or a workload's rollout, and salve never reboots a node; a node target takes: notify",
                 );
             }
         }
@@ -243,6 +244,31 @@ impl Checker {
                 &at.key("verify").key("unit"),
                 verify.unit.is_some(),
                 &format!("`verify.unit` checks a systemd unit, and this policy's target is {kind}"),
+            );
+        }
+    }
+
+    /// A unit's policy acts through systemd and the host: Kubernetes objects and their
+    /// readiness are out of its reach.
+    fn host_target(&mut self, spec: &PolicySpec, at: &FieldPath) {
+        for (list, actions) in [("actions", &spec.actions), ("escalate", &spec.escalate)] {
+            for (i, action) in actions.iter().enumerate() {
+                let name = action.name();
+                self.rule(
+                    &at.key(list).index(i).key(name),
+                    rules::KUBERNETES_ONLY_ACTIONS.contains(&name),
+                    &format!(
+                        "`{name}` {}, and this policy's target is a systemd unit",
+                        rules::what_acts_on(name)
+                    ),
+                );
+            }
+        }
+        if let Some(verify) = &spec.verify {
+            self.rule(
+                &at.key("verify").key("ready"),
+                verify.ready.is_some(),
+                "`verify.ready` checks a Kubernetes object, and this policy's target is a systemd unit; use `verify.unit`",
             );
         }
     }
@@ -353,7 +379,36 @@ impl Checker {
             | Action::ResetFailed(_)
             | Action::Enable(_)
             | Action::Disable(_)
-            | Action::Kill(_) => {}
+            | Action::Kill(_)
+            | Action::DeletePod(_)
+            | Action::RolloutRestart(_)
+            | Action::Cordon(_) => {}
+            Action::Scale(scale) => {
+                self.check(
+                    &at.key("by"),
+                    rules::whole(u64::from(scale.by), rules::SCALE_STEP),
+                );
+                self.check(
+                    &at.key("min"),
+                    rules::whole(u64::from(scale.min), rules::REPLICAS),
+                );
+                self.check(
+                    &at.key("max"),
+                    rules::whole(u64::from(scale.max), rules::REPLICAS),
+                );
+                self.rule(
+                    &at.key("max"),
+                    scale.max < scale.min,
+                    &format!("max {} is below min {}", scale.max, scale.min),
+                );
+            }
+            Action::RaiseMemoryLimit(raise) => {
+                self.check(
+                    &at.key("container"),
+                    rules::object_name(&raise.container, "container"),
+                );
+                self.factor(raise.factor, at);
+            }
             Action::Notify(notify) => {
                 self.check(&at.key("timeout"), rules::positive(notify.timeout));
             }
@@ -436,9 +491,15 @@ impl Checker {
     fn verify(&mut self, verify: &Verify, at: &FieldPath) {
         self.rule(
             at,
-            verify.http.is_none() && verify.unit.is_none(),
+            verify.http.is_none() && verify.unit.is_none() && verify.ready.is_none(),
             rules::VERIFY_NEEDS_ONE,
         );
+        if let Some(ready) = &verify.ready {
+            self.check(
+                &at.key("ready").key("within"),
+                rules::positive(ready.within),
+            );
+        }
         if let Some(http) = &verify.http {
             let at = at.key("http");
             self.statuses(&http.status, &at.key("status"));

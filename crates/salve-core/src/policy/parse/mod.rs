@@ -51,11 +51,19 @@ pub(crate) const ACTION_KINDS: &[&str] = &[
     "nginxEdit",
     "phpFpmEdit",
     "alignFastcgiPass",
+    "deletePod",
+    "rolloutRestart",
+    "scale",
+    "raiseMemoryLimit",
+    "cordon",
 ];
+pub(crate) const SCALE_FIELDS: &[&str] = &["by", "min", "max"];
+pub(crate) const RAISE_MEMORY_FIELDS: &[&str] = &["container", "factor", "max"];
 pub(crate) const KILL_FIELDS: &[&str] = &["signal", "whom"];
 pub(crate) const NOTIFY_FIELDS: &[&str] = &["webhook", "timeout"];
 pub(crate) const EXEC_FIELDS: &[&str] = &["command", "timeout", "env"];
-pub(crate) const VERIFY_FIELDS: &[&str] = &["http", "unit"];
+pub(crate) const VERIFY_FIELDS: &[&str] = &["http", "unit", "ready"];
+pub(crate) const READY_VERIFY_FIELDS: &[&str] = &["within"];
 pub(crate) const HTTP_VERIFY_FIELDS: &[&str] = &["url", "status", "within"];
 pub(crate) const UNIT_VERIFY_FIELDS: &[&str] = &["activeState", "within"];
 pub(crate) const GUARD_FIELDS: &[&str] = &[
@@ -473,6 +481,50 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
         "nginxEdit" => return config_edit::nginx_edit(dec, args),
         "phpFpmEdit" => return config_edit::php_fpm_edit(dec, args),
         "alignFastcgiPass" => return config_edit::align_fastcgi_pass(dec, args),
+        "deletePod" => Action::DeletePod(no_args(dec, args, "the deletePod action")?),
+        "rolloutRestart" => {
+            Action::RolloutRestart(no_args(dec, args, "the rolloutRestart action")?)
+        }
+        "cordon" => Action::Cordon(no_args(dec, args, "the cordon action")?),
+        "scale" => {
+            let f = dec.fields(args, "the scale action", SCALE_FIELDS)?;
+            let whole = |d: &mut Decoder, n: &Node, range| d.integer(n, range).map(|v| v as u32);
+            // SCALE_STEP's and REPLICAS' maxima fit a u32.
+            let by = opt(dec, &f, "by", defaults::scale_by(), |d, n| {
+                whole(d, n, rules::SCALE_STEP)
+            });
+            let min = opt(dec, &f, "min", defaults::scale_min(), |d, n| {
+                whole(d, n, rules::REPLICAS)
+            });
+            let max = f
+                .required(dec, "max")
+                .and_then(|n| whole(dec, n, rules::REPLICAS));
+            Action::Scale(ScaleArgs {
+                by: by?,
+                min: min?,
+                max: max?,
+            })
+        }
+        "raiseMemoryLimit" => {
+            let f = dec.fields(args, "the raiseMemoryLimit action", RAISE_MEMORY_FIELDS)?;
+            let container = f
+                .required(dec, "container")
+                .and_then(|n| dec.checked_string(n, |t| rules::object_name(t, "container")));
+            let factor = opt(dec, &f, "factor", defaults::memory_factor(), |d, n| {
+                d.float(n, rules::RAISE_FACTOR)
+            });
+            let max = f.required(dec, "max").and_then(|n| {
+                let text = dec.text_or_integer(n)?;
+                MemoryQuantity::parse(&text)
+                    .map_err(|e| dec.error(n.pos, e))
+                    .ok()
+            });
+            Action::RaiseMemoryLimit(RaiseMemoryLimitArgs {
+                container: container?,
+                factor: factor?,
+                max: max?,
+            })
+        }
         // `variant` only returns names from ACTION_KINDS, all handled above.
         _ => return None,
     };
@@ -524,9 +576,21 @@ fn verify(dec: &mut Decoder, node: &Node) -> Option<Verify> {
             within: within?,
         })
     });
+    let ready = f.get("ready").map(|n| {
+        let f = dec.fields(n, "a ready verification", READY_VERIFY_FIELDS)?;
+        let within = opt(
+            dec,
+            &f,
+            "within",
+            defaults::verify_ready_within(),
+            positive_duration,
+        );
+        Some(ReadyVerify { within: within? })
+    });
     Some(Verify {
         http: optional(http)?,
         unit: optional(unit)?,
+        ready: optional(ready)?,
     })
 }
 
