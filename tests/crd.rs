@@ -568,6 +568,18 @@ fn the_rbac_grants_only_the_verbs_the_operator_uses() {
             r#"["events"]"#,
             r#"["create", "patch"]"#,
         ),
+        // In salve-system only (a Role): the leader's Lease, and the guard records'
+        // ConfigMap, each made when missing and patched.
+        (
+            r#"["coordination.k8s.io"]"#,
+            r#"["leases"]"#,
+            r#"["get", "create", "patch"]"#,
+        ),
+        (
+            r#"[""]"#,
+            r#"["configmaps"]"#,
+            r#"["get", "create", "patch"]"#,
+        ),
     ];
     let expected: Vec<(String, String, String)> = expected
         .iter()

@@ -4,7 +4,6 @@
 
 mod logs;
 mod probes;
-mod recovery;
 mod service;
 mod watch_files;
 
@@ -64,7 +63,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     let journal_path = options.config.journal_path.clone();
     let journal = Journal::open(&journal_path, options.config.rotation)?;
     let clock = Clock::start();
-    let recovered = recovery::recover(&journal_path, &policies, &clock)?;
+    let recovered = crate::controller::recovery::recover(&journal_path, &policies, &clock)?;
     let journal = match options.journal_sink {
         Some(wrap) => JournalWriter::start(wrap(journal), journal_path.clone())?,
         None => JournalWriter::start(journal, journal_path.clone())?,

@@ -20,6 +20,17 @@ pub struct Args {
     /// Decide and journal, change nothing (overrides the config).
     #[arg(long)]
     dry_run: bool,
+    /// The operator's own namespace, where its Lease and its guard records
+    /// (ConfigMap salve-guard-state) live; default: $POD_NAMESPACE. Without one, guard
+    /// state is not kept across restarts.
+    #[arg(long)]
+    state_namespace: Option<String>,
+    /// Act without electing a leader: for exactly one replica.
+    #[arg(long)]
+    no_leader_election: bool,
+    /// How long the leader's lease lasts unrenewed: the longest a failover takes.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: std::time::Duration,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -53,7 +64,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             let _ = stop_tx.send(true);
         });
+        let identity = std::env::var("POD_NAME")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("salve-{}", std::process::id()));
+        let cluster = match args.state_namespace.or_else(|| std::env::var("POD_NAMESPACE").ok()) {
+            Some(namespace) => Some(operator::ClusterState {
+                namespace,
+                identity,
+                lease: (!args.no_leader_election).then(|| operator::LeaseSettings {
+                    duration: args.lease_duration,
+                    grace: (args.lease_duration / 3).max(std::time::Duration::from_secs(1)),
+                    ..operator::LeaseSettings::default()
+                }),
+            }),
+            None => {
+                tracing::warn!("no --state-namespace and no $POD_NAMESPACE: no leader election, and guard state is not kept across restarts");
+                None
+            }
+        };
         let options = OperatorOptions {
+            cluster,
             client,
             namespace: args.namespace,
             limits: config.limits,

@@ -10,6 +10,7 @@
 
 pub mod attempts;
 pub mod clock;
+pub mod recovery;
 
 use crate::action::{Executor, Family};
 use crate::audit::{decision_record, outcome_record, Durable, JournalWriter};

@@ -8,10 +8,15 @@
 //!
 //! Each policy's `Ready` condition says whether it runs (`status.rs`).
 //!
-//! Not yet here: leader election, guard state kept where a new leader reads it, the
-//! last attempt and the circuit in the status, `maxUnhealthy`; until then run one
-//! replica.
+//! Replicas elect one leader with a Lease; only it acts. Standbys keep the policies
+//! loaded and their watches open, holding the newest state of each object, and take
+//! over within the lease's duration. The guard records (attempts, outcomes,
+//! escalations) go to a ConfigMap before anything runs (`journal_tail.rs`); a new
+//! leader rebuilds every guard from them, so a failover never resets `maxAttempts`.
+//! A leader that loses its lease stops at once (its process exits, and comes back as a
+//! standby): two replicas never act together.
 
+pub mod journal_tail;
 mod policies;
 mod status;
 mod watches;
@@ -44,12 +49,50 @@ pub struct OperatorOptions {
     /// This replica's name, in the Events it records (the pod's name).
     pub instance: Option<String>,
     pub retry: Retry,
+    /// Where guard state is kept for the next leader, and the election; `None` runs
+    /// alone and remembers nothing across restarts (tests, `--no-leader-election`).
+    pub cluster: Option<ClusterState>,
+}
+
+/// The operator's own namespace, its name among the replicas, and its lease.
+#[derive(Debug, Clone)]
+pub struct ClusterState {
+    pub namespace: String,
+    pub identity: String,
+    /// `None`: this replica acts without an election (one replica only).
+    pub lease: Option<LeaseSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LeaseSettings {
+    pub name: String,
+    /// How long a leader's hold lasts unrenewed: the longest a failover takes.
+    pub duration: Duration,
+    /// How long before the end the leader renews.
+    pub grace: Duration,
+}
+
+impl Default for LeaseSettings {
+    fn default() -> Self {
+        LeaseSettings {
+            name: "salve-operator".to_string(),
+            duration: Duration::from_secs(15),
+            grace: Duration::from_secs(5),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
     #[error(transparent)]
     Journal(#[from] AuditError),
+    #[error("cannot take part in the leader election (Lease {lease}): {cause}")]
+    Lease {
+        lease: String,
+        cause: kube_lease_manager::LeaseManagerError,
+    },
+    #[error("lost the leader's lease to another replica: stopping, so that only one acts")]
+    LostLeadership,
 }
 
 /// How long a stop waits for attempts in flight to finish and be journalled.
@@ -59,6 +102,19 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// when one is mounted.
 struct StdoutJournal {
     file: Option<Journal>,
+}
+
+/// A journal whose guard records also go to the cluster, for the next leader.
+struct Tailed {
+    inner: Box<dyn Sink>,
+    tail: journal_tail::ClusterTail,
+}
+
+impl Sink for Tailed {
+    fn append(&mut self, record: &Record) -> Result<(), AuditError> {
+        self.inner.append(record)?;
+        self.tail.append(record)
+    }
 }
 
 impl Sink for StdoutJournal {
@@ -88,16 +144,43 @@ pub async fn run(
         .journal_path
         .clone()
         .unwrap_or_else(|| PathBuf::from("stdout"));
-    let journal = match options.journal_sink {
-        Some(sink) => JournalWriter::start(sink, label)?,
+    let sink: Box<dyn Sink> = match options.journal_sink {
+        Some(sink) => sink,
         None => {
             let file = match &options.journal_path {
                 Some(path) => Some(Journal::open(path, options.rotation)?),
                 None => None,
             };
-            JournalWriter::start(StdoutJournal { file }, label)?
+            Box::new(StdoutJournal { file })
         }
     };
+    let journal = match &options.cluster {
+        Some(cluster) => {
+            let tail = journal_tail::ClusterTail::open(
+                options.client.clone(),
+                &cluster.namespace,
+                &cluster.identity,
+            )
+            .await?;
+            JournalWriter::start(Tailed { inner: sink, tail }, label)?
+        }
+        None => JournalWriter::start(sink, label)?,
+    };
+    let mut leadership = match options
+        .cluster
+        .as_ref()
+        .and_then(|c| Some((c, c.lease.as_ref()?)))
+    {
+        Some((cluster, lease)) => Some(elect(&options.client, cluster, lease).await?),
+        None => None,
+    };
+    // Alone, this replica leads from the start; elected, once the lease says so.
+    let mut leading = leadership.is_none();
+    let mut restored = options.cluster.is_none();
+    let mut policies_loaded = false;
+    // A standby's newest state of each object, by key, fed to the engine on takeover.
+    let mut standby_cache: std::collections::HashMap<String, Event> =
+        std::collections::HashMap::new();
     let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
     let (seen_tx, mut seen_rx) = mpsc::channel::<watches::Seen>(1024);
     let family = KubernetesObjects::new(options.client.clone(), options.instance.clone())
@@ -118,6 +201,7 @@ pub async fn run(
     let mut set = policies::PolicySet::default();
     let (status_tx, status_task) = status::writer(options.client.clone());
     let mut watching = watches::Watches::default();
+    let mut lost = false;
     tracing::info!(namespace = ?options.namespace, "salve operator started");
     loop {
         let deadline = controller.deadline();
@@ -135,6 +219,13 @@ pub async fn run(
                         tracing::info!(policies = policies.len(), "policies loaded");
                         controller.replace_policies(policies);
                     }
+                    if set.listed() && !policies_loaded {
+                        policies_loaded = true;
+                    }
+                    if leading && policies_loaded && !restored {
+                        restored = true;
+                        take_over(&mut controller, &options.client, options.cluster.as_ref(), &mut standby_cache).await?;
+                    }
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "watching RemediationPolicies failed; retrying"),
                 None => break,
@@ -142,9 +233,35 @@ pub async fn run(
             Some(event) = events_rx.recv() => controller.handle(event),
             Some(seen) = seen_rx.recv() => {
                 if let Some(event) = watching.merge(seen) {
-                    controller.handle(event);
+                    if leading && restored {
+                        controller.handle(event);
+                    } else {
+                        keep_newest(&mut standby_cache, event);
+                    }
                 }
             }
+            now_leading = leadership_changed(&mut leadership) => match now_leading {
+                Some(true) if !leading => {
+                    tracing::info!("this replica is the leader now");
+                    leading = true;
+                    if policies_loaded && !restored {
+                        restored = true;
+                        take_over(&mut controller, &options.client, options.cluster.as_ref(), &mut standby_cache).await?;
+                    }
+                }
+                Some(false) if leading => {
+                    tracing::error!("lost the leader's lease: stopping");
+                    lost = true;
+                    break;
+                }
+                Some(_) => {}
+                // The election task ended: nothing renews the lease any more.
+                None => {
+                    tracing::error!("the leader election stopped: stopping");
+                    lost = leading;
+                    break;
+                }
+            },
             _ = sleep_until_opt(deadline) => controller.handle(Event::Tick {}),
             lost = controller.attempts.next_lost() => controller.handle(Event::Outcome(lost)),
             _ = stop.changed() => break,
@@ -160,7 +277,116 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(5), status_task).await;
     controller.finish(&mut events_rx, SHUTDOWN_GRACE).await;
     controller.close();
+    if let Some((receiver, election)) = leadership {
+        // Without a receiver the election task gives the lease up, so a standby takes
+        // over at once rather than after the lease's duration.
+        drop(receiver);
+        let _ = tokio::time::timeout(Duration::from_secs(5), election).await;
+    }
     tracing::info!("salve operator stopped");
+    if lost {
+        return Err(OperatorError::LostLeadership);
+    }
+    Ok(())
+}
+
+type Election = (
+    watch::Receiver<bool>,
+    tokio::task::JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
+);
+
+async fn elect(
+    client: &Client,
+    cluster: &ClusterState,
+    lease: &LeaseSettings,
+) -> Result<Election, OperatorError> {
+    let failed = |cause| OperatorError::Lease {
+        lease: format!("{}/{}", cluster.namespace, lease.name),
+        cause,
+    };
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &lease.name)
+        .with_namespace(&cluster.namespace)
+        .with_identity(&cluster.identity)
+        .with_duration(lease.duration.as_secs().max(1))
+        .with_grace(lease.grace.as_secs().max(1))
+        .build()
+        .await
+        .map_err(failed)?;
+    Ok(manager.watch().await)
+}
+
+/// The election's next word: whether this replica leads; `None` once it has ended.
+/// Never ready without an election.
+async fn leadership_changed(election: &mut Option<Election>) -> Option<bool> {
+    let Some((leading, _)) = election.as_mut() else {
+        return std::future::pending().await;
+    };
+    match leading.changed().await {
+        Ok(()) => Some(*leading.borrow_and_update()),
+        Err(_) => {
+            *election = None;
+            None
+        }
+    }
+}
+
+/// A standby keeps the newest observation of each object, and forgets a deleted one.
+fn keep_newest(cache: &mut std::collections::HashMap<String, Event>, event: Event) {
+    let (key, deleted) = match &event {
+        Event::Pod(o) => (o.key().to_string(), o.deleted),
+        Event::Workload(o) => (o.key().to_string(), o.deleted),
+        Event::Node(o) => (o.key().to_string(), o.deleted),
+        _ => return,
+    };
+    if deleted {
+        cache.remove(&key);
+    } else {
+        cache.insert(key, event);
+    }
+}
+
+/// Becoming the leader: every guard rebuilt from the records every replica left in
+/// the cluster, attempts the last leader never finished closed as unknown (they count
+/// as failed), escalations it never sent sent, then the objects as last seen.
+async fn take_over(
+    controller: &mut Controller<KubernetesObjects>,
+    client: &Client,
+    cluster: Option<&ClusterState>,
+    cache: &mut std::collections::HashMap<String, Event>,
+) -> Result<(), OperatorError> {
+    if let Some(cluster) = cluster {
+        let recovered = journal_tail::recover(
+            client.clone(),
+            &cluster.namespace,
+            &format!("{}.jsonl", cluster.identity),
+            &controller.clock,
+        )
+        .await?;
+        if recovered.unreadable > 0 {
+            tracing::warn!(
+                lines = recovered.unreadable,
+                "guard records that could not be read were left out"
+            );
+        }
+        for record in recovered.unfinished {
+            tracing::warn!(policy = %record.policy, target = %record.target, attempt_id = ?record.entry.id(), "an attempt the last leader never finished: journalled as unknown, counted as failed");
+            controller.journal.record(record);
+        }
+        controller
+            .engine
+            .restore(&recovered.past, recovered.last_attempt_id);
+        tracing::info!(
+            past_events = recovered.past.len(),
+            last_attempt_id = recovered.last_attempt_id,
+            "guard state rebuilt from the cluster"
+        );
+        controller.resend_escalations(recovered.unsent_escalations);
+    }
+    let mut cached: Vec<(String, Event)> = cache.drain().collect();
+    cached.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, event) in cached {
+        controller.handle(event);
+    }
     Ok(())
 }
 

@@ -36,9 +36,17 @@ pub struct PolicySet {
     listing: Option<BTreeMap<ResourceKey, Policy>>,
     /// Conditions to write, in the order they were decided.
     status: Vec<StatusUpdate>,
+    /// Whether a first listing has completed: until then the set is not all there is.
+    listed: bool,
 }
 
 impl PolicySet {
+    /// Whether the policies have been listed once: a new leader rebuilds its guards
+    /// only against the whole set.
+    pub fn listed(&self) -> bool {
+        self.listed
+    }
+
     /// Takes one watch event; true when the policies to run changed.
     pub fn apply(&mut self, event: watcher::Event<RemediationPolicy>) -> bool {
         match event {
@@ -86,6 +94,7 @@ impl PolicySet {
             }
             watcher::Event::InitDone => match self.listing.take() {
                 Some(listed) => {
+                    self.listed = true;
                     self.good = listed;
                     let good = &self.good;
                     self.generations.retain(|key, _| good.contains_key(key));

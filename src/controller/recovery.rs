@@ -63,7 +63,7 @@ pub fn recover(
 }
 
 /// The pairing of intents with outcomes, pure: records oldest first.
-fn from_records(records: &[Record], clock: &Clock, now: SystemTime) -> Recovered {
+pub fn from_records(records: &[Record], clock: &Clock, now: SystemTime) -> Recovered {
     let mut past: Vec<PastEvent> = Vec::new();
     let mut unsent: Vec<(String, String, u32)> = Vec::new();
     // Intent id -> its index in `past`, while no outcome has been seen.
