@@ -1,8 +1,9 @@
 //! What salve gives a cluster. The RemediationPolicy CustomResourceDefinition: the
 //! committed copy is the generated one, its schema is structural (the API server
 //! refuses anything else), and the definition passes `kubernetes-validate --strict` for
-//! Kubernetes 1.35. The operator's manifests (deploy/kubernetes/operator.yaml) pass it
-//! too, and their RBAC grants exactly the verbs the operator uses, never a wildcard.
+//! Kubernetes 1.35. The operator's manifests (deploy/kubernetes/operator.yaml) and the
+//! node agent's DaemonSet (node-agent.yaml) pass it too; the RBAC grants exactly the
+//! verbs the operator uses, never a wildcard, and the node agent runs unprivileged.
 
 use serde_json::Value as J;
 use std::path::{Path, PathBuf};
@@ -457,6 +458,30 @@ fn every_kubernetes_example_policy_validates_against_the_crd_schema() {
 }
 
 const MANIFESTS: &str = "deploy/kubernetes/operator.yaml";
+const NODE_AGENT: &str = "deploy/kubernetes/node-agent.yaml";
+
+#[test]
+fn the_node_agent_runs_as_the_hosts_salve_user_never_privileged() {
+    let text = std::fs::read_to_string(repository().join(NODE_AGENT)).expect("manifest read");
+    for needed in [
+        "runAsNonRoot: true",
+        "runAsUser: 990",
+        "allowPrivilegeEscalation: false",
+        "readOnlyRootFilesystem: true",
+        r#"drop: ["ALL"]"#,
+        "automountServiceAccountToken: false",
+        "path: /run/dbus/system_bus_socket, type: Socket",
+        "salve.dev/agent: \"true\"",
+    ] {
+        assert!(text.contains(needed), "{NODE_AGENT} lacks `{needed}`");
+    }
+    for refused in ["privileged:", "hostPID", "hostIPC", "add:", "runAsUser: 0"] {
+        assert!(!text.contains(refused), "{NODE_AGENT} has `{refused}`");
+    }
+    // Policies and logs are read, never written.
+    assert!(text.contains("mountPath: /etc/salve/policies, readOnly: true"));
+    assert!(text.contains("mountPath: /var/log, readOnly: true"));
+}
 
 #[test]
 fn the_manifests_pass_kubernetes_validate_strict_for_1_35() {
@@ -466,6 +491,7 @@ fn the_manifests_pass_kubernetes_validate_strict_for_1_35() {
     let out = Command::new(&tool)
         .args(["--strict", "-k", "1.35.0"])
         .arg(repository().join(MANIFESTS))
+        .arg(repository().join(NODE_AGENT))
         .output()
         .expect("kubernetes-validate runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -479,7 +505,11 @@ fn the_manifests_pass_kubernetes_validate_strict_for_1_35() {
         "serviceaccount/salve-operator",
         "clusterrole/salve-operator",
         "clusterrolebinding/salve-operator",
+        "role/salve-operator",
+        "rolebinding/salve-operator",
         "deployment/salve-operator",
+        "serviceaccount/salve-node-agent",
+        "daemonset/salve-node-agent",
     ] {
         assert!(
             stdout.contains(&format!("passed for resource {resource} ")),

@@ -45,8 +45,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.dry_run {
         config.limits.dry_run = true;
     }
-    // One thread, as the agent: the operator mostly waits on its watches.
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Two workers: the journal's thread waits on the runtime for each guard record to
+    // reach the cluster (journal_tail.rs), so one worker must stay free to drive the
+    // I/O while another blocks, as the journal's close does at shutdown.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async {

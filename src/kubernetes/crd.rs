@@ -124,6 +124,9 @@ pub enum ConditionStatus {
 #[serde(rename_all = "camelCase")]
 pub struct LastAttempt {
     pub attempt_id: u64,
+    /// The object it acted on (`pod/web/php-0`): a selector's objects each have theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// RFC 3339.
     pub started: String,
     /// `ok`, `failed`, `timed_out`, …; absent while the attempt runs.

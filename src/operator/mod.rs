@@ -104,6 +104,22 @@ struct StdoutJournal {
     file: Option<Journal>,
 }
 
+/// A journal whose guard records are also shown in their policy's status.
+struct Tapped {
+    inner: Box<dyn Sink>,
+    records: mpsc::Sender<Record>,
+}
+
+impl Sink for Tapped {
+    fn append(&mut self, record: &Record) -> Result<(), AuditError> {
+        self.inner.append(record)?;
+        if journal_tail::kept(&record.entry) {
+            let _ = self.records.try_send(record.clone());
+        }
+        Ok(())
+    }
+}
+
 /// A journal whose guard records also go to the cluster, for the next leader.
 struct Tailed {
     inner: Box<dyn Sink>,
@@ -154,6 +170,13 @@ pub async fn run(
             Box::new(StdoutJournal { file })
         }
     };
+    // The status is best effort: when the loop falls behind, a record is not shown
+    // rather than queued without bound (the journal has it).
+    let (records_tx, mut records_rx) = mpsc::channel::<Record>(1024);
+    let sink: Box<dyn Sink> = Box::new(Tapped {
+        inner: sink,
+        records: records_tx,
+    });
     let journal = match &options.cluster {
         Some(cluster) => {
             let tail = journal_tail::ClusterTail::open(
@@ -210,7 +233,7 @@ pub async fn run(
                 Some(Ok(event)) => {
                     let changed = set.apply(event);
                     for update in set.take_status() {
-                        let _ = status_tx.send(update);
+                        let _ = status_tx.send(status::StatusChange::Ready(update));
                     }
                     if changed {
                         let policies = set.policies();
@@ -231,6 +254,15 @@ pub async fn run(
                 None => break,
             },
             Some(event) = events_rx.recv() => controller.handle(event),
+            Some(record) = records_rx.recv() => {
+                if let Some((namespace, name)) = set.resource_of(&record.policy) {
+                    let _ = status_tx.send(status::StatusChange::Journalled {
+                        namespace,
+                        name,
+                        record: Box::new(record),
+                    });
+                }
+            }
             Some(seen) = seen_rx.recv() => {
                 if let Some(event) = watching.merge(seen) {
                     if leading && restored {

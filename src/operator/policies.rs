@@ -41,6 +41,15 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
+    /// The resource (namespace, name) running the policy named `name`: the first by
+    /// namespace, as `policies` chooses.
+    pub fn resource_of(&self, name: &str) -> Option<(String, String)> {
+        self.good
+            .iter()
+            .find(|(_, policy)| policy.name() == name)
+            .map(|(key, _)| key.clone())
+    }
+
     /// Whether the policies have been listed once: a new leader rebuilds its guards
     /// only against the whole set.
     pub fn listed(&self) -> bool {

@@ -1,59 +1,300 @@
-//! The `Ready` condition on each RemediationPolicy: `True` (`Loaded`) while it runs,
-//! `False` with the errors (`Invalid`) or the reason it is not run (`Refused`), so
-//! `kubectl get rp` shows what `salve check` would have said.
+//! Each RemediationPolicy's status: the `Ready` condition (`True`/`Loaded` while it
+//! runs, `False` with the errors, `Invalid`, or the reason it is not run, `Refused`),
+//! the `CircuitOpen` condition, the attempts within the window and the last attempt
+//! with its outcome, so `kubectl get rp` shows what `salve check` and `salve history`
+//! would say.
+//!
+//! One task writes them, in the order they were decided. A merge patch replaces a list
+//! whole, so it keeps what each policy shows and always writes all of it.
 
 use super::policies::StatusUpdate;
 use crate::action::kubernetes::{api_time, Retry, FIELD_MANAGER};
+use crate::audit::{Entry, Record};
 use crate::kubernetes::RemediationPolicy;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
+use std::collections::HashMap;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// The patch of the status subresource that shows `update`, stamped `now` (RFC 3339).
-pub fn patch_body(update: &StatusUpdate, now: &str) -> serde_json::Value {
+/// A change to what one policy's status shows.
+#[derive(Debug, Clone)]
+pub enum StatusChange {
+    Ready(StatusUpdate),
+    /// A journal record of the policy's resource (`namespace`, `name`).
+    Journalled {
+        namespace: String,
+        name: String,
+        record: Box<Record>,
+    },
+}
+
+/// What one policy's status shows, kept whole for the next write.
+#[derive(Debug, Clone, Default)]
+struct Shown {
+    generation: Option<i64>,
+    ready: Option<serde_json::Value>,
+    circuit: Option<serde_json::Value>,
+    attempts: u32,
+    last_attempt: Option<serde_json::Value>,
+}
+
+fn condition(
+    type_: &str,
+    on: bool,
+    reason: &str,
+    message: &str,
+    now: &str,
+    generation: Option<i64>,
+) -> serde_json::Value {
     serde_json::json!({
-        "status": {
-            "observedGeneration": update.generation,
-            "conditions": [{
-                "type": "Ready",
-                "status": if update.ready { "True" } else { "False" },
-                "reason": update.reason,
-                "message": update.message,
-                "lastTransitionTime": now,
-                "observedGeneration": update.generation,
-            }]
-        }
+        "type": type_,
+        "status": if on { "True" } else { "False" },
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": now,
+        "observedGeneration": generation,
     })
 }
 
-/// The one task that writes conditions, in the order they were decided, so an older
+impl Shown {
+    /// Takes `change` in; false when it changes nothing shown.
+    fn take(&mut self, change: &StatusChange, now: &str) -> bool {
+        match change {
+            StatusChange::Ready(update) => {
+                self.generation = update.generation;
+                self.ready = Some(condition(
+                    "Ready",
+                    update.ready,
+                    update.reason,
+                    &update.message,
+                    now,
+                    update.generation,
+                ));
+                if self.circuit.is_none() {
+                    self.circuit = Some(condition(
+                        "CircuitOpen",
+                        false,
+                        "Closed",
+                        "no circuit is open",
+                        now,
+                        update.generation,
+                    ));
+                }
+                true
+            }
+            StatusChange::Journalled { record, .. } => match &record.entry {
+                Entry::Intent {
+                    id,
+                    attempt,
+                    dry_run: false,
+                    ..
+                } => {
+                    self.attempts = *attempt;
+                    self.last_attempt = Some(serde_json::json!({
+                        "attemptId": id,
+                        "target": record.target,
+                        "started": api_time(record.ts),
+                    }));
+                    // Acting again: whatever circuit was open has closed.
+                    if self.circuit_open() {
+                        self.circuit = Some(condition(
+                            "CircuitOpen",
+                            false,
+                            "Closed",
+                            &format!("acting again on {}", record.target),
+                            now,
+                            self.generation,
+                        ));
+                    }
+                    true
+                }
+                Entry::Outcome { id, result, .. } => match &mut self.last_attempt {
+                    Some(last) if last["attemptId"] == serde_json::json!(id) => {
+                        last["outcome"] = serde_json::json!(result.as_str());
+                        true
+                    }
+                    _ => false,
+                },
+                Entry::Escalate {
+                    attempts,
+                    dry_run: false,
+                    evidence,
+                    ..
+                } => {
+                    let (reason, message) = if *attempts == 0 {
+                        (
+                            "MaxUnhealthy",
+                            evidence.first().cloned().unwrap_or_default(),
+                        )
+                    } else {
+                        (
+                            "MaxAttempts",
+                            format!(
+                                "{attempts} attempts on {} within the window; not acting until it has passed or a reset",
+                                record.target
+                            ),
+                        )
+                    };
+                    self.circuit = Some(condition(
+                        "CircuitOpen",
+                        true,
+                        reason,
+                        &message,
+                        now,
+                        self.generation,
+                    ));
+                    true
+                }
+                _ => false,
+            },
+        }
+    }
+
+    fn circuit_open(&self) -> bool {
+        self.circuit.as_ref().is_some_and(|c| c["status"] == "True")
+    }
+
+    /// The status subresource's patch: everything shown, the conditions whole.
+    fn body(&self) -> serde_json::Value {
+        let conditions: Vec<&serde_json::Value> =
+            self.ready.iter().chain(self.circuit.iter()).collect();
+        let mut status = serde_json::json!({
+            "observedGeneration": self.generation,
+            "conditions": conditions,
+            "attempts": self.attempts,
+        });
+        if let Some(last) = &self.last_attempt {
+            status["lastAttempt"] = last.clone();
+        }
+        serde_json::json!({ "status": status })
+    }
+}
+
+/// The patch that shows `update` on a policy with nothing else shown yet.
+#[cfg(test)]
+pub fn patch_body(update: &StatusUpdate, now: &str) -> serde_json::Value {
+    let mut shown = Shown::default();
+    shown.take(&StatusChange::Ready(update.clone()), now);
+    shown.body()
+}
+
+/// The one task that writes statuses, in the order they were decided, so an older
 /// one never lands after a newer one.
-pub fn writer(client: Client) -> (mpsc::UnboundedSender<StatusUpdate>, JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<StatusUpdate>();
+pub fn writer(client: Client) -> (mpsc::UnboundedSender<StatusChange>, JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<StatusChange>();
     let task = tokio::spawn(async move {
-        while let Some(update) = rx.recv().await {
-            write(client.clone(), update).await;
+        // One entry per policy resource the operator has shown a status for.
+        let mut shown: HashMap<(String, String), Shown> = HashMap::new();
+        while let Some(change) = rx.recv().await {
+            let key = match &change {
+                StatusChange::Ready(u) => (u.namespace.clone(), u.name.clone()),
+                StatusChange::Journalled {
+                    namespace, name, ..
+                } => (namespace.clone(), name.clone()),
+            };
+            let now = api_time(std::time::SystemTime::now());
+            let entry = shown.entry(key.clone()).or_default();
+            if entry.take(&change, &now) {
+                write(client.clone(), &key.0, &key.1, entry.body()).await;
+            }
         }
     });
     (tx, task)
 }
 
-/// Writes `update`, again after a pause while the API server says "not now" (as the
+/// Writes `body`, again after a pause while the API server says "not now" (as the
 /// family's requests are); a status it refuses is logged and costs nothing else.
-async fn write(client: Client, update: StatusUpdate) {
-    let now = api_time(std::time::SystemTime::now());
-    let api: Api<RemediationPolicy> = Api::namespaced(client, &update.namespace);
+async fn write(client: Client, namespace: &str, name: &str, body: serde_json::Value) {
+    let api: Api<RemediationPolicy> = Api::namespaced(client, namespace);
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PatchParams::default()
     };
-    let body = patch_body(&update, &now);
     let patch = Patch::Merge(&body);
     let written = Retry::default()
-        .run(|| api.patch_status(&update.name, &params, &patch))
+        .run(|| api.patch_status(name, &params, &patch))
         .await;
     if let Err(e) = written {
-        tracing::warn!(namespace = %update.namespace, name = %update.name, error = %e, "could not write the policy's status");
+        tracing::warn!(namespace = %namespace, name = %name, error = %e, "could not write the policy's status");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::OutcomeResult;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn journalled(entry: Entry) -> StatusChange {
+        StatusChange::Journalled {
+            namespace: "web".into(),
+            name: "php".into(),
+            record: Box::new(Record {
+                ts: UNIX_EPOCH + Duration::from_secs(1_796_187_600),
+                policy: "php".into(),
+                target: "pod/web/php-0".into(),
+                entry,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_status_shows_the_last_attempt_its_outcome_and_the_circuit() {
+        let mut shown = Shown::default();
+        let now = "2026-12-02T05:00:00Z";
+        shown.take(
+            &StatusChange::Ready(StatusUpdate {
+                namespace: "web".into(),
+                name: "php".into(),
+                generation: Some(2),
+                ready: true,
+                reason: "Loaded",
+                message: "running".into(),
+            }),
+            now,
+        );
+        let intent = Entry::Intent {
+            id: 7,
+            attempt: 3,
+            actions: vec!["restart".into()],
+            dry_run: false,
+            evidence: Vec::new(),
+        };
+        assert!(shown.take(&journalled(intent), now));
+        let outcome: Entry = serde_json::from_value(serde_json::json!({
+            "kind": "outcome", "id": 7, "result": "failed", "durationMs": 12
+        }))
+        .unwrap();
+        assert!(matches!(
+            &outcome,
+            Entry::Outcome {
+                result: OutcomeResult::Failed,
+                ..
+            }
+        ));
+        assert!(shown.take(&journalled(outcome), now));
+        let escalate = Entry::Escalate {
+            actions: vec!["notify".into()],
+            attempts: 3,
+            dry_run: false,
+            evidence: Vec::new(),
+        };
+        assert!(shown.take(&journalled(escalate), now));
+        let status = shown.body()["status"].clone();
+        assert_eq!(status["attempts"], 3);
+        assert_eq!(
+            status["lastAttempt"],
+            serde_json::json!({ "attemptId": 7, "target": "pod/web/php-0", "started": "2026-12-02T05:00:00Z", "outcome": "failed" })
+        );
+        let conditions = status["conditions"].as_array().unwrap();
+        assert_eq!(conditions[0]["type"], "Ready");
+        assert_eq!(conditions[1]["type"], "CircuitOpen");
+        assert_eq!(conditions[1]["status"], "True");
+        assert_eq!(conditions[1]["reason"], "MaxAttempts");
+        // It reads back as the CRD's own status type.
+        let typed: crate::kubernetes::RemediationPolicyStatus =
+            serde_json::from_value(status).unwrap();
+        assert_eq!(typed.last_attempt.map(|l| l.attempt_id), Some(7));
     }
 }

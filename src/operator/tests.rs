@@ -126,8 +126,14 @@ async fn a_crash_looping_pod_a_policy_selects_is_deleted_once_and_journalled() {
     let waited = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(request) = requests.recv().await {
             seen.push(request);
+            // The status shows the attempt's outcome once it is in.
             let event = seen.iter().any(|s| s.method == "POST")
-                && seen.iter().any(|s| s.path.ends_with("/status"));
+                && seen.iter().any(|s| {
+                    s.path.ends_with("/status")
+                        && s.body
+                            .as_ref()
+                            .is_some_and(|b| b["status"]["lastAttempt"]["outcome"] == "ok")
+                });
             let relisted = seen
                 .iter()
                 .filter(|s| s.path == "/api/v1/namespaces/web/pods" && !s.is_watch())
@@ -185,8 +191,22 @@ async fn a_crash_looping_pod_a_policy_selects_is_deleted_once_and_journalled() {
         .iter()
         .filter(|s| s.path.ends_with("/status"))
         .collect();
-    assert_eq!(status.len(), 1, "{status:#?}");
+    // Ready, then the attempt, then its outcome: each write shows all of it.
+    assert_eq!(status.len(), 3, "{status:#?}");
     assert_eq!(status[0].method, "PATCH");
+    let last = status[2].body.clone().unwrap_or_default()["status"].clone();
+    assert_eq!(last["attempts"], 1, "{last}");
+    assert_eq!(last["lastAttempt"]["attemptId"], 1, "{last}");
+    assert_eq!(last["lastAttempt"]["target"], "pod/web/php-0", "{last}");
+    assert_eq!(last["conditions"][0]["type"], "Ready", "{last}");
+    assert_eq!(
+        (
+            &last["conditions"][1]["type"],
+            &last["conditions"][1]["status"]
+        ),
+        (&json!("CircuitOpen"), &json!("False")),
+        "{last}"
+    );
     assert!(
         status[0].query.contains("fieldManager=salve"),
         "{:?}",
