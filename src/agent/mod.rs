@@ -87,23 +87,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     let mut probes = probes::Probes::start(&policies, &events_tx);
     let mut logs = logs::Logs::start(&policies, &events_tx);
 
-    let mut engine = Engine::new(policies, options.config.limits.clone());
-    if recovered.unreadable > 0 {
-        tracing::warn!(
-            lines = recovered.unreadable,
-            "journal lines that could not be read were left out of the guard state"
-        );
-    }
-    for record in recovered.unfinished {
-        tracing::warn!(policy = %record.policy, target = %record.target, attempt_id = ?record.entry.id(), "an attempt was cut off by the agent's last stop: journalled as unknown, counted as failed");
-        journal.record(record);
-    }
-    engine.restore(&recovered.past, recovered.last_attempt_id);
-    tracing::info!(
-        past_events = recovered.past.len(),
-        last_attempt_id = recovered.last_attempt_id,
-        "guard state rebuilt from the journal"
-    );
+    let engine = Engine::new(policies, options.config.limits.clone());
     let mut agent = Agent(Controller::new(
         engine,
         journal,
@@ -114,7 +98,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
         ),
         events_tx,
     ));
-    agent.0.resend_escalations(recovered.unsent_escalations);
+    agent.0.rebuild_guards(recovered, "the journal");
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| AgentError::Signal("SIGHUP", e))?;
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;

@@ -209,6 +209,34 @@ impl<F: Family> Controller<F> {
         });
     }
 
+    /// Guard state from what happened before: at the agent's start (its journal), at a
+    /// leader's takeover (the records every replica left in the cluster). Attempts cut
+    /// off before they reported back (a kill, a crash, the last leader gone) are
+    /// journalled as `unknown` and count as failed; escalations never sent are sent.
+    /// Before any event is handled.
+    pub fn rebuild_guards(&mut self, recovered: recovery::Recovered, source: &'static str) {
+        if recovered.unreadable > 0 {
+            tracing::warn!(
+                lines = recovered.unreadable,
+                source,
+                "records that could not be read were left out of the guard state"
+            );
+        }
+        for record in recovered.unfinished {
+            tracing::warn!(policy = %record.policy, target = %record.target, attempt_id = ?record.entry.id(), "an attempt was cut off before it reported back: journalled as unknown, counted as failed");
+            self.journal.record(record);
+        }
+        self.engine
+            .restore(&recovered.past, recovered.last_attempt_id);
+        tracing::info!(
+            past_events = recovered.past.len(),
+            last_attempt_id = recovered.last_attempt_id,
+            source,
+            "guard state rebuilt"
+        );
+        self.resend_escalations(recovered.unsent_escalations);
+    }
+
     /// Escalations the journal shows decided but never sent (the agent died while
     /// notifying) go out now, if their circuit is still open: a page must not be lost
     /// to a crash. At least once: one cut off after sending is sent twice.

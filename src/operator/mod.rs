@@ -394,25 +394,7 @@ async fn take_over(
             &controller.clock,
         )
         .await?;
-        if recovered.unreadable > 0 {
-            tracing::warn!(
-                lines = recovered.unreadable,
-                "guard records that could not be read were left out"
-            );
-        }
-        for record in recovered.unfinished {
-            tracing::warn!(policy = %record.policy, target = %record.target, attempt_id = ?record.entry.id(), "an attempt the last leader never finished: journalled as unknown, counted as failed");
-            controller.journal.record(record);
-        }
-        controller
-            .engine
-            .restore(&recovered.past, recovered.last_attempt_id);
-        tracing::info!(
-            past_events = recovered.past.len(),
-            last_attempt_id = recovered.last_attempt_id,
-            "guard state rebuilt from the cluster"
-        );
-        controller.resend_escalations(recovered.unsent_escalations);
+        controller.rebuild_guards(recovered, "the cluster");
     }
     let mut cached: Vec<(String, Event)> = cache.drain().collect();
     cached.sort_by(|a, b| a.0.cmp(&b.0));
