@@ -3,7 +3,6 @@
 //! rebuilt from the journal.
 
 mod logs;
-mod probes;
 mod service;
 mod watch_files;
 
@@ -13,6 +12,7 @@ use crate::config::Config;
 use crate::controller::{clock::Clock, sleep_until_opt, Controller};
 use crate::engine::{Engine, Event};
 use crate::policy::{self, Diagnostics, Policy};
+use crate::signal::http::Probes;
 use crate::systemd::{self, Bus, SystemdHandle};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -84,7 +84,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
             (handle, Some(tokio::spawn(link.run())))
         }
     };
-    let mut probes = probes::Probes::start(&policies, &events_tx);
+    let mut probes = Probes::start(&policies, &events_tx);
     let mut logs = logs::Logs::start(&policies, &events_tx);
 
     let engine = Engine::new(policies, options.config.limits.clone());
@@ -176,7 +176,7 @@ fn units_of(policies: &[Policy]) -> Vec<String> {
 impl Agent {
     /// Loads the policies again; an invalid set is rejected with every error logged,
     /// and the agent keeps running the last good set.
-    fn reload(&mut self, paths: &[PathBuf], probes: &mut probes::Probes, logs: &mut logs::Logs) {
+    fn reload(&mut self, paths: &[PathBuf], probes: &mut Probes, logs: &mut logs::Logs) {
         match load_host_policies(paths) {
             Ok(policies) => {
                 let new_units: BTreeSet<String> = units_of(&policies).into_iter().collect();

@@ -29,6 +29,7 @@ use crate::audit::{AuditError, Journal, JournalWriter, Record, Rotation, Sink};
 use crate::controller::{clock::Clock, sleep_until_opt, Controller};
 use crate::engine::{Engine, Event, Limits};
 use crate::kubernetes::RemediationPolicy;
+use crate::signal::http::Probes;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use std::io::Write;
@@ -224,6 +225,9 @@ pub async fn run(
     let mut set = policies::PolicySet::default();
     let (status_tx, status_task) = status::writer(options.client.clone());
     let mut watching = watches::Watches::default();
+    // The policies' HTTP probes run on the leader only: a standby must not act on what
+    // they report, and needs no history of them (the first probe goes out at once).
+    let mut probes: Option<Probes> = None;
     let mut lost = false;
     tracing::info!(namespace = ?options.namespace, "salve operator started");
     loop {
@@ -240,6 +244,9 @@ pub async fn run(
                         // Watches first: what they see queues behind the new policies.
                         watching.follow(&options.client, plan(&policies), &seen_tx);
                         tracing::info!(policies = policies.len(), "policies loaded");
+                        if leading && restored {
+                            probe(&mut probes, &policies, &events_tx);
+                        }
                         controller.replace_policies(policies);
                     }
                     if set.listed() && !policies_loaded {
@@ -248,6 +255,7 @@ pub async fn run(
                     if leading && policies_loaded && !restored {
                         restored = true;
                         take_over(&mut controller, &options.client, options.cluster.as_ref(), &mut standby_cache).await?;
+                        probe(&mut probes, controller.engine.policies(), &events_tx);
                     }
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "watching RemediationPolicies failed; retrying"),
@@ -279,6 +287,7 @@ pub async fn run(
                     if policies_loaded && !restored {
                         restored = true;
                         take_over(&mut controller, &options.client, options.cluster.as_ref(), &mut standby_cache).await?;
+                        probe(&mut probes, controller.engine.policies(), &events_tx);
                     }
                 }
                 Some(false) if leading => {
@@ -304,6 +313,9 @@ pub async fn run(
         "stopping: finishing attempts in flight"
     );
     watching.stop();
+    if let Some(probes) = &probes {
+        probes.stop();
+    }
     // Conditions already decided are written before the operator goes.
     drop(status_tx);
     let _ = tokio::time::timeout(Duration::from_secs(5), status_task).await;
@@ -360,6 +372,18 @@ async fn leadership_changed(election: &mut Option<Election>) -> Option<bool> {
             None
         }
     }
+}
+
+/// (Re)starts the probes `policies` need.
+fn probe(
+    probes: &mut Option<Probes>,
+    policies: &[crate::policy::Policy],
+    events: &mpsc::Sender<Event>,
+) {
+    if let Some(old) = probes.take() {
+        old.stop();
+    }
+    *probes = Some(Probes::start(policies, events));
 }
 
 /// A standby keeps the newest observation of each object, and forgets a deleted one.

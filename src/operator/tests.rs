@@ -517,3 +517,107 @@ async fn a_failover_mid_crash_loop_keeps_counting_attempts_and_only_the_leader_a
         2
     );
 }
+
+/// An `http` trigger on one pod: the leader probes the URL and acts on its failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_http_probe_deletes_the_pod_it_names() {
+    use crate::signal::http::test_server;
+    let (url, mut probed) = test_server::serve(vec![test_server::response(503, "down")]).await;
+    let policy = json!({
+        "apiVersion": "salve.dev/v1alpha1", "kind": "RemediationPolicyList",
+        "metadata": { "resourceVersion": "100" },
+        "items": [{
+            "apiVersion": "salve.dev/v1alpha1", "kind": "RemediationPolicy",
+            "metadata": { "namespace": "web", "name": "php-http", "resourceVersion": "99", "uid": "u-2" },
+            "spec": {
+                "target": { "pods": { "name": "php-0" } },
+                "trigger": [{ "http": { "url": url.as_str(), "failures": 2, "interval": "100ms", "timeout": "50ms" } }],
+                "actions": [{ "restart": {} }],
+                "guard": { "cooldown": "1h", "maxAttempts": 1, "window": "1h" }
+            }
+        }]
+    });
+    let (client, mut requests) =
+        route(
+            move |seen: &Seen| match (seen.method.as_str(), seen.path.as_str()) {
+                ("GET", "/apis/salve.dev/v1alpha1/namespaces/web/remediationpolicies")
+                    if seen.is_watch() =>
+                {
+                    Reply::Hold
+                }
+                ("GET", "/apis/salve.dev/v1alpha1/namespaces/web/remediationpolicies") => {
+                    Reply::Json(200, policy.clone())
+                }
+                ("GET", "/api/v1/namespaces/web/pods") if seen.is_watch() => Reply::Hold,
+                ("GET", "/api/v1/namespaces/web/pods") => {
+                    Reply::Json(200, pod_list(vec![pod("php-0", false)]))
+                }
+                ("DELETE", "/api/v1/namespaces/web/pods/php-0") => {
+                    Reply::Json(200, pod("php-0", false))
+                }
+                ("PATCH", path) if path.ends_with("/status") => {
+                    Reply::Json(200, policy["items"][0].clone())
+                }
+                ("POST", "/apis/events.k8s.io/v1/namespaces/web/events") => {
+                    Reply::Json(201, json!({ "metadata": { "name": "e" } }))
+                }
+                _ => status(404, "NotFound"),
+            },
+        );
+    let journal = Captured::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let options = OperatorOptions {
+        client,
+        namespace: Some("web".into()),
+        limits: Limits::default(),
+        journal_path: None,
+        rotation: Rotation::default(),
+        journal_sink: Some(Box::new(journal.clone())),
+        instance: Some("salve-0".into()),
+        retry: Retry::default(),
+        cluster: None,
+    };
+    let operator = tokio::spawn(run(options, stop_rx));
+    let mut seen: Vec<Seen> = Vec::new();
+    let waited = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(request) = requests.recv().await {
+            let event = request.method == "POST";
+            seen.push(request);
+            if event {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out; requests: {seen:#?}");
+    // Two more probe periods: no second attempt (maxAttempts 1).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = stop_tx.send(true);
+    operator.await.unwrap().unwrap();
+    while let Ok(request) = requests.try_recv() {
+        seen.push(request);
+    }
+
+    let mut probes = 0;
+    while let Ok(request) = probed.try_recv() {
+        assert!(request.starts_with("GET /health "), "{request}");
+        probes += 1;
+    }
+    assert!(probes >= 2, "the URL was probed {probes} times");
+    let deletes: Vec<&Seen> = seen.iter().filter(|s| s.method == "DELETE").collect();
+    assert_eq!(deletes.len(), 1, "{deletes:#?}");
+    let records = journal.0.lock().unwrap().clone();
+    let intent = records
+        .iter()
+        .find_map(|r| match &r.entry {
+            Entry::Intent { evidence, .. } => Some((r.target.clone(), evidence.clone())),
+            _ => None,
+        })
+        .expect("an intent");
+    assert_eq!(intent.0, "pod/web/php-0");
+    assert!(
+        intent.1.iter().any(|e| e.contains("503")),
+        "the evidence names the probe's answer: {:?}",
+        intent.1
+    );
+}

@@ -6,6 +6,7 @@
 //! would report the old socket's fate instead of the new process's health.
 
 mod client;
+mod probes;
 #[cfg(test)]
 pub(crate) mod test_server;
 #[cfg(test)]
@@ -13,6 +14,7 @@ mod tests;
 
 pub use client::RequestError;
 pub(crate) use client::{human_duration, io_message, request, Payload};
+pub use probes::Probes;
 
 use crate::engine::{Event, HttpObservation};
 use crate::policy::HttpUrl;

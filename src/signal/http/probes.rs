@@ -1,4 +1,5 @@
-//! The HTTP probe loops the loaded policies need, one per distinct URL.
+//! The HTTP probe loops the loaded policies need, one per distinct URL: the agent's and
+//! the operator's alike.
 
 use crate::engine::Event;
 use crate::policy::{Condition, HttpUrl, Policy};
@@ -31,7 +32,7 @@ impl Probes {
         }
         for (url, interval, timeout) in wanted.into_values() {
             tracing::info!(url = %url, interval = ?interval, "probing");
-            tokio::spawn(crate::signal::http::run_probe_loop(
+            tokio::spawn(super::run_probe_loop(
                 url,
                 interval,
                 timeout,
