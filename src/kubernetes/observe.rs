@@ -3,7 +3,8 @@
 //! read. Pure: the watchers feed these, the recorded-stream tests replay them.
 
 use crate::engine::{
-    ContainerObservation, Event, NodeObservation, PodObservation, WorkloadKind, WorkloadObservation,
+    Conditions, ContainerObservation, Event, NodeObservation, PodObservation, WorkloadKind,
+    WorkloadObservation,
 };
 use crate::policy::ConditionValue;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -24,11 +25,19 @@ pub fn pod(pod: &Pod, deleted: bool) -> Event {
         })
         .map(container)
         .collect();
+    let conditions = conditions(
+        status
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|c| (&c.type_, &c.status)),
+    );
     Event::Pod(PodObservation {
         namespace,
         name,
         labels,
         containers,
+        conditions,
         deleted,
     })
 }
@@ -55,27 +64,40 @@ fn container(status: &ContainerStatus) -> ContainerObservation {
 /// server defaults it) and available.
 pub fn deployment(deployment: &Deployment, deleted: bool) -> Event {
     let wanted = deployment.spec.as_ref().and_then(|s| s.replicas);
-    let available = deployment
-        .status
-        .as_ref()
-        .and_then(|s| s.available_replicas);
+    let status = deployment.status.as_ref();
+    let available = status.and_then(|s| s.available_replicas);
+    let conditions = conditions(
+        status
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|c| (&c.type_, &c.status)),
+    );
     workload(
         WorkloadKind::Deployment,
         &deployment.metadata,
-        wanted,
-        available,
+        (wanted, available),
+        conditions,
         deleted,
     )
 }
 
 pub fn statefulset(set: &StatefulSet, deleted: bool) -> Event {
     let wanted = set.spec.as_ref().and_then(|s| s.replicas);
-    let available = set.status.as_ref().and_then(|s| s.available_replicas);
+    let status = set.status.as_ref();
+    let available = status.and_then(|s| s.available_replicas);
+    let conditions = conditions(
+        status
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|c| (&c.type_, &c.status)),
+    );
     workload(
         WorkloadKind::Statefulset,
         &set.metadata,
-        wanted,
-        available,
+        (wanted, available),
+        conditions,
         deleted,
     )
 }
@@ -83,8 +105,8 @@ pub fn statefulset(set: &StatefulSet, deleted: bool) -> Event {
 fn workload(
     kind: WorkloadKind,
     meta: &ObjectMeta,
-    wanted: Option<i32>,
-    available: Option<i32>,
+    (wanted, available): (Option<i32>, Option<i32>),
+    conditions: Conditions,
     deleted: bool,
 ) -> Event {
     let (namespace, name, labels) = identity(meta);
@@ -96,35 +118,43 @@ fn workload(
         labels,
         replicas: count(wanted, 1),
         available: count(available, 0),
+        conditions,
         deleted,
     })
 }
 
-/// A node's conditions, each type with its status; a status the API does not define
-/// counts as `Unknown`, as Kubernetes itself reads it.
+/// A node's conditions, each type with its status.
 pub fn node(node: &Node, deleted: bool) -> Event {
     let (_, name, labels) = identity(&node.metadata);
-    let conditions = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .map(|c| {
-            let value = match c.status.as_str() {
-                "True" => ConditionValue::True,
-                "False" => ConditionValue::False,
-                _ => ConditionValue::Unknown,
-            };
-            (c.type_.clone(), value)
-        })
-        .collect();
+    let conditions = conditions(
+        node.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|c| (&c.type_, &c.status)),
+    );
     Event::Node(NodeObservation {
         name,
         labels,
         conditions,
         deleted,
     })
+}
+
+/// Each condition type with its status; a status the API does not define counts as
+/// `Unknown`, as Kubernetes itself reads it.
+fn conditions<'a>(listed: impl Iterator<Item = (&'a String, &'a String)>) -> Conditions {
+    listed
+        .map(|(kind, status)| {
+            let value = match status.as_str() {
+                "True" => ConditionValue::True,
+                "False" => ConditionValue::False,
+                _ => ConditionValue::Unknown,
+            };
+            (kind.clone(), value)
+        })
+        .collect()
 }
 
 fn identity(meta: &ObjectMeta) -> (String, String, BTreeMap<String, String>) {
@@ -145,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn a_pod_reads_as_its_containers_states_init_containers_first() {
+    fn a_pod_reads_as_its_containers_states_init_containers_first_and_its_conditions() {
         let p: Pod = from_json(json!({
             "metadata": { "namespace": "web", "name": "php-0", "labels": { "app": "php" } },
             "status": {
@@ -159,7 +189,11 @@ mod tests {
                     "restartCount": 5,
                     "state": { "running": { "startedAt": "2026-12-02T04:00:00Z" } },
                     "lastState": { "terminated": { "exitCode": 137, "reason": "OOMKilled" } }
-                }]
+                }],
+                "conditions": [
+                    { "type": "Ready", "status": "False", "reason": "ContainersNotReady" },
+                    { "type": "PodScheduled", "status": "True" }
+                ]
             }
         }));
         let Event::Pod(seen) = pod(&p, false) else {
@@ -187,6 +221,13 @@ mod tests {
                 },
             ]
         );
+        assert_eq!(
+            seen.conditions,
+            BTreeMap::from([
+                ("PodScheduled".to_string(), ConditionValue::True),
+                ("Ready".to_string(), ConditionValue::False),
+            ])
+        );
         // A pod just created has no status yet; a hostile count reads as none.
         let bare: Pod = from_json(json!({ "metadata": { "namespace": "web", "name": "x" } }));
         let Event::Pod(seen) = pod(&bare, true) else {
@@ -196,11 +237,14 @@ mod tests {
     }
 
     #[test]
-    fn workloads_read_as_wanted_and_available_replicas() {
+    fn workloads_read_as_wanted_and_available_replicas_and_their_conditions() {
         let d: Deployment = from_json(json!({
             "metadata": { "namespace": "web", "name": "php" },
             "spec": { "replicas": 3, "selector": {}, "template": {} },
-            "status": { "availableReplicas": 1 }
+            "status": { "availableReplicas": 1, "conditions": [
+                { "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded" },
+                { "type": "Available", "status": "False" }
+            ] }
         }));
         let Event::Workload(seen) = deployment(&d, false) else {
             panic!("not a workload event")
@@ -208,6 +252,13 @@ mod tests {
         assert_eq!(
             (seen.kind, seen.replicas, seen.available),
             (WorkloadKind::Deployment, 3, 1)
+        );
+        assert_eq!(
+            seen.conditions,
+            BTreeMap::from([
+                ("Available".to_string(), ConditionValue::False),
+                ("Progressing".to_string(), ConditionValue::False),
+            ])
         );
         // Unset replicas mean one (the API server's default); no status means none
         // available yet.

@@ -350,6 +350,7 @@ mod tests {
                 name: "php-0".into(),
                 labels: Default::default(),
                 containers: Vec::new(),
+                conditions: Default::default(),
                 deleted,
             }),
         };

@@ -710,8 +710,33 @@ fn kubernetes_conditions() {
         with_trigger(pod.clone(), json!({ "pod": {} })),
         &[(
             "spec.trigger[0].pod",
-            "a pod condition needs at least one of: reason, restarts",
+            "a pod condition needs at least one of: reason, restarts, condition",
         )],
+    );
+    cluster_breaks(
+        with_trigger(pod.clone(), json!({ "pod": { "condition": "Ready" } })),
+        &[],
+    );
+    cluster_breaks(
+        with_trigger(
+            pod.clone(),
+            json!({ "pod": { "condition": "Ready", "status": ["False", "Unknown"], "reason": ["Error"] } }),
+        ),
+        &[],
+    );
+    cluster_breaks(
+        with_trigger(
+            pod.clone(),
+            json!({ "pod": { "reason": ["Error"], "status": ["False"] } }),
+        ),
+        &[(
+            "spec.trigger[0].pod.status",
+            "`status` lists the values of `condition` that count: name the condition too",
+        )],
+    );
+    cluster_breaks(
+        with_trigger(pod.clone(), json!({ "pod": { "condition": "Not Ready" } })),
+        &[("spec.trigger[0].pod.condition", "invalid condition type \"Not Ready\": one word of letters and digits, e.g. Ready or MemoryPressure")],
     );
     cluster_breaks(
         with_trigger(pod.clone(), json!({ "pod": { "restarts": 0 } })),
@@ -740,6 +765,23 @@ fn kubernetes_conditions() {
         &[(
             "spec.trigger[0].workload.unavailable",
             "0 is out of range: expected 1 to 100000",
+        )],
+    );
+    cluster_breaks(
+        with_trigger(
+            deployment.clone(),
+            json!({ "workload": { "condition": "Progressing" } }),
+        ),
+        &[],
+    );
+    cluster_breaks(
+        with_trigger(
+            deployment.clone(),
+            json!({ "workload": { "status": ["False"] } }),
+        ),
+        &[(
+            "spec.trigger[0].workload.status",
+            "`status` lists the values of `condition` that count: name the condition too",
         )],
     );
     let node = json!({ "node": { "name": "worker-1" } });

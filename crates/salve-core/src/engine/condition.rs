@@ -12,10 +12,20 @@ use std::collections::VecDeque;
 /// What is known of a Kubernetes object a policy targets, from its last observation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ObjectState {
-    Pod(Vec<ContainerObservation>),
-    Workload { replicas: u32, available: u32 },
-    Node(BTreeMap<String, ConditionValue>),
+    Pod {
+        containers: Vec<ContainerObservation>,
+        conditions: Conditions,
+    },
+    Workload {
+        replicas: u32,
+        available: u32,
+        conditions: Conditions,
+    },
+    Node(Conditions),
 }
+
+/// An object's condition types with their statuses: `{"Ready": "False"}`.
+pub type Conditions = BTreeMap<String, ConditionValue>;
 
 /// What is known of a policy's target: a unit's state, or a Kubernetes object's.
 #[derive(Clone, Copy, Default)]
@@ -128,8 +138,18 @@ impl TriggerState {
         let holds = match &trigger.condition {
             Condition::Unit(cond) => seen.unit.is_some_and(|u| unit_matches(cond, u)),
             Condition::Pod(cond) => match seen.object {
-                Some(ObjectState::Pod(containers)) => {
-                    containers.iter().any(|c| self.container_matches(cond, c))
+                Some(ObjectState::Pod {
+                    containers,
+                    conditions,
+                }) => {
+                    let about_containers = !cond.reason.is_empty() || cond.restarts.is_some();
+                    (!about_containers
+                        || containers.iter().any(|c| self.container_matches(cond, c)))
+                        && object_condition_holds(
+                            cond.condition.as_deref(),
+                            cond.statuses(),
+                            conditions,
+                        )
                 }
                 _ => false,
             },
@@ -137,7 +157,16 @@ impl TriggerState {
                 Some(ObjectState::Workload {
                     replicas,
                     available,
-                }) => replicas.saturating_sub(*available) >= cond.unavailable,
+                    conditions,
+                }) => {
+                    cond.unavailable_at_least()
+                        .is_none_or(|n| replicas.saturating_sub(*available) >= n)
+                        && object_condition_holds(
+                            cond.condition.as_deref(),
+                            cond.statuses(),
+                            conditions,
+                        )
+                }
                 _ => false,
             },
             Condition::Node(cond) => match seen.object {
@@ -186,29 +215,53 @@ impl TriggerState {
         let unit = seen.unit;
         match &trigger.condition {
             Condition::Pod(cond) => {
-                let containers: Vec<String> = match seen.object {
-                    Some(ObjectState::Pod(containers)) => containers
-                        .iter()
-                        .filter(|c| self.container_matches(cond, c))
-                        .map(|c| {
-                            format!(
-                                "container {} waiting={} lastTerminated={} restarts={}",
-                                c.name,
-                                c.waiting.as_deref().unwrap_or("-"),
-                                c.last_terminated.as_deref().unwrap_or("-"),
-                                c.restarts
-                            )
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                format!("{unit_name}: {}", containers.join("; "))
+                let mut parts: Vec<String> = Vec::new();
+                if let Some(ObjectState::Pod {
+                    containers,
+                    conditions,
+                }) = seen.object
+                {
+                    if !cond.reason.is_empty() || cond.restarts.is_some() {
+                        parts.extend(
+                            containers
+                                .iter()
+                                .filter(|c| self.container_matches(cond, c))
+                                .map(|c| {
+                                    format!(
+                                        "container {} waiting={} lastTerminated={} restarts={}",
+                                        c.name,
+                                        c.waiting.as_deref().unwrap_or("-"),
+                                        c.last_terminated.as_deref().unwrap_or("-"),
+                                        c.restarts
+                                    )
+                                }),
+                        );
+                    }
+                    if let Some(condition) = &cond.condition {
+                        parts.push(format!(
+                            "{condition}={}",
+                            status_of(condition, conditions).as_str()
+                        ));
+                    }
+                }
+                format!("{unit_name}: {}", parts.join("; "))
             }
-            Condition::Workload(_) => match seen.object {
+            Condition::Workload(cond) => match seen.object {
                 Some(ObjectState::Workload {
                     replicas,
                     available,
-                }) => format!("{unit_name}: {available} of {replicas} replicas available"),
+                    conditions,
+                }) => {
+                    let mut text =
+                        format!("{unit_name}: {available} of {replicas} replicas available");
+                    if let Some(condition) = &cond.condition {
+                        text.push_str(&format!(
+                            ", {condition}={}",
+                            status_of(condition, conditions).as_str()
+                        ));
+                    }
+                    text
+                }
                 _ => format!("{unit_name}: not seen"),
             },
             Condition::Node(cond) => {
@@ -275,20 +328,30 @@ pub fn ended_since(
         .collect()
 }
 
-/// A condition the node does not report is `Unknown`, as the node controller says of a
-/// kubelet it cannot hear.
-fn node_status(
-    cond: &NodeCondition,
-    conditions: &BTreeMap<String, ConditionValue>,
-) -> ConditionValue {
+/// A condition an object does not report is `Unknown`, as the node controller says of
+/// a kubelet it cannot hear.
+fn status_of(condition: &str, conditions: &Conditions) -> ConditionValue {
     conditions
-        .get(&cond.condition)
+        .get(condition)
         .copied()
         .unwrap_or(ConditionValue::Unknown)
 }
 
-fn node_matches(cond: &NodeCondition, conditions: &BTreeMap<String, ConditionValue>) -> bool {
+fn node_status(cond: &NodeCondition, conditions: &Conditions) -> ConditionValue {
+    status_of(&cond.condition, conditions)
+}
+
+fn node_matches(cond: &NodeCondition, conditions: &Conditions) -> bool {
     cond.status.contains(&node_status(cond, conditions))
+}
+
+/// A pod's or workload's `condition`, when it names one, has one of `statuses`.
+fn object_condition_holds(
+    condition: Option<&str>,
+    statuses: &[ConditionValue],
+    conditions: &Conditions,
+) -> bool {
+    condition.is_none_or(|c| statuses.contains(&status_of(c, conditions)))
 }
 
 fn unit_matches(cond: &UnitCondition, unit: &UnitSnapshot) -> bool {

@@ -59,6 +59,9 @@ pub struct PodObservation {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub containers: Vec<ContainerObservation>,
+    /// The pod's condition types with their statuses: `{"Ready": "False"}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub conditions: BTreeMap<String, ConditionValue>,
     /// The pod was deleted: its state no longer holds anything.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
@@ -99,6 +102,9 @@ pub struct WorkloadObservation {
     pub replicas: u32,
     /// `status.availableReplicas`.
     pub available: u32,
+    /// The workload's condition types with their statuses: `{"Progressing": "False"}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub conditions: BTreeMap<String, ConditionValue>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
 }

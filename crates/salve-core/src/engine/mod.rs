@@ -20,7 +20,7 @@ mod properties;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use condition::{ObjectState, UnitSnapshot};
+pub use condition::{Conditions, ObjectState, UnitSnapshot};
 pub use decision::{Decision, DecisionRecord, PolicyId, SkipReason, Verdict};
 pub use event::{
     AttemptDetail, ContainerObservation, Event, HttpObservation, LogLine, NodeObservation, Outcome,
@@ -356,13 +356,17 @@ impl Engine {
         match event {
             Event::Unit(obs) => self.on_unit(now, obs, out),
             Event::Pod(obs) => {
-                let state = (!obs.deleted).then(|| ObjectState::Pod(obs.containers.clone()));
+                let state = (!obs.deleted).then(|| ObjectState::Pod {
+                    containers: obs.containers.clone(),
+                    conditions: obs.conditions.clone(),
+                });
                 self.on_object(now, obs.key(), &obs.labels, state, out);
             }
             Event::Workload(obs) => {
-                let state = (!obs.deleted).then_some(ObjectState::Workload {
+                let state = (!obs.deleted).then(|| ObjectState::Workload {
                     replicas: obs.replicas,
                     available: obs.available,
+                    conditions: obs.conditions.clone(),
                 });
                 self.on_object(now, obs.key(), &obs.labels, state, out);
             }
@@ -523,9 +527,14 @@ impl Engine {
             return;
         };
         let ended = match (self.objects.get(&name).map(|o| &o.state), &state) {
-            (Some(ObjectState::Pod(before)), Some(ObjectState::Pod(after))) => {
-                condition::ended_since(before, after)
-            }
+            (
+                Some(ObjectState::Pod {
+                    containers: before, ..
+                }),
+                Some(ObjectState::Pod {
+                    containers: after, ..
+                }),
+            ) => condition::ended_since(before, after),
             _ => Vec::new(),
         };
         for &id in &watchers {

@@ -352,7 +352,9 @@ impl From<Trigger> for TriggerDoc {
 
 /// Holds while a container of the target pod is waiting, or last ended, for one of
 /// `reason` (`CrashLoopBackOff`, `OOMKilled`, `ImagePullBackOff`, …), and has restarted
-/// at least `restarts` times; either may be left out, not both.
+/// at least `restarts` times, and the pod's `condition` (`Ready`, `ContainersReady`,
+/// `PodScheduled`) has one of `status`; give at least one of reason, restarts and
+/// condition, and all that are given must hold. With `for`, "Ready=False held for 2m".
 #[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodCondition {
@@ -367,16 +369,82 @@ pub struct PodCondition {
     )]
     #[schemars(with = "u32", range(min = 1, max = 1000000))]
     pub restarts: Option<u32>,
+    /// A pod condition type; a condition the pod does not report is `Unknown`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "String")]
+    pub condition: Option<String>,
+    /// The values of `condition` that count; `[False]` when left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "non_empty::condition_statuses")]
+    #[schemars(length(min = 1))]
+    pub status: Vec<ConditionValue>,
 }
 
 /// Holds while at least `unavailable` of the target workload's replicas are not
-/// available.
+/// available, and its `condition` (`Progressing`, `Available`, `ReplicaFailure`) has
+/// one of `status`; with neither given, while one replica is unavailable. A
+/// Deployment past its `progressDeadlineSeconds` reports `Progressing=False`.
 #[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkloadCondition {
-    #[serde(default = "defaults::unavailable")]
-    #[schemars(range(min = 1, max = 100000))]
-    pub unavailable: u32,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "u32", range(min = 1, max = 100000))]
+    pub unavailable: Option<u32>,
+    /// A workload condition type; a condition the workload does not report is
+    /// `Unknown`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "String")]
+    pub condition: Option<String>,
+    /// The values of `condition` that count; `[False]` when left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "non_empty::condition_statuses")]
+    #[schemars(length(min = 1))]
+    pub status: Vec<ConditionValue>,
+}
+
+impl PodCondition {
+    /// The values of `condition` that count.
+    pub fn statuses(&self) -> &[ConditionValue] {
+        condition_statuses(&self.status)
+    }
+}
+
+impl WorkloadCondition {
+    /// The replicas that must be unavailable, if that is part of the condition.
+    pub fn unavailable_at_least(&self) -> Option<u32> {
+        match (self.unavailable, &self.condition) {
+            (Some(n), _) => Some(n),
+            (None, None) => Some(defaults::unavailable()),
+            (None, Some(_)) => None,
+        }
+    }
+
+    /// The values of `condition` that count.
+    pub fn statuses(&self) -> &[ConditionValue] {
+        condition_statuses(&self.status)
+    }
+}
+
+/// A pod's or workload's condition counts when it is `False` unless told otherwise:
+/// `Ready=False`, `Progressing=False`.
+fn condition_statuses(written: &[ConditionValue]) -> &[ConditionValue] {
+    if written.is_empty() {
+        &[ConditionValue::False]
+    } else {
+        written
+    }
 }
 
 /// Holds while the target node's condition `condition` has one of `status`.

@@ -301,7 +301,10 @@ pub const EDIT_NEEDS_VERIFY: &str =
 pub const VERIFY_NEEDS_ONE: &str = "verify needs at least one of: http, unit, ready";
 pub const UNIT_CONDITION_NEEDS_ONE: &str =
     "a unit condition needs at least one of: activeState, subState, unitFileState";
-pub const POD_CONDITION_NEEDS_ONE: &str = "a pod condition needs at least one of: reason, restarts";
+pub const POD_CONDITION_NEEDS_ONE: &str =
+    "a pod condition needs at least one of: reason, restarts, condition";
+pub const STATUS_NEEDS_CONDITION: &str =
+    "`status` lists the values of `condition` that count: name the condition too";
 pub const EDIT_NEEDS_CHANGE: &str = "a config edit needs at least one entry in raise or set";
 pub const PROBES_OVERLAP: &str = ", or probes would overlap";
 pub const NAME_OR_SELECTOR: &str = "give either `name` or `selector`, not both";

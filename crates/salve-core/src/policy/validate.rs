@@ -323,7 +323,7 @@ impl Checker {
                 let at = at.key("pod");
                 self.rule(
                     &at,
-                    pod.reason.is_empty() && pod.restarts.is_none(),
+                    pod.reason.is_empty() && pod.restarts.is_none() && pod.condition.is_none(),
                     rules::POD_CONDITION_NEEDS_ONE,
                 );
                 for (i, reason) in pod.reason.iter().enumerate() {
@@ -338,12 +338,17 @@ impl Checker {
                         rules::whole(u64::from(restarts), rules::POD_RESTARTS),
                     );
                 }
+                self.object_condition(pod.condition.as_deref(), &pod.status, &at);
             }
             Condition::Workload(workload) => {
-                self.check(
-                    &at.key("workload").key("unavailable"),
-                    rules::whole(u64::from(workload.unavailable), rules::UNAVAILABLE_REPLICAS),
-                );
+                let at = at.key("workload");
+                if let Some(unavailable) = workload.unavailable {
+                    self.check(
+                        &at.key("unavailable"),
+                        rules::whole(u64::from(unavailable), rules::UNAVAILABLE_REPLICAS),
+                    );
+                }
+                self.object_condition(workload.condition.as_deref(), &workload.status, &at);
             }
             Condition::Node(node) => {
                 self.check(
@@ -351,6 +356,23 @@ impl Checker {
                     rules::condition_type(&node.condition),
                 );
             }
+        }
+    }
+
+    /// A pod's or workload's optional `condition` and the `status` values that count.
+    fn object_condition(
+        &mut self,
+        condition: Option<&str>,
+        status: &[ConditionValue],
+        at: &FieldPath,
+    ) {
+        match condition {
+            Some(condition) => self.check(&at.key("condition"), rules::condition_type(condition)),
+            None => self.rule(
+                &at.key("status"),
+                !status.is_empty(),
+                rules::STATUS_NEEDS_CONDITION,
+            ),
         }
     }
 

@@ -22,6 +22,7 @@ fn pod(name: &str, crashing: bool) -> Event {
             last_terminated: None,
             restarts: 0,
         }],
+        conditions: Default::default(),
         deleted: false,
     })
 }

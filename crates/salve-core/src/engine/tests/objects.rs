@@ -32,6 +32,7 @@ fn pod_event(
             last_terminated: last.map(String::from),
             restarts,
         }],
+        conditions: Default::default(),
         deleted,
     })
 }
@@ -139,4 +140,87 @@ fn restarts_count_per_container_and_nodes_default_to_ready_false_or_unknown() {
         )),
         1
     );
+}
+
+fn pod_with(conditions: &[(&str, crate::policy::ConditionValue)], restarts: u32) -> Event {
+    let Event::Pod(mut obs) = pod(None, None, restarts) else {
+        unreachable!("pod() makes a pod")
+    };
+    obs.conditions = conditions
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    Event::Pod(obs)
+}
+
+#[test]
+fn a_pod_not_ready_for_the_whole_hold_is_acted_on_and_one_ready_again_is_not() {
+    use crate::policy::ConditionValue::{False, True};
+    let mut e = pod_policy("pod: { condition: Ready }\n      for: 2m");
+    assert!(feed(&mut e, 0.0, pod_with(&[("Ready", True)], 0)).is_empty());
+    feed(&mut e, 10.0, pod_with(&[("Ready", False)], 0));
+    // Ready again before the hold ended: the clock starts over.
+    feed(&mut e, 100.0, pod_with(&[("Ready", True)], 0));
+    assert!(feed(&mut e, 140.0, Event::Tick {}).is_empty());
+    feed(&mut e, 150.0, pod_with(&[("Ready", False)], 0));
+    assert!(feed(&mut e, 260.0, Event::Tick {}).is_empty());
+    let decided = feed(&mut e, 271.0, Event::Tick {});
+    assert_eq!(acts(&decided), 1);
+    let evidence = match &decided[0] {
+        Verdict::Act { evidence, .. } => evidence.join(" "),
+        other => panic!("{other:?}"),
+    };
+    assert!(evidence.contains("Ready=False"), "{evidence}");
+
+    // With container constraints too, all must hold: not Ready and restarted 3 times.
+    let mut e = pod_policy("pod: { condition: Ready, status: [\"False\", Unknown], restarts: 3 }");
+    assert!(feed(&mut e, 0.0, pod_with(&[("Ready", False)], 2)).is_empty());
+    assert!(feed(&mut e, 1.0, pod_with(&[("Ready", True)], 3)).is_empty());
+    // A pod that does not report Ready at all is Unknown.
+    assert_eq!(acts(&feed(&mut e, 2.0, pod_with(&[], 3))), 1);
+}
+
+#[test]
+fn a_deployment_past_its_progress_deadline_is_acted_on_whatever_its_replicas() {
+    use crate::policy::ConditionValue::{False, True};
+    let policy = |trigger: &str| {
+        let yaml = format!("apiVersion: salve.dev/v1alpha1\nkind: RemediationPolicy\nmetadata: {{ name: p, namespace: web }}\nspec:\n  target: {{ deployment: {{ name: php }} }}\n  trigger:\n    - {trigger}\n  actions:\n    - restart: {{}}\n  guard: {{ cooldown: 10s, maxAttempts: 5, window: 1h }}\n");
+        engine_from(&[yaml], Limits::default())
+    };
+    let deployment = |available: u32, progressing: crate::policy::ConditionValue| {
+        Event::Workload(WorkloadObservation {
+            kind: WorkloadKind::Deployment,
+            namespace: "web".into(),
+            name: "php".into(),
+            labels: BTreeMap::new(),
+            replicas: 3,
+            available,
+            conditions: [("Progressing".to_string(), progressing)].into(),
+            deleted: false,
+        })
+    };
+    // Only the condition counts: replicas may all be up on the old ReplicaSet.
+    let mut e = policy("workload: { condition: Progressing }");
+    assert!(feed(&mut e, 0.0, deployment(1, True)).is_empty());
+    let decided = feed(&mut e, 1.0, deployment(3, False));
+    assert_eq!(acts(&decided), 1);
+    let evidence = match &decided[0] {
+        Verdict::Act { evidence, .. } => evidence.join(" "),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        evidence.contains("3 of 3 replicas available, Progressing=False"),
+        "{evidence}"
+    );
+
+    // Both given: both must hold.
+    let mut e = policy("workload: { condition: Progressing, unavailable: 2 }");
+    assert!(feed(&mut e, 0.0, deployment(2, False)).is_empty());
+    assert!(feed(&mut e, 1.0, deployment(1, True)).is_empty());
+    assert_eq!(acts(&feed(&mut e, 2.0, deployment(1, False))), 1);
+
+    // Neither given: one replica unavailable, as before.
+    let mut e = policy("workload: {}");
+    assert!(feed(&mut e, 0.0, deployment(3, False)).is_empty());
+    assert_eq!(acts(&feed(&mut e, 1.0, deployment(2, True))), 1);
 }

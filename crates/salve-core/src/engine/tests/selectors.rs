@@ -27,6 +27,7 @@ fn pod_in(namespace: &str, name: &str, app: &str, crashing: bool, deleted: bool)
             last_terminated: None,
             restarts: 0,
         }],
+        conditions: Default::default(),
         deleted,
     })
 }
@@ -451,6 +452,7 @@ fn an_object_leaving_one_selector_stays_with_the_others() {
                 last_terminated: None,
                 restarts: 0,
             }],
+            conditions: Default::default(),
             deleted: false,
         })
     };

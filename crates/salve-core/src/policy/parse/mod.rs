@@ -29,8 +29,8 @@ pub(crate) const SELECTION_FIELDS: &[&str] = &["namespace", "name", "selector"];
 pub(crate) const NODE_SELECTION_FIELDS: &[&str] = &["name", "selector"];
 pub(crate) const TRIGGER_FIELDS: &[&str] =
     &["unit", "http", "log", "pod", "workload", "node", "for"];
-pub(crate) const POD_CONDITION_FIELDS: &[&str] = &["reason", "restarts"];
-pub(crate) const WORKLOAD_CONDITION_FIELDS: &[&str] = &["unavailable"];
+pub(crate) const POD_CONDITION_FIELDS: &[&str] = &["reason", "restarts", "condition", "status"];
+pub(crate) const WORKLOAD_CONDITION_FIELDS: &[&str] = &["unavailable", "condition", "status"];
 pub(crate) const NODE_CONDITION_FIELDS: &[&str] = &["condition", "status"];
 pub(crate) const UNIT_CONDITION_FIELDS: &[&str] = &["activeState", "subState", "unitFileState"];
 pub(crate) const HTTP_CONDITION_FIELDS: &[&str] =

@@ -145,21 +145,51 @@ fn pod_condition(dec: &mut Decoder, node: &Node) -> Option<PodCondition> {
         // POD_RESTARTS's maximum fits a u32.
         dec.integer(n, rules::POD_RESTARTS).map(|v| v as u32)
     }));
+    let (condition, status) = object_condition(dec, &f);
     Some(PodCondition {
         reason: reason?,
         restarts: restarts?,
+        condition: condition?,
+        status: status?,
     })
 }
 
 fn workload_condition(dec: &mut Decoder, node: &Node) -> Option<WorkloadCondition> {
     let f = dec.fields(node, "a workload condition", WORKLOAD_CONDITION_FIELDS)?;
-    let unavailable = opt(dec, &f, "unavailable", defaults::unavailable(), |d, n| {
+    let unavailable = optional(f.get("unavailable").map(|n| {
         // UNAVAILABLE_REPLICAS's maximum fits a u32.
-        d.integer(n, rules::UNAVAILABLE_REPLICAS).map(|v| v as u32)
-    });
+        dec.integer(n, rules::UNAVAILABLE_REPLICAS)
+            .map(|v| v as u32)
+    }));
+    let (condition, status) = object_condition(dec, &f);
     Some(WorkloadCondition {
         unavailable: unavailable?,
+        condition: condition?,
+        status: status?,
     })
+}
+
+/// A pod's or workload's optional `condition` and its `status` list (empty: `[False]`).
+fn object_condition(
+    dec: &mut Decoder,
+    f: &Fields<'_>,
+) -> (Option<Option<String>>, Option<Vec<ConditionValue>>) {
+    let condition = optional(
+        f.get("condition")
+            .map(|n| dec.checked_string(n, rules::condition_type)),
+    );
+    let status = opt(dec, f, "status", Vec::new(), condition_statuses);
+    (condition, status)
+}
+
+fn condition_statuses(d: &mut Decoder, n: &Node) -> Option<Vec<ConditionValue>> {
+    enum_list(
+        d,
+        n,
+        Noun::new("condition status", "condition statuses"),
+        &ConditionValue::ALL,
+        ConditionValue::as_str,
+    )
 }
 
 fn node_condition(dec: &mut Decoder, node: &Node) -> Option<NodeCondition> {
@@ -167,15 +197,13 @@ fn node_condition(dec: &mut Decoder, node: &Node) -> Option<NodeCondition> {
     let condition = opt(dec, &f, "condition", defaults::node_condition(), |d, n| {
         d.checked_string(n, rules::condition_type)
     });
-    let status = opt(dec, &f, "status", defaults::node_status(), |d, n| {
-        enum_list(
-            d,
-            n,
-            Noun::new("condition status", "condition statuses"),
-            &ConditionValue::ALL,
-            ConditionValue::as_str,
-        )
-    });
+    let status = opt(
+        dec,
+        &f,
+        "status",
+        defaults::node_status(),
+        condition_statuses,
+    );
     Some(NodeCondition {
         condition: condition?,
         status: status?,
