@@ -705,6 +705,8 @@ fn the_rbac_grants_only_the_verbs_the_operator_uses() {
             r#"["nodes"]"#,
             r#"["get", "list", "watch", "patch"]"#,
         ),
+        // `configMapEdit` reads a ConfigMap and patches its key.
+        (r#"[""]"#, r#"["configmaps"]"#, r#"["get", "patch"]"#),
         // Events are created, and patched when one repeats (kube's recorder).
         (
             r#"["events.k8s.io"]"#,

@@ -27,7 +27,8 @@ pub fn unit_op(action: &Action) -> Option<UnitOp> {
         | Action::RolloutRestart(_)
         | Action::Scale(_)
         | Action::RaiseMemoryLimit(_)
-        | Action::Cordon(_) => return None,
+        | Action::Cordon(_)
+        | Action::ConfigMapEdit(_) => return None,
     })
 }
 

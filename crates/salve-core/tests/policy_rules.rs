@@ -920,7 +920,7 @@ fn kubernetes_actions_fit_their_kind_of_object() {
         on(&workload, json!({ "workload": {} }), json!([{ "deletePod": {} }])),
         &[(
             "spec.actions[0].deletePod",
-            "`deletePod` deletes a pod; a deployment target takes: restart, rolloutRestart, scale, raiseMemoryLimit, notify, exec",
+            "`deletePod` deletes a pod; a deployment target takes: restart, rolloutRestart, scale, raiseMemoryLimit, configMapEdit, notify, exec",
         )],
     );
     // Bounds that cannot hold, and a container name that cannot be one.
@@ -945,6 +945,32 @@ fn kubernetes_actions_fit_their_kind_of_object() {
             ("spec.actions[1].raiseMemoryLimit.container", "invalid container name \"PHP_FPM\": use at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"),
             ("spec.actions[1].raiseMemoryLimit.factor", "1 is out of range: expected 1.1 to 16"),
         ],
+    );
+    // An nginx config in a ConfigMap: named as Kubernetes names them, and verified.
+    let edit = |config_map: &str, key: &str| {
+        json!([{ "configMapEdit": { "configMap": config_map, "key": key, "context": "http",
+            "raise": [{ "directive": "fastcgi_buffer_size", "factor": 2, "max": "64k" }] } }])
+    };
+    cluster_breaks(
+        on(&workload, json!({ "workload": {} }), edit("nginx", "default.conf")),
+        &[],
+    );
+    cluster_breaks(
+        on(&workload, json!({ "workload": {} }), edit("Nginx", "../x")),
+        &[
+            ("spec.actions[0].configMapEdit.configMap", "invalid ConfigMap name \"Nginx\": use at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"),
+            ("spec.actions[0].configMapEdit.key", "invalid ConfigMap key \"../x\": use at most 253 letters, digits, '-', '_' and '.'"),
+        ],
+    );
+    let mut unverified = on(&workload, json!({ "workload": {} }), edit("nginx", "default.conf"));
+    unverified["spec"].as_object_mut().unwrap().remove("verify");
+    cluster_breaks(
+        unverified,
+        &[("spec.actions", "a config edit needs `verify`: without it an edit that breaks the site would be kept")],
+    );
+    cluster_breaks(
+        on(&json!({ "pods": { "name": "php-0" } }), json!({ "pod": { "reason": ["Error"] } }), edit("nginx", "default.conf")),
+        &[("spec.actions[0].configMapEdit", "`configMapEdit` edits a ConfigMap a deployment or statefulset reads, and restarts its rollout; a pods target takes: restart, deletePod, notify, exec")],
     );
     // A host policy has no Kubernetes object to act on or wait for.
     breaks(

@@ -4,6 +4,7 @@
 //! is recorded as a Kubernetes Event on its target (reason `SalveRemediation`).
 
 mod changes;
+mod config_map;
 mod ready;
 
 use super::{Acted, Executor, Failure, Family};
@@ -302,7 +303,7 @@ fn api_failure(key: &TargetKey, e: kube::Error) -> Failure {
 impl Family for KubernetesObjects {
     async fn act<'a>(
         &'a self,
-        _executor: &'a Executor<Self>,
+        executor: &'a Executor<Self>,
         policy: &'a Policy,
         action: &'a Action,
     ) -> Option<Acted> {
@@ -326,6 +327,10 @@ impl Family for KubernetesObjects {
                     Err(f) => Err(f),
                 }))
             }
+            Action::ConfigMapEdit(args) => Some(match self.one_object(policy, action) {
+                Ok(key) => self.edit_config_map(executor, policy, &key, args).await,
+                Err(f) => Acted::done(Err(f)),
+            }),
             Action::Cordon(_) => Some(Acted::done(match self.one_object(policy, action) {
                 Ok(key) => {
                     let done = self.cordon(&key).await;

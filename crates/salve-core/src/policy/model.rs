@@ -868,6 +868,8 @@ pub enum Action {
     RaiseMemoryLimit(RaiseMemoryLimitArgs),
     /// A node: mark it unschedulable; what runs there stays.
     Cordon(NoArgs),
+    #[serde(deserialize_with = "mapping")]
+    ConfigMapEdit(ConfigMapEditArgs),
 }
 
 impl Action {
@@ -876,7 +878,10 @@ impl Action {
     pub fn is_config_edit(&self) -> bool {
         matches!(
             self,
-            Action::NginxEdit(_) | Action::PhpFpmEdit(_) | Action::AlignFastcgiPass(_)
+            Action::NginxEdit(_)
+                | Action::PhpFpmEdit(_)
+                | Action::AlignFastcgiPass(_)
+                | Action::ConfigMapEdit(_)
         )
     }
 
@@ -901,6 +906,7 @@ impl Action {
             Action::RolloutRestart(_) => "rolloutRestart",
             Action::Scale(_) => "scale",
             Action::RaiseMemoryLimit(_) => "raiseMemoryLimit",
+            Action::ConfigMapEdit(_) => "configMapEdit",
             Action::Cordon(_) => "cordon",
         }
     }
@@ -974,6 +980,31 @@ pub struct RaiseMemoryLimitArgs {
     #[schemars(range(min = 1.1, max = 16.0))]
     pub factor: f64,
     pub max: MemoryQuantity,
+}
+
+/// Raises or sets nginx directives in the blocks whose head is `context`, in one key
+/// of a ConfigMap in the target's namespace (an nginx config file mounted into the
+/// workload's pods), then restarts the workload's rollout so its pods read it.
+#[derive(Debug, Clone, PartialEq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigMapEditArgs {
+    pub config_map: String,
+    /// The key whose value is the nginx config, e.g. `default.conf`.
+    pub key: String,
+    /// The block's head as written, e.g. `http`, `server` or `location ~ \.php$`.
+    pub context: String,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "super::serde_text::mapping_list"
+    )]
+    pub raise: Vec<RaiseDirective>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "super::serde_text::mapping_list"
+    )]
+    pub set: Vec<SetDirective>,
 }
 
 /// Runs a program directly (argv, never a shell string).

@@ -228,6 +228,24 @@ pub fn object_name(text: &str, what: &str) -> Result<(), String> {
     }
 }
 
+/// A ConfigMap's key: a file name, as Kubernetes allows it.
+pub fn config_map_key(text: &str) -> Result<(), String> {
+    if !text.is_empty()
+        && text.len() <= 253
+        && text != "."
+        && text != ".."
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid ConfigMap key \"{text}\": use at most 253 letters, digits, '-', '_' and '.'"
+        ))
+    }
+}
+
 /// A namespace (an RFC 1123 label).
 pub fn namespace(text: &str) -> Result<(), String> {
     if dns_name(text, 63, false) {
@@ -324,6 +342,7 @@ pub fn kubernetes_actions(target: &crate::policy::Target) -> &'static [&'static 
             "rolloutRestart",
             "scale",
             "raiseMemoryLimit",
+            "configMapEdit",
             "notify",
             "exec",
         ],
@@ -338,6 +357,7 @@ pub const KUBERNETES_ONLY_ACTIONS: &[&str] = &[
     "rolloutRestart",
     "scale",
     "raiseMemoryLimit",
+    "configMapEdit",
     "cordon",
 ];
 
@@ -349,6 +369,9 @@ pub fn what_acts_on(action: &str) -> &'static str {
         }
         "deletePod" => "deletes a pod",
         "rolloutRestart" | "scale" | "raiseMemoryLimit" => "changes a deployment or statefulset",
+        "configMapEdit" => {
+            "edits a ConfigMap a deployment or statefulset reads, and restarts its rollout"
+        }
         "cordon" => "cordons a node",
         _ => "acts on a systemd unit or its host",
     }

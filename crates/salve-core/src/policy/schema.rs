@@ -62,6 +62,9 @@ mod tests {
             ("RaiseKey", RAISE_KEY_FIELDS),
             ("SetKey", SET_KEY_FIELDS),
             ("AlignFastcgiPassArgs", ALIGN_FASTCGI_PASS_FIELDS),
+            ("ConfigMapEditArgs", CONFIG_MAP_EDIT_FIELDS),
+            ("ScaleArgs", SCALE_FIELDS),
+            ("RaiseMemoryLimitArgs", RAISE_MEMORY_FIELDS),
         ];
         for (name, fields) in pairs {
             assert_eq!(

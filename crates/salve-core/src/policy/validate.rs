@@ -444,30 +444,16 @@ impl Checker {
             }
             Action::NginxEdit(edit) => {
                 self.path(&edit.file, &at.key("file"));
-                self.check(
-                    &at.key("context"),
-                    rules::not_blank(&edit.context, "context"),
-                );
-                for (i, raise) in edit.raise.iter().enumerate() {
-                    self.factor(raise.factor, &at.key("raise").index(i));
-                }
-                for (i, set) in edit.set.iter().enumerate() {
-                    let at = at.key("set").index(i);
-                    self.check(
-                        &at.key("directive"),
-                        rules::settable_directive(&set.directive),
-                    );
-                    self.check(
-                        &at.key("value"),
-                        rules::config_value(&set.value, rules::NGINX_VALUE_FORBIDDEN),
-                    );
-                }
+                self.nginx_directives(&edit.context, &edit.raise, &edit.set, at);
                 self.path(&edit.config, &at.key("config"));
-                self.rule(
-                    at,
-                    edit.raise.is_empty() && edit.set.is_empty(),
-                    rules::EDIT_NEEDS_CHANGE,
+            }
+            Action::ConfigMapEdit(edit) => {
+                self.check(
+                    &at.key("configMap"),
+                    rules::object_name(&edit.config_map, "ConfigMap"),
                 );
+                self.check(&at.key("key"), rules::config_map_key(&edit.key));
+                self.nginx_directives(&edit.context, &edit.raise, &edit.set, at);
             }
             Action::PhpFpmEdit(edit) => {
                 self.path(&edit.file, &at.key("file"));
@@ -500,6 +486,36 @@ impl Checker {
                 self.path(&align.config, &at.key("config"));
             }
         }
+    }
+
+    /// What an nginx edit changes, in a file or a ConfigMap's key.
+    fn nginx_directives(
+        &mut self,
+        context: &str,
+        raise: &[RaiseDirective],
+        set: &[SetDirective],
+        at: &FieldPath,
+    ) {
+        self.check(&at.key("context"), rules::not_blank(context, "context"));
+        for (i, raise) in raise.iter().enumerate() {
+            self.factor(raise.factor, &at.key("raise").index(i));
+        }
+        for (i, set) in set.iter().enumerate() {
+            let at = at.key("set").index(i);
+            self.check(
+                &at.key("directive"),
+                rules::settable_directive(&set.directive),
+            );
+            self.check(
+                &at.key("value"),
+                rules::config_value(&set.value, rules::NGINX_VALUE_FORBIDDEN),
+            );
+        }
+        self.rule(
+            at,
+            raise.is_empty() && set.is_empty(),
+            rules::EDIT_NEEDS_CHANGE,
+        );
     }
 
     fn factor(&mut self, factor: f64, at: &FieldPath) {

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 pub(crate) const NGINX_EDIT_FIELDS: &[&str] =
     &["file", "context", "raise", "set", "config", "unit", "apply"];
+pub(crate) const CONFIG_MAP_EDIT_FIELDS: &[&str] = &["configMap", "key", "context", "raise", "set"];
 pub(crate) const RAISE_DIRECTIVE_FIELDS: &[&str] = &["directive", "factor", "max"];
 pub(crate) const SET_DIRECTIVE_FIELDS: &[&str] = &["directive", "value"];
 pub(crate) const PHP_FPM_EDIT_FIELDS: &[&str] =
@@ -44,6 +45,32 @@ pub(super) fn nginx_edit(dec: &mut Decoder, args: &Node) -> Option<Action> {
         config,
         unit,
         apply,
+    }))
+}
+
+pub(super) fn config_map_edit(dec: &mut Decoder, args: &Node) -> Option<Action> {
+    let f = dec.fields(args, "the configMapEdit action", CONFIG_MAP_EDIT_FIELDS)?;
+    let config_map = f
+        .required(dec, "configMap")
+        .and_then(|n| dec.checked_string(n, |t| rules::object_name(t, "ConfigMap")));
+    let key = f
+        .required(dec, "key")
+        .and_then(|n| dec.checked_string(n, rules::config_map_key));
+    let context = f
+        .required(dec, "context")
+        .and_then(|n| dec.checked_string(n, |t| rules::not_blank(t, "context")));
+    let raise = opt(dec, &f, "raise", Vec::new(), |d, n| {
+        d.list(n, RAISES, raise_directive)
+    });
+    let set = opt(dec, &f, "set", Vec::new(), |d, n| {
+        d.list(n, SETS, set_directive)
+    });
+    Some(Action::ConfigMapEdit(ConfigMapEditArgs {
+        config_map: config_map?,
+        key: key?,
+        context: context?,
+        raise: raise?,
+        set: set?,
     }))
 }
 

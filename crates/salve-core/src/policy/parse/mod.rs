@@ -7,8 +7,8 @@ mod trigger;
 
 #[cfg(test)]
 pub(crate) use config_edit::{
-    ALIGN_FASTCGI_PASS_FIELDS, NGINX_EDIT_FIELDS, PHP_FPM_EDIT_FIELDS, RAISE_DIRECTIVE_FIELDS,
-    RAISE_KEY_FIELDS, SET_DIRECTIVE_FIELDS, SET_KEY_FIELDS,
+    ALIGN_FASTCGI_PASS_FIELDS, CONFIG_MAP_EDIT_FIELDS, NGINX_EDIT_FIELDS, PHP_FPM_EDIT_FIELDS,
+    RAISE_DIRECTIVE_FIELDS, RAISE_KEY_FIELDS, SET_DIRECTIVE_FIELDS, SET_KEY_FIELDS,
 };
 
 use super::decode::{Decoder, Fields, Noun};
@@ -56,6 +56,7 @@ pub(crate) const ACTION_KINDS: &[&str] = &[
     "scale",
     "raiseMemoryLimit",
     "cordon",
+    "configMapEdit",
 ];
 pub(crate) const SCALE_FIELDS: &[&str] = &["by", "min", "max"];
 pub(crate) const RAISE_MEMORY_FIELDS: &[&str] = &["container", "factor", "max"];
@@ -481,6 +482,7 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
         "nginxEdit" => return config_edit::nginx_edit(dec, args),
         "phpFpmEdit" => return config_edit::php_fpm_edit(dec, args),
         "alignFastcgiPass" => return config_edit::align_fastcgi_pass(dec, args),
+        "configMapEdit" => return config_edit::config_map_edit(dec, args),
         "deletePod" => Action::DeletePod(no_args(dec, args, "the deletePod action")?),
         "rolloutRestart" => {
             Action::RolloutRestart(no_args(dec, args, "the rolloutRestart action")?)
