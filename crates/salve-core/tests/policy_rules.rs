@@ -952,7 +952,11 @@ fn kubernetes_actions_fit_their_kind_of_object() {
             "raise": [{ "directive": "fastcgi_buffer_size", "factor": 2, "max": "64k" }] } }])
     };
     cluster_breaks(
-        on(&workload, json!({ "workload": {} }), edit("nginx", "default.conf")),
+        on(
+            &workload,
+            json!({ "workload": {} }),
+            edit("nginx", "default.conf"),
+        ),
         &[],
     );
     cluster_breaks(
@@ -962,11 +966,18 @@ fn kubernetes_actions_fit_their_kind_of_object() {
             ("spec.actions[0].configMapEdit.key", "invalid ConfigMap key \"../x\": use at most 253 letters, digits, '-', '_' and '.'"),
         ],
     );
-    let mut unverified = on(&workload, json!({ "workload": {} }), edit("nginx", "default.conf"));
+    let mut unverified = on(
+        &workload,
+        json!({ "workload": {} }),
+        edit("nginx", "default.conf"),
+    );
     unverified["spec"].as_object_mut().unwrap().remove("verify");
     cluster_breaks(
         unverified,
-        &[("spec.actions", "a config edit needs `verify`: without it an edit that breaks the site would be kept")],
+        &[(
+            "spec.actions",
+            "a config edit needs `verify`: without it an edit that breaks the site would be kept",
+        )],
     );
     cluster_breaks(
         on(&json!({ "pods": { "name": "php-0" } }), json!({ "pod": { "reason": ["Error"] } }), edit("nginx", "default.conf")),
