@@ -36,13 +36,16 @@ crd:
 	cp deploy/kubernetes/remediationpolicy.crd.json charts/salve/crds/remediationpolicy.crd.json
 
 # The log benchmark compares against fail2ban-regex and grep: install them first
-# (without letting apt start a fail2ban server on the host).
+# (without letting apt start a fail2ban server on the host). The operator benchmark is
+# not pinned: the operator runs on two workers, as in a cluster.
 bench:
 	-scripts/install-bench-packages.sh
 	$(CARGO) bench --bench engine --no-run
 	$(PIN) $(CARGO) bench --bench engine
 	$(CARGO) bench --bench logmatch --no-run
 	$(PIN) $(CARGO) bench --bench logmatch
+	$(CARGO) bench --bench operator --no-run
+	$(CARGO) bench --bench operator
 
 # Restart times after a crash of the whole PHP-FPM pool, salve next to systemd's own
 # Restart= and Monit, and the agent's idle RSS and CPU, all in one lab (needs root;

@@ -4,10 +4,10 @@
 //! `SALVE_BLESS=1 cargo test --test simulate_golden` and review the diff. A recorded
 //! Kubernetes watch stream is replayed the same way (at the end).
 
-use k8s_openapi::api::core::v1::{Node, Pod};
 use salve::config::Config;
 use salve::engine::{Engine, Event, OutcomeResult, Timestamp};
 use salve::kubernetes::observe;
+use salve::kubernetes::watched::{Node, Pod};
 use salve::policy;
 use salve::simulate::{self, AssumeOutcome, TimedEvent};
 use serde_json::Value;
@@ -198,7 +198,7 @@ fn an_unavailable_deployment_and_a_not_ready_node_act_after_their_debounce() {
 
 // A recorded Kubernetes watch stream (pods entering CrashLoopBackOff, a node going
 // NotReady, as the API server sends them: whole objects, managedFields and all)
-// replayed through the operator's own decoding (`kubernetes::observe`) and the same
+// replayed through the operator's own decoding (`kubernetes::watched`, `observe`) and the same
 // engine, attempts completing `ok` a second after they start. Its folder is
 // tests/fixtures/kubernetes/watch-replay.
 

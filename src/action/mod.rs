@@ -248,7 +248,10 @@ impl<F: Family> Executor<F> {
         if !matches!(action, Action::Notify(_)) {
             trail.verified = None;
         }
-        if let Some(acted) = self.family.act(self, policy, action).await {
+        // Boxed: a family's actions together make a large future, and every attempt in
+        // flight would carry that size for its whole life (a thousand pods crashing at
+        // once are a thousand attempts).
+        if let Some(acted) = Box::pin(self.family.act(self, policy, action)).await {
             trail.diffs.extend(acted.diff);
             if acted.result.is_ok() {
                 trail.verified = acted.verified;

@@ -6,6 +6,7 @@
 pub(crate) mod api_server;
 mod crd;
 pub mod observe;
+pub mod watched;
 
 pub use crd::{
     crd, crd_json, ConditionStatus, LastAttempt, RemediationPolicy, RemediationPolicySpec,

@@ -1,14 +1,14 @@
 //! Kubernetes objects as the engine hears them: a watch event on a Pod, a Deployment,
 //! a StatefulSet or a Node becomes one observation, carrying only what conditions
-//! read. Pure: the watchers feed these, the recorded-stream tests replay them.
+//! read. Pure: the watchers feed these, the recorded-stream tests replay them. The
+//! objects are `watched`'s, decoded with only the fields read here.
 
+use super::watched::{ContainerStatus, Deployment, Node, Pod, StatefulSet};
 use crate::engine::{
     Conditions, ContainerObservation, Event, NodeObservation, PodObservation, WorkloadKind,
     WorkloadObservation,
 };
 use crate::policy::ConditionValue;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 

@@ -10,15 +10,16 @@
 
 use crate::engine::Event;
 use crate::kubernetes::observe;
+use crate::kubernetes::watched::{Deployment, Node, Pod, StatefulSet};
 use crate::policy::{label_selector, Policy, Target, DEFAULT_NAMESPACE};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
+use std::sync::Arc;
 use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -40,54 +41,111 @@ pub struct WatchSpec {
     pub name: Option<String>,
 }
 
-/// The watches `policies` need, one per distinct target.
+/// How many values one set-based selector (`app in (a,b,…)`) carries: enough that a
+/// thousand policies are ten watches, few enough that the request stays short.
+const SET_SELECTOR_VALUES: usize = 100;
+
+/// The watches `policies` need, one per distinct target; policies selecting one kind
+/// in one namespace by one label of the same key (`app=a`, `app=b`, …) share watches
+/// with a set-based selector (`app in (a,b)`), which asks the API server for exactly
+/// the same objects: a thousand such policies are ten watches, not a thousand (each
+/// watch costs a connection, a task and its buffers).
 pub fn plan(policies: &[Policy]) -> BTreeSet<WatchSpec> {
     let mut watches = BTreeSet::new();
+    // (kind, namespace, label key) -> the values selected.
+    let mut sets: BTreeMap<(ObjectKind, Option<String>, String), BTreeSet<String>> =
+        BTreeMap::new();
     for policy in policies {
         let namespace = policy
             .metadata
             .namespace
             .as_deref()
             .unwrap_or(DEFAULT_NAMESPACE);
-        let labels = |selector: &std::collections::BTreeMap<String, String>| {
-            (!selector.is_empty()).then(|| label_selector(selector))
-        };
-        let spec = match &policy.spec.target {
+        let (kind, namespace, selector, name) = match &policy.spec.target {
             Target::Unit(_) => continue,
-            Target::Pods(s) | Target::Deployment(s) | Target::StatefulSet(s) => WatchSpec {
-                kind: match &policy.spec.target {
+            Target::Pods(s) | Target::Deployment(s) | Target::StatefulSet(s) => (
+                match &policy.spec.target {
                     Target::Pods(_) => ObjectKind::Pods,
                     Target::Deployment(_) => ObjectKind::Deployments,
                     _ => ObjectKind::StatefulSets,
                 },
-                namespace: Some(s.namespace.as_deref().unwrap_or(namespace).to_string()),
-                labels: labels(&s.selector),
-                name: s.name.clone(),
-            },
-            Target::Node(n) => WatchSpec {
-                kind: ObjectKind::Nodes,
-                namespace: None,
-                labels: labels(&n.selector),
-                name: n.name.clone(),
-            },
+                Some(s.namespace.as_deref().unwrap_or(namespace).to_string()),
+                &s.selector,
+                &s.name,
+            ),
+            Target::Node(n) => (ObjectKind::Nodes, None, &n.selector, &n.name),
         };
-        watches.insert(spec);
+        if name.is_none() && selector.len() == 1 {
+            if let Some((key, value)) = selector.iter().next() {
+                sets.entry((kind, namespace, key.clone()))
+                    .or_default()
+                    .insert(value.clone());
+                continue;
+            }
+        }
+        watches.insert(WatchSpec {
+            kind,
+            namespace,
+            labels: (!selector.is_empty()).then(|| label_selector(selector)),
+            name: name.clone(),
+        });
+    }
+    for ((kind, namespace, key), values) in sets {
+        let values: Vec<String> = values.into_iter().collect();
+        for chunk in values.chunks(SET_SELECTOR_VALUES) {
+            let labels = match chunk {
+                [one] => format!("{key}={one}"),
+                many => format!("{key} in ({})", many.join(",")),
+            };
+            watches.insert(WatchSpec {
+                kind,
+                namespace: namespace.clone(),
+                labels: Some(labels),
+                name: None,
+            });
+        }
     }
     watches
 }
 
+/// A running watch's number: what each observation says it came from (a number, not
+/// the spec, so an event costs no copy of its selector).
+pub type WatchId = u32;
+
 /// One observation, with the watch it came from.
 pub struct Seen {
-    pub watch: WatchSpec,
+    pub watch: WatchId,
     pub event: Event,
 }
 
+/// How many watches list at once. Each listing holds its whole answer while it is
+/// decoded; a thousand watches starting together (or relisting after the API server
+/// restarted) would hold a thousand answers at once, and the process would keep that
+/// memory for good.
+const CONCURRENT_LISTINGS: usize = 4;
+
+/// Objects per page of a listing (kube's default is 500): a page is held whole while it
+/// is decoded, and 500 Pods with their `managedFields` are a few megabytes.
+const LIST_PAGE: u32 = 100;
+
 /// The watches running now, each a task sending its objects' observations, and which
 /// watches see each object.
-#[derive(Default)]
 pub struct Watches {
-    running: HashMap<WatchSpec, JoinHandle<()>>,
-    seen_by: HashMap<String, BTreeSet<WatchSpec>>,
+    running: HashMap<WatchSpec, (WatchId, JoinHandle<()>)>,
+    next_id: WatchId,
+    seen_by: HashMap<String, Vec<WatchId>>,
+    listing: Arc<Semaphore>,
+}
+
+impl Default for Watches {
+    fn default() -> Self {
+        Watches {
+            running: HashMap::new(),
+            next_id: 0,
+            seen_by: HashMap::new(),
+            listing: Arc::new(Semaphore::new(CONCURRENT_LISTINGS)),
+        }
+    }
 }
 
 impl Watches {
@@ -98,7 +156,7 @@ impl Watches {
         wanted: BTreeSet<WatchSpec>,
         events: &mpsc::Sender<Seen>,
     ) {
-        self.running.retain(|spec, task| {
+        self.running.retain(|spec, (_, task)| {
             let keep = wanted.contains(spec);
             if !keep {
                 task.abort();
@@ -107,8 +165,9 @@ impl Watches {
         });
         // What only a stopped watch saw is forgotten here; the engine forgets it with
         // the policy that named it.
+        let kept: BTreeSet<WatchId> = self.running.values().map(|(id, _)| *id).collect();
         for watches in self.seen_by.values_mut() {
-            watches.retain(|w| wanted.contains(w));
+            watches.retain(|w| kept.contains(w));
         }
         self.seen_by.retain(|_, watches| !watches.is_empty());
         for spec in wanted {
@@ -116,8 +175,16 @@ impl Watches {
                 continue;
             }
             tracing::info!(kind = ?spec.kind, namespace = ?spec.namespace, labels = ?spec.labels, name = ?spec.name, "watching");
-            let task = start(client.clone(), &spec, events.clone());
-            self.running.insert(spec, task);
+            let id = self.next_id;
+            self.next_id = self.next_id.wrapping_add(1);
+            let task = start(
+                client.clone(),
+                &spec,
+                id,
+                events.clone(),
+                self.listing.clone(),
+            );
+            self.running.insert(spec, (id, task));
         }
     }
 
@@ -132,11 +199,14 @@ impl Watches {
         };
         let key = key.to_string();
         if !deleted {
-            self.seen_by.entry(key).or_default().insert(seen.watch);
+            let watches = self.seen_by.entry(key).or_default();
+            if !watches.contains(&seen.watch) {
+                watches.push(seen.watch);
+            }
             return Some(seen.event);
         }
         if let Some(watches) = self.seen_by.get_mut(&key) {
-            watches.remove(&seen.watch);
+            watches.retain(|&w| w != seen.watch);
             if !watches.is_empty() {
                 return None;
             }
@@ -146,14 +216,26 @@ impl Watches {
     }
 
     pub fn stop(&mut self) {
-        for (_, task) in self.running.drain() {
+        for (_, (_, task)) in self.running.drain() {
             task.abort();
         }
     }
 }
 
-fn start(client: Client, spec: &WatchSpec, events: mpsc::Sender<Seen>) -> JoinHandle<()> {
-    let mut config = watcher::Config::default();
+/// A watch's identity: the spec it logs, the number its observations carry.
+struct Watch {
+    spec: WatchSpec,
+    id: WatchId,
+}
+
+fn start(
+    client: Client,
+    spec: &WatchSpec,
+    id: WatchId,
+    events: mpsc::Sender<Seen>,
+    listing: Arc<Semaphore>,
+) -> JoinHandle<()> {
+    let mut config = watcher::Config::default().page_size(LIST_PAGE);
     if let Some(labels) = &spec.labels {
         config = config.labels(labels);
     }
@@ -161,34 +243,42 @@ fn start(client: Client, spec: &WatchSpec, events: mpsc::Sender<Seen>) -> JoinHa
         config = config.fields(&format!("metadata.name={name}"));
     }
     let namespace = spec.namespace.clone();
+    let watch = Watch {
+        spec: spec.clone(),
+        id,
+    };
     match spec.kind {
         ObjectKind::Pods => tokio::spawn(follow(
             api::<Pod>(client, namespace),
             config,
             observe::pod,
-            spec.clone(),
+            watch,
             events,
+            listing,
         )),
         ObjectKind::Deployments => tokio::spawn(follow(
             api::<Deployment>(client, namespace),
             config,
             observe::deployment,
-            spec.clone(),
+            watch,
             events,
+            listing,
         )),
         ObjectKind::StatefulSets => tokio::spawn(follow(
             api::<StatefulSet>(client, namespace),
             config,
             observe::statefulset,
-            spec.clone(),
+            watch,
             events,
+            listing,
         )),
         ObjectKind::Nodes => tokio::spawn(follow(
             Api::<Node>::all(client),
             config,
             observe::node,
-            spec.clone(),
+            watch,
             events,
+            listing,
         )),
     }
 }
@@ -211,8 +301,9 @@ async fn follow<K>(
     api: Api<K>,
     config: watcher::Config,
     observe: fn(&K, bool) -> Event,
-    watch: WatchSpec,
+    watch: Watch,
     events: mpsc::Sender<Seen>,
+    listing: Arc<Semaphore>,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Default + Send + 'static,
     K::DynamicType: Default,
@@ -220,6 +311,8 @@ async fn follow<K>(
     use futures_util::StreamExt;
     let mut known: BTreeSet<(Option<String>, String)> = BTreeSet::new();
     let mut listed: Option<BTreeSet<(Option<String>, String)>> = None;
+    // Held from `Init` (the watcher lists on its next poll) to `InitDone`.
+    let mut listing_permit: Option<OwnedSemaphorePermit> = None;
     let stream = watcher(api, config).default_backoff();
     futures_util::pin_mut!(stream);
     while let Some(item) = stream.next().await {
@@ -227,8 +320,10 @@ async fn follow<K>(
             Ok(event) => event,
             Err(e) => {
                 // kube's watcher backs off and tries again; RBAC missing for this kind
-                // shows here, on every try.
-                tracing::warn!(kind = ?watch.kind, namespace = ?watch.namespace, labels = ?watch.labels, name = ?watch.name, error = %e, "watch failed; retrying");
+                // shows here, on every try. Others list meanwhile.
+                listing_permit = None;
+                let spec = &watch.spec;
+                tracing::warn!(kind = ?spec.kind, namespace = ?spec.namespace, labels = ?spec.labels, name = ?spec.name, error = %e, "watch failed; retrying");
                 continue;
             }
         };
@@ -246,10 +341,15 @@ async fn follow<K>(
                 observe(&object, true)
             }
             watcher::Event::Init => {
+                // A permit still held (a listing that failed) goes back before waiting.
+                drop(listing_permit.take());
+                // The semaphore is never closed.
+                listing_permit = listing.clone().acquire_owned().await.ok();
                 listed = Some(BTreeSet::new());
                 continue;
             }
             watcher::Event::InitDone => {
+                listing_permit = None;
                 let Some(listed) = listed.take() else {
                     continue;
                 };
@@ -258,7 +358,7 @@ async fn follow<K>(
                     gone.meta_mut().namespace = namespace.clone();
                     gone.meta_mut().name = Some(name.clone());
                     let seen = Seen {
-                        watch: watch.clone(),
+                        watch: watch.id,
                         event: observe(&gone, true),
                     };
                     if events.send(seen).await.is_err() {
@@ -270,13 +370,14 @@ async fn follow<K>(
             }
         };
         let seen = Seen {
-            watch: watch.clone(),
+            watch: watch.id,
             event: seen,
         };
         if events.send(seen).await.is_err() {
             return;
         }
     }
+    drop(listing_permit);
 }
 
 #[cfg(test)]
@@ -301,8 +402,9 @@ mod tests {
             api::<Pod>(client, Some("web".into())),
             config,
             observe::pod,
-            spec,
+            Watch { spec, id: 0 },
             tx,
+            Arc::new(Semaphore::new(1)),
         ));
         let mut seen = Vec::new();
         while seen.len() < 4 {
@@ -337,14 +439,9 @@ mod tests {
 
     #[test]
     fn an_object_is_gone_only_when_no_watch_sees_it() {
-        let watch = |labels: &str| WatchSpec {
-            kind: ObjectKind::Pods,
-            namespace: Some("web".into()),
-            labels: Some(labels.into()),
-            name: None,
-        };
-        let seen = |labels: &str, deleted| Seen {
-            watch: watch(labels),
+        // Two watches, `app=php` (0) and `tier=web` (1), both showing php-0.
+        let seen = |watch: WatchId, deleted| Seen {
+            watch,
             event: Event::Pod(crate::engine::PodObservation {
                 namespace: "web".into(),
                 name: "php-0".into(),
@@ -355,12 +452,12 @@ mod tests {
             }),
         };
         let mut watches = Watches::default();
-        assert!(watches.merge(seen("app=php", false)).is_some());
-        assert!(watches.merge(seen("tier=web", false)).is_some());
+        assert!(watches.merge(seen(0, false)).is_some());
+        assert!(watches.merge(seen(1, false)).is_some());
         // It lost `tier`: the other watch still sees it.
-        assert!(watches.merge(seen("tier=web", true)).is_none());
+        assert!(watches.merge(seen(1, true)).is_none());
         assert!(matches!(
-            watches.merge(seen("app=php", true)),
+            watches.merge(seen(0, true)),
             Some(Event::Pod(p)) if p.deleted
         ));
         assert!(watches.seen_by.is_empty());
@@ -419,6 +516,43 @@ mod tests {
                 spec(ObjectKind::Deployments, Some("default"), None, Some("php")),
                 spec(ObjectKind::StatefulSets, Some("db"), None, Some("mariadb")),
                 spec(ObjectKind::Nodes, None, Some("pool=web"), None),
+            ]
+        );
+
+        // One label of one key, many values: one set-based watch per hundred values.
+        let many: String = (0..150)
+            .map(|i| {
+                doc(
+                    &format!("{{ name: s{i:03}, namespace: web }}"),
+                    &format!("{{ pods: {{ selector: {{ app: svc-{i:03} }} }} }}"),
+                    "pod: { restarts: 3 }",
+                )
+            })
+            .collect();
+        let lone = doc(
+            "{ name: lone, namespace: web }",
+            "{ pods: { selector: { tier: db } } }",
+            "pod: { restarts: 3 }",
+        );
+        let watches: Vec<WatchSpec> = plan(&policies(&(many + &lone))).into_iter().collect();
+        let first: Vec<String> = (0..100).map(|i| format!("svc-{i:03}")).collect();
+        let second: Vec<String> = (100..150).map(|i| format!("svc-{i:03}")).collect();
+        assert_eq!(
+            watches,
+            [
+                spec(
+                    ObjectKind::Pods,
+                    Some("web"),
+                    Some(&format!("app in ({})", first.join(","))),
+                    None
+                ),
+                spec(
+                    ObjectKind::Pods,
+                    Some("web"),
+                    Some(&format!("app in ({})", second.join(","))),
+                    None
+                ),
+                spec(ObjectKind::Pods, Some("web"), Some("tier=db"), None),
             ]
         );
     }

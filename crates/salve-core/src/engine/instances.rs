@@ -49,15 +49,37 @@ impl Engine {
         exists: bool,
         mut out: Option<&mut Vec<Decision>>,
     ) {
-        for s in 0..self.selectors.len() {
-            let selector = self.selectors[s];
+        // The selectors that may select the object (one of their labels is its own),
+        // and those with an instance on it already (which may no longer select it),
+        // in the policies' order.
+        let mut candidates: Vec<(PolicyId, Option<PolicyId>)> = Vec::new();
+        for id in self.targets_watching(name) {
+            if let Role::Instance { of } = self.states[id.index()].role {
+                candidates.push((of, Some(id)));
+            }
+        }
+        if exists {
+            for (k, v) in labels {
+                let found = self
+                    .selectors_by_label
+                    .get(k.as_str())
+                    .and_then(|values| values.get(v.as_str()));
+                for &selector in found.into_iter().flatten() {
+                    if !candidates.iter().any(|&(s, _)| s == selector) {
+                        candidates.push((selector, None));
+                    }
+                }
+            }
+        }
+        candidates.sort_unstable_by_key(|&(s, _)| s);
+        for (selector, instance) in candidates {
             let selected = exists
                 && self.policies[selector.index()].spec.target.selects(
                     key,
                     labels,
                     self.namespace_of(selector),
                 );
-            match (self.instance_of(selector, name), selected) {
+            match (instance, selected) {
                 (None, true) => {
                     self.instantiate(selector, key, now);
                 }
@@ -72,12 +94,6 @@ impl Engine {
                 _ => {}
             }
         }
-    }
-
-    /// The instance of selector policy `selector` acting on target `name`, if any.
-    fn instance_of(&self, selector: PolicyId, name: &str) -> Option<PolicyId> {
-        self.targets_watching(name)
-            .find(|&id| self.states[id.index()].role == Role::Instance { of: selector })
     }
 
     fn targets_watching<'a>(&'a self, name: &str) -> impl Iterator<Item = PolicyId> + 'a {

@@ -129,6 +129,10 @@ pub struct Engine {
     objects: HashMap<String, KnownObject>,
     /// The written policies whose target is a selector.
     selectors: Vec<PolicyId>,
+    /// Each selector under one label it requires (its first), label key then value:
+    /// an object's own labels find the selectors that may select it, so an event
+    /// costs a lookup per label of the object rather than a test per selector.
+    selectors_by_label: HashMap<String, HashMap<String, Vec<PolicyId>>>,
     /// Instance slots free for reuse.
     free_slots: Vec<PolicyId>,
     targets: Vec<TargetState>,
@@ -165,6 +169,7 @@ impl Engine {
             units: HashMap::new(),
             objects: HashMap::new(),
             selectors: Vec::new(),
+            selectors_by_label: HashMap::new(),
             free_slots: Vec::new(),
             targets: Vec::new(),
             target_index: HashMap::new(),
@@ -233,6 +238,7 @@ impl Engine {
         self.timers.clear();
         self.waiting_for_slot.clear();
         self.selectors.clear();
+        self.selectors_by_label.clear();
         self.free_slots.clear();
         self.written = policies.len();
         self.states = Vec::with_capacity(policies.len());
@@ -245,6 +251,19 @@ impl Engine {
             let Some(key) = policy.target_key() else {
                 // A selector: its instances watch and act; it holds nothing itself.
                 self.selectors.push(id);
+                if let Some((k, v)) = policy
+                    .spec
+                    .target
+                    .selector_labels()
+                    .and_then(|l| l.iter().next())
+                {
+                    self.selectors_by_label
+                        .entry(k.clone())
+                        .or_default()
+                        .entry(v.clone())
+                        .or_default()
+                        .push(id);
+                }
                 self.states.push(PolicyState {
                     role: Role::Selector,
                     ..PolicyState::default()

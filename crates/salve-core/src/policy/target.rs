@@ -134,6 +134,18 @@ impl Target {
         }
     }
 
+    /// The labels a selector target requires; `None` for a target naming one object.
+    pub fn selector_labels(&self) -> Option<&BTreeMap<String, String>> {
+        if !self.is_selector() {
+            return None;
+        }
+        match self {
+            Target::Unit(_) => None,
+            Target::Pods(s) | Target::Deployment(s) | Target::StatefulSet(s) => Some(&s.selector),
+            Target::Node(n) => Some(&n.selector),
+        }
+    }
+
     /// Whether this selector target selects the object `key` carrying `labels`:
     /// the same kind, in the selector's namespace (`namespace` standing in where it
     /// names none), with every label of the selector. A target naming one object
