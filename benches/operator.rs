@@ -3,7 +3,7 @@
 //! `salve operator` runs on (two workers).
 //!
 //! 1,000 policies, each selecting its own ten pods (`app=svc-NNNN`), which salve
-//! watches as ten set-based selectors (`app in (…)`, a hundred values each), and
+//! watches as sixteen set-based selectors (`app in (…)`, some sixty values each), and
 //! 10,000 pods, each a realistic Pod of 6.5 KB of JSON (two containers, probes,
 //! volumes, `managedFields` of three managers, a full status), listed, then watched.
 //! Figures, each beside its target:

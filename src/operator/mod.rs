@@ -223,7 +223,7 @@ pub async fn run(
     let policy_watch = watcher(resources, watcher::Config::default()).default_backoff();
     futures_util::pin_mut!(policy_watch);
     let mut set = policies::PolicySet::default();
-    let (status_tx, status_task) = status::writer(options.client.clone());
+    let (status_tx, status_task) = status::writer(options.client.clone(), status::REWRITE_AFTER);
     let mut watching = watches::Watches::default();
     // The policies' HTTP probes run on the leader only: a standby must not act on what
     // they report, and needs no history of them (the first probe goes out at once).
@@ -236,11 +236,13 @@ pub async fn run(
             item = futures_util::StreamExt::next(&mut policy_watch) => match item {
                 Some(Ok(event)) => {
                     let changed = set.apply(event);
+                    // Read before the status is taken: a policy another of its name
+                    // shadows is refused there.
+                    let policies = changed.then(|| set.policies());
                     for update in set.take_status() {
                         let _ = status_tx.send(status::StatusChange::Ready(update));
                     }
-                    if changed {
-                        let policies = set.policies();
+                    if let Some(policies) = policies {
                         // Watches first: what they see queues behind the new policies.
                         watching.follow(&options.client, plan(&policies), &seen_tx);
                         tracing::info!(policies = policies.len(), "policies loaded");

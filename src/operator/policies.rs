@@ -38,6 +38,8 @@ pub struct PolicySet {
     status: Vec<StatusUpdate>,
     /// Whether a first listing has completed: until then the set is not all there is.
     listed: bool,
+    /// Resources not run because another of their name runs, as last told.
+    shadowed: BTreeSet<ResourceKey>,
 }
 
 impl PolicySet {
@@ -187,17 +189,61 @@ impl PolicySet {
     /// name, which the journal carries: of two resources with one name in different
     /// namespaces the first runs, and the other is refused with an error until it is
     /// renamed.
-    pub fn policies(&self) -> Vec<Policy> {
-        let mut names = BTreeSet::new();
+    pub fn policies(&mut self) -> Vec<Policy> {
+        let mut running: BTreeMap<String, &ResourceKey> = BTreeMap::new();
         let mut policies = Vec::with_capacity(self.good.len());
-        for ((namespace, name), policy) in &self.good {
-            if names.insert(policy.name().to_string()) {
-                policies.push(policy.clone());
-            } else {
-                tracing::error!(namespace = %namespace, name = %name, "a RemediationPolicy of this name runs in another namespace: this one is not run; give it a name of its own");
+        let mut shadowed = BTreeSet::new();
+        let mut updates = Vec::new();
+        for (key, policy) in &self.good {
+            match running.get(policy.name()) {
+                None => {
+                    running.insert(policy.name().to_string(), key);
+                    policies.push(policy.clone());
+                    if self.shadowed.contains(key) {
+                        // The other is gone: this one runs now.
+                        updates.push(self.update(
+                            key,
+                            true,
+                            "Loaded",
+                            format!("running; target {}", crate::engine::target_name(policy)),
+                        ));
+                    }
+                }
+                Some(runs) => {
+                    let message = format!("a RemediationPolicy of this name runs in namespace {}: this one is not run; give it a name of its own", runs.0);
+                    if !self.shadowed.contains(key) {
+                        tracing::error!(namespace = %key.0, name = %key.1, "{message}");
+                        updates.push(self.update(key, false, "Refused", message));
+                    }
+                    shadowed.insert(key.clone());
+                }
             }
         }
+        // What the resource just read would have shown gives way to the refusal.
+        for update in &updates {
+            self.status
+                .retain(|u| (&u.namespace, &u.name) != (&update.namespace, &update.name));
+        }
+        self.status.extend(updates);
+        self.shadowed = shadowed;
         policies
+    }
+
+    fn update(
+        &self,
+        key: &ResourceKey,
+        ready: bool,
+        reason: &'static str,
+        message: String,
+    ) -> StatusUpdate {
+        StatusUpdate {
+            namespace: key.0.clone(),
+            name: key.1.clone(),
+            generation: self.generations.get(key).copied(),
+            ready,
+            reason,
+            message,
+        }
     }
 }
 
@@ -271,7 +317,7 @@ mod tests {
         .unwrap()
     }
 
-    fn attempts(set: &PolicySet) -> Vec<(String, u32)> {
+    fn attempts(set: &mut PolicySet) -> Vec<(String, u32)> {
         set.policies()
             .iter()
             .map(|p| (p.name().to_string(), p.spec.guard.max_attempts))
@@ -283,7 +329,7 @@ mod tests {
         let mut set = PolicySet::default();
         assert!(set.apply(watcher::Event::Apply(resource("web", "php", json!(3)))));
         assert!(!set.apply(watcher::Event::Apply(resource("web", "php", json!(0)))));
-        assert_eq!(attempts(&set), [("php".to_string(), 3)]);
+        assert_eq!(attempts(&mut set), [("php".to_string(), 3)]);
         // A relist shows the invalid version: the good one still runs.
         set.apply(watcher::Event::Init);
         set.apply(watcher::Event::InitApply(resource("web", "php", json!(0))));
@@ -294,11 +340,11 @@ mod tests {
         )));
         assert!(set.apply(watcher::Event::InitDone));
         assert_eq!(
-            attempts(&set),
+            attempts(&mut set),
             [("other".to_string(), 2), ("php".to_string(), 3)]
         );
         assert!(set.apply(watcher::Event::Delete(resource("web", "php", json!(3)))));
-        assert_eq!(attempts(&set), [("other".to_string(), 2)]);
+        assert_eq!(attempts(&mut set), [("other".to_string(), 2)]);
     }
 
     #[test]
@@ -309,12 +355,12 @@ mod tests {
         set.apply(watcher::Event::Init);
         set.apply(watcher::Event::InitApply(resource("web", "b", json!(4))));
         assert_eq!(
-            attempts(&set).len(),
+            attempts(&mut set).len(),
             2,
             "nothing changes before the list ends"
         );
         assert!(set.apply(watcher::Event::InitDone));
-        assert_eq!(attempts(&set), [("b".to_string(), 4)]);
+        assert_eq!(attempts(&mut set), [("b".to_string(), 4)]);
     }
 
     #[test]
@@ -338,7 +384,7 @@ mod tests {
         assert!(set.apply(watcher::Event::Apply(
             serde_json::from_value(value).unwrap()
         )));
-        assert_eq!(attempts(&set), [("same".to_string(), 3)]);
+        assert_eq!(attempts(&mut set), [("same".to_string(), 3)]);
     }
 
     #[test]
@@ -390,7 +436,7 @@ mod tests {
             "{}",
             updates[0].message
         );
-        assert_eq!(attempts(&set), [("php".to_string(), 3)]);
+        assert_eq!(attempts(&mut set), [("php".to_string(), 3)]);
     }
 
     #[test]
@@ -398,6 +444,37 @@ mod tests {
         let mut set = PolicySet::default();
         set.apply(watcher::Event::Apply(resource("web", "php", json!(3))));
         set.apply(watcher::Event::Apply(resource("shop", "php", json!(2))));
-        assert_eq!(attempts(&set), [("php".to_string(), 2)], "shop sorts first");
+        set.take_status();
+        assert_eq!(
+            attempts(&mut set),
+            [("php".to_string(), 2)],
+            "shop sorts first"
+        );
+        // The one not run says so in its status, once.
+        let updates = set.take_status();
+        assert_eq!(updates.len(), 1, "{updates:?}");
+        assert_eq!(
+            (
+                updates[0].namespace.as_str(),
+                updates[0].ready,
+                updates[0].reason
+            ),
+            ("web", false, "Refused")
+        );
+        assert!(
+            updates[0].message.contains("runs in namespace shop"),
+            "{}",
+            updates[0].message
+        );
+        attempts(&mut set);
+        assert!(set.take_status().is_empty());
+        // The other gone, it runs, and says so.
+        set.apply(watcher::Event::Delete(resource("shop", "php", json!(2))));
+        assert_eq!(attempts(&mut set), [("php".to_string(), 3)]);
+        let updates = set.take_status();
+        assert_eq!(
+            (updates[0].namespace.as_str(), updates[0].reason),
+            ("web", "Loaded")
+        );
     }
 }

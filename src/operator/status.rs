@@ -179,14 +179,47 @@ pub fn patch_body(update: &StatusUpdate, now: &str) -> serde_json::Value {
     shown.body()
 }
 
+/// How long a status the API server refused waits before it is written again.
+pub const REWRITE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The one task that writes statuses, in the order they were decided, so an older
-/// one never lands after a newer one.
-pub fn writer(client: Client) -> (mpsc::UnboundedSender<StatusChange>, JoinHandle<()>) {
+/// one never lands after a newer one. A write the API server refused (after the
+/// retries every request gets) is written again, whole and as it is then, every
+/// `rewrite_after` until it lands, the resource is gone (404), or the operator stops.
+pub fn writer(
+    client: Client,
+    rewrite_after: std::time::Duration,
+) -> (mpsc::UnboundedSender<StatusChange>, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<StatusChange>();
     let task = tokio::spawn(async move {
         // One entry per policy resource the operator has shown a status for.
         let mut shown: HashMap<(String, String), Shown> = HashMap::new();
-        while let Some(change) = rx.recv().await {
+        let mut unwritten: std::collections::BTreeSet<(String, String)> = Default::default();
+        let mut rewrite_at = tokio::time::Instant::now() + rewrite_after;
+        loop {
+            // Waiting on the clock only while something waits to be written again.
+            let change = if unwritten.is_empty() {
+                rx.recv().await
+            } else {
+                match tokio::time::timeout_at(rewrite_at, rx.recv()).await {
+                    Ok(change) => change,
+                    Err(_) => {
+                        for key in std::mem::take(&mut unwritten) {
+                            let Some(entry) = shown.get(&key) else {
+                                continue;
+                            };
+                            if let Written::No =
+                                write(client.clone(), &key.0, &key.1, entry.body()).await
+                            {
+                                unwritten.insert(key);
+                            }
+                        }
+                        rewrite_at = tokio::time::Instant::now() + rewrite_after;
+                        continue;
+                    }
+                }
+            };
+            let Some(change) = change else { break };
             let key = match &change {
                 StatusChange::Ready(u) => (u.namespace.clone(), u.name.clone()),
                 StatusChange::Journalled {
@@ -196,16 +229,33 @@ pub fn writer(client: Client) -> (mpsc::UnboundedSender<StatusChange>, JoinHandl
             let now = api_time(std::time::SystemTime::now());
             let entry = shown.entry(key.clone()).or_default();
             if entry.take(&change, &now) {
-                write(client.clone(), &key.0, &key.1, entry.body()).await;
+                match write(client.clone(), &key.0, &key.1, entry.body()).await {
+                    Written::Yes | Written::Gone => {
+                        unwritten.remove(&key);
+                    }
+                    Written::No => {
+                        if unwritten.is_empty() {
+                            rewrite_at = tokio::time::Instant::now() + rewrite_after;
+                        }
+                        unwritten.insert(key);
+                    }
+                }
             }
         }
     });
     (tx, task)
 }
 
+enum Written {
+    Yes,
+    No,
+    /// The resource is gone: nothing to show the status on.
+    Gone,
+}
+
 /// Writes `body`, again after a pause while the API server says "not now" (as the
-/// family's requests are); a status it refuses is logged and costs nothing else.
-async fn write(client: Client, namespace: &str, name: &str, body: serde_json::Value) {
+/// family's requests are); a status it refuses is logged, and written again later.
+async fn write(client: Client, namespace: &str, name: &str, body: serde_json::Value) -> Written {
     let api: Api<RemediationPolicy> = Api::namespaced(client, namespace);
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
@@ -215,8 +265,18 @@ async fn write(client: Client, namespace: &str, name: &str, body: serde_json::Va
     let written = Retry::default()
         .run(|| api.patch_status(name, &params, &patch))
         .await;
-    if let Err(e) = written {
-        tracing::warn!(namespace = %namespace, name = %name, error = %e, "could not write the policy's status");
+    match written {
+        Ok(_) => Written::Yes,
+        // The API server took it; only its answer did not read as a policy.
+        Err(kube::Error::SerdeError(e)) => {
+            tracing::debug!(namespace = %namespace, name = %name, error = %e, "the status was written; its answer did not decode");
+            Written::Yes
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 => Written::Gone,
+        Err(e) => {
+            tracing::warn!(namespace = %namespace, name = %name, error = %e, "could not write the policy's status; writing it again later");
+            Written::No
+        }
     }
 }
 
@@ -237,6 +297,57 @@ mod tests {
                 entry,
             }),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_status_the_api_server_refused_is_written_again_later() {
+        use crate::kubernetes::api_server::{route, Reply};
+        let mut refusals = 0;
+        let (client, mut seen) = route(move |_| {
+            // Four tries of the first write, four of the first rewrite: refused.
+            refusals += 1;
+            if refusals <= 8 {
+                Reply::Json(
+                    500,
+                    serde_json::json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "etcd is down", "reason": "InternalError", "code": 500 }),
+                )
+            } else {
+                Reply::Json(
+                    200,
+                    serde_json::json!({ "apiVersion": "salve.dev/v1alpha1", "kind": "RemediationPolicy", "metadata": { "name": "php", "namespace": "web" } }),
+                )
+            }
+        });
+        let (tx, task) = writer(client, Duration::from_secs(30));
+        tx.send(StatusChange::Ready(StatusUpdate {
+            namespace: "web".into(),
+            name: "php".into(),
+            generation: Some(1),
+            ready: true,
+            reason: "Loaded",
+            message: "running".into(),
+        }))
+        .unwrap();
+        let mut bodies = Vec::new();
+        while bodies.len() < 9 {
+            let request = tokio::time::timeout(Duration::from_secs(120), seen.recv())
+                .await
+                .expect("the status is written again")
+                .expect("a request");
+            assert_eq!(
+                request.path,
+                "/apis/salve.dev/v1alpha1/namespaces/web/remediationpolicies/php/status"
+            );
+            bodies.push(request.body.unwrap_or_default());
+        }
+        // The ninth, after two rounds refused, lands: the same whole status.
+        assert_eq!(bodies[8]["status"]["conditions"][0]["reason"], "Loaded");
+        assert_eq!(bodies[8], bodies[0]);
+        // Nothing more once it is written.
+        let after = tokio::time::timeout(Duration::from_secs(90), seen.recv()).await;
+        assert!(after.is_err(), "{after:?}");
+        drop(tx);
+        task.await.unwrap();
     }
 
     #[test]

@@ -41,8 +41,9 @@ pub struct WatchSpec {
     pub name: Option<String>,
 }
 
-/// How many values one set-based selector (`app in (a,b,…)`) carries: enough that a
-/// thousand policies are ten watches, few enough that the request stays short.
+/// How many values one set-based selector (`app in (a,b,…)`) carries on average:
+/// enough that a thousand policies are a handful of watches, few enough that the
+/// request stays short.
 const SET_SELECTOR_VALUES: usize = 100;
 
 /// The watches `policies` need, one per distinct target; policies selecting one kind
@@ -91,11 +92,27 @@ pub fn plan(policies: &[Policy]) -> BTreeSet<WatchSpec> {
         });
     }
     for ((kind, namespace, key), values) in sets {
-        let values: Vec<String> = values.into_iter().collect();
-        for chunk in values.chunks(SET_SELECTOR_VALUES) {
-            let labels = match chunk {
+        // Each value goes to a bucket by a hash of its own text, so adding or removing
+        // one policy changes one watch's selector, not every watch after it (only
+        // when the bucket count doubles or halves do they all move).
+        let buckets = values
+            .len()
+            .div_ceil(SET_SELECTOR_VALUES)
+            .next_power_of_two();
+        let mut grouped: Vec<Vec<&String>> = vec![Vec::new(); buckets];
+        for value in &values {
+            grouped[(stable_hash(value) % buckets as u64) as usize].push(value);
+        }
+        for group in grouped.into_iter().filter(|g| !g.is_empty()) {
+            let labels = match group.as_slice() {
                 [one] => format!("{key}={one}"),
-                many => format!("{key} in ({})", many.join(",")),
+                many => format!(
+                    "{key} in ({})",
+                    many.iter()
+                        .map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
             };
             watches.insert(WatchSpec {
                 kind,
@@ -106,6 +123,14 @@ pub fn plan(policies: &[Policy]) -> BTreeSet<WatchSpec> {
         }
     }
     watches
+}
+
+/// FNV-1a: the same bucket for a value in every run and every build (std's hasher
+/// promises neither), so a restart plans the same watches.
+fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// A running watch's number: what each observation says it came from (a number, not
@@ -133,6 +158,8 @@ const LIST_PAGE: u32 = 100;
 pub struct Watches {
     running: HashMap<WatchSpec, (WatchId, JoinHandle<()>)>,
     next_id: WatchId,
+    /// The ids of `running`, for each observation to be checked against.
+    live: std::collections::HashSet<WatchId>,
     seen_by: HashMap<String, Vec<WatchId>>,
     listing: Arc<Semaphore>,
 }
@@ -142,6 +169,7 @@ impl Default for Watches {
         Watches {
             running: HashMap::new(),
             next_id: 0,
+            live: Default::default(),
             seen_by: HashMap::new(),
             listing: Arc::new(Semaphore::new(CONCURRENT_LISTINGS)),
         }
@@ -165,9 +193,10 @@ impl Watches {
         });
         // What only a stopped watch saw is forgotten here; the engine forgets it with
         // the policy that named it.
-        let kept: BTreeSet<WatchId> = self.running.values().map(|(id, _)| *id).collect();
+        self.live = self.running.values().map(|(id, _)| *id).collect();
         for watches in self.seen_by.values_mut() {
-            watches.retain(|w| kept.contains(w));
+            let live = &self.live;
+            watches.retain(|w| live.contains(w));
         }
         self.seen_by.retain(|_, watches| !watches.is_empty());
         for spec in wanted {
@@ -185,12 +214,18 @@ impl Watches {
                 self.listing.clone(),
             );
             self.running.insert(spec, (id, task));
+            self.live.insert(id);
         }
     }
 
     /// What the engine hears of `seen`: an object one watch no longer shows is news
     /// only when no other watch shows it either.
     pub fn merge(&mut self, seen: Seen) -> Option<Event> {
+        // Sent before its watch was stopped: what that watch saw is forgotten already,
+        // and a replacing watch lists afresh.
+        if !self.live.contains(&seen.watch) {
+            return None;
+        }
         let (key, deleted) = match &seen.event {
             Event::Pod(p) => (p.key(), p.deleted),
             Event::Workload(w) => (w.key(), w.deleted),
@@ -219,6 +254,7 @@ impl Watches {
         for (_, (_, task)) in self.running.drain() {
             task.abort();
         }
+        self.live.clear();
     }
 }
 
@@ -452,6 +488,7 @@ mod tests {
             }),
         };
         let mut watches = Watches::default();
+        watches.live.extend([0, 1]);
         assert!(watches.merge(seen(0, false)).is_some());
         assert!(watches.merge(seen(1, false)).is_some());
         // It lost `tier`: the other watch still sees it.
@@ -461,6 +498,9 @@ mod tests {
             Some(Event::Pod(p)) if p.deleted
         ));
         assert!(watches.seen_by.is_empty());
+        // What a stopped watch sent before it stopped is not heard.
+        watches.live.remove(&1);
+        assert!(watches.merge(seen(1, false)).is_none());
     }
 
     #[test]
@@ -535,25 +575,42 @@ mod tests {
             "pod: { restarts: 3 }",
         );
         let watches: Vec<WatchSpec> = plan(&policies(&(many + &lone))).into_iter().collect();
-        let first: Vec<String> = (0..100).map(|i| format!("svc-{i:03}")).collect();
-        let second: Vec<String> = (100..150).map(|i| format!("svc-{i:03}")).collect();
-        assert_eq!(
-            watches,
-            [
-                spec(
-                    ObjectKind::Pods,
-                    Some("web"),
-                    Some(&format!("app in ({})", first.join(","))),
-                    None
-                ),
-                spec(
-                    ObjectKind::Pods,
-                    Some("web"),
-                    Some(&format!("app in ({})", second.join(","))),
-                    None
-                ),
-                spec(ObjectKind::Pods, Some("web"), Some("tier=db"), None),
-            ]
+        // 150 values: two buckets, each value in the one its hash names, each
+        // bucket's values in order; the lone two-label-free selector stays its own.
+        let bucket = |b: u64| -> String {
+            let values: Vec<String> = (0..150)
+                .map(|i| format!("svc-{i:03}"))
+                .filter(|v| stable_hash(v) % 2 == b)
+                .collect();
+            assert!((50..=100).contains(&values.len()), "{}", values.len());
+            format!("app in ({})", values.join(","))
+        };
+        let mut expected = vec![
+            spec(ObjectKind::Pods, Some("web"), Some(&bucket(0)), None),
+            spec(ObjectKind::Pods, Some("web"), Some(&bucket(1)), None),
+            spec(ObjectKind::Pods, Some("web"), Some("tier=db"), None),
+        ];
+        expected.sort();
+        assert_eq!(watches, expected);
+        // One policy more changes one watch, not both.
+        let more = doc(
+            "{ name: s150, namespace: web }",
+            "{ pods: { selector: { app: svc-150 } } }",
+            "pod: { restarts: 3 }",
         );
+        let yaml: String = (0..150)
+            .map(|i| {
+                doc(
+                    &format!("{{ name: s{i:03}, namespace: web }}"),
+                    &format!("{{ pods: {{ selector: {{ app: svc-{i:03} }} }} }}"),
+                    "pod: { restarts: 3 }",
+                )
+            })
+            .collect::<String>()
+            + &lone
+            + &more;
+        let after = plan(&policies(&yaml));
+        let kept = expected.iter().filter(|w| after.contains(*w)).count();
+        assert_eq!(kept, 2, "{after:?}");
     }
 }

@@ -87,9 +87,15 @@ impl Place {
             .await
     }
 
-    /// Writes `text` over the key while it still holds `expected`; the read and the
-    /// write are retried together, so a conflict reads afresh.
-    async fn write(&self, retry: super::Retry, expected: &str, text: &str) -> Result<(), Refused> {
+    /// Writes `text` over the key while it still holds one of `expected`; the read and
+    /// the write are retried together, so a conflict reads afresh. A key that holds
+    /// `text` already is written (a try whose answer was lost may have landed).
+    async fn write(
+        &self,
+        retry: super::Retry,
+        expected: &[&str],
+        text: &str,
+    ) -> Result<(), Refused> {
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..PatchParams::default()
@@ -100,7 +106,8 @@ impl Place {
                 let now = map.data.as_ref().and_then(|d| d.get(&self.key));
                 match now {
                     None => return Err(Refused::NoKey),
-                    Some(now) if now != expected => return Err(Refused::Changed),
+                    Some(now) if now == text => return Ok(()),
+                    Some(now) if !expected.contains(&now.as_str()) => return Err(Refused::Changed),
                     Some(_) => {}
                 }
                 let patch = json!({
@@ -113,6 +120,37 @@ impl Place {
                 Ok(())
             })
             .await
+    }
+}
+
+/// The claim of one key's edit, given back when the edit ends however it ends.
+struct Editing<'a> {
+    keys: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+    key: String,
+}
+
+impl<'a> Editing<'a> {
+    fn claim(
+        keys: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+        key: &str,
+    ) -> Option<Editing<'a>> {
+        let mut held = keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.insert(key.to_string()).then(|| Editing {
+            keys,
+            key: key.to_string(),
+        })
+    }
+}
+
+impl Drop for Editing<'_> {
+    fn drop(&mut self) {
+        let mut held = self
+            .keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.remove(&self.key);
     }
 }
 
@@ -154,6 +192,14 @@ impl KubernetesObjects {
             unit: None,
             apply: ApplyWith::Reload,
         };
+        // One edit of a key at a time: a second would take the first one's unverified
+        // text for the original, and could put it back.
+        let label = place.label.display().to_string();
+        let Some(_editing) = Editing::claim(&self.editing, &label) else {
+            return Acted::done(Err(Failure::failed(format!(
+                "another attempt is editing {label}; not edited"
+            ))));
+        };
         let original = match place.read(self.retry).await {
             Ok(text) => text,
             Err(refused) => return Acted::done(Err(place.describe(refused))),
@@ -180,7 +226,7 @@ impl KubernetesObjects {
                 Err(e) => {
                     let failure = Failure::failed(format!("{}: {e}", place.label.display()));
                     return self
-                        .undo(&place, key, policy, &original, &current, failure)
+                        .undo(&place, key, policy, &original, &[&current], failure)
                         .await;
                 }
             };
@@ -191,13 +237,22 @@ impl KubernetesObjects {
                     place.label.display()
                 ));
                 return self
-                    .undo(&place, key, policy, &original, &current, failure)
+                    .undo(&place, key, policy, &original, &[&current], failure)
                     .await;
             }
-            if let Err(refused) = place.write(self.retry, &current, &planned.text).await {
+            if let Err(refused) = place.write(self.retry, &[&current], &planned.text).await {
+                // Refused by the API server, the write may have landed though its
+                // answer was lost: either text is salve's to take back. Refused
+                // before writing, only what salve wrote before is.
+                let maybe_landed = matches!(refused, Refused::Api(_));
                 let failure = place.describe(refused);
+                let written: &[&str] = if maybe_landed {
+                    &[&current, &planned.text]
+                } else {
+                    &[&current]
+                };
                 return self
-                    .undo(&place, key, policy, &original, &current, failure)
+                    .undo(&place, key, policy, &original, written, failure)
                     .await;
             }
             current = planned.text;
@@ -205,7 +260,7 @@ impl KubernetesObjects {
             if let Err(e) = self.restart_rollout_of(key).await {
                 let failure = api_failure(key, e);
                 return self
-                    .undo(&place, key, policy, &original, &current, failure)
+                    .undo(&place, key, policy, &original, &[&current], failure)
                     .await;
             }
             verified = executor.verify(policy).await;
@@ -224,7 +279,7 @@ impl KubernetesObjects {
         match verified {
             Some((false, seen)) => {
                 let failure = Failure::failed(format!("{done}, which did not verify: {seen}"));
-                self.undo(&place, key, policy, &original, &current, failure)
+                self.undo(&place, key, policy, &original, &[&current], failure)
                     .await
             }
             verified => Acted {
@@ -235,22 +290,23 @@ impl KubernetesObjects {
         }
     }
 
-    /// Puts the original text back, if salve changed the key and nobody has since, and
-    /// restarts the rollout again so the pods read it.
+    /// Puts the original text back, if the key holds one of the texts salve `written`
+    /// and nobody has changed it since, and restarts the rollout again so the pods
+    /// read it.
     async fn undo(
         &self,
         place: &Place,
         key: &TargetKey,
         policy: &Policy,
         original: &str,
-        current: &str,
+        written: &[&str],
         failure: Failure,
     ) -> Acted {
-        if current == original {
+        let Some(changed) = written.iter().rev().find(|w| **w != original) else {
             return Acted::done(Err(failure));
-        }
-        let diff = Some(diff::unified(&place.label, original, current));
-        let restored = match place.write(self.retry, current, original).await {
+        };
+        let diff = Some(diff::unified(&place.label, original, changed));
+        let restored = match place.write(self.retry, written, original).await {
             Ok(()) => match self.restart_rollout_of(key).await {
                 Ok(()) => "the original text is back and the rollout restarted again".to_string(),
                 Err(e) => format!(

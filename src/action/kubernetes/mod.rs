@@ -110,6 +110,8 @@ pub struct KubernetesObjects {
     poll: Duration,
     /// Pods salve deleted whose verification has not run yet, oldest first.
     deleted: std::sync::Mutex<std::collections::VecDeque<(TargetKey, ready::Deleted)>>,
+    /// The ConfigMap keys a `configMapEdit` is editing now.
+    editing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl KubernetesObjects {
@@ -126,6 +128,7 @@ impl KubernetesObjects {
             clock: SystemTime::now,
             poll: Duration::from_secs(2),
             deleted: std::sync::Mutex::default(),
+            editing: std::sync::Mutex::default(),
         }
     }
 

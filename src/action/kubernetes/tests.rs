@@ -545,6 +545,8 @@ struct NginxCluster {
     conflicted: bool,
     reads: u32,
     meddle: bool,
+    /// Writes that land but whose answer is lost (a 500 after the commit).
+    lost_answers: u32,
 }
 
 impl NginxCluster {
@@ -588,6 +590,13 @@ impl NginxCluster {
                     .unwrap_or_default()
                     .to_string();
                 self.version += 1;
+                if self.lost_answers > 0 {
+                    self.lost_answers -= 1;
+                    return Reply::Json(
+                        500,
+                        json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "the answer was lost", "reason": "InternalError", "code": 500 }),
+                    );
+                }
                 Reply::Json(200, config_map(&self.text, self.version))
             }
             ("PATCH", DEPLOYMENT) => Reply::Json(200, rollout(2, 1, 3, 3)),
@@ -630,6 +639,7 @@ fn nginx_cluster(
         conflicted: meddle,
         reads: 0,
         meddle,
+        lost_answers: 0,
     }));
     let shared = cluster.clone();
     let (client, seen) =
@@ -774,4 +784,14 @@ async fn a_configmap_already_at_the_cap_is_not_applicable_and_a_missing_key_fail
         "{error}"
     );
     assert!(drain(&mut seen).iter().all(|s| s.method == "GET"));
+}
+
+#[tokio::test]
+async fn a_write_that_landed_though_its_answer_was_lost_is_not_taken_for_someone_elses() {
+    let (client, _seen, cluster) = nginx_cluster("8k", false);
+    cluster.lock().unwrap().lost_answers = 1;
+    let executor = quick(client);
+    let outcome = executor.run_attempt(&config_map_policy("64k"), 1).await;
+    assert_eq!(outcome.result, OutcomeResult::Ok, "{outcome:?}");
+    assert_eq!(cluster.lock().unwrap().text, SITE.replace("4k;", "8k;"));
 }
