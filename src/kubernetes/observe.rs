@@ -3,7 +3,9 @@
 //! read. Pure: the watchers feed these, the recorded-stream tests replay them. The
 //! objects are `watched`'s, decoded with only the fields read here.
 
-use super::watched::{ContainerStatus, Deployment, Node, Pod, StatefulSet};
+use super::watched::{
+    Condition, ContainerStatus, Deployment, Node, Pod, StatefulSet, WorkloadSpec, WorkloadStatus,
+};
 use crate::engine::{
     Conditions, ContainerObservation, Event, NodeObservation, PodObservation, WorkloadKind,
     WorkloadObservation,
@@ -25,13 +27,7 @@ pub fn pod(pod: &Pod, deleted: bool) -> Event {
         })
         .map(container)
         .collect();
-    let conditions = conditions(
-        status
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .map(|c| (&c.type_, &c.status)),
-    );
+    let conditions = conditions(status.and_then(|s| s.conditions.as_ref()));
     Event::Pod(PodObservation {
         namespace,
         name,
@@ -61,43 +57,25 @@ fn container(status: &ContainerStatus) -> ContainerObservation {
 }
 
 /// A Deployment's replica counts: wanted (`spec.replicas`, 1 when unset, as the API
-/// server defaults it) and available.
+/// server defaults it) and available, and its conditions.
 pub fn deployment(deployment: &Deployment, deleted: bool) -> Event {
-    let wanted = deployment.spec.as_ref().and_then(|s| s.replicas);
-    let status = deployment.status.as_ref();
-    let available = status.and_then(|s| s.available_replicas);
-    let conditions = conditions(
-        status
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .map(|c| (&c.type_, &c.status)),
-    );
+    let (spec, status) = (deployment.spec.as_ref(), deployment.status.as_ref());
     workload(
         WorkloadKind::Deployment,
         &deployment.metadata,
-        (wanted, available),
-        conditions,
+        spec,
+        status,
         deleted,
     )
 }
 
 pub fn statefulset(set: &StatefulSet, deleted: bool) -> Event {
-    let wanted = set.spec.as_ref().and_then(|s| s.replicas);
-    let status = set.status.as_ref();
-    let available = status.and_then(|s| s.available_replicas);
-    let conditions = conditions(
-        status
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .map(|c| (&c.type_, &c.status)),
-    );
+    let (spec, status) = (set.spec.as_ref(), set.status.as_ref());
     workload(
         WorkloadKind::Statefulset,
         &set.metadata,
-        (wanted, available),
-        conditions,
+        spec,
+        status,
         deleted,
     )
 }
@@ -105,19 +83,20 @@ pub fn statefulset(set: &StatefulSet, deleted: bool) -> Event {
 fn workload(
     kind: WorkloadKind,
     meta: &ObjectMeta,
-    (wanted, available): (Option<i32>, Option<i32>),
-    conditions: Conditions,
+    spec: Option<&WorkloadSpec>,
+    status: Option<&WorkloadStatus>,
     deleted: bool,
 ) -> Event {
     let (namespace, name, labels) = identity(meta);
     let count = |n: Option<i32>, unset: u32| n.map_or(unset, |n| u32::try_from(n).unwrap_or(0));
+    let conditions = conditions(status.and_then(|s| s.conditions.as_ref()));
     Event::Workload(WorkloadObservation {
         kind,
         namespace,
         name,
         labels,
-        replicas: count(wanted, 1),
-        available: count(available, 0),
+        replicas: count(spec.and_then(|s| s.replicas), 1),
+        available: count(status.and_then(|s| s.available_replicas), 0),
         conditions,
         deleted,
     })
@@ -126,14 +105,7 @@ fn workload(
 /// A node's conditions, each type with its status.
 pub fn node(node: &Node, deleted: bool) -> Event {
     let (_, name, labels) = identity(&node.metadata);
-    let conditions = conditions(
-        node.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .map(|c| (&c.type_, &c.status)),
-    );
+    let conditions = conditions(node.status.as_ref().and_then(|s| s.conditions.as_ref()));
     Event::Node(NodeObservation {
         name,
         labels,
@@ -144,15 +116,17 @@ pub fn node(node: &Node, deleted: bool) -> Event {
 
 /// Each condition type with its status; a status the API does not define counts as
 /// `Unknown`, as Kubernetes itself reads it.
-fn conditions<'a>(listed: impl Iterator<Item = (&'a String, &'a String)>) -> Conditions {
+fn conditions(listed: Option<&Vec<Condition>>) -> Conditions {
     listed
-        .map(|(kind, status)| {
-            let value = match status.as_str() {
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let value = match c.status.as_str() {
                 "True" => ConditionValue::True,
                 "False" => ConditionValue::False,
                 _ => ConditionValue::Unknown,
             };
-            (kind.clone(), value)
+            (c.type_.clone(), value)
         })
         .collect()
 }

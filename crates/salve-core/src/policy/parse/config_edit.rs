@@ -24,18 +24,32 @@ pub(crate) const ALIGN_FASTCGI_PASS_FIELDS: &[&str] =
 const RAISES: Noun = Noun::new("raise", "raises");
 const SETS: Noun = Noun::new("setting", "settings");
 
-pub(super) fn nginx_edit(dec: &mut Decoder, args: &Node) -> Option<Action> {
-    let f = dec.options(args, "the nginxEdit action", NGINX_EDIT_FIELDS)?;
-    let file = f.required(dec, "file").and_then(|n| absolute_path(dec, n));
+/// What an nginx edit changes, in a file or in a ConfigMap's key.
+#[allow(clippy::type_complexity)]
+fn nginx_directives(
+    dec: &mut Decoder,
+    f: &Fields<'_>,
+) -> (
+    Option<String>,
+    Option<Vec<RaiseDirective>>,
+    Option<Vec<SetDirective>>,
+) {
     let context = f
         .required(dec, "context")
         .and_then(|n| dec.checked_string(n, |t| rules::not_blank(t, "context")));
-    let raise = opt(dec, &f, "raise", Vec::new(), |d, n| {
+    let raise = opt(dec, f, "raise", Vec::new(), |d, n| {
         d.list(n, RAISES, raise_directive)
     });
-    let set = opt(dec, &f, "set", Vec::new(), |d, n| {
+    let set = opt(dec, f, "set", Vec::new(), |d, n| {
         d.list(n, SETS, set_directive)
     });
+    (context, raise, set)
+}
+
+pub(super) fn nginx_edit(dec: &mut Decoder, args: &Node) -> Option<Action> {
+    let f = dec.options(args, "the nginxEdit action", NGINX_EDIT_FIELDS)?;
+    let file = f.required(dec, "file").and_then(|n| absolute_path(dec, n));
+    let (context, raise, set) = nginx_directives(dec, &f);
     let (config, unit, apply) = common(dec, &f, defaults::nginx_conf(), defaults::nginx_apply())?;
     Some(Action::NginxEdit(NginxEditArgs {
         file: file?,
@@ -56,15 +70,7 @@ pub(super) fn config_map_edit(dec: &mut Decoder, args: &Node) -> Option<Action> 
     let key = f
         .required(dec, "key")
         .and_then(|n| dec.checked_string(n, rules::config_map_key));
-    let context = f
-        .required(dec, "context")
-        .and_then(|n| dec.checked_string(n, |t| rules::not_blank(t, "context")));
-    let raise = opt(dec, &f, "raise", Vec::new(), |d, n| {
-        d.list(n, RAISES, raise_directive)
-    });
-    let set = opt(dec, &f, "set", Vec::new(), |d, n| {
-        d.list(n, SETS, set_directive)
-    });
+    let (context, raise, set) = nginx_directives(dec, &f);
     Some(Action::ConfigMapEdit(ConfigMapEditArgs {
         config_map: config_map?,
         key: key?,
