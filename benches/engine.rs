@@ -128,11 +128,7 @@ struct Counts {
 /// agent would. With `timed`, each `handle` call is timed on its own.
 fn run(shape: Shape, events: &[Event], timed: bool) -> Run {
     let mut engine = policies(shape);
-    let names: Vec<String> = engine
-        .policies()
-        .iter()
-        .map(|p| p.name().to_string())
-        .collect();
+    let names: Vec<String> = engine.policies().map(|p| p.name().to_string()).collect();
     let mut pending: VecDeque<(usize, Event)> = VecDeque::new();
     let mut out: Vec<Decision> = Vec::with_capacity(16);
     let mut latencies_ns = Vec::with_capacity(if timed { events.len() * 2 } else { 0 });

@@ -194,7 +194,7 @@ pub fn run(
         for decision in &out {
             let policy = engine.policy(decision.policy);
             if let Verdict::Act { attempt_id, .. } = &decision.verdict {
-                running.insert(*attempt_id, (policy.clone(), at));
+                running.insert(*attempt_id, (policy.clone().into_owned(), at));
                 if let Some(a) = assume {
                     let done = TimedEvent {
                         at: at + a.after,
@@ -212,9 +212,11 @@ pub fn run(
             }
             if let Some(start) = journal_start {
                 let ts = start + at.since_origin();
-                replay.journal.push(decision_record(decision, policy, ts));
+                replay.journal.push(decision_record(decision, &policy, ts));
             }
-            replay.decisions.push(DecisionRecord::new(decision, policy));
+            replay
+                .decisions
+                .push(DecisionRecord::new(decision, &policy));
         }
     }
     replay

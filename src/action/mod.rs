@@ -43,6 +43,22 @@ pub trait Family: Sized + Send + Sync + 'static {
         action: &'a Action,
     ) -> impl Future<Output = Option<Acted>> + Send + 'a;
 
+    /// Whether the family has a dry run of its own to rehearse a dry-run policy's
+    /// changes with (the API server's; systemd has none).
+    const REHEARSES: bool = false;
+
+    /// Sends `action`'s change through the target system's own dry run, which checks
+    /// it as if for real (the API server: admission, validation, RBAC) and stores
+    /// nothing: what the change would be, or why it would be refused. `None` for an
+    /// action the family cannot rehearse.
+    fn rehearse<'a>(
+        &'a self,
+        _policy: &'a Policy,
+        _action: &'a Action,
+    ) -> impl Future<Output = Option<Result<String, Failure>>> + Send + 'a {
+        std::future::ready(None)
+    }
+
     /// The family's own part of `verify` (systemd: `verify.unit`): whether it passed
     /// and what it saw; `None` when the policy asks nothing of it.
     fn verify_target<'a>(
@@ -218,6 +234,32 @@ impl<F: Family> Executor<F> {
                 diffs: trail.diffs,
             }),
         }
+    }
+
+    /// A dry-run policy's actions through the family's own dry run, in order, up to
+    /// the first the target system refuses: whether every change was accepted, and
+    /// each action's line. `None` when the family rehearses none of them.
+    pub async fn rehearse(&self, policy: &Policy) -> Option<(bool, Vec<String>)> {
+        let mut steps = Vec::new();
+        let mut rehearsed = false;
+        for action in &policy.spec.actions {
+            let Some(answer) = Box::pin(self.family.rehearse(policy, action)).await else {
+                steps.push(format!(
+                    "{}: not rehearsed (nothing is sent in a dry run)",
+                    action.name()
+                ));
+                continue;
+            };
+            rehearsed = true;
+            match answer {
+                Ok(would) => steps.push(format!("{}: {would}", action.name())),
+                Err(refused) => {
+                    steps.push(format!("{}: {}", action.name(), refused.message));
+                    return Some((false, steps));
+                }
+            }
+        }
+        rehearsed.then_some((true, steps))
     }
 
     /// Runs the policy's `escalate` actions; returns the failures, if any.

@@ -165,9 +165,9 @@ fn load_host_policies(paths: &[PathBuf]) -> Result<Vec<Policy>, crate::policy::D
     Ok(policies)
 }
 
-fn units_of(policies: &[Policy]) -> Vec<String> {
+fn units_of<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Vec<String> {
     let set: BTreeSet<String> = policies
-        .iter()
+        .into_iter()
         .filter_map(|p| p.spec.target.unit().map(|u| u.to_string()))
         .collect();
     set.into_iter().collect()

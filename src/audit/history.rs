@@ -109,7 +109,10 @@ pub fn filter<'a>(records: &'a [Record], f: &HistoryFilter) -> Vec<&'a Record> {
             Entry::Intent { id, .. } => {
                 attempts.contains(&(r.policy.as_str(), r.target.as_str(), id))
             }
-            Entry::Skip { .. } | Entry::Escalate { .. } | Entry::EscalationSent { .. } => false,
+            Entry::Skip { .. }
+            | Entry::Escalate { .. }
+            | Entry::EscalationSent { .. }
+            | Entry::Rehearsal { .. } => false,
         })
         .collect()
 }
@@ -224,8 +227,12 @@ fn detail(entry: &Entry) -> String {
         Entry::EscalationSent { failures } => {
             format!("escalation sent, with failures: {}", failures.join("; "))
         }
+        Entry::Rehearsal { accepted, steps } => {
+            let answer = if *accepted { "accepted" } else { "REFUSED" };
+            format!("server-side dry run {answer}: {}", steps.join("; "))
+        }
     };
-    if entry.dry_run() {
+    if entry.dry_run() && !matches!(entry, Entry::Rehearsal { .. }) {
         text.push_str(" (dry run)");
     }
     text

@@ -71,6 +71,11 @@ pub enum Entry {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         evidence: Vec<String>,
     },
+    /// A dry run's changes as the target system's own dry run answered them (the API
+    /// server's `dryRun=All`: admission, validation and RBAC ran, nothing was
+    /// stored), written after the `skip` with reason `dry_run` it follows. `accepted`
+    /// is false when a change was refused; its step says why.
+    Rehearsal { accepted: bool, steps: Vec<String> },
     /// The escalation's actions ran (written after them): an `escalate` without one was
     /// cut off, and is sent again when the agent starts while its circuit is open.
     EscalationSent {
@@ -97,6 +102,7 @@ impl Entry {
             Entry::Skip { .. } => "skip",
             Entry::Escalate { .. } => "escalate",
             Entry::EscalationSent { .. } => "escalationSent",
+            Entry::Rehearsal { .. } => "rehearsal",
         }
     }
 
@@ -107,6 +113,7 @@ impl Entry {
             Entry::Intent { dry_run, .. }
             | Entry::Skip { dry_run, .. }
             | Entry::Escalate { dry_run, .. } => *dry_run,
+            Entry::Rehearsal { .. } => true,
             Entry::Outcome { .. } | Entry::EscalationSent { .. } => false,
         }
     }
@@ -115,7 +122,10 @@ impl Entry {
     pub fn id(&self) -> Option<u64> {
         match self {
             Entry::Intent { id, .. } | Entry::Outcome { id, .. } => Some(*id),
-            Entry::Skip { .. } | Entry::Escalate { .. } | Entry::EscalationSent { .. } => None,
+            Entry::Skip { .. }
+            | Entry::Escalate { .. }
+            | Entry::EscalationSent { .. }
+            | Entry::Rehearsal { .. } => None,
         }
     }
 }

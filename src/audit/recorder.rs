@@ -147,7 +147,7 @@ mod tests {
         let mut e = engine();
         let mut out = Vec::new();
         e.handle(Timestamp::ZERO, &failed(), &mut out);
-        let record = decision_record(&out[0], e.policy(out[0].policy), SystemTime::UNIX_EPOCH);
+        let record = decision_record(&out[0], &e.policy(out[0].policy), SystemTime::UNIX_EPOCH);
         assert_eq!(record.target, "php.service");
         match record.entry {
             Entry::Intent {
@@ -178,7 +178,7 @@ mod tests {
         });
         out.clear();
         e.handle(Timestamp::from_millis(2_500), &done, &mut out);
-        let record = decision_record(&out[0], e.policy(out[0].policy), SystemTime::UNIX_EPOCH);
+        let record = decision_record(&out[0], &e.policy(out[0].policy), SystemTime::UNIX_EPOCH);
         match record.entry {
             Entry::Skip {
                 reason,

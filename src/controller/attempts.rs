@@ -36,6 +36,8 @@ impl Attempts {
         self.attempts.insert(handle.id(), (attempt_id, policy));
     }
 
+    /// Runs a task that reports nothing back to the engine (an escalation, a
+    /// rehearsal).
     pub fn spawn_escalation(&mut self, task: impl Future<Output = ()> + Send + 'static) {
         self.tasks.spawn(task);
     }

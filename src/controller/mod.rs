@@ -14,7 +14,7 @@ pub mod recovery;
 
 use crate::action::{Executor, Family};
 use crate::audit::{decision_record, outcome_record, Durable, JournalWriter};
-use crate::engine::{Decision, Engine, Event, Outcome, Verdict};
+use crate::engine::{Decision, Engine, Event, Outcome, SkipReason, Verdict};
 use crate::policy::Policy;
 use clock::Clock;
 use std::collections::HashMap;
@@ -160,7 +160,7 @@ impl<F: Family> Controller<F> {
 
     fn carry_out(&mut self, decisions: &[Decision]) {
         for decision in decisions {
-            let policy = self.engine.policy(decision.policy).clone();
+            let policy = self.engine.policy(decision.policy).into_owned();
             let span = tracing::info_span!("decision", policy = policy.name(), target = %crate::engine::target_name(&policy));
             let _enter = span.enter();
             let record = decision_record(decision, &policy, SystemTime::now());
@@ -187,9 +187,34 @@ impl<F: Family> Controller<F> {
                 Verdict::Skip { reason, .. } => {
                     tracing::info!(reason = reason.as_str(), "skipped");
                     self.journal.record(record);
+                    if *reason == SkipReason::DryRun && F::REHEARSES {
+                        self.rehearse(policy);
+                    }
                 }
             }
         }
+    }
+
+    /// Sends a dry run's changes through the target system's own dry run and journals
+    /// its answer after the `dry_run` skip: a policy tried in dry run shows whether
+    /// its changes would pass admission and RBAC before it is let act.
+    fn rehearse(&mut self, policy: Policy) {
+        let executor = Arc::clone(&self.executor);
+        let journal = Arc::clone(&self.journal);
+        self.attempts.spawn_escalation(async move {
+            let Some((accepted, steps)) = executor.rehearse(&policy).await else {
+                return;
+            };
+            if !accepted {
+                tracing::warn!(policy = policy.name(), steps = ?steps, "the dry run's change would be refused");
+            }
+            journal.record(crate::audit::Record {
+                ts: SystemTime::now(),
+                policy: policy.name().to_string(),
+                target: crate::engine::target_name(&policy),
+                entry: crate::audit::Entry::Rehearsal { accepted, steps },
+            });
+        });
     }
 
     /// Runs the policy's escalation once its `escalate` record is durable (`None`: it
@@ -246,7 +271,7 @@ impl<F: Family> Controller<F> {
             let Some(id) = self.engine.policy_id(&name) else {
                 continue;
             };
-            let policy = self.engine.policy(id).clone();
+            let policy = self.engine.policy(id).into_owned();
             if crate::engine::target_name(&policy) != target || !self.engine.circuit_open(id, now) {
                 continue;
             }

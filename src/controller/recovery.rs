@@ -112,7 +112,7 @@ pub fn from_records(records: &[Record], clock: &Clock, now: SystemTime) -> Recov
             Entry::EscalationSent { .. } => {
                 unsent.retain(|(p, t, _)| !(*p == record.policy && *t == record.target));
             }
-            Entry::Skip { .. } => {}
+            Entry::Skip { .. } | Entry::Rehearsal { .. } => {}
         }
     }
     let mut unfinished: Vec<(u64, usize)> = open.into_iter().collect();

@@ -23,6 +23,9 @@ pub struct Expect {
     pub body: Option<BodyCheck>,
     pub status: u16,
     pub answer: Value,
+    /// Whether the request must be the API server's dry run (`dryRun=All`, in the
+    /// query or a deletion's body); one that is not expected to be must not be.
+    pub dry_run: bool,
 }
 
 impl Expect {
@@ -35,7 +38,13 @@ impl Expect {
             body: None,
             status: 200,
             answer: serde_json::json!({}),
+            dry_run: false,
         }
+    }
+
+    pub fn dry_run(mut self) -> Expect {
+        self.dry_run = true;
+        self
     }
 
     pub fn query(mut self, key: &'static str, value: &'static str) -> Expect {
@@ -108,6 +117,14 @@ pub fn serve(script: Vec<Expect>) -> (Client, JoinHandle<()>) {
                 assert_eq!(sent, Some(content_type), "{what}: content type");
             }
             let bytes = body.collect_bytes().await.expect("request body");
+            let body_dry = serde_json::from_slice::<Value>(&bytes)
+                .is_ok_and(|b| b["dryRun"] == serde_json::json!(["All"]));
+            let query_dry = query.iter().any(|(k, v)| k == "dryRun" && v == "All");
+            assert_eq!(
+                query_dry || body_dry,
+                expect.dry_run,
+                "{what}: whether it is a dry run"
+            );
             if let Some(check) = &expect.body {
                 let value: Value = serde_json::from_slice(&bytes)
                     .unwrap_or_else(|e| panic!("{what}: body is not JSON: {e}"));

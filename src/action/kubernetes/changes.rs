@@ -4,20 +4,13 @@
 //! a deploy) is read again rather than overwritten; the read and the write are retried
 //! together.
 
-use super::{api_failure, KubernetesObjects, FIELD_MANAGER};
+use super::{api_failure, KubernetesObjects, Mode};
 use crate::action::Failure;
 use crate::policy::{MemoryQuantity, RaiseMemoryLimitArgs, ScaleArgs, TargetKey};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, PodTemplateSpec};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use serde_json::json;
-
-fn params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PatchParams::default()
-    }
-}
 
 /// Why a change could not be made, beside the API server's own refusals.
 enum Refused {
@@ -69,7 +62,12 @@ impl KubernetesObjects {
         }
     }
 
-    pub(super) async fn scale(&self, key: &TargetKey, args: &ScaleArgs) -> Result<String, Failure> {
+    pub(super) async fn scale(
+        &self,
+        key: &TargetKey,
+        args: &ScaleArgs,
+        mode: Mode,
+    ) -> Result<String, Failure> {
         let Some((workload, name)) = self.workload(key) else {
             return Err(Failure::failed(format!("`scale` cannot act on {key}")));
         };
@@ -93,17 +91,19 @@ impl KubernetesObjects {
                     "spec": { "replicas": wanted }
                 });
                 let patch = Patch::Merge(&patch);
+                let params = mode.patch_params();
                 match &workload {
-                    Workload::Deployment(api) => api.patch_scale(&name, &params(), &patch).await?,
-                    Workload::StatefulSet(api) => api.patch_scale(&name, &params(), &patch).await?,
+                    Workload::Deployment(api) => api.patch_scale(&name, &params, &patch).await?,
+                    Workload::StatefulSet(api) => api.patch_scale(&name, &params, &patch).await?,
                 };
                 Ok((now, wanted))
             })
             .await
             .map_err(|refused| failure(key, refused))?;
-        Ok(format!(
-            "scaled {key} from {} to {} replicas",
-            scaled.0, scaled.1
+        let (from, to) = scaled;
+        Ok(mode.says(
+            format!("scaled {key} from {from} to {to} replicas"),
+            format!("would scale {key} from {from} to {to} replicas"),
         ))
     }
 
@@ -111,6 +111,7 @@ impl KubernetesObjects {
         &self,
         key: &TargetKey,
         args: &RaiseMemoryLimitArgs,
+        mode: Mode,
     ) -> Result<String, Failure> {
         let Some((workload, name)) = self.workload(key) else {
             return Err(Failure::failed(format!(
@@ -148,37 +149,42 @@ impl KubernetesObjects {
                     }] } } }
                 });
                 let patch = Patch::Strategic(&patch);
+                let params = mode.patch_params();
                 match &workload {
                     Workload::Deployment(api) => {
-                        api.patch(&name, &params(), &patch).await?;
+                        api.patch(&name, &params, &patch).await?;
                     }
                     Workload::StatefulSet(api) => {
-                        api.patch(&name, &params(), &patch).await?;
+                        api.patch(&name, &params, &patch).await?;
                     }
                 }
                 Ok((now, next))
             })
             .await
             .map_err(|refused| failure(key, refused))?;
-        Ok(format!(
-            "raised the memory limit of container {} in {key} from {} to {}",
-            args.container, raised.0, raised.1
+        let ((from, to), container) = (raised, &args.container);
+        Ok(mode.says(
+            format!("raised the memory limit of container {container} in {key} from {from} to {to}"),
+            format!("would raise the memory limit of container {container} in {key} from {from} to {to}"),
         ))
     }
 
-    pub(super) async fn cordon(&self, key: &TargetKey) -> Result<String, Failure> {
+    pub(super) async fn cordon(&self, key: &TargetKey, mode: Mode) -> Result<String, Failure> {
         let TargetKey::Node { name } = key else {
             return Err(Failure::failed(format!("`cordon` cannot act on {key}")));
         };
         let nodes: Api<Node> = Api::all(self.client.clone());
         let patch = json!({ "spec": { "unschedulable": true } });
         let patch = Patch::Merge(&patch);
-        let params = params();
+        let params = mode.patch_params();
         self.retry
             .run(|| nodes.patch(name, &params, &patch))
             .await
             .map_err(|e| api_failure(key, e))?;
-        Ok(format!("cordoned {key}: no new pods are scheduled there"))
+        Ok(mode.says(
+            format!("cordoned {key}: no new pods are scheduled there"),
+            format!("would cordon {key}"),
+        ))
     }
 }
 

@@ -9,7 +9,7 @@
 //! and the original is restored). Each write carries the `resourceVersion` it read and
 //! the text salve expects, so a change someone makes meanwhile is never overwritten.
 
-use super::{api_failure, KubernetesObjects, Transient, FIELD_MANAGER};
+use super::{api_failure, KubernetesObjects, Mode, Transient};
 use crate::action::config_edit::diff;
 use crate::action::config_edit::nginx::NginxPlanner;
 use crate::action::config_edit::Planner;
@@ -17,7 +17,7 @@ use crate::action::{Acted, Executor, Failure};
 use crate::policy::{ApplyWith, ConfigMapEditArgs, NginxEditArgs, Policy, TargetKey};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -93,13 +93,11 @@ impl Place {
     async fn write(
         &self,
         retry: super::Retry,
+        mode: Mode,
         expected: &[&str],
         text: &str,
     ) -> Result<(), Refused> {
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
-            ..PatchParams::default()
-        };
+        let params = mode.patch_params();
         retry
             .run(|| async {
                 let map = self.api.get(&self.name).await?;
@@ -155,21 +153,20 @@ impl Drop for Editing<'_> {
 }
 
 impl KubernetesObjects {
-    pub(super) async fn edit_config_map(
+    /// Where the edit is, and the host planner's arguments for it.
+    fn place_of(
         &self,
-        executor: &Executor<Self>,
-        policy: &Policy,
         key: &TargetKey,
         args: &ConfigMapEditArgs,
-    ) -> Acted {
+    ) -> Result<(Place, NginxEditArgs), Failure> {
         let namespace = match key {
             TargetKey::Deployment { namespace, .. } | TargetKey::StatefulSet { namespace, .. } => {
                 namespace
             }
             _ => {
-                return Acted::done(Err(Failure::failed(format!(
+                return Err(Failure::failed(format!(
                     "`configMapEdit` cannot act on {key}"
-                ))))
+                )))
             }
         };
         let place = Place {
@@ -191,6 +188,62 @@ impl KubernetesObjects {
             config: PathBuf::from("/"),
             unit: None,
             apply: ApplyWith::Reload,
+        };
+        Ok((place, nginx))
+    }
+
+    /// The edit's first step, in the API server's dry run: the key read, the step
+    /// planned and parsed, the patch and the rollout restart sent with `dryRun=All`.
+    pub(super) async fn rehearse_config_map_edit(
+        &self,
+        key: &TargetKey,
+        args: &ConfigMapEditArgs,
+    ) -> Result<String, Failure> {
+        let (place, nginx) = self.place_of(key, args)?;
+        let label = place.label.display();
+        let original = place
+            .read(self.retry)
+            .await
+            .map_err(|refused| place.describe(refused))?;
+        let planned = match NginxPlanner::new(&nginx).next(&original) {
+            Ok(Some(planned)) => planned,
+            Ok(None) => {
+                return Err(Failure {
+                    timed_out: false,
+                    not_applicable: true,
+                    message: format!("{label} already holds what the edit would write"),
+                })
+            }
+            Err(e) => return Err(Failure::failed(format!("{label}: {e}"))),
+        };
+        if let Err(e) = crate::webconf::nginx::parse(&place.label, &planned.text) {
+            return Err(Failure::failed(format!(
+                "internal: the edit of {label} would not parse ({e})"
+            )));
+        }
+        place
+            .write(self.retry, Mode::DryRun, &[&original], &planned.text)
+            .await
+            .map_err(|refused| place.describe(refused))?;
+        self.restart_rollout_of(key, Mode::DryRun)
+            .await
+            .map_err(|e| api_failure(key, e))?;
+        Ok(format!(
+            "would edit {label}: {}, then restart the rollout of {key}",
+            planned.summary
+        ))
+    }
+
+    pub(super) async fn edit_config_map(
+        &self,
+        executor: &Executor<Self>,
+        policy: &Policy,
+        key: &TargetKey,
+        args: &ConfigMapEditArgs,
+    ) -> Acted {
+        let (place, nginx) = match self.place_of(key, args) {
+            Ok(found) => found,
+            Err(failure) => return Acted::done(Err(failure)),
         };
         // One edit of a key at a time: a second would take the first one's unverified
         // text for the original, and could put it back.
@@ -240,7 +293,10 @@ impl KubernetesObjects {
                     .undo(&place, key, policy, &original, &[&current], failure)
                     .await;
             }
-            if let Err(refused) = place.write(self.retry, &[&current], &planned.text).await {
+            if let Err(refused) = place
+                .write(self.retry, Mode::Apply, &[&current], &planned.text)
+                .await
+            {
                 // Refused by the API server, the write may have landed though its
                 // answer was lost: either text is salve's to take back. Refused
                 // before writing, only what salve wrote before is.
@@ -257,7 +313,7 @@ impl KubernetesObjects {
             }
             current = planned.text;
             steps.push(planned.summary);
-            if let Err(e) = self.restart_rollout_of(key).await {
+            if let Err(e) = self.restart_rollout_of(key, Mode::Apply).await {
                 let failure = api_failure(key, e);
                 return self
                     .undo(&place, key, policy, &original, &[&current], failure)
@@ -306,8 +362,11 @@ impl KubernetesObjects {
             return Acted::done(Err(failure));
         };
         let diff = Some(diff::unified(&place.label, original, changed));
-        let restored = match place.write(self.retry, written, original).await {
-            Ok(()) => match self.restart_rollout_of(key).await {
+        let restored = match place
+            .write(self.retry, Mode::Apply, written, original)
+            .await
+        {
+            Ok(()) => match self.restart_rollout_of(key, Mode::Apply).await {
                 Ok(()) => "the original text is back and the rollout restarted again".to_string(),
                 Err(e) => format!(
                     "the original text is back, but restarting the rollout again failed: {}",
@@ -329,15 +388,15 @@ impl KubernetesObjects {
     }
 
     /// Restarts the workload's rollout: its pods read a mounted ConfigMap at start.
-    async fn restart_rollout_of(&self, key: &TargetKey) -> Result<(), kube::Error> {
+    async fn restart_rollout_of(&self, key: &TargetKey, mode: Mode) -> Result<(), kube::Error> {
         match key {
             TargetKey::Deployment { namespace, name } => {
                 let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
-                self.rollout_restart(&api, name).await
+                self.rollout_restart(&api, name, mode).await
             }
             TargetKey::StatefulSet { namespace, name } => {
                 let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), namespace);
-                self.rollout_restart(&api, name).await
+                self.rollout_restart(&api, name, mode).await
             }
             _ => Ok(()),
         }

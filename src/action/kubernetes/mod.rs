@@ -93,6 +93,32 @@ impl Retry {
     }
 }
 
+/// A change made for real, or in the API server's own dry run (`dryRun=All`), which
+/// runs admission, validation and RBAC and stores nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    Apply,
+    DryRun,
+}
+
+impl Mode {
+    fn patch_params(self) -> PatchParams {
+        PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            dry_run: self == Mode::DryRun,
+            ..PatchParams::default()
+        }
+    }
+
+    /// What a change did, or would do in a dry run.
+    fn says(self, done: String, would: String) -> String {
+        match self {
+            Mode::Apply => done,
+            Mode::DryRun => would,
+        }
+    }
+}
+
 /// `at` as the API server writes times, to the second: `2026-12-02T05:00:00Z`.
 pub fn api_time(at: SystemTime) -> String {
     k8s_openapi::jiff::Timestamp::try_from(at)
@@ -170,14 +196,18 @@ impl KubernetesObjects {
         Ok(self.record(key, policy, action, &done?).await)
     }
 
-    async fn restart(&self, policy: &Policy) -> Result<String, Failure> {
+    async fn restart(&self, policy: &Policy, mode: Mode) -> Result<String, Failure> {
         let key = self.one_object(policy, &Action::Restart(crate::policy::NoArgs))?;
         let done = match &key {
             TargetKey::Pod { namespace, name } => {
                 let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-                let params = DeleteParams::default();
+                let params = DeleteParams {
+                    dry_run: mode == Mode::DryRun,
+                    ..DeleteParams::default()
+                };
                 let deleted = self.retry.run(|| pods.delete(name, &params)).await;
                 match deleted {
+                    Ok(_) if mode == Mode::DryRun => format!("would delete {key}"),
                     Ok(answer) => {
                         // The API server answers with the pod (a Status once it is gone
                         // at once): its uid and owner tell its replacement.
@@ -202,28 +232,42 @@ impl KubernetesObjects {
             }
             TargetKey::Deployment { namespace, name } => {
                 let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
-                self.rollout_restart(&api, name)
+                self.rollout_restart(&api, name, mode)
                     .await
                     .map_err(|e| api_failure(&key, e))?;
-                format!("restarted the rollout of {key}")
+                mode.says(
+                    format!("restarted the rollout of {key}"),
+                    format!("would restart the rollout of {key}"),
+                )
             }
             TargetKey::StatefulSet { namespace, name } => {
                 let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), namespace);
-                self.rollout_restart(&api, name)
+                self.rollout_restart(&api, name, mode)
                     .await
                     .map_err(|e| api_failure(&key, e))?;
-                format!("restarted the rollout of {key}")
+                mode.says(
+                    format!("restarted the rollout of {key}"),
+                    format!("would restart the rollout of {key}"),
+                )
             }
             // Validation keeps `restart` to pods and workloads.
             TargetKey::Node { .. } | TargetKey::Unit(_) => {
                 return Err(Failure::failed(format!("`restart` cannot act on {key}")))
             }
         };
-        Ok(self.record(&key, policy, "Restart", &done).await)
+        match mode {
+            Mode::Apply => Ok(self.record(&key, policy, "Restart", &done).await),
+            Mode::DryRun => Ok(done),
+        }
     }
 
     /// `kubectl rollout restart`: a strategic merge patch of the template's annotation.
-    async fn rollout_restart<K>(&self, api: &Api<K>, name: &str) -> Result<(), kube::Error>
+    async fn rollout_restart<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        mode: Mode,
+    ) -> Result<(), kube::Error>
     where
         K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
@@ -231,10 +275,7 @@ impl KubernetesObjects {
         let patch = serde_json::json!({
             "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: at } } } }
         });
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_string()),
-            ..PatchParams::default()
-        };
+        let params = mode.patch_params();
         let patch = Patch::Strategic(&patch);
         self.retry
             .run(|| api.patch(name, &params, &patch))
@@ -312,11 +353,11 @@ impl Family for KubernetesObjects {
     ) -> Option<Acted> {
         match action {
             Action::Restart(_) | Action::DeletePod(_) | Action::RolloutRestart(_) => {
-                Some(Acted::done(self.restart(policy).await))
+                Some(Acted::done(self.restart(policy, Mode::Apply).await))
             }
             Action::Scale(args) => Some(Acted::done(match self.one_object(policy, action) {
                 Ok(key) => {
-                    let done = self.scale(&key, args).await;
+                    let done = self.scale(&key, args, Mode::Apply).await;
                     self.recorded(&key, policy, "Scale", done).await
                 }
                 Err(f) => Err(f),
@@ -324,7 +365,7 @@ impl Family for KubernetesObjects {
             Action::RaiseMemoryLimit(args) => {
                 Some(Acted::done(match self.one_object(policy, action) {
                     Ok(key) => {
-                        let done = self.raise_memory_limit(&key, args).await;
+                        let done = self.raise_memory_limit(&key, args, Mode::Apply).await;
                         self.recorded(&key, policy, "RaiseMemoryLimit", done).await
                     }
                     Err(f) => Err(f),
@@ -336,13 +377,46 @@ impl Family for KubernetesObjects {
             }),
             Action::Cordon(_) => Some(Acted::done(match self.one_object(policy, action) {
                 Ok(key) => {
-                    let done = self.cordon(&key).await;
+                    let done = self.cordon(&key, Mode::Apply).await;
                     self.recorded(&key, policy, "Cordon", done).await
                 }
                 Err(f) => Err(f),
             })),
             _ => None,
         }
+    }
+
+    const REHEARSES: bool = true;
+
+    async fn rehearse<'a>(
+        &'a self,
+        policy: &'a Policy,
+        action: &'a Action,
+    ) -> Option<Result<String, Failure>> {
+        let mode = Mode::DryRun;
+        let key = || self.one_object(policy, action);
+        Some(match action {
+            Action::Restart(_) | Action::DeletePod(_) | Action::RolloutRestart(_) => {
+                self.restart(policy, mode).await
+            }
+            Action::Scale(args) => match key() {
+                Ok(key) => self.scale(&key, args, mode).await,
+                Err(f) => Err(f),
+            },
+            Action::RaiseMemoryLimit(args) => match key() {
+                Ok(key) => self.raise_memory_limit(&key, args, mode).await,
+                Err(f) => Err(f),
+            },
+            Action::ConfigMapEdit(args) => match key() {
+                Ok(key) => self.rehearse_config_map_edit(&key, args).await,
+                Err(f) => Err(f),
+            },
+            Action::Cordon(_) => match key() {
+                Ok(key) => self.cordon(&key, mode).await,
+                Err(f) => Err(f),
+            },
+            _ => return None,
+        })
     }
 
     async fn verify_target<'a>(

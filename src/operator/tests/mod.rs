@@ -255,6 +255,77 @@ async fn a_crash_looping_pod_a_policy_selects_is_deleted_once_and_journalled() {
     );
 }
 
+/// `salve operator --dry-run`: the crash-looping pod is deleted in the API server's
+/// dry run only, nothing is recorded as an Event, and the journal shows the would-be
+/// attempt and the API server's answer to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_asks_the_api_server_for_its_dry_run_and_journals_the_answer() {
+    let (client, mut requests) = route(api_server());
+    let journal = Captured::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut options = alone(client, &journal);
+    options.limits.dry_run = true;
+    let operator = tokio::spawn(run(options, stop_rx));
+    let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
+    let collect = {
+        let seen = Arc::clone(&seen);
+        tokio::spawn(async move {
+            while let Some(request) = requests.recv().await {
+                seen.lock().unwrap().push(request);
+            }
+        })
+    };
+    let rehearsal = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let records = journal.0.lock().unwrap().clone();
+            if let Some(found) = records
+                .iter()
+                .find(|r| matches!(r.entry, Entry::Rehearsal { .. }))
+            {
+                return (records.clone(), found.clone());
+            }
+            drop(records);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let _ = stop_tx.send(true);
+    operator.await.unwrap().unwrap();
+    collect.abort();
+    let (records, rehearsal) = rehearsal.expect("a rehearsal in the journal");
+    assert_eq!(rehearsal.target, "pod/web/php-0");
+    assert_eq!(
+        rehearsal.entry,
+        Entry::Rehearsal {
+            accepted: true,
+            steps: vec!["restart: would delete pod/web/php-0".into()],
+        }
+    );
+    // It follows the decision it rehearses; nothing ran for real.
+    let kinds: Vec<&str> = records
+        .iter()
+        .filter(|r| r.target == "pod/web/php-0")
+        .map(|r| r.entry.kind())
+        .collect();
+    assert_eq!(kinds, ["skip", "rehearsal"], "{records:#?}");
+    assert!(
+        matches!(&records[0].entry, Entry::Skip { reason, dry_run: true, .. } if reason == "dry_run")
+    );
+    let seen = seen.lock().unwrap().clone();
+    let deletes: Vec<&Seen> = seen.iter().filter(|s| s.method == "DELETE").collect();
+    assert_eq!(deletes.len(), 1, "{deletes:#?}");
+    assert_eq!(
+        deletes[0].body.as_ref().map(|b| &b["dryRun"]),
+        Some(&json!(["All"])),
+        "{deletes:#?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|s| !s.path.starts_with("/apis/events.k8s.io")),
+        "no Event for a change that was not made: {seen:#?}"
+    );
+}
+
 fn status(code: u16, reason: &str) -> Reply {
     Reply::Json(
         code,

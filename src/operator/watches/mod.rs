@@ -63,6 +63,35 @@ const CONCURRENT_LISTINGS: usize = 4;
 /// is decoded, and 500 Pods with their `managedFields` are a few megabytes.
 const LIST_PAGE: u32 = 100;
 
+/// The watches that see one object: nearly always one, which takes no allocation.
+#[derive(Debug)]
+enum SeenBy {
+    One(WatchId),
+    Many(Vec<WatchId>),
+}
+
+impl SeenBy {
+    fn add(&mut self, watch: WatchId) {
+        match self {
+            SeenBy::One(w) if *w == watch => {}
+            SeenBy::One(w) => *self = SeenBy::Many(vec![*w, watch]),
+            SeenBy::Many(ws) if !ws.contains(&watch) => ws.push(watch),
+            SeenBy::Many(_) => {}
+        }
+    }
+
+    /// Keeps the watches `keep` says; whether any is left.
+    fn retain(&mut self, keep: impl Fn(WatchId) -> bool) -> bool {
+        match self {
+            SeenBy::One(w) => keep(*w),
+            SeenBy::Many(ws) => {
+                ws.retain(|&w| keep(w));
+                !ws.is_empty()
+            }
+        }
+    }
+}
+
 /// The watches running now, each a task sending its objects' observations, and which
 /// watches see each object.
 pub struct Watches {
@@ -70,7 +99,7 @@ pub struct Watches {
     next_id: WatchId,
     /// The ids of `running`, for each observation to be checked against.
     live: std::collections::HashSet<WatchId>,
-    seen_by: HashMap<String, Vec<WatchId>>,
+    seen_by: HashMap<String, SeenBy>,
     listing: Arc<Semaphore>,
 }
 
@@ -104,11 +133,9 @@ impl Watches {
         // What only a stopped watch saw is forgotten here; the engine forgets it with
         // the policy that named it.
         self.live = self.running.values().map(|(id, _)| *id).collect();
-        for watches in self.seen_by.values_mut() {
-            let live = &self.live;
-            watches.retain(|w| live.contains(w));
-        }
-        self.seen_by.retain(|_, watches| !watches.is_empty());
+        let live = &self.live;
+        self.seen_by
+            .retain(|_, watches| watches.retain(|w| live.contains(&w)));
         for spec in wanted {
             if self.running.contains_key(&spec) {
                 continue;
@@ -144,15 +171,16 @@ impl Watches {
         };
         let key = key.to_string();
         if !deleted {
-            let watches = self.seen_by.entry(key).or_default();
-            if !watches.contains(&seen.watch) {
-                watches.push(seen.watch);
+            match self.seen_by.get_mut(&key) {
+                Some(watches) => watches.add(seen.watch),
+                None => {
+                    self.seen_by.insert(key, SeenBy::One(seen.watch));
+                }
             }
             return Some(seen.event);
         }
         if let Some(watches) = self.seen_by.get_mut(&key) {
-            watches.retain(|&w| w != seen.watch);
-            if !watches.is_empty() {
+            if watches.retain(|w| w != seen.watch) {
                 return None;
             }
             self.seen_by.remove(&key);
@@ -255,8 +283,9 @@ async fn follow<K>(
     K::DynamicType: Default,
 {
     use futures_util::StreamExt;
-    let mut known: BTreeSet<(Option<String>, String)> = BTreeSet::new();
-    let mut listed: Option<BTreeSet<(Option<String>, String)>> = None;
+    // By name: a watch is of one namespace (or, of nodes, of none).
+    let mut known: BTreeSet<String> = BTreeSet::new();
+    let mut listed: Option<BTreeSet<String>> = None;
     // Held from `Init` (the watcher lists on its next poll) to `InitDone`.
     let mut listing_permit: Option<OwnedSemaphorePermit> = None;
     let stream = watcher(api, config).default_backoff();
@@ -275,15 +304,16 @@ async fn follow<K>(
         };
         let seen = match event {
             watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
-                let id = (object.namespace(), object.name_any());
-                if let Some(listed) = listed.as_mut() {
-                    listed.insert(id.clone());
-                }
-                known.insert(id);
+                // While relisting, what it shows becomes what is known at its end.
+                let name = object.name_any();
+                match listed.as_mut() {
+                    Some(listed) => listed.insert(name),
+                    None => known.insert(name),
+                };
                 observe(&object, false)
             }
             watcher::Event::Delete(object) => {
-                known.remove(&(object.namespace(), object.name_any()));
+                known.remove(&object.name_any());
                 observe(&object, true)
             }
             watcher::Event::Init => {
@@ -299,9 +329,9 @@ async fn follow<K>(
                 let Some(listed) = listed.take() else {
                     continue;
                 };
-                for (namespace, name) in known.difference(&listed) {
+                for name in known.difference(&listed) {
                     let mut gone = K::default();
-                    gone.meta_mut().namespace = namespace.clone();
+                    gone.meta_mut().namespace = watch.spec.namespace.clone();
                     gone.meta_mut().name = Some(name.clone());
                     let seen = Seen {
                         watch: watch.id,

@@ -14,7 +14,10 @@ pub struct Probes {
 impl Probes {
     /// Starts one loop per URL. Two policies probing the same URL share a loop that
     /// runs at the shorter interval and timeout, so the service is not probed twice.
-    pub fn start(policies: &[Policy], events: &mpsc::Sender<Event>) -> Self {
+    pub fn start<'a>(
+        policies: impl IntoIterator<Item = &'a Policy>,
+        events: &mpsc::Sender<Event>,
+    ) -> Self {
         let (stop, stopped) = watch::channel(false);
         let mut wanted: BTreeMap<String, (HttpUrl, Duration, Duration)> = BTreeMap::new();
         for policy in policies {
@@ -44,7 +47,11 @@ impl Probes {
     }
 
     /// Stops the current loops and starts those `policies` need.
-    pub fn restart(&mut self, policies: &[Policy], events: &mpsc::Sender<Event>) {
+    pub fn restart<'a>(
+        &mut self,
+        policies: impl IntoIterator<Item = &'a Policy>,
+        events: &mpsc::Sender<Event>,
+    ) {
         self.stop();
         *self = Probes::start(policies, events);
     }

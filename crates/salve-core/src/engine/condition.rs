@@ -2,6 +2,7 @@
 
 use super::event::{ContainerObservation, HttpObservation};
 use super::time::Timestamp;
+use super::vec_map::VecMap;
 use crate::policy::{
     ActiveState, Condition, ConditionValue, HttpCondition, LogCondition, NodeCondition,
     PodCondition, Trigger, UnitCondition, UnitFileState,
@@ -14,18 +15,21 @@ use std::collections::VecDeque;
 pub enum ObjectState {
     Pod {
         containers: Vec<ContainerObservation>,
-        conditions: Conditions,
+        conditions: KeptConditions,
     },
     Workload {
         replicas: u32,
         available: u32,
-        conditions: Conditions,
+        conditions: KeptConditions,
     },
-    Node(Conditions),
+    Node(KeptConditions),
 }
 
 /// An object's condition types with their statuses: `{"Ready": "False"}`.
 pub type Conditions = BTreeMap<String, ConditionValue>;
+
+/// The same, as the engine keeps it for each object.
+pub type KeptConditions = VecMap<ConditionValue>;
 
 /// What is known of a policy's target: a unit's state, or a Kubernetes object's.
 #[derive(Clone, Copy, Default)]
@@ -330,18 +334,18 @@ pub fn ended_since(
 
 /// A condition an object does not report is `Unknown`, as the node controller says of
 /// a kubelet it cannot hear.
-fn status_of(condition: &str, conditions: &Conditions) -> ConditionValue {
+fn status_of(condition: &str, conditions: &KeptConditions) -> ConditionValue {
     conditions
         .get(condition)
         .copied()
         .unwrap_or(ConditionValue::Unknown)
 }
 
-fn node_status(cond: &NodeCondition, conditions: &Conditions) -> ConditionValue {
+fn node_status(cond: &NodeCondition, conditions: &KeptConditions) -> ConditionValue {
     status_of(&cond.condition, conditions)
 }
 
-fn node_matches(cond: &NodeCondition, conditions: &Conditions) -> bool {
+fn node_matches(cond: &NodeCondition, conditions: &KeptConditions) -> bool {
     cond.status.contains(&node_status(cond, conditions))
 }
 
@@ -349,7 +353,7 @@ fn node_matches(cond: &NodeCondition, conditions: &Conditions) -> bool {
 fn object_condition_holds(
     condition: Option<&str>,
     statuses: &[ConditionValue],
-    conditions: &Conditions,
+    conditions: &KeptConditions,
 ) -> bool {
     condition.is_none_or(|c| statuses.contains(&status_of(c, conditions)))
 }

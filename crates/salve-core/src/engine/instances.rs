@@ -11,15 +11,17 @@ use super::event::Reset;
 use super::guard::GuardState;
 use super::time::Timestamp;
 use super::{Decision, Engine, PolicyId, PolicyState, Role, TargetId};
-use crate::policy::{Target, TargetKey, DEFAULT_NAMESPACE};
+use crate::policy::{TargetKey, DEFAULT_NAMESPACE};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-/// What the engine keeps of a Kubernetes object it has seen: enough to match it
-/// against a selector again when the policies change.
+/// What the engine keeps of a Kubernetes object it has seen: its state, and the
+/// labels a selector reads, to match it against the selectors again when the
+/// policies change.
 #[derive(Debug, Clone)]
 pub(super) struct KnownObject {
     pub key: TargetKey,
-    pub labels: BTreeMap<String, String>,
+    pub labels: super::vec_map::VecMap<String>,
     pub state: ObjectState,
 }
 
@@ -109,7 +111,7 @@ impl Engine {
         let mut known: Vec<(String, TargetKey, BTreeMap<String, String>)> = self
             .objects
             .iter()
-            .map(|(name, o)| (name.clone(), o.key.clone(), o.labels.clone()))
+            .map(|(name, o)| (name.clone(), o.key.clone(), o.labels.to_btree()))
             .collect();
         known.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, key, labels) in known {
@@ -117,11 +119,10 @@ impl Engine {
         }
     }
 
-    /// Makes the instance of `selector` acting on object `key`: the policy as written,
-    /// naming that one object, in a free slot if there is one.
+    /// Makes the instance of `selector` acting on object `key`: the policy as written
+    /// (shared), joined to that one object's target, in a free slot if there is one.
     fn instantiate(&mut self, selector: PolicyId, key: &TargetKey, now: Timestamp) -> PolicyId {
-        let mut policy = self.policies[selector.index()].clone();
-        policy.spec.target = Target::named(key);
+        let policy = Arc::clone(&self.policies[selector.index()]);
         let triggers = policy
             .spec
             .trigger

@@ -14,6 +14,7 @@ mod limits;
 mod reload;
 mod restore;
 mod time;
+mod vec_map;
 
 #[cfg(test)]
 mod properties;
@@ -36,9 +37,11 @@ use condition::{Observed, TriggerState};
 use guard::{GuardState, GuardVerdict};
 use instances::KnownObject;
 use limits::{GlobalState, GlobalVerdict};
+use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Default)]
 struct PolicyState {
@@ -109,8 +112,10 @@ pub fn target_name(policy: &Policy) -> String {
 }
 
 pub struct Engine {
-    /// The policies as written, then the instances of selector policies.
-    policies: Vec<Policy>,
+    /// The policies as written, then the instances of selector policies. An instance
+    /// shares its selector's policy (it differs only in its target, which is its
+    /// object's): ten thousand pods cost ten thousand pointers, not policies.
+    policies: Vec<Arc<Policy>>,
     /// How many of `policies` are as written.
     written: usize,
     limits: Limits,
@@ -133,6 +138,11 @@ pub struct Engine {
     /// an object's own labels find the selectors that may select it, so an event
     /// costs a lookup per label of the object rather than a test per selector.
     selectors_by_label: HashMap<String, HashMap<String, Vec<PolicyId>>>,
+    /// Every label key a selector reads: a known object keeps only those labels (a
+    /// pod's `pod-template-hash` and the like are read by nobody). A reload that
+    /// brings a key no selector read before matches known objects on it as their
+    /// next observations arrive; the operator's new watch for it lists them at once.
+    selector_keys: HashSet<String>,
     /// Instance slots free for reuse.
     free_slots: Vec<PolicyId>,
     targets: Vec<TargetState>,
@@ -170,6 +180,7 @@ impl Engine {
             objects: HashMap::new(),
             selectors: Vec::new(),
             selectors_by_label: HashMap::new(),
+            selector_keys: HashSet::new(),
             free_slots: Vec::new(),
             targets: Vec::new(),
             target_index: HashMap::new(),
@@ -239,11 +250,12 @@ impl Engine {
         self.waiting_for_slot.clear();
         self.selectors.clear();
         self.selectors_by_label.clear();
+        self.selector_keys.clear();
         self.free_slots.clear();
         self.written = policies.len();
         self.states = Vec::with_capacity(policies.len());
         self.target_names = policies.iter().map(target_name).collect();
-        self.policies = policies;
+        self.policies = policies.into_iter().map(Arc::new).collect();
         for i in 0..self.written {
             let id = PolicyId(i as u32);
             let policy = &self.policies[i];
@@ -251,6 +263,9 @@ impl Engine {
             let Some(key) = policy.target_key() else {
                 // A selector: its instances watch and act; it holds nothing itself.
                 self.selectors.push(id);
+                if let Some(labels) = policy.spec.target.selector_labels() {
+                    self.selector_keys.extend(labels.keys().cloned());
+                }
                 if let Some((k, v)) = policy
                     .spec
                     .target
@@ -331,14 +346,23 @@ impl Engine {
     }
 
     /// The policies as written (not the instances a selector has).
-    pub fn policies(&self) -> &[Policy] {
-        &self.policies[..self.written]
+    pub fn policies(&self) -> impl ExactSizeIterator<Item = &Policy> + Clone + '_ {
+        self.policies[..self.written].iter().map(|p| &**p)
     }
 
     /// The policy a decision is of: as written, or, for an object a selector selects,
-    /// the instance naming that object.
-    pub fn policy(&self, id: PolicyId) -> &Policy {
-        &self.policies[id.index()]
+    /// the instance naming that object (made here: instances share their selector's).
+    pub fn policy(&self, id: PolicyId) -> Cow<'_, Policy> {
+        let policy = &self.policies[id.index()];
+        match self.states[id.index()].role {
+            Role::Instance { .. } => {
+                let key = &self.targets[self.states[id.index()].target.0 as usize].key;
+                let mut instance = Policy::clone(policy);
+                instance.spec.target = crate::policy::Target::named(key);
+                Cow::Owned(instance)
+            }
+            _ => Cow::Borrowed(&**policy),
+        }
     }
 
     pub fn policy_id(&self, name: &str) -> Option<PolicyId> {
@@ -377,7 +401,7 @@ impl Engine {
             Event::Pod(obs) => {
                 let state = (!obs.deleted).then(|| ObjectState::Pod {
                     containers: obs.containers.clone(),
-                    conditions: obs.conditions.clone(),
+                    conditions: (&obs.conditions).into(),
                 });
                 self.on_object(now, obs.key(), &obs.labels, state, out);
             }
@@ -385,12 +409,12 @@ impl Engine {
                 let state = (!obs.deleted).then(|| ObjectState::Workload {
                     replicas: obs.replicas,
                     available: obs.available,
-                    conditions: obs.conditions.clone(),
+                    conditions: (&obs.conditions).into(),
                 });
                 self.on_object(now, obs.key(), &obs.labels, state, out);
             }
             Event::Node(obs) => {
-                let state = (!obs.deleted).then(|| ObjectState::Node(obs.conditions.clone()));
+                let state = (!obs.deleted).then(|| ObjectState::Node((&obs.conditions).into()));
                 self.on_object(now, obs.key(), &obs.labels, state, out);
             }
             Event::Http(obs) => {
@@ -571,7 +595,10 @@ impl Engine {
             Some(state) => {
                 let known = KnownObject {
                     key,
-                    labels: labels.clone(),
+                    labels: labels
+                        .iter()
+                        .filter(|(k, _)| self.selector_keys.contains(*k))
+                        .collect(),
                     state,
                 };
                 self.objects.insert(name.clone(), known)

@@ -3,6 +3,7 @@
 use super::{Decision, Engine, PolicyId, PolicyState, Role, Timestamp};
 use crate::policy::Policy;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 impl Engine {
     /// Installs `policies` (a reload). Guard state lives with the target unit, not the
@@ -34,7 +35,7 @@ impl Engine {
             (0..self.policies.len()).map(|i| key(self, i)).collect();
         let old_policies = std::mem::take(&mut self.policies);
         let old_states = std::mem::take(&mut self.states);
-        let mut carried: HashMap<(String, String), (Policy, PolicyState)> = old_keys
+        let mut carried: HashMap<(String, String), (Arc<Policy>, PolicyState)> = old_keys
             .into_iter()
             .zip(old_policies.into_iter().zip(old_states))
             .filter(|(_, (_, state))| state.role != Role::Free)
@@ -225,7 +226,7 @@ mod tests {
         e.handle(Timestamp::ZERO, &active, &mut out);
         e.replace_policies(Timestamp::from_millis(5), policies(&a), &mut out);
         assert_eq!(out.len(), 1, "{out:?}");
-        let names: Vec<&str> = e.policies().iter().map(|p| p.name()).collect();
+        let names: Vec<&str> = e.policies().map(|p| p.name()).collect();
         assert_eq!(names, ["a"]);
     }
 }

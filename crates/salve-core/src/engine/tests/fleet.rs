@@ -41,7 +41,7 @@ fn decide(e: &mut Engine, secs: f64, event: Event) -> Vec<(String, Verdict)> {
     let mut out = Vec::new();
     e.handle(at(secs), &event, &mut out);
     out.into_iter()
-        .map(|d| (target_name(e.policy(d.policy)), d.verdict))
+        .map(|d| (target_name(&e.policy(d.policy)), d.verdict))
         .collect()
 }
 
@@ -221,12 +221,12 @@ fn a_reload_keeps_the_storm_and_its_count() {
     let pods = names(5);
     all_crash(&mut e, &pods);
     decide(&mut e, 40.0, Event::Tick {});
-    let policies = e.policies().to_vec();
+    let policies: Vec<_> = e.policies().cloned().collect();
     let mut out = Vec::new();
     e.replace_policies(at(41.0), policies, &mut out);
     let seen: Vec<(String, Verdict)> = out
         .into_iter()
-        .map(|d| (target_name(e.policy(d.policy)), d.verdict))
+        .map(|d| (target_name(&e.policy(d.policy)), d.verdict))
         .collect();
     assert!(acted_on(&seen).is_empty(), "{seen:?}");
     assert!(escalations(&seen).is_empty(), "{seen:?}");
@@ -241,7 +241,6 @@ fn a_dry_run_storm_escalates_as_a_preview() {
     let mut out = Vec::new();
     let policies: Vec<_> = e
         .policies()
-        .iter()
         .cloned()
         .map(|mut p| {
             p.spec.dry_run = true;

@@ -156,10 +156,10 @@ fn policies_held_back_by_max_concurrent_keep_their_order_across_a_reload() {
     e.replace_policies(at(3.0), same, &mut out);
     let mut out = Vec::new();
     e.handle(at(4.0), &outcome("x", OutcomeResult::Ok), &mut out);
-    let acted: Vec<&str> = out
+    let acted: Vec<String> = out
         .iter()
         .filter(|d| matches!(d.verdict, Verdict::Act { .. }))
-        .map(|d| e.policy(d.policy).name())
+        .map(|d| e.policy(d.policy).name().to_string())
         .collect();
     assert_eq!(acted, ["b"], "{out:?}");
 }

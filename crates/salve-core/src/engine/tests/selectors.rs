@@ -41,7 +41,7 @@ fn decide(e: &mut Engine, secs: f64, event: Event) -> Vec<(String, Verdict)> {
     let mut out = Vec::new();
     e.handle(at(secs), &event, &mut out);
     out.into_iter()
-        .map(|d| (target_name(e.policy(d.policy)), d.verdict))
+        .map(|d| (target_name(&e.policy(d.policy)), d.verdict))
         .collect()
 }
 
@@ -181,7 +181,7 @@ fn a_reload_keeps_each_instance_and_its_guard() {
     // php-a's instance is back, still in its cooldown, and says so once.
     let says: Vec<(String, Verdict)> = out
         .into_iter()
-        .map(|d| (target_name(e.policy(d.policy)), d.verdict))
+        .map(|d| (target_name(&e.policy(d.policy)), d.verdict))
         .collect();
     assert!(
         says.iter().all(|(t, v)| t == "pod/web/php-a"
@@ -205,6 +205,47 @@ fn a_reload_keeps_each_instance_and_its_guard() {
         ),
         "{later:?}"
     );
+}
+
+/// A known pod keeps only the labels a selector reads: a reload that selects by a
+/// label nobody read before finds the pod on its next observation (the operator's new
+/// watch lists it at once), while the selectors of old keep theirs through the reload.
+#[test]
+fn a_known_object_keeps_the_labels_selectors_read() {
+    let mut e = selector_engine();
+    let mut crashing = pod("php-a", true);
+    if let Event::Pod(p) = &mut crashing {
+        p.labels.insert("tier".into(), "web".into());
+        p.labels
+            .insert("pod-template-hash".into(), "7d9c5b6f48".into());
+    }
+    assert_eq!(
+        acted_on(&decide(&mut e, 0.0, crashing.clone())),
+        ["pod/web/php-a"]
+    );
+    let kept: Vec<&String> = e.objects["pod/web/php-a"].labels.keys().collect();
+    assert_eq!(kept, ["app"]);
+    let by_tier = SELECTOR
+        .replace("name: php,", "name: tier,")
+        .replace("selector: { app: php }", "selector: { tier: web }");
+    let both = format!("{SELECTOR}---\n{by_tier}");
+    let (policies, errors) = crate::policy::parse_file(Path::new("p.yaml"), &both);
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut out = Vec::new();
+    e.replace_policies(at(1.0), policies, &mut out);
+    let instances = |e: &Engine| -> Vec<String> {
+        (e.written..e.policies.len())
+            .filter(|&i| matches!(e.states[i].role, Role::Instance { .. }))
+            .map(|i| format!("{} on {}", e.policies[i].name(), e.target_names[i]))
+            .collect()
+    };
+    assert_eq!(instances(&e), ["php on pod/web/php-a"]);
+    decide(&mut e, 2.0, crashing);
+    let mut now = instances(&e);
+    now.sort();
+    assert_eq!(now, ["php on pod/web/php-a", "tier on pod/web/php-a"]);
+    let kept: Vec<&String> = e.objects["pod/web/php-a"].labels.keys().collect();
+    assert_eq!(kept, ["app", "tier"]);
 }
 
 #[test]
