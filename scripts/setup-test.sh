@@ -9,10 +9,11 @@ cd "$(dirname "$0")/.."
 # Build: a C compiler and libc headers for crates with C parts; CA certificates for
 # cargo's downloads. End to end: the lab's systemd, dbus, nginx and PHP-FPM, and the
 # util-linux / findutils tools the lab and the host-safety test call, and polkitd, which
-# the least-privilege test runs inside the lab, and strace, which shows the journal's syncs.
+# the least-privilege test runs inside the lab, and strace, which shows the journal's syncs;
+# haproxy, which the load-balancer actions' tests start (by PID, with sockets of their own).
 scripts/install-packages.sh gcc libc6-dev ca-certificates \
     nginx php8.2-fpm php8.2-cli dbus systemd polkitd util-linux findutils strace \
-    python3 python3-venv
+    python3 python3-venv haproxy
 
 # kubernetes-validate (PyPI) checks the CustomResourceDefinition against Kubernetes' own
 # API schemas (tests/crd.rs). It goes into a venv under target/, not the system Python.

@@ -10,6 +10,7 @@ pub mod controller;
 pub mod diagnose;
 pub mod kubernetes;
 pub mod lab;
+pub mod loadbalancer;
 pub mod operator;
 pub mod signal;
 pub mod simulate;

@@ -143,7 +143,7 @@ impl Drop for TempDir {
 }
 
 const ACTION_KINDS: &str =
-    "(expected one of: start, stop, restart, tryRestart, reload, resetFailed, kill, enable, disable, notify, exec, nginxEdit, phpFpmEdit, alignFastcgiPass, deletePod, rolloutRestart, scale, raiseMemoryLimit, cordon, configMapEdit)";
+    "(expected one of: start, stop, restart, tryRestart, reload, resetFailed, kill, enable, disable, notify, exec, nginxEdit, phpFpmEdit, alignFastcgiPass, deletePod, rolloutRestart, scale, raiseMemoryLimit, cordon, configMapEdit, drain, ready, setWeight)";
 
 #[test]
 fn valid_policies_print_one_line_each_and_exit_zero() {

@@ -10,6 +10,7 @@
 pub mod config_edit;
 pub mod exec;
 pub mod kubernetes;
+pub mod load_balancer;
 pub mod notify;
 pub mod systemd;
 mod units;
@@ -101,6 +102,7 @@ struct EditTrail {
 
 /// Why an action did not succeed: what kind of failure it is (decided from the error's
 /// type where it arose), and the words for the journal.
+#[derive(Debug)]
 pub struct Failure {
     pub timed_out: bool,
     /// The action had nothing to do here (see `OutcomeResult::NotApplicable`).
@@ -313,6 +315,9 @@ impl<F: Family> Executor<F> {
                     .await
                     .map(|status| format!("webhook answered {status}"))?)
             }
+            Action::Drain(args) => load_balancer::drain(args).await,
+            Action::Ready(args) => load_balancer::ready(args).await,
+            Action::SetWeight(args) => load_balancer::set_weight(args).await,
             Action::Exec(args) => {
                 let env = exec::ExecEnv {
                     vars: context_vars(policy, attempt_id)

@@ -28,7 +28,10 @@ pub fn unit_op(action: &Action) -> Option<UnitOp> {
         | Action::Scale(_)
         | Action::RaiseMemoryLimit(_)
         | Action::Cordon(_)
-        | Action::ConfigMapEdit(_) => return None,
+        | Action::ConfigMapEdit(_)
+        | Action::Drain(_)
+        | Action::Ready(_)
+        | Action::SetWeight(_) => return None,
     })
 }
 

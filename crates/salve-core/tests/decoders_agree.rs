@@ -168,7 +168,7 @@ fn a_custom_resource_gets_the_files_messages_at_json_paths() {
     let errors = policy::decode_resource(&doc, "web/php").unwrap_err();
     let lines: Vec<String> = errors.0.iter().map(|d| d.to_string()).collect();
     assert!(
-        lines.contains(&"web/php: spec.actions[0].restrat: unknown action `restrat`, did you mean `restart`? (expected one of: start, stop, restart, tryRestart, reload, resetFailed, kill, enable, disable, notify, exec, nginxEdit, phpFpmEdit, alignFastcgiPass, deletePod, rolloutRestart, scale, raiseMemoryLimit, cordon, configMapEdit)".to_string()),
+        lines.contains(&"web/php: spec.actions[0].restrat: unknown action `restrat`, did you mean `restart`? (expected one of: start, stop, restart, tryRestart, reload, resetFailed, kill, enable, disable, notify, exec, nginxEdit, phpFpmEdit, alignFastcgiPass, deletePod, rolloutRestart, scale, raiseMemoryLimit, cordon, configMapEdit, drain, ready, setWeight)".to_string()),
         "{lines:#?}"
     );
     assert!(

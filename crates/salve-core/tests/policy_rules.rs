@@ -995,3 +995,42 @@ fn kubernetes_actions_fit_their_kind_of_object() {
         "`verify.ready` checks a Kubernetes object, and this policy's target is a systemd unit; use `verify.unit`",
     );
 }
+
+/// The load-balancer actions: a host policy drains, weighs and readies a HAProxy server
+/// named by its admin socket, backend and server; names that would be a second command
+/// on the socket and weights HAProxy does not take are refused by both readers.
+#[test]
+fn load_balancer_actions() {
+    let server =
+        json!({ "socket": "/run/haproxy/admin.sock", "backend": "web", "server": "node-b" });
+    keeps(&[(
+        A,
+        json!([
+            { "drain": { "haproxy": server } },
+            { "restart": {} },
+            { "setWeight": { "haproxy": server, "weight": "50%" } },
+            { "setWeight": { "haproxy": server, "weight": 10 } },
+            { "ready": { "haproxy": server } }
+        ]),
+    )]);
+    breaks(
+        &[(A, json!([{ "drain": { "haproxy": { "socket": "/run/haproxy/admin.sock", "backend": "web;shutdown", "server": "b" } } }]))],
+        "spec.actions[0].drain.haproxy.backend",
+        "invalid HAProxy backend name \"web;shutdown\": letters, digits, `-`, `_`, `.` and `:` only",
+    );
+    breaks(
+        &[(
+            A,
+            json!([{ "ready": { "haproxy": { "socket": "admin.sock", "backend": "web", "server": "b" } } }]),
+        )],
+        "spec.actions[0].ready.haproxy.socket",
+        "\"admin.sock\" must be an absolute path",
+    );
+    cluster_breaks(
+        cluster(
+            json!({ "pods": { "name": "php-0" } }),
+            json!([{ "drain": { "haproxy": server } }]),
+        ),
+        &[("spec.actions[0].drain", "`drain` shifts a load balancer's traffic, from the host whose unit it heals; a pods target takes: restart, deletePod, notify, exec")],
+    );
+}

@@ -5,6 +5,7 @@ mod config_edit;
 mod decode;
 pub mod defaults;
 mod diagnostic;
+pub mod load_balancer;
 pub mod log_patterns;
 mod model;
 mod names;
@@ -21,6 +22,7 @@ mod yaml;
 
 pub use decode::{suggest, unknown_event_kind, Decoder, Fields};
 pub use diagnostic::{Diagnostic, Diagnostics};
+pub use load_balancer::{HaproxyServer, LbServerArgs, LbWeight, SetWeightArgs};
 pub use model::*;
 pub use names::{HttpUrl, PolicyName, SignalName, UnitName};
 pub use quantity::MemoryQuantity;

@@ -870,6 +870,14 @@ pub enum Action {
     Cordon(NoArgs),
     #[serde(deserialize_with = "mapping")]
     ConfigMapEdit(ConfigMapEditArgs),
+    /// A load balancer's server: no new traffic; what it serves finishes.
+    #[serde(deserialize_with = "mapping")]
+    Drain(super::LbServerArgs),
+    /// A load balancer's server: traffic again.
+    #[serde(deserialize_with = "mapping")]
+    Ready(super::LbServerArgs),
+    #[serde(deserialize_with = "mapping")]
+    SetWeight(super::SetWeightArgs),
 }
 
 impl Action {
@@ -908,6 +916,9 @@ impl Action {
             Action::RaiseMemoryLimit(_) => "raiseMemoryLimit",
             Action::ConfigMapEdit(_) => "configMapEdit",
             Action::Cordon(_) => "cordon",
+            Action::Drain(_) => "drain",
+            Action::Ready(_) => "ready",
+            Action::SetWeight(_) => "setWeight",
         }
     }
 }

@@ -373,6 +373,9 @@ pub fn what_acts_on(action: &str) -> &'static str {
             "edits a ConfigMap a deployment or statefulset reads, and restarts its rollout"
         }
         "cordon" => "cordons a node",
+        "drain" | "ready" | "setWeight" => {
+            "shifts a load balancer's traffic, from the host whose unit it heals"
+        }
         _ => "acts on a systemd unit or its host",
     }
 }

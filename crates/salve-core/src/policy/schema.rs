@@ -65,6 +65,9 @@ mod tests {
             ("ConfigMapEditArgs", CONFIG_MAP_EDIT_FIELDS),
             ("ScaleArgs", SCALE_FIELDS),
             ("RaiseMemoryLimitArgs", RAISE_MEMORY_FIELDS),
+            ("LbServerArgs", LB_SERVER_FIELDS),
+            ("HaproxyServer", HAPROXY_SERVER_FIELDS),
+            ("SetWeightArgs", SET_WEIGHT_FIELDS),
         ];
         for (name, fields) in pairs {
             assert_eq!(

@@ -38,6 +38,25 @@ impl JsonSchema for MaxUnhealthySchema {
     }
 }
 
+/// A load balancer's weight: absolute, or a percentage as text.
+pub struct LbWeightSchema;
+
+impl JsonSchema for LbWeightSchema {
+    fn schema_name() -> Cow<'static, str> {
+        "LbWeight".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A weight from 0 to 256, or a percentage of the server's configured weight such as 50%.",
+            "x-kubernetes-int-or-string": true,
+            "anyOf": [
+                { "type": "integer", "minimum": 0, "maximum": 256 },
+                { "type": "string", "pattern": "^(100|[1-9]?[0-9])%$" }
+            ]
+        })
+    }
+}
+
 /// A regular expression in Rust `regex` syntax.
 pub struct RegexSchema;
 

@@ -385,6 +385,13 @@ impl Checker {
         }
     }
 
+    fn haproxy(&mut self, server: &crate::policy::HaproxyServer, at: &FieldPath) {
+        self.path(&server.socket, &at.key("socket"));
+        use crate::policy::load_balancer::haproxy_name;
+        self.check(&at.key("backend"), haproxy_name(&server.backend, "backend"));
+        self.check(&at.key("server"), haproxy_name(&server.server, "server"));
+    }
+
     fn actions(&mut self, actions: &[Action], at: &FieldPath) {
         for (i, action) in actions.iter().enumerate() {
             self.action(action, &at.index(i).key(action.name()));
@@ -434,6 +441,8 @@ impl Checker {
             Action::Notify(notify) => {
                 self.check(&at.key("timeout"), rules::positive(notify.timeout));
             }
+            Action::Drain(lb) | Action::Ready(lb) => self.haproxy(&lb.haproxy, &at.key("haproxy")),
+            Action::SetWeight(set) => self.haproxy(&set.haproxy, &at.key("haproxy")),
             Action::Exec(exec) => {
                 let command = at.key("command");
                 match exec.command.first() {

@@ -142,7 +142,7 @@ fn common(
     Some((config?, unit?, apply?))
 }
 
-fn absolute_path(dec: &mut Decoder, node: &Node) -> Option<PathBuf> {
+pub(super) fn absolute_path(dec: &mut Decoder, node: &Node) -> Option<PathBuf> {
     dec.checked_string(node, rules::absolute_path)
         .map(PathBuf::from)
 }

@@ -18,6 +18,7 @@ use super::names::{HttpUrl, PolicyName, SignalName, UnitName};
 use super::rules;
 use super::schema_types::NoArgs;
 use super::yaml::Node;
+use crate::policy::{HaproxyServer, LbServerArgs, LbWeight, SetWeightArgs};
 use std::time::Duration;
 
 pub(crate) const POLICY_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
@@ -57,7 +58,13 @@ pub(crate) const ACTION_KINDS: &[&str] = &[
     "raiseMemoryLimit",
     "cordon",
     "configMapEdit",
+    "drain",
+    "ready",
+    "setWeight",
 ];
+pub(crate) const LB_SERVER_FIELDS: &[&str] = &["haproxy"];
+pub(crate) const HAPROXY_SERVER_FIELDS: &[&str] = &["socket", "backend", "server"];
+pub(crate) const SET_WEIGHT_FIELDS: &[&str] = &["haproxy", "weight"];
 pub(crate) const SCALE_FIELDS: &[&str] = &["by", "min", "max"];
 pub(crate) const RAISE_MEMORY_FIELDS: &[&str] = &["container", "factor", "max"];
 pub(crate) const KILL_FIELDS: &[&str] = &["signal", "whom"];
@@ -527,10 +534,60 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
                 max: max?,
             })
         }
+        "drain" | "ready" => {
+            let what = if kind == "drain" {
+                "the drain action"
+            } else {
+                "the ready action"
+            };
+            let f = dec.fields(args, what, LB_SERVER_FIELDS)?;
+            let haproxy = f
+                .required(dec, "haproxy")
+                .and_then(|n| haproxy_server(dec, n))?;
+            let lb = LbServerArgs { haproxy };
+            if kind == "drain" {
+                Action::Drain(lb)
+            } else {
+                Action::Ready(lb)
+            }
+        }
+        "setWeight" => {
+            let f = dec.fields(args, "the setWeight action", SET_WEIGHT_FIELDS)?;
+            let haproxy = f
+                .required(dec, "haproxy")
+                .and_then(|n| haproxy_server(dec, n));
+            let weight = f.required(dec, "weight").and_then(|n| {
+                let text = dec.text_or_integer(n)?;
+                LbWeight::parse(&text).map_err(|e| dec.error(n.pos, e)).ok()
+            });
+            Action::SetWeight(SetWeightArgs {
+                haproxy: haproxy?,
+                weight: weight?,
+            })
+        }
         // `variant` only returns names from ACTION_KINDS, all handled above.
         _ => return None,
     };
     Some(action)
+}
+
+fn haproxy_server(dec: &mut Decoder, node: &Node) -> Option<HaproxyServer> {
+    use crate::policy::load_balancer::haproxy_name;
+    let f = dec.fields(node, "a HAProxy server", HAPROXY_SERVER_FIELDS)?;
+    let socket = f
+        .required(dec, "socket")
+        .and_then(|n| config_edit::absolute_path(dec, n));
+    let backend = f
+        .required(dec, "backend")
+        .and_then(|n| dec.checked_string(n, |t| haproxy_name(t, "backend")));
+    let server = f
+        .required(dec, "server")
+        .and_then(|n| dec.checked_string(n, |t| haproxy_name(t, "server")));
+    Some(HaproxyServer {
+        socket: socket?,
+        backend: backend?,
+        server: server?,
+    })
 }
 
 /// An optional sub-value: absent is fine (`Some(None)`), present but invalid is `None`.

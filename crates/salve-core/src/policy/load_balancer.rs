@@ -1,0 +1,124 @@
+//! Load-balancer servers, as the actions that drain, weigh and ready them name them:
+//! for now a HAProxy server behind its admin socket.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// A server of a HAProxy backend, reached through HAProxy's admin socket (`stats socket
+/// PATH level admin` in its configuration).
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HaproxyServer {
+    /// The admin socket's absolute path.
+    pub socket: PathBuf,
+    pub backend: String,
+    pub server: String,
+}
+
+/// The server a `drain` or `ready` acts on.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LbServerArgs {
+    pub haproxy: HaproxyServer,
+}
+
+/// `setWeight`: the server and the weight it gets.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetWeightArgs {
+    pub haproxy: HaproxyServer,
+    pub weight: LbWeight,
+}
+
+/// A weight as HAProxy's `set weight` takes it: absolute (0 to 256), or a percentage
+/// (`"50%"`, 0 to 100) of the weight the configuration gave the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(with = "super::schema_types::LbWeightSchema")]
+pub enum LbWeight {
+    Absolute(u32),
+    Percent(u32),
+}
+
+/// HAProxy's largest weight.
+pub const MAX_WEIGHT: u32 = 256;
+
+impl LbWeight {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "invalid weight \"{text}\": write a whole number from 0 to {MAX_WEIGHT}, or a percentage from 0% to 100%"
+            )
+        };
+        let trimmed = text.trim();
+        match trimmed.strip_suffix('%') {
+            Some(number) => match number.parse::<u32>() {
+                Ok(p) if p <= 100 => Ok(LbWeight::Percent(p)),
+                _ => Err(bad()),
+            },
+            None => match trimmed.parse::<u32>() {
+                Ok(w) if w <= MAX_WEIGHT => Ok(LbWeight::Absolute(w)),
+                _ => Err(bad()),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for LbWeight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LbWeight::Absolute(w) => write!(f, "{w}"),
+            LbWeight::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl Serialize for LbWeight {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            LbWeight::Absolute(w) => s.serialize_u32(*w),
+            LbWeight::Percent(_) => s.serialize_str(&self.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LbWeight {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = super::serde_text::text_or_integer(d)?;
+        LbWeight::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A HAProxy backend's or server's name as it can go into a command line: a space, a
+/// `;` or a newline would start a second command.
+pub fn haproxy_name(name: &str, what: &str) -> Result<(), String> {
+    let fits = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if fits {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid HAProxy {what} name \"{name}\": letters, digits, `-`, `_`, `.` and `:` only"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_read_as_haproxy_takes_them() {
+        assert_eq!(LbWeight::parse("50%"), Ok(LbWeight::Percent(50)));
+        assert_eq!(LbWeight::parse("0"), Ok(LbWeight::Absolute(0)));
+        assert_eq!(LbWeight::parse("256"), Ok(LbWeight::Absolute(256)));
+        for bad in ["257", "101%", "-1", "x", "", "5.5", "%"] {
+            assert!(LbWeight::parse(bad).is_err(), "{bad}");
+        }
+        assert!(haproxy_name("web;shutdown", "backend").is_err());
+        assert!(haproxy_name("node-b.1", "server").is_ok());
+    }
+}

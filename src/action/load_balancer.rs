@@ -1,0 +1,359 @@
+//! The load-balancer actions every family shares (a node-side policy drains its own
+//! node at the LB before it restarts PHP-FPM): `drain`, `ready` and `setWeight` on a
+//! HAProxy server. Each reads the server's state before and after its change, so the
+//! journal shows both; HAProxy's refusals are quoted as HAProxy wrote them.
+//!
+//! salve never takes the last server that takes traffic out of its backend: a drain
+//! or a zero weight that would leave the backend nobody to send requests to is refused
+//! before it is sent.
+
+use super::Failure;
+use crate::loadbalancer::haproxy::{AdminState, HaproxyError, RuntimeApi, ServerState, Weight};
+use crate::policy::{HaproxyServer, LbServerArgs, LbWeight, SetWeightArgs};
+use std::time::Duration;
+
+/// How long one command on the admin socket may take: HAProxy answers at once, so a
+/// socket that does not is a HAProxy that is stuck.
+const SOCKET_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn failure(e: HaproxyError) -> Failure {
+    Failure {
+        timed_out: matches!(e, HaproxyError::TimedOut { .. }),
+        not_applicable: false,
+        message: e.to_string(),
+    }
+}
+
+fn api(server: &HaproxyServer) -> RuntimeApi {
+    RuntimeApi::new(&server.socket, SOCKET_TIMEOUT)
+}
+
+/// Refuses to leave `backend` with no server taking traffic; `change` is what was
+/// asked ("drain web/b").
+fn keep_one_serving(
+    servers: &[ServerState],
+    server: &HaproxyServer,
+    change: &str,
+) -> Result<(), Failure> {
+    let others = servers
+        .iter()
+        .filter(|s| s.server != server.server && s.serving())
+        .count();
+    if others > 0 {
+        return Ok(());
+    }
+    let states: Vec<String> = servers
+        .iter()
+        .map(|s| format!("{}: {}", s.server, s.describe()))
+        .collect();
+    Err(Failure::failed(format!(
+        "refused to {change}: it is the last server taking traffic in its backend ({})",
+        states.join("; ")
+    )))
+}
+
+/// Reads the server, makes the change, reads it again: `VERB BACKEND/SERVER: before ->
+/// after`. `stops_traffic` says, from the server's state, whether the change leaves it
+/// no traffic.
+async fn changed(
+    server: &HaproxyServer,
+    verb: &str,
+    asked: &str,
+    stops_traffic: impl Fn(&ServerState) -> bool,
+    change: impl std::future::Future<Output = Result<(), HaproxyError>>,
+) -> Result<String, Failure> {
+    let api = api(server);
+    let (backend, name) = (&server.backend, &server.server);
+    let servers = api.servers(backend).await.map_err(failure)?;
+    let found = servers.iter().find(|s| &s.server == name).ok_or_else(|| {
+        failure(HaproxyError::NoSuchServer {
+            backend: backend.clone(),
+            server: name.clone(),
+        })
+    })?;
+    let before = found.describe();
+    if stops_traffic(found) {
+        keep_one_serving(&servers, server, asked)?;
+    }
+    change.await.map_err(failure)?;
+    let after = match api.server(backend, name).await {
+        Ok(state) => state.describe(),
+        Err(e) => format!("not read back: {e}"),
+    };
+    Ok(format!("{verb} {backend}/{name}: {before} -> {after}"))
+}
+
+pub async fn drain(args: &LbServerArgs) -> Result<String, Failure> {
+    let s = &args.haproxy;
+    let api = api(s);
+    changed(
+        s,
+        "drained",
+        &format!("drain {}/{}", s.backend, s.server),
+        |_| true,
+        api.set_state(&s.backend, &s.server, AdminState::Drain),
+    )
+    .await
+}
+
+pub async fn ready(args: &LbServerArgs) -> Result<String, Failure> {
+    let s = &args.haproxy;
+    let api = api(s);
+    changed(
+        s,
+        "readied",
+        "",
+        |_| false,
+        api.set_state(&s.backend, &s.server, AdminState::Ready),
+    )
+    .await
+}
+
+pub async fn set_weight(args: &SetWeightArgs) -> Result<String, Failure> {
+    let s = &args.haproxy;
+    let api = api(s);
+    let weight = match args.weight {
+        LbWeight::Absolute(w) => Weight::Absolute(w),
+        LbWeight::Percent(p) => Weight::Percent(p),
+    };
+    // A percentage is of the configured weight, rounded down: 30% of 1 is 0.
+    let to_zero = |state: &ServerState| match weight {
+        Weight::Absolute(w) => w == 0,
+        Weight::Percent(p) => state.initial_weight * p / 100 == 0,
+    };
+    changed(
+        s,
+        &format!("set the weight {weight} on"),
+        &format!("set the weight of {}/{} to {weight}", s.backend, s.server),
+        to_zero,
+        api.set_weight(&s.backend, &s.server, weight),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against a real HAProxy (Debian's), started here by PID with an admin socket and
+    //! an operator-level one in a directory of its own, and no listener at all: the
+    //! runtime API needs none.
+
+    use super::*;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+
+    const HAPROXY: &str = "/usr/sbin/haproxy";
+
+    struct Haproxy {
+        child: Child,
+        dir: PathBuf,
+    }
+
+    impl Haproxy {
+        fn start(name: &str) -> Option<Haproxy> {
+            if !Path::new(HAPROXY).exists() {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "{HAPROXY} is missing; under CI it must run (scripts/setup-test.sh installs it)"
+                );
+                eprintln!("skipping: {HAPROXY} is not installed");
+                return None;
+            }
+            let dir =
+                std::env::temp_dir().join(format!("salve-haproxy-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let config = format!(
+                "global\n    stats socket {d}/admin.sock level admin\n    stats socket {d}/operator.sock level operator\n\
+                 defaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n\
+                 backend web\n    server a 127.0.0.1:1 weight 10\n    server b 127.0.0.1:2 weight 10\n\
+                 backend one\n    server only 127.0.0.1:3 weight 10\n\
+                 backend fixed\n    balance source\n    server c 127.0.0.1:4\n    server d 127.0.0.1:5\n",
+                d = dir.display()
+            );
+            std::fs::write(dir.join("haproxy.cfg"), config).unwrap();
+            let child = Command::new(HAPROXY)
+                .arg("-f")
+                .arg(dir.join("haproxy.cfg"))
+                .arg("-db")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("haproxy starts");
+            let haproxy = Haproxy { child, dir };
+            for _ in 0..100 {
+                if std::os::unix::net::UnixStream::connect(haproxy.socket()).is_ok() {
+                    return Some(haproxy);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            panic!("haproxy's admin socket never opened");
+        }
+
+        fn socket(&self) -> PathBuf {
+            self.dir.join("admin.sock")
+        }
+
+        fn server(&self, backend: &str, server: &str) -> HaproxyServer {
+            HaproxyServer {
+                socket: self.socket(),
+                backend: backend.into(),
+                server: server.into(),
+            }
+        }
+    }
+
+    impl Drop for Haproxy {
+        fn drop(&mut self) {
+            // Only the process this test started, by its PID.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn lb(server: HaproxyServer) -> LbServerArgs {
+        LbServerArgs { haproxy: server }
+    }
+
+    #[tokio::test]
+    async fn a_drained_server_is_journalled_before_and_after_and_readied_back() {
+        let Some(h) = Haproxy::start("drain") else {
+            return;
+        };
+        let b = lb(h.server("web", "b"));
+        assert_eq!(
+            drain(&b).await.unwrap(),
+            "drained web/b: ready, weight 10 -> drain, weight 10"
+        );
+        let state = api(&b.haproxy).server("web", "b").await.unwrap();
+        assert_eq!(state.admin & 0x08, 0x08, "{state:?}");
+        assert!(!state.serving());
+        assert_eq!(
+            ready(&b).await.unwrap(),
+            "readied web/b: drain, weight 10 -> ready, weight 10"
+        );
+        assert!(api(&b.haproxy).server("web", "b").await.unwrap().serving());
+    }
+
+    #[tokio::test]
+    async fn weights_are_set_absolute_or_in_percent_and_haproxy_refusals_are_quoted() {
+        let Some(h) = Haproxy::start("weight") else {
+            return;
+        };
+        let set = |backend: &str, server: &str, weight| SetWeightArgs {
+            haproxy: h.server(backend, server),
+            weight,
+        };
+        assert_eq!(
+            set_weight(&set("web", "a", LbWeight::Absolute(5)))
+                .await
+                .unwrap(),
+            "set the weight 5 on web/a: ready, weight 10 -> ready, weight 5"
+        );
+        assert_eq!(
+            set_weight(&set("web", "a", LbWeight::Percent(30)))
+                .await
+                .unwrap(),
+            "set the weight 30% on web/a: ready, weight 5 -> ready, weight 3"
+        );
+        let refused = set_weight(&set("fixed", "c", LbWeight::Absolute(5)))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.message,
+            "HAProxy refused `set weight fixed/c 5`: Backend is using a static LB algorithm and only accepts weights '0%' and '100%'."
+        );
+        // 30% of a weight of 1 is 0: no traffic, which the last-server rule weighs.
+        assert_eq!(
+            set_weight(&set("fixed", "c", LbWeight::Percent(30)))
+                .await
+                .unwrap(),
+            "set the weight 30% on fixed/c: ready, weight 1 -> ready, weight 0"
+        );
+        let last = set_weight(&set("fixed", "d", LbWeight::Percent(30)))
+            .await
+            .unwrap_err();
+        assert!(
+            last.message
+                .starts_with("refused to set the weight of fixed/d to 30%: it is the last server"),
+            "{}",
+            last.message
+        );
+        assert!(!refused.timed_out);
+        let missing = drain(&lb(h.server("web", "zz"))).await.unwrap_err();
+        assert_eq!(missing.message, "HAProxy has no server web/zz");
+        let no_backend = drain(&lb(h.server("nope", "a"))).await.unwrap_err();
+        assert_eq!(
+            no_backend.message,
+            "HAProxy refused `show servers state nope`: Can't find backend."
+        );
+    }
+
+    #[tokio::test]
+    async fn the_last_server_taking_traffic_is_never_drained_or_weighed_to_zero() {
+        let Some(h) = Haproxy::start("last") else {
+            return;
+        };
+        let only = lb(h.server("one", "only"));
+        let refused = drain(&only).await.unwrap_err();
+        assert_eq!(
+            refused.message,
+            "refused to drain one/only: it is the last server taking traffic in its backend (only: ready, weight 10)"
+        );
+        let zero = SetWeightArgs {
+            haproxy: h.server("one", "only"),
+            weight: LbWeight::Absolute(0),
+        };
+        assert!(set_weight(&zero).await.is_err());
+        assert!(api(&only.haproxy)
+            .server("one", "only")
+            .await
+            .unwrap()
+            .serving());
+        // Of two, the first drains; the second is then the last.
+        drain(&lb(h.server("web", "a"))).await.unwrap();
+        let second = drain(&lb(h.server("web", "b"))).await.unwrap_err();
+        assert!(
+            second
+                .message
+                .starts_with("refused to drain web/b: it is the last server"),
+            "{}",
+            second.message
+        );
+    }
+
+    #[tokio::test]
+    async fn a_socket_below_admin_or_with_nobody_behind_it_changes_nothing() {
+        let Some(h) = Haproxy::start("level") else {
+            return;
+        };
+        let mut operator = h.server("web", "b");
+        operator.socket = h.dir.join("operator.sock");
+        let denied = drain(&lb(operator.clone())).await.unwrap_err();
+        assert_eq!(
+            denied.message,
+            "HAProxy refused `set server web/b state drain`: Permission denied"
+        );
+        assert_eq!(api(&operator).level().await.unwrap(), "operator");
+        assert!(matches!(
+            api(&operator).require_admin().await,
+            Err(HaproxyError::NotAdmin { .. })
+        ));
+        assert!(api(&h.server("web", "b"))
+            .server("web", "b")
+            .await
+            .unwrap()
+            .serving());
+        let mut nobody = h.server("web", "b");
+        nobody.socket = h.dir.join("absent.sock");
+        let unreachable = drain(&lb(nobody)).await.unwrap_err();
+        assert!(
+            unreachable
+                .message
+                .starts_with("cannot reach HAProxy's admin socket"),
+            "{}",
+            unreachable.message
+        );
+    }
+}
