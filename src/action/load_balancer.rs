@@ -9,7 +9,7 @@
 
 use super::Failure;
 use crate::loadbalancer::haproxy::{AdminState, HaproxyError, RuntimeApi, ServerState, Weight};
-use crate::policy::{HaproxyServer, LbServerArgs, LbWeight, SetWeightArgs};
+use crate::policy::{DrainArgs, HaproxyServer, LbServerArgs, LbWeight, Ramp, SetWeightArgs};
 use std::time::Duration;
 
 /// How long one command on the admin socket may take: HAProxy answers at once, so a
@@ -53,15 +53,15 @@ fn keep_one_serving(
 }
 
 /// Reads the server, makes the change, reads it again: `VERB BACKEND/SERVER: before ->
-/// after`. `stops_traffic` says, from the server's state, whether the change leaves it
-/// no traffic.
+/// after`, and the state before. `stops_traffic` says, from the server's state,
+/// whether the change leaves it no traffic.
 async fn changed(
     server: &HaproxyServer,
     verb: &str,
     asked: &str,
     stops_traffic: impl Fn(&ServerState) -> bool,
     change: impl std::future::Future<Output = Result<(), HaproxyError>>,
-) -> Result<String, Failure> {
+) -> Result<(String, ServerState), Failure> {
     let api = api(server);
     let (backend, name) = (&server.backend, &server.server);
     let servers = api.servers(backend).await.map_err(failure)?;
@@ -71,7 +71,7 @@ async fn changed(
             server: name.clone(),
         })
     })?;
-    let before = found.describe();
+    let before = found.clone();
     if stops_traffic(found) {
         keep_one_serving(&servers, server, asked)?;
     }
@@ -80,20 +80,99 @@ async fn changed(
         Ok(state) => state.describe(),
         Err(e) => format!("not read back: {e}"),
     };
-    Ok(format!("{verb} {backend}/{name}: {before} -> {after}"))
+    let line = format!("{verb} {backend}/{name}: {} -> {after}", before.describe());
+    Ok((line, before))
 }
 
-pub async fn drain(args: &LbServerArgs) -> Result<String, Failure> {
+/// A drained server, and the weight it had: what a ramp gives back.
+pub struct Drained {
+    pub line: String,
+    pub weight: u32,
+}
+
+pub async fn drain(args: &DrainArgs) -> Result<Drained, Failure> {
     let s = &args.haproxy;
     let api = api(s);
-    changed(
+    let (line, before) = changed(
         s,
         "drained",
         &format!("drain {}/{}", s.backend, s.server),
         |_| true,
         api.set_state(&s.backend, &s.server, AdminState::Drain),
     )
-    .await
+    .await?;
+    // A server at weight 0 before (set so by hand, say) gets its configured weight.
+    let weight = if before.weight > 0 {
+        before.weight
+    } else {
+        before.initial_weight
+    };
+    Ok(Drained { line, weight })
+}
+
+/// The weights of a ramp back to `weight` in `steps` equal parts, the last `weight`
+/// itself, none below 1.
+fn ramp_weights(weight: u32, steps: u32) -> Vec<u32> {
+    let mut weights: Vec<u32> = (1..=steps)
+        .map(|k| (u64::from(weight) * u64::from(k) / u64::from(steps)).max(1) as u32)
+        .collect();
+    // A small weight has fewer distinct parts than steps: each is set once.
+    weights.dedup();
+    weights
+}
+
+/// Gives a drained server its weight back in `ramp.steps` parts, `ramp.interval` apart:
+/// the first part is set before the server is made ready, so it comes back at its
+/// smallest share. Each step's line; or, when HAProxy refuses one, the lines so far
+/// and the failure (a refused command changes nothing: the server keeps the last
+/// weight that held, and a server still drained gets its old weight back for a
+/// later `ready`).
+pub async fn ramp_back(
+    server: &HaproxyServer,
+    ramp: &Ramp,
+    weight: u32,
+) -> Result<Vec<String>, (Vec<String>, Failure)> {
+    let api = api(server);
+    let (backend, name) = (&server.backend, &server.server);
+    let mut lines = Vec::new();
+    let weights = ramp_weights(weight, ramp.steps);
+    for (i, &w) in weights.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(ramp.interval).await;
+        }
+        let before = match api.server(backend, name).await {
+            Ok(state) => state,
+            Err(e) => return Err((lines, failure(e))),
+        };
+        if let Err(e) = api.set_weight(backend, name, Weight::Absolute(w)).await {
+            return Err((lines, failure(e)));
+        }
+        if i == 0 {
+            if let Err(e) = api.set_state(backend, name, AdminState::Ready).await {
+                let restored = match api
+                    .set_weight(backend, name, Weight::Absolute(before.weight))
+                    .await
+                {
+                    Ok(()) => format!("its weight is back at {}", before.weight),
+                    Err(again) => format!("its weight could not be put back: {again}"),
+                };
+                let mut f = failure(e);
+                f.message = format!("{}; {backend}/{name} stays drained, {restored}", f.message);
+                return Err((lines, f));
+            }
+        }
+        let after = match api.server(backend, name).await {
+            Ok(state) => state.describe(),
+            Err(e) => format!("not read back: {e}"),
+        };
+        lines.push(format!(
+            "step {} of {}: {backend}/{name}: {} -> {after}",
+            i + 1,
+            weights.len(),
+            before.describe()
+        ));
+    }
+    Ok(lines)
 }
 
 pub async fn ready(args: &LbServerArgs) -> Result<String, Failure> {
@@ -107,6 +186,7 @@ pub async fn ready(args: &LbServerArgs) -> Result<String, Failure> {
         api.set_state(&s.backend, &s.server, AdminState::Ready),
     )
     .await
+    .map(|(line, _)| line)
 }
 
 pub async fn set_weight(args: &SetWeightArgs) -> Result<String, Failure> {
@@ -129,10 +209,11 @@ pub async fn set_weight(args: &SetWeightArgs) -> Result<String, Failure> {
         api.set_weight(&s.backend, &s.server, weight),
     )
     .await
+    .map(|(line, _)| line)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Against a real HAProxy (Debian's), started here by PID with an admin socket and
     //! an operator-level one in a directory of its own, and no listener at all: the
     //! runtime API needs none.
@@ -143,13 +224,16 @@ mod tests {
 
     const HAPROXY: &str = "/usr/sbin/haproxy";
 
-    struct Haproxy {
+    /// Debian's haproxy, started for one test: backends `web` (a, b: weight 10), `one`
+    /// (only), `fixed` (c, d: a static algorithm, weight 1) and `fixed10` (e, f: the
+    /// same, weight 10).
+    pub(crate) struct Haproxy {
         child: Child,
-        dir: PathBuf,
+        pub(crate) dir: PathBuf,
     }
 
     impl Haproxy {
-        fn start(name: &str) -> Option<Haproxy> {
+        pub(crate) fn start(name: &str) -> Option<Haproxy> {
             if !Path::new(HAPROXY).exists() {
                 assert!(
                     std::env::var_os("CI").is_none(),
@@ -167,7 +251,8 @@ mod tests {
                  defaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n\
                  backend web\n    server a 127.0.0.1:1 weight 10\n    server b 127.0.0.1:2 weight 10\n\
                  backend one\n    server only 127.0.0.1:3 weight 10\n\
-                 backend fixed\n    balance source\n    server c 127.0.0.1:4\n    server d 127.0.0.1:5\n",
+                 backend fixed\n    balance source\n    server c 127.0.0.1:4\n    server d 127.0.0.1:5\n\
+                 backend fixed10\n    balance source\n    server e 127.0.0.1:6 weight 10\n    server f 127.0.0.1:7 weight 10\n",
                 d = dir.display()
             );
             std::fs::write(dir.join("haproxy.cfg"), config).unwrap();
@@ -190,11 +275,11 @@ mod tests {
             panic!("haproxy's admin socket never opened");
         }
 
-        fn socket(&self) -> PathBuf {
+        pub(crate) fn socket(&self) -> PathBuf {
             self.dir.join("admin.sock")
         }
 
-        fn server(&self, backend: &str, server: &str) -> HaproxyServer {
+        pub(crate) fn server(&self, backend: &str, server: &str) -> HaproxyServer {
             HaproxyServer {
                 socket: self.socket(),
                 backend: backend.into(),
@@ -214,6 +299,22 @@ mod tests {
 
     fn lb(server: HaproxyServer) -> LbServerArgs {
         LbServerArgs { haproxy: server }
+    }
+
+    async fn drain(args: &LbServerArgs) -> Result<String, Failure> {
+        let args = DrainArgs {
+            haproxy: args.haproxy.clone(),
+            ramp: None,
+        };
+        super::drain(&args).await.map(|d| d.line)
+    }
+
+    #[test]
+    fn a_ramp_comes_back_in_equal_parts_each_set_once() {
+        assert_eq!(ramp_weights(10, 3), [3, 6, 10]);
+        assert_eq!(ramp_weights(2, 4), [1, 2]);
+        assert_eq!(ramp_weights(1, 3), [1]);
+        assert_eq!(ramp_weights(256, 1), [256]);
     }
 
     #[tokio::test]

@@ -92,12 +92,15 @@ pub struct Executor<F> {
     family: F,
 }
 
-/// What the config edits of one attempt left for its outcome.
+/// What the config edits and drains of one attempt left for its outcome.
 #[derive(Default)]
 struct EditTrail {
     diffs: Vec<String>,
     /// What the last config edit's verification saw, while nothing has changed since.
     verified: Option<String>,
+    /// Servers drained with a ramp back, and the weight each had: given back once the
+    /// attempt verifies, and only then.
+    ramps: Vec<(crate::policy::DrainArgs, u32)>,
 }
 
 /// Why an action did not succeed: what kind of failure it is (decided from the error's
@@ -223,6 +226,29 @@ impl<F: Family> Executor<F> {
             (OutcomeResult::Ok, None) => self.verify(policy).await.unzip(),
             _ => (None, None),
         };
+        // Weight goes back only to a server whose attempt verified; one that did not
+        // stays drained, and its policy's guard counts the failure.
+        for (drain, weight) in std::mem::take(&mut trail.ramps) {
+            let server = &drain.haproxy;
+            let Some(ramp) = &drain.ramp else { continue };
+            if verified != Some(true) {
+                steps.push(format!(
+                    "ramp: not run: {}/{} stays drained, as the attempt did not verify",
+                    server.backend, server.server
+                ));
+                continue;
+            }
+            match load_balancer::ramp_back(server, ramp, weight).await {
+                Ok(lines) => steps.extend(lines.into_iter().map(|l| format!("ramp: {l}"))),
+                Err((lines, failure)) => {
+                    steps.extend(lines.into_iter().map(|l| format!("ramp: {l}")));
+                    steps.push(format!("ramp: {}", failure.message));
+                    tracing::warn!(error = %failure.message, "the ramp back failed");
+                    result = OutcomeResult::Failed;
+                    error.get_or_insert(format!("ramp: {}", failure.message));
+                }
+            }
+        }
         Outcome {
             policy: policy.name().to_string(),
             attempt_id: Some(attempt_id),
@@ -315,7 +341,13 @@ impl<F: Family> Executor<F> {
                     .await
                     .map(|status| format!("webhook answered {status}"))?)
             }
-            Action::Drain(args) => load_balancer::drain(args).await,
+            Action::Drain(args) => {
+                let drained = load_balancer::drain(args).await?;
+                if args.ramp.is_some() {
+                    trail.ramps.push((args.clone(), drained.weight));
+                }
+                Ok(drained.line)
+            }
             Action::Ready(args) => load_balancer::ready(args).await,
             Action::SetWeight(args) => load_balancer::set_weight(args).await,
             Action::Exec(args) => {

@@ -42,7 +42,14 @@ impl Family for Scripted {
         action: &'a Action,
     ) -> Option<Acted> {
         // `exec` and `notify` are not this family's: the executor runs them.
-        if matches!(action, Action::Exec(_) | Action::Notify(_)) {
+        if matches!(
+            action,
+            Action::Exec(_)
+                | Action::Notify(_)
+                | Action::Drain(_)
+                | Action::Ready(_)
+                | Action::SetWeight(_)
+        ) {
             return None;
         }
         self.asked.lock().expect("not poisoned").push(action.name());
@@ -205,4 +212,111 @@ async fn a_change_verified_in_place_is_not_verified_again_unless_something_chang
     let outcome = executor.run_attempt(&only_restart, 3).await;
     assert_eq!(outcome.result, OutcomeResult::Failed);
     assert_eq!(outcome.detail.expect("detail").diffs, ["-a\n+c"]);
+}
+
+/// A node-side attempt: drain this node at the load balancer, restart, verify, then
+/// the weight back in steps; an attempt that does not verify leaves it drained.
+mod drain_and_ramp {
+    use super::*;
+    use crate::action::load_balancer::tests::Haproxy;
+
+    fn draining(socket: &std::path::Path) -> Policy {
+        draining_on(socket, "web", "b")
+    }
+
+    fn draining_on(socket: &std::path::Path, backend: &str, name: &str) -> Policy {
+        let server = serde_json::json!({ "socket": socket, "backend": backend, "server": name });
+        let doc = serde_json::json!({
+            "apiVersion": "salve.dev/v1alpha1",
+            "kind": "RemediationPolicy",
+            "metadata": { "name": "php-b" },
+            "spec": {
+                "target": { "unit": "php8.2-fpm.service" },
+                "trigger": [{ "unit": { "activeState": ["failed"] } }],
+                "actions": [
+                    { "drain": { "haproxy": server, "ramp": { "steps": 3, "interval": "10ms" } } },
+                    { "restart": {} }
+                ],
+                "verify": { "unit": {} }
+            }
+        });
+        crate::policy::decode_resource(&doc, "test").expect("the test policy is valid")
+    }
+
+    async fn weight_of_b(h: &Haproxy) -> (u32, u32) {
+        let api = crate::loadbalancer::haproxy::RuntimeApi::new(
+            &h.socket(),
+            std::time::Duration::from_secs(5),
+        );
+        let b = api.server("web", "b").await.unwrap();
+        (b.admin, b.weight)
+    }
+
+    #[tokio::test]
+    async fn a_verified_node_gets_its_weight_back_in_steps() {
+        let Some(h) = Haproxy::start("ramp") else {
+            return;
+        };
+        let executor = Scripted::new(vec![Ok("restarted".into())], true);
+        let outcome = executor.run_attempt(&draining(&h.socket()), 1).await;
+        assert_eq!(outcome.result, OutcomeResult::Ok, "{outcome:?}");
+        let steps = outcome.detail.unwrap().steps;
+        assert_eq!(
+            steps,
+            [
+                "drain: drained web/b: ready, weight 10 -> drain, weight 10",
+                "restart: restarted",
+                "ramp: step 1 of 3: web/b: drain, weight 10 -> ready, weight 3",
+                "ramp: step 2 of 3: web/b: ready, weight 3 -> ready, weight 6",
+                "ramp: step 3 of 3: web/b: ready, weight 6 -> ready, weight 10",
+            ]
+        );
+        assert_eq!(weight_of_b(&h).await, (0, 10));
+    }
+
+    #[tokio::test]
+    async fn a_node_that_does_not_verify_stays_drained() {
+        let Some(h) = Haproxy::start("noramp") else {
+            return;
+        };
+        let executor = Scripted::new(vec![Ok("restarted".into())], false);
+        let outcome = executor.run_attempt(&draining(&h.socket()), 1).await;
+        assert_eq!(outcome.verified, Some(false), "{outcome:?}");
+        let steps = outcome.detail.unwrap().steps;
+        assert_eq!(
+            steps.last().map(String::as_str),
+            Some("ramp: not run: web/b stays drained, as the attempt did not verify")
+        );
+        let (admin, weight) = weight_of_b(&h).await;
+        assert_eq!((admin & 0x08, weight), (0x08, 10));
+        // Nor does an attempt whose restart failed.
+        let executor = Scripted::new(vec![Err(Failure::failed("no".into()))], true);
+        let outcome = executor.run_attempt(&draining(&h.socket()), 2).await;
+        assert_eq!(outcome.result, OutcomeResult::Failed);
+        assert_eq!(weight_of_b(&h).await.0 & 0x08, 0x08);
+    }
+
+    #[tokio::test]
+    async fn a_ramp_haproxy_refuses_fails_the_attempt_and_leaves_the_weight_as_it_was() {
+        let Some(h) = Haproxy::start("refused") else {
+            return;
+        };
+        // A static balance algorithm takes no weight but 0% and 100%.
+        let executor = Scripted::new(vec![Ok("restarted".into())], true);
+        let outcome = executor
+            .run_attempt(&draining_on(&h.socket(), "fixed10", "e"), 1)
+            .await;
+        assert_eq!(outcome.result, OutcomeResult::Failed, "{outcome:?}");
+        let detail = outcome.detail.unwrap();
+        assert_eq!(
+            detail.error.as_deref(),
+            Some("ramp: HAProxy refused `set weight fixed10/e 3`: Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.")
+        );
+        let api = crate::loadbalancer::haproxy::RuntimeApi::new(
+            &h.socket(),
+            std::time::Duration::from_secs(5),
+        );
+        let e = api.server("fixed10", "e").await.unwrap();
+        assert_eq!((e.admin & 0x08, e.weight), (0x08, 10), "{e:?}");
+    }
 }

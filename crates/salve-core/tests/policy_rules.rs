@@ -1026,6 +1026,31 @@ fn load_balancer_actions() {
         "spec.actions[0].ready.haproxy.socket",
         "\"admin.sock\" must be an absolute path",
     );
+    // Weight goes back only to a server that verified: a ramp needs `verify`, and
+    // never runs from `escalate`.
+    let ramping = json!([{ "drain": { "haproxy": server, "ramp": { "steps": 4, "interval": "1s" } } }, { "restart": {} }]);
+    keeps(&[(A, ramping.clone())]);
+    let mut unverified = with(&[(A, ramping.clone())]);
+    unverified["spec"].as_object_mut().unwrap().remove("verify");
+    let expected = vec![(
+        "spec.actions".to_string(),
+        "a drain that ramps back needs `verify`: weight returns only to a server that verified healthy".to_string(),
+    )];
+    assert_eq!(by_validate(&unverified), expected);
+    assert_eq!(by_decoder(&unverified), expected);
+    breaks(
+        &[("/spec/escalate", ramping)],
+        "spec.escalate",
+        "escalate may not ramp a drained server back: escalation is never verified",
+    );
+    breaks(
+        &[(
+            A,
+            json!([{ "drain": { "haproxy": server, "ramp": { "steps": 0 } } }]),
+        )],
+        "spec.actions[0].drain.ramp.steps",
+        "0 is out of range: expected 1 to 20",
+    );
     cluster_breaks(
         cluster(
             json!({ "pods": { "name": "php-0" } }),

@@ -119,3 +119,9 @@ pub fn node_condition() -> String {
 pub fn node_status() -> Vec<ConditionValue> {
     vec![ConditionValue::False, ConditionValue::Unknown]
 }
+
+/// Between two steps of a load balancer's ramp: long enough for a health check to
+/// see the server under its new share.
+pub fn ramp_interval() -> Duration {
+    Duration::from_secs(2)
+}

@@ -1,9 +1,12 @@
 //! Load-balancer servers, as the actions that drain, weigh and ready them name them:
 //! for now a HAProxy server behind its admin socket.
 
+use super::schema_types::DurationSchema;
+use super::serde_text::duration_text;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// A server of a HAProxy backend, reached through HAProxy's admin socket (`stats socket
 /// PATH level admin` in its configuration).
@@ -21,6 +24,28 @@ pub struct HaproxyServer {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LbServerArgs {
     pub haproxy: HaproxyServer,
+}
+
+/// `drain`: the server, and how its weight comes back once the attempt verifies.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DrainArgs {
+    pub haproxy: HaproxyServer,
+    /// Without it the server stays drained (a later `ready` brings it back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<Ramp>,
+}
+
+/// The weight a drained server had, given back in `steps` equal parts `interval`
+/// apart, after the attempt's verification passed, and only then.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ramp {
+    #[schemars(range(min = 1, max = 20))]
+    pub steps: u32,
+    #[serde(default = "super::defaults::ramp_interval", with = "duration_text")]
+    #[schemars(with = "DurationSchema")]
+    pub interval: Duration,
 }
 
 /// `setWeight`: the server and the weight it gets.

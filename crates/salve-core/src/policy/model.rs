@@ -872,7 +872,7 @@ pub enum Action {
     ConfigMapEdit(ConfigMapEditArgs),
     /// A load balancer's server: no new traffic; what it serves finishes.
     #[serde(deserialize_with = "mapping")]
-    Drain(super::LbServerArgs),
+    Drain(super::DrainArgs),
     /// A load balancer's server: traffic again.
     #[serde(deserialize_with = "mapping")]
     Ready(super::LbServerArgs),

@@ -43,6 +43,8 @@ pub const POOL_KEY_MAX: Whole = Whole {
     max: 100_000,
 };
 pub const SCALE_STEP: Whole = Whole { min: 1, max: 100 };
+/// The steps of a load balancer's ramp back.
+pub const RAMP_STEPS: Whole = Whole { min: 1, max: 20 };
 pub const REPLICAS: Whole = Whole {
     min: 0,
     max: 10_000,
@@ -316,6 +318,10 @@ pub fn exceeds(
 pub const ESCALATE_NO_EDITS: &str = "escalate may not edit configs: escalation runs once, unverified and without an outcome record; put the edit in actions";
 pub const EDIT_NEEDS_VERIFY: &str =
     "a config edit needs `verify`: without it an edit that breaks the site would be kept";
+pub const RAMP_NEEDS_VERIFY: &str =
+    "a drain that ramps back needs `verify`: weight returns only to a server that verified healthy";
+pub const ESCALATE_NO_RAMP: &str =
+    "escalate may not ramp a drained server back: escalation is never verified";
 pub const VERIFY_NEEDS_ONE: &str = "verify needs at least one of: http, unit, ready";
 pub const UNIT_CONDITION_NEEDS_ONE: &str =
     "a unit condition needs at least one of: activeState, subState, unitFileState";

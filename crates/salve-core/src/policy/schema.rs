@@ -66,6 +66,8 @@ mod tests {
             ("ScaleArgs", SCALE_FIELDS),
             ("RaiseMemoryLimitArgs", RAISE_MEMORY_FIELDS),
             ("LbServerArgs", LB_SERVER_FIELDS),
+            ("DrainArgs", DRAIN_FIELDS),
+            ("Ramp", RAMP_FIELDS),
             ("HaproxyServer", HAPROXY_SERVER_FIELDS),
             ("SetWeightArgs", SET_WEIGHT_FIELDS),
         ];

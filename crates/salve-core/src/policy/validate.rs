@@ -113,6 +113,21 @@ impl Checker {
             spec.verify.is_none() && spec.actions.iter().any(Action::is_config_edit),
             rules::EDIT_NEEDS_VERIFY,
         );
+        let ramps = |actions: &[Action]| {
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Drain(d) if d.ramp.is_some()))
+        };
+        self.rule(
+            &actions,
+            spec.verify.is_none() && ramps(&spec.actions),
+            rules::RAMP_NEEDS_VERIFY,
+        );
+        self.rule(
+            &at.key("escalate"),
+            ramps(&spec.escalate),
+            rules::ESCALATE_NO_RAMP,
+        );
         if let Some(verify) = &spec.verify {
             self.verify(verify, &at.key("verify"));
         }
@@ -441,7 +456,18 @@ impl Checker {
             Action::Notify(notify) => {
                 self.check(&at.key("timeout"), rules::positive(notify.timeout));
             }
-            Action::Drain(lb) | Action::Ready(lb) => self.haproxy(&lb.haproxy, &at.key("haproxy")),
+            Action::Drain(drain) => {
+                self.haproxy(&drain.haproxy, &at.key("haproxy"));
+                if let Some(ramp) = &drain.ramp {
+                    let at = at.key("ramp");
+                    self.check(
+                        &at.key("steps"),
+                        rules::whole(u64::from(ramp.steps), rules::RAMP_STEPS),
+                    );
+                    self.check(&at.key("interval"), rules::positive(ramp.interval));
+                }
+            }
+            Action::Ready(lb) => self.haproxy(&lb.haproxy, &at.key("haproxy")),
             Action::SetWeight(set) => self.haproxy(&set.haproxy, &at.key("haproxy")),
             Action::Exec(exec) => {
                 let command = at.key("command");

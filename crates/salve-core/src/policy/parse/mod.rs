@@ -18,7 +18,7 @@ use super::names::{HttpUrl, PolicyName, SignalName, UnitName};
 use super::rules;
 use super::schema_types::NoArgs;
 use super::yaml::Node;
-use crate::policy::{HaproxyServer, LbServerArgs, LbWeight, SetWeightArgs};
+use crate::policy::{DrainArgs, HaproxyServer, LbServerArgs, LbWeight, Ramp, SetWeightArgs};
 use std::time::Duration;
 
 pub(crate) const POLICY_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
@@ -63,6 +63,8 @@ pub(crate) const ACTION_KINDS: &[&str] = &[
     "setWeight",
 ];
 pub(crate) const LB_SERVER_FIELDS: &[&str] = &["haproxy"];
+pub(crate) const DRAIN_FIELDS: &[&str] = &["haproxy", "ramp"];
+pub(crate) const RAMP_FIELDS: &[&str] = &["steps", "interval"];
 pub(crate) const HAPROXY_SERVER_FIELDS: &[&str] = &["socket", "backend", "server"];
 pub(crate) const SET_WEIGHT_FIELDS: &[&str] = &["haproxy", "weight"];
 pub(crate) const SCALE_FIELDS: &[&str] = &["by", "min", "max"];
@@ -534,22 +536,40 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
                 max: max?,
             })
         }
-        "drain" | "ready" => {
-            let what = if kind == "drain" {
-                "the drain action"
-            } else {
-                "the ready action"
-            };
-            let f = dec.fields(args, what, LB_SERVER_FIELDS)?;
+        "drain" => {
+            let f = dec.fields(args, "the drain action", DRAIN_FIELDS)?;
+            let haproxy = f
+                .required(dec, "haproxy")
+                .and_then(|n| haproxy_server(dec, n));
+            let ramp = optional(f.get("ramp").map(|n| {
+                let f = dec.fields(n, "a ramp", RAMP_FIELDS)?;
+                // RAMP_STEPS' maximum fits a u32.
+                let steps = f
+                    .required(dec, "steps")
+                    .and_then(|n| dec.integer(n, rules::RAMP_STEPS).map(|v| v as u32));
+                let interval = opt(
+                    dec,
+                    &f,
+                    "interval",
+                    defaults::ramp_interval(),
+                    positive_duration,
+                );
+                Some(Ramp {
+                    steps: steps?,
+                    interval: interval?,
+                })
+            }));
+            Action::Drain(DrainArgs {
+                haproxy: haproxy?,
+                ramp: ramp?,
+            })
+        }
+        "ready" => {
+            let f = dec.fields(args, "the ready action", LB_SERVER_FIELDS)?;
             let haproxy = f
                 .required(dec, "haproxy")
                 .and_then(|n| haproxy_server(dec, n))?;
-            let lb = LbServerArgs { haproxy };
-            if kind == "drain" {
-                Action::Drain(lb)
-            } else {
-                Action::Ready(lb)
-            }
+            Action::Ready(LbServerArgs { haproxy })
         }
         "setWeight" => {
             let f = dec.fields(args, "the setWeight action", SET_WEIGHT_FIELDS)?;
