@@ -9,7 +9,7 @@
 
 use super::Failure;
 use crate::loadbalancer::haproxy::{AdminState, HaproxyError, RuntimeApi, ServerState, Weight};
-use crate::policy::{DrainArgs, HaproxyServer, LbServerArgs, LbWeight, Ramp, SetWeightArgs};
+use crate::policy::{HaproxyServer, LbWeight, Policy, Ramp};
 use std::time::Duration;
 
 /// How long one command on the admin socket may take: HAProxy answers at once, so a
@@ -90,8 +90,19 @@ pub struct Drained {
     pub weight: u32,
 }
 
-pub async fn drain(args: &DrainArgs) -> Result<Drained, Failure> {
-    let s = &args.haproxy;
+/// The server an action names, or else the policy's target.
+pub fn server_of<'a>(
+    named: &'a Option<HaproxyServer>,
+    policy: &'a Policy,
+) -> Result<&'a HaproxyServer, Failure> {
+    // Validation requires one or the other.
+    named
+        .as_ref()
+        .or(policy.spec.target.haproxy())
+        .ok_or_else(|| Failure::failed("no HAProxy server named, and the target is none".into()))
+}
+
+pub async fn drain(s: &HaproxyServer) -> Result<Drained, Failure> {
     let api = api(s);
     let (line, before) = changed(
         s,
@@ -175,8 +186,7 @@ pub async fn ramp_back(
     Ok(lines)
 }
 
-pub async fn ready(args: &LbServerArgs) -> Result<String, Failure> {
-    let s = &args.haproxy;
+pub async fn ready(s: &HaproxyServer) -> Result<String, Failure> {
     let api = api(s);
     changed(
         s,
@@ -189,10 +199,9 @@ pub async fn ready(args: &LbServerArgs) -> Result<String, Failure> {
     .map(|(line, _)| line)
 }
 
-pub async fn set_weight(args: &SetWeightArgs) -> Result<String, Failure> {
-    let s = &args.haproxy;
+pub async fn set_weight(s: &HaproxyServer, weight: LbWeight) -> Result<String, Failure> {
     let api = api(s);
-    let weight = match args.weight {
+    let weight = match weight {
         LbWeight::Absolute(w) => Weight::Absolute(w),
         LbWeight::Percent(p) => Weight::Percent(p),
     };
@@ -297,16 +306,21 @@ pub(crate) mod tests {
         }
     }
 
-    fn lb(server: HaproxyServer) -> LbServerArgs {
-        LbServerArgs { haproxy: server }
+    fn lb(server: HaproxyServer) -> HaproxyServer {
+        server
     }
 
-    async fn drain(args: &LbServerArgs) -> Result<String, Failure> {
-        let args = DrainArgs {
-            haproxy: args.haproxy.clone(),
-            ramp: None,
-        };
-        super::drain(&args).await.map(|d| d.line)
+    async fn drain(server: &HaproxyServer) -> Result<String, Failure> {
+        super::drain(server).await.map(|d| d.line)
+    }
+
+    struct SetWeightArgs {
+        haproxy: HaproxyServer,
+        weight: LbWeight,
+    }
+
+    async fn set_weight(args: &SetWeightArgs) -> Result<String, Failure> {
+        super::set_weight(&args.haproxy, args.weight).await
     }
 
     #[test]
@@ -327,14 +341,14 @@ pub(crate) mod tests {
             drain(&b).await.unwrap(),
             "drained web/b: ready, weight 10 -> drain, weight 10"
         );
-        let state = api(&b.haproxy).server("web", "b").await.unwrap();
+        let state = api(&b).server("web", "b").await.unwrap();
         assert_eq!(state.admin & 0x08, 0x08, "{state:?}");
         assert!(!state.serving());
         assert_eq!(
             ready(&b).await.unwrap(),
             "readied web/b: drain, weight 10 -> ready, weight 10"
         );
-        assert!(api(&b.haproxy).server("web", "b").await.unwrap().serving());
+        assert!(api(&b).server("web", "b").await.unwrap().serving());
     }
 
     #[tokio::test]
@@ -407,11 +421,7 @@ pub(crate) mod tests {
             weight: LbWeight::Absolute(0),
         };
         assert!(set_weight(&zero).await.is_err());
-        assert!(api(&only.haproxy)
-            .server("one", "only")
-            .await
-            .unwrap()
-            .serving());
+        assert!(api(&only).server("one", "only").await.unwrap().serving());
         // Of two, the first drains; the second is then the last.
         drain(&lb(h.server("web", "a"))).await.unwrap();
         let second = drain(&lb(h.server("web", "b"))).await.unwrap_err();

@@ -100,7 +100,7 @@ struct EditTrail {
     verified: Option<String>,
     /// Servers drained with a ramp back, and the weight each had: given back once the
     /// attempt verifies, and only then.
-    ramps: Vec<(crate::policy::DrainArgs, u32)>,
+    ramps: Vec<(crate::policy::HaproxyServer, crate::policy::Ramp, u32)>,
 }
 
 /// Why an action did not succeed: what kind of failure it is (decided from the error's
@@ -228,9 +228,7 @@ impl<F: Family> Executor<F> {
         };
         // Weight goes back only to a server whose attempt verified; one that did not
         // stays drained, and its policy's guard counts the failure.
-        for (drain, weight) in std::mem::take(&mut trail.ramps) {
-            let server = &drain.haproxy;
-            let Some(ramp) = &drain.ramp else { continue };
+        for (server, ramp, weight) in std::mem::take(&mut trail.ramps) {
             if verified != Some(true) {
                 steps.push(format!(
                     "ramp: not run: {}/{} stays drained, as the attempt did not verify",
@@ -238,7 +236,7 @@ impl<F: Family> Executor<F> {
                 ));
                 continue;
             }
-            match load_balancer::ramp_back(server, ramp, weight).await {
+            match load_balancer::ramp_back(&server, &ramp, weight).await {
                 Ok(lines) => steps.extend(lines.into_iter().map(|l| format!("ramp: {l}"))),
                 Err((lines, failure)) => {
                     steps.extend(lines.into_iter().map(|l| format!("ramp: {l}")));
@@ -342,14 +340,22 @@ impl<F: Family> Executor<F> {
                     .map(|status| format!("webhook answered {status}"))?)
             }
             Action::Drain(args) => {
-                let drained = load_balancer::drain(args).await?;
-                if args.ramp.is_some() {
-                    trail.ramps.push((args.clone(), drained.weight));
+                let server = load_balancer::server_of(&args.haproxy, policy)?;
+                let drained = load_balancer::drain(server).await?;
+                if let Some(ramp) = &args.ramp {
+                    trail
+                        .ramps
+                        .push((server.clone(), ramp.clone(), drained.weight));
                 }
                 Ok(drained.line)
             }
-            Action::Ready(args) => load_balancer::ready(args).await,
-            Action::SetWeight(args) => load_balancer::set_weight(args).await,
+            Action::Ready(args) => {
+                load_balancer::ready(load_balancer::server_of(&args.haproxy, policy)?).await
+            }
+            Action::SetWeight(args) => {
+                let server = load_balancer::server_of(&args.haproxy, policy)?;
+                load_balancer::set_weight(server, args.weight).await
+            }
             Action::Exec(args) => {
                 let env = exec::ExecEnv {
                     vars: context_vars(policy, attempt_id)

@@ -319,4 +319,47 @@ mod drain_and_ramp {
         let e = api.server("fixed10", "e").await.unwrap();
         assert_eq!((e.admin & 0x08, e.weight), (0x08, 10), "{e:?}");
     }
+
+    /// The load balancer's own policy: its target is the server, probed over HTTP; the
+    /// drain names no server (the target is it), and the weight comes back once the
+    /// backend answers again.
+    #[tokio::test]
+    async fn a_backend_that_answers_again_gets_its_weight_back() {
+        use crate::signal::http::test_server::{response, serve};
+        let Some(h) = Haproxy::start("lbside") else {
+            return;
+        };
+        let (url, _requests) = serve(vec![response(503, "down"), response(200, "ok")]).await;
+        let target = serde_json::json!({ "socket": h.socket(), "backend": "web", "server": "b" });
+        let doc = serde_json::json!({
+            "apiVersion": "salve.dev/v1alpha1",
+            "kind": "RemediationPolicy",
+            "metadata": { "name": "lb-b" },
+            "spec": {
+                "target": { "haproxy": target },
+                "trigger": [{ "http": { "url": url.as_str(), "failures": 2 } }],
+                "actions": [{ "drain": { "ramp": { "steps": 2, "interval": "10ms" } } }],
+                "verify": { "http": { "url": url.as_str(), "status": [200], "within": "10s" } }
+            }
+        });
+        let policy = crate::policy::decode_resource(&doc, "test").expect("valid");
+        assert_eq!(
+            crate::engine::target_name(&policy),
+            format!("haproxy:web/b@{}", h.socket().display())
+        );
+        let executor = Scripted::new(vec![], true);
+        let outcome = executor.run_attempt(&policy, 1).await;
+        assert_eq!(outcome.result, OutcomeResult::Ok, "{outcome:?}");
+        assert_eq!(outcome.verified, Some(true));
+        let steps = outcome.detail.unwrap().steps;
+        assert_eq!(
+            steps,
+            [
+                "drain: drained web/b: ready, weight 10 -> drain, weight 10",
+                "ramp: step 1 of 2: web/b: drain, weight 10 -> ready, weight 5",
+                "ramp: step 2 of 2: web/b: ready, weight 5 -> ready, weight 10",
+            ]
+        );
+        assert_eq!(weight_of_b(&h).await, (0, 10));
+    }
 }

@@ -154,13 +154,14 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// The agent acts on systemd units; a policy on anything else is refused at load.
+/// The agent acts on systemd units and HAProxy servers (next to the HAProxy whose
+/// admin socket it reaches); a policy on anything else is refused at load.
 fn load_host_policies(paths: &[PathBuf]) -> Result<Vec<Policy>, crate::policy::Diagnostics> {
     let policies = policy::load(paths)?;
     policy::only_targets(
         &policies,
-        |t| t.unit().is_some(),
-        "the host agent acts on systemd units; Kubernetes targets are the operator's",
+        |t| t.unit().is_some() || t.haproxy().is_some(),
+        "the host agent acts on systemd units and HAProxy servers; Kubernetes targets are the operator's",
     )?;
     Ok(policies)
 }

@@ -294,6 +294,10 @@ fn refusal(policy: &Policy) -> Option<String> {
                 format!("it is in namespace {own} and targets namespace {ns}: a policy acts in its own namespace only")
             }),
         Target::Node(_) => None,
+        Target::Haproxy(_) => Some(
+            "its target is a HAProxy server, which `salve agent` next to that HAProxy acts on"
+                .to_string(),
+        ),
     }
 }
 

@@ -1056,6 +1056,59 @@ fn load_balancer_actions() {
             json!({ "pods": { "name": "php-0" } }),
             json!([{ "drain": { "haproxy": server } }]),
         ),
-        &[("spec.actions[0].drain", "`drain` shifts a load balancer's traffic, from the host whose unit it heals; a pods target takes: restart, deletePod, notify, exec")],
+        &[("spec.actions[0].drain", "`drain` shifts a load balancer's traffic; a pods target takes: restart, deletePod, notify, exec")],
+    );
+}
+
+/// The load balancer's own policy: a HAProxy server as the target, probed over HTTP,
+/// drained and readied through its socket; nothing of a unit or a cluster fits it, and
+/// an LB action elsewhere must name its server.
+#[test]
+fn haproxy_targets() {
+    let lb = |trigger: J, actions: J, verify: J| {
+        json!({
+            "apiVersion": "salve.dev/v1alpha1",
+            "kind": "RemediationPolicy",
+            "metadata": { "name": "lb-b" },
+            "spec": {
+                "target": { "haproxy": { "socket": "/run/haproxy/admin.sock", "backend": "web", "server": "node-b" } },
+                "trigger": [trigger],
+                "actions": actions,
+                "verify": verify
+            }
+        })
+    };
+    let probe = json!({ "http": { "url": "http://10.0.0.2/ping.php" } });
+    let answers = json!({ "http": { "url": "http://10.0.0.2/ping.php", "within": "5m" } });
+    cluster_breaks(
+        lb(
+            probe,
+            json!([{ "drain": { "ramp": { "steps": 4 } } }, { "notify": { "webhook": "http://127.0.0.1:9093/" } }]),
+            answers,
+        ),
+        &[],
+    );
+    cluster_breaks(
+        lb(
+            json!({ "unit": { "activeState": ["failed"] } }),
+            json!([{ "restart": {} }]),
+            json!({ "unit": {} }),
+        ),
+        &[
+            ("spec.trigger[0].unit", "a unit condition watches a systemd unit, and this policy's target is a HAProxy server: probe the server with an `http` condition"),
+            ("spec.actions[0].restart", "`restart` restarts a unit, a pod or a workload's rollout, and salve never reboots a node; a haproxy target takes: drain, ready, setWeight, notify, exec"),
+            ("spec.verify.unit", "`verify.unit` checks what a HAProxy server is not; use `verify.http`"),
+        ],
+    );
+    // On a unit's policy, a drain must say which server.
+    let mut unit = lb(
+        json!({ "unit": { "activeState": ["failed"] } }),
+        json!([{ "drain": {} }]),
+        json!({ "unit": {} }),
+    );
+    unit["spec"]["target"] = json!({ "unit": "php8.2-fpm.service" });
+    cluster_breaks(
+        unit,
+        &[("spec.actions[0].drain", "`drain` needs `haproxy` (the server: socket, backend, server), as this policy's target is not a HAProxy server")],
     );
 }

@@ -251,7 +251,7 @@ impl KubernetesObjects {
                 )
             }
             // Validation keeps `restart` to pods and workloads.
-            TargetKey::Node { .. } | TargetKey::Unit(_) => {
+            TargetKey::Node { .. } | TargetKey::Unit(_) | TargetKey::Haproxy(_) => {
                 return Err(Failure::failed(format!("`restart` cannot act on {key}")))
             }
         };
@@ -317,7 +317,7 @@ fn reference(key: &TargetKey) -> Option<ObjectReference> {
             ("apps/v1", "StatefulSet", Some(namespace), name)
         }
         TargetKey::Node { name } => ("v1", "Node", None, name),
-        TargetKey::Unit(_) => return None,
+        TargetKey::Unit(_) | TargetKey::Haproxy(_) => return None,
     };
     Some(ObjectReference {
         api_version: Some(api_version.to_string()),

@@ -138,7 +138,9 @@ impl KubernetesObjects {
                     other => Err(format!("{key} Ready={}", other.unwrap_or("unknown"))),
                 }
             }
-            TargetKey::Unit(_) => Err(format!("{key} is not a Kubernetes object")),
+            TargetKey::Unit(_) | TargetKey::Haproxy(_) => {
+                Err(format!("{key} is not a Kubernetes object"))
+            }
         }
     }
 

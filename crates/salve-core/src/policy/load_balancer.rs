@@ -10,7 +10,9 @@ use std::time::Duration;
 
 /// A server of a HAProxy backend, reached through HAProxy's admin socket (`stats socket
 /// PATH level admin` in its configuration).
-#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema, Serialize, Deserialize,
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HaproxyServer {
     /// The admin socket's absolute path.
@@ -19,18 +21,22 @@ pub struct HaproxyServer {
     pub server: String,
 }
 
-/// The server a `drain` or `ready` acts on.
+/// The server a `ready` acts on: the one named, or the policy's target.
 #[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LbServerArgs {
-    pub haproxy: HaproxyServer,
+    /// Absent: the policy's own target, a `haproxy` server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub haproxy: Option<HaproxyServer>,
 }
 
 /// `drain`: the server, and how its weight comes back once the attempt verifies.
 #[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DrainArgs {
-    pub haproxy: HaproxyServer,
+    /// Absent: the policy's own target, a `haproxy` server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub haproxy: Option<HaproxyServer>,
     /// Without it the server stays drained (a later `ready` brings it back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramp: Option<Ramp>,
@@ -52,7 +58,9 @@ pub struct Ramp {
 #[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetWeightArgs {
-    pub haproxy: HaproxyServer,
+    /// Absent: the policy's own target, a `haproxy` server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub haproxy: Option<HaproxyServer>,
     pub weight: LbWeight,
 }
 

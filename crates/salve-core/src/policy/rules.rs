@@ -357,6 +357,9 @@ pub fn kubernetes_actions(target: &crate::policy::Target) -> &'static [&'static 
     }
 }
 
+/// The actions a HAProxy server target takes.
+pub const LOAD_BALANCER_ACTIONS: &[&str] = &["drain", "ready", "setWeight", "notify", "exec"];
+
 /// Actions only a Kubernetes target takes.
 pub const KUBERNETES_ONLY_ACTIONS: &[&str] = &[
     "deletePod",
@@ -379,9 +382,7 @@ pub fn what_acts_on(action: &str) -> &'static str {
             "edits a ConfigMap a deployment or statefulset reads, and restarts its rollout"
         }
         "cordon" => "cordons a node",
-        "drain" | "ready" | "setWeight" => {
-            "shifts a load balancer's traffic, from the host whose unit it heals"
-        }
+        "drain" | "ready" | "setWeight" => "shifts a load balancer's traffic",
         _ => "acts on a systemd unit or its host",
     }
 }

@@ -1,5 +1,5 @@
-//! What a policy acts on: a systemd unit on the host, or Kubernetes pods, a workload
-//! or a node in a cluster, by name or by label selector.
+//! What a policy acts on: a systemd unit on the host, a load balancer's server, or
+//! Kubernetes pods, a workload or a node in a cluster, by name or by label selector.
 
 use super::names::UnitName;
 use super::serde_text::present;
@@ -27,10 +27,21 @@ pub enum Target {
     /// A node, by name or by label selector (nodes have no namespace).
     #[serde(deserialize_with = "super::serde_text::mapping")]
     Node(NodeSelection),
+    /// A HAProxy backend's server, as the load balancer's own agent sees it: probed
+    /// over HTTP, drained and given its weight back through the admin socket.
+    #[serde(deserialize_with = "super::serde_text::mapping")]
+    Haproxy(super::HaproxyServer),
 }
 
 /// The target kinds as a policy spells them.
-pub const TARGET_KINDS: &[&str] = &["unit", "pods", "deployment", "statefulset", "node"];
+pub const TARGET_KINDS: &[&str] = &[
+    "unit",
+    "pods",
+    "deployment",
+    "statefulset",
+    "node",
+    "haproxy",
+];
 
 /// Namespaced objects of one kind: one by `name`, or all with the `selector`'s labels.
 #[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
@@ -83,6 +94,15 @@ impl Target {
             Target::Deployment(_) => "deployment",
             Target::StatefulSet(_) => "statefulset",
             Target::Node(_) => "node",
+            Target::Haproxy(_) => "haproxy",
+        }
+    }
+
+    /// The HAProxy server, for a load balancer's target.
+    pub fn haproxy(&self) -> Option<&super::HaproxyServer> {
+        match self {
+            Target::Haproxy(h) => Some(h),
+            _ => None,
         }
     }
 
@@ -118,6 +138,7 @@ impl Target {
             Target::Node(n) => TargetKey::Node {
                 name: n.name.clone()?,
             },
+            Target::Haproxy(h) => TargetKey::Haproxy(h.clone()),
         })
     }
 }
@@ -126,7 +147,7 @@ impl Target {
     /// Whether the target selects objects by label, rather than naming one.
     pub fn is_selector(&self) -> bool {
         match self {
-            Target::Unit(_) => false,
+            Target::Unit(_) | Target::Haproxy(_) => false,
             Target::Pods(s) | Target::Deployment(s) | Target::StatefulSet(s) => {
                 s.name.is_none() && !s.selector.is_empty()
             }
@@ -140,7 +161,7 @@ impl Target {
             return None;
         }
         match self {
-            Target::Unit(_) => None,
+            Target::Unit(_) | Target::Haproxy(_) => None,
             Target::Pods(s) | Target::Deployment(s) | Target::StatefulSet(s) => Some(&s.selector),
             Target::Node(n) => Some(&n.selector),
         }
@@ -197,6 +218,7 @@ impl Target {
                 name: Some(name.clone()),
                 selector: BTreeMap::new(),
             }),
+            TargetKey::Haproxy(h) => Target::Haproxy(h.clone()),
         }
     }
 }
@@ -217,8 +239,9 @@ impl Target {
                 labels(&s.selector)
             ),
             Target::Node(n) => format!("node {}", labels(&n.selector)),
-            // A unit always has a key.
+            // A unit and a HAProxy server always have a key.
             Target::Unit(u) => u.to_string(),
+            Target::Haproxy(h) => TargetKey::Haproxy(h.clone()).to_string(),
         }
     }
 }
@@ -246,15 +269,42 @@ impl fmt::Display for Target {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TargetKey {
     Unit(UnitName),
-    Pod { namespace: String, name: String },
-    Deployment { namespace: String, name: String },
-    StatefulSet { namespace: String, name: String },
-    Node { name: String },
+    Pod {
+        namespace: String,
+        name: String,
+    },
+    Deployment {
+        namespace: String,
+        name: String,
+    },
+    StatefulSet {
+        namespace: String,
+        name: String,
+    },
+    Node {
+        name: String,
+    },
+    /// `haproxy:BACKEND/SERVER@SOCKET`: two HAProxies on one host may share names.
+    Haproxy(super::HaproxyServer),
 }
 
 impl TargetKey {
     /// Reads the journal's text back; a unit is written bare, as it always was.
     pub fn parse(text: &str) -> Option<TargetKey> {
+        // HAProxy's names hold no `/` or `@`: the first of each ends them.
+        if let Some(rest) = text.strip_prefix("haproxy:") {
+            let (names, socket) = rest.split_once('@')?;
+            let (backend, server) = names.split_once('/')?;
+            let fits = |n: &str| super::load_balancer::haproxy_name(n, "").is_ok();
+            if !fits(backend) || !fits(server) || !socket.starts_with('/') {
+                return None;
+            }
+            return Some(TargetKey::Haproxy(super::HaproxyServer {
+                socket: socket.into(),
+                backend: backend.to_string(),
+                server: server.to_string(),
+            }));
+        }
         let mut parts = text.splitn(3, '/');
         let (kind, a, b) = (parts.next()?, parts.next(), parts.next());
         let namespaced = |ns: Option<&str>, name: Option<&str>| {
@@ -294,6 +344,13 @@ impl fmt::Display for TargetKey {
                 write!(f, "statefulset/{namespace}/{name}")
             }
             TargetKey::Node { name } => write!(f, "node/{name}"),
+            TargetKey::Haproxy(h) => write!(
+                f,
+                "haproxy:{}/{}@{}",
+                h.backend,
+                h.server,
+                h.socket.display()
+            ),
         }
     }
 }
@@ -321,6 +378,11 @@ mod tests {
             TargetKey::Node {
                 name: "worker-1".into(),
             },
+            TargetKey::Haproxy(crate::policy::HaproxyServer {
+                socket: "/run/haproxy/admin.sock".into(),
+                backend: "web".into(),
+                server: "node-b".into(),
+            }),
         ];
         for key in keys {
             assert_eq!(

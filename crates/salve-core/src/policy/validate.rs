@@ -90,11 +90,12 @@ impl Checker {
 
     fn spec(&mut self, spec: &PolicySpec, at: &FieldPath) {
         self.target(&spec.target, &at.key("target"));
-        if spec.target.unit().is_none() {
-            self.kubernetes_target(spec, at);
-        } else {
-            self.host_target(spec, at);
+        match &spec.target {
+            Target::Unit(_) => self.host_target(spec, at),
+            Target::Haproxy(_) => self.load_balancer_target(spec, at),
+            _ => self.kubernetes_target(spec, at),
         }
+        self.lb_servers_named(spec, at);
         self.conditions_fit_the_target(spec, at);
         let triggers = at.key("trigger");
         if spec.trigger.is_empty() {
@@ -149,6 +150,7 @@ impl Checker {
     fn target(&mut self, target: &Target, at: &FieldPath) {
         let (kind, namespace, name, selector) = match target {
             Target::Unit(_) => return,
+            Target::Haproxy(server) => return self.haproxy(server, &at.key("haproxy")),
             Target::Pods(s) | Target::Deployment(s) | Target::StatefulSet(s) => {
                 (target.kind(), s.namespace.as_deref(), &s.name, &s.selector)
             }
@@ -260,6 +262,82 @@ impl Checker {
                 verify.unit.is_some(),
                 &format!("`verify.unit` checks a systemd unit, and this policy's target is {kind}"),
             );
+        }
+    }
+
+    /// A HAProxy server's policy probes it over HTTP and acts through the admin socket:
+    /// no unit, log or Kubernetes object is its own.
+    fn load_balancer_target(&mut self, spec: &PolicySpec, at: &FieldPath) {
+        let why = "and this policy's target is a HAProxy server: probe the server with an `http` condition";
+        for (i, trigger) in spec.trigger.iter().enumerate() {
+            let at = at.key("trigger").index(i);
+            match &trigger.condition {
+                Condition::Unit(_) => self.rule(
+                    &at.key("unit"),
+                    true,
+                    &format!("a unit condition watches a systemd unit, {why}"),
+                ),
+                Condition::Log(_) => self.rule(
+                    &at.key("log"),
+                    true,
+                    &format!("a log condition reads a file on the host, {why}"),
+                ),
+                _ => {}
+            }
+        }
+        let fitting = rules::LOAD_BALANCER_ACTIONS;
+        for (list, actions) in [("actions", &spec.actions), ("escalate", &spec.escalate)] {
+            for (i, action) in actions.iter().enumerate() {
+                let name = action.name();
+                self.rule(
+                    &at.key(list).index(i).key(name),
+                    !fitting.contains(&name),
+                    &format!(
+                        "`{name}` {}; a haproxy target takes: {}",
+                        rules::what_acts_on(name),
+                        fitting.join(", ")
+                    ),
+                );
+            }
+        }
+        if let Some(verify) = &spec.verify {
+            for (field, given) in [
+                ("unit", verify.unit.is_some()),
+                ("ready", verify.ready.is_some()),
+            ] {
+                self.rule(
+                    &at.key("verify").key(field),
+                    given,
+                    &format!(
+                        "`verify.{field}` checks what a HAProxy server is not; use `verify.http`"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// A load-balancer action names its server, unless the policy's target is one.
+    fn lb_servers_named(&mut self, spec: &PolicySpec, at: &FieldPath) {
+        if spec.target.haproxy().is_some() {
+            return;
+        }
+        for (list, actions) in [("actions", &spec.actions), ("escalate", &spec.escalate)] {
+            for (i, action) in actions.iter().enumerate() {
+                let unnamed = match action {
+                    Action::Drain(a) => a.haproxy.is_none(),
+                    Action::Ready(a) => a.haproxy.is_none(),
+                    Action::SetWeight(a) => a.haproxy.is_none(),
+                    _ => false,
+                };
+                self.rule(
+                    &at.key(list).index(i).key(action.name()),
+                    unnamed,
+                    &format!(
+                        "`{}` needs `haproxy` (the server: socket, backend, server), as this policy's target is not a HAProxy server",
+                        action.name()
+                    ),
+                );
+            }
         }
     }
 
@@ -457,7 +535,9 @@ impl Checker {
                 self.check(&at.key("timeout"), rules::positive(notify.timeout));
             }
             Action::Drain(drain) => {
-                self.haproxy(&drain.haproxy, &at.key("haproxy"));
+                if let Some(server) = &drain.haproxy {
+                    self.haproxy(server, &at.key("haproxy"));
+                }
                 if let Some(ramp) = &drain.ramp {
                     let at = at.key("ramp");
                     self.check(
@@ -467,8 +547,16 @@ impl Checker {
                     self.check(&at.key("interval"), rules::positive(ramp.interval));
                 }
             }
-            Action::Ready(lb) => self.haproxy(&lb.haproxy, &at.key("haproxy")),
-            Action::SetWeight(set) => self.haproxy(&set.haproxy, &at.key("haproxy")),
+            Action::Ready(lb) => {
+                if let Some(server) = &lb.haproxy {
+                    self.haproxy(server, &at.key("haproxy"));
+                }
+            }
+            Action::SetWeight(set) => {
+                if let Some(server) = &set.haproxy {
+                    self.haproxy(server, &at.key("haproxy"));
+                }
+            }
             Action::Exec(exec) => {
                 let command = at.key("command");
                 match exec.command.first() {

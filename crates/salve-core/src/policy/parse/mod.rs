@@ -300,6 +300,9 @@ fn target(dec: &mut Decoder, node: &Node) -> Option<Target> {
     if kind == "unit" {
         return Some(Target::Unit(parsed(dec, value, UnitName::parse)?));
     }
+    if kind == "haproxy" {
+        return Some(Target::Haproxy(haproxy_server(dec, value)?));
+    }
     // Every other kind names one object or selects by labels the same way; only nodes
     // have no namespace.
     let (what, known) = match kind {
@@ -538,9 +541,7 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
         }
         "drain" => {
             let f = dec.fields(args, "the drain action", DRAIN_FIELDS)?;
-            let haproxy = f
-                .required(dec, "haproxy")
-                .and_then(|n| haproxy_server(dec, n));
+            let haproxy = optional(f.get("haproxy").map(|n| haproxy_server(dec, n)));
             let ramp = optional(f.get("ramp").map(|n| {
                 let f = dec.fields(n, "a ramp", RAMP_FIELDS)?;
                 // RAMP_STEPS' maximum fits a u32.
@@ -566,16 +567,12 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
         }
         "ready" => {
             let f = dec.fields(args, "the ready action", LB_SERVER_FIELDS)?;
-            let haproxy = f
-                .required(dec, "haproxy")
-                .and_then(|n| haproxy_server(dec, n))?;
+            let haproxy = optional(f.get("haproxy").map(|n| haproxy_server(dec, n)))?;
             Action::Ready(LbServerArgs { haproxy })
         }
         "setWeight" => {
             let f = dec.fields(args, "the setWeight action", SET_WEIGHT_FIELDS)?;
-            let haproxy = f
-                .required(dec, "haproxy")
-                .and_then(|n| haproxy_server(dec, n));
+            let haproxy = optional(f.get("haproxy").map(|n| haproxy_server(dec, n)));
             let weight = f.required(dec, "weight").and_then(|n| {
                 let text = dec.text_or_integer(n)?;
                 LbWeight::parse(&text).map_err(|e| dec.error(n.pos, e)).ok()
