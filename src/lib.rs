@@ -8,6 +8,7 @@ pub mod audit;
 pub mod config;
 pub mod controller;
 pub mod diagnose;
+pub mod fleet;
 pub mod kubernetes;
 pub mod lab;
 pub mod loadbalancer;

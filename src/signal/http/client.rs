@@ -52,6 +52,29 @@ pub(crate) async fn request(
     payload: Option<Payload>,
     timeout: Duration,
 ) -> Result<u16, RequestError> {
+    exchange(method, url, payload, timeout, false)
+        .await
+        .map(|(status, _)| status)
+}
+
+/// As `request`, and the response body too (at most `BODY_CAP` bytes), which must
+/// arrive whole within the deadline: for a JSON API, whose answer is the body.
+pub(crate) async fn request_body(
+    method: Method,
+    url: &HttpUrl,
+    payload: Option<Payload>,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), RequestError> {
+    exchange(method, url, payload, timeout, true).await
+}
+
+async fn exchange(
+    method: Method,
+    url: &HttpUrl,
+    payload: Option<Payload>,
+    timeout: Duration,
+    whole_body: bool,
+) -> Result<(u16, Vec<u8>), RequestError> {
     let deadline = Instant::now() + timeout;
     let timed_out = || RequestError::TimedOut { after: timeout };
     let request = build_request(method, url, payload).map_err(RequestError::Failed)?;
@@ -81,13 +104,16 @@ pub(crate) async fn request(
         .map_err(|_| timed_out())?
         .map_err(|e| RequestError::Failed(describe_hyper_error(&e)))?;
     let status = response.status().as_u16();
-    if timeout_at(deadline, read_capped(response.into_body()))
-        .await
-        .is_err()
-    {
-        tracing::debug!(url = %url, status, "response body not finished before the deadline");
+    match timeout_at(deadline, read_capped(response.into_body(), whole_body)).await {
+        Ok(Ok(body)) => Ok((status, body)),
+        Ok(Err(e)) if whole_body => Err(RequestError::Failed(e)),
+        Err(_) if whole_body => Err(timed_out()),
+        Ok(Err(_)) => Ok((status, Vec::new())),
+        Err(_) => {
+            tracing::debug!(url = %url, status, "response body not finished before the deadline");
+            Ok((status, Vec::new()))
+        }
     }
-    Ok(status)
 }
 
 fn build_request(
@@ -147,18 +173,30 @@ async fn connect(url: &HttpUrl) -> Result<TcpStream, String> {
 }
 
 /// Reads at most `BODY_CAP` bytes of body; the rest is discarded with the connection.
-async fn read_capped(mut body: Incoming) {
+/// Reads up to `BODY_CAP` bytes of the body (what is past it is dropped with the
+/// connection), and keeps them when asked; or says why it broke off.
+async fn read_capped(mut body: Incoming, keep: bool) -> Result<Vec<u8>, String> {
+    let mut kept = Vec::new();
     let mut read = 0;
     while read < BODY_CAP {
         match body.frame().await {
-            Some(Ok(frame)) => read += frame.data_ref().map_or(0, |data| data.len()),
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    let take = data.len().min(BODY_CAP - read);
+                    if keep {
+                        kept.extend_from_slice(&data[..take]);
+                    }
+                    read += take;
+                }
+            }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "response body ended with an error");
-                return;
+                return Err(format!("the response body broke off: {e}"));
             }
-            None => return,
+            None => break,
         }
     }
+    Ok(kept)
 }
 
 fn describe_io_error(e: &io::Error) -> String {

@@ -13,7 +13,7 @@ pub(crate) mod test_server;
 mod tests;
 
 pub use client::RequestError;
-pub(crate) use client::{human_duration, io_message, request, Payload};
+pub(crate) use client::{human_duration, io_message, request, request_body, Payload};
 pub use probes::Probes;
 
 use crate::engine::{Event, HttpObservation};
