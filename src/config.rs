@@ -6,6 +6,7 @@ use crate::engine::Limits;
 use crate::policy::rules::{self, Whole};
 use crate::policy::{parse_documents, Decoder, Diagnostic, Diagnostics, Pos};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const DEFAULT_JOURNAL: &str = "/var/lib/salve/journal.jsonl";
 pub const DEFAULT_CONFIG: &str = "/etc/salve/config.yaml";
@@ -16,8 +17,22 @@ const CONFIG_FIELDS: &[&str] = &[
     "maxConcurrentActions",
     "dryRun",
     "configBackups",
+    "fleet",
 ];
 const JOURNAL_FIELDS: &[&str] = &["path", "maxBytes", "keep"];
+const FLEET_FIELDS: &[&str] = &["etcd", "member", "ttl"];
+
+/// Where a policy's `fleet` slots are held, and who this agent is among the members.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetConfig {
+    /// etcd's client URL, `http://HOST:2379`.
+    pub etcd: crate::policy::HttpUrl,
+    /// This agent's name in every group: the host's name unless set.
+    pub member: String,
+    /// How long a slot outlives this agent's last renewal: the time a killed agent's
+    /// slot stays taken.
+    pub ttl: std::time::Duration,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -26,6 +41,8 @@ pub struct Config {
     pub limits: Limits,
     /// Backups of an edited config kept per file; older ones are removed after an edit.
     pub config_backups: usize,
+    /// Absent: a policy with a `fleet` guard drains nothing (and says so).
+    pub fleet: Option<FleetConfig>,
 }
 
 impl Default for Config {
@@ -35,6 +52,7 @@ impl Default for Config {
             rotation: Rotation::default(),
             limits: Limits::default(),
             config_backups: crate::action::config_edit::DEFAULT_KEEP_BACKUPS,
+            fleet: None,
         }
     }
 }
@@ -134,6 +152,9 @@ impl Config {
             {
                 config.config_backups = v as usize;
             }
+            if let Some(n) = f.get("fleet") {
+                config.fleet = fleet_config(&mut dec, n);
+            }
         }
         if dec.errors.is_empty() {
             Ok(config)
@@ -143,6 +164,52 @@ impl Config {
             ))
         }
     }
+}
+
+fn fleet_config(dec: &mut Decoder, node: &crate::policy::Node) -> Option<FleetConfig> {
+    let f = dec.fields(node, "fleet", FLEET_FIELDS)?;
+    let etcd = f.required(dec, "etcd").and_then(|n| {
+        let text = dec.string(n)?;
+        crate::policy::HttpUrl::parse(&text)
+            .map_err(|e| dec.error(n.pos, e))
+            .ok()
+    });
+    let member = match f.get("member") {
+        Some(n) => dec.checked_string(n, |t| {
+            crate::policy::load_balancer::plain_name(t, "fleet member")
+        }),
+        None => Some(host_name()),
+    };
+    let ttl = match f.get("ttl") {
+        Some(n) => dec.duration(n).and_then(|d| {
+            let whole = Duration::from_secs(d.as_secs());
+            if (2..=300).contains(&whole.as_secs()) {
+                Some(whole)
+            } else {
+                dec.error(
+                    n.pos,
+                    "the fleet ttl must be from 2s to 5m, in whole seconds",
+                );
+                None
+            }
+        }),
+        None => Some(Duration::from_secs(10)),
+    };
+    Some(FleetConfig {
+        etcd: etcd?,
+        member: member?,
+        ttl: ttl?,
+    })
+}
+
+/// The host's name, as a fleet member's default name (`/proc` says it without a call
+/// into libc).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| crate::policy::load_balancer::plain_name(h, "").is_ok())
+        .unwrap_or_else(|| "salve-agent".to_string())
 }
 
 #[cfg(test)]
@@ -175,6 +242,33 @@ mod tests {
                 dry_run: true
             }
         );
+    }
+
+    #[test]
+    fn the_fleet_lock_names_etcd_and_this_agent() {
+        let c = Config::parse(
+            Path::new("c.yaml"),
+            "fleet: { etcd: \"http://10.0.0.9:2379\", member: node-b, ttl: 15s }\n",
+        )
+        .unwrap();
+        let fleet = c.fleet.unwrap();
+        assert_eq!(fleet.etcd.as_str(), "http://10.0.0.9:2379");
+        assert_eq!(
+            (fleet.member.as_str(), fleet.ttl),
+            ("node-b", Duration::from_secs(15))
+        );
+        // The member defaults to the host's name.
+        let c = Config::parse(
+            Path::new("c.yaml"),
+            "fleet: { etcd: \"http://10.0.0.9:2379\" }\n",
+        );
+        assert!(!c.unwrap().fleet.unwrap().member.is_empty());
+        let err = Config::parse(Path::new("c.yaml"), "fleet: { member: \"a b\", ttl: 1s }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("etcd"), "{err}");
+        assert!(err.contains("invalid fleet member name"), "{err}");
+        assert!(err.contains("the fleet ttl must be from 2s to 5m"), "{err}");
     }
 
     #[test]

@@ -28,6 +28,8 @@ use tracing::Instrument;
 pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(90);
 /// How often verification looks again.
 const VERIFY_EVERY: Duration = Duration::from_millis(100);
+/// One call to etcd: it answers in milliseconds when it is well.
+const FLEET_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What acts on one family of targets. A family carries out its own actions and its
 /// own verification; the attempt around them, the shared actions (`notify`, `exec`)
@@ -90,6 +92,8 @@ impl Acted {
 
 pub struct Executor<F> {
     family: F,
+    /// Where `fleet` slots are taken, and this agent's name among the members.
+    fleet: Option<(crate::fleet::FleetLock, String)>,
 }
 
 /// What the config edits and drains of one attempt left for its outcome.
@@ -101,6 +105,10 @@ struct EditTrail {
     /// Servers drained with a ramp back, and the weight each had: given back once the
     /// attempt verifies, and only then.
     ramps: Vec<(crate::policy::HaproxyServer, crate::policy::Ramp, u32)>,
+    /// The fleet slot this attempt holds, given back when it ends.
+    fleet_slot: Option<crate::fleet::Slot>,
+    /// Why this attempt may not drain, once a fleet slot was refused it.
+    fleet_refused: Option<String>,
 }
 
 /// Why an action did not succeed: what kind of failure it is (decided from the error's
@@ -167,7 +175,63 @@ fn context_vars(policy: &Policy, attempt_id: u64) -> Vec<(String, String)> {
 
 impl<F: Family> Executor<F> {
     pub fn new(family: F) -> Self {
-        Executor { family }
+        Executor {
+            family,
+            fleet: None,
+        }
+    }
+
+    /// Takes `fleet` slots in etcd for the policies that ask for them.
+    pub fn with_fleet(mut self, fleet: Option<&crate::config::FleetConfig>) -> Self {
+        self.fleet = fleet.map(|f| {
+            let etcd = crate::fleet::etcd::Etcd::new(f.etcd.clone(), FLEET_TIMEOUT);
+            (crate::fleet::FleetLock::new(etcd, f.ttl), f.member.clone())
+        });
+        self
+    }
+
+    /// Whether the attempt may drain now: it holds a fleet slot and still does (the
+    /// fencing check), or took one just now. `Err` says why not.
+    async fn fleet_slot(
+        &self,
+        guard: &crate::policy::FleetGuard,
+        trail: &mut EditTrail,
+    ) -> Result<(), String> {
+        use crate::fleet::Acquired;
+        if let Some(why) = &trail.fleet_refused {
+            return Err(why.clone());
+        }
+        let Some((lock, member)) = &self.fleet else {
+            return Err(format!(
+                "fleet {}: the policy's slots are held in etcd, and the agent config names none (`fleet.etcd`)",
+                guard.group
+            ));
+        };
+        let refused = match &trail.fleet_slot {
+            Some(slot) => match lock.still_held(slot).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => format!(
+                    "fleet {}: this agent lost its slot (its lease ran out while it was stopped or cut off); it must not drain",
+                    guard.group
+                ),
+                Err(e) => format!("fleet {}: cannot check this agent's slot: {e}", guard.group),
+            },
+            None => match lock.acquire(&guard.group, member, guard.max_concurrent).await {
+                Ok(Acquired::Held(slot)) => {
+                    trail.fleet_slot = Some(slot);
+                    return Ok(());
+                }
+                Ok(Acquired::Full { holders }) => format!(
+                    "fleet {}: all {} slot(s) are taken, by {}",
+                    guard.group,
+                    guard.max_concurrent,
+                    holders.join(", ")
+                ),
+                Err(e) => format!("fleet {}: {e}", guard.group),
+            },
+        };
+        trail.fleet_refused = Some(refused.clone());
+        Err(refused)
     }
 
     pub fn family(&self) -> &F {
@@ -245,6 +309,12 @@ impl<F: Family> Executor<F> {
                     result = OutcomeResult::Failed;
                     error.get_or_insert(format!("ramp: {}", failure.message));
                 }
+            }
+        }
+        if let (Some(slot), Some((lock, _))) = (trail.fleet_slot.take(), &self.fleet) {
+            if let Err(e) = lock.release(slot).await {
+                // Its lease runs out within the TTL all the same.
+                tracing::warn!(error = %e, "could not give the fleet slot back");
             }
         }
         Outcome {
@@ -341,6 +411,16 @@ impl<F: Family> Executor<F> {
             }
             Action::Drain(args) => {
                 let server = load_balancer::server_of(&args.haproxy, policy)?;
+                // Without a slot nothing is drained, and the rest of the attempt (a
+                // restart of what is down here takes no capacity) still runs.
+                if let Some(guard) = &policy.spec.fleet {
+                    if let Err(why) = self.fleet_slot(guard, trail).await {
+                        tracing::warn!(reason = %why, "not drained");
+                        return Ok(format!(
+                            "not drained: {why}; the rest of the attempt goes on"
+                        ));
+                    }
+                }
                 let drained = load_balancer::drain(server).await?;
                 if let Some(ramp) = &args.ramp {
                     trail

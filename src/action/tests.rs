@@ -362,4 +362,84 @@ mod drain_and_ramp {
         );
         assert_eq!(weight_of_b(&h).await, (0, 10));
     }
+
+    /// A node-side drain under a fleet guard: with the group's one slot taken by
+    /// another agent, nothing is drained and the restart still runs; once the slot is
+    /// free, the drain takes it and gives it back after the ramp; with etcd
+    /// unreachable, nothing is drained either and the journal says why.
+    #[tokio::test]
+    async fn a_drain_under_a_fleet_guard_takes_a_slot_or_drains_nothing() {
+        use crate::fleet::tests::{ready, EtcdServer};
+        use crate::fleet::{Acquired, FleetLock};
+        let Some(h) = Haproxy::start("fleet") else {
+            return;
+        };
+        let Some(etcd) = EtcdServer::start("executor", 23731) else {
+            return;
+        };
+        ready(&etcd.etcd()).await;
+        let mut policy = draining(&h.socket());
+        policy.spec.fleet = Some(crate::policy::FleetGuard {
+            group: "web".into(),
+            max_concurrent: 1,
+            lock: crate::policy::FleetLockKind::Etcd,
+        });
+        let fleet = |url: crate::policy::HttpUrl| crate::config::FleetConfig {
+            etcd: url,
+            member: "node-b".into(),
+            ttl: Duration::from_secs(5),
+        };
+        // node-a holds the group's only slot.
+        let other = FleetLock::new(etcd.etcd(), Duration::from_secs(5));
+        let Acquired::Held(held) = other.acquire("web", "node-a", 1).await.unwrap() else {
+            panic!("a free slot");
+        };
+        let executor =
+            Scripted::new(vec![Ok("restarted".into())], true).with_fleet(Some(&fleet(etcd.url())));
+        let outcome = executor.run_attempt(&policy, 1).await;
+        assert_eq!(outcome.result, OutcomeResult::Ok, "{outcome:?}");
+        let steps = outcome.detail.unwrap().steps;
+        assert_eq!(
+            steps,
+            [
+                "drain: not drained: fleet web: all 1 slot(s) are taken, by node-a; the rest of the attempt goes on",
+                "restart: restarted",
+            ]
+        );
+        assert_eq!(weight_of_b(&h).await, (0, 10), "never drained");
+        // The slot free, the drain takes it, and gives it back when the attempt ends.
+        other.release(held).await.unwrap();
+        let executor =
+            Scripted::new(vec![Ok("restarted".into())], true).with_fleet(Some(&fleet(etcd.url())));
+        let outcome = executor.run_attempt(&policy, 2).await;
+        let steps = outcome.detail.unwrap().steps;
+        assert_eq!(
+            steps[0],
+            "drain: drained web/b: ready, weight 10 -> drain, weight 10"
+        );
+        assert!(
+            steps.last().unwrap().starts_with("ramp: step 3 of 3"),
+            "{steps:?}"
+        );
+        assert!(etcd
+            .etcd()
+            .range("/salve/fleet/web/")
+            .await
+            .unwrap()
+            .is_empty());
+        // etcd out of reach: no drain, the restart still runs.
+        let (nowhere, _bound) = crate::signal::http::test_server::refused_url();
+        let executor =
+            Scripted::new(vec![Ok("restarted".into())], true).with_fleet(Some(&fleet(nowhere)));
+        let outcome = executor.run_attempt(&policy, 3).await;
+        assert_eq!(outcome.result, OutcomeResult::Ok, "{outcome:?}");
+        let steps = outcome.detail.unwrap().steps;
+        assert!(
+            steps[0].starts_with("drain: not drained: fleet web: etcd at http://127.0.0.1:")
+                && steps[0].contains("is unreachable"),
+            "{steps:?}"
+        );
+        assert_eq!(steps[1], "restart: restarted");
+        assert_eq!(weight_of_b(&h).await, (0, 10));
+    }
 }

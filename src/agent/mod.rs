@@ -95,7 +95,8 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
         Executor::new(
             SystemdUnits::new(handle, DEFAULT_JOB_TIMEOUT)
                 .with_keep_backups(options.config.config_backups),
-        ),
+        )
+        .with_fleet(options.config.fleet.as_ref()),
         events_tx,
     ));
     agent.0.rebuild_guards(recovered, "the journal");

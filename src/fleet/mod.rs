@@ -167,4 +167,4 @@ async fn renew(etcd: Etcd, lease: i64, ttl: Duration, lost: Arc<AtomicBool>) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 const ETCD: &str = "/usr/bin/etcd";
 
-struct EtcdServer {
+pub(crate) struct EtcdServer {
     child: Child,
     dir: PathBuf,
     client_port: u16,
@@ -16,7 +16,7 @@ struct EtcdServer {
 
 impl EtcdServer {
     /// `port`: the client port; the peer port is the next one. Each test has its own.
-    fn start(name: &str, port: u16) -> Option<EtcdServer> {
+    pub(crate) fn start(name: &str, port: u16) -> Option<EtcdServer> {
         if !std::path::Path::new(ETCD).exists() {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -59,7 +59,15 @@ impl EtcdServer {
         panic!("etcd never listened on {port}");
     }
 
-    fn etcd(&self) -> Etcd {
+    pub(crate) fn etcd(&self) -> Etcd {
+        self.etcd_at()
+    }
+
+    pub(crate) fn url(&self) -> HttpUrl {
+        HttpUrl::parse(&format!("http://127.0.0.1:{}/", self.client_port)).unwrap()
+    }
+
+    fn etcd_at(&self) -> Etcd {
         let url = HttpUrl::parse(&format!("http://127.0.0.1:{}/", self.client_port)).unwrap();
         Etcd::new(url, Duration::from_secs(5))
     }
@@ -75,7 +83,7 @@ impl Drop for EtcdServer {
 }
 
 /// The first request may come before etcd has elected itself leader.
-async fn ready(etcd: &Etcd) {
+pub(crate) async fn ready(etcd: &Etcd) {
     for _ in 0..50 {
         if etcd.range("/").await.is_ok() {
             return;

@@ -1112,3 +1112,30 @@ fn haproxy_targets() {
         &[("spec.actions[0].drain", "`drain` needs `haproxy` (the server: socket, backend, server), as this policy's target is not a HAProxy server")],
     );
 }
+
+/// A fleet guard names its group (a name that is safe in an etcd key) and how many of
+/// it may be drained at once.
+#[test]
+fn fleet_guards() {
+    let guarded = |fleet: J| {
+        let mut doc = base();
+        doc["spec"]["fleet"] = fleet;
+        doc
+    };
+    for fleet in [
+        json!({ "group": "web", "maxConcurrent": 2, "lock": "etcd" }),
+        json!({ "group": "web", "lock": "etcd" }),
+    ] {
+        let doc = guarded(fleet);
+        assert_eq!(by_validate(&doc), [], "validate");
+        assert_eq!(by_decoder(&doc), [], "decoder");
+    }
+    let doc = guarded(json!({ "group": "web/../x", "lock": "etcd" }));
+    let expected = vec![(
+        "spec.fleet.group".to_string(),
+        "invalid fleet group name \"web/../x\": letters, digits, `-`, `_`, `.` and `:` only"
+            .to_string(),
+    )];
+    assert_eq!(by_validate(&doc), expected);
+    assert_eq!(by_decoder(&doc), expected);
+}

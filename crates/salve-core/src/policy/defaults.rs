@@ -125,3 +125,8 @@ pub fn node_status() -> Vec<ConditionValue> {
 pub fn ramp_interval() -> Duration {
     Duration::from_secs(2)
 }
+
+/// Members of a fleet group drained at once: one, the cautious default.
+pub fn fleet_max_concurrent() -> u32 {
+    1
+}

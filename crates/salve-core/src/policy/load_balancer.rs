@@ -73,6 +73,28 @@ pub enum LbWeight {
     Percent(u32),
 }
 
+/// The fleet guard of a policy: at most `max_concurrent` members of `group` (the nodes
+/// behind one load balancer, each agent a member) drained at once, across agents. A
+/// drain that finds every slot taken, or the lock unreachable, is not made; the rest
+/// of the attempt (a restart of what is down on this host) still runs.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FleetGuard {
+    pub group: String,
+    #[serde(default = "super::defaults::fleet_max_concurrent")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_concurrent: u32,
+    /// Where the slots are held.
+    pub lock: FleetLockKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FleetLockKind {
+    /// etcd, at the endpoint the agent's config names (`fleet.etcd`).
+    Etcd,
+}
+
 /// HAProxy's largest weight.
 pub const MAX_WEIGHT: u32 = 256;
 
@@ -125,6 +147,13 @@ impl<'de> Deserialize<'de> for LbWeight {
 /// A HAProxy backend's or server's name as it can go into a command line: a space, a
 /// `;` or a newline would start a second command.
 pub fn haproxy_name(name: &str, what: &str) -> Result<(), String> {
+    plain_name(name, &format!("HAProxy {what}"))
+}
+
+/// A name that goes into a command line or a key as it is (a HAProxy name, a fleet
+/// group or member in an etcd key): letters, digits and `-_.:`, nothing that ends or
+/// splits it.
+pub fn plain_name(name: &str, what: &str) -> Result<(), String> {
     let fits = !name.is_empty()
         && name.len() <= 255
         && name
@@ -134,7 +163,7 @@ pub fn haproxy_name(name: &str, what: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "invalid HAProxy {what} name \"{name}\": letters, digits, `-`, `_`, `.` and `:` only"
+            "invalid {what} name \"{name}\": letters, digits, `-`, `_`, `.` and `:` only"
         ))
     }
 }

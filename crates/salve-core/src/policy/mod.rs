@@ -22,7 +22,10 @@ mod yaml;
 
 pub use decode::{suggest, unknown_event_kind, Decoder, Fields};
 pub use diagnostic::{Diagnostic, Diagnostics};
-pub use load_balancer::{DrainArgs, HaproxyServer, LbServerArgs, LbWeight, Ramp, SetWeightArgs};
+pub use load_balancer::{
+    DrainArgs, FleetGuard, FleetLockKind, HaproxyServer, LbServerArgs, LbWeight, Ramp,
+    SetWeightArgs,
+};
 pub use model::*;
 pub use names::{HttpUrl, PolicyName, SignalName, UnitName};
 pub use quantity::MemoryQuantity;

@@ -183,6 +183,9 @@ pub struct PolicySpec {
     /// Decide and journal, change nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Drains across every agent of a group share `maxConcurrent` slots, held in etcd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<super::FleetGuard>,
 }
 
 // Read through `TriggerDoc`: serde cannot flatten an enum into a struct that denies

@@ -43,6 +43,8 @@ pub const POOL_KEY_MAX: Whole = Whole {
     max: 100_000,
 };
 pub const SCALE_STEP: Whole = Whole { min: 1, max: 100 };
+/// Members of a fleet group drained at once.
+pub const FLEET_SLOTS: Whole = Whole { min: 1, max: 1000 };
 /// The steps of a load balancer's ramp back.
 pub const RAMP_STEPS: Whole = Whole { min: 1, max: 20 };
 pub const REPLICAS: Whole = Whole {

@@ -68,6 +68,7 @@ mod tests {
             ("LbServerArgs", LB_SERVER_FIELDS),
             ("DrainArgs", DRAIN_FIELDS),
             ("Ramp", RAMP_FIELDS),
+            ("FleetGuard", FLEET_FIELDS),
             ("HaproxyServer", HAPROXY_SERVER_FIELDS),
             ("SetWeightArgs", SET_WEIGHT_FIELDS),
         ];

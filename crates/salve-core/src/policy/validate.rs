@@ -96,6 +96,17 @@ impl Checker {
             _ => self.kubernetes_target(spec, at),
         }
         self.lb_servers_named(spec, at);
+        if let Some(fleet) = &spec.fleet {
+            let at = at.key("fleet");
+            self.check(
+                &at.key("group"),
+                crate::policy::load_balancer::plain_name(&fleet.group, "fleet group"),
+            );
+            self.check(
+                &at.key("maxConcurrent"),
+                rules::whole(u64::from(fleet.max_concurrent), rules::FLEET_SLOTS),
+            );
+        }
         self.conditions_fit_the_target(spec, at);
         let triggers = at.key("trigger");
         if spec.trigger.is_empty() {

@@ -18,14 +18,18 @@ use super::names::{HttpUrl, PolicyName, SignalName, UnitName};
 use super::rules;
 use super::schema_types::NoArgs;
 use super::yaml::Node;
-use crate::policy::{DrainArgs, HaproxyServer, LbServerArgs, LbWeight, Ramp, SetWeightArgs};
+use crate::policy::{
+    DrainArgs, FleetGuard, FleetLockKind, HaproxyServer, LbServerArgs, LbWeight, Ramp,
+    SetWeightArgs,
+};
 use std::time::Duration;
 
 pub(crate) const POLICY_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
 pub(crate) const METADATA_FIELDS: &[&str] = &["name", "namespace", "labels", "annotations"];
 pub(crate) const SPEC_FIELDS: &[&str] = &[
-    "target", "trigger", "actions", "verify", "guard", "escalate", "dryRun",
+    "target", "trigger", "actions", "verify", "guard", "escalate", "dryRun", "fleet",
 ];
+pub(crate) const FLEET_FIELDS: &[&str] = &["group", "maxConcurrent", "lock"];
 pub(crate) const SELECTION_FIELDS: &[&str] = &["namespace", "name", "selector"];
 pub(crate) const NODE_SELECTION_FIELDS: &[&str] = &["name", "selector"];
 pub(crate) const TRIGGER_FIELDS: &[&str] =
@@ -259,6 +263,7 @@ fn spec(dec: &mut Decoder, node: &Node) -> Option<PolicySpec> {
     let guard = f.get("guard").map(|n| guard(dec, n));
     let escalate = f.get("escalate").map(|n| dec.list(n, ACTIONS, action));
     let dry_run = f.get("dryRun").map(|n| dec.bool(n));
+    let fleet = optional(f.get("fleet").map(|n| fleet(dec, n)));
     Some(PolicySpec {
         target: target?,
         trigger: trigger?,
@@ -267,6 +272,41 @@ fn spec(dec: &mut Decoder, node: &Node) -> Option<PolicySpec> {
         guard: guard.unwrap_or_else(|| Some(defaults::guard()))?,
         escalate: escalate.unwrap_or_else(|| Some(Vec::new()))?,
         dry_run: dry_run.unwrap_or(Some(false))?,
+        fleet: fleet?,
+    })
+}
+
+fn fleet(dec: &mut Decoder, node: &Node) -> Option<FleetGuard> {
+    use crate::policy::load_balancer::plain_name;
+    let f = dec.fields(node, "fleet", FLEET_FIELDS)?;
+    let group = f
+        .required(dec, "group")
+        .and_then(|n| dec.checked_string(n, |t| plain_name(t, "fleet group")));
+    // FLEET_SLOTS' maximum fits a u32.
+    let max_concurrent = opt(
+        dec,
+        &f,
+        "maxConcurrent",
+        defaults::fleet_max_concurrent(),
+        |d, n| d.integer(n, rules::FLEET_SLOTS).map(|v| v as u32),
+    );
+    let lock = f.required(dec, "lock").and_then(|n| {
+        let text = dec.string(n)?;
+        match text.as_str() {
+            "etcd" => Some(FleetLockKind::Etcd),
+            _ => {
+                dec.error(
+                    n.pos,
+                    super::decode::unknown_name("fleet lock", &text, &["etcd"]),
+                );
+                None
+            }
+        }
+    });
+    Some(FleetGuard {
+        group: group?,
+        max_concurrent: max_concurrent?,
+        lock: lock?,
     })
 }
 
