@@ -234,6 +234,15 @@ impl<F: Family> Executor<F> {
         Err(refused)
     }
 
+    async fn give_back_fleet_slot(&self, trail: &mut EditTrail) {
+        if let (Some(slot), Some((lock, _))) = (trail.fleet_slot.take(), &self.fleet) {
+            if let Err(e) = lock.release(slot).await {
+                // Its lease runs out within the TTL all the same.
+                tracing::warn!(error = %e, "could not give the fleet slot back");
+            }
+        }
+    }
+
     pub fn family(&self) -> &F {
         &self.family
     }
@@ -311,12 +320,7 @@ impl<F: Family> Executor<F> {
                 }
             }
         }
-        if let (Some(slot), Some((lock, _))) = (trail.fleet_slot.take(), &self.fleet) {
-            if let Err(e) = lock.release(slot).await {
-                // Its lease runs out within the TTL all the same.
-                tracing::warn!(error = %e, "could not give the fleet slot back");
-            }
-        }
+        self.give_back_fleet_slot(&mut trail).await;
         Outcome {
             policy: policy.name().to_string(),
             attempt_id: Some(attempt_id),
@@ -361,14 +365,13 @@ impl<F: Family> Executor<F> {
     /// Runs the policy's `escalate` actions; returns the failures, if any.
     pub async fn run_escalation(&self, policy: &Policy, attempts: u32) -> Vec<String> {
         let mut failures = Vec::new();
+        let mut trail = EditTrail::default();
         for action in &policy.spec.escalate {
-            if let Err(f) = self
-                .run_action(policy, action, 0, &mut EditTrail::default())
-                .await
-            {
+            if let Err(f) = self.run_action(policy, action, 0, &mut trail).await {
                 failures.push(format!("{}: {}", action.name(), f.message));
             }
         }
+        self.give_back_fleet_slot(&mut trail).await;
         if !failures.is_empty() {
             tracing::warn!(policy = policy.name(), attempts, failures = ?failures, "escalation incomplete");
         }

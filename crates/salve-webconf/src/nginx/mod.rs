@@ -5,6 +5,7 @@ mod edit;
 mod lexer;
 mod load;
 mod parser;
+pub mod upstream;
 
 use std::ops::Range;
 use std::path::PathBuf;
