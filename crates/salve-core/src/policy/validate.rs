@@ -249,30 +249,32 @@ impl Checker {
                 _ => {}
             }
         }
-        let fitting = rules::kubernetes_actions(&spec.target);
-        for (list, actions) in [("actions", &spec.actions), ("escalate", &spec.escalate)] {
-            for (i, action) in actions.iter().enumerate() {
-                let name = action.name();
-                if fitting.contains(&name) {
-                    continue;
-                }
-                let acts_on = rules::what_acts_on(name);
-                self.rule(
-                    &at.key(list).index(i).key(name),
-                    true,
-                    &format!(
-                        "`{name}` {acts_on}; a {kind} target takes: {}",
-                        fitting.join(", ")
-                    ),
-                );
-            }
-        }
+        self.actions_fit(spec, at, rules::kubernetes_actions(&spec.target));
         if let Some(verify) = &spec.verify {
             self.rule(
                 &at.key("verify").key("unit"),
                 verify.unit.is_some(),
                 &format!("`verify.unit` checks a systemd unit, and this policy's target is {kind}"),
             );
+        }
+    }
+
+    /// Every action (and escalation) is one `fitting` the target's kind takes.
+    fn actions_fit(&mut self, spec: &PolicySpec, at: &FieldPath, fitting: &[&str]) {
+        let kind = spec.target.kind();
+        for (list, actions) in [("actions", &spec.actions), ("escalate", &spec.escalate)] {
+            for (i, action) in actions.iter().enumerate() {
+                let name = action.name();
+                self.rule(
+                    &at.key(list).index(i).key(name),
+                    !fitting.contains(&name),
+                    &format!(
+                        "`{name}` {}; a {kind} target takes: {}",
+                        rules::what_acts_on(name),
+                        fitting.join(", ")
+                    ),
+                );
+            }
         }
     }
 
@@ -296,21 +298,7 @@ impl Checker {
                 _ => {}
             }
         }
-        let fitting = rules::LOAD_BALANCER_ACTIONS;
-        for (list, actions) in [("actions", &spec.actions), ("escalate", &spec.escalate)] {
-            for (i, action) in actions.iter().enumerate() {
-                let name = action.name();
-                self.rule(
-                    &at.key(list).index(i).key(name),
-                    !fitting.contains(&name),
-                    &format!(
-                        "`{name}` {}; a haproxy target takes: {}",
-                        rules::what_acts_on(name),
-                        fitting.join(", ")
-                    ),
-                );
-            }
-        }
+        self.actions_fit(spec, at, rules::LOAD_BALANCER_ACTIONS);
         if let Some(verify) = &spec.verify {
             for (field, given) in [
                 ("unit", verify.unit.is_some()),
