@@ -18,7 +18,7 @@ mod units;
 pub use units::SystemdUnits;
 
 use crate::engine::{AttemptDetail, Outcome, OutcomeResult};
-use crate::policy::{Action, HttpVerify, Policy, Verify};
+use crate::policy::{Action, HttpVerify, LbServer, Policy, Verify};
 use crate::systemd::UnitOpError;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -60,6 +60,17 @@ pub trait Family: Sized + Send + Sync + 'static {
         _action: &'a Action,
     ) -> impl Future<Output = Option<Result<String, Failure>>> + Send + 'a {
         std::future::ready(None)
+    }
+
+    /// Reloads a unit of this host: an nginx load balancer after salve edited one of
+    /// its upstreams. Only a family on a systemd host has units to reload.
+    fn reload_unit<'a>(
+        &'a self,
+        unit: &'a crate::policy::UnitName,
+    ) -> impl Future<Output = Result<(), String>> + Send + 'a {
+        std::future::ready(Err(format!(
+            "cannot reload {unit}: this salve does not run on a systemd host"
+        )))
     }
 
     /// The family's own part of `verify` (systemd: `verify.unit`): whether it passed
@@ -104,7 +115,7 @@ struct EditTrail {
     verified: Option<String>,
     /// Servers drained with a ramp back, and the weight each had: given back once the
     /// attempt verifies, and only then.
-    ramps: Vec<(crate::policy::HaproxyServer, crate::policy::Ramp, u32)>,
+    ramps: Vec<(load_balancer::DrainedServer, crate::policy::Ramp, u32)>,
     /// The fleet slot this attempt holds, given back when it ends.
     fleet_slot: Option<crate::fleet::Slot>,
     /// Why this attempt may not drain, once a fleet slot was refused it.
@@ -304,12 +315,27 @@ impl<F: Family> Executor<F> {
         for (server, ramp, weight) in std::mem::take(&mut trail.ramps) {
             if verified != Some(true) {
                 steps.push(format!(
-                    "ramp: not run: {}/{} stays drained, as the attempt did not verify",
-                    server.backend, server.server
+                    "ramp: not run: {} stays drained, as the attempt did not verify",
+                    server.as_ref()
                 ));
                 continue;
             }
-            match load_balancer::ramp_back(&server, &ramp, weight).await {
+            let ramped = match &server {
+                load_balancer::DrainedServer::Haproxy(s) => {
+                    load_balancer::ramp_back(s, &ramp, weight).await
+                }
+                load_balancer::DrainedServer::Nginx(s) => {
+                    load_balancer::nginx::ramp_back(
+                        &self.family,
+                        s,
+                        &ramp,
+                        weight,
+                        &mut trail.diffs,
+                    )
+                    .await
+                }
+            };
+            match ramped {
                 Ok(lines) => steps.extend(lines.into_iter().map(|l| format!("ramp: {l}"))),
                 Err((lines, failure)) => {
                     steps.extend(lines.into_iter().map(|l| format!("ramp: {l}")));
@@ -413,7 +439,7 @@ impl<F: Family> Executor<F> {
                     .map(|status| format!("webhook answered {status}"))?)
             }
             Action::Drain(args) => {
-                let server = load_balancer::server_of(&args.haproxy, policy)?;
+                let server = load_balancer::server_of(&args.haproxy, &args.nginx, policy)?;
                 // Without a slot nothing is drained, and the rest of the attempt (a
                 // restart of what is down here takes no capacity) still runs.
                 if let Some(guard) = &policy.spec.fleet {
@@ -424,20 +450,47 @@ impl<F: Family> Executor<F> {
                         ));
                     }
                 }
-                let drained = load_balancer::drain(server).await?;
+                let (line, weight) = match server {
+                    LbServer::Haproxy(s) => {
+                        let drained = load_balancer::drain(s).await?;
+                        (drained.line, drained.weight)
+                    }
+                    LbServer::Nginx(s) => {
+                        load_balancer::nginx::drain(&self.family, s, &mut trail.diffs).await?
+                    }
+                };
                 if let Some(ramp) = &args.ramp {
-                    trail
-                        .ramps
-                        .push((server.clone(), ramp.clone(), drained.weight));
+                    trail.ramps.push((
+                        load_balancer::DrainedServer::of(server),
+                        ramp.clone(),
+                        weight,
+                    ));
                 }
-                Ok(drained.line)
+                Ok(line)
             }
             Action::Ready(args) => {
-                load_balancer::ready(load_balancer::server_of(&args.haproxy, policy)?).await
+                match load_balancer::server_of(&args.haproxy, &args.nginx, policy)? {
+                    LbServer::Haproxy(s) => load_balancer::ready(s).await,
+                    LbServer::Nginx(s) => {
+                        load_balancer::nginx::weigh(&self.family, s, None, &mut trail.diffs).await
+                    }
+                }
             }
             Action::SetWeight(args) => {
-                let server = load_balancer::server_of(&args.haproxy, policy)?;
-                load_balancer::set_weight(server, args.weight).await
+                match load_balancer::server_of(&args.haproxy, &args.nginx, policy)? {
+                    LbServer::Haproxy(s) => load_balancer::set_weight(s, args.weight).await,
+                    LbServer::Nginx(s) => {
+                        // Validation keeps nginx weights absolute and from 1.
+                        let crate::policy::LbWeight::Absolute(w) = args.weight else {
+                            return Err(Failure::failed(format!(
+                                "an nginx upstream weight is a whole number, not {}",
+                                args.weight
+                            )));
+                        };
+                        load_balancer::nginx::weigh(&self.family, s, Some(w), &mut trail.diffs)
+                            .await
+                    }
+                }
             }
             Action::Exec(args) => {
                 let env = exec::ExecEnv {

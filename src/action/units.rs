@@ -132,6 +132,13 @@ impl Family for SystemdUnits {
         })
     }
 
+    async fn reload_unit<'a>(&'a self, unit: &'a crate::policy::UnitName) -> Result<(), String> {
+        self.unit_op(unit.as_str(), crate::systemd::UnitOp::Reload)
+            .await
+            .map(|_| ())
+            .map_err(|failure| format!("reload of {unit}: {}", failure.message))
+    }
+
     async fn verify_target<'a>(
         &'a self,
         policy: &'a Policy,

@@ -1109,7 +1109,44 @@ fn haproxy_targets() {
     unit["spec"]["target"] = json!({ "unit": "php8.2-fpm.service" });
     cluster_breaks(
         unit,
-        &[("spec.actions[0].drain", "`drain` needs `haproxy` (the server: socket, backend, server), as this policy's target is not a HAProxy server")],
+        &[("spec.actions[0].drain", "`drain` needs `haproxy` (socket, backend, server) or `nginx` (file, upstream, server), as this policy's target is not a HAProxy server")],
+    );
+}
+
+#[test]
+fn nginx_upstream_servers() {
+    let nginx = json!({ "file": "/etc/nginx/conf.d/lb.conf", "upstream": "nodes", "server": "10.0.0.2:80" });
+    keeps(&[(
+        A,
+        json!([
+            { "drain": { "nginx": nginx.clone(), "ramp": { "steps": 2 } } },
+            { "restart": {} },
+            { "setWeight": { "nginx": nginx.clone(), "weight": 5 } },
+            { "ready": { "nginx": nginx.clone() } }
+        ]),
+    )]);
+    cluster_breaks(
+        with(&[(A, json!([
+            { "drain": { "nginx": nginx.clone(), "haproxy": { "socket": "/run/haproxy/admin.sock", "backend": "web", "server": "b" } } },
+            { "setWeight": { "nginx": nginx.clone(), "weight": "50%" } },
+            { "setWeight": { "nginx": nginx.clone(), "weight": 0 } }
+        ]))]),
+        &[
+            ("spec.actions[0].drain", "name one server: `haproxy` or `nginx`, not both"),
+            ("spec.actions[1].setWeight.weight", "an nginx upstream server's weight is a whole number: nginx keeps no configured weight to take a percentage of"),
+            ("spec.actions[2].setWeight.weight", "an nginx upstream server's weight is 1 or more; `drain` takes it out (`down`)"),
+        ],
+    );
+    // Names that would end the line or the key are refused by both readers.
+    cluster_breaks(
+        with(&[(A, json!([
+            { "ready": { "nginx": { "file": "lb.conf", "upstream": "no des", "server": "a;b" } } }
+        ]))]),
+        &[
+            ("spec.actions[0].ready.nginx.file", "\"lb.conf\" must be an absolute path"),
+            ("spec.actions[0].ready.nginx.upstream", "invalid nginx upstream name \"no des\": letters, digits, `-`, `_`, `.` and `:` only"),
+            ("spec.actions[0].ready.nginx.server", "invalid nginx upstream server \"a;b\": one address as the `server` line writes it (`10.0.0.2:9000`, `unix:/run/php/a.sock`)"),
+        ],
     );
 }
 

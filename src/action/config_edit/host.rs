@@ -76,7 +76,7 @@ impl EditOutcome {
 
 /// One edit per file at a time, across every policy and attempt: two edits of one file
 /// would validate each other's candidates and roll back each other's changes.
-fn file_lock(file: &Path) -> Arc<tokio::sync::Mutex<()>> {
+pub(in crate::action) fn file_lock(file: &Path) -> Arc<tokio::sync::Mutex<()>> {
     static LOCKS: Mutex<BTreeMap<PathBuf, Arc<tokio::sync::Mutex<()>>>> =
         Mutex::new(BTreeMap::new());
     let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
@@ -103,7 +103,7 @@ fn in_tree(file: &Path, config: &Path, files: impl Iterator<Item = PathBuf>) -> 
 }
 
 /// nginx's config from `config`, once `file` is known to be part of it.
-fn load_nginx(file: &Path, config: &Path) -> Result<NginxConfig, String> {
+pub(in crate::action) fn load_nginx(file: &Path, config: &Path) -> Result<NginxConfig, String> {
     let loaded = nginx::load(config).map_err(|e| e.to_string())?;
     in_tree(file, config, loaded.files.iter().map(|f| f.path.clone()))?;
     Ok(loaded)

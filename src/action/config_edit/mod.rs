@@ -55,6 +55,7 @@ pub struct EditReport {
 }
 
 pub use file::{backups, DEFAULT_KEEP_BACKUPS};
+pub(in crate::action) use host::{file_lock, load_nginx};
 
 /// Runs blocking file work off the runtime's thread: a slow disk must not stall the
 /// agent's event loop while an edit writes and syncs.

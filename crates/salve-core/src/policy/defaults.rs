@@ -99,6 +99,10 @@ pub fn nginx_conf() -> PathBuf {
 pub fn fpm_conf() -> PathBuf {
     PathBuf::from(FPM_CONF)
 }
+/// The unit a load balancer's nginx runs as, reloaded after its upstream is edited.
+pub fn nginx_unit() -> super::UnitName {
+    super::UnitName::parse("nginx.service").unwrap_or_else(|_| unreachable!("a valid unit name"))
+}
 /// nginx re-reads its config on reload without dropping connections.
 pub fn nginx_apply() -> ApplyWith {
     ApplyWith::Reload

@@ -1,5 +1,7 @@
 //! Load-balancer servers, as the actions that drain, weigh and ready them name them:
-//! for now a HAProxy server behind its admin socket.
+//! a HAProxy server behind its admin socket, or a server of an nginx `upstream` block
+//! (nginx open source has no runtime API: its server line is edited and nginx
+//! reloaded).
 
 use super::schema_types::DurationSchema;
 use super::serde_text::duration_text;
@@ -21,22 +23,78 @@ pub struct HaproxyServer {
     pub server: String,
 }
 
+/// A server of an nginx `upstream` block, as its `server ADDRESS ...;` line names it.
+/// Draining writes `down` on that line, a weight writes `weight=N`; each change passes
+/// `nginx -t` before it replaces the file and is applied with a reload of `unit`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NginxUpstreamServer {
+    /// The file holding the `upstream` block; absolute.
+    #[schemars(with = "String")]
+    pub file: PathBuf,
+    /// The upstream's name: `upstream NAME { ... }`.
+    pub upstream: String,
+    /// The server's address exactly as its line writes it: `10.0.0.2:9000`,
+    /// `unix:/run/php/a.sock`.
+    pub server: String,
+    /// The main config `nginx -t -c` checks.
+    #[serde(default = "super::defaults::nginx_conf")]
+    #[schemars(with = "String")]
+    pub config: PathBuf,
+    /// The unit reloaded to apply a change.
+    #[serde(default = "super::defaults::nginx_unit")]
+    pub unit: super::UnitName,
+}
+
+/// The server a load-balancer action names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbServer<'a> {
+    Haproxy(&'a HaproxyServer),
+    Nginx(&'a NginxUpstreamServer),
+}
+
+impl<'a> LbServer<'a> {
+    /// The one an action's `haproxy` or `nginx` names (validation allows one at most).
+    pub fn named(
+        haproxy: &'a Option<HaproxyServer>,
+        nginx: &'a Option<NginxUpstreamServer>,
+    ) -> Option<LbServer<'a>> {
+        haproxy
+            .as_ref()
+            .map(LbServer::Haproxy)
+            .or(nginx.as_ref().map(LbServer::Nginx))
+    }
+}
+
+impl std::fmt::Display for LbServer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LbServer::Haproxy(s) => write!(f, "{}/{}", s.backend, s.server),
+            LbServer::Nginx(s) => write!(f, "upstream {} server {}", s.upstream, s.server),
+        }
+    }
+}
+
 /// The server a `ready` acts on: the one named, or the policy's target.
 #[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LbServerArgs {
-    /// Absent: the policy's own target, a `haproxy` server.
+    /// Absent (and no `nginx`): the policy's own target, a `haproxy` server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub haproxy: Option<HaproxyServer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx: Option<NginxUpstreamServer>,
 }
 
 /// `drain`: the server, and how its weight comes back once the attempt verifies.
 #[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DrainArgs {
-    /// Absent: the policy's own target, a `haproxy` server.
+    /// Absent (and no `nginx`): the policy's own target, a `haproxy` server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub haproxy: Option<HaproxyServer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx: Option<NginxUpstreamServer>,
     /// Without it the server stays drained (a later `ready` brings it back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramp: Option<Ramp>,
@@ -58,9 +116,11 @@ pub struct Ramp {
 #[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetWeightArgs {
-    /// Absent: the policy's own target, a `haproxy` server.
+    /// Absent (and no `nginx`): the policy's own target, a `haproxy` server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub haproxy: Option<HaproxyServer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx: Option<NginxUpstreamServer>,
     pub weight: LbWeight,
 }
 
@@ -97,6 +157,23 @@ pub enum FleetLockKind {
 
 /// HAProxy's largest weight.
 pub const MAX_WEIGHT: u32 = 256;
+
+/// An nginx upstream server's address as its line writes it: one token (`host:port`,
+/// `unix:/path`), nothing that would end the directive or start a comment.
+pub fn upstream_address(address: &str) -> Result<(), String> {
+    let fits = !address.is_empty()
+        && address.len() <= 255
+        && address.chars().all(|c| {
+            c.is_ascii_graphic() && !matches!(c, ';' | '{' | '}' | '#' | '"' | '\'' | '$')
+        });
+    if fits {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid nginx upstream server \"{address}\": one address as the `server` line writes it (`10.0.0.2:9000`, `unix:/run/php/a.sock`)"
+        ))
+    }
+}
 
 impl LbWeight {
     pub fn parse(text: &str) -> Result<Self, String> {

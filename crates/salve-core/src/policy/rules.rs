@@ -360,6 +360,23 @@ pub fn kubernetes_actions(target: &crate::policy::Target) -> &'static [&'static 
 }
 
 /// The actions a HAProxy server target takes.
+/// nginx's `weight=` is a whole number from 1: no percentages (nginx keeps no
+/// configured weight to take one of), and no 0 (nginx refuses it; `drain` writes
+/// `down`).
+pub fn nginx_weight(weight: super::LbWeight) -> Result<(), String> {
+    match weight {
+        super::LbWeight::Absolute(w) if w >= 1 => Ok(()),
+        super::LbWeight::Absolute(_) => Err(
+            "an nginx upstream server's weight is 1 or more; `drain` takes it out (`down`)"
+                .to_string(),
+        ),
+        super::LbWeight::Percent(_) => Err(
+            "an nginx upstream server's weight is a whole number: nginx keeps no configured weight to take a percentage of"
+                .to_string(),
+        ),
+    }
+}
+
 pub const LOAD_BALANCER_ACTIONS: &[&str] = &["drain", "ready", "setWeight", "notify", "exec"];
 
 /// Actions only a Kubernetes target takes.

@@ -323,16 +323,16 @@ impl Checker {
         for (list, actions) in [("actions", &spec.actions), ("escalate", &spec.escalate)] {
             for (i, action) in actions.iter().enumerate() {
                 let unnamed = match action {
-                    Action::Drain(a) => a.haproxy.is_none(),
-                    Action::Ready(a) => a.haproxy.is_none(),
-                    Action::SetWeight(a) => a.haproxy.is_none(),
+                    Action::Drain(a) => a.haproxy.is_none() && a.nginx.is_none(),
+                    Action::Ready(a) => a.haproxy.is_none() && a.nginx.is_none(),
+                    Action::SetWeight(a) => a.haproxy.is_none() && a.nginx.is_none(),
                     _ => false,
                 };
                 self.rule(
                     &at.key(list).index(i).key(action.name()),
                     unnamed,
                     &format!(
-                        "`{}` needs `haproxy` (the server: socket, backend, server), as this policy's target is not a HAProxy server",
+                        "`{}` needs `haproxy` (socket, backend, server) or `nginx` (file, upstream, server), as this policy's target is not a HAProxy server",
                         action.name()
                     ),
                 );
@@ -484,6 +484,37 @@ impl Checker {
         self.check(&at.key("server"), haproxy_name(&server.server, "server"));
     }
 
+    fn nginx_upstream(&mut self, server: &crate::policy::NginxUpstreamServer, at: &FieldPath) {
+        use crate::policy::load_balancer::{plain_name, upstream_address};
+        self.path(&server.file, &at.key("file"));
+        self.path(&server.config, &at.key("config"));
+        self.check(
+            &at.key("upstream"),
+            plain_name(&server.upstream, "nginx upstream"),
+        );
+        self.check(&at.key("server"), upstream_address(&server.server));
+    }
+
+    /// The server an action names: at most one kind, each checked.
+    fn lb_server(
+        &mut self,
+        haproxy: &Option<crate::policy::HaproxyServer>,
+        nginx: &Option<crate::policy::NginxUpstreamServer>,
+        at: &FieldPath,
+    ) {
+        if let Some(server) = haproxy {
+            self.haproxy(server, &at.key("haproxy"));
+        }
+        if let Some(server) = nginx {
+            self.nginx_upstream(server, &at.key("nginx"));
+        }
+        self.rule(
+            at,
+            haproxy.is_some() && nginx.is_some(),
+            "name one server: `haproxy` or `nginx`, not both",
+        );
+    }
+
     fn actions(&mut self, actions: &[Action], at: &FieldPath) {
         for (i, action) in actions.iter().enumerate() {
             self.action(action, &at.index(i).key(action.name()));
@@ -534,9 +565,7 @@ impl Checker {
                 self.check(&at.key("timeout"), rules::positive(notify.timeout));
             }
             Action::Drain(drain) => {
-                if let Some(server) = &drain.haproxy {
-                    self.haproxy(server, &at.key("haproxy"));
-                }
+                self.lb_server(&drain.haproxy, &drain.nginx, at);
                 if let Some(ramp) = &drain.ramp {
                     let at = at.key("ramp");
                     self.check(
@@ -546,14 +575,11 @@ impl Checker {
                     self.check(&at.key("interval"), rules::positive(ramp.interval));
                 }
             }
-            Action::Ready(lb) => {
-                if let Some(server) = &lb.haproxy {
-                    self.haproxy(server, &at.key("haproxy"));
-                }
-            }
+            Action::Ready(lb) => self.lb_server(&lb.haproxy, &lb.nginx, at),
             Action::SetWeight(set) => {
-                if let Some(server) = &set.haproxy {
-                    self.haproxy(server, &at.key("haproxy"));
+                self.lb_server(&set.haproxy, &set.nginx, at);
+                if set.nginx.is_some() {
+                    self.check(&at.key("weight"), rules::nginx_weight(set.weight));
                 }
             }
             Action::Exec(exec) => {

@@ -33,11 +33,7 @@ impl std::fmt::Display for ServerLine {
     }
 }
 
-fn server_line<'a>(
-    file: &'a NginxFile,
-    upstream: &str,
-    address: &str,
-) -> Result<&'a Directive, String> {
+fn upstream_block<'a>(file: &'a NginxFile, upstream: &str) -> Result<&'a Directive, String> {
     let blocks = find_blocks(file, &format!("upstream {upstream}"));
     let block = match blocks.as_slice() {
         [one] => one,
@@ -55,6 +51,22 @@ fn server_line<'a>(
             ))
         }
     };
+    Ok(block)
+}
+
+fn server_lines(block: &Directive) -> impl Iterator<Item = &Directive> {
+    let children = block.block.as_ref().map_or(&[][..], |b| &b.children[..]);
+    children
+        .iter()
+        .filter(|d| d.name == "server" && !d.args.is_empty())
+}
+
+fn server_line<'a>(
+    file: &'a NginxFile,
+    upstream: &str,
+    address: &str,
+) -> Result<&'a Directive, String> {
+    let block = upstream_block(file, upstream)?;
     let children = block.block.as_ref().map_or(&[][..], |b| &b.children[..]);
     let servers: Vec<&Directive> = children
         .iter()
@@ -78,6 +90,18 @@ fn server_line<'a>(
 pub fn read_server(file: &NginxFile, upstream: &str, address: &str) -> Result<ServerLine, String> {
     let line = server_line(file, upstream, address)?;
     state_of(line)
+}
+
+/// Every server of the upstream, by address as written, with its state: what a drain
+/// checks so that it never takes the last one that takes requests.
+pub fn upstream_servers(
+    file: &NginxFile,
+    upstream: &str,
+) -> Result<Vec<(String, ServerLine)>, String> {
+    let block = upstream_block(file, upstream)?;
+    server_lines(block)
+        .map(|line| Ok((line.args[0].clone(), state_of(line)?)))
+        .collect()
 }
 
 fn state_of(line: &Directive) -> Result<ServerLine, String> {
@@ -181,6 +205,20 @@ mod tests {
         assert!(
             two.contains("    server 10.0.0.2:9000 weight=2;\r\n"),
             "{two}"
+        );
+    }
+
+    #[test]
+    fn every_server_of_the_upstream_is_listed_with_its_state() {
+        let listed = upstream_servers(&file(), "php").unwrap();
+        let seen: Vec<String> = listed.iter().map(|(a, s)| format!("{a}: {s}")).collect();
+        assert_eq!(
+            seen,
+            [
+                "10.0.0.1:9000: weight 5",
+                "10.0.0.2:9000: weight 1",
+                "10.0.0.3:9000: weight 1"
+            ]
         );
     }
 

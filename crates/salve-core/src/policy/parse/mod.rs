@@ -19,8 +19,8 @@ use super::rules;
 use super::schema_types::NoArgs;
 use super::yaml::Node;
 use crate::policy::{
-    DrainArgs, FleetGuard, FleetLockKind, HaproxyServer, LbServerArgs, LbWeight, Ramp,
-    SetWeightArgs,
+    DrainArgs, FleetGuard, FleetLockKind, HaproxyServer, LbServerArgs, LbWeight,
+    NginxUpstreamServer, Ramp, SetWeightArgs,
 };
 use std::time::Duration;
 
@@ -66,11 +66,12 @@ pub(crate) const ACTION_KINDS: &[&str] = &[
     "ready",
     "setWeight",
 ];
-pub(crate) const LB_SERVER_FIELDS: &[&str] = &["haproxy"];
-pub(crate) const DRAIN_FIELDS: &[&str] = &["haproxy", "ramp"];
+pub(crate) const LB_SERVER_FIELDS: &[&str] = &["haproxy", "nginx"];
+pub(crate) const DRAIN_FIELDS: &[&str] = &["haproxy", "nginx", "ramp"];
 pub(crate) const RAMP_FIELDS: &[&str] = &["steps", "interval"];
 pub(crate) const HAPROXY_SERVER_FIELDS: &[&str] = &["socket", "backend", "server"];
-pub(crate) const SET_WEIGHT_FIELDS: &[&str] = &["haproxy", "weight"];
+pub(crate) const SET_WEIGHT_FIELDS: &[&str] = &["haproxy", "nginx", "weight"];
+pub(crate) const NGINX_UPSTREAM_FIELDS: &[&str] = &["file", "upstream", "server", "config", "unit"];
 pub(crate) const SCALE_FIELDS: &[&str] = &["by", "min", "max"];
 pub(crate) const RAISE_MEMORY_FIELDS: &[&str] = &["container", "factor", "max"];
 pub(crate) const KILL_FIELDS: &[&str] = &["signal", "whom"];
@@ -582,6 +583,7 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
         "drain" => {
             let f = dec.fields(args, "the drain action", DRAIN_FIELDS)?;
             let haproxy = optional(f.get("haproxy").map(|n| haproxy_server(dec, n)));
+            let nginx = optional(f.get("nginx").map(|n| nginx_upstream_server(dec, n)));
             let ramp = optional(f.get("ramp").map(|n| {
                 let f = dec.fields(n, "a ramp", RAMP_FIELDS)?;
                 // RAMP_STEPS' maximum fits a u32.
@@ -602,23 +604,30 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
             }));
             Action::Drain(DrainArgs {
                 haproxy: haproxy?,
+                nginx: nginx?,
                 ramp: ramp?,
             })
         }
         "ready" => {
             let f = dec.fields(args, "the ready action", LB_SERVER_FIELDS)?;
-            let haproxy = optional(f.get("haproxy").map(|n| haproxy_server(dec, n)))?;
-            Action::Ready(LbServerArgs { haproxy })
+            let haproxy = optional(f.get("haproxy").map(|n| haproxy_server(dec, n)));
+            let nginx = optional(f.get("nginx").map(|n| nginx_upstream_server(dec, n)));
+            Action::Ready(LbServerArgs {
+                haproxy: haproxy?,
+                nginx: nginx?,
+            })
         }
         "setWeight" => {
             let f = dec.fields(args, "the setWeight action", SET_WEIGHT_FIELDS)?;
             let haproxy = optional(f.get("haproxy").map(|n| haproxy_server(dec, n)));
+            let nginx = optional(f.get("nginx").map(|n| nginx_upstream_server(dec, n)));
             let weight = f.required(dec, "weight").and_then(|n| {
                 let text = dec.text_or_integer(n)?;
                 LbWeight::parse(&text).map_err(|e| dec.error(n.pos, e)).ok()
             });
             Action::SetWeight(SetWeightArgs {
                 haproxy: haproxy?,
+                nginx: nginx?,
                 weight: weight?,
             })
         }
@@ -644,6 +653,37 @@ fn haproxy_server(dec: &mut Decoder, node: &Node) -> Option<HaproxyServer> {
         socket: socket?,
         backend: backend?,
         server: server?,
+    })
+}
+
+fn nginx_upstream_server(dec: &mut Decoder, node: &Node) -> Option<NginxUpstreamServer> {
+    use crate::policy::load_balancer::{plain_name, upstream_address};
+    let f = dec.fields(node, "an nginx upstream server", NGINX_UPSTREAM_FIELDS)?;
+    let file = f
+        .required(dec, "file")
+        .and_then(|n| config_edit::absolute_path(dec, n));
+    let upstream = f
+        .required(dec, "upstream")
+        .and_then(|n| dec.checked_string(n, |t| plain_name(t, "nginx upstream")));
+    let server = f
+        .required(dec, "server")
+        .and_then(|n| dec.checked_string(n, upstream_address));
+    let config = opt(
+        dec,
+        &f,
+        "config",
+        defaults::nginx_conf(),
+        config_edit::absolute_path,
+    );
+    let unit = opt(dec, &f, "unit", defaults::nginx_unit(), |d, n| {
+        parsed(d, n, UnitName::parse)
+    });
+    Some(NginxUpstreamServer {
+        file: file?,
+        upstream: upstream?,
+        server: server?,
+        config: config?,
+        unit: unit?,
     })
 }
 

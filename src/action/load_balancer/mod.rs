@@ -1,15 +1,18 @@
 //! The load-balancer actions every family shares (a node-side policy drains its own
 //! node at the LB before it restarts PHP-FPM): `drain`, `ready` and `setWeight` on a
-//! HAProxy server. Each reads the server's state before and after its change, so the
-//! journal shows both; HAProxy's refusals are quoted as HAProxy wrote them.
+//! HAProxy server (here) or an nginx upstream server (`nginx.rs`). Each reads the
+//! server's state before and after its change, so the journal shows both; HAProxy's
+//! refusals are quoted as HAProxy wrote them.
 //!
 //! salve never takes the last server that takes traffic out of its backend: a drain
 //! or a zero weight that would leave the backend nobody to send requests to is refused
 //! before it is sent.
 
+pub mod nginx;
+
 use super::Failure;
 use crate::loadbalancer::haproxy::{AdminState, HaproxyError, RuntimeApi, ServerState, Weight};
-use crate::policy::{HaproxyServer, LbWeight, Policy, Ramp};
+use crate::policy::{HaproxyServer, LbServer, LbWeight, NginxUpstreamServer, Policy, Ramp};
 use std::time::Duration;
 
 /// How long one command on the admin socket may take: HAProxy answers at once, so a
@@ -92,14 +95,39 @@ pub struct Drained {
 
 /// The server an action names, or else the policy's target.
 pub fn server_of<'a>(
-    named: &'a Option<HaproxyServer>,
+    haproxy: &'a Option<HaproxyServer>,
+    nginx: &'a Option<NginxUpstreamServer>,
     policy: &'a Policy,
-) -> Result<&'a HaproxyServer, Failure> {
+) -> Result<LbServer<'a>, Failure> {
     // Validation requires one or the other.
-    named
-        .as_ref()
-        .or(policy.spec.target.haproxy())
-        .ok_or_else(|| Failure::failed("no HAProxy server named, and the target is none".into()))
+    LbServer::named(haproxy, nginx)
+        .or(policy.spec.target.haproxy().map(LbServer::Haproxy))
+        .ok_or_else(|| {
+            Failure::failed("no load-balancer server named, and the target is none".into())
+        })
+}
+
+/// A drained server kept for its ramp back, once the attempt verifies.
+#[derive(Debug, Clone)]
+pub enum DrainedServer {
+    Haproxy(HaproxyServer),
+    Nginx(NginxUpstreamServer),
+}
+
+impl DrainedServer {
+    pub fn of(server: LbServer<'_>) -> Self {
+        match server {
+            LbServer::Haproxy(s) => DrainedServer::Haproxy(s.clone()),
+            LbServer::Nginx(s) => DrainedServer::Nginx(s.clone()),
+        }
+    }
+
+    pub fn as_ref(&self) -> LbServer<'_> {
+        match self {
+            DrainedServer::Haproxy(s) => LbServer::Haproxy(s),
+            DrainedServer::Nginx(s) => LbServer::Nginx(s),
+        }
+    }
 }
 
 pub async fn drain(s: &HaproxyServer) -> Result<Drained, Failure> {
@@ -123,7 +151,7 @@ pub async fn drain(s: &HaproxyServer) -> Result<Drained, Failure> {
 
 /// The weights of a ramp back to `weight` in `steps` equal parts, the last `weight`
 /// itself, none below 1.
-fn ramp_weights(weight: u32, steps: u32) -> Vec<u32> {
+pub(super) fn ramp_weights(weight: u32, steps: u32) -> Vec<u32> {
     let mut weights: Vec<u32> = (1..=steps)
         .map(|k| (u64::from(weight) * u64::from(k) / u64::from(steps)).max(1) as u32)
         .collect();
