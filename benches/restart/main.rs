@@ -68,6 +68,7 @@ fn run() -> Result<()> {
     let config = LabConfig {
         dir: dir.join("lab"),
         http_port: PORT,
+        topology: Default::default(),
     };
     let lab = Lab::up_with_progress(&config, &mut |step| eprintln!("lab: {step}"))?;
     // Taken down on every way out, a panic included.

@@ -1,6 +1,8 @@
 //! `salve lab up|break|repair|status|down`: the disposable nginx + PHP-FPM sandbox.
 
-use salve::lab::{Lab, LabConfig, LabError, Scenario, DEFAULT_DIR, DEFAULT_HTTP_PORT};
+use salve::lab::{
+    Lab, LabConfig, LabError, LbKind, Node, Scenario, Topology, DEFAULT_DIR, DEFAULT_HTTP_PORT,
+};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -17,9 +19,16 @@ enum LabCommand {
     Up {
         #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
-        /// nginx listens on 127.0.0.1:PORT.
+        /// nginx listens on 127.0.0.1:PORT (a lab of two nodes also on the four
+        /// ports after it: node b, the load balancer, etcd's client and peer ports).
         #[arg(long, default_value_t = DEFAULT_HTTP_PORT)]
         port: u16,
+        /// 2: a second node (its own pool and port) behind a load balancer, and etcd.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        nodes: u8,
+        /// What fronts the two nodes: haproxy or nginx (an upstream).
+        #[arg(long, requires = "nodes")]
+        lb: Option<LbKind>,
     },
     /// Break the lab on purpose: crash, stop, disable, crashloop, hang, socket-permissions,
     /// fastcgi-mismatch or exhaustion.
@@ -28,6 +37,9 @@ enum LabCommand {
         scenario: Scenario,
         #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
+        /// The node to break in a lab of two: a or b.
+        #[arg(long, default_value = "a")]
+        node: Node,
     },
     /// Undo every scenario: rewrite the configs as a fresh lab has them, enable and
     /// restart the pool, restart nginx.
@@ -58,8 +70,24 @@ fn parse_scenario(s: &str) -> Result<Scenario, LabError> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        LabCommand::Up { dir, port } => up(dir, port),
-        LabCommand::Break { scenario, dir } => break_lab(scenario, &dir),
+        LabCommand::Up {
+            dir,
+            port,
+            nodes,
+            lb,
+        } => {
+            let topology = match (nodes, lb) {
+                (1, None) => Topology::Single,
+                (1, Some(_)) => anyhow::bail!("--lb needs --nodes 2: it fronts two nodes"),
+                (_, lb) => Topology::Fleet(lb.unwrap_or(LbKind::Haproxy)),
+            };
+            up(dir, port, topology)
+        }
+        LabCommand::Break {
+            scenario,
+            dir,
+            node,
+        } => break_lab(scenario, &dir, node),
         LabCommand::Repair { dir } => {
             let lab = Lab::attach(&dir)?;
             say("repairing: rewriting the configs, enabling and restarting php8.2-fpm, restarting nginx");
@@ -79,10 +107,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn up(dir: PathBuf, port: u16) -> anyhow::Result<ExitCode> {
+fn up(dir: PathBuf, port: u16, topology: Topology) -> anyhow::Result<ExitCode> {
     let config = LabConfig {
         dir: dir.clone(),
         http_port: port,
+        topology,
     };
     let lab = Lab::up_with_progress(&config, &mut |step| say(step))?;
     println!("{}", lab.status()?);
@@ -93,14 +122,18 @@ fn up(dir: PathBuf, port: u16) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn break_lab(scenario: Scenario, dir: &Path) -> anyhow::Result<ExitCode> {
+fn break_lab(scenario: Scenario, dir: &Path, node: Node) -> anyhow::Result<ExitCode> {
     let lab = Lab::attach(dir)?;
+    let on = match node {
+        Node::A => String::new(),
+        Node::B => format!(" (on node b: {})", node.unit()),
+    };
     say(&format!(
-        "breaking the lab: {scenario}: {}",
+        "breaking the lab: {scenario}: {}{on}",
         scenario.describe()
     ));
     let started = Instant::now();
-    lab.break_scenario(scenario)?;
+    lab.break_node(scenario, node)?;
     say(&format!(
         "done in {:.1} s; undo with `salve lab repair{}`",
         started.elapsed().as_secs_f64(),

@@ -49,6 +49,11 @@ pub enum LabError {
     PortInUse { port: u16, cause: std::io::Error },
 
     #[error(
+        "a lab of two nodes listens on --port {port} and the four ports after it: choose a port below 65532"
+    )]
+    PortsOutOfRange { port: u16 },
+
+    #[error(
         "a lab is already running from {dir} (systemd pid {pid}): run `sudo salve lab down --dir {dir}` first"
     )]
     AlreadyRunning { dir: PathBuf, pid: u32 },

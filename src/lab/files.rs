@@ -119,7 +119,11 @@ impl Layout {
 
 /// Writes every config, unit and script for a lab serving `http_port`, replacing what a
 /// previous lab left, and clears old logs so a new lab starts with empty ones.
-pub fn write_all(layout: &Layout, http_port: u16) -> Result<(), LabError> {
+pub fn write_all(
+    layout: &Layout,
+    http_port: u16,
+    topology: super::nodes::Topology,
+) -> Result<(), LabError> {
     for dir in [
         layout.dir.clone(),
         layout.units(),
@@ -145,7 +149,7 @@ pub fn write_all(layout: &Layout, http_port: u16) -> Result<(), LabError> {
             _ => {}
         }
     }
-    write_configs(layout, http_port)?;
+    write_configs(layout, http_port, topology)?;
     write(
         &layout.web_root().join("ping.php"),
         "<?php\necho \"pong\\n\";\n",
@@ -179,17 +183,23 @@ pub fn write_all(layout: &Layout, http_port: u16) -> Result<(), LabError> {
         write(&layout.units().join(name), text, 0o644)?;
     }
     super::accounts::write_accounts(layout)?;
+    super::nodes::write_all(layout, http_port, topology)?;
     write(&layout.boot_script(), &super::boot::script(layout), 0o755)?;
     Ok(())
 }
 
 /// The configs alone, as a fresh lab has them: what `repair` puts back after a
 /// scenario (or salve) edited them. Leaves logs and pages alone.
-pub fn write_configs(layout: &Layout, http_port: u16) -> Result<(), LabError> {
+pub fn write_configs(
+    layout: &Layout,
+    http_port: u16,
+    topology: super::nodes::Topology,
+) -> Result<(), LabError> {
     write(&layout.nginx_conf(), &nginx_conf(layout), 0o644)?;
     write(&layout.nginx_site(), &nginx_site(layout, http_port), 0o644)?;
     write(&layout.php_fpm_conf(), &php_fpm_conf(layout), 0o644)?;
-    write(&layout.pool_conf(), &pool_conf(), 0o644)
+    write(&layout.pool_conf(), &pool_conf(), 0o644)?;
+    super::nodes::write_configs(layout, http_port, topology)
 }
 
 /// A page sending `bytes` of response headers as 1000-byte cookies.
@@ -277,6 +287,11 @@ http {{
 }
 
 fn nginx_site(l: &Layout, port: u16) -> String {
+    nginx_site_on(l, port, PHP_FPM_SOCKET)
+}
+
+/// The PHP site on `port`, in front of the pool listening on `socket`.
+pub(super) fn nginx_site_on(l: &Layout, port: u16, socket: &str) -> String {
     format!(
         r#"# salve lab: the PHP site, included from nginx.conf. The fastcgi buffers are left
 # at nginx's defaults (8 4k), as on a fresh Debian host.
@@ -311,33 +326,44 @@ server {{
 }}
 "#,
         root = l.s(l.web_root()),
-        socket = PHP_FPM_SOCKET,
     )
 }
 
 fn php_fpm_conf(l: &Layout) -> String {
+    php_fpm_conf_of(
+        "/run/php/php8.2-fpm.pid",
+        &l.s(l.php_fpm_log()),
+        &l.s(l.pool_dir()),
+    )
+}
+
+/// A PHP-FPM master's config: its pid file, log and pool directory.
+pub(super) fn php_fpm_conf_of(pid: &str, error_log: &str, pools: &str) -> String {
     format!(
         "; salve lab: PHP-FPM master. The pid file is under the sandbox's private /run.\n\
          [global]\n\
-         pid = /run/php/php8.2-fpm.pid\n\
+         pid = {pid}\n\
          error_log = {error_log}\n\
-         include = {pools}/*.conf\n",
-        error_log = l.s(l.php_fpm_log()),
-        pools = l.s(l.pool_dir()),
+         include = {pools}/*.conf\n"
     )
 }
 
 fn pool_conf() -> String {
+    pool_conf_of("www", PHP_FPM_SOCKET)
+}
+
+/// A pool named `name` listening on `socket`.
+pub(super) fn pool_conf_of(name: &str, socket: &str) -> String {
     // pm = dynamic rather than static: only dynamic and ondemand pools log
     // "server reached pm.max_children setting (N), consider raising it", a signal the
     // project's policies match on. start_servers = max_children keeps every worker
     // forked up front, so the hang scenario finds them all ready.
     format!(
         "; salve lab: the pool nginx talks to.\n\
-         [www]\n\
+         [{name}]\n\
          user = www-data\n\
          group = www-data\n\
-         listen = {PHP_FPM_SOCKET}\n\
+         listen = {socket}\n\
          listen.owner = www-data\n\
          listen.group = www-data\n\
          listen.mode = 0660\n\
@@ -350,6 +376,11 @@ fn pool_conf() -> String {
 }
 
 fn php_fpm_unit(l: &Layout) -> String {
+    php_fpm_unit_of(&l.s(l.php_fpm_conf()))
+}
+
+/// A pool's unit, its master reading `conf`.
+pub(super) fn php_fpm_unit_of(conf: &str) -> String {
     format!(
         "# salve lab: the pool under test. Restart=no because the agent under test is the\n\
          # one that restarts it.\n\
@@ -368,8 +399,7 @@ fn php_fpm_unit(l: &Layout) -> String {
          TimeoutStopSec=10s\n\
          \n\
          [Install]\n\
-         WantedBy=lab.target\n",
-        conf = l.s(l.php_fpm_conf()),
+         WantedBy=lab.target\n"
     )
 }
 

@@ -17,6 +17,7 @@ mod exec;
 mod files;
 mod guard;
 mod http;
+mod nodes;
 mod preflight;
 mod record;
 mod restart;
@@ -30,6 +31,9 @@ pub use error::LabError;
 pub use files::{NGINX_UNIT, PHP_FPM_SOCKET, PHP_FPM_UNIT};
 pub use guard::LabGuard;
 pub use http::Probe;
+pub use nodes::{
+    LbKind, Node, Topology, ETCD_UNIT, HAPROXY_UNIT, LB_BACKEND, NODE_WEIGHT, PHP_FPM_UNIT_B,
+};
 pub use preflight::{check_packages, check_root};
 pub use scenario::Scenario;
 pub use status::{LabStatus, UnitStatus};
@@ -59,6 +63,7 @@ pub struct LabConfig {
     /// The lab's own state directory; never under /tmp or /var/tmp.
     pub dir: PathBuf,
     pub http_port: u16,
+    pub topology: Topology,
 }
 
 impl Default for LabConfig {
@@ -66,6 +71,7 @@ impl Default for LabConfig {
         LabConfig {
             dir: PathBuf::from(DEFAULT_DIR),
             http_port: DEFAULT_HTTP_PORT,
+            topology: Topology::Single,
         }
     }
 }
@@ -75,6 +81,7 @@ impl Default for LabConfig {
 pub struct Lab {
     dir: PathBuf,
     http_port: u16,
+    topology: Topology,
     record: Record,
     /// The `unshare` process, when this process started the lab: reaped on `down`.
     launcher: Option<Child>,
@@ -96,6 +103,8 @@ impl Lab {
         let layout = Layout::new(&config.dir);
         progress("checking root, packages, lab directory and port");
         preflight::check(&config.dir)?;
+        preflight::check_fleet_packages(config.topology)?;
+        let extra_ports = config.topology.extra_ports(config.http_port)?;
         if let Some(previous) = record::read(&layout.record())? {
             if previous.systemd.is_alive() {
                 return Err(LabError::AlreadyRunning {
@@ -117,12 +126,15 @@ impl Lab {
             }
         }
         preflight::check_port(config.http_port)?;
+        for port in extra_ports {
+            preflight::check_port(port)?;
+        }
         files::create_dir(&config.dir)?;
         progress(&format!(
             "writing configs, units and boot.sh to {}",
             config.dir.display()
         ));
-        files::write_all(&layout, config.http_port)?;
+        files::write_all(&layout, config.http_port, config.topology)?;
         let cgroups = if scoped {
             Vec::new()
         } else {
@@ -149,9 +161,11 @@ impl Lab {
         let mut lab = Lab {
             dir: config.dir.clone(),
             http_port: config.http_port,
+            topology: config.topology,
             record: Record {
                 dir: config.dir.clone(),
                 http_port: config.http_port,
+                topology: config.topology,
                 systemd,
                 launcher: launcher_process,
                 scoped,
@@ -197,6 +211,17 @@ impl Lab {
         progress(&format!("starting {PHP_FPM_UNIT} and {NGINX_UNIT}"));
         self.systemctl_ok(&["enable", PHP_FPM_UNIT, NGINX_UNIT])?;
         self.systemctl_ok(&["start", PHP_FPM_UNIT, NGINX_UNIT])?;
+        let extra = self.topology.extra_units();
+        if !extra.is_empty() {
+            progress(&format!("starting {}", extra.join(", ")));
+            let enable: Vec<&str> = ["enable"]
+                .into_iter()
+                .chain(extra.iter().copied())
+                .collect();
+            self.systemctl_ok(&enable)?;
+            let start: Vec<&str> = ["start"].into_iter().chain(extra.iter().copied()).collect();
+            self.systemctl_ok(&start)?;
+        }
         progress(&format!("waiting for {} to answer 200", self.ping_url()));
         self.wait_healthy(HEALTH_TIMEOUT)
     }
@@ -218,6 +243,7 @@ impl Lab {
         Ok(Lab {
             dir: dir.to_path_buf(),
             http_port: record.http_port,
+            topology: record.topology,
             record,
             launcher: None,
         })
@@ -272,6 +298,48 @@ impl Lab {
         format!("http://127.0.0.1:{}/ping.php", self.http_port)
     }
 
+    pub fn topology(&self) -> Topology {
+        self.topology
+    }
+
+    /// The port a node's nginx site listens on.
+    pub fn node_port(&self, node: Node) -> u16 {
+        node.port(self.http_port)
+    }
+
+    /// The load balancer's port, in a lab of two nodes.
+    pub fn lb_port(&self) -> Option<u16> {
+        self.topology.lb().map(|_| self.http_port + 2)
+    }
+
+    /// etcd's client URL, in a lab of two nodes.
+    pub fn etcd_url(&self) -> Option<String> {
+        self.topology
+            .lb()
+            .map(|_| format!("http://127.0.0.1:{}", self.http_port + 3))
+    }
+
+    /// HAProxy's admin socket as the host reaches it, through the sandbox's root.
+    pub fn haproxy_socket(&self) -> Option<PathBuf> {
+        (self.topology.lb() == Some(LbKind::Haproxy)).then(|| {
+            PathBuf::from(format!(
+                "/proc/{}/root{}",
+                self.pid(),
+                nodes::HAPROXY_SOCKET
+            ))
+        })
+    }
+
+    /// The file holding the nginx load balancer's `upstream`, when nginx fronts the nodes.
+    pub fn lb_site(&self) -> Option<PathBuf> {
+        (self.topology.lb() == Some(LbKind::Nginx)).then(|| self.layout().lb_site())
+    }
+
+    /// One GET of `path` on `port`, as a client sees it.
+    pub fn probe(&self, port: u16, path: &str) -> Probe {
+        http::probe(port, path, PROBE_TIMEOUT)
+    }
+
     pub fn nginx_error_log(&self) -> PathBuf {
         self.layout().nginx_error_log()
     }
@@ -322,6 +390,11 @@ impl Lab {
         self.inflict(scenario)
     }
 
+    /// A scenario on one node of a lab of two.
+    pub fn break_node(&self, scenario: Scenario, node: Node) -> Result<(), LabError> {
+        self.inflict_on(scenario, node)
+    }
+
     /// Undoes every scenario: rewrites every config as a fresh lab has it (whatever a
     /// scenario or salve changed), re-enables and restarts the pool, restarts nginx, and
     /// waits for ping.php to answer 200.
@@ -338,16 +411,28 @@ impl Lab {
         http::probe(self.http_port, "/ping.php", PROBE_TIMEOUT)
     }
 
+    /// Every node (and the load balancer) answers ping.php with 200.
     pub(super) fn wait_healthy(&self, timeout: Duration) -> Result<(), LabError> {
+        let mut ports = vec![self.http_port];
+        if let Some(lb) = self.lb_port() {
+            ports.extend([self.node_port(Node::B), lb]);
+        }
+        for port in ports {
+            self.wait_healthy_on(port, timeout)?;
+        }
+        Ok(())
+    }
+
+    fn wait_healthy_on(&self, port: u16, timeout: Duration) -> Result<(), LabError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let probe = self.probe_ping();
+            let probe = self.probe(port, "/ping.php");
             if probe.is_ok() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(LabError::NotHealthy {
-                    url: self.ping_url(),
+                    url: format!("http://127.0.0.1:{port}/ping.php"),
                     after: timeout,
                     last: probe.to_string(),
                     nginx_log: self.layout().nginx_error_log(),

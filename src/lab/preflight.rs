@@ -35,8 +35,28 @@ pub fn check_root() -> Result<(), LabError> {
     }
 }
 
+/// What a lab of two nodes runs beyond a single node's.
+const FLEET_REQUIRED: &[(&str, &str)] = &[("/usr/bin/etcd", "etcd-server")];
+const HAPROXY_REQUIRED: &[(&str, &str)] = &[("/usr/sbin/haproxy", "haproxy")];
+
 pub fn check_packages() -> Result<(), LabError> {
-    match REQUIRED
+    missing(REQUIRED)
+}
+
+/// The packages a lab of this shape needs beyond a single node's.
+pub fn check_fleet_packages(topology: super::nodes::Topology) -> Result<(), LabError> {
+    use super::nodes::{LbKind, Topology};
+    match topology {
+        Topology::Single => Ok(()),
+        Topology::Fleet(LbKind::Nginx) => missing(FLEET_REQUIRED),
+        Topology::Fleet(LbKind::Haproxy) => {
+            missing(FLEET_REQUIRED).and_then(|()| missing(HAPROXY_REQUIRED))
+        }
+    }
+}
+
+fn missing(required: &[(&'static str, &'static str)]) -> Result<(), LabError> {
+    match required
         .iter()
         .find(|(binary, _)| !Path::new(binary).exists())
     {

@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 pub struct Record {
     pub dir: PathBuf,
     pub http_port: u16,
+    /// One node, or two behind a load balancer (a record from before there was a
+    /// choice is one node).
+    #[serde(default)]
+    pub topology: super::nodes::Topology,
     /// The sandbox's systemd, as the host sees it.
     pub systemd: Process,
     /// The `unshare` that forked it (its parent on the host).

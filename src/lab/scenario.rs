@@ -1,6 +1,7 @@
 //! Breaking the lab on purpose, one real cause of a 502/504 at a time, and repairing it.
 
 use super::files::{self, MAX_CHILDREN, PHP_FPM_UNIT};
+use super::nodes::{Node, Topology};
 use super::{http, Lab, LabError};
 use std::fmt;
 use std::fs;
@@ -99,9 +100,34 @@ impl FromStr for Scenario {
 }
 
 impl Lab {
+    /// Breaks `node` of a lab of two nodes: the scenarios that act on a pool
+    /// (crash, stop, disable, hang); the others change files node a alone has.
+    pub(super) fn inflict_on(&self, scenario: Scenario, node: Node) -> Result<(), LabError> {
+        if node == Node::A {
+            return self.inflict(scenario);
+        }
+        if self.topology == Topology::Single {
+            return Err(failed(
+                scenario,
+                "this lab has one node: start it with `salve lab up --nodes 2` for node b".into(),
+            ));
+        }
+        let unit = node.unit();
+        match scenario {
+            Scenario::Crash => self.crash(scenario, unit),
+            Scenario::Stop => self.systemctl_ok(&["stop", unit]).map(|_| ()),
+            Scenario::Disable => self.systemctl_ok(&["disable", unit]).map(|_| ()),
+            Scenario::Hang => self.hang(node),
+            other => Err(failed(
+                other,
+                "on node b only crash, stop, disable and hang: the other scenarios break files of node a".into(),
+            )),
+        }
+    }
+
     pub(super) fn inflict(&self, scenario: Scenario) -> Result<(), LabError> {
         match scenario {
-            Scenario::Crash => self.crash(scenario),
+            Scenario::Crash => self.crash(scenario, PHP_FPM_UNIT),
             // `systemctl stop` and `disable` return once systemd has done it. Reading the
             // state back would race with whatever heals the lab (salve acts within
             // milliseconds), so their exit status is the proof.
@@ -109,9 +135,9 @@ impl Lab {
             Scenario::Disable => self.systemctl_ok(&["disable", PHP_FPM_UNIT]).map(|_| ()),
             Scenario::CrashLoop => {
                 self.break_pool_config()?;
-                self.crash(scenario)
+                self.crash(scenario, PHP_FPM_UNIT)
             }
-            Scenario::Hang => self.hang(),
+            Scenario::Hang => self.hang(Node::A),
             Scenario::SocketPermissions => self.lock_socket(),
             Scenario::FastcgiMismatch => self.mismatch_fastcgi_pass(),
             Scenario::Exhaustion => self.shrink_pool(),
@@ -122,19 +148,19 @@ impl Lab {
     /// master would leave its workers answering for a while and hide the outage.
     /// Done when the unit is `failed` (Restart=no, the lab's default) or systemd has
     /// counted a restart (a `set_php_fpm_restart` drop-in brought it back itself).
-    fn crash(&self, scenario: Scenario) -> Result<(), LabError> {
-        let restarts_before = self.restarts()?;
-        let invocation_before = self.invocation()?;
-        self.systemctl_ok(&["kill", "--signal=SIGKILL", PHP_FPM_UNIT])?;
+    fn crash(&self, scenario: Scenario, pool: &str) -> Result<(), LabError> {
+        let restarts_before = self.restarts(pool)?;
+        let invocation_before = self.invocation(pool)?;
+        self.systemctl_ok(&["kill", "--signal=SIGKILL", pool])?;
         let deadline = Instant::now() + TAKE_EFFECT;
         loop {
-            let unit = self.unit_status(PHP_FPM_UNIT)?;
+            let unit = self.unit_status(pool)?;
             // Done once systemd saw the crash: the unit failed, or something already
             // started it again (systemd's own Restart= counts in NRestarts; an agent's
             // restart shows as a new invocation), faster than this loop could look.
             if unit.active_state == "failed"
-                || self.restarts()? > restarts_before
-                || self.invocation()? != invocation_before
+                || self.restarts(pool)? > restarts_before
+                || self.invocation(pool)? != invocation_before
             {
                 return Ok(());
             }
@@ -142,7 +168,7 @@ impl Lab {
                 return Err(failed(
                     scenario,
                     format!(
-                        "{PHP_FPM_UNIT} is {} {TAKE_EFFECT:?} after SIGKILL",
+                        "{pool} is {} {TAKE_EFFECT:?} after SIGKILL",
                         unit.active_state
                     ),
                 ));
@@ -152,16 +178,14 @@ impl Lab {
     }
 
     /// The pool's current `InvocationID`: a new one for every start.
-    fn invocation(&self) -> Result<String, LabError> {
-        let output =
-            self.systemctl_ok(&["show", "--property=InvocationID", "--value", PHP_FPM_UNIT])?;
+    fn invocation(&self, pool: &str) -> Result<String, LabError> {
+        let output = self.systemctl_ok(&["show", "--property=InvocationID", "--value", pool])?;
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
     }
 
     /// systemd's count of automatic restarts of the pool (`NRestarts`).
-    fn restarts(&self) -> Result<u64, LabError> {
-        let output =
-            self.systemctl_ok(&["show", "--property=NRestarts", "--value", PHP_FPM_UNIT])?;
+    fn restarts(&self, pool: &str) -> Result<u64, LabError> {
+        let output = self.systemctl_ok(&["show", "--property=NRestarts", "--value", pool])?;
         Ok(String::from_utf8_lossy(&output.stdout)
             .trim()
             .parse()
@@ -189,28 +213,29 @@ impl Lab {
     /// stops answering 200, which proves every worker is taken. The workers then stay
     /// in `sleep()` (PHP does not notice the client leaving while it sleeps) until
     /// slow.php returns or the pool is restarted; nothing is left running here.
-    fn hang(&self) -> Result<(), LabError> {
+    fn hang(&self, node: Node) -> Result<(), LabError> {
         let scenario = Scenario::Hang;
-        let unit = self.unit_status(PHP_FPM_UNIT)?;
+        let (pool, port) = (node.unit(), node.port(self.http_port));
+        let unit = self.unit_status(pool)?;
         if unit.active_state != "active" {
             return Err(failed(
                 scenario,
                 format!(
-                    "{PHP_FPM_UNIT} is {}, not active: run `salve lab repair` first",
+                    "{pool} is {}, not active: run `salve lab repair` first",
                     unit.active_state
                 ),
             ));
         }
         let mut held = Vec::with_capacity(MAX_CHILDREN);
         for _ in 0..MAX_CHILDREN {
-            let stream = http::send_get(self.http_port, "/slow.php", Duration::from_secs(5))
+            let stream = http::send_get(port, "/slow.php", Duration::from_secs(5))
                 .map_err(|e| failed(scenario, format!("cannot send a slow request: {e}")))?;
             held.push(stream);
         }
         let deadline = Instant::now() + TAKE_EFFECT;
         loop {
             thread::sleep(Duration::from_millis(200));
-            let probe = self.probe_ping();
+            let probe = self.probe(port, "/ping.php");
             if !probe.is_ok() {
                 tracing::debug!(%probe, "ping.php no longer answers 200: every worker is busy");
                 break;
@@ -220,13 +245,13 @@ impl Lab {
             }
         }
         drop(held);
-        self.expect_active_state(scenario, &["active"])
+        self.expect_active_state(scenario, pool, &["active"])
     }
 
     pub(super) fn restore(&self) -> Result<(), LabError> {
         let layout = self.layout();
         // Configs back to a fresh lab's, whatever a scenario or salve changed.
-        files::write_configs(&layout, self.http_port)?;
+        files::write_configs(&layout, self.http_port, self.topology)?;
         let (pool, backup) = (layout.pool_conf(), layout.pool_backup());
         if backup.exists() {
             let original = fs::read(&backup).map_err(|e| LabError::io("read", &backup, e))?;
@@ -235,18 +260,34 @@ impl Lab {
         }
         // reset-failed clears a start-rate limit a crash loop may have hit; it fails
         // harmlessly on a unit that is not failed.
-        let _ = self.systemctl(&["reset-failed", PHP_FPM_UNIT, files::NGINX_UNIT]);
-        self.systemctl_ok(&["enable", PHP_FPM_UNIT])?;
+        let extra = self.topology.extra_units();
+        let pools: Vec<&str> = [PHP_FPM_UNIT]
+            .into_iter()
+            .chain(extra.iter().copied().filter(|u| *u == Node::B.unit()))
+            .collect();
+        let mut failed_ones = pools.clone();
+        failed_ones.push(files::NGINX_UNIT);
+        let _ = self.systemctl(&[&["reset-failed"], failed_ones.as_slice()].concat());
+        self.systemctl_ok(&[&["enable"], pools.as_slice()].concat())?;
         // A restart also ends the hang scenario: the stuck workers go with the pool.
-        self.systemctl_ok(&["restart", PHP_FPM_UNIT])?;
+        self.systemctl_ok(&[&["restart"], pools.as_slice()].concat())?;
         self.systemctl_ok(&["restart", files::NGINX_UNIT])?;
+        // The load balancer forgets every drain and weight salve gave it.
+        if extra.contains(&super::nodes::HAPROXY_UNIT) {
+            self.systemctl_ok(&["restart", super::nodes::HAPROXY_UNIT])?;
+        }
         self.wait_healthy(super::HEALTH_TIMEOUT)
     }
 
-    fn expect_active_state(&self, scenario: Scenario, wanted: &[&str]) -> Result<(), LabError> {
+    fn expect_active_state(
+        &self,
+        scenario: Scenario,
+        pool: &str,
+        wanted: &[&str],
+    ) -> Result<(), LabError> {
         let deadline = Instant::now() + TAKE_EFFECT;
         loop {
-            let unit = self.unit_status(PHP_FPM_UNIT)?;
+            let unit = self.unit_status(pool)?;
             if wanted.contains(&unit.active_state.as_str()) {
                 return Ok(());
             }
@@ -254,7 +295,7 @@ impl Lab {
                 return Err(failed(
                     scenario,
                     format!(
-                        "{PHP_FPM_UNIT} is {} after {TAKE_EFFECT:?}, expected {}",
+                        "{pool} is {} after {TAKE_EFFECT:?}, expected {}",
                         unit.active_state,
                         wanted.join(" or ")
                     ),

@@ -25,6 +25,10 @@ pub struct LabStatus {
     pub nginx: UnitStatus,
     pub php_fpm: UnitStatus,
     pub ping: Probe,
+    /// A lab of two nodes: node b's pool, etcd and haproxy.
+    pub extra: Vec<UnitStatus>,
+    /// A lab of two nodes: ping.php through the load balancer, and its URL.
+    pub through_lb: Option<(Probe, String)>,
 }
 
 impl fmt::Display for LabStatus {
@@ -35,7 +39,7 @@ impl fmt::Display for LabStatus {
             self.dir.display(),
             self.pid
         )?;
-        for unit in [&self.nginx, &self.php_fpm] {
+        for unit in [&self.nginx, &self.php_fpm].into_iter().chain(&self.extra) {
             writeln!(
                 f,
                 "  {:<20} {:<22} {}",
@@ -44,7 +48,11 @@ impl fmt::Display for LabStatus {
                 unit.unit_file_state
             )?;
         }
-        write!(f, "  {:<20} {} ({})", "ping.php", self.ping, self.ping_url)
+        write!(f, "  {:<20} {} ({})", "ping.php", self.ping, self.ping_url)?;
+        if let Some((probe, url)) = &self.through_lb {
+            write!(f, "\n  {:<20} {probe} ({url})", "through the LB")?;
+        }
+        Ok(())
     }
 }
 
@@ -57,6 +65,18 @@ impl Lab {
             nginx: self.unit_status(NGINX_UNIT)?,
             php_fpm: self.unit_status(PHP_FPM_UNIT)?,
             ping: self.probe_ping(),
+            extra: self
+                .topology
+                .extra_units()
+                .into_iter()
+                .map(|unit| self.unit_status(unit))
+                .collect::<Result<_, _>>()?,
+            through_lb: self.lb_port().map(|port| {
+                (
+                    self.probe(port, "/ping.php"),
+                    format!("http://127.0.0.1:{port}/ping.php"),
+                )
+            }),
         })
     }
 

@@ -30,6 +30,11 @@ impl Env {
 
 /// Boots a fresh lab for one test, or explains why it cannot (and fails under CI).
 pub fn lab(test: &str) -> Option<Env> {
+    lab_of(test, salve::lab::Topology::Single)
+}
+
+/// `lab`, of two nodes behind a load balancer with etcd beside them.
+pub fn lab_of(test: &str, topology: salve::lab::Topology) -> Option<Env> {
     let lock = ONE_LAB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if salve::lab::check_root().is_err() {
         let why = "end-to-end tests need root (they boot systemd in a PID namespace)";
@@ -48,6 +53,7 @@ pub fn lab(test: &str) -> Option<Env> {
     let config = LabConfig {
         dir: dir.join("lab"),
         http_port: LAB_PORT,
+        topology,
     };
     let lab = Lab::up(&config).unwrap_or_else(|e| panic!("lab up failed: {e}"));
     Some(Env {

@@ -63,6 +63,7 @@ fn start(name: &str) -> Option<Running> {
     let lab = Lab::up(&LabConfig {
         dir,
         http_port: PORT,
+        topology: Default::default(),
     })
     .unwrap();
     Some(Running {
@@ -210,6 +211,7 @@ fn lab_up_serves_ping_and_down_leaves_the_host_untouched() {
         Lab::up(&LabConfig {
             dir: dir.clone(),
             http_port: PORT,
+            topology: Default::default(),
         })
         .unwrap(),
     );
@@ -435,6 +437,7 @@ fn attach_finds_a_running_lab_and_errors_clearly_when_none() {
         Lab::up(&LabConfig {
             dir: dir.clone(),
             http_port: PORT,
+            topology: Default::default(),
         })
         .unwrap(),
     );
@@ -450,6 +453,7 @@ fn attach_finds_a_running_lab_and_errors_clearly_when_none() {
     let err = Lab::up(&LabConfig {
         dir: dir.clone(),
         http_port: PORT + 1,
+        topology: Default::default(),
     })
     .unwrap_err();
     assert!(matches!(err, LabError::AlreadyRunning { .. }), "{err}");
