@@ -105,6 +105,16 @@ pub struct Executor<F> {
     family: F,
     /// Where `fleet` slots are taken, and this agent's name among the members.
     fleet: Option<(crate::fleet::FleetLock, String)>,
+    /// Policies whose last drain could not be made and has been escalated: the next
+    /// such attempt does not escalate again, a drain that succeeds clears it.
+    drain_trouble: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+/// Why a drain was not made, and whether a person must hear of it (a full group is
+/// the fleet guard doing its job; etcd out of reach or a lost slot is not).
+struct NotDrained {
+    why: String,
+    escalate: bool,
 }
 
 /// What the config edits and drains of one attempt left for its outcome.
@@ -119,7 +129,9 @@ struct EditTrail {
     /// The fleet slot this attempt holds, given back when it ends.
     fleet_slot: Option<crate::fleet::Slot>,
     /// Why this attempt may not drain, once a fleet slot was refused it.
-    fleet_refused: Option<String>,
+    fleet_refused: Option<NotDrained>,
+    /// Why this attempt asks for an escalation of its own (see `AttemptDetail`).
+    escalate: Option<String>,
 }
 
 /// Why an action did not succeed: what kind of failure it is (decided from the error's
@@ -130,6 +142,12 @@ pub struct Failure {
     /// The action had nothing to do here (see `OutcomeResult::NotApplicable`).
     pub not_applicable: bool,
     pub message: String,
+}
+
+fn lost_slot(group: &str) -> String {
+    format!(
+        "fleet {group}: this agent lost its slot (its lease ran out while it was stopped or cut off); it must not act on the load balancer"
+    )
 }
 
 impl Failure {
@@ -189,6 +207,7 @@ impl<F: Family> Executor<F> {
         Executor {
             family,
             fleet: None,
+            drain_trouble: Default::default(),
         }
     }
 
@@ -207,42 +226,93 @@ impl<F: Family> Executor<F> {
         &self,
         guard: &crate::policy::FleetGuard,
         trail: &mut EditTrail,
-    ) -> Result<(), String> {
+    ) -> Result<(), NotDrained> {
         use crate::fleet::Acquired;
-        if let Some(why) = &trail.fleet_refused {
-            return Err(why.clone());
+        if let Some(refused) = &trail.fleet_refused {
+            return Err(NotDrained {
+                why: refused.why.clone(),
+                escalate: refused.escalate,
+            });
         }
         let Some((lock, member)) = &self.fleet else {
-            return Err(format!(
-                "fleet {}: the policy's slots are held in etcd, and the agent config names none (`fleet.etcd`)",
-                guard.group
-            ));
+            return Err(NotDrained {
+                why: format!(
+                    "fleet {}: the policy's slots are held in etcd, and the agent config names none (`fleet.etcd`)",
+                    guard.group
+                ),
+                escalate: true,
+            });
+        };
+        let trouble = |why: String| NotDrained {
+            why,
+            escalate: true,
         };
         let refused = match &trail.fleet_slot {
             Some(slot) => match lock.still_held(slot).await {
                 Ok(true) => return Ok(()),
-                Ok(false) => format!(
-                    "fleet {}: this agent lost its slot (its lease ran out while it was stopped or cut off); it must not drain",
+                Ok(false) => trouble(lost_slot(&guard.group)),
+                Err(e) => trouble(format!(
+                    "fleet {}: cannot check this agent's slot: {e}",
                     guard.group
-                ),
-                Err(e) => format!("fleet {}: cannot check this agent's slot: {e}", guard.group),
+                )),
             },
-            None => match lock.acquire(&guard.group, member, guard.max_concurrent).await {
+            None => match lock
+                .acquire(&guard.group, member, guard.max_concurrent)
+                .await
+            {
                 Ok(Acquired::Held(slot)) => {
                     trail.fleet_slot = Some(slot);
                     return Ok(());
                 }
-                Ok(Acquired::Full { holders }) => format!(
-                    "fleet {}: all {} slot(s) are taken, by {}",
-                    guard.group,
-                    guard.max_concurrent,
-                    holders.join(", ")
-                ),
-                Err(e) => format!("fleet {}: {e}", guard.group),
+                Ok(Acquired::Full { holders }) => NotDrained {
+                    why: format!(
+                        "fleet {}: all {} slot(s) are taken, by {}",
+                        guard.group,
+                        guard.max_concurrent,
+                        holders.join(", ")
+                    ),
+                    escalate: false,
+                },
+                Err(e) => trouble(format!("fleet {}: {e}", guard.group)),
             },
         };
-        trail.fleet_refused = Some(refused.clone());
+        trail.fleet_refused = Some(NotDrained {
+            why: refused.why.clone(),
+            escalate: refused.escalate,
+        });
         Err(refused)
+    }
+
+    /// Notes a drain that could not be made: escalated the first time since the
+    /// policy's last good drain.
+    fn drain_trouble(&self, policy: &Policy, why: &str, trail: &mut EditTrail) {
+        let mut trouble = self.drain_trouble.lock().unwrap_or_else(|e| e.into_inner());
+        if trouble.insert(policy.name().to_string()) {
+            trail.escalate.get_or_insert_with(|| why.to_string());
+        }
+    }
+
+    fn drain_made(&self, policy: &Policy) {
+        let mut trouble = self.drain_trouble.lock().unwrap_or_else(|e| e.into_inner());
+        trouble.remove(policy.name());
+    }
+
+    /// Whether the attempt may still act on the load balancer for its ramp: it holds
+    /// the fleet slot it drained under (or drained under none).
+    async fn still_holds_slot(&self, policy: &Policy, trail: &EditTrail) -> Result<(), String> {
+        let (Some(slot), Some((lock, _)), Some(guard)) =
+            (&trail.fleet_slot, &self.fleet, &policy.spec.fleet)
+        else {
+            return Ok(());
+        };
+        match lock.still_held(slot).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(lost_slot(&guard.group)),
+            Err(e) => Err(format!(
+                "fleet {}: cannot check this agent's slot: {e}",
+                guard.group
+            )),
+        }
     }
 
     async fn give_back_fleet_slot(&self, trail: &mut EditTrail) {
@@ -311,13 +381,28 @@ impl<F: Family> Executor<F> {
             _ => (None, None),
         };
         // Weight goes back only to a server whose attempt verified; one that did not
-        // stays drained, and its policy's guard counts the failure.
+        // stays drained, and its policy's guard counts the failure. Nor does an agent
+        // that lost its fleet slot meanwhile touch the load balancer again.
+        let fenced = if trail.ramps.is_empty() || verified != Some(true) {
+            Ok(())
+        } else {
+            self.still_holds_slot(policy, &trail).await
+        };
         for (server, ramp, weight) in std::mem::take(&mut trail.ramps) {
             if verified != Some(true) {
                 steps.push(format!(
                     "ramp: not run: {} stays drained, as the attempt did not verify",
                     server.as_ref()
                 ));
+                continue;
+            }
+            if let Err(why) = &fenced {
+                tracing::warn!(reason = %why, "ramp not run");
+                steps.push(format!(
+                    "ramp: not run: {why}; {} stays drained",
+                    server.as_ref()
+                ));
+                self.drain_trouble(policy, why, &mut trail);
                 continue;
             }
             let ramped = match &server {
@@ -358,6 +443,7 @@ impl<F: Family> Executor<F> {
                 steps,
                 verification,
                 diffs: trail.diffs,
+                escalate: trail.escalate,
             }),
         }
     }
@@ -443,22 +529,41 @@ impl<F: Family> Executor<F> {
                 // Without a slot nothing is drained, and the rest of the attempt (a
                 // restart of what is down here takes no capacity) still runs.
                 if let Some(guard) = &policy.spec.fleet {
-                    if let Err(why) = self.fleet_slot(guard, trail).await {
-                        tracing::warn!(reason = %why, "not drained");
+                    if let Err(refused) = self.fleet_slot(guard, trail).await {
+                        tracing::warn!(reason = %refused.why, "not drained");
+                        if refused.escalate {
+                            self.drain_trouble(policy, &refused.why, trail);
+                        }
                         return Ok(format!(
-                            "not drained: {why}; the rest of the attempt goes on"
+                            "not drained: {}; the rest of the attempt goes on",
+                            refused.why
                         ));
                     }
                 }
-                let (line, weight) = match server {
-                    LbServer::Haproxy(s) => {
-                        let drained = load_balancer::drain(s).await?;
-                        (drained.line, drained.weight)
-                    }
+                // A drain the load balancer refuses (or nginx -t) must not keep the
+                // node from being healed: the rest of the attempt goes on, and a
+                // person hears of it once.
+                let drained = match server {
+                    LbServer::Haproxy(s) => load_balancer::drain(s)
+                        .await
+                        .map(|drained| (drained.line, drained.weight)),
                     LbServer::Nginx(s) => {
-                        load_balancer::nginx::drain(&self.family, s, &mut trail.diffs).await?
+                        load_balancer::nginx::drain(&self.family, s, &mut trail.diffs).await
                     }
                 };
+                let (line, weight) = match drained {
+                    Ok(done) => done,
+                    Err(failure) => {
+                        tracing::warn!(reason = %failure.message, "not drained");
+                        let why = format!("{server}: {}", failure.message);
+                        self.drain_trouble(policy, &why, trail);
+                        return Ok(format!(
+                            "not drained: {}; the rest of the attempt goes on",
+                            failure.message
+                        ));
+                    }
+                };
+                self.drain_made(policy);
                 if let Some(ramp) = &args.ramp {
                     trail.ramps.push((
                         load_balancer::DrainedServer::of(server),

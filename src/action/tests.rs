@@ -414,7 +414,9 @@ mod drain_and_ramp {
             Scripted::new(vec![Ok("restarted".into())], true).with_fleet(Some(&fleet(etcd.url())));
         let outcome = executor.run_attempt(&policy, 1).await;
         assert_eq!(outcome.result, OutcomeResult::Ok, "{outcome:?}");
-        let steps = outcome.detail.unwrap().steps;
+        let detail = outcome.detail.unwrap();
+        assert_eq!(detail.escalate, None, "a full group is the guard at work");
+        let steps = detail.steps;
         assert_eq!(
             steps,
             [
@@ -449,7 +451,15 @@ mod drain_and_ramp {
             Scripted::new(vec![Ok("restarted".into())], true).with_fleet(Some(&fleet(nowhere)));
         let outcome = executor.run_attempt(&policy, 3).await;
         assert_eq!(outcome.result, OutcomeResult::Ok, "{outcome:?}");
-        let steps = outcome.detail.unwrap().steps;
+        let detail = outcome.detail.unwrap();
+        assert!(
+            detail
+                .escalate
+                .as_deref()
+                .is_some_and(|e| e.contains("is unreachable")),
+            "a person hears that nothing was drained: {detail:?}"
+        );
+        let steps = detail.steps;
         assert!(
             steps[0].starts_with("drain: not drained: fleet web: etcd at http://127.0.0.1:")
                 && steps[0].contains("is unreachable"),
@@ -458,6 +468,79 @@ mod drain_and_ramp {
         assert_eq!(steps[1], "restart: restarted");
         assert_eq!(weight_of_b(&h).await, (0, 10));
     }
+}
+
+/// An agent whose fleet slot vanished while it healed (its lease ran out while it was
+/// stopped, say) does not touch the load balancer again: no ramp, the node stays
+/// drained, and a person hears of it.
+#[tokio::test]
+async fn a_holder_that_lost_its_slot_does_not_ramp() {
+    use crate::action::load_balancer::tests::Haproxy;
+    use crate::fleet::tests::{ready, EtcdServer};
+    let Some(h) = Haproxy::start("fenced") else {
+        return;
+    };
+    let Some(etcd) = EtcdServer::start("fenced", 23741) else {
+        return;
+    };
+    ready(&etcd.etcd()).await;
+    let server = serde_json::json!({ "socket": h.socket(), "backend": "web", "server": "b" });
+    let doc = serde_json::json!({
+        "apiVersion": "salve.dev/v1alpha1",
+        "kind": "RemediationPolicy",
+        "metadata": { "name": "php-b" },
+        "spec": {
+            "target": { "unit": "php8.2-fpm.service" },
+            "trigger": [{ "unit": { "activeState": ["failed"] } }],
+            "actions": [
+                { "drain": { "haproxy": server, "ramp": { "steps": 2, "interval": "10ms" } } },
+                { "exec": { "command": ["/bin/sleep", "1"] } },
+                { "restart": {} }
+            ],
+            "verify": { "unit": {} },
+            "fleet": { "group": "web", "lock": "etcd" }
+        }
+    });
+    let policy = crate::policy::decode_resource(&doc, "test").expect("valid");
+    let fleet = crate::config::FleetConfig {
+        etcd: etcd.url(),
+        member: "node-b".into(),
+        ttl: Duration::from_secs(5),
+    };
+    let executor = std::sync::Arc::new(
+        Scripted::new(vec![Ok("restarted".into())], true).with_fleet(Some(&fleet)),
+    );
+    let running = {
+        let executor = std::sync::Arc::clone(&executor);
+        tokio::spawn(async move { executor.run_attempt(&policy, 1).await })
+    };
+    // Once the slot is taken (the drain is made right after), it is taken away.
+    let client = etcd.etcd();
+    let mut keys = Vec::new();
+    for _ in 0..100 {
+        keys = client.range("/salve/fleet/web/").await.unwrap();
+        if !keys.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(keys.len(), 1, "the attempt took the group's slot");
+    client.delete(&keys[0].key).await.unwrap();
+    let outcome = running.await.unwrap();
+    let detail = outcome.detail.unwrap();
+    assert_eq!(
+        detail.steps.last().map(String::as_str),
+        Some("ramp: not run: fleet web: this agent lost its slot (its lease ran out while it was stopped or cut off); it must not act on the load balancer; web/b stays drained"),
+        "{:?}",
+        detail.steps
+    );
+    assert!(detail.escalate.is_some_and(|e| e.contains("lost its slot")));
+    let api = crate::loadbalancer::haproxy::RuntimeApi::new(&h.socket(), Duration::from_secs(5));
+    assert_eq!(
+        api.server("web", "b").await.unwrap().admin & 0x08,
+        0x08,
+        "still drained"
+    );
 }
 
 /// A node-side attempt against an nginx load balancer: its upstream's server line
@@ -592,23 +675,45 @@ mod nginx_upstream {
         )
         .unwrap();
         let executor = Scripted::new(vec![Ok("restarted".into())], true);
+        let (drain, escalate) = not_drained(&executor, &site).await;
+        assert!(
+            drain.starts_with("drain: not drained: upstream nodes server 127.0.0.1:18002 in ")
+                && drain.contains("validation failed, file not replaced: ")
+                && drain.contains("unknown directive \"bogus_directive\"")
+                && drain.ends_with("; the rest of the attempt goes on"),
+            "{drain}"
+        );
+        assert!(escalate.is_some_and(|why| why.contains("bogus_directive")));
+        assert_eq!(site.text(), UPSTREAM);
+        assert!(executor.family().reloads.lock().unwrap().is_empty());
+        // The same trouble again is not escalated twice.
+        let (_, again) = not_drained(&executor, &site).await;
+        assert_eq!(again, None);
+    }
+
+    /// A drain that could not be made: the pool is healed all the same (the restart
+    /// ran and the attempt verified), its step says why, and the attempt asks for an
+    /// escalation. Returns the drain's step and that request.
+    async fn not_drained(executor: &Executor<Scripted>, site: &Site) -> (String, Option<String>) {
+        let asked = executor.family().asked().len();
         let outcome = executor
             .run_attempt(&site.policy("127.0.0.1:18002"), 1)
             .await;
-        assert_eq!(outcome.result, OutcomeResult::Failed, "{outcome:?}");
-        let error = outcome.detail.unwrap().error.unwrap();
-        assert!(
-            error.starts_with("drain: upstream nodes server 127.0.0.1:18002 in ")
-                && error.contains("validation failed, file not replaced: ")
-                && error.contains("unknown directive \"bogus_directive\""),
-            "{error}"
+        assert_eq!(outcome.result, OutcomeResult::Ok, "{outcome:?}");
+        assert_eq!(outcome.verified, Some(true));
+        assert_eq!(
+            executor.family().asked().len(),
+            asked + 1,
+            "the restart ran"
         );
-        assert_eq!(site.text(), UPSTREAM);
-        assert!(executor.family().reloads.lock().unwrap().is_empty());
-        assert!(
-            executor.family().asked().is_empty(),
-            "the restart never ran"
+        let detail = outcome.detail.unwrap();
+        assert_eq!(
+            detail.steps.len(),
+            2,
+            "no ramp for a server never drained: {:?}",
+            detail.steps
         );
+        (detail.steps[0].clone(), detail.escalate)
     }
 
     #[tokio::test]
@@ -621,17 +726,14 @@ mod nginx_upstream {
             .family()
             .reload_fails
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        let outcome = executor
-            .run_attempt(&site.policy("127.0.0.1:18002"), 1)
-            .await;
-        assert_eq!(outcome.result, OutcomeResult::Failed, "{outcome:?}");
-        let error = outcome.detail.unwrap().error.unwrap();
+        let (drain, escalate) = not_drained(&executor, &site).await;
         assert!(
-            error.contains(
+            drain.contains(
                 "applying the change failed: reload of lb-nginx.service: scripted failure"
-            ) && error.contains("original restored, but applying it failed"),
-            "{error}"
+            ) && drain.contains("original restored, but applying it failed"),
+            "{drain}"
         );
+        assert!(escalate.is_some());
         assert_eq!(site.text(), UPSTREAM);
     }
 
@@ -643,17 +745,23 @@ mod nginx_upstream {
         let one_down = UPSTREAM.replace("weight=10 max_fails=0;", "weight=10 max_fails=0 down;");
         std::fs::write(site.file(), &one_down).unwrap();
         let executor = Scripted::new(vec![Ok("restarted".into())], true);
-        let outcome = executor
-            .run_attempt(&site.policy("127.0.0.1:18002"), 1)
-            .await;
-        assert_eq!(outcome.result, OutcomeResult::Failed, "{outcome:?}");
-        let error = outcome.detail.unwrap().error.unwrap();
+        let (drain, _) = not_drained(&executor, &site).await;
         assert!(
-            error.contains("refused to drain upstream nodes server 127.0.0.1:18002")
-                && error.contains("it is the last server taking requests in its upstream (127.0.0.1:18001: down, weight 10; 127.0.0.1:18002: weight 10)"),
-            "{error}"
+            drain.contains("refused to drain upstream nodes server 127.0.0.1:18002")
+                && drain.contains("it is the last server taking requests in its upstream (127.0.0.1:18001: down, weight 10; 127.0.0.1:18002: weight 10)"),
+            "{drain}"
         );
         assert_eq!(site.text(), one_down);
         assert!(executor.family().reloads.lock().unwrap().is_empty());
+        // Once the other server is back, the drain is made, and a later trouble is
+        // news again.
+        std::fs::write(site.file(), UPSTREAM).unwrap();
+        let outcome = executor
+            .run_attempt(&site.policy("127.0.0.1:18002"), 2)
+            .await;
+        assert_eq!(outcome.detail.unwrap().escalate, None);
+        std::fs::write(site.file(), &one_down).unwrap();
+        let (_, escalate) = not_drained(&executor, &site).await;
+        assert!(escalate.is_some());
     }
 }

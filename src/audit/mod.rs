@@ -19,7 +19,7 @@ pub use history::{filter, render_json, render_table, HistoryFilter, OutcomeFilte
 pub use journal::{Journal, Rotation};
 pub use reader::{read_journal, read_recent, JournalRead, ReadProblem};
 pub use record::{Entry, OutcomeResult, Record, Verification};
-pub use recorder::{decision_record, outcome_record};
+pub use recorder::{decision_record, drain_escalation, outcome_record};
 pub use writer::{Durable, JournalWriter, Sink};
 
 /// Everything that can go wrong in the audit module. Each message names the

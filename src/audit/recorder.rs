@@ -80,6 +80,22 @@ pub fn decision_record(decision: &Decision, policy: &Policy, ts: SystemTime) -> 
 
 /// The record closing an attempt. `elapsed` stands in when the outcome does not say
 /// how long the attempt took.
+/// The escalation of a drain an attempt could not make: `attempts: 0`, as a storm's,
+/// since no circuit opened.
+pub fn drain_escalation(policy: &Policy, why: &str, ts: SystemTime) -> Record {
+    Record {
+        ts,
+        policy: policy.name().to_string(),
+        target: crate::engine::target_name(policy),
+        entry: Entry::Escalate {
+            actions: action_names(&policy.spec.escalate),
+            attempts: 0,
+            dry_run: false,
+            evidence: vec![format!("not drained: {why}")],
+        },
+    }
+}
+
 pub fn outcome_record(
     policy: &Policy,
     attempt_id: u64,

@@ -156,6 +156,18 @@ impl<F: Family> Controller<F> {
         );
         tracing::info!(policy = policy.name(), attempt_id = id, result = ?outcome.result, verified = ?outcome.verified, "attempt finished");
         self.journal.record(record);
+        // A drain the attempt could not make: the heal went on, and a person hears of
+        // it once, as of a storm (`attempts: 0`: no circuit opened).
+        if let Some(why) = outcome.detail.as_ref().and_then(|d| d.escalate.clone()) {
+            let policy = running.policy;
+            tracing::warn!(policy = policy.name(), reason = %why, "a drain could not be made: escalating");
+            let decided = self.journal.write(crate::audit::drain_escalation(
+                &policy,
+                &why,
+                SystemTime::now(),
+            ));
+            self.escalate(policy, 0, Some(decided));
+        }
     }
 
     fn carry_out(&mut self, decisions: &[Decision]) {

@@ -101,12 +101,16 @@ pub fn from_records(records: &[Record], clock: &Clock, now: SystemTime) -> Recov
                 }
             }
             Entry::Escalate { attempts, .. } => {
-                past.push(PastEvent {
-                    at,
-                    policy: record.policy.clone(),
-                    target: record.target.clone(),
-                    kind: PastKind::Escalated,
-                });
+                // Only a guard's escalation opened a circuit; a storm's or an undrained
+                // node's (`attempts: 0`) did not, and must not open one on replay.
+                if *attempts > 0 {
+                    past.push(PastEvent {
+                        at,
+                        policy: record.policy.clone(),
+                        target: record.target.clone(),
+                        kind: PastKind::Escalated,
+                    });
+                }
                 unsent.push((record.policy.clone(), record.target.clone(), *attempts));
             }
             Entry::EscalationSent { .. } => {

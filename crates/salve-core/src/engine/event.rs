@@ -247,6 +247,12 @@ pub struct AttemptDetail {
     /// Unified diffs of the config files the attempt changed (or tried to, and rolled back).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diffs: Vec<String>,
+    /// Why the attempt asks for the policy's escalation outside its guard: a drain it
+    /// could not make (etcd out of reach, the load balancer refusing), said once until
+    /// a drain succeeds again. The heal itself went on; a person should know the
+    /// node took traffic while it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalate: Option<String>,
 }
 
 impl Outcome {
