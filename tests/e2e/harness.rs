@@ -161,8 +161,24 @@ impl Agent {
 
     /// `start`, with the agent run by `wrapper…` (e.g. `strace -f -o FILE`).
     pub fn start_wrapped(env: &Env, policies: &Path, extra: &[&str], wrapper: &[&str]) -> Agent {
-        let log = env.dir.join("agent.log");
-        let journal = env.dir.join("journal.jsonl");
+        Agent::launch(env, "agent", policies, extra, wrapper)
+    }
+
+    /// `start`, for one of several agents on the lab (one per node): its log and
+    /// journal are `NAME.log` and `NAME.jsonl` in the test's directory.
+    pub fn start_named(env: &Env, name: &str, policies: &Path, extra: &[&str]) -> Agent {
+        Agent::launch(env, name, policies, extra, &[])
+    }
+
+    fn launch(env: &Env, name: &str, policies: &Path, extra: &[&str], wrapper: &[&str]) -> Agent {
+        let (log, journal) = if name == "agent" {
+            (env.dir.join("agent.log"), env.dir.join("journal.jsonl"))
+        } else {
+            (
+                env.dir.join(format!("{name}.log")),
+                env.dir.join(format!("{name}.jsonl")),
+            )
+        };
         let out = std::fs::File::create(&log).expect("agent log");
         let err = out.try_clone().expect("agent log");
         let bus = env.lab().bus_address();
@@ -269,6 +285,15 @@ impl Agent {
             }
         }
         self.log_text()
+    }
+
+    /// Sends `signal` (`-STOP`, `-CONT`) to the agent, a process of this test.
+    pub fn signal(&self, signal: &str) {
+        match &self.runner {
+            Runner::Process(child) => signal_pid(child.id(), signal),
+            Runner::Wrapped { agent_pid, .. } => signal_pid(*agent_pid, signal),
+            Runner::Unit { .. } => panic!("signal a unit through the lab's systemctl"),
+        }
     }
 
     /// Stops the agent the way systemd would, and waits for it.
@@ -468,4 +493,117 @@ pub fn exposure(lab: &Lab, unit: &str) -> f64 {
                 String::from_utf8_lossy(&out.stderr)
             )
         })
+}
+
+/// One request of a [`Load`]: when it was sent, whether it was a POST, and the status
+/// (`None`: no answer at all, which a client counts as an error too).
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub sent: Instant,
+    pub post: bool,
+    pub status: Option<u16>,
+}
+
+impl Sample {
+    pub fn failed(&self) -> bool {
+        self.status.is_none_or(|s| s >= 500)
+    }
+}
+
+/// A client hammering one port at a steady rate, GET and POST of ping.php in turn,
+/// each request on a connection of its own (as many clients would), recorded.
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    runner: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(port: u16, per_second: u32) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let (halt, out) = (Arc::clone(&stop), Arc::clone(&samples));
+        let gap = Duration::from_secs(1) / per_second;
+        let runner = std::thread::spawn(move || {
+            let mut next = Instant::now();
+            let mut post = false;
+            let mut inflight = Vec::new();
+            while !halt.load(Ordering::SeqCst) {
+                let out = Arc::clone(&out);
+                inflight.push(std::thread::spawn(move || {
+                    let sent = Instant::now();
+                    let status = request(port, post);
+                    out.lock().unwrap_or_else(|e| e.into_inner()).push(Sample {
+                        sent,
+                        post,
+                        status,
+                    });
+                }));
+                inflight.retain(|t: &std::thread::JoinHandle<()>| !t.is_finished());
+                post = !post;
+                next += gap;
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            for t in inflight {
+                let _ = t.join();
+            }
+        });
+        Load {
+            stop,
+            samples,
+            runner: Some(runner),
+        }
+    }
+
+    /// Stops sending, waits for the answers, and returns every request.
+    pub fn finish(mut self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(runner) = self.runner.take() {
+            let _ = runner.join();
+        }
+        let mut samples = self
+            .samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        samples.sort_by_key(|s| s.sent);
+        samples
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(runner) = self.runner.take() {
+            let _ = runner.join();
+        }
+    }
+}
+
+/// GET or POST /ping.php on `port`; the status, or `None` without an answer.
+fn request(port: u16, post: bool) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let request = if post {
+        "POST /ping.php HTTP/1.1\r\nHost: lab\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n\r\nnode=ok"
+    } else {
+        "GET /ping.php HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"
+    };
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut head = String::new();
+    BufReader::new(stream).read_line(&mut head).ok()?;
+    head.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// GET and POST failures (5xx or no answer) apart, and how long the failures spanned.
+pub fn failures(samples: &[Sample]) -> (usize, usize, Duration) {
+    let failed: Vec<&Sample> = samples.iter().filter(|s| s.failed()).collect();
+    let gets = failed.iter().filter(|s| !s.post).count();
+    let span = match (failed.first(), failed.last()) {
+        (Some(first), Some(last)) => last.sent - first.sent,
+        _ => Duration::ZERO,
+    };
+    (gets, failed.len() - gets, span)
 }

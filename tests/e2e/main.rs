@@ -7,4 +7,5 @@ mod config_edits;
 mod durability;
 mod harness;
 mod least_privilege;
+mod load_balancer;
 mod stalled_journal;
