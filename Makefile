@@ -3,7 +3,7 @@ CARGO ?= cargo
 # Benchmarks run pinned to one core when taskset (util-linux) is there.
 PIN := $(shell command -v taskset >/dev/null 2>&1 && echo taskset -c 0)
 
-.PHONY: all build test test-setup lint fmt schema crd bench bench-restart demo mutants clean
+.PHONY: all build test test-setup lint fmt schema crd bench bench-restart bench-lb demo mutants clean
 
 all: build
 
@@ -53,6 +53,13 @@ bench:
 bench-restart:
 	scripts/install-lab-packages.sh
 	$(CARGO) bench --bench restart -- --bench
+
+# Client-visible 5xx while a node's pool is SIGKILLed under 200 requests/s through
+# haproxy: haproxy alone with its best health-check settings next to salve draining the
+# node on systemd's D-Bus push, in one lab of two nodes (needs root; about two minutes).
+bench-lb:
+	scripts/install-lab-packages.sh
+	$(CARGO) bench --bench lb -- --bench
 
 # Mutation testing of the engine and the policy validation pass: every mutant of
 # crates/salve-core/src/engine/ and policy/{validate,rules}.rs must be caught by

@@ -8,6 +8,7 @@
 mod agent;
 mod crash;
 mod monit;
+#[path = "../common/owned.rs"]
 mod owned;
 mod report;
 #[path = "../common/rng.rs"]

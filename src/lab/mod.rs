@@ -17,6 +17,7 @@ mod exec;
 mod files;
 mod guard;
 mod http;
+mod load;
 mod nodes;
 mod preflight;
 mod record;
@@ -31,8 +32,10 @@ pub use error::LabError;
 pub use files::{NGINX_UNIT, PHP_FPM_SOCKET, PHP_FPM_UNIT};
 pub use guard::LabGuard;
 pub use http::Probe;
+pub use load::{failures, Load, Sample};
 pub use nodes::{
-    LbKind, Node, Topology, ETCD_UNIT, HAPROXY_UNIT, LB_BACKEND, NODE_WEIGHT, PHP_FPM_UNIT_B,
+    HaproxyChecks, LbKind, Node, Topology, ETCD_UNIT, HAPROXY_UNIT, LB_BACKEND, NODE_WEIGHT,
+    PHP_FPM_UNIT_B,
 };
 pub use preflight::{check_packages, check_root};
 pub use scenario::Scenario;
@@ -328,6 +331,14 @@ impl Lab {
                 nodes::HAPROXY_SOCKET
             ))
         })
+    }
+
+    /// Gives haproxy other health-check and retry settings (a restart: every drain and
+    /// weight goes back to the config's), and waits until it serves again.
+    pub fn set_haproxy_checks(&self, checks: HaproxyChecks) -> Result<(), LabError> {
+        nodes::write_haproxy_cfg(&self.layout(), self.http_port, checks)?;
+        self.systemctl_ok(&["restart", HAPROXY_UNIT])?;
+        self.wait_healthy(HEALTH_TIMEOUT)
     }
 
     /// The file holding the nginx load balancer's `upstream`, when nginx fronts the nodes.

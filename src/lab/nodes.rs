@@ -229,7 +229,7 @@ pub(super) fn write_configs(
         0o644,
     )?;
     match lb {
-        LbKind::Haproxy => write(&l.haproxy_cfg(), &haproxy_cfg(http_port), 0o644),
+        LbKind::Haproxy => write_haproxy_cfg(l, http_port, HaproxyChecks::BEST),
         LbKind::Nginx => write(&l.lb_site(), &nginx_lb_site(http_port), 0o644),
     }
 }
@@ -241,16 +241,67 @@ fn remove(path: &std::path::Path) -> Result<(), LabError> {
     }
 }
 
-fn haproxy_cfg(http_port: u16) -> String {
+/// How haproxy finds a dead node on its own: the settings of the reference rows of
+/// `make bench-lb`. The lab boots with [`HaproxyChecks::BEST`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HaproxyChecks {
+    /// `option httpchk GET /ping.php` (else a TCP connect, which a node whose nginx
+    /// still answers always passes).
+    pub http: bool,
+    pub inter: std::time::Duration,
+    pub fall: u32,
+    /// `retry-on all-retryable-errors` with `option redispatch`: a request that met a
+    /// 502 or a refused connection is sent to another server.
+    pub retry_on_errors: bool,
+}
+
+impl HaproxyChecks {
+    pub const BEST: HaproxyChecks = HaproxyChecks {
+        http: true,
+        inter: std::time::Duration::from_millis(500),
+        fall: 2,
+        retry_on_errors: true,
+    };
+}
+
+impl fmt::Display for HaproxyChecks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.http {
+            "option httpchk"
+        } else {
+            "L4 check"
+        };
+        write!(
+            f,
+            "{kind} inter {}ms fall {}",
+            self.inter.as_millis(),
+            self.fall
+        )?;
+        if self.retry_on_errors {
+            f.write_str(" + retry-on all-retryable-errors + redispatch")?;
+        }
+        Ok(())
+    }
+}
+
+fn haproxy_cfg(http_port: u16, checks: HaproxyChecks) -> String {
     let (a, b, lb) = (
         Node::A.port(http_port),
         Node::B.port(http_port),
         http_port + 2,
     );
+    let retries = if checks.retry_on_errors {
+        "    retries 3\n    option redispatch\n    retry-on all-retryable-errors\n"
+    } else {
+        ""
+    };
+    let http_check = if checks.http {
+        "    option httpchk GET /ping.php\n    http-check expect status 200\n"
+    } else {
+        ""
+    };
     format!(
-        "# salve lab: haproxy in front of the two nodes, with the best settings haproxy has\n\
-         # on its own: an HTTP check every 500 ms, down after two failures, and a retry on\n\
-         # another server for every request that can be retried.\n\
+        "# salve lab: haproxy in front of the two nodes ({checks}).\n\
          global\n\
          \x20   stats socket {HAPROXY_SOCKET} mode 600 level admin\n\
          \n\
@@ -259,21 +310,30 @@ fn haproxy_cfg(http_port: u16) -> String {
          \x20   timeout connect 1s\n\
          \x20   timeout client 10s\n\
          \x20   timeout server 10s\n\
-         \x20   retries 3\n\
-         \x20   option redispatch\n\
-         \x20   retry-on all-retryable-errors\n\
+         {retries}\
          \n\
          frontend web\n\
          \x20   bind 127.0.0.1:{lb}\n\
          \x20   default_backend {LB_BACKEND}\n\
          \n\
          backend {LB_BACKEND}\n\
-         \x20   option httpchk GET /ping.php\n\
-         \x20   http-check expect status 200\n\
-         \x20   default-server inter 500ms fall 2 rise 2\n\
+         {http_check}\
+         \x20   default-server inter {inter}ms fall {fall} rise 2\n\
          \x20   server a 127.0.0.1:{a} check weight {NODE_WEIGHT}\n\
-         \x20   server b 127.0.0.1:{b} check weight {NODE_WEIGHT}\n"
+         \x20   server b 127.0.0.1:{b} check weight {NODE_WEIGHT}\n",
+        inter = checks.inter.as_millis(),
+        fall = checks.fall,
     )
+}
+
+/// Rewrites haproxy.cfg with `checks` (the reference settings `make bench-lb`
+/// measures haproxy alone with).
+pub(super) fn write_haproxy_cfg(
+    l: &Layout,
+    http_port: u16,
+    checks: HaproxyChecks,
+) -> Result<(), LabError> {
+    write(&l.haproxy_cfg(), &haproxy_cfg(http_port, checks), 0o644)
 }
 
 fn nginx_lb_site(http_port: u16) -> String {
@@ -355,8 +415,32 @@ mod tests {
         assert_eq!(t.extra_ports(8480).unwrap(), [8481, 8482, 8483, 8484]);
         assert!(t.extra_ports(65533).is_err());
         assert!(Topology::Single.extra_ports(65535).unwrap().is_empty());
-        let cfg = haproxy_cfg(8480);
+        let cfg = haproxy_cfg(8480, HaproxyChecks::BEST);
         assert!(cfg.contains("bind 127.0.0.1:8482\n"), "{cfg}");
+        assert!(cfg.contains("    retry-on all-retryable-errors\n"), "{cfg}");
+        assert!(
+            cfg.contains("    default-server inter 500ms fall 2 rise 2\n"),
+            "{cfg}"
+        );
+        let plain = haproxy_cfg(
+            8480,
+            HaproxyChecks {
+                http: false,
+                inter: std::time::Duration::from_secs(2),
+                fall: 3,
+                retry_on_errors: false,
+            },
+        );
+        assert!(
+            !plain.contains("retry-on") && !plain.contains("httpchk"),
+            "{plain}"
+        );
+        assert!(
+            plain.contains(
+                "# salve lab: haproxy in front of the two nodes (L4 check inter 2000ms fall 3).\n"
+            ),
+            "{plain}"
+        );
         assert!(
             cfg.contains("server b 127.0.0.1:8481 check weight 10\n"),
             "{cfg}"

@@ -3,9 +3,9 @@
 //! node, each watching its node's pool over D-Bus and draining it at the load
 //! balancer before it heals it.
 
-use crate::harness::{failures, lab_of, wait_until, write_policy, Agent, Env, Load, Webhook};
+use crate::harness::{lab_of, wait_until, write_policy, Agent, Env, Webhook};
 use salve::audit::{Entry, Record};
-use salve::lab::{LbKind, Node, Scenario, Topology, LB_BACKEND, NODE_WEIGHT};
+use salve::lab::{failures, LbKind, Load, Node, Scenario, Topology, LB_BACKEND, NODE_WEIGHT};
 use salve::loadbalancer::haproxy::RuntimeApi;
 use std::path::Path;
 use std::time::Duration;
