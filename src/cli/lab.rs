@@ -29,6 +29,10 @@ enum LabCommand {
         /// What fronts the two nodes: haproxy or nginx (an upstream).
         #[arg(long, requires = "nodes")]
         lb: Option<LbKind>,
+        /// One node whose nginx passes PHP to an upstream of the pool and a backup
+        /// pool of its own unit (`fastcgi_next_upstream error timeout`).
+        #[arg(long, conflicts_with_all = ["nodes", "lb"])]
+        backup_pool: bool,
     },
     /// Break the lab on purpose: crash, stop, disable, crashloop, hang, socket-permissions,
     /// fastcgi-mismatch or exhaustion.
@@ -75,8 +79,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             port,
             nodes,
             lb,
+            backup_pool,
         } => {
             let topology = match (nodes, lb) {
+                (1, None) if backup_pool => Topology::BackupPool,
                 (1, None) => Topology::Single,
                 (1, Some(_)) => anyhow::bail!("--lb needs --nodes 2: it fronts two nodes"),
                 (_, lb) => Topology::Fleet(lb.unwrap_or(LbKind::Haproxy)),

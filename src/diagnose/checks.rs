@@ -449,6 +449,42 @@ pub fn log_causes(
     }
 }
 
+/// Every `fastcgi_pass` of the config leads to one pool: a crash of it is a 502 for
+/// every request until it is back, where an upstream with a backup pool would have
+/// made each of them a retry.
+pub fn single_pool(input: &Input<'_>, suggestions: &mut Vec<Finding>) {
+    let walk = input.nginx.walk();
+    let passes: Vec<&Located<'_>> = fastcgi_passes(&walk).collect();
+    let Some(first) = passes.first() else {
+        return;
+    };
+    let one_each = passes.iter().all(|l| {
+        l.directive
+            .args
+            .first()
+            .is_some_and(|target| addresses(&walk, target).len() == 1)
+    });
+    if !one_each {
+        return;
+    }
+    let targets: std::collections::BTreeSet<&str> = passes
+        .iter()
+        .filter_map(|l| l.directive.args.first().map(String::as_str))
+        .collect();
+    let targets: Vec<&str> = targets.into_iter().collect();
+    let mut suggestion = at(
+        "single_pool",
+        &first.file.path,
+        first.directive.line,
+        format!(
+            "nginx passes PHP to one pool ({}): its crash is a 502 for every request until it is restarted (about 28 for a hammering client at systemd's restart floor); an upstream of it and a backup pool of its own unit, with `fastcgi_next_upstream error timeout`, makes each of them a retry",
+            targets.join(", ")
+        ),
+    );
+    suggestion.policy = Some("php-fpm-backup-pool");
+    suggestions.push(suggestion);
+}
+
 pub fn edge(input: &Input<'_>, findings: &mut Vec<Finding>) {
     let Some(probe) = &input.edge else { return };
     let failing = |r: &Result<u16, String>| !matches!(r, Ok(s) if *s < 500);

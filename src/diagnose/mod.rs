@@ -82,6 +82,10 @@ pub struct Report {
     pub gateway_errors: GatewayErrors,
     /// Checks that could not run, and why: a diagnosis never hides what it did not see.
     pub skipped: Vec<String>,
+    /// Not causes of a 502 now, but what would make the next one smaller: a host
+    /// whose PHP goes to a single pool, say. They leave the host `healthy`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suggestions: Vec<Finding>,
 }
 
 pub fn diagnose(input: &Input<'_>) -> Report {
@@ -95,11 +99,14 @@ pub fn diagnose(input: &Input<'_>) -> Report {
     checks::max_children(input, &mut findings, &mut skipped);
     checks::log_causes(input, &gateway_errors, &mismatched, &mut findings);
     checks::edge(input, &mut findings);
+    let mut suggestions = Vec::new();
+    checks::single_pool(input, &mut suggestions);
     Report {
         healthy: findings.is_empty(),
         findings,
         gateway_errors,
         skipped,
+        suggestions,
     }
 }
 
@@ -141,6 +148,12 @@ impl Report {
         }
         for s in &self.skipped {
             out.push_str(&format!("not checked: {s}\n"));
+        }
+        for s in &self.suggestions {
+            out.push_str(&format!("suggestion: {}: {}\n", s.kind, s.message));
+            if let Some(policy) = s.policy {
+                out.push_str(&format!("    see: policies/{policy}.yaml\n"));
+            }
         }
         out
     }

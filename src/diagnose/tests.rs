@@ -260,3 +260,40 @@ fn a_mismatch_explains_only_the_missing_socket_it_names() {
         report.findings[1].message
     );
 }
+
+#[test]
+fn a_host_with_one_pool_is_told_of_the_backup_pool_and_stays_healthy() {
+    let report = Case::new(NGINX, POOL).report();
+    assert!(report.healthy, "a suggestion is no finding: {report:#?}");
+    let s = &report.suggestions[0];
+    assert_eq!(
+        (s.kind, s.policy),
+        ("single_pool", Some("php-fpm-backup-pool"))
+    );
+    assert_eq!(
+        (s.file.as_deref(), s.line),
+        (Some("/etc/nginx/nginx.conf"), Some(5))
+    );
+    assert!(
+        s.message
+            .starts_with("nginx passes PHP to one pool (unix:/run/php/php8.2-fpm.sock): "),
+        "{}",
+        s.message
+    );
+    let text = report.render();
+    assert!(
+        text.contains("suggestion: single_pool: ")
+            && text.contains("    see: policies/php-fpm-backup-pool.yaml"),
+        "{text}"
+    );
+    // An upstream of two pools, a backup among them, is the pattern already; an
+    // upstream of one server is still one pool.
+    let two = "http {\n    upstream php_pools {\n        server unix:/run/php/php8.2-fpm.sock max_fails=0;\n        server unix:/run/php/php8.2-fpm-backup.sock backup max_fails=0;\n    }\n    server { location ~ \\.php$ { fastcgi_pass php_pools; fastcgi_next_upstream error timeout; } }\n}\n";
+    let pools = format!("{POOL}[backup]\nuser = www-data\ngroup = www-data\nlisten = /run/php/php8.2-fpm-backup.sock\nlisten.owner = www-data\nlisten.group = www-data\nlisten.mode = 0660\npm = dynamic\npm.max_children = 5\n");
+    assert!(Case::new(two, &pools).report().suggestions.is_empty());
+    let one_upstream = "http {\n    upstream php { server unix:/run/php/php8.2-fpm.sock; }\n    server { location / { fastcgi_pass php; } }\n}\n";
+    assert_eq!(
+        Case::new(one_upstream, POOL).report().suggestions[0].kind,
+        "single_pool"
+    );
+}

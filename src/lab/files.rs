@@ -292,6 +292,11 @@ fn nginx_site(l: &Layout, port: u16) -> String {
 
 /// The PHP site on `port`, in front of the pool listening on `socket`.
 pub(super) fn nginx_site_on(l: &Layout, port: u16, socket: &str) -> String {
+    nginx_site_passing(l, port, &format!("unix:{socket}"))
+}
+
+/// The PHP site on `port`, passing PHP requests to `pass` (a socket or an upstream).
+pub(super) fn nginx_site_passing(l: &Layout, port: u16, pass: &str) -> String {
     format!(
         r#"# salve lab: the PHP site, included from nginx.conf. The fastcgi buffers are left
 # at nginx's defaults (8 4k), as on a fresh Debian host.
@@ -300,7 +305,7 @@ server {{
     root {root};
 
     location ~ \.php$ {{
-        fastcgi_pass unix:{socket};
+        fastcgi_pass {pass};
         # Short, so a pool whose workers are all stuck shows up as a 504 within
         # seconds instead of nginx's default minute.
         fastcgi_read_timeout 3s;

@@ -35,7 +35,7 @@ pub use http::Probe;
 pub use load::{failures, Load, Sample};
 pub use nodes::{
     HaproxyChecks, LbKind, Node, Topology, ETCD_UNIT, HAPROXY_UNIT, LB_BACKEND, NODE_WEIGHT,
-    PHP_FPM_UNIT_B,
+    PHP_FPM_UNIT_B, PHP_FPM_UNIT_BACKUP, POOLS_UPSTREAM,
 };
 pub use preflight::{check_packages, check_root};
 pub use scenario::Scenario;

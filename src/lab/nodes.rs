@@ -16,6 +16,11 @@ use std::str::FromStr;
 
 pub const PHP_FPM_UNIT_B: &str = "php8.2-fpm-b.service";
 pub const PHP_FPM_SOCKET_B: &str = "/run/php/php8.2-fpm-b.sock";
+/// The backup pool beside the first (`salve lab up --backup-pool`).
+pub const PHP_FPM_UNIT_BACKUP: &str = "php8.2-fpm-backup.service";
+pub const PHP_FPM_SOCKET_BACKUP: &str = "/run/php/php8.2-fpm-backup.sock";
+/// The nginx upstream of the primary pool and its backup.
+pub const POOLS_UPSTREAM: &str = "php_pools";
 pub const HAPROXY_UNIT: &str = "haproxy.service";
 pub const ETCD_UNIT: &str = "etcd.service";
 /// HAProxy's admin socket inside the sandbox (a private /run).
@@ -58,19 +63,24 @@ impl fmt::Display for LbKind {
     }
 }
 
-/// One node, or two behind a load balancer with etcd beside them.
+/// One node, one node with a backup pool, or two nodes behind a load balancer with
+/// etcd beside them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "camelCase")]
 pub enum Topology {
     #[default]
     Single,
+    /// nginx passes PHP to an upstream of the pool and a second, backup pool (its own
+    /// unit), and on to the backup when the first refuses (`fastcgi_next_upstream
+    /// error timeout`): a crash of one pool is a retry, not a 502.
+    BackupPool,
     Fleet(LbKind),
 }
 
 impl Topology {
     pub fn lb(self) -> Option<LbKind> {
         match self {
-            Topology::Single => None,
+            Topology::Single | Topology::BackupPool => None,
             Topology::Fleet(lb) => Some(lb),
         }
     }
@@ -79,6 +89,7 @@ impl Topology {
     pub(super) fn extra_units(self) -> Vec<&'static str> {
         match self {
             Topology::Single => Vec::new(),
+            Topology::BackupPool => vec![PHP_FPM_UNIT_BACKUP],
             Topology::Fleet(LbKind::Haproxy) => vec![PHP_FPM_UNIT_B, ETCD_UNIT, HAPROXY_UNIT],
             Topology::Fleet(LbKind::Nginx) => vec![PHP_FPM_UNIT_B, ETCD_UNIT],
         }
@@ -86,7 +97,7 @@ impl Topology {
 
     /// The ports it listens on beyond the first node's.
     pub(super) fn extra_ports(self, http_port: u16) -> Result<Vec<u16>, LabError> {
-        if self == Topology::Single {
+        if self.lb().is_none() {
             return Ok(Vec::new());
         }
         (1..=4)
@@ -164,12 +175,22 @@ impl Layout {
     pub fn etcd_data(&self) -> PathBuf {
         self.dir.join("etcd-data")
     }
+    pub fn php_fpm_conf_backup(&self) -> PathBuf {
+        self.dir.join("php-fpm-backup.conf")
+    }
+    pub fn php_fpm_log_backup(&self) -> PathBuf {
+        self.dir.join("php-fpm-backup.log")
+    }
+    pub fn pool_dir_backup(&self) -> PathBuf {
+        self.dir.join("php-fpm-backup.d")
+    }
 }
 
 /// Writes the second node's, the load balancer's and etcd's files and units (and, for
 /// a single node, removes any a fleet lab left, so nginx does not serve them).
 pub(super) fn write_all(l: &Layout, http_port: u16, topology: Topology) -> Result<(), LabError> {
     remove(&l.php_fpm_log_b())?;
+    remove(&l.php_fpm_log_backup())?;
     let data = l.etcd_data();
     match std::fs::remove_dir_all(&data) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -177,12 +198,20 @@ pub(super) fn write_all(l: &Layout, http_port: u16, topology: Topology) -> Resul
         }
         _ => {}
     }
-    for unit in [PHP_FPM_UNIT_B, HAPROXY_UNIT, ETCD_UNIT] {
+    for unit in [PHP_FPM_UNIT_B, PHP_FPM_UNIT_BACKUP, HAPROXY_UNIT, ETCD_UNIT] {
         remove(&l.units().join(unit))?;
     }
     write_configs(l, http_port, topology)?;
-    if topology == Topology::Single {
-        return Ok(());
+    match topology {
+        Topology::Single => return Ok(()),
+        Topology::BackupPool => {
+            return write(
+                &l.units().join(PHP_FPM_UNIT_BACKUP),
+                &files::php_fpm_unit_of(&l.s(l.php_fpm_conf_backup())),
+                0o644,
+            )
+        }
+        Topology::Fleet(_) => {}
     }
     write(
         &l.units().join(PHP_FPM_UNIT_B),
@@ -204,6 +233,9 @@ pub(super) fn write_configs(
 ) -> Result<(), LabError> {
     for stale in [l.nginx_site_b(), l.lb_site(), l.haproxy_cfg()] {
         remove(&stale)?;
+    }
+    if topology == Topology::BackupPool {
+        return write_backup_pool(l, http_port);
     }
     let Topology::Fleet(lb) = topology else {
         return Ok(());
@@ -232,6 +264,36 @@ pub(super) fn write_configs(
         LbKind::Haproxy => write_haproxy_cfg(l, http_port, HaproxyChecks::BEST),
         LbKind::Nginx => write(&l.lb_site(), &nginx_lb_site(http_port), 0o644),
     }
+}
+
+/// The site passing PHP to the pool and its backup, and the backup pool's configs.
+fn write_backup_pool(l: &Layout, http_port: u16) -> Result<(), LabError> {
+    let site = files::nginx_site_passing(l, http_port, POOLS_UPSTREAM).replace(
+        &format!("        fastcgi_pass {POOLS_UPSTREAM};\n"),
+        &format!(
+            "        fastcgi_pass {POOLS_UPSTREAM};\n        # A pool that refuses the connection (it crashed) is a retry on the next,\n        # never a 502; a request already inside the dead pool is not sent again.\n        fastcgi_next_upstream error timeout;\n"
+        ),
+    );
+    let upstream = format!(
+        "# salve lab: the pool, and a backup pool of its own unit nginx turns to when the\n# first refuses. max_fails=0: nginx never counts a pool out (for fail_timeout, 10 s\n# by default), so it goes back to the primary as soon as it is restarted, and a\n# crash of the backup meanwhile costs nothing.\nupstream {POOLS_UPSTREAM} {{\n    server unix:{primary} max_fails=0;\n    server unix:{PHP_FPM_SOCKET_BACKUP} backup max_fails=0;\n}}\n",
+        primary = files::PHP_FPM_SOCKET,
+    );
+    write(&l.nginx_site(), &(upstream + &site), 0o644)?;
+    create_dir(&l.pool_dir_backup())?;
+    write(
+        &l.php_fpm_conf_backup(),
+        &files::php_fpm_conf_of(
+            "/run/php/php8.2-fpm-backup.pid",
+            &l.s(l.php_fpm_log_backup()),
+            &l.s(l.pool_dir_backup()),
+        ),
+        0o644,
+    )?;
+    write(
+        &l.pool_dir_backup().join("www-backup.conf"),
+        &files::pool_conf_of("www-backup", PHP_FPM_SOCKET_BACKUP),
+        0o644,
+    )
 }
 
 fn remove(path: &std::path::Path) -> Result<(), LabError> {

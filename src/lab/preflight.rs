@@ -47,7 +47,7 @@ pub fn check_packages() -> Result<(), LabError> {
 pub fn check_fleet_packages(topology: super::nodes::Topology) -> Result<(), LabError> {
     use super::nodes::{LbKind, Topology};
     match topology {
-        Topology::Single => Ok(()),
+        Topology::Single | Topology::BackupPool => Ok(()),
         Topology::Fleet(LbKind::Nginx) => missing(FLEET_REQUIRED),
         Topology::Fleet(LbKind::Haproxy) => {
             missing(FLEET_REQUIRED).and_then(|()| missing(HAPROXY_REQUIRED))

@@ -1,7 +1,7 @@
 //! Breaking the lab on purpose, one real cause of a 502/504 at a time, and repairing it.
 
 use super::files::{self, MAX_CHILDREN, PHP_FPM_UNIT};
-use super::nodes::{Node, Topology};
+use super::nodes::Node;
 use super::{http, Lab, LabError};
 use std::fmt;
 use std::fs;
@@ -106,7 +106,7 @@ impl Lab {
         if node == Node::A {
             return self.inflict(scenario);
         }
-        if self.topology == Topology::Single {
+        if self.topology.lb().is_none() {
             return Err(failed(
                 scenario,
                 "this lab has one node: start it with `salve lab up --nodes 2` for node b".into(),
@@ -263,7 +263,12 @@ impl Lab {
         let extra = self.topology.extra_units();
         let pools: Vec<&str> = [PHP_FPM_UNIT]
             .into_iter()
-            .chain(extra.iter().copied().filter(|u| *u == Node::B.unit()))
+            .chain(
+                extra
+                    .iter()
+                    .copied()
+                    .filter(|u| [Node::B.unit(), super::nodes::PHP_FPM_UNIT_BACKUP].contains(u)),
+            )
             .collect();
         let mut failed_ones = pools.clone();
         failed_ones.push(files::NGINX_UNIT);

@@ -42,15 +42,15 @@ impl fmt::Display for LabStatus {
         for unit in [&self.nginx, &self.php_fpm].into_iter().chain(&self.extra) {
             writeln!(
                 f,
-                "  {:<20} {:<22} {}",
+                "  {:<26} {:<22} {}",
                 unit.unit,
                 format!("{} ({})", unit.active_state, unit.sub_state),
                 unit.unit_file_state
             )?;
         }
-        write!(f, "  {:<20} {} ({})", "ping.php", self.ping, self.ping_url)?;
+        write!(f, "  {:<26} {} ({})", "ping.php", self.ping, self.ping_url)?;
         if let Some((probe, url)) = &self.through_lb {
-            write!(f, "\n  {:<20} {probe} ({url})", "through the LB")?;
+            write!(f, "\n  {:<26} {probe} ({url})", "through the LB")?;
         }
         Ok(())
     }

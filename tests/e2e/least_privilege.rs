@@ -179,12 +179,14 @@ fn the_salve_user_heals_through_polkit_and_can_do_nothing_else() {
 
 /// Every example policy runs end to end under the shipped unit: the crash and enable
 /// policies above, the config-edit and notify-only ones in config_edits.rs (through
-/// its `start`, the shipped unit with the config-edit drop-in).
+/// its `start`, the shipped unit with the config-edit drop-in), the load-balancer and
+/// backup-pool ones in load_balancer.rs.
 #[test]
 fn every_shipped_policy_has_an_end_to_end_test_under_the_shipped_unit() {
     let tests = [
         include_str!("least_privilege.rs"),
         include_str!("config_edits.rs"),
+        include_str!("load_balancer.rs"),
     ]
     .concat();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");

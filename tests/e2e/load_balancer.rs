@@ -537,3 +537,101 @@ fn an_nginx_upstream_is_drained_by_an_edit_and_a_config_that_fails_nginx_t_is_le
     assert_eq!(escalations(&agent).len(), 1);
     std::fs::remove_file(&typo).unwrap();
 }
+
+/// (g) One host, two pools: nginx passes PHP to the pool and to a backup pool of its
+/// own unit, and on to the backup when the first refuses. Under the shipped unit and
+/// the shipped policy, a SIGKILL of the primary under load costs no request that
+/// reached nginx after it (only those already inside the dead pool may fail: nginx
+/// never passes a request on once it has sent it to one), salve restarts the primary,
+/// and then keeps the backup alive the same way.
+#[test]
+fn a_backup_pool_turns_a_crash_into_a_retry_and_both_pools_are_kept_alive() {
+    let Some(env) = lab_of("backup_pool", Topology::BackupPool) else {
+        return;
+    };
+    let lab = env.lab();
+    let policies = env.dir.join("policies");
+    write_policy(
+        &policies,
+        "php-fpm-backup-pool.yaml",
+        &crate::harness::shipped("policies/php-fpm-backup-pool.yaml"),
+    );
+    let agent = Agent::start_unit(&env, &policies, &[]);
+    let healed = |policy: &str, n: usize| {
+        wait_until(Duration::from_secs(30), || {
+            agent
+                .records()
+                .iter()
+                .filter(|r| {
+                    r.policy == policy
+                        && matches!(
+                            r.entry,
+                            Entry::Outcome {
+                                result: salve::audit::OutcomeResult::Ok,
+                                ..
+                            }
+                        )
+                })
+                .count()
+                >= n
+        })
+    };
+    let load = Load::start(lab.http_port(), RATE);
+    std::thread::sleep(Duration::from_secs(1));
+    let killing = std::time::Instant::now();
+    let killed = lab
+        .systemctl(&["kill", "--signal=SIGKILL", salve::lab::PHP_FPM_UNIT])
+        .expect("systemctl");
+    let killed_at = std::time::Instant::now();
+    assert!(killed.status.success());
+    assert!(
+        healed("php-fpm-primary-pool-down", 1),
+        "the primary was not restarted:\n{}",
+        agent.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = lab
+        .systemctl(&["kill", "--signal=SIGKILL", salve::lab::PHP_FPM_UNIT_BACKUP])
+        .expect("systemctl");
+    assert!(killed.status.success());
+    assert!(
+        healed("php-fpm-backup-pool-down", 1),
+        "the backup was not restarted:\n{}",
+        agent.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let samples = load.finish();
+    let after: Vec<_> = samples.iter().filter(|s| s.sent >= killed_at).collect();
+    let inside: Vec<_> = samples
+        .iter()
+        .filter(|s| s.sent >= killing - Duration::from_millis(50) && s.sent < killed_at)
+        .collect();
+    let failed_after = after.iter().filter(|s| s.failed()).count();
+    let failed_inside = inside.iter().filter(|s| s.failed()).count();
+    eprintln!(
+        "{} requests after the kill, {failed_after} failed; {} sent while it was being killed, {failed_inside} failed; {} failed in all",
+        after.len(),
+        inside.len(),
+        samples.iter().filter(|s| s.failed()).count()
+    );
+    assert!(
+        after.len() > RATE as usize,
+        "the load ran on: {}",
+        after.len()
+    );
+    assert_eq!(
+        failed_after, 0,
+        "a request reaching nginx after the crash failed"
+    );
+    assert_eq!(
+        samples.iter().filter(|s| s.failed()).count(),
+        failed_inside,
+        "only requests in flight at the crash may fail"
+    );
+    for unit in [salve::lab::PHP_FPM_UNIT, salve::lab::PHP_FPM_UNIT_BACKUP] {
+        assert_eq!(
+            crate::harness::unit_state(lab, unit, "ActiveState"),
+            "active"
+        );
+    }
+}
