@@ -211,7 +211,7 @@ fn watch(socket: &Path, port: u16, done: &AtomicBool, seen: &Mutex<Watch>) {
     let api = RuntimeApi::new(socket, Duration::from_secs(2));
     while !done.load(Ordering::SeqCst) {
         let state = runtime
-            .block_on(api.server(LB_BACKEND, Node::B.name()))
+            .block_on(api.server(LB_BACKEND, Node::B.server()))
             .ok();
         let now = Instant::now();
         let mut w = seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -262,7 +262,7 @@ fn answers_200(port: u16) -> bool {
 fn wait_up(runtime: &tokio::runtime::Runtime, api: &RuntimeApi) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(b) = runtime.block_on(api.server(LB_BACKEND, Node::B.name())) {
+        if let Ok(b) = runtime.block_on(api.server(LB_BACKEND, Node::B.server())) {
             if b.serving() && b.weight == NODE_WEIGHT {
                 return Ok(());
             }

@@ -26,8 +26,9 @@ pub const ETCD_UNIT: &str = "etcd.service";
 /// HAProxy's admin socket inside the sandbox (a private /run).
 pub const HAPROXY_SOCKET: &str = "/run/haproxy/admin.sock";
 /// The HAProxy backend and the nginx upstream in front of the two nodes; their
-/// servers are `a` and `b` (HAProxy), `127.0.0.1:P` and `127.0.0.1:P+1` (nginx).
-pub const LB_BACKEND: &str = "nodes";
+/// servers are `node-a` and `node-b` (HAProxy), `127.0.0.1:P` and `127.0.0.1:P+1`
+/// (nginx): the names the shipped load-balancer policies use.
+pub const LB_BACKEND: &str = "web";
 /// Each node's weight at the load balancer, as a fresh lab has it.
 pub const NODE_WEIGHT: u32 = 10;
 
@@ -132,11 +133,19 @@ impl Node {
         }
     }
 
-    /// Its server's name in the HAProxy backend.
+    /// `a` or `b`.
     pub fn name(self) -> &'static str {
         match self {
             Node::A => "a",
             Node::B => "b",
+        }
+    }
+
+    /// Its server's name in the HAProxy backend.
+    pub fn server(self) -> &'static str {
+        match self {
+            Node::A => "node-a",
+            Node::B => "node-b",
         }
     }
 }
@@ -365,7 +374,7 @@ fn haproxy_cfg(http_port: u16, checks: HaproxyChecks) -> String {
     format!(
         "# salve lab: haproxy in front of the two nodes ({checks}).\n\
          global\n\
-         \x20   stats socket {HAPROXY_SOCKET} mode 600 level admin\n\
+         \x20   stats socket {HAPROXY_SOCKET} mode 660 group haproxy level admin\n\
          \n\
          defaults\n\
          \x20   mode http\n\
@@ -381,8 +390,8 @@ fn haproxy_cfg(http_port: u16, checks: HaproxyChecks) -> String {
          backend {LB_BACKEND}\n\
          {http_check}\
          \x20   default-server inter {inter}ms fall {fall} rise 2\n\
-         \x20   server a 127.0.0.1:{a} check weight {NODE_WEIGHT}\n\
-         \x20   server b 127.0.0.1:{b} check weight {NODE_WEIGHT}\n",
+         \x20   server node-a 127.0.0.1:{a} check weight {NODE_WEIGHT}\n\
+         \x20   server node-b 127.0.0.1:{b} check weight {NODE_WEIGHT}\n",
         inter = checks.inter.as_millis(),
         fall = checks.fall,
     )
@@ -504,7 +513,7 @@ mod tests {
             "{plain}"
         );
         assert!(
-            cfg.contains("server b 127.0.0.1:8481 check weight 10\n"),
+            cfg.contains("server node-b 127.0.0.1:8481 check weight 10\n"),
             "{cfg}"
         );
         let etcd = etcd_unit(&Layout::new(Path::new("/var/lib/salve-lab")), 8480);

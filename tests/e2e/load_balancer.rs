@@ -51,7 +51,7 @@ fn haproxy_server(env: &Env, node: Node) -> String {
     format!(
         "haproxy: {{ socket: {}, backend: {LB_BACKEND}, server: {} }}",
         socket.display(),
-        node.name()
+        node.server()
     )
 }
 
@@ -69,7 +69,7 @@ fn at_haproxy(env: &Env, node: Node) -> (u32, u32) {
         .build()
         .expect("a runtime");
     let state = runtime
-        .block_on(api(env).server(LB_BACKEND, node.name()))
+        .block_on(api(env).server(LB_BACKEND, node.server()))
         .expect("haproxy answers");
     (state.admin, state.weight)
 }
@@ -176,17 +176,17 @@ fn a_crashed_node_is_drained_healed_and_given_its_weight_back_under_load() {
     assert_eq!(*verified, Some(true), "{steps:?}");
     assert_eq!(
         steps[0],
-        format!("drain: drained {LB_BACKEND}/b: ready, weight {NODE_WEIGHT} -> drain, weight {NODE_WEIGHT}")
+        format!("drain: drained {LB_BACKEND}/node-b: ready, weight {NODE_WEIGHT} -> drain, weight {NODE_WEIGHT}")
     );
     assert!(steps[1].starts_with("restart: "), "{steps:?}");
     assert_eq!(
         &steps[2..],
         [
             format!(
-                "ramp: step 1 of 2: {LB_BACKEND}/b: drain, weight {NODE_WEIGHT} -> ready, weight 5"
+                "ramp: step 1 of 2: {LB_BACKEND}/node-b: drain, weight {NODE_WEIGHT} -> ready, weight 5"
             ),
             format!(
-                "ramp: step 2 of 2: {LB_BACKEND}/b: ready, weight 5 -> ready, weight {NODE_WEIGHT}"
+                "ramp: step 2 of 2: {LB_BACKEND}/node-b: ready, weight 5 -> ready, weight {NODE_WEIGHT}"
             ),
         ]
     );
@@ -341,7 +341,7 @@ fn a_killed_holder_frees_its_slot_after_the_ttl_and_a_stopped_one_does_not_act()
     runtime
         .block_on(api(&env).set_state(
             LB_BACKEND,
-            "a",
+            Node::A.server(),
             salve::loadbalancer::haproxy::AdminState::Ready,
         ))
         .expect("ready a");
@@ -377,13 +377,13 @@ fn a_killed_holder_frees_its_slot_after_the_ttl_and_a_stopped_one_does_not_act()
     let (steps, verified) = &after[before];
     // haproxy's own check may have seen b down already (`ready, down, weight 10`).
     assert!(
-        steps[0].starts_with(&format!("drain: drained {LB_BACKEND}/b: ready, ")),
+        steps[0].starts_with(&format!("drain: drained {LB_BACKEND}/node-b: ready, ")),
         "{steps:?}"
     );
     assert_eq!(*verified, Some(true), "{steps:?}");
     assert_eq!(
         steps.last().unwrap(),
-        &format!("ramp: not run: fleet web: this agent lost its slot (its lease ran out while it was stopped or cut off); it must not act on the load balancer; {LB_BACKEND}/b stays drained")
+        &format!("ramp: not run: fleet web: this agent lost its slot (its lease ran out while it was stopped or cut off); it must not act on the load balancer; {LB_BACKEND}/node-b stays drained")
     );
     assert_eq!(at_haproxy(&env, Node::B).0 & 0x08, 0x08, "b stays drained");
     let escalated = escalations(&agent_b);
@@ -634,4 +634,91 @@ fn a_backup_pool_turns_a_crash_into_a_retry_and_both_pools_are_kept_alive() {
             "active"
         );
     }
+}
+
+/// The shipped load-balancer policies, one per side, under the shipped unit (as the
+/// `salve` user, with the haproxy drop-in and nothing else): node a's pool crashes and
+/// its own policy drains it, restarts it and ramps it back; node b's pool stops, and
+/// the load balancer's policy drains its server while it fails and gives the weight
+/// back once it answers again.
+#[test]
+fn the_shipped_load_balancer_policies_work_under_the_shipped_unit() {
+    let Some(env) = lab_of("lb_shipped", Topology::Fleet(LbKind::Haproxy)) else {
+        return;
+    };
+    let lab = env.lab();
+    let policies = env.dir.join("policies");
+    for file in ["php-fpm-drain-at-haproxy.yaml", "haproxy-server-down.yaml"] {
+        let yaml = crate::harness::shipped(&format!("policies/{file}"))
+            .replace(
+                "127.0.0.1:8480",
+                &format!("127.0.0.1:{}", lab.node_port(Node::A)),
+            )
+            .replace(
+                "127.0.0.1:8481",
+                &format!("127.0.0.1:{}", lab.node_port(Node::B)),
+            );
+        write_policy(&policies, file, &yaml);
+    }
+    let agent = Agent::start_unit(&env, &policies, &["salve.service.d/haproxy.conf"]);
+    let outcome_of = |policy: &str| {
+        agent.records().into_iter().find_map(|r| match r.entry {
+            Entry::Outcome {
+                steps,
+                verification,
+                ..
+            } if r.policy == policy => Some((steps, verification.map(|v| v.passed))),
+            _ => None,
+        })
+    };
+    let wait = |policy: &str| {
+        assert!(
+            wait_until(Duration::from_secs(40), || outcome_of(policy).is_some()),
+            "{policy}: no outcome\n{}",
+            agent.log_text()
+        );
+        outcome_of(policy).unwrap()
+    };
+
+    lab.break_node(Scenario::Crash, Node::A)
+        .expect("crash node a");
+    let (steps, verified) = wait("php-fpm-drain-at-haproxy");
+    assert_eq!(verified, Some(true), "{steps:?}");
+    assert_eq!(
+        steps[0],
+        format!("drain: drained {LB_BACKEND}/node-a: ready, weight {NODE_WEIGHT} -> drain, weight {NODE_WEIGHT}")
+    );
+    assert_eq!(
+        steps.len(),
+        3 + 4,
+        "drain, resetFailed, restart, 4 ramp steps: {steps:?}"
+    );
+    assert!(
+        steps[6].ends_with(&format!("-> ready, weight {NODE_WEIGHT}")),
+        "{steps:?}"
+    );
+    assert_eq!(at_haproxy(&env, Node::A), (0, NODE_WEIGHT));
+
+    let stopped = lab.systemctl(&["stop", Node::B.unit()]).expect("systemctl");
+    assert!(stopped.status.success());
+    assert!(
+        wait_until(Duration::from_secs(15), || at_haproxy(&env, Node::B).0
+            & 0x08
+            != 0),
+        "node-b was not drained:\n{}",
+        agent.log_text()
+    );
+    // The node heals (its own agent would); the load balancer's policy sees it answer.
+    let started = lab
+        .systemctl(&["start", Node::B.unit()])
+        .expect("systemctl");
+    assert!(started.status.success());
+    let (steps, verified) = wait("haproxy-node-b-down");
+    assert_eq!(verified, Some(true), "{steps:?}");
+    assert!(
+        steps[0].starts_with(&format!("drain: drained {LB_BACKEND}/node-b: ready")),
+        "{steps:?}"
+    );
+    assert_eq!(steps.len(), 1 + 4, "{steps:?}");
+    assert_eq!(at_haproxy(&env, Node::B), (0, NODE_WEIGHT));
 }
