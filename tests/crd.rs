@@ -707,6 +707,12 @@ fn the_rbac_grants_only_the_verbs_the_operator_uses() {
         ),
         // `configMapEdit` reads a ConfigMap and patches its key.
         (r#"[""]"#, r#"["configmaps"]"#, r#"["get", "patch"]"#),
+        // A Gateway API backend's weight: the HTTPRoute read, its rules patched.
+        (
+            r#"["gateway.networking.k8s.io"]"#,
+            r#"["httproutes"]"#,
+            r#"["get", "patch"]"#,
+        ),
         // Events are created, and patched when one repeats (kube's recorder).
         (
             r#"["events.k8s.io"]"#,

@@ -73,6 +73,20 @@ pub trait Family: Sized + Send + Sync + 'static {
         )))
     }
 
+    /// Sets a Gateway API route backend's weight through the API server: the journal
+    /// line and the weight it had. Only the Kubernetes family reaches an API server.
+    fn weigh_route<'a>(
+        &'a self,
+        _policy: &'a Policy,
+        backend: &'a crate::policy::GatewayBackend,
+        _weight: load_balancer::RouteWeight,
+    ) -> impl Future<Output = Result<(String, u32), Failure>> + Send + 'a {
+        std::future::ready(Err(Failure::failed(format!(
+            "cannot weigh HTTPRoute {}: only the operator reaches the API server",
+            backend.route
+        ))))
+    }
+
     /// The family's own part of `verify` (systemd: `verify.unit`): whether it passed
     /// and what it saw; `None` when the policy asks nothing of it.
     fn verify_target<'a>(
@@ -225,6 +239,7 @@ impl<F: Family> Executor<F> {
     async fn fleet_slot(
         &self,
         guard: &crate::policy::FleetGuard,
+        server: LbServer<'_>,
         trail: &mut EditTrail,
     ) -> Result<(), NotDrained> {
         use crate::fleet::Acquired;
@@ -256,24 +271,29 @@ impl<F: Family> Executor<F> {
                     guard.group
                 )),
             },
-            None => match lock
-                .acquire(&guard.group, member, guard.max_concurrent)
-                .await
-            {
-                Ok(Acquired::Held(slot)) => {
-                    trail.fleet_slot = Some(slot);
-                    return Ok(());
-                }
-                Ok(Acquired::Full { holders }) => NotDrained {
-                    why: format!(
-                        "fleet {}: all {} slot(s) are taken, by {}",
-                        guard.group,
-                        guard.max_concurrent,
-                        holders.join(", ")
-                    ),
-                    escalate: false,
+            None => match self.fleet_slots(guard, server).await {
+                Err(why) => trouble(why),
+                Ok(slots) => match lock.acquire(&guard.group, member, slots).await {
+                    Ok(Acquired::Held(slot)) => {
+                        trail.fleet_slot = Some(slot);
+                        return Ok(());
+                    }
+                    Ok(Acquired::Full { holders }) => NotDrained {
+                        why: format!(
+                            "fleet {}: all {slots} slot(s){} are taken, by {}",
+                            guard.group,
+                            match guard.max_concurrent {
+                                crate::policy::FleetSlots::Percent(p) => {
+                                    format!(" ({p}% of the servers)")
+                                }
+                                crate::policy::FleetSlots::Count(_) => String::new(),
+                            },
+                            holders.join(", ")
+                        ),
+                        escalate: false,
+                    },
+                    Err(e) => trouble(format!("fleet {}: {e}", guard.group)),
                 },
-                Err(e) => trouble(format!("fleet {}: {e}", guard.group)),
             },
         };
         trail.fleet_refused = Some(NotDrained {
@@ -281,6 +301,27 @@ impl<F: Family> Executor<F> {
             escalate: refused.escalate,
         });
         Err(refused)
+    }
+
+    /// The group's slots: its number, or its share of the servers behind the load
+    /// balancer `server` is in, counted now.
+    async fn fleet_slots(
+        &self,
+        guard: &crate::policy::FleetGuard,
+        server: LbServer<'_>,
+    ) -> Result<u32, String> {
+        match guard.max_concurrent {
+            crate::policy::FleetSlots::Count(n) => Ok(n),
+            share => load_balancer::servers_behind(server)
+                .await
+                .map(|servers| share.of(servers))
+                .map_err(|f| {
+                    format!(
+                        "fleet {}: cannot count the servers for {share}: {}",
+                        guard.group, f.message
+                    )
+                }),
+        }
     }
 
     /// Notes a drain that could not be made: escalated the first time since the
@@ -419,6 +460,9 @@ impl<F: Family> Executor<F> {
                     )
                     .await
                 }
+                load_balancer::DrainedServer::Gateway(g) => {
+                    self.ramp_route(policy, g, &ramp, weight).await
+                }
             };
             match ramped {
                 Ok(lines) => steps.extend(lines.into_iter().map(|l| format!("ramp: {l}"))),
@@ -525,11 +569,12 @@ impl<F: Family> Executor<F> {
                     .map(|status| format!("webhook answered {status}"))?)
             }
             Action::Drain(args) => {
-                let server = load_balancer::server_of(&args.haproxy, &args.nginx, policy)?;
+                let server =
+                    load_balancer::server_of(&args.haproxy, &args.nginx, &args.gateway, policy)?;
                 // Without a slot nothing is drained, and the rest of the attempt (a
                 // restart of what is down here takes no capacity) still runs.
                 if let Some(guard) = &policy.spec.fleet {
-                    if let Err(refused) = self.fleet_slot(guard, trail).await {
+                    if let Err(refused) = self.fleet_slot(guard, server, trail).await {
                         tracing::warn!(reason = %refused.why, "not drained");
                         if refused.escalate {
                             self.drain_trouble(policy, &refused.why, trail);
@@ -550,6 +595,11 @@ impl<F: Family> Executor<F> {
                     LbServer::Nginx(s) => {
                         load_balancer::nginx::drain(&self.family, s, &mut trail.diffs).await
                     }
+                    LbServer::Gateway(g) => self
+                        .family
+                        .weigh_route(policy, g, load_balancer::RouteWeight::Drain)
+                        .await
+                        .map(|(line, had)| (format!("drained {line}"), had)),
                 };
                 let (line, weight) = match drained {
                     Ok(done) => done,
@@ -574,27 +624,45 @@ impl<F: Family> Executor<F> {
                 Ok(line)
             }
             Action::Ready(args) => {
-                match load_balancer::server_of(&args.haproxy, &args.nginx, policy)? {
+                match load_balancer::server_of(&args.haproxy, &args.nginx, &args.gateway, policy)? {
                     LbServer::Haproxy(s) => load_balancer::ready(s).await,
                     LbServer::Nginx(s) => {
                         load_balancer::nginx::weigh(&self.family, s, None, &mut trail.diffs).await
                     }
+                    LbServer::Gateway(g) => self
+                        .family
+                        .weigh_route(policy, g, load_balancer::RouteWeight::Ready)
+                        .await
+                        .map(|(line, _)| format!("readied {line}")),
                 }
             }
             Action::SetWeight(args) => {
-                match load_balancer::server_of(&args.haproxy, &args.nginx, policy)? {
+                let server =
+                    load_balancer::server_of(&args.haproxy, &args.nginx, &args.gateway, policy)?;
+                let absolute = || match args.weight {
+                    crate::policy::LbWeight::Absolute(w) => Ok(w),
+                    // Validation keeps nginx and Gateway API weights absolute.
+                    crate::policy::LbWeight::Percent(_) => Err(Failure::failed(format!(
+                        "{server} takes a whole weight, not {}",
+                        args.weight
+                    ))),
+                };
+                match server {
                     LbServer::Haproxy(s) => load_balancer::set_weight(s, args.weight).await,
                     LbServer::Nginx(s) => {
-                        // Validation keeps nginx weights absolute and from 1.
-                        let crate::policy::LbWeight::Absolute(w) = args.weight else {
-                            return Err(Failure::failed(format!(
-                                "an nginx upstream weight is a whole number, not {}",
-                                args.weight
-                            )));
-                        };
-                        load_balancer::nginx::weigh(&self.family, s, Some(w), &mut trail.diffs)
-                            .await
+                        load_balancer::nginx::weigh(
+                            &self.family,
+                            s,
+                            Some(absolute()?),
+                            &mut trail.diffs,
+                        )
+                        .await
                     }
+                    LbServer::Gateway(g) => self
+                        .family
+                        .weigh_route(policy, g, load_balancer::RouteWeight::To(absolute()?))
+                        .await
+                        .map(|(line, _)| format!("set the weight of {line}")),
                 }
             }
             Action::Exec(args) => {
@@ -614,6 +682,34 @@ impl<F: Family> Executor<F> {
                 other.name()
             ))),
         }
+    }
+
+    /// A Gateway API backend's weight back in `ramp.steps` parts, `ramp.interval` apart;
+    /// a step the API server refuses ends the ramp (the route keeps the last weight
+    /// that held).
+    async fn ramp_route(
+        &self,
+        policy: &Policy,
+        backend: &crate::policy::GatewayBackend,
+        ramp: &crate::policy::Ramp,
+        weight: u32,
+    ) -> Result<Vec<String>, (Vec<String>, Failure)> {
+        let weights = load_balancer::ramp_weights(weight, ramp.steps);
+        let mut lines = Vec::new();
+        for (i, &w) in weights.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(ramp.interval).await;
+            }
+            match self
+                .family
+                .weigh_route(policy, backend, load_balancer::RouteWeight::To(w))
+                .await
+            {
+                Ok((line, _)) => lines.push(format!("step {} of {}: {line}", i + 1, weights.len())),
+                Err(failure) => return Err((lines, failure)),
+            }
+        }
+        Ok(lines)
     }
 
     /// The policy's verification: whether it passed and what it saw; `None` without one.

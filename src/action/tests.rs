@@ -397,7 +397,7 @@ mod drain_and_ramp {
         let mut policy = draining(&h.socket());
         policy.spec.fleet = Some(crate::policy::FleetGuard {
             group: "web".into(),
-            max_concurrent: 1,
+            max_concurrent: crate::policy::FleetSlots::Count(1),
             lock: crate::policy::FleetLockKind::Etcd,
         });
         let fleet = |url: crate::policy::HttpUrl| crate::config::FleetConfig {
@@ -425,6 +425,18 @@ mod drain_and_ramp {
             ]
         );
         assert_eq!(weight_of_b(&h).await, (0, 10), "never drained");
+        // Half of the backend's two servers is one slot, the one node-a holds.
+        let mut by_share = policy.clone();
+        if let Some(fleet) = by_share.spec.fleet.as_mut() {
+            fleet.max_concurrent = crate::policy::FleetSlots::Percent(50);
+        }
+        let executor =
+            Scripted::new(vec![Ok("restarted".into())], true).with_fleet(Some(&fleet(etcd.url())));
+        let outcome = executor.run_attempt(&by_share, 9).await;
+        assert_eq!(
+            outcome.detail.unwrap().steps[0],
+            "drain: not drained: fleet web: all 1 slot(s) (50% of the servers) are taken, by node-a; the rest of the attempt goes on"
+        );
         // The slot free, the drain takes it, and gives it back when the attempt ends.
         other.release(held).await.unwrap();
         let executor =

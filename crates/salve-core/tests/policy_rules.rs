@@ -682,8 +682,8 @@ fn kubernetes_targets() {
         &[
             ("spec.trigger[0].unit", "a unit condition watches a systemd unit, and this policy's target is pods"),
             ("spec.trigger[1].log", "a log condition reads a file on the host, and this policy's target is pods"),
-            ("spec.actions[1].resetFailed", "`resetFailed` acts on a systemd unit or its host; a pods target takes: restart, deletePod, notify, exec"),
-            ("spec.escalate[0].enable", "`enable` acts on a systemd unit or its host; a pods target takes: restart, deletePod, notify, exec"),
+            ("spec.actions[1].resetFailed", "`resetFailed` acts on a systemd unit or its host; a pods target takes: restart, deletePod, drain, ready, setWeight, notify, exec"),
+            ("spec.escalate[0].enable", "`enable` acts on a systemd unit or its host; a pods target takes: restart, deletePod, drain, ready, setWeight, notify, exec"),
             ("spec.verify.unit", "`verify.unit` checks a systemd unit, and this policy's target is pods"),
         ],
     );
@@ -912,15 +912,15 @@ fn kubernetes_actions_fit_their_kind_of_object() {
     cluster_breaks(
         on(&json!({ "pods": { "name": "php-0" } }), pod_down, json!([{ "cordon": {} }, scale.clone()])),
         &[
-            ("spec.actions[0].cordon", "`cordon` cordons a node; a pods target takes: restart, deletePod, notify, exec"),
-            ("spec.actions[1].scale", "`scale` changes a deployment or statefulset; a pods target takes: restart, deletePod, notify, exec"),
+            ("spec.actions[0].cordon", "`cordon` cordons a node; a pods target takes: restart, deletePod, drain, ready, setWeight, notify, exec"),
+            ("spec.actions[1].scale", "`scale` changes a deployment or statefulset; a pods target takes: restart, deletePod, drain, ready, setWeight, notify, exec"),
         ],
     );
     cluster_breaks(
         on(&workload, json!({ "workload": {} }), json!([{ "deletePod": {} }])),
         &[(
             "spec.actions[0].deletePod",
-            "`deletePod` deletes a pod; a deployment target takes: restart, rolloutRestart, scale, raiseMemoryLimit, configMapEdit, notify, exec",
+            "`deletePod` deletes a pod; a deployment target takes: restart, rolloutRestart, scale, raiseMemoryLimit, configMapEdit, drain, ready, setWeight, notify, exec",
         )],
     );
     // Bounds that cannot hold, and a container name that cannot be one.
@@ -981,7 +981,7 @@ fn kubernetes_actions_fit_their_kind_of_object() {
     );
     cluster_breaks(
         on(&json!({ "pods": { "name": "php-0" } }), json!({ "pod": { "reason": ["Error"] } }), edit("nginx", "default.conf")),
-        &[("spec.actions[0].configMapEdit", "`configMapEdit` edits a ConfigMap a deployment or statefulset reads, and restarts its rollout; a pods target takes: restart, deletePod, notify, exec")],
+        &[("spec.actions[0].configMapEdit", "`configMapEdit` edits a ConfigMap a deployment or statefulset reads, and restarts its rollout; a pods target takes: restart, deletePod, drain, ready, setWeight, notify, exec")],
     );
     // A host policy has no Kubernetes object to act on or wait for.
     breaks(
@@ -1056,7 +1056,7 @@ fn load_balancer_actions() {
             json!({ "pods": { "name": "php-0" } }),
             json!([{ "drain": { "haproxy": server } }]),
         ),
-        &[("spec.actions[0].drain", "`drain` shifts a load balancer's traffic; a pods target takes: restart, deletePod, notify, exec")],
+        &[("spec.actions[0].drain", "`drain` on a pods target needs `gateway` (route, service): the operator weighs an HTTPRoute's backends through the API server")],
     );
 }
 
@@ -1132,7 +1132,7 @@ fn nginx_upstream_servers() {
             { "setWeight": { "nginx": nginx.clone(), "weight": 0 } }
         ]))]),
         &[
-            ("spec.actions[0].drain", "name one server: `haproxy` or `nginx`, not both"),
+            ("spec.actions[0].drain", "name one server: `haproxy`, `nginx` or `gateway`, not two"),
             ("spec.actions[1].setWeight.weight", "an nginx upstream server's weight is a whole number: nginx keeps no configured weight to take a percentage of"),
             ("spec.actions[2].setWeight.weight", "an nginx upstream server's weight is 1 or more; `drain` takes it out (`down`)"),
         ],
@@ -1150,6 +1150,52 @@ fn nginx_upstream_servers() {
     );
 }
 
+#[test]
+fn gateway_backends_are_the_operators() {
+    let gateway = json!({ "route": "shop", "service": "php-b", "port": 80 });
+    let mut doc = cluster(
+        json!({ "deployment": { "name": "php-b" } }),
+        json!([
+            { "drain": { "gateway": gateway.clone(), "ramp": { "steps": 2 } } },
+            { "rolloutRestart": {} },
+            { "setWeight": { "gateway": gateway.clone(), "weight": 0 } },
+            { "ready": { "gateway": gateway.clone() } }
+        ]),
+    );
+    doc["spec"]["verify"] = json!({ "ready": { "within": "1m" } });
+    assert_eq!(by_validate(&doc), [], "validate");
+    assert_eq!(by_decoder(&doc), [], "decoder");
+    cluster_breaks(
+        cluster(
+            json!({ "deployment": { "name": "php-b" } }),
+            json!([
+                { "drain": { "haproxy": { "socket": "/run/haproxy/admin.sock", "backend": "web", "server": "b" } } },
+                { "setWeight": { "gateway": gateway.clone(), "weight": "50%" } }
+            ]),
+        ),
+        &[
+            ("spec.actions[0].drain", "`drain` on a deployment target needs `gateway` (route, service): the operator weighs an HTTPRoute's backends through the API server"),
+            ("spec.actions[1].setWeight.weight", "an HTTPRoute backend's weight is a whole number: the route keeps no configured weight to take a percentage of"),
+        ],
+    );
+    let bad_name = cluster(
+        json!({ "deployment": { "name": "php-b" } }),
+        json!([{ "ready": { "gateway": { "route": "Shop!", "service": "php-b" } } }]),
+    );
+    let found = by_decoder(&bad_name);
+    assert_eq!(found, by_validate(&bad_name));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "spec.actions[0].ready.gateway.route");
+    // A host's policy has no API server to reach.
+    cluster_breaks(
+        with(&[(A, json!([{ "drain": { "gateway": gateway.clone() } }, { "restart": {} }]))]),
+        &[
+            ("spec.actions[0].drain", "`drain` needs `haproxy` (socket, backend, server) or `nginx` (file, upstream, server), as this policy's target is not a HAProxy server"),
+            ("spec.actions[0].drain.gateway", "`gateway` weighs an HTTPRoute through the API server: only the operator's policies (a pods, deployment or statefulset target) do"),
+        ],
+    );
+}
+
 /// A fleet guard names its group (a name that is safe in an etcd key) and how many of
 /// it may be drained at once.
 #[test]
@@ -1161,6 +1207,7 @@ fn fleet_guards() {
     };
     for fleet in [
         json!({ "group": "web", "maxConcurrent": 2, "lock": "etcd" }),
+        json!({ "group": "web", "maxConcurrent": "25%", "lock": "etcd" }),
         json!({ "group": "web", "lock": "etcd" }),
     ] {
         let doc = guarded(fleet);
@@ -1175,4 +1222,13 @@ fn fleet_guards() {
     )];
     assert_eq!(by_validate(&doc), expected);
     assert_eq!(by_decoder(&doc), expected);
+    // Out of range either way: the positioned decoder says where (serde refuses the
+    // document outright, as for a bad weight).
+    for bad in [json!(0), json!("0%"), json!("150%"), json!(1001)] {
+        let doc = guarded(json!({ "group": "web", "maxConcurrent": bad, "lock": "etcd" }));
+        let found = by_decoder(&doc);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "spec.fleet.maxConcurrent");
+        assert!(found[0].1.starts_with("invalid maxConcurrent"), "{found:?}");
+    }
 }

@@ -6,6 +6,7 @@
 mod changes;
 mod config_map;
 mod ready;
+mod route;
 
 use super::{Acted, Executor, Failure, Family};
 use crate::policy::{Action, Policy, TargetKey, Verify};
@@ -329,13 +330,17 @@ fn reference(key: &TargetKey) -> Option<ObjectReference> {
 }
 
 fn api_failure(key: &TargetKey, e: kube::Error) -> Failure {
+    api_failure_about(&key.to_string(), e)
+}
+
+fn api_failure_about(what: &str, e: kube::Error) -> Failure {
     let timed_out = matches!(&e, kube::Error::Api(status) if status.code == 504);
     let message = match e {
         kube::Error::Api(status) => format!(
-            "the API server refused to change {key}: {} ({} {})",
+            "the API server refused to change {what}: {} ({} {})",
             status.message, status.code, status.reason
         ),
-        other => format!("could not reach the API server to change {key}: {other}"),
+        other => format!("could not reach the API server to change {what}: {other}"),
     };
     Failure {
         timed_out,
@@ -384,6 +389,15 @@ impl Family for KubernetesObjects {
             })),
             _ => None,
         }
+    }
+
+    async fn weigh_route<'a>(
+        &'a self,
+        policy: &'a Policy,
+        backend: &'a crate::policy::GatewayBackend,
+        weight: crate::action::load_balancer::RouteWeight,
+    ) -> Result<(String, u32), Failure> {
+        KubernetesObjects::weigh_route(self, policy, backend, weight, Mode::Apply).await
     }
 
     const REHEARSES: bool = true;

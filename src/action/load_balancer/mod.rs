@@ -97,14 +97,42 @@ pub struct Drained {
 pub fn server_of<'a>(
     haproxy: &'a Option<HaproxyServer>,
     nginx: &'a Option<NginxUpstreamServer>,
+    gateway: &'a Option<crate::policy::GatewayBackend>,
     policy: &'a Policy,
 ) -> Result<LbServer<'a>, Failure> {
     // Validation requires one or the other.
-    LbServer::named(haproxy, nginx)
+    LbServer::named(haproxy, nginx, gateway)
         .or(policy.spec.target.haproxy().map(LbServer::Haproxy))
         .ok_or_else(|| {
             Failure::failed("no load-balancer server named, and the target is none".into())
         })
+}
+
+/// How many servers the load balancer `server` is in has: its HAProxy backend's, its
+/// nginx upstream's (what a fleet guard's percentage is of).
+pub async fn servers_behind(server: LbServer<'_>) -> Result<usize, Failure> {
+    match server {
+        LbServer::Haproxy(s) => api(s)
+            .servers(&s.backend)
+            .await
+            .map(|servers| servers.len())
+            .map_err(failure),
+        LbServer::Nginx(s) => nginx::servers_in_upstream(s),
+        LbServer::Gateway(_) => Err(Failure::failed(
+            "a share of an HTTPRoute's backends is not counted: give maxConcurrent as a number"
+                .into(),
+        )),
+    }
+}
+
+/// What a change of a Gateway API backend's weight is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteWeight {
+    /// 0, unless no other backend of a rule has weight.
+    Drain,
+    To(u32),
+    /// Taking traffic again: the weight it has, or the Gateway API's default (1) after 0.
+    Ready,
 }
 
 /// A drained server kept for its ramp back, once the attempt verifies.
@@ -112,6 +140,7 @@ pub fn server_of<'a>(
 pub enum DrainedServer {
     Haproxy(HaproxyServer),
     Nginx(NginxUpstreamServer),
+    Gateway(crate::policy::GatewayBackend),
 }
 
 impl DrainedServer {
@@ -119,6 +148,7 @@ impl DrainedServer {
         match server {
             LbServer::Haproxy(s) => DrainedServer::Haproxy(s.clone()),
             LbServer::Nginx(s) => DrainedServer::Nginx(s.clone()),
+            LbServer::Gateway(g) => DrainedServer::Gateway(g.clone()),
         }
     }
 
@@ -126,6 +156,7 @@ impl DrainedServer {
         match self {
             DrainedServer::Haproxy(s) => LbServer::Haproxy(s),
             DrainedServer::Nginx(s) => LbServer::Nginx(s),
+            DrainedServer::Gateway(g) => LbServer::Gateway(g),
         }
     }
 }

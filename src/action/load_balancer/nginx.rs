@@ -112,6 +112,16 @@ fn read(s: &NginxUpstreamServer) -> Result<ServerLine, Failure> {
     upstream::read_server(&file, &s.upstream, &s.server).map_err(Failure::failed)
 }
 
+/// How many servers the upstream lists.
+pub fn servers_in_upstream(s: &NginxUpstreamServer) -> Result<usize, Failure> {
+    let text = std::fs::read_to_string(&s.file)
+        .map_err(|e| Failure::failed(format!("cannot read {}: {e}", s.file.display())))?;
+    let file = nginx::parse(&s.file, &text).map_err(|e| Failure::failed(e.to_string()))?;
+    upstream::upstream_servers(&file, &s.upstream)
+        .map(|servers| servers.len())
+        .map_err(Failure::failed)
+}
+
 /// Changes the server's line through the edit pipeline, one edit of the file at a
 /// time across every policy.
 async fn change<F: Family>(

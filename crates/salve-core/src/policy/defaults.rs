@@ -131,6 +131,6 @@ pub fn ramp_interval() -> Duration {
 }
 
 /// Members of a fleet group drained at once: one, the cautious default.
-pub fn fleet_max_concurrent() -> u32 {
-    1
+pub fn fleet_max_concurrent() -> super::FleetSlots {
+    super::FleetSlots::Count(1)
 }

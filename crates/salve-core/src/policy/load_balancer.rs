@@ -1,7 +1,8 @@
 //! Load-balancer servers, as the actions that drain, weigh and ready them name them:
-//! a HAProxy server behind its admin socket, or a server of an nginx `upstream` block
+//! a HAProxy server behind its admin socket, a server of an nginx `upstream` block
 //! (nginx open source has no runtime API: its server line is edited and nginx
-//! reloaded).
+//! reloaded), or a backend of a Gateway API `HTTPRoute` (its `weight`, through the
+//! API server).
 
 use super::schema_types::DurationSchema;
 use super::serde_text::duration_text;
@@ -46,23 +47,45 @@ pub struct NginxUpstreamServer {
     pub unit: super::UnitName,
 }
 
+/// A backend of a Gateway API `HTTPRoute`: every `backendRefs[]` entry of its rules
+/// that names `service` (and `port`, when given). Draining sets their `weight` to 0,
+/// a ramp gives it back; the operator patches the route with field manager `salve`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayBackend {
+    /// The route's namespace; the policy's own when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The `HTTPRoute`'s name.
+    pub route: String,
+    /// The Service its backendRef names.
+    pub service: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+}
+
 /// The server a load-balancer action names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LbServer<'a> {
     Haproxy(&'a HaproxyServer),
     Nginx(&'a NginxUpstreamServer),
+    Gateway(&'a GatewayBackend),
 }
 
 impl<'a> LbServer<'a> {
-    /// The one an action's `haproxy` or `nginx` names (validation allows one at most).
+    /// The one an action's `haproxy`, `nginx` or `gateway` names (validation allows
+    /// one at most).
     pub fn named(
         haproxy: &'a Option<HaproxyServer>,
         nginx: &'a Option<NginxUpstreamServer>,
+        gateway: &'a Option<GatewayBackend>,
     ) -> Option<LbServer<'a>> {
         haproxy
             .as_ref()
             .map(LbServer::Haproxy)
             .or(nginx.as_ref().map(LbServer::Nginx))
+            .or(gateway.as_ref().map(LbServer::Gateway))
     }
 }
 
@@ -71,6 +94,13 @@ impl std::fmt::Display for LbServer<'_> {
         match self {
             LbServer::Haproxy(s) => write!(f, "{}/{}", s.backend, s.server),
             LbServer::Nginx(s) => write!(f, "upstream {} server {}", s.upstream, s.server),
+            LbServer::Gateway(g) => {
+                write!(f, "HTTPRoute {} backend {}", g.route, g.service)?;
+                match g.port {
+                    Some(port) => write!(f, ":{port}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -79,22 +109,26 @@ impl std::fmt::Display for LbServer<'_> {
 #[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LbServerArgs {
-    /// Absent (and no `nginx`): the policy's own target, a `haproxy` server.
+    /// Absent (and no `nginx` or `gateway`): the policy's own target, a `haproxy` server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub haproxy: Option<HaproxyServer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nginx: Option<NginxUpstreamServer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayBackend>,
 }
 
 /// `drain`: the server, and how its weight comes back once the attempt verifies.
 #[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DrainArgs {
-    /// Absent (and no `nginx`): the policy's own target, a `haproxy` server.
+    /// Absent (and no `nginx` or `gateway`): the policy's own target, a `haproxy` server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub haproxy: Option<HaproxyServer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nginx: Option<NginxUpstreamServer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayBackend>,
     /// Without it the server stays drained (a later `ready` brings it back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramp: Option<Ramp>,
@@ -116,11 +150,13 @@ pub struct Ramp {
 #[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetWeightArgs {
-    /// Absent (and no `nginx`): the policy's own target, a `haproxy` server.
+    /// Absent (and no `nginx` or `gateway`): the policy's own target, a `haproxy` server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub haproxy: Option<HaproxyServer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nginx: Option<NginxUpstreamServer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayBackend>,
     pub weight: LbWeight,
 }
 
@@ -142,8 +178,7 @@ pub enum LbWeight {
 pub struct FleetGuard {
     pub group: String,
     #[serde(default = "super::defaults::fleet_max_concurrent")]
-    #[schemars(range(min = 1, max = 1000))]
-    pub max_concurrent: u32,
+    pub max_concurrent: FleetSlots,
     /// Where the slots are held.
     pub lock: FleetLockKind,
 }
@@ -153,6 +188,73 @@ pub struct FleetGuard {
 pub enum FleetLockKind {
     /// etcd, at the endpoint the agent's config names (`fleet.etcd`).
     Etcd,
+}
+
+/// How many members of a fleet group may be drained at once: a number (1 to 1000), or
+/// a percentage (`"25%"`) of the servers behind the load balancer the drain acts on
+/// (its HAProxy backend, its nginx upstream), rounded down and never below one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(with = "super::schema_types::FleetSlotsSchema")]
+pub enum FleetSlots {
+    Count(u32),
+    Percent(u32),
+}
+
+impl FleetSlots {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "invalid maxConcurrent \"{text}\": write a whole number from 1 to 1000, or a percentage of the servers from 1% to 100%"
+            )
+        };
+        let trimmed = text.trim();
+        match trimmed.strip_suffix('%') {
+            Some(number) => match number.parse::<u32>() {
+                Ok(p) if (1..=100).contains(&p) => Ok(FleetSlots::Percent(p)),
+                _ => Err(bad()),
+            },
+            None => match trimmed.parse::<u32>() {
+                Ok(n) if (1..=1000).contains(&n) => Ok(FleetSlots::Count(n)),
+                _ => Err(bad()),
+            },
+        }
+    }
+
+    /// The slots among `servers` servers.
+    pub fn of(self, servers: usize) -> u32 {
+        match self {
+            FleetSlots::Count(n) => n,
+            FleetSlots::Percent(p) => {
+                let share = servers.saturating_mul(p as usize) / 100;
+                u32::try_from(share).unwrap_or(u32::MAX).max(1)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for FleetSlots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FleetSlots::Count(n) => write!(f, "{n}"),
+            FleetSlots::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl Serialize for FleetSlots {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FleetSlots::Count(n) => s.serialize_u32(*n),
+            FleetSlots::Percent(_) => s.serialize_str(&self.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FleetSlots {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = super::serde_text::text_or_integer(d)?;
+        FleetSlots::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// HAProxy's largest weight.
@@ -257,6 +359,15 @@ mod tests {
         for bad in ["257", "101%", "-1", "x", "", "5.5", "%"] {
             assert!(LbWeight::parse(bad).is_err(), "{bad}");
         }
+        assert_eq!(FleetSlots::parse("25%"), Ok(FleetSlots::Percent(25)));
+        assert_eq!(FleetSlots::parse("3"), Ok(FleetSlots::Count(3)));
+        for bad in ["0", "0%", "1001", "101%", "x", ""] {
+            assert!(FleetSlots::parse(bad).is_err(), "{bad}");
+        }
+        // 25% of 4 servers is one, of 10 is two (rounded down), of 2 still one.
+        let quarter = FleetSlots::Percent(25);
+        assert_eq!((quarter.of(4), quarter.of(10), quarter.of(2)), (1, 2, 1));
+        assert_eq!(FleetSlots::Count(2).of(100), 2);
         assert!(haproxy_name("web;shutdown", "backend").is_err());
         assert!(haproxy_name("node-b.1", "server").is_ok());
     }

@@ -23,8 +23,8 @@ mod yaml;
 pub use decode::{suggest, unknown_event_kind, Decoder, Fields};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use load_balancer::{
-    DrainArgs, FleetGuard, FleetLockKind, HaproxyServer, LbServer, LbServerArgs, LbWeight,
-    NginxUpstreamServer, Ramp, SetWeightArgs,
+    DrainArgs, FleetGuard, FleetLockKind, FleetSlots, GatewayBackend, HaproxyServer, LbServer,
+    LbServerArgs, LbWeight, NginxUpstreamServer, Ramp, SetWeightArgs,
 };
 pub use model::*;
 pub use names::{HttpUrl, PolicyName, SignalName, UnitName};

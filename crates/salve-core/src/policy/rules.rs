@@ -45,6 +45,9 @@ pub const POOL_KEY_MAX: Whole = Whole {
 pub const SCALE_STEP: Whole = Whole { min: 1, max: 100 };
 /// Members of a fleet group drained at once.
 pub const FLEET_SLOTS: Whole = Whole { min: 1, max: 1000 };
+pub const PORT: Whole = Whole { min: 1, max: 65535 };
+/// The share of a load balancer's servers a fleet group may have drained at once.
+pub const FLEET_PERCENT: Whole = Whole { min: 1, max: 100 };
 /// The steps of a load balancer's ramp back.
 pub const RAMP_STEPS: Whole = Whole { min: 1, max: 20 };
 pub const REPLICAS: Whole = Whole {
@@ -344,13 +347,24 @@ pub const MAX_UNHEALTHY_NEEDS_SELECTOR: &str =
 pub fn kubernetes_actions(target: &crate::policy::Target) -> &'static [&'static str] {
     use crate::policy::Target;
     match target {
-        Target::Pods(_) => &["restart", "deletePod", "notify", "exec"],
+        Target::Pods(_) => &[
+            "restart",
+            "deletePod",
+            "drain",
+            "ready",
+            "setWeight",
+            "notify",
+            "exec",
+        ],
         Target::Deployment(_) | Target::StatefulSet(_) => &[
             "restart",
             "rolloutRestart",
             "scale",
             "raiseMemoryLimit",
             "configMapEdit",
+            "drain",
+            "ready",
+            "setWeight",
             "notify",
             "exec",
         ],
@@ -359,7 +373,6 @@ pub fn kubernetes_actions(target: &crate::policy::Target) -> &'static [&'static 
     }
 }
 
-/// The actions a HAProxy server target takes.
 /// nginx's `weight=` is a whole number from 1: no percentages (nginx keeps no
 /// configured weight to take one of), and no 0 (nginx refuses it; `drain` writes
 /// `down`).
@@ -377,6 +390,19 @@ pub fn nginx_weight(weight: super::LbWeight) -> Result<(), String> {
     }
 }
 
+/// A Gateway API weight is a whole number: a backendRef keeps no configured weight to
+/// take a percentage of.
+pub fn gateway_weight(weight: super::LbWeight) -> Result<(), String> {
+    match weight {
+        super::LbWeight::Absolute(_) => Ok(()),
+        super::LbWeight::Percent(_) => Err(
+            "an HTTPRoute backend's weight is a whole number: the route keeps no configured weight to take a percentage of"
+                .to_string(),
+        ),
+    }
+}
+
+/// The actions a HAProxy server target takes.
 pub const LOAD_BALANCER_ACTIONS: &[&str] = &["drain", "ready", "setWeight", "notify", "exec"];
 
 /// Actions only a Kubernetes target takes.

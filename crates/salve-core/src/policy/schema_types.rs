@@ -39,6 +39,24 @@ impl JsonSchema for MaxUnhealthySchema {
 }
 
 /// A load balancer's weight: absolute, or a percentage as text.
+pub struct FleetSlotsSchema;
+
+impl JsonSchema for FleetSlotsSchema {
+    fn schema_name() -> Cow<'static, str> {
+        "FleetSlots".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "How many members of the group may be drained at once: 1 to 1000, or a percentage of the servers behind the load balancer such as 25% (rounded down, at least one).",
+            "x-kubernetes-int-or-string": true,
+            "anyOf": [
+                { "type": "integer", "minimum": 1, "maximum": 1000 },
+                { "type": "string", "pattern": "^(100|[1-9][0-9]?)%$" }
+            ]
+        })
+    }
+}
+
 pub struct LbWeightSchema;
 
 impl JsonSchema for LbWeightSchema {

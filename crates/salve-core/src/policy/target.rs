@@ -98,6 +98,14 @@ impl Target {
         }
     }
 
+    /// A Kubernetes object the operator acts on through the API server.
+    pub fn is_kubernetes(&self) -> bool {
+        matches!(
+            self,
+            Target::Pods(_) | Target::Deployment(_) | Target::StatefulSet(_) | Target::Node(_)
+        )
+    }
+
     /// The HAProxy server, for a load balancer's target.
     pub fn haproxy(&self) -> Option<&super::HaproxyServer> {
         match self {

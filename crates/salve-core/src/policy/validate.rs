@@ -102,10 +102,15 @@ impl Checker {
                 &at.key("group"),
                 crate::policy::load_balancer::plain_name(&fleet.group, "fleet group"),
             );
-            self.check(
-                &at.key("maxConcurrent"),
-                rules::whole(u64::from(fleet.max_concurrent), rules::FLEET_SLOTS),
-            );
+            let slots = match fleet.max_concurrent {
+                crate::policy::FleetSlots::Count(n) => {
+                    rules::whole(u64::from(n), rules::FLEET_SLOTS)
+                }
+                crate::policy::FleetSlots::Percent(p) => {
+                    rules::whole(u64::from(p), rules::FLEET_PERCENT)
+                }
+            };
+            self.check(&at.key("maxConcurrent"), slots);
         }
         self.conditions_fit_the_target(spec, at);
         let triggers = at.key("trigger");
@@ -318,23 +323,58 @@ impl Checker {
     /// A load-balancer action names its server, unless the policy's target is one.
     fn lb_servers_named(&mut self, spec: &PolicySpec, at: &FieldPath) {
         if spec.target.haproxy().is_some() {
+            for (list, actions) in [("actions", &spec.actions), ("escalate", &spec.escalate)] {
+                for (i, action) in actions.iter().enumerate() {
+                    let gateway = match action {
+                        Action::Drain(a) => a.gateway.is_some(),
+                        Action::Ready(a) => a.gateway.is_some(),
+                        Action::SetWeight(a) => a.gateway.is_some(),
+                        _ => false,
+                    };
+                    self.rule(
+                        &at.key(list).index(i).key(action.name()).key("gateway"),
+                        gateway,
+                        "`gateway` weighs an HTTPRoute through the API server: only the operator's policies (a pods, deployment or statefulset target) do",
+                    );
+                }
+            }
             return;
         }
         for (list, actions) in [("actions", &spec.actions), ("escalate", &spec.escalate)] {
             for (i, action) in actions.iter().enumerate() {
-                let unnamed = match action {
-                    Action::Drain(a) => a.haproxy.is_none() && a.nginx.is_none(),
-                    Action::Ready(a) => a.haproxy.is_none() && a.nginx.is_none(),
-                    Action::SetWeight(a) => a.haproxy.is_none() && a.nginx.is_none(),
-                    _ => false,
+                let (haproxy, nginx, gateway) = match action {
+                    Action::Drain(a) => (&a.haproxy, &a.nginx, &a.gateway),
+                    Action::Ready(a) => (&a.haproxy, &a.nginx, &a.gateway),
+                    Action::SetWeight(a) => (&a.haproxy, &a.nginx, &a.gateway),
+                    _ => continue,
                 };
+                let at = at.key(list).index(i).key(action.name());
+                if spec.target.is_kubernetes() {
+                    // The operator reaches a route through the API server, and no
+                    // host's socket or nginx.
+                    self.rule(
+                        &at,
+                        gateway.is_none(),
+                        &format!(
+                            "`{}` on a {} target needs `gateway` (route, service): the operator weighs an HTTPRoute's backends through the API server",
+                            action.name(),
+                            spec.target.kind()
+                        ),
+                    );
+                    continue;
+                }
                 self.rule(
-                    &at.key(list).index(i).key(action.name()),
-                    unnamed,
+                    &at,
+                    haproxy.is_none() && nginx.is_none(),
                     &format!(
                         "`{}` needs `haproxy` (socket, backend, server) or `nginx` (file, upstream, server), as this policy's target is not a HAProxy server",
                         action.name()
                     ),
+                );
+                self.rule(
+                    &at.key("gateway"),
+                    gateway.is_some(),
+                    "`gateway` weighs an HTTPRoute through the API server: only the operator's policies (a pods, deployment or statefulset target) do",
                 );
             }
         }
@@ -500,6 +540,7 @@ impl Checker {
         &mut self,
         haproxy: &Option<crate::policy::HaproxyServer>,
         nginx: &Option<crate::policy::NginxUpstreamServer>,
+        gateway: &Option<crate::policy::GatewayBackend>,
         at: &FieldPath,
     ) {
         if let Some(server) = haproxy {
@@ -508,10 +549,28 @@ impl Checker {
         if let Some(server) = nginx {
             self.nginx_upstream(server, &at.key("nginx"));
         }
+        if let Some(backend) = gateway {
+            let at = at.key("gateway");
+            if let Some(ns) = &backend.namespace {
+                self.check(&at.key("namespace"), rules::namespace(ns));
+            }
+            self.check(
+                &at.key("route"),
+                rules::object_name(&backend.route, "HTTPRoute"),
+            );
+            self.check(
+                &at.key("service"),
+                rules::object_name(&backend.service, "Service"),
+            );
+            if let Some(port) = backend.port {
+                self.check(&at.key("port"), rules::whole(u64::from(port), rules::PORT));
+            }
+        }
+        let named = [haproxy.is_some(), nginx.is_some(), gateway.is_some()];
         self.rule(
             at,
-            haproxy.is_some() && nginx.is_some(),
-            "name one server: `haproxy` or `nginx`, not both",
+            named.iter().filter(|n| **n).count() > 1,
+            "name one server: `haproxy`, `nginx` or `gateway`, not two",
         );
     }
 
@@ -565,7 +624,7 @@ impl Checker {
                 self.check(&at.key("timeout"), rules::positive(notify.timeout));
             }
             Action::Drain(drain) => {
-                self.lb_server(&drain.haproxy, &drain.nginx, at);
+                self.lb_server(&drain.haproxy, &drain.nginx, &drain.gateway, at);
                 if let Some(ramp) = &drain.ramp {
                     let at = at.key("ramp");
                     self.check(
@@ -575,11 +634,14 @@ impl Checker {
                     self.check(&at.key("interval"), rules::positive(ramp.interval));
                 }
             }
-            Action::Ready(lb) => self.lb_server(&lb.haproxy, &lb.nginx, at),
+            Action::Ready(lb) => self.lb_server(&lb.haproxy, &lb.nginx, &lb.gateway, at),
             Action::SetWeight(set) => {
-                self.lb_server(&set.haproxy, &set.nginx, at);
+                self.lb_server(&set.haproxy, &set.nginx, &set.gateway, at);
                 if set.nginx.is_some() {
                     self.check(&at.key("weight"), rules::nginx_weight(set.weight));
+                }
+                if set.gateway.is_some() {
+                    self.check(&at.key("weight"), rules::gateway_weight(set.weight));
                 }
             }
             Action::Exec(exec) => {

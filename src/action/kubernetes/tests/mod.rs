@@ -533,3 +533,4 @@ async fn a_deleted_pod_is_verified_by_its_replicaset_and_a_node_that_stays_not_r
 
 mod config_map;
 mod rehearsal;
+mod route;

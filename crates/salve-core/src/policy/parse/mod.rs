@@ -19,7 +19,7 @@ use super::rules;
 use super::schema_types::NoArgs;
 use super::yaml::Node;
 use crate::policy::{
-    DrainArgs, FleetGuard, FleetLockKind, HaproxyServer, LbServerArgs, LbWeight,
+    DrainArgs, FleetGuard, FleetLockKind, GatewayBackend, HaproxyServer, LbServerArgs, LbWeight,
     NginxUpstreamServer, Ramp, SetWeightArgs,
 };
 use std::time::Duration;
@@ -66,11 +66,12 @@ pub(crate) const ACTION_KINDS: &[&str] = &[
     "ready",
     "setWeight",
 ];
-pub(crate) const LB_SERVER_FIELDS: &[&str] = &["haproxy", "nginx"];
-pub(crate) const DRAIN_FIELDS: &[&str] = &["haproxy", "nginx", "ramp"];
+pub(crate) const LB_SERVER_FIELDS: &[&str] = &["haproxy", "nginx", "gateway"];
+pub(crate) const DRAIN_FIELDS: &[&str] = &["haproxy", "nginx", "gateway", "ramp"];
 pub(crate) const RAMP_FIELDS: &[&str] = &["steps", "interval"];
 pub(crate) const HAPROXY_SERVER_FIELDS: &[&str] = &["socket", "backend", "server"];
-pub(crate) const SET_WEIGHT_FIELDS: &[&str] = &["haproxy", "nginx", "weight"];
+pub(crate) const SET_WEIGHT_FIELDS: &[&str] = &["haproxy", "nginx", "gateway", "weight"];
+pub(crate) const GATEWAY_BACKEND_FIELDS: &[&str] = &["namespace", "route", "service", "port"];
 pub(crate) const NGINX_UPSTREAM_FIELDS: &[&str] = &["file", "upstream", "server", "config", "unit"];
 pub(crate) const SCALE_FIELDS: &[&str] = &["by", "min", "max"];
 pub(crate) const RAISE_MEMORY_FIELDS: &[&str] = &["container", "factor", "max"];
@@ -283,13 +284,17 @@ fn fleet(dec: &mut Decoder, node: &Node) -> Option<FleetGuard> {
     let group = f
         .required(dec, "group")
         .and_then(|n| dec.checked_string(n, |t| plain_name(t, "fleet group")));
-    // FLEET_SLOTS' maximum fits a u32.
     let max_concurrent = opt(
         dec,
         &f,
         "maxConcurrent",
         defaults::fleet_max_concurrent(),
-        |d, n| d.integer(n, rules::FLEET_SLOTS).map(|v| v as u32),
+        |d, n| {
+            let text = d.text_or_integer(n)?;
+            crate::policy::FleetSlots::parse(&text)
+                .map_err(|e| d.error(n.pos, e))
+                .ok()
+        },
     );
     let lock = f.required(dec, "lock").and_then(|n| {
         let text = dec.string(n)?;
@@ -584,6 +589,7 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
             let f = dec.fields(args, "the drain action", DRAIN_FIELDS)?;
             let haproxy = optional(f.get("haproxy").map(|n| haproxy_server(dec, n)));
             let nginx = optional(f.get("nginx").map(|n| nginx_upstream_server(dec, n)));
+            let gateway = optional(f.get("gateway").map(|n| gateway_backend(dec, n)));
             let ramp = optional(f.get("ramp").map(|n| {
                 let f = dec.fields(n, "a ramp", RAMP_FIELDS)?;
                 // RAMP_STEPS' maximum fits a u32.
@@ -605,6 +611,7 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
             Action::Drain(DrainArgs {
                 haproxy: haproxy?,
                 nginx: nginx?,
+                gateway: gateway?,
                 ramp: ramp?,
             })
         }
@@ -612,15 +619,18 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
             let f = dec.fields(args, "the ready action", LB_SERVER_FIELDS)?;
             let haproxy = optional(f.get("haproxy").map(|n| haproxy_server(dec, n)));
             let nginx = optional(f.get("nginx").map(|n| nginx_upstream_server(dec, n)));
+            let gateway = optional(f.get("gateway").map(|n| gateway_backend(dec, n)));
             Action::Ready(LbServerArgs {
                 haproxy: haproxy?,
                 nginx: nginx?,
+                gateway: gateway?,
             })
         }
         "setWeight" => {
             let f = dec.fields(args, "the setWeight action", SET_WEIGHT_FIELDS)?;
             let haproxy = optional(f.get("haproxy").map(|n| haproxy_server(dec, n)));
             let nginx = optional(f.get("nginx").map(|n| nginx_upstream_server(dec, n)));
+            let gateway = optional(f.get("gateway").map(|n| gateway_backend(dec, n)));
             let weight = f.required(dec, "weight").and_then(|n| {
                 let text = dec.text_or_integer(n)?;
                 LbWeight::parse(&text).map_err(|e| dec.error(n.pos, e)).ok()
@@ -628,6 +638,7 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
             Action::SetWeight(SetWeightArgs {
                 haproxy: haproxy?,
                 nginx: nginx?,
+                gateway: gateway?,
                 weight: weight?,
             })
         }
@@ -653,6 +664,30 @@ fn haproxy_server(dec: &mut Decoder, node: &Node) -> Option<HaproxyServer> {
         socket: socket?,
         backend: backend?,
         server: server?,
+    })
+}
+
+fn gateway_backend(dec: &mut Decoder, node: &Node) -> Option<GatewayBackend> {
+    let f = dec.fields(node, "a Gateway API backend", GATEWAY_BACKEND_FIELDS)?;
+    let namespace = optional(
+        f.get("namespace")
+            .map(|n| dec.checked_string(n, rules::namespace)),
+    );
+    let route = f
+        .required(dec, "route")
+        .and_then(|n| dec.checked_string(n, |t| rules::object_name(t, "HTTPRoute")));
+    let service = f
+        .required(dec, "service")
+        .and_then(|n| dec.checked_string(n, |t| rules::object_name(t, "Service")));
+    let port = optional(
+        f.get("port")
+            .map(|n| dec.integer(n, rules::PORT).map(|p| p as u16)),
+    );
+    Some(GatewayBackend {
+        namespace: namespace?,
+        route: route?,
+        service: service?,
+        port: port?,
     })
 }
 
