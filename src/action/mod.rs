@@ -639,6 +639,20 @@ impl<F: Family> Executor<F> {
             Action::SetWeight(args) => {
                 let server =
                     load_balancer::server_of(&args.haproxy, &args.nginx, &args.gateway, policy)?;
+                // A weight moves load onto the group's other members as a drain does:
+                // under a fleet guard it takes a slot first.
+                if let Some(guard) = &policy.spec.fleet {
+                    if let Err(refused) = self.fleet_slot(guard, server, trail).await {
+                        tracing::warn!(reason = %refused.why, "weight not set");
+                        if refused.escalate {
+                            self.drain_trouble(policy, &refused.why, trail);
+                        }
+                        return Ok(format!(
+                            "weight not set: {}; the rest of the attempt goes on",
+                            refused.why
+                        ));
+                    }
+                }
                 let absolute = || match args.weight {
                     crate::policy::LbWeight::Absolute(w) => Ok(w),
                     // Validation keeps nginx and Gateway API weights absolute.

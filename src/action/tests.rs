@@ -437,6 +437,23 @@ mod drain_and_ramp {
             outcome.detail.unwrap().steps[0],
             "drain: not drained: fleet web: all 1 slot(s) (50% of the servers) are taken, by node-a; the rest of the attempt goes on"
         );
+        // A weight moves load as a drain does: with the group full, it is not set.
+        let mut weighing = policy.clone();
+        weighing.spec.actions = vec![crate::policy::Action::SetWeight(
+            crate::policy::SetWeightArgs {
+                haproxy: Some(h.server("web", "b")),
+                nginx: None,
+                gateway: None,
+                weight: crate::policy::LbWeight::Absolute(1),
+            },
+        )];
+        let executor = Scripted::new(vec![], true).with_fleet(Some(&fleet(etcd.url())));
+        let outcome = executor.run_attempt(&weighing, 10).await;
+        assert_eq!(
+            outcome.detail.unwrap().steps[0],
+            "setWeight: weight not set: fleet web: all 1 slot(s) are taken, by node-a; the rest of the attempt goes on"
+        );
+        assert_eq!(weight_of_b(&h).await, (0, 10));
         // The slot free, the drain takes it, and gives it back when the attempt ends.
         other.release(held).await.unwrap();
         let executor =

@@ -429,6 +429,43 @@ impl Family for KubernetesObjects {
                 Ok(key) => self.cordon(&key, mode).await,
                 Err(f) => Err(f),
             },
+            // The load-balancer actions on a route's backend; on a host's HAProxy or
+            // nginx there is no dry run to send them through.
+            Action::Drain(crate::policy::DrainArgs {
+                gateway: Some(g), ..
+            }) => self
+                .weigh_route(
+                    policy,
+                    g,
+                    crate::action::load_balancer::RouteWeight::Drain,
+                    mode,
+                )
+                .await
+                .map(|(line, _)| line),
+            Action::Ready(crate::policy::LbServerArgs {
+                gateway: Some(g), ..
+            }) => self
+                .weigh_route(
+                    policy,
+                    g,
+                    crate::action::load_balancer::RouteWeight::Ready,
+                    mode,
+                )
+                .await
+                .map(|(line, _)| line),
+            Action::SetWeight(crate::policy::SetWeightArgs {
+                gateway: Some(g),
+                weight: crate::policy::LbWeight::Absolute(w),
+                ..
+            }) => self
+                .weigh_route(
+                    policy,
+                    g,
+                    crate::action::load_balancer::RouteWeight::To(*w),
+                    mode,
+                )
+                .await
+                .map(|(line, _)| line),
             _ => return None,
         })
     }

@@ -78,7 +78,18 @@ async fn changed(
     if stops_traffic(found) {
         keep_one_serving(&servers, server, asked)?;
     }
-    change.await.map_err(failure)?;
+    if let Err(refused) = change.await {
+        // A socket below level admin is refused with a bare "Permission denied":
+        // say which level it has and which it needs, beside HAProxy's own words.
+        return Err(match api.require_admin().await {
+            Err(not_admin @ HaproxyError::NotAdmin { .. }) => {
+                let mut f = failure(not_admin);
+                f.message = format!("{} (HAProxy said: {refused})", f.message);
+                f
+            }
+            _ => failure(refused),
+        });
+    }
     let after = match api.server(backend, name).await {
         Ok(state) => state.describe(),
         Err(e) => format!("not read back: {e}"),
@@ -503,7 +514,10 @@ pub(crate) mod tests {
         let denied = drain(&lb(operator.clone())).await.unwrap_err();
         assert_eq!(
             denied.message,
-            "HAProxy refused `set server web/b state drain`: Permission denied"
+            format!(
+                "HAProxy's socket {s} is at level operator; changing a server needs level admin (`stats socket {s} level admin`) (HAProxy said: HAProxy refused `set server web/b state drain`: Permission denied)",
+                s = operator.socket.display()
+            )
         );
         assert_eq!(api(&operator).level().await.unwrap(), "operator");
         assert!(matches!(

@@ -158,3 +158,27 @@ async fn a_route_without_the_service_is_a_clear_error() {
         Some("setWeight: HTTPRoute web/shop backend php-c: no rule of the route sends traffic to that Service")
     );
 }
+
+#[tokio::test]
+async fn a_dry_run_reads_the_route_for_real_and_patches_it_in_the_api_servers_dry_run() {
+    let (client, server) = serve(vec![
+        Expect::new("GET", ROUTE).answer(200, route(5, Some(10))),
+        patched(0, "5")
+            .query("dryRun", "All")
+            .dry_run()
+            .answer(200, route(5, Some(10))),
+    ]);
+    let executor = family(client);
+    let mut policy = policy_draining("    - drain: { gateway: { route: shop, service: php-b } }");
+    policy.spec.dry_run = true;
+    let rehearsed = executor.rehearse(&policy).await;
+    drop(executor);
+    server.await.unwrap();
+    assert_eq!(
+        rehearsed,
+        Some((
+            true,
+            vec!["drain: would set HTTPRoute web/shop backend php-b: weight 10 -> 0".to_string()]
+        ))
+    );
+}
