@@ -230,6 +230,23 @@ async fn a_change_verified_in_place_is_not_verified_again_unless_something_chang
     assert_eq!(outcome.detail.expect("detail").diffs, ["-a\n+c"]);
 }
 
+/// A node-side policy on php8.2-fpm.service: `drain` with these arguments, restart,
+/// verify the unit.
+fn node_side(drain: serde_json::Value) -> Policy {
+    let doc = serde_json::json!({
+        "apiVersion": "salve.dev/v1alpha1",
+        "kind": "RemediationPolicy",
+        "metadata": { "name": "php-b" },
+        "spec": {
+            "target": { "unit": "php8.2-fpm.service" },
+            "trigger": [{ "unit": { "activeState": ["failed"] } }],
+            "actions": [{ "drain": drain }, { "restart": {} }],
+            "verify": { "unit": {} }
+        }
+    });
+    crate::policy::decode_resource(&doc, "test").expect("the test policy is valid")
+}
+
 /// A node-side attempt: drain this node at the load balancer, restart, verify, then
 /// the weight back in steps; an attempt that does not verify leaves it drained.
 mod drain_and_ramp {
@@ -242,21 +259,9 @@ mod drain_and_ramp {
 
     fn draining_on(socket: &std::path::Path, backend: &str, name: &str) -> Policy {
         let server = serde_json::json!({ "socket": socket, "backend": backend, "server": name });
-        let doc = serde_json::json!({
-            "apiVersion": "salve.dev/v1alpha1",
-            "kind": "RemediationPolicy",
-            "metadata": { "name": "php-b" },
-            "spec": {
-                "target": { "unit": "php8.2-fpm.service" },
-                "trigger": [{ "unit": { "activeState": ["failed"] } }],
-                "actions": [
-                    { "drain": { "haproxy": server, "ramp": { "steps": 3, "interval": "10ms" } } },
-                    { "restart": {} }
-                ],
-                "verify": { "unit": {} }
-            }
-        });
-        crate::policy::decode_resource(&doc, "test").expect("the test policy is valid")
+        super::node_side(
+            serde_json::json!({ "haproxy": server, "ramp": { "steps": 3, "interval": "10ms" } }),
+        )
     }
 
     async fn weight_of_b(h: &Haproxy) -> (u32, u32) {
@@ -629,21 +634,9 @@ mod nginx_upstream {
                 "config": self.dir.join("nginx.conf"),
                 "unit": "lb-nginx.service"
             });
-            let doc = serde_json::json!({
-                "apiVersion": "salve.dev/v1alpha1",
-                "kind": "RemediationPolicy",
-                "metadata": { "name": "php-b" },
-                "spec": {
-                    "target": { "unit": "php8.2-fpm.service" },
-                    "trigger": [{ "unit": { "activeState": ["failed"] } }],
-                    "actions": [
-                        { "drain": { "nginx": nginx, "ramp": { "steps": 2, "interval": "10ms" } } },
-                        { "restart": {} }
-                    ],
-                    "verify": { "unit": {} }
-                }
-            });
-            crate::policy::decode_resource(&doc, "test").expect("the test policy is valid")
+            node_side(
+                serde_json::json!({ "nginx": nginx, "ramp": { "steps": 2, "interval": "10ms" } }),
+            )
         }
     }
 
