@@ -6,7 +6,8 @@
 //! refused by design, and nginx could not bind anyway.
 
 use salve::lab::{
-    check_packages, check_root, Lab, LabConfig, LabError, LabGuard, Probe, Scenario, PHP_FPM_UNIT,
+    check_packages, check_root, Lab, LabConfig, LabError, LabGuard, LbKind, Probe, Scenario,
+    Topology, PHP_FPM_UNIT,
 };
 mod host_writes;
 
@@ -187,8 +188,19 @@ impl Drop for UnrelatedWriter {
 
 #[test]
 fn lab_up_serves_ping_and_down_leaves_the_host_untouched() {
+    host_safety("host-safety", Topology::Single);
+}
+
+/// The lab of two nodes runs more of Debian's programs (a second pool, haproxy, etcd
+/// with its data directory): none of them writes outside the lab's directory either.
+#[test]
+fn a_lab_of_two_nodes_behind_haproxy_with_etcd_leaves_the_host_untouched() {
+    host_safety("host-safety-fleet", Topology::Fleet(LbKind::Haproxy));
+}
+
+fn host_safety(name: &str, topology: Topology) {
     let Some(_lock) = lab_lock() else { return };
-    let dir = lab_dir("host-safety");
+    let dir = lab_dir(name);
     clear(&dir);
     fs::create_dir_all(dir.parent().unwrap()).unwrap();
     let tag = format!("salve-lab-test-{}", std::process::id());
@@ -211,12 +223,26 @@ fn lab_up_serves_ping_and_down_leaves_the_host_untouched() {
         Lab::up(&LabConfig {
             dir: dir.clone(),
             http_port: PORT,
-            topology: Default::default(),
+            topology,
         })
         .unwrap(),
     );
     let pid = lab.pid();
     assert_eq!(get(PORT, "/ping.php"), (200, "pong\n".to_owned()));
+    if let Some(lb) = lab.lb_port() {
+        for _ in 0..4 {
+            assert_eq!(
+                get(lb, "/ping.php"),
+                (200, "pong\n".to_owned()),
+                "through haproxy"
+            );
+        }
+        let status = lab.status().unwrap();
+        assert!(
+            status.extra.iter().all(|u| u.active_state == "active"),
+            "{status}"
+        );
+    }
     let status = lab.status().unwrap();
     assert_eq!(status.nginx.active_state, "active", "{status}");
     assert_eq!(status.php_fpm.active_state, "active", "{status}");
