@@ -146,6 +146,8 @@ struct EditTrail {
     fleet_refused: Option<NotDrained>,
     /// Why this attempt asks for an escalation of its own (see `AttemptDetail`).
     escalate: Option<String>,
+    /// The policy's escalation runs, not an attempt.
+    escalating: bool,
 }
 
 /// Why an action did not succeed: what kind of failure it is (decided from the error's
@@ -156,6 +158,11 @@ pub struct Failure {
     /// The action had nothing to do here (see `OutcomeResult::NotApplicable`).
     pub not_applicable: bool,
     pub message: String,
+}
+
+/// A policy's instance: each pod of a selector has its own drains and troubles.
+fn trouble_key(policy: &Policy) -> String {
+    format!("{}\n{}", policy.name(), crate::engine::target_name(policy))
 }
 
 fn lost_slot(group: &str) -> String {
@@ -273,7 +280,10 @@ impl<F: Family> Executor<F> {
             },
             None => match self.fleet_slots(guard, server).await {
                 Err(why) => trouble(why),
-                Ok(slots) => match lock.acquire(&guard.group, member, slots).await {
+                Ok(slots) => match lock
+                    .acquire_for(&guard.group, member, Some(&server.to_string()), slots)
+                    .await
+                {
                     Ok(Acquired::Held(slot)) => {
                         trail.fleet_slot = Some(slot);
                         return Ok(());
@@ -327,15 +337,19 @@ impl<F: Family> Executor<F> {
     /// Notes a drain that could not be made: escalated the first time since the
     /// policy's last good drain.
     fn drain_trouble(&self, policy: &Policy, why: &str, trail: &mut EditTrail) {
+        // An escalation's own drain is not news of its own: it is the escalation.
+        if trail.escalating {
+            return;
+        }
         let mut trouble = self.drain_trouble.lock().unwrap_or_else(|e| e.into_inner());
-        if trouble.insert(policy.name().to_string()) {
+        if trouble.insert(trouble_key(policy)) {
             trail.escalate.get_or_insert_with(|| why.to_string());
         }
     }
 
     fn drain_made(&self, policy: &Policy) {
         let mut trouble = self.drain_trouble.lock().unwrap_or_else(|e| e.into_inner());
-        trouble.remove(policy.name());
+        trouble.remove(&trouble_key(policy));
     }
 
     /// Whether the attempt may still act on the load balancer for its ramp: it holds
@@ -521,7 +535,10 @@ impl<F: Family> Executor<F> {
     /// Runs the policy's `escalate` actions; returns the failures, if any.
     pub async fn run_escalation(&self, policy: &Policy, attempts: u32) -> Vec<String> {
         let mut failures = Vec::new();
-        let mut trail = EditTrail::default();
+        let mut trail = EditTrail {
+            escalating: true,
+            ..EditTrail::default()
+        };
         for action in &policy.spec.escalate {
             if let Err(f) = self.run_action(policy, action, 0, &mut trail).await {
                 failures.push(format!("{}: {}", action.name(), f.message));
@@ -614,6 +631,13 @@ impl<F: Family> Executor<F> {
                     }
                 };
                 self.drain_made(policy);
+                // A server already at weight 0 (an earlier drain that never ramped,
+                // a person) has no weight salve knows to give back.
+                if let (Some(_), 0) = (&args.ramp, weight) {
+                    return Ok(format!(
+                        "{line}; no ramp: its weight before is not known, give it back with setWeight"
+                    ));
+                }
                 if let Some(ramp) = &args.ramp {
                     trail.ramps.push((
                         load_balancer::DrainedServer::of(server),
@@ -639,9 +663,14 @@ impl<F: Family> Executor<F> {
             Action::SetWeight(args) => {
                 let server =
                     load_balancer::server_of(&args.haproxy, &args.nginx, &args.gateway, policy)?;
-                // A weight moves load onto the group's other members as a drain does:
-                // under a fleet guard it takes a slot first.
-                if let Some(guard) = &policy.spec.fleet {
+                // A zero weight is a drain by another name: under a fleet guard it
+                // takes a slot first. Any other weight leaves the server serving (and
+                // giving weight back must never wait for a slot).
+                let zero = matches!(
+                    args.weight,
+                    crate::policy::LbWeight::Absolute(0) | crate::policy::LbWeight::Percent(0)
+                );
+                if let (Some(guard), true) = (&policy.spec.fleet, zero) {
                     if let Err(refused) = self.fleet_slot(guard, server, trail).await {
                         tracing::warn!(reason = %refused.why, "weight not set");
                         if refused.escalate {

@@ -442,23 +442,33 @@ mod drain_and_ramp {
             outcome.detail.unwrap().steps[0],
             "drain: not drained: fleet web: all 1 slot(s) (50% of the servers) are taken, by node-a; the rest of the attempt goes on"
         );
-        // A weight moves load as a drain does: with the group full, it is not set.
-        let mut weighing = policy.clone();
-        weighing.spec.actions = vec![crate::policy::Action::SetWeight(
-            crate::policy::SetWeightArgs {
-                haproxy: Some(h.server("web", "b")),
-                nginx: None,
-                gateway: None,
-                weight: crate::policy::LbWeight::Absolute(1),
-            },
-        )];
+        // A zero weight is a drain by another name: with the group full, it is not
+        // set; any other weight is (giving weight back never waits for a slot).
+        let weighing = |weight| {
+            let mut p = policy.clone();
+            p.spec.actions = vec![crate::policy::Action::SetWeight(
+                crate::policy::SetWeightArgs {
+                    haproxy: Some(h.server("web", "b")),
+                    nginx: None,
+                    gateway: None,
+                    weight: crate::policy::LbWeight::Absolute(weight),
+                },
+            )];
+            p
+        };
         let executor = Scripted::new(vec![], true).with_fleet(Some(&fleet(etcd.url())));
-        let outcome = executor.run_attempt(&weighing, 10).await;
+        let outcome = executor.run_attempt(&weighing(0), 10).await;
         assert_eq!(
             outcome.detail.unwrap().steps[0],
             "setWeight: weight not set: fleet web: all 1 slot(s) are taken, by node-a; the rest of the attempt goes on"
         );
         assert_eq!(weight_of_b(&h).await, (0, 10));
+        let outcome = executor.run_attempt(&weighing(10), 11).await;
+        let step = outcome.detail.unwrap().steps[0].clone();
+        assert!(
+            step.starts_with("setWeight: set the weight 10 on web/b"),
+            "a non-zero weight needs no slot: {step}"
+        );
         // The slot free, the drain takes it, and gives it back when the attempt ends.
         other.release(held).await.unwrap();
         let executor =

@@ -79,8 +79,23 @@ impl FleetLock {
         member: &str,
         limit: u32,
     ) -> Result<Acquired, EtcdError> {
+        self.acquire_for(group, member, None, limit).await
+    }
+
+    /// `acquire`, for one of the member's targets: an agent on the load balancer's host
+    /// drains several servers of the group, each under a slot (a key) of its own.
+    pub async fn acquire_for(
+        &self,
+        group: &str,
+        member: &str,
+        target: Option<&str>,
+        limit: u32,
+    ) -> Result<Acquired, EtcdError> {
         let prefix = Self::group_prefix(group);
-        let key = format!("{prefix}{member}");
+        let key = match target {
+            Some(target) => format!("{prefix}{member}/{target}"),
+            None => format!("{prefix}{member}"),
+        };
         let lease = self.etcd.grant(self.ttl).await?;
         let taken = |holders: Vec<etcd::KeyValue>| {
             let mut holders = holders;

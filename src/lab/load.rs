@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Requests waiting for their answer at once, at most.
+const MAX_IN_FLIGHT: usize = 512;
+
 /// One request of a [`Load`]: when it was sent, whether it was a POST, and the status
 /// (`None`: no answer at all, which a client counts as an error too).
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +38,7 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let (halt, out) = (Arc::clone(&stop), Arc::clone(&samples));
-        let gap = Duration::from_secs(1) / per_second;
+        let gap = Duration::from_secs(1) / per_second.max(1);
         let runner = std::thread::spawn(move || {
             let mut next = Instant::now();
             // GET or POST at random, half each: strictly in turn, with two servers in
@@ -59,6 +62,13 @@ impl Load {
                     });
                 }));
                 inflight.retain(|t: &std::thread::JoinHandle<()>| !t.is_finished());
+                // A load balancer that stopped answering must not make this client
+                // grow without bound: at most this many requests wait at once (each
+                // gives up after its timeouts).
+                while inflight.len() >= MAX_IN_FLIGHT && !halt.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                    inflight.retain(|t: &std::thread::JoinHandle<()>| !t.is_finished());
+                }
                 next += gap;
                 if let Some(wait) = next.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
@@ -109,7 +119,8 @@ fn seed() -> u64 {
 
 /// GET or POST /ping.php on `port`; the status, or `None` without an answer.
 fn request(port: u16, post: bool) -> Option<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let request = if post {
         "POST /ping.php HTTP/1.1\r\nHost: lab\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n\r\nnode=ok"

@@ -1186,6 +1186,26 @@ fn gateway_backends_are_the_operators() {
     assert_eq!(found, by_validate(&bad_name));
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].0, "spec.actions[0].ready.gateway.route");
+    // The operator has no fleet lock.
+    let mut fleet = cluster(
+        json!({ "deployment": { "name": "php-b" } }),
+        json!([{ "drain": { "gateway": gateway.clone() } }]),
+    );
+    fleet["spec"]["fleet"] = json!({ "group": "web", "lock": "etcd" });
+    cluster_breaks(
+        fleet,
+        &[("spec.fleet", "a fleet guard takes its slots in the etcd a host agent's config names, and this policy's target is deployment: the operator has no fleet lock (it alone acts for the cluster)")],
+    );
+    // `gateway: null` is no "absent" for either reader.
+    let null = cluster(
+        json!({ "deployment": { "name": "php-b" } }),
+        json!([{ "drain": { "gateway": null } }]),
+    );
+    assert!(!by_decoder(&null).is_empty());
+    assert!(
+        serde_json::from_value::<Policy>(null.clone()).is_err(),
+        "serde too"
+    );
     // A host's policy has no API server to reach.
     cluster_breaks(
         with(&[(A, json!([{ "drain": { "gateway": gateway.clone() } }, { "restart": {} }]))]),

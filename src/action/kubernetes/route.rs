@@ -147,6 +147,10 @@ impl KubernetesObjects {
                         keep_one_serving(&rules, &refs, &what)?;
                         0
                     }
+                    RouteWeight::To(0) => {
+                        keep_one_serving(&rules, &refs, &what)?;
+                        0
+                    }
                     RouteWeight::To(w) => u64::from(w),
                     // Back to taking traffic: the weight it had, or the default after 0.
                     RouteWeight::Ready => before

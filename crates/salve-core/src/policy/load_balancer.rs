@@ -54,13 +54,21 @@ pub struct NginxUpstreamServer {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GatewayBackend {
     /// The route's namespace; the policy's own when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::serde_text::present"
+    )]
     pub namespace: Option<String>,
     /// The `HTTPRoute`'s name.
     pub route: String,
     /// The Service its backendRef names.
     pub service: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::serde_text::present"
+    )]
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<u16>,
 }
@@ -110,11 +118,23 @@ impl std::fmt::Display for LbServer<'_> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LbServerArgs {
     /// Absent (and no `nginx` or `gateway`): the policy's own target, a `haproxy` server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::serde_text::present_mapping"
+    )]
     pub haproxy: Option<HaproxyServer>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::serde_text::present_mapping"
+    )]
     pub nginx: Option<NginxUpstreamServer>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::serde_text::present_mapping"
+    )]
     pub gateway: Option<GatewayBackend>,
 }
 
@@ -123,14 +143,30 @@ pub struct LbServerArgs {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DrainArgs {
     /// Absent (and no `nginx` or `gateway`): the policy's own target, a `haproxy` server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::serde_text::present_mapping"
+    )]
     pub haproxy: Option<HaproxyServer>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::serde_text::present_mapping"
+    )]
     pub nginx: Option<NginxUpstreamServer>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::serde_text::present_mapping"
+    )]
     pub gateway: Option<GatewayBackend>,
     /// Without it the server stays drained (a later `ready` brings it back).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::serde_text::present_mapping"
+    )]
     pub ramp: Option<Ramp>,
 }
 
@@ -151,11 +187,23 @@ pub struct Ramp {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetWeightArgs {
     /// Absent (and no `nginx` or `gateway`): the policy's own target, a `haproxy` server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::serde_text::present_mapping"
+    )]
     pub haproxy: Option<HaproxyServer>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::serde_text::present_mapping"
+    )]
     pub nginx: Option<NginxUpstreamServer>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::serde_text::present_mapping"
+    )]
     pub gateway: Option<GatewayBackend>,
     pub weight: LbWeight,
 }

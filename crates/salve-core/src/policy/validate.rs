@@ -98,6 +98,14 @@ impl Checker {
         self.lb_servers_named(spec, at);
         if let Some(fleet) = &spec.fleet {
             let at = at.key("fleet");
+            self.rule(
+                &at,
+                spec.target.is_kubernetes(),
+                &format!(
+                    "a fleet guard takes its slots in the etcd a host agent's config names, and this policy's target is {}: the operator has no fleet lock (it alone acts for the cluster)",
+                    spec.target.kind()
+                ),
+            );
             self.check(
                 &at.key("group"),
                 crate::policy::load_balancer::plain_name(&fleet.group, "fleet group"),

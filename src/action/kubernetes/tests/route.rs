@@ -182,3 +182,40 @@ async fn a_dry_run_reads_the_route_for_real_and_patches_it_in_the_api_servers_dr
         ))
     );
 }
+
+#[tokio::test]
+async fn a_zero_weight_keeps_a_rule_served_and_a_backend_already_at_zero_is_not_ramped() {
+    // php-a at 0: php-b is rule 0's only weighted backend.
+    let mut only_b = route(5, Some(10));
+    only_b["spec"]["rules"][0]["backendRefs"][0]["weight"] = json!(0);
+    let (client, server) = serve(vec![Expect::new("GET", ROUTE).answer(200, only_b)]);
+    let executor = family(client);
+    let mut zero =
+        policy_draining("    - setWeight: { gateway: { route: shop, service: php-b }, weight: 0 }");
+    zero.spec.verify = None;
+    let outcome = executor.run_attempt(&zero, 6).await;
+    drop(executor);
+    server.await.unwrap();
+    assert_eq!(
+        outcome.detail.unwrap().error.as_deref(),
+        Some("setWeight: refused to drain HTTPRoute web/shop backend php-b: rule 0 of the route sends traffic to no other backend")
+    );
+    // php-b already at 0 (an earlier drain that never ramped): drained again, but
+    // there is no weight to give back.
+    let (client, server) = serve(vec![
+        Expect::new("GET", ROUTE).answer(200, route(5, Some(0))),
+        patched(0, "5").answer(200, route(6, Some(0))),
+    ]);
+    let executor = family(client);
+    let mut again = policy_draining(
+        "    - drain: { gateway: { route: shop, service: php-b }, ramp: { steps: 2, interval: 10ms } }",
+    );
+    again.spec.verify = None;
+    let outcome = executor.run_attempt(&again, 7).await;
+    drop(executor);
+    server.await.unwrap();
+    assert_eq!(
+        outcome.detail.unwrap().steps,
+        ["drain: drained HTTPRoute web/shop backend php-b: weight 0 -> 0; no ramp: its weight before is not known, give it back with setWeight"]
+    );
+}
