@@ -437,12 +437,8 @@ impl<F: Family> Executor<F> {
         };
         // Weight goes back only to a server whose attempt verified; one that did not
         // stays drained, and its policy's guard counts the failure. Nor does an agent
-        // that lost its fleet slot meanwhile touch the load balancer again.
-        let fenced = if trail.ramps.is_empty() || verified != Some(true) {
-            Ok(())
-        } else {
-            self.still_holds_slot(policy, &trail).await
-        };
+        // that lost its fleet slot meanwhile touch the load balancer again: the slot
+        // is checked before every step.
         for (server, ramp, weight) in std::mem::take(&mut trail.ramps) {
             if verified != Some(true) {
                 steps.push(format!(
@@ -451,41 +447,50 @@ impl<F: Family> Executor<F> {
                 ));
                 continue;
             }
-            if let Err(why) = &fenced {
-                tracing::warn!(reason = %why, "ramp not run");
-                steps.push(format!(
-                    "ramp: not run: {why}; {} stays drained",
-                    server.as_ref()
-                ));
-                self.drain_trouble(policy, why, &mut trail);
-                continue;
-            }
-            let ramped = match &server {
-                load_balancer::DrainedServer::Haproxy(s) => {
-                    load_balancer::ramp_back(s, &ramp, weight).await
+            let weights = load_balancer::ramp_weights(weight, ramp.steps);
+            for (i, &w) in weights.iter().enumerate() {
+                if i > 0 {
+                    tokio::time::sleep(ramp.interval).await;
                 }
-                load_balancer::DrainedServer::Nginx(s) => {
-                    load_balancer::nginx::ramp_back(
-                        &self.family,
-                        s,
-                        &ramp,
-                        weight,
-                        &mut trail.diffs,
-                    )
-                    .await
+                if let Err(why) = self.still_holds_slot(policy, &trail).await {
+                    tracing::warn!(reason = %why, "ramp stopped");
+                    steps.push(if i == 0 {
+                        format!("ramp: not run: {why}; {} stays drained", server.as_ref())
+                    } else {
+                        format!(
+                            "ramp: stopped after step {i} of {}: {why}; {} keeps its weight {}",
+                            weights.len(),
+                            server.as_ref(),
+                            weights[i - 1]
+                        )
+                    });
+                    self.drain_trouble(policy, &why, &mut trail);
+                    break;
                 }
-                load_balancer::DrainedServer::Gateway(g) => {
-                    self.ramp_route(policy, g, &ramp, weight).await
-                }
-            };
-            match ramped {
-                Ok(lines) => steps.extend(lines.into_iter().map(|l| format!("ramp: {l}"))),
-                Err((lines, failure)) => {
-                    steps.extend(lines.into_iter().map(|l| format!("ramp: {l}")));
-                    steps.push(format!("ramp: {}", failure.message));
-                    tracing::warn!(error = %failure.message, "the ramp back failed");
-                    result = OutcomeResult::Failed;
-                    error.get_or_insert(format!("ramp: {}", failure.message));
+                let n = weights.len();
+                let step = match &server {
+                    load_balancer::DrainedServer::Haproxy(s) => {
+                        load_balancer::ramp_step(s, i, n, w).await
+                    }
+                    load_balancer::DrainedServer::Nginx(s) => {
+                        load_balancer::nginx::ramp_step(&self.family, s, i, n, w, &mut trail.diffs)
+                            .await
+                    }
+                    load_balancer::DrainedServer::Gateway(g) => self
+                        .family
+                        .weigh_route(policy, g, load_balancer::RouteWeight::To(w))
+                        .await
+                        .map(|(line, _)| format!("step {} of {n}: {line}", i + 1)),
+                };
+                match step {
+                    Ok(line) => steps.push(format!("ramp: {line}")),
+                    Err(failure) => {
+                        steps.push(format!("ramp: {}", failure.message));
+                        tracing::warn!(error = %failure.message, "the ramp back failed");
+                        result = OutcomeResult::Failed;
+                        error.get_or_insert(format!("ramp: {}", failure.message));
+                        break;
+                    }
                 }
             }
         }
@@ -725,34 +730,6 @@ impl<F: Family> Executor<F> {
                 other.name()
             ))),
         }
-    }
-
-    /// A Gateway API backend's weight back in `ramp.steps` parts, `ramp.interval` apart;
-    /// a step the API server refuses ends the ramp (the route keeps the last weight
-    /// that held).
-    async fn ramp_route(
-        &self,
-        policy: &Policy,
-        backend: &crate::policy::GatewayBackend,
-        ramp: &crate::policy::Ramp,
-        weight: u32,
-    ) -> Result<Vec<String>, (Vec<String>, Failure)> {
-        let weights = load_balancer::ramp_weights(weight, ramp.steps);
-        let mut lines = Vec::new();
-        for (i, &w) in weights.iter().enumerate() {
-            if i > 0 {
-                tokio::time::sleep(ramp.interval).await;
-            }
-            match self
-                .family
-                .weigh_route(policy, backend, load_balancer::RouteWeight::To(w))
-                .await
-            {
-                Ok((line, _)) => lines.push(format!("step {} of {}: {line}", i + 1, weights.len())),
-                Err(failure) => return Err((lines, failure)),
-            }
-        }
-        Ok(lines)
     }
 
     /// The policy's verification: whether it passed and what it saw; `None` without one.

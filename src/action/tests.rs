@@ -587,6 +587,68 @@ async fn a_holder_that_lost_its_slot_does_not_ramp() {
     );
 }
 
+/// The slot is checked before every step of a ramp: lost midway, the ramp stops
+/// where it is.
+#[tokio::test]
+async fn a_slot_lost_midway_stops_the_ramp_where_it_is() {
+    use crate::action::load_balancer::tests::Haproxy;
+    use crate::fleet::tests::{ready, EtcdServer};
+    let Some(h) = Haproxy::start("midway") else {
+        return;
+    };
+    let Some(etcd) = EtcdServer::start("midway", 23751) else {
+        return;
+    };
+    ready(&etcd.etcd()).await;
+    let mut policy = node_side(serde_json::json!({
+        "haproxy": { "socket": h.socket(), "backend": "web", "server": "b" },
+        "ramp": { "steps": 2, "interval": "2s" }
+    }));
+    policy.spec.fleet = Some(crate::policy::FleetGuard {
+        group: "web".into(),
+        max_concurrent: crate::policy::FleetSlots::Count(1),
+        lock: crate::policy::FleetLockKind::Etcd,
+    });
+    let fleet = crate::config::FleetConfig {
+        etcd: etcd.url(),
+        member: "node-b".into(),
+        ttl: Duration::from_secs(5),
+    };
+    let executor = std::sync::Arc::new(
+        Scripted::new(vec![Ok("restarted".into())], true).with_fleet(Some(&fleet)),
+    );
+    let running = {
+        let executor = std::sync::Arc::clone(&executor);
+        tokio::spawn(async move { executor.run_attempt(&policy, 1).await })
+    };
+    // Step 1 of 2 done (b ready at weight 5): the slot is taken away.
+    let api = crate::loadbalancer::haproxy::RuntimeApi::new(&h.socket(), Duration::from_secs(5));
+    let mut stepped = false;
+    for _ in 0..150 {
+        let b = api.server("web", "b").await.unwrap();
+        if b.admin & 0x08 == 0 && b.weight == 5 {
+            stepped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(stepped, "the first step never came");
+    let client = etcd.etcd();
+    for kv in client.range("/salve/fleet/web/").await.unwrap() {
+        client.delete(&kv.key).await.unwrap();
+    }
+    let outcome = running.await.unwrap();
+    let detail = outcome.detail.unwrap();
+    assert_eq!(
+        detail.steps.last().map(String::as_str),
+        Some("ramp: stopped after step 1 of 2: fleet web: this agent lost its slot (its lease ran out while it was stopped or cut off); it must not act on the load balancer; web/b keeps its weight 5"),
+        "{:?}",
+        detail.steps
+    );
+    assert!(detail.escalate.is_some());
+    assert_eq!(api.server("web", "b").await.unwrap().weight, 5);
+}
+
 /// A node-side attempt against an nginx load balancer: its upstream's server line
 /// edited through the config-edit pipeline, each change checked by Debian's real
 /// `nginx -t` before it replaces the file, and applied with a reload.

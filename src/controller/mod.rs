@@ -157,9 +157,16 @@ impl<F: Family> Controller<F> {
         tracing::info!(policy = policy.name(), attempt_id = id, result = ?outcome.result, verified = ?outcome.verified, "attempt finished");
         self.journal.record(record);
         // A drain the attempt could not make: the heal went on, and a person hears of
-        // it once, as of a storm (`attempts: 0`: no circuit opened).
+        // it once, as of a storm (`attempts: 0`: no circuit opened). One cut off by a
+        // crash of the agent is not sent again (only an open circuit's are).
         if let Some(why) = outcome.detail.as_ref().and_then(|d| d.escalate.clone()) {
-            let policy = running.policy;
+            // Only the escalation's notifications: the node was healed, so its other
+            // actions (a `stop`, an `exec`) are not what this is about.
+            let mut policy = running.policy;
+            policy
+                .spec
+                .escalate
+                .retain(|a| matches!(a, crate::policy::Action::Notify(_)));
             tracing::warn!(policy = policy.name(), reason = %why, "a drain could not be made: escalating");
             let decided = self.journal.write(crate::audit::drain_escalation(
                 &policy,

@@ -12,7 +12,7 @@ pub mod nginx;
 
 use super::Failure;
 use crate::loadbalancer::haproxy::{AdminState, HaproxyError, RuntimeApi, ServerState, Weight};
-use crate::policy::{HaproxyServer, LbServer, LbWeight, NginxUpstreamServer, Policy, Ramp};
+use crate::policy::{HaproxyServer, LbServer, LbWeight, NginxUpstreamServer, Policy};
 use std::time::Duration;
 
 /// How long one command on the admin socket may take: HAProxy answers at once, so a
@@ -202,58 +202,46 @@ pub(super) fn ramp_weights(weight: u32, steps: u32) -> Vec<u32> {
     weights
 }
 
-/// Gives a drained server its weight back in `ramp.steps` parts, `ramp.interval` apart:
-/// the first part is set before the server is made ready, so it comes back at its
-/// smallest share. Each step's line; or, when HAProxy refuses one, the lines so far
-/// and the failure (a refused command changes nothing: the server keeps the last
-/// weight that held, and a server still drained gets its old weight back for a
-/// later `ready`).
-pub async fn ramp_back(
+/// One step of a drained server's ramp back (step `i` of `n`, weight `w`): the first
+/// sets the weight before the server is made ready, so it comes back at its smallest
+/// share. The step's line; or, when HAProxy refuses, why (a refused command changes
+/// nothing: the server keeps the last weight that held, and a server still drained
+/// gets its old weight back for a later `ready`).
+pub async fn ramp_step(
     server: &HaproxyServer,
-    ramp: &Ramp,
-    weight: u32,
-) -> Result<Vec<String>, (Vec<String>, Failure)> {
+    i: usize,
+    n: usize,
+    w: u32,
+) -> Result<String, Failure> {
     let api = api(server);
     let (backend, name) = (&server.backend, &server.server);
-    let mut lines = Vec::new();
-    let weights = ramp_weights(weight, ramp.steps);
-    for (i, &w) in weights.iter().enumerate() {
-        if i > 0 {
-            tokio::time::sleep(ramp.interval).await;
+    let before = api.server(backend, name).await.map_err(failure)?;
+    api.set_weight(backend, name, Weight::Absolute(w))
+        .await
+        .map_err(failure)?;
+    if i == 0 {
+        if let Err(e) = api.set_state(backend, name, AdminState::Ready).await {
+            let restored = match api
+                .set_weight(backend, name, Weight::Absolute(before.weight))
+                .await
+            {
+                Ok(()) => format!("its weight is back at {}", before.weight),
+                Err(again) => format!("its weight could not be put back: {again}"),
+            };
+            let mut f = failure(e);
+            f.message = format!("{}; {backend}/{name} stays drained, {restored}", f.message);
+            return Err(f);
         }
-        let before = match api.server(backend, name).await {
-            Ok(state) => state,
-            Err(e) => return Err((lines, failure(e))),
-        };
-        if let Err(e) = api.set_weight(backend, name, Weight::Absolute(w)).await {
-            return Err((lines, failure(e)));
-        }
-        if i == 0 {
-            if let Err(e) = api.set_state(backend, name, AdminState::Ready).await {
-                let restored = match api
-                    .set_weight(backend, name, Weight::Absolute(before.weight))
-                    .await
-                {
-                    Ok(()) => format!("its weight is back at {}", before.weight),
-                    Err(again) => format!("its weight could not be put back: {again}"),
-                };
-                let mut f = failure(e);
-                f.message = format!("{}; {backend}/{name} stays drained, {restored}", f.message);
-                return Err((lines, f));
-            }
-        }
-        let after = match api.server(backend, name).await {
-            Ok(state) => state.describe(),
-            Err(e) => format!("not read back: {e}"),
-        };
-        lines.push(format!(
-            "step {} of {}: {backend}/{name}: {} -> {after}",
-            i + 1,
-            weights.len(),
-            before.describe()
-        ));
     }
-    Ok(lines)
+    let after = match api.server(backend, name).await {
+        Ok(state) => state.describe(),
+        Err(e) => format!("not read back: {e}"),
+    };
+    Ok(format!(
+        "step {} of {n}: {backend}/{name}: {} -> {after}",
+        i + 1,
+        before.describe()
+    ))
 }
 
 pub async fn ready(s: &HaproxyServer) -> Result<String, Failure> {

@@ -6,13 +6,12 @@
 //! A reload lets requests already in flight finish on the old workers, so `down` is a
 //! drain, not a cut.
 
-use super::ramp_weights;
 use crate::action::config_edit::validate::Checker;
 use crate::action::config_edit::{
     file_lock, load_nginx, run_edit, EditHost, Planned, Planner, DEFAULT_KEEP_BACKUPS,
 };
 use crate::action::{Failure, Family};
-use crate::policy::{NginxUpstreamServer, Ramp};
+use crate::policy::NginxUpstreamServer;
 use crate::webconf::nginx;
 use crate::webconf::nginx::upstream::{self, ServerChange, ServerLine};
 use std::path::Path;
@@ -208,33 +207,26 @@ pub async fn weigh<F: Family>(
     }
 }
 
-/// Gives a drained server its weight back in `ramp.steps` parts: the first edit lifts
-/// `down` at the smallest part. A step that fails is rolled back by the edit (the
-/// file keeps the last weight that held) and ends the ramp.
-pub async fn ramp_back<F: Family>(
+/// One step of a drained server's ramp back (step `i` of `n`, weight `w`): the first
+/// lifts `down`. A step that fails is rolled back by the edit (the file keeps the last
+/// weight that held).
+pub async fn ramp_step<F: Family>(
     family: &F,
     s: &NginxUpstreamServer,
-    ramp: &Ramp,
-    weight: u32,
+    i: usize,
+    n: usize,
+    w: u32,
     diffs: &mut Vec<String>,
-) -> Result<Vec<String>, (Vec<String>, Failure)> {
-    let mut lines = Vec::new();
-    let weights = ramp_weights(weight, ramp.steps);
-    for (i, &w) in weights.iter().enumerate() {
-        if i > 0 {
-            tokio::time::sleep(ramp.interval).await;
+) -> Result<String, Failure> {
+    let step = format!("step {} of {n}:", i + 1);
+    match change(family, s, &step, ServerChange::Weight(w)).await {
+        Ok(changed) => {
+            diffs.extend(changed.diff);
+            Ok(changed.line)
         }
-        let step = format!("step {} of {}:", i + 1, weights.len());
-        match change(family, s, &step, ServerChange::Weight(w)).await {
-            Ok(changed) => {
-                diffs.extend(changed.diff);
-                lines.push(changed.line);
-            }
-            Err((failure, diff)) => {
-                diffs.extend(diff);
-                return Err((lines, failure));
-            }
+        Err((failure, diff)) => {
+            diffs.extend(diff);
+            Err(failure)
         }
     }
-    Ok(lines)
 }
