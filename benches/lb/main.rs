@@ -147,7 +147,31 @@ fn run() -> Result<()> {
     }
     agent.stop();
     drop(lab);
+    // Every salve run must have drained node b: a drain that failed would still heal
+    // the pool, and the rows would measure a restart, not a drain.
+    let journal = salve::audit::read_journal(&dir.join("journal.jsonl"))?;
+    let drained = journal
+        .records
+        .iter()
+        .filter(|r| match &r.entry {
+            salve::audit::Entry::Outcome { steps, .. } => steps
+                .first()
+                .is_some_and(|s| s.starts_with("drain: drained ")),
+            _ => false,
+        })
+        .count();
     report(&rows);
+    println!(
+        "salve's journal: {drained} attempts drained node b (of {} runs)",
+        2 * RUNS
+    );
+    if drained < 2 * RUNS {
+        bail!(
+            "salve drained node b in {drained} of {} runs: see {}",
+            2 * RUNS,
+            dir.join("agent.log").display()
+        );
+    }
     Ok(())
 }
 
@@ -289,7 +313,7 @@ spec:
     - unit: {{ activeState: [failed] }}
   actions:
     - drain:
-        haproxy: {{ socket: {socket}, backend: {LB_BACKEND}, server: b }}
+        haproxy: {{ socket: {socket}, backend: {LB_BACKEND}, server: {server} }}
         ramp: {{ steps: {RAMP_STEPS}, interval: {ramp}ms }}
     - restart: {{}}
   verify:
@@ -297,6 +321,7 @@ spec:
   guard: {{ cooldown: 0s, maxAttempts: 100, window: 1h, backoff: 1.0 }}
 ",
         unit = Node::B.unit(),
+        server = Node::B.server(),
         socket = socket.display(),
         ramp = RAMP_INTERVAL.as_millis(),
         port = lab.node_port(Node::B),
