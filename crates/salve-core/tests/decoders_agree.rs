@@ -241,6 +241,22 @@ fn action() -> impl Strategy<Value = J> {
         Just(json!({ "kill": null })),
         Just(json!({ "notify": { "webhook": "http://127.0.0.1:9093/hook", "timeout": "3s" } })),
         Just(json!({ "exec": { "command": ["/bin/true", "x"], "env": ["A=b"], "timeout": "5s" } })),
+        Just(
+            json!({ "drain": { "haproxy": { "socket": "/run/haproxy/admin.sock", "backend": "web", "server": "node-a" },
+            "ramp": { "steps": 3, "interval": "1s" } } })
+        ),
+        Just(
+            json!({ "drain": { "nginx": { "file": "/etc/nginx/conf.d/lb.conf", "upstream": "web", "server": "10.0.0.2:80" } } })
+        ),
+        Just(
+            json!({ "setWeight": { "haproxy": { "socket": "/run/haproxy/admin.sock", "backend": "web", "server": "node-a" }, "weight": "50%" } })
+        ),
+        Just(
+            json!({ "setWeight": { "nginx": { "file": "/etc/nginx/conf.d/lb.conf", "upstream": "web", "server": "10.0.0.2:80", "unit": "nginx.service" }, "weight": 5 } })
+        ),
+        Just(
+            json!({ "ready": { "haproxy": { "socket": "/run/haproxy/admin.sock", "backend": "web", "server": "node-a" } } })
+        ),
     ]
 }
 
@@ -335,6 +351,10 @@ fn kubernetes_doc() -> impl Strategy<Value = J> {
     let action = prop_oneof![
         Just(json!({ "restart": {} })),
         Just(json!({ "notify": { "webhook": "http://127.0.0.1:9093/hook" } })),
+        Just(json!({ "drain": { "gateway": { "route": "shop", "service": "php", "port": 80 } } })),
+        Just(
+            json!({ "setWeight": { "gateway": { "namespace": "web", "route": "shop", "service": "php" }, "weight": 0 } })
+        ),
     ];
     let trigger = prop_oneof![
         Just(json!({ "http": { "url": "http://php.web.svc/ping" } })),
