@@ -8,6 +8,9 @@
 //! or a zero weight that would leave the backend nobody to send requests to is refused
 //! before it is sent.
 
+mod attempt;
+
+pub(in crate::action) use attempt::NotDrained;
 pub mod nginx;
 
 use super::Failure;
