@@ -93,11 +93,10 @@ fn keep_one_serving(file: &nginx::NginxFile, s: &NginxUpstreamServer) -> Result<
     ))
 }
 
-/// What one edit of the server's line did: its journal line, the diff, and the line's
-/// state before.
+/// What one edit of the server's line did: its journal line and the line's state
+/// before.
 pub struct Changed {
     pub line: String,
-    pub diff: Option<String>,
     pub before: Option<ServerLine>,
 }
 
@@ -128,11 +127,12 @@ async fn change<F: Family>(
     s: &NginxUpstreamServer,
     verb: &str,
     change: ServerChange,
-) -> Result<Changed, (Failure, Option<String>)> {
+    diffs: &mut Vec<String>,
+) -> Result<Changed, Failure> {
     let canonical = std::fs::canonicalize(&s.file).unwrap_or_else(|_| s.file.clone());
     let lock = file_lock(&canonical);
     let _editing = lock.lock().await;
-    let now = read(s).map_err(|f| (f, None))?;
+    let now = read(s)?;
     let wanted = match change {
         ServerChange::Down => now.down,
         ServerChange::Weight(w) => !now.down && now.weight == w,
@@ -140,7 +140,6 @@ async fn change<F: Family>(
     if wanted {
         return Ok(Changed {
             line: format!("{verb} {}: already {now}; nothing to change", describe(s)),
-            diff: None,
             before: Some(now),
         });
     }
@@ -154,13 +153,19 @@ async fn change<F: Family>(
         change,
         planned: None,
     };
+    // The diff is journalled whether the change stayed or not.
     match run_edit(&s.file, &mut planner, &host, DEFAULT_KEEP_BACKUPS).await {
-        Ok(report) => Ok(Changed {
-            line: format!("{verb} {}", report.summary),
-            diff: report.diff,
-            before: planner.planned.map(|(before, _)| before),
-        }),
-        Err(failure) => Err((Failure::failed(failure.why), failure.diff)),
+        Ok(report) => {
+            diffs.extend(report.diff);
+            Ok(Changed {
+                line: format!("{verb} {}", report.summary),
+                before: planner.planned.map(|(before, _)| before),
+            })
+        }
+        Err(failure) => {
+            diffs.extend(failure.diff);
+            Err(Failure::failed(failure.why))
+        }
     }
 }
 
@@ -170,17 +175,8 @@ pub async fn drain<F: Family>(
     s: &NginxUpstreamServer,
     diffs: &mut Vec<String>,
 ) -> Result<(String, u32), Failure> {
-    match change(family, s, "drained", ServerChange::Down).await {
-        Ok(changed) => {
-            diffs.extend(changed.diff);
-            let weight = changed.before.map_or(1, |b| b.weight);
-            Ok((changed.line, weight))
-        }
-        Err((failure, diff)) => {
-            diffs.extend(diff);
-            Err(failure)
-        }
-    }
+    let changed = change(family, s, "drained", ServerChange::Down, diffs).await?;
+    Ok((changed.line, changed.before.map_or(1, |b| b.weight)))
 }
 
 /// Puts the server back at `weight` (or the weight its line has, when `None`).
@@ -195,16 +191,8 @@ pub async fn weigh<F: Family>(
         None => read(s)?.weight,
     };
     let verb = "set the weight of";
-    match change(family, s, verb, ServerChange::Weight(weight.max(1))).await {
-        Ok(changed) => {
-            diffs.extend(changed.diff);
-            Ok(changed.line)
-        }
-        Err((failure, diff)) => {
-            diffs.extend(diff);
-            Err(failure)
-        }
-    }
+    let changed = change(family, s, verb, ServerChange::Weight(weight.max(1)), diffs).await?;
+    Ok(changed.line)
 }
 
 /// One step of a drained server's ramp back (step `i` of `n`, weight `w`): the first
@@ -219,14 +207,6 @@ pub async fn ramp_step<F: Family>(
     diffs: &mut Vec<String>,
 ) -> Result<String, Failure> {
     let step = format!("step {} of {n}:", i + 1);
-    match change(family, s, &step, ServerChange::Weight(w)).await {
-        Ok(changed) => {
-            diffs.extend(changed.diff);
-            Ok(changed.line)
-        }
-        Err((failure, diff)) => {
-            diffs.extend(diff);
-            Err(failure)
-        }
-    }
+    let changed = change(family, s, &step, ServerChange::Weight(w), diffs).await?;
+    Ok(changed.line)
 }
