@@ -255,16 +255,10 @@ impl FleetSlots {
                 "invalid maxConcurrent \"{text}\": write a whole number from 1 to 1000, or a percentage of the servers from 1% to 100%"
             )
         };
-        let trimmed = text.trim();
-        match trimmed.strip_suffix('%') {
-            Some(number) => match number.parse::<u32>() {
-                Ok(p) if (1..=100).contains(&p) => Ok(FleetSlots::Percent(p)),
-                _ => Err(bad()),
-            },
-            None => match trimmed.parse::<u32>() {
-                Ok(n) if (1..=1000).contains(&n) => Ok(FleetSlots::Count(n)),
-                _ => Err(bad()),
-            },
+        match count_or_share(text) {
+            Some((p, true)) if (1..=100).contains(&p) => Ok(FleetSlots::Percent(p)),
+            Some((n, false)) if (1..=1000).contains(&n) => Ok(FleetSlots::Count(n)),
+            _ => Err(bad()),
         }
     }
 
@@ -305,6 +299,16 @@ impl<'de> Deserialize<'de> for FleetSlots {
     }
 }
 
+/// A whole number, or one followed by `%` (then `true`): what a weight and a fleet's
+/// slots are written as, each with bounds of its own.
+fn count_or_share(text: &str) -> Option<(u32, bool)> {
+    let trimmed = text.trim();
+    match trimmed.strip_suffix('%') {
+        Some(number) => number.parse().ok().map(|p| (p, true)),
+        None => trimmed.parse().ok().map(|n| (n, false)),
+    }
+}
+
 /// HAProxy's largest weight.
 pub const MAX_WEIGHT: u32 = 256;
 
@@ -332,16 +336,10 @@ impl LbWeight {
                 "invalid weight \"{text}\": write a whole number from 0 to {MAX_WEIGHT}, or a percentage from 0% to 100%"
             )
         };
-        let trimmed = text.trim();
-        match trimmed.strip_suffix('%') {
-            Some(number) => match number.parse::<u32>() {
-                Ok(p) if p <= 100 => Ok(LbWeight::Percent(p)),
-                _ => Err(bad()),
-            },
-            None => match trimmed.parse::<u32>() {
-                Ok(w) if w <= MAX_WEIGHT => Ok(LbWeight::Absolute(w)),
-                _ => Err(bad()),
-            },
+        match count_or_share(text) {
+            Some((p, true)) if p <= 100 => Ok(LbWeight::Percent(p)),
+            Some((w, false)) if w <= MAX_WEIGHT => Ok(LbWeight::Absolute(w)),
+            _ => Err(bad()),
         }
     }
 }
