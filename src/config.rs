@@ -41,7 +41,7 @@ pub struct Config {
     pub limits: Limits,
     /// Backups of an edited config kept per file; older ones are removed after an edit.
     pub config_backups: usize,
-    /// Absent: a policy with a `fleet` guard drains nothing (and says so).
+    /// Absent: a policy whose `fleet` lock is etcd drains nothing (and says so).
     pub fleet: Option<FleetConfig>,
 }
 

@@ -119,6 +119,8 @@ pub struct Executor<F> {
     family: F,
     /// Where `fleet` slots are taken, and this agent's name among the members.
     fleet: Option<(crate::fleet::FleetLock, String)>,
+    /// Where the slots of `lock: local` groups are held.
+    local_fleet: crate::fleet::FleetLock,
     /// Policies whose last drain could not be made and has been escalated: the next
     /// such attempt does not escalate again, a drain that succeeds clears it.
     drain_trouble: std::sync::Mutex<std::collections::BTreeSet<String>>,
@@ -133,8 +135,8 @@ struct EditTrail {
     /// Servers drained with a ramp back, and the weight each had: given back once the
     /// attempt verifies, and only then.
     ramps: Vec<(load_balancer::DrainedServer, crate::policy::Ramp, u32)>,
-    /// The fleet slot this attempt holds, given back when it ends.
-    fleet_slot: Option<crate::fleet::Slot>,
+    /// The fleet slot this attempt holds, and where, given back when it ends.
+    fleet_slot: Option<(crate::fleet::Slot, crate::policy::FleetLockKind)>,
     /// Why this attempt may not drain, once a fleet slot was refused it.
     fleet_refused: Option<load_balancer::NotDrained>,
     /// Why this attempt asks for an escalation of its own (see `AttemptDetail`).
@@ -210,6 +212,7 @@ impl<F: Family> Executor<F> {
         Executor {
             family,
             fleet: None,
+            local_fleet: crate::fleet::FleetLock::local(),
             drain_trouble: Default::default(),
         }
     }
@@ -223,8 +226,29 @@ impl<F: Family> Executor<F> {
         self
     }
 
+    /// The lock a group's slots are held in, and this agent's name there: `None` for
+    /// etcd when the config names none.
+    fn fleet_lock(
+        &self,
+        kind: crate::policy::FleetLockKind,
+    ) -> Option<(&crate::fleet::FleetLock, &str)> {
+        match kind {
+            crate::policy::FleetLockKind::Etcd => self
+                .fleet
+                .as_ref()
+                .map(|(lock, member)| (lock, member.as_str())),
+            crate::policy::FleetLockKind::Local => Some((
+                &self.local_fleet,
+                self.fleet.as_ref().map_or("local", |(_, member)| member),
+            )),
+        }
+    }
+
     async fn give_back_fleet_slot(&self, trail: &mut EditTrail) {
-        if let (Some(slot), Some((lock, _))) = (trail.fleet_slot.take(), &self.fleet) {
+        let Some((slot, kind)) = trail.fleet_slot.take() else {
+            return;
+        };
+        if let Some((lock, _)) = self.fleet_lock(kind) {
             if let Err(e) = lock.release(slot).await {
                 // Its lease runs out within the TTL all the same.
                 tracing::warn!(error = %e, "could not give the fleet slot back");

@@ -9,6 +9,10 @@
 //! freeing the slot. Before each change it makes, a holder checks that its key is still
 //! there with the revision it created (the fencing check): an agent that was stopped
 //! past its TTL and then continued finds it gone and does nothing.
+//!
+//! A group whose every member is one agent (`lock: local`: the agent on the load
+//! balancer's host, one policy per server) keeps the same keys in the agent's memory:
+//! the same order, the same fencing, no store to lose, nothing to renew.
 
 pub mod etcd;
 
@@ -21,23 +25,36 @@ use std::time::Duration;
 const PREFIX: &str = "/salve/fleet/";
 
 pub struct FleetLock {
-    etcd: Etcd,
+    store: Store,
     ttl: Duration,
+}
+
+enum Store {
+    Etcd(Etcd),
+    /// Each key held, with the revision it was created at.
+    Local(std::sync::Mutex<LocalKeys>),
+}
+
+#[derive(Default)]
+struct LocalKeys {
+    keys: std::collections::BTreeMap<String, etcd::KeyValue>,
+    revision: i64,
 }
 
 /// A slot held: the key, its lease, and the renewal running in the background.
 pub struct Slot {
     pub key: String,
+    /// 0 for a slot held in the agent (there is no lease).
     pub lease: i64,
     pub create_revision: i64,
     /// Set when a renewal found the lease gone.
     lost: Arc<AtomicBool>,
-    renewing: tokio::task::JoinHandle<()>,
+    renewing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.renewing.abort();
+        self.stop_renewing();
     }
 }
 
@@ -49,7 +66,9 @@ impl Slot {
 
     /// Stops renewing, as a killed agent does: the slot frees itself after the TTL.
     pub fn stop_renewing(&self) {
-        self.renewing.abort();
+        if let Some(renewing) = &self.renewing {
+            renewing.abort();
+        }
     }
 }
 
@@ -65,7 +84,18 @@ pub enum Acquired {
 impl FleetLock {
     /// `ttl`: how long a slot outlives its holder's last renewal (whole seconds).
     pub fn new(etcd: Etcd, ttl: Duration) -> Self {
-        FleetLock { etcd, ttl }
+        FleetLock {
+            store: Store::Etcd(etcd),
+            ttl,
+        }
+    }
+
+    /// Slots held in this agent alone.
+    pub fn local() -> Self {
+        FleetLock {
+            store: Store::Local(Default::default()),
+            ttl: Duration::ZERO,
+        }
     }
 
     fn group_prefix(group: &str) -> String {
@@ -96,7 +126,6 @@ impl FleetLock {
             Some(target) => format!("{prefix}{member}/{target}"),
             None => format!("{prefix}{member}"),
         };
-        let lease = self.etcd.grant(self.ttl).await?;
         let taken = |holders: Vec<etcd::KeyValue>| {
             let mut holders = holders;
             holders.sort_by_key(|kv| kv.create_revision);
@@ -106,15 +135,23 @@ impl FleetLock {
                 .map(|kv| kv.value)
                 .collect::<Vec<_>>()
         };
-        if !self.etcd.create(&key, member, lease).await? {
+        let etcd = match &self.store {
+            Store::Etcd(etcd) => etcd,
+            Store::Local(keys) => {
+                let mut keys = keys.lock().unwrap_or_else(|e| e.into_inner());
+                return Ok(keys.acquire(&prefix, key, target.unwrap_or(member), limit, taken));
+            }
+        };
+        let lease = etcd.grant(self.ttl).await?;
+        if !etcd.create(&key, member, lease).await? {
             // The member holds a slot already: another of its attempts, or an earlier
             // life of this agent whose lease has not run out yet.
-            let _ = self.etcd.revoke(lease).await;
+            let _ = etcd.revoke(lease).await;
             return Ok(Acquired::Full {
-                holders: taken(self.etcd.range(&prefix).await?),
+                holders: taken(etcd.range(&prefix).await?),
             });
         }
-        let mut keys = self.etcd.range(&prefix).await?;
+        let mut keys = etcd.range(&prefix).await?;
         keys.sort_by_key(|kv| kv.create_revision);
         let rank = keys.iter().position(|kv| kv.key == key);
         let create_revision = rank.map_or(0, |i| keys[i].create_revision);
@@ -122,18 +159,18 @@ impl FleetLock {
             Some(rank) if rank < limit as usize => {
                 let lost = Arc::new(AtomicBool::new(false));
                 let renewing =
-                    tokio::spawn(renew(self.etcd.clone(), lease, self.ttl, Arc::clone(&lost)));
+                    tokio::spawn(renew(etcd.clone(), lease, self.ttl, Arc::clone(&lost)));
                 Ok(Acquired::Held(Slot {
                     key,
                     lease,
                     create_revision,
                     lost,
-                    renewing,
+                    renewing: Some(renewing),
                 }))
             }
             _ => {
                 // Revoking the lease deletes the key with it.
-                self.etcd.revoke(lease).await?;
+                etcd.revoke(lease).await?;
                 Ok(Acquired::Full {
                     holders: taken(keys),
                 })
@@ -147,7 +184,17 @@ impl FleetLock {
         if slot.lost() {
             return Ok(false);
         }
-        let keys = self.etcd.range(&slot.key).await?;
+        let etcd = match &self.store {
+            Store::Etcd(etcd) => etcd,
+            Store::Local(keys) => {
+                let keys = keys.lock().unwrap_or_else(|e| e.into_inner());
+                return Ok(keys
+                    .keys
+                    .get(&slot.key)
+                    .is_some_and(|kv| kv.create_revision == slot.create_revision));
+            }
+        };
+        let keys = etcd.range(&slot.key).await?;
         Ok(keys.iter().any(|kv| {
             kv.key == slot.key
                 && kv.create_revision == slot.create_revision
@@ -157,8 +204,61 @@ impl FleetLock {
 
     /// Gives the slot back at once.
     pub async fn release(&self, slot: Slot) -> Result<(), EtcdError> {
-        slot.renewing.abort();
-        self.etcd.revoke(slot.lease).await
+        slot.stop_renewing();
+        match &self.store {
+            Store::Etcd(etcd) => etcd.revoke(slot.lease).await,
+            Store::Local(keys) => {
+                let mut keys = keys.lock().unwrap_or_else(|e| e.into_inner());
+                if keys
+                    .keys
+                    .get(&slot.key)
+                    .is_some_and(|kv| kv.create_revision == slot.create_revision)
+                {
+                    keys.keys.remove(&slot.key);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl LocalKeys {
+    /// `acquire_for` in memory: the key is made, then ranked among the group's.
+    fn acquire(
+        &mut self,
+        prefix: &str,
+        key: String,
+        holder: &str,
+        limit: u32,
+        taken: impl Fn(Vec<etcd::KeyValue>) -> Vec<String>,
+    ) -> Acquired {
+        let group = |keys: &std::collections::BTreeMap<String, etcd::KeyValue>| {
+            keys.range(prefix.to_string()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(_, kv)| kv.clone())
+                .collect::<Vec<_>>()
+        };
+        let holders = group(&self.keys);
+        if self.keys.contains_key(&key) || holders.len() >= limit as usize {
+            return Acquired::Full {
+                holders: taken(holders),
+            };
+        }
+        self.revision += 1;
+        let kv = etcd::KeyValue {
+            key: key.clone(),
+            value: holder.to_string(),
+            create_revision: self.revision,
+            lease: 0,
+        };
+        self.keys.insert(key.clone(), kv);
+        Acquired::Held(Slot {
+            key,
+            lease: 0,
+            create_revision: self.revision,
+            lost: Arc::new(AtomicBool::new(false)),
+            renewing: None,
+        })
     }
 }
 

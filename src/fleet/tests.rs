@@ -198,3 +198,60 @@ async fn an_unreachable_etcd_is_an_error_not_a_slot() {
         Ok(_) => panic!("a slot from nowhere"),
     }
 }
+
+#[tokio::test]
+async fn a_local_group_keeps_its_slots_in_the_agent_with_the_same_rules() {
+    let lock = FleetLock::local();
+    let a = lock
+        .acquire_for("web", "lb", Some("node-a"), 1)
+        .await
+        .unwrap();
+    let Acquired::Held(a) = a else {
+        panic!("the first server takes the slot");
+    };
+    match lock
+        .acquire_for("web", "lb", Some("node-b"), 1)
+        .await
+        .unwrap()
+    {
+        Acquired::Full { holders } => assert_eq!(holders, ["node-a"]),
+        Acquired::Held(_) => panic!("one slot, one holder"),
+    }
+    // Another group is another fleet; a server asking twice is refused.
+    assert!(held(
+        &lock
+            .acquire_for("api", "lb", Some("node-b"), 1)
+            .await
+            .unwrap()
+    ));
+    assert!(!held(
+        &lock
+            .acquire_for("web", "lb", Some("node-a"), 2)
+            .await
+            .unwrap()
+    ));
+    assert!(lock.still_held(&a).await.unwrap());
+    let stale = Slot {
+        key: a.key.clone(),
+        lease: 0,
+        create_revision: a.create_revision,
+        lost: Default::default(),
+        renewing: None,
+    };
+    lock.release(a).await.unwrap();
+    // The fencing check holds in memory too: a released slot is nobody's.
+    assert!(!lock.still_held(&stale).await.unwrap());
+    let b = lock
+        .acquire_for("web", "lb", Some("node-b"), 1)
+        .await
+        .unwrap();
+    assert!(held(&b));
+    // Releasing a stale copy never frees the slot someone else holds now.
+    lock.release(stale).await.unwrap();
+    assert!(!held(
+        &lock
+            .acquire_for("web", "lb", Some("node-c"), 1)
+            .await
+            .unwrap()
+    ));
+}

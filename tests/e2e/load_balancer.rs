@@ -266,6 +266,120 @@ fn two_agents_racing_for_one_slot_drain_one_node() {
     assert_eq!(at_haproxy(&env, Node::B), (0, NODE_WEIGHT));
 }
 
+/// The shipped load-balancer-side policies (one per server, one fleet group held in
+/// this agent), pointed at the lab's nodes, escalating to `webhook`, settling for
+/// `settle`.
+fn lb_side_policies(env: &Env, webhook: &str, settle: &str) -> String {
+    let lab = env.lab();
+    crate::harness::shipped("policies/haproxy-server-down.yaml")
+        .replace(
+            "127.0.0.1:8480",
+            &format!("127.0.0.1:{}", lab.node_port(Node::A)),
+        )
+        .replace(
+            "127.0.0.1:8481",
+            &format!("127.0.0.1:{}", lab.node_port(Node::B)),
+        )
+        .replace(
+            "/run/haproxy/admin.sock",
+            &lab.haproxy_socket()
+                .expect("a lab behind haproxy")
+                .display()
+                .to_string(),
+        )
+        .replace("http://127.0.0.1:9093/hooks/salve", webhook)
+        .replace("settle: 30s", &format!("settle: {settle}"))
+}
+
+/// (b) A single agent on the load balancer's side, no etcd: every node fails at once
+/// with `maxUnhealthy: 1`, so none is drained and one escalation goes out. Once one
+/// node is back and the count has settled, the one still failing is drained, and it
+/// gets its weight back when it answers again.
+#[test]
+fn every_node_failing_at_once_drains_none_and_escalates_once() {
+    let Some(env) = lab_of("lb_max_unhealthy", Topology::Fleet(LbKind::Haproxy)) else {
+        return;
+    };
+    let lab = env.lab();
+    let webhook = Webhook::start();
+    let agent = start_agent(
+        &env,
+        "lb",
+        &lb_side_policies(&env, &webhook.url, "2s"),
+        None,
+    );
+    let stopped = lab
+        .systemctl(&["stop", Node::A.unit(), Node::B.unit()])
+        .expect("systemctl");
+    assert!(stopped.status.success());
+    assert!(
+        wait_until(Duration::from_secs(20), || escalations(&agent).len() == 1),
+        "no escalation:\n{:#?}\n{}",
+        agent.records(),
+        agent.log_text()
+    );
+    let held = |agent: &Agent| -> Vec<String> {
+        let mut held: Vec<String> = agent
+            .records()
+            .into_iter()
+            .filter(|r| matches!(&r.entry, Entry::Skip { reason, .. } if reason == "max_unhealthy"))
+            .map(|r| r.policy)
+            .collect();
+        held.sort();
+        held.dedup();
+        held
+    };
+    // Both triggers' `for` has passed well before this: each was held, once.
+    assert!(
+        wait_until(Duration::from_secs(10), || held(&agent).len() == 2),
+        "{:#?}",
+        agent.records()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(held(&agent), ["haproxy-node-a-down", "haproxy-node-b-down"]);
+    let escalated = escalations(&agent);
+    assert_eq!(escalated.len(), 1, "{escalated:?}");
+    assert!(
+        escalated[0][0].starts_with(
+            "2 of 2 policies of fleet group web-lb unhealthy, over maxUnhealthy 1 (1 allowed)"
+        ),
+        "{escalated:?}"
+    );
+    assert_eq!(agent.count("intent"), 0, "nothing acted on");
+    assert_eq!(at_haproxy(&env, Node::A), (0, NODE_WEIGHT));
+    assert_eq!(at_haproxy(&env, Node::B), (0, NODE_WEIGHT));
+    assert!(wait_until(Duration::from_secs(5), || webhook.count() == 1));
+
+    // Node a is back: within the limit again, and after the settle node b is drained.
+    let started = lab
+        .systemctl(&["start", Node::A.unit()])
+        .expect("systemctl");
+    assert!(started.status.success());
+    assert!(
+        wait_until(Duration::from_secs(20), || at_haproxy(&env, Node::B).0
+            & 0x08
+            != 0),
+        "node-b was not drained after the settle:\n{:#?}\n{}",
+        agent.records(),
+        agent.log_text()
+    );
+    assert_eq!(at_haproxy(&env, Node::A), (0, NODE_WEIGHT));
+    let started = lab
+        .systemctl(&["start", Node::B.unit()])
+        .expect("systemctl");
+    assert!(started.status.success());
+    let outcomes = wait_for_outcomes(&agent, 1, Duration::from_secs(30));
+    let (steps, verified) = &outcomes[0];
+    assert_eq!(*verified, Some(true), "{steps:?}");
+    assert!(
+        steps[0].starts_with(&format!("drain: drained {LB_BACKEND}/node-b: ready")),
+        "{steps:?}"
+    );
+    assert_eq!(at_haproxy(&env, Node::B), (0, NODE_WEIGHT));
+    assert_eq!(escalations(&agent).len(), 1, "the storm was escalated once");
+    assert_eq!(webhook.count(), 1);
+}
+
 /// (d) An agent SIGKILLed while it holds the slot keeps it only for the lease's TTL:
 /// the other agent is refused before, and drains after. An agent SIGSTOPped past its
 /// TTL and then continued finds its slot gone: it does not ramp, and says so.

@@ -835,8 +835,13 @@ fn max_unhealthy_counts_a_selectors_objects() {
     breaks(
         &[("/spec/guard", json!({ "maxUnhealthy": 2 }))],
         "spec.guard.maxUnhealthy",
-        "`maxUnhealthy` counts the objects a selector selects, and this policy's target names one object",
+        "`maxUnhealthy` counts the objects a selector selects, or the policies of one `fleet` group, and this policy's target names one object and it has no `fleet`",
     );
+    // ...but the policies of one fleet group count together.
+    let mut grouped = with(&[("/spec/guard", json!({ "maxUnhealthy": 1 }))]);
+    grouped["spec"]["fleet"] = json!({ "group": "web", "lock": "local" });
+    assert_eq!(by_validate(&grouped), [], "validate");
+    assert_eq!(by_decoder(&grouped), [], "decoder");
     // Out of range or misspelt: both readers refuse it with the same words.
     for (value, message) in [
         (
@@ -1229,6 +1234,7 @@ fn fleet_guards() {
         json!({ "group": "web", "maxConcurrent": 2, "lock": "etcd" }),
         json!({ "group": "web", "maxConcurrent": "25%", "lock": "etcd" }),
         json!({ "group": "web", "lock": "etcd" }),
+        json!({ "group": "web", "maxConcurrent": 1, "lock": "local" }),
     ] {
         let doc = guarded(fleet);
         assert_eq!(by_validate(&doc), [], "validate");
@@ -1242,6 +1248,15 @@ fn fleet_guards() {
     )];
     assert_eq!(by_validate(&doc), expected);
     assert_eq!(by_decoder(&doc), expected);
+    let misspelt = by_decoder(&guarded(json!({ "group": "web", "lock": "locale" })));
+    assert_eq!(
+        misspelt,
+        [(
+            "spec.fleet.lock".to_string(),
+            "unknown fleet lock `locale`, did you mean `local`? (expected one of: etcd, local)"
+                .to_string()
+        )]
+    );
     // Out of range either way: the positioned decoder says where (serde refuses the
     // document outright, as for a bad weight).
     for bad in [json!(0), json!("0%"), json!("150%"), json!(1001)] {

@@ -40,7 +40,7 @@ impl<F: Family> Executor<F> {
                 escalate: refused.escalate,
             });
         }
-        let Some((lock, member)) = &self.fleet else {
+        let Some((lock, member)) = self.fleet_lock(guard.lock) else {
             return Err(NotDrained {
                 why: format!(
                     "fleet {}: the policy's slots are held in etcd, and the agent config names none (`fleet.etcd`)",
@@ -54,7 +54,7 @@ impl<F: Family> Executor<F> {
             escalate: true,
         };
         let refused = match &trail.fleet_slot {
-            Some(slot) => match lock.still_held(slot).await {
+            Some((slot, _)) => match lock.still_held(slot).await {
                 Ok(true) => return Ok(()),
                 Ok(false) => trouble(lost_slot(&guard.group)),
                 Err(e) => trouble(format!(
@@ -69,7 +69,7 @@ impl<F: Family> Executor<F> {
                     .await
                 {
                     Ok(Acquired::Held(slot)) => {
-                        trail.fleet_slot = Some(slot);
+                        trail.fleet_slot = Some((slot, guard.lock));
                         return Ok(());
                     }
                     Ok(Acquired::Full { holders }) => NotDrained {
@@ -139,9 +139,10 @@ impl<F: Family> Executor<F> {
     /// Whether the attempt may still act on the load balancer for its ramp: it holds
     /// the fleet slot it drained under (or drained under none).
     async fn still_holds_slot(&self, policy: &Policy, trail: &EditTrail) -> Result<(), String> {
-        let (Some(slot), Some((lock, _)), Some(guard)) =
-            (&trail.fleet_slot, &self.fleet, &policy.spec.fleet)
-        else {
+        let (Some((slot, kind)), Some(guard)) = (&trail.fleet_slot, &policy.spec.fleet) else {
+            return Ok(());
+        };
+        let Some((lock, _)) = self.fleet_lock(*kind) else {
             return Ok(());
         };
         match lock.still_held(slot).await {

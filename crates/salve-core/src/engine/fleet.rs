@@ -1,4 +1,5 @@
-//! `maxUnhealthy`: a selector's objects counted together. When more of them are
+//! `maxUnhealthy`: a selector's objects, or the policies of one fleet group, counted
+//! together. When more of them are
 //! unhealthy at once than the policy allows, the trouble is not in any one of them (a
 //! bad rollout, a failing dependency, a zone going down) and restarting them all would
 //! make it worse: salve acts on none, escalates once, and acts again only after the
@@ -8,15 +9,22 @@
 //! any `for` has passed) and while an attempt on it runs: a pod being restarted is not
 //! serving either. So with a `for` longer than a watch's first listing takes, every
 //! object is counted before any is acted on.
+//!
+//! A fleet group (`fleet.group`) is how a single agent on the load balancer's host
+//! writes one policy per server and still counts them as one fleet: its policies with
+//! a `maxUnhealthy` are counted by the first of them written, whose guard (limit,
+//! settle) and escalation speak for the group. The count is this agent's own: it needs
+//! no etcd, and it sees only the servers this agent's policies name.
 
 use super::decision::{Decision, Verdict};
 use super::time::Timestamp;
 use super::{Engine, PolicyId, Role};
 
-/// What a selector policy with `maxUnhealthy` knows of its objects as a whole.
+/// What a selector policy with `maxUnhealthy` knows of its objects as a whole (or the
+/// first policy of a fleet group, of the group's).
 #[derive(Debug, Default, Clone)]
 pub(super) struct Fleet {
-    /// Objects with an instance of the policy.
+    /// Objects with an instance of the policy (policies in the group).
     pub selected: u32,
     /// Of those, the ones unhealthy now.
     pub unhealthy: u32,
@@ -34,6 +42,36 @@ pub(super) struct Storm {
 const NAMED_IN_ESCALATION: usize = 10;
 
 impl Engine {
+    /// The policy that counts policy `i` for `maxUnhealthy`: an instance's selector, or
+    /// the first policy of its fleet group.
+    pub(super) fn counted_by(&self, i: usize) -> Option<PolicyId> {
+        match self.states[i].role {
+            Role::Instance { of } => Some(of),
+            Role::Named => self.states[i].in_group_of,
+            Role::Selector | Role::Free => None,
+        }
+    }
+
+    /// Joins each written policy with a fleet group and a `maxUnhealthy` to its group's
+    /// count, kept by the first of them.
+    pub(super) fn count_fleet_groups(&mut self) {
+        let mut first: std::collections::HashMap<&str, PolicyId> = Default::default();
+        for i in 0..self.written {
+            let spec = &self.policies[i].spec;
+            let (Some(fleet), Some(_)) = (&spec.fleet, spec.guard.max_unhealthy) else {
+                continue;
+            };
+            if self.states[i].role != Role::Named {
+                continue;
+            }
+            let of = *first
+                .entry(fleet.group.as_str())
+                .or_insert(PolicyId(i as u32));
+            self.states[i].in_group_of = Some(of);
+            self.states[of.index()].fleet.selected += 1;
+        }
+    }
+
     /// Counts instance `id` of selector `of` as `unhealthy` or not, updates the storm,
     /// and says whether the policy's objects are held back: `Some(retry_at)` while a
     /// storm lasts or settles (`retry_at` is when the settling ends, if it has begun).
@@ -125,7 +163,7 @@ impl Engine {
                 let wake = now + settle;
                 for i in 0..self.states.len() {
                     let state = &self.states[i];
-                    if state.role == (Role::Instance { of }) && state.unhealthy {
+                    if state.unhealthy && self.counted_by(i) == Some(of) {
                         let at = state.scheduled.map_or(wake, |s| s.min(wake));
                         self.schedule(PolicyId(i as u32), Some(at));
                     }
@@ -144,7 +182,7 @@ impl Engine {
             .map(|m| m.to_string())
             .unwrap_or_default();
         let mut names: Vec<&str> = (0..self.states.len())
-            .filter(|&i| self.states[i].role == (Role::Instance { of }) && self.states[i].unhealthy)
+            .filter(|&i| self.states[i].unhealthy && self.counted_by(i) == Some(of))
             .map(|i| self.target_names[i].as_str())
             .collect();
         names.sort_unstable();
@@ -154,9 +192,16 @@ impl Engine {
         if more > 0 {
             listed.push_str(&format!(" and {more} more"));
         }
+        let counted = match (
+            &self.states[of.index()].role,
+            &self.policies[of.index()].spec.fleet,
+        ) {
+            (Role::Named, Some(group)) => format!("policies of fleet group {}", group.group),
+            _ => "selected objects".to_string(),
+        };
         vec![
             format!(
-                "{} of {} selected objects unhealthy, over maxUnhealthy {max} ({allowed} allowed): acting on none until they stay within it for {}",
+                "{} of {} {counted} unhealthy, over maxUnhealthy {max} ({allowed} allowed): acting on none until they stay within it for {}",
                 fleet.unhealthy,
                 fleet.selected,
                 humantime::format_duration(guard.settle)

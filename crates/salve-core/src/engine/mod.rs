@@ -55,9 +55,14 @@ struct PolicyState {
     /// reason rather than on every event.
     last_skip: Option<SkipReason>,
     role: Role,
-    /// An instance: whether its object counts as unhealthy for `maxUnhealthy`.
+    /// An instance, or a member of a counted fleet group: whether its target counts as
+    /// unhealthy for `maxUnhealthy`.
     unhealthy: bool,
-    /// A selector with `maxUnhealthy`: its objects counted together.
+    /// A written policy in a fleet group with `maxUnhealthy`: the group's first such
+    /// policy, which keeps the count (see `fleet`).
+    in_group_of: Option<PolicyId>,
+    /// A selector with `maxUnhealthy`, or a fleet group's first policy: its objects
+    /// (the group's policies) counted together.
     fleet: fleet::Fleet,
 }
 
@@ -297,6 +302,7 @@ impl Engine {
                 ..PolicyState::default()
             });
         }
+        self.count_fleet_groups();
         // No target is forgotten while instances are joining theirs again: until then
         // a target looks unused, and its window may be about to grow.
         let reclaim_at = std::mem::replace(&mut self.reclaim_at, usize::MAX);
@@ -750,10 +756,9 @@ impl Engine {
                     .in_flight
                     .is_some()
         };
-        let fleet_hold = match self.states[id.index()].role {
-            Role::Instance { of } => self.fleet_check(now, id, of, unhealthy, out),
-            _ => None,
-        };
+        let fleet_hold = self
+            .counted_by(id.index())
+            .and_then(|of| self.fleet_check(now, id, of, unhealthy, out));
         let policy = &self.policies[id.index()];
         let name = &self.target_names[id.index()];
         let unit = Observed {

@@ -51,7 +51,7 @@ impl Engine {
             }
             state.last_skip = old_state.last_skip;
             // A storm outlives a reload: editing the policy is no way around it. The
-            // count is rebuilt below from the instances' own flags.
+            // count is rebuilt below from the instances' (members') own flags.
             state.fleet.storm = old_state.fleet.storm;
             state.unhealthy = old_state.unhealthy;
             for (t, (new_trigger, track)) in self.policies[i]
@@ -74,7 +74,7 @@ impl Engine {
             }
         }
         for i in 0..self.policies.len() {
-            if let (Role::Instance { of }, true) = (self.states[i].role, self.states[i].unhealthy) {
+            if let (Some(of), true) = (self.counted_by(i), self.states[i].unhealthy) {
                 self.states[of.index()].fleet.unhealthy += 1;
             }
         }

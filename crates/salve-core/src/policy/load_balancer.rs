@@ -234,8 +234,23 @@ pub struct FleetGuard {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum FleetLockKind {
-    /// etcd, at the endpoint the agent's config names (`fleet.etcd`).
+    /// etcd, at the endpoint the agent's config names (`fleet.etcd`): for groups whose
+    /// members are agents on several hosts.
     Etcd,
+    /// In the agent itself: for a group whose every policy runs in one agent (the
+    /// agent on the load balancer's host, one policy per server). Nothing outlives the
+    /// agent; a restarted agent finds its drained servers drained and their slots free.
+    Local,
+}
+
+impl FleetLockKind {
+    /// As a policy writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FleetLockKind::Etcd => "etcd",
+            FleetLockKind::Local => "local",
+        }
+    }
 }
 
 /// How many members of a fleet group may be drained at once: a number (1 to 1000), or

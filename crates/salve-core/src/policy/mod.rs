@@ -178,6 +178,68 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostics> {
     }
 }
 
+/// The policies of one fleet group are one fleet: they take the same slots and are
+/// counted together, so they must say the same of it. A policy that differs from the
+/// group's first is refused (rather than the first silently winning).
+fn fleet_groups_disagree(policies: &[Policy]) -> Vec<Diagnostic> {
+    let terms = |p: &Policy| {
+        p.spec.fleet.as_ref().map(|f| {
+            let max_unhealthy = p.spec.guard.max_unhealthy;
+            let settle = max_unhealthy.map(|_| p.spec.guard.settle);
+            (f.max_concurrent, f.lock, max_unhealthy, settle)
+        })
+    };
+    let mut first: HashMap<&str, &Policy> = HashMap::new();
+    let mut errors = Vec::new();
+    for policy in policies {
+        let (Some(fleet), Some(mine)) = (&policy.spec.fleet, terms(policy)) else {
+            continue;
+        };
+        let leader = *first.entry(fleet.group.as_str()).or_insert(policy);
+        let Some(theirs) = terms(leader) else {
+            continue;
+        };
+        if mine == theirs {
+            continue;
+        }
+        let say = |(slots, lock, max, settle): (
+            FleetSlots,
+            FleetLockKind,
+            Option<_>,
+            Option<std::time::Duration>,
+        )| {
+            let mut text = format!("maxConcurrent {slots}, lock {}", lock.as_str());
+            match (max, settle) {
+                (Some(max), Some(settle)) => text.push_str(&format!(
+                    ", maxUnhealthy {max}, settle {}",
+                    humantime::format_duration(settle)
+                )),
+                _ => text.push_str(", no maxUnhealthy"),
+            }
+            text
+        };
+        errors.push(Diagnostic {
+            file: policy.source.file.clone(),
+            pos: Pos {
+                line: policy.source.line,
+                col: policy.source.col,
+            },
+            path: None,
+            message: format!(
+                "policy \"{}\" is in fleet group {} with {}, and the group's first policy \"{}\" ({}:{}) says {}: the policies of a group share its slots and its count, so they must agree",
+                policy.name(),
+                fleet.group,
+                say(mine),
+                leader.name(),
+                leader.source.file.display(),
+                leader.source.line,
+                say(theirs)
+            ),
+        });
+    }
+    errors
+}
+
 /// Loads policies from files and directories. Either every policy is valid and names are
 /// unique across all files, or every problem found is returned.
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Policy>, Diagnostics> {
@@ -219,6 +281,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Policy>, Diagnostics> {
             });
         }
     }
+    errors.extend(fleet_groups_disagree(&policies));
     if files.is_empty() && errors.is_empty() {
         errors.push(Diagnostic {
             file: paths.first().cloned().unwrap_or_default(),
@@ -231,5 +294,46 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Policy>, Diagnostics> {
         Ok(policies)
     } else {
         Err(Diagnostics(errors))
+    }
+}
+
+#[cfg(test)]
+mod fleet_group_tests {
+    use super::*;
+
+    fn server(name: &str, fleet: &str, guard: &str) -> String {
+        format!(
+            "---\napiVersion: salve.dev/v1alpha1\nkind: RemediationPolicy\nmetadata: {{ name: {name} }}\nspec:\n  target: {{ haproxy: {{ socket: /run/haproxy/admin.sock, backend: web, server: {name} }} }}\n  trigger:\n    - http: {{ url: \"http://127.0.0.1/{name}\", failures: 2, interval: 1s, timeout: 500ms }}\n  actions:\n    - drain: {{}}\n  fleet: {fleet}\n  guard: {guard}\n"
+        )
+    }
+
+    fn disagreements(yaml: &str) -> Vec<String> {
+        let (policies, errors) = parse_file(Path::new("lb.yaml"), yaml);
+        assert!(errors.is_empty(), "{errors:?}");
+        fleet_groups_disagree(&policies)
+            .into_iter()
+            .map(|d| d.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_policies_of_a_fleet_group_must_agree_on_it() {
+        let local = "{ group: web, lock: local }";
+        let guard = "{ maxUnhealthy: 1 }";
+        let agreeing = server("a", local, guard) + &server("b", local, guard);
+        assert_eq!(disagreements(&agreeing), Vec::<String>::new());
+        // Other groups are other fleets.
+        let apart = server("a", local, guard) + &server("b", "{ group: api, lock: etcd }", "{}");
+        assert_eq!(disagreements(&apart), Vec::<String>::new());
+        let torn = server("a", local, guard)
+            + &server("b", "{ group: web, lock: etcd }", guard)
+            + &server("c", local, "{ maxUnhealthy: 2 }");
+        let found = disagreements(&torn);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].contains("policy \"b\" is in fleet group web with maxConcurrent 1, lock etcd, maxUnhealthy 1, settle 5m, and the group's first policy \"a\" (lb.yaml:4) says maxConcurrent 1, lock local, maxUnhealthy 1, settle 5m"),
+            "{found:?}"
+        );
+        assert!(found[1].contains("maxUnhealthy 2"), "{found:?}");
     }
 }

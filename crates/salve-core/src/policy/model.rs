@@ -1125,7 +1125,8 @@ pub struct Guard {
     #[schemars(range(min = 1.0, max = 10.0))]
     pub backoff: f64,
     /// For a selector: how many of its objects may be unhealthy at once (a count, or a
-    /// percentage of those selected, rounded up). Above it salve acts on none of them
+    /// percentage of those selected, rounded up); for a policy with a `fleet`, how many
+    /// of the group's policies in this agent. Above it salve acts on none of them
     /// and escalates once: many objects failing together is an outage a restart will
     /// not fix, and restarting them all would make it worse.
     #[serde(default, skip_serializing_if = "Option::is_none")]

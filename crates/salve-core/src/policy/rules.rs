@@ -339,7 +339,7 @@ pub const PROBES_OVERLAP: &str = ", or probes would overlap";
 pub const NAME_OR_SELECTOR: &str = "give either `name` or `selector`, not both";
 /// The actions a Kubernetes target takes; the rest act on a systemd unit or its host.
 pub const MAX_UNHEALTHY_NEEDS_SELECTOR: &str =
-    "`maxUnhealthy` counts the objects a selector selects, and this policy's target names one object";
+    "`maxUnhealthy` counts the objects a selector selects, or the policies of one `fleet` group, and this policy's target names one object and it has no `fleet`";
 
 /// The actions each kind of Kubernetes target takes. `restart` is the one every
 /// restartable kind shares (a pod deleted, a workload's rollout restarted); a node is

@@ -159,7 +159,9 @@ impl Checker {
         self.guard(&spec.guard, &at.key("guard"));
         self.rule(
             &at.key("guard").key("maxUnhealthy"),
-            spec.guard.max_unhealthy.is_some() && !spec.target.is_selector(),
+            spec.guard.max_unhealthy.is_some()
+                && !spec.target.is_selector()
+                && spec.fleet.is_none(),
             rules::MAX_UNHEALTHY_NEEDS_SELECTOR,
         );
         let escalate = at.key("escalate");

@@ -259,3 +259,112 @@ fn a_dry_run_storm_escalates_as_a_preview() {
         }
     )));
 }
+
+/// The load balancer's side, in one agent: one policy per server, each probing its
+/// server, all in fleet group `web` with `maxUnhealthy`.
+fn group_engine(servers: &[&str], max: &str) -> Engine {
+    let yaml: Vec<String> = servers
+        .iter()
+        .map(|s| {
+            format!(
+                "apiVersion: salve.dev/v1alpha1\nkind: RemediationPolicy\nmetadata: {{ name: lb-{s} }}\nspec:\n  target: {{ haproxy: {{ socket: /run/haproxy/admin.sock, backend: web, server: {s} }} }}\n  trigger:\n    - http: {{ url: \"http://127.0.0.1/{s}\", failures: 2, interval: 1s, timeout: 500ms }}\n      for: 2s\n  actions:\n    - drain: {{ ramp: {{ steps: 2, interval: 1s }} }}\n  verify:\n    http: {{ url: \"http://127.0.0.1/{s}\", status: [200], within: 1m }}\n  fleet: {{ group: web, maxConcurrent: 1, lock: local }}\n  guard: {{ cooldown: 10s, maxAttempts: 3, window: 1h, backoff: 1.0, maxUnhealthy: {max}, settle: 30s }}\n  escalate:\n    - notify: {{ webhook: \"http://127.0.0.1:9/hook\" }}\n"
+            )
+        })
+        .collect();
+    engine_from(&yaml, Limits::default())
+}
+
+fn probe(server: &str, status: u16) -> Event {
+    Event::Http(HttpObservation {
+        url: format!("http://127.0.0.1/{server}"),
+        status: Some(status),
+        error: None,
+    })
+}
+
+/// Every server's probe answers `status` at `secs`.
+fn probes(e: &mut Engine, secs: f64, servers: &[&str], status: u16) -> Vec<(String, Verdict)> {
+    let mut seen = Vec::new();
+    for s in servers {
+        seen.extend(decide(e, secs, probe(s, status)));
+    }
+    seen
+}
+
+#[test]
+fn a_fleet_group_in_one_agent_is_counted_as_a_selector_is() {
+    let servers = ["node-a", "node-b", "node-c"];
+    let mut e = group_engine(&servers, "1");
+    let mut seen = probes(&mut e, 0.0, &servers, 200);
+    // Every server fails at once: held, none drained, one escalation for the group.
+    for t in [1.0, 2.0] {
+        seen.extend(probes(&mut e, t, &servers, 502));
+    }
+    for t in [4.0, 5.0, 10.0] {
+        seen.extend(decide(&mut e, t, Event::Tick {}));
+    }
+    assert!(acted_on(&seen).is_empty(), "{seen:?}");
+    let storms = escalations(&seen);
+    assert_eq!(storms.len(), 1, "{seen:?}");
+    let (target, evidence) = storms[0];
+    assert_eq!(target, "haproxy:web/node-a@/run/haproxy/admin.sock");
+    assert!(
+        evidence[0].starts_with(
+            "2 of 3 policies of fleet group web unhealthy, over maxUnhealthy 1 (1 allowed)"
+        ),
+        "{evidence:?}"
+    );
+    // The storm began with the second server counted: it names those two.
+    assert!(evidence[1].contains("web/node-b"), "{evidence:?}");
+    // Two come back: after the settle, the one still failing is drained.
+    seen = probes(&mut e, 20.0, &servers[..2], 200);
+    seen.extend(decide(&mut e, 21.0, probe("node-c", 502)));
+    assert!(acted_on(&seen).is_empty(), "{seen:?}");
+    seen.extend(decide(&mut e, 50.0, Event::Tick {}));
+    assert_eq!(
+        acted_on(&seen),
+        ["haproxy:web/node-c@/run/haproxy/admin.sock"],
+        "{seen:?}"
+    );
+    assert!(escalations(&seen).is_empty());
+}
+
+#[test]
+fn within_the_groups_limit_a_failing_server_is_drained_at_once() {
+    let servers = ["node-a", "node-b"];
+    let mut e = group_engine(&servers, "1");
+    probes(&mut e, 0.0, &servers, 200);
+    let mut seen = Vec::new();
+    for t in [1.0, 2.0] {
+        seen.extend(decide(&mut e, t, probe("node-b", 502)));
+    }
+    seen.extend(decide(&mut e, 4.0, Event::Tick {}));
+    assert_eq!(
+        acted_on(&seen),
+        ["haproxy:web/node-b@/run/haproxy/admin.sock"]
+    );
+    assert!(escalations(&seen).is_empty());
+}
+
+#[test]
+fn a_reload_keeps_a_fleet_groups_storm() {
+    let servers = ["node-a", "node-b"];
+    let mut e = group_engine(&servers, "1");
+    probes(&mut e, 0.0, &servers, 200);
+    let mut seen = Vec::new();
+    for t in [1.0, 2.0] {
+        seen.extend(probes(&mut e, t, &servers, 502));
+    }
+    seen.extend(decide(&mut e, 5.0, Event::Tick {}));
+    assert_eq!(escalations(&seen).len(), 1, "{seen:?}");
+    let again = group_engine(&servers, "1");
+    let policies: Vec<_> = again.policies().cloned().collect();
+    let mut out = Vec::new();
+    e.replace_policies(at(6.0), policies, &mut out);
+    e.handle(at(9.0), &Event::Tick {}, &mut out);
+    assert!(
+        out.iter()
+            .all(|d| !matches!(d.verdict, Verdict::Act { .. } | Verdict::Escalate { .. })),
+        "{out:?}"
+    );
+}

@@ -298,12 +298,14 @@ fn fleet(dec: &mut Decoder, node: &Node) -> Option<FleetGuard> {
     );
     let lock = f.required(dec, "lock").and_then(|n| {
         let text = dec.string(n)?;
-        match text.as_str() {
-            "etcd" => Some(FleetLockKind::Etcd),
-            _ => {
+        let kinds = [FleetLockKind::Etcd, FleetLockKind::Local];
+        match kinds.into_iter().find(|k| k.as_str() == text) {
+            Some(kind) => Some(kind),
+            None => {
+                let names = kinds.map(FleetLockKind::as_str);
                 dec.error(
                     n.pos,
-                    super::decode::unknown_name("fleet lock", &text, &["etcd"]),
+                    super::decode::unknown_name("fleet lock", &text, &names),
                 );
                 None
             }
