@@ -1087,9 +1087,9 @@ fn haproxy_targets() {
     let answers = json!({ "http": { "url": "http://10.0.0.2/ping.php", "within": "5m" } });
     cluster_breaks(
         lb(
-            probe,
+            probe.clone(),
             json!([{ "drain": { "ramp": { "steps": 4 } } }, { "notify": { "webhook": "http://127.0.0.1:9093/" } }]),
-            answers,
+            answers.clone(),
         ),
         &[],
     );
@@ -1104,6 +1104,15 @@ fn haproxy_targets() {
             ("spec.actions[0].restart", "`restart` restarts a unit, a pod or a workload's rollout, and salve never reboots a node; a haproxy target takes: drain, ready, setWeight, notify, exec"),
             ("spec.verify.unit", "`verify.unit` checks what a HAProxy server is not; use `verify.http`"),
         ],
+    );
+    // The socket's level is the policy's to say, and only admin changes a server.
+    let mut admin = lb(probe, json!([{ "drain": {} }]), answers);
+    admin["spec"]["target"]["haproxy"]["level"] = json!("admin");
+    cluster_breaks(admin.clone(), &[]);
+    admin["spec"]["target"]["haproxy"]["level"] = json!("operator");
+    cluster_breaks(
+        admin,
+        &[("spec.target.haproxy.level", "level operator cannot change a server: HAProxy sets a server's state and weight only at level admin (`stats socket PATH level admin`)")],
     );
     // On a unit's policy, a drain must say which server.
     let mut unit = lb(

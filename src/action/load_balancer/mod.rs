@@ -351,6 +351,7 @@ pub(crate) mod tests {
 
         pub(crate) fn server(&self, backend: &str, server: &str) -> HaproxyServer {
             HaproxyServer {
+                level: Default::default(),
                 socket: self.socket(),
                 backend: backend.into(),
                 server: server.into(),

@@ -22,6 +22,56 @@ pub struct HaproxyServer {
     pub socket: PathBuf,
     pub backend: String,
     pub server: String,
+    /// The level the socket gives salve (`stats socket PATH level LEVEL`). Every change
+    /// salve makes (`set server … state`, `set weight`) is one HAProxy allows only at
+    /// `admin`, the default; a lower level is refused when the policy is loaded,
+    /// rather than by HAProxy at 3 a.m.
+    #[serde(default, skip_serializing_if = "HaproxyLevel::is_admin")]
+    pub level: HaproxyLevel,
+}
+
+/// A HAProxy CLI access level, lowest last.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    JsonSchema,
+    Serialize,
+    Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum HaproxyLevel {
+    #[default]
+    Admin,
+    Operator,
+    User,
+}
+
+impl HaproxyLevel {
+    pub const ALL: [HaproxyLevel; 3] = [
+        HaproxyLevel::Admin,
+        HaproxyLevel::Operator,
+        HaproxyLevel::User,
+    ];
+
+    pub fn is_admin(&self) -> bool {
+        *self == HaproxyLevel::Admin
+    }
+
+    /// As HAProxy's configuration writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HaproxyLevel::Admin => "admin",
+            HaproxyLevel::Operator => "operator",
+            HaproxyLevel::User => "user",
+        }
+    }
 }
 
 /// A server of an nginx `upstream` block, as its `server ADDRESS ...;` line names it.

@@ -341,6 +341,14 @@ pub const NAME_OR_SELECTOR: &str = "give either `name` or `selector`, not both";
 pub const MAX_UNHEALTHY_NEEDS_SELECTOR: &str =
     "`maxUnhealthy` counts the objects a selector selects, or the policies of one `fleet` group, and this policy's target names one object and it has no `fleet`";
 
+/// A HAProxy socket below level admin: salve could not change a server through it.
+pub fn haproxy_level(level: crate::policy::load_balancer::HaproxyLevel) -> String {
+    format!(
+        "level {} cannot change a server: HAProxy sets a server's state and weight only at level admin (`stats socket PATH level admin`)",
+        level.as_str()
+    )
+}
+
 /// The actions each kind of Kubernetes target takes. `restart` is the one every
 /// restartable kind shares (a pod deleted, a workload's rollout restarted); a node is
 /// not a process, and salve never reboots one.

@@ -311,6 +311,7 @@ impl TargetKey {
                 socket: socket.into(),
                 backend: backend.to_string(),
                 server: server.to_string(),
+                level: Default::default(),
             }));
         }
         let mut parts = text.splitn(3, '/');
@@ -390,6 +391,7 @@ mod tests {
                 socket: "/run/haproxy/admin.sock".into(),
                 backend: "web".into(),
                 server: "node-b".into(),
+                level: Default::default(),
             }),
         ];
         for key in keys {

@@ -532,6 +532,11 @@ impl Checker {
         use crate::policy::load_balancer::haproxy_name;
         self.check(&at.key("backend"), haproxy_name(&server.backend, "backend"));
         self.check(&at.key("server"), haproxy_name(&server.server, "server"));
+        self.rule(
+            &at.key("level"),
+            !server.level.is_admin(),
+            &rules::haproxy_level(server.level),
+        );
     }
 
     fn nginx_upstream(&mut self, server: &crate::policy::NginxUpstreamServer, at: &FieldPath) {

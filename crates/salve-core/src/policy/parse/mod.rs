@@ -69,7 +69,7 @@ pub(crate) const ACTION_KINDS: &[&str] = &[
 pub(crate) const LB_SERVER_FIELDS: &[&str] = &["haproxy", "nginx", "gateway"];
 pub(crate) const DRAIN_FIELDS: &[&str] = &["haproxy", "nginx", "gateway", "ramp"];
 pub(crate) const RAMP_FIELDS: &[&str] = &["steps", "interval"];
-pub(crate) const HAPROXY_SERVER_FIELDS: &[&str] = &["socket", "backend", "server"];
+pub(crate) const HAPROXY_SERVER_FIELDS: &[&str] = &["socket", "backend", "server", "level"];
 pub(crate) const SET_WEIGHT_FIELDS: &[&str] = &["haproxy", "nginx", "gateway", "weight"];
 pub(crate) const GATEWAY_BACKEND_FIELDS: &[&str] = &["namespace", "route", "service", "port"];
 pub(crate) const NGINX_UPSTREAM_FIELDS: &[&str] = &["file", "upstream", "server", "config", "unit"];
@@ -662,10 +662,28 @@ fn haproxy_server(dec: &mut Decoder, node: &Node) -> Option<HaproxyServer> {
     let server = f
         .required(dec, "server")
         .and_then(|n| dec.checked_string(n, |t| haproxy_name(t, "server")));
+    let level = opt(dec, &f, "level", Default::default(), |d, n| {
+        use crate::policy::load_balancer::HaproxyLevel;
+        let text = d.string(n)?;
+        let Some(level) = HaproxyLevel::ALL.into_iter().find(|l| l.as_str() == text) else {
+            let names = HaproxyLevel::ALL.map(HaproxyLevel::as_str);
+            d.error(
+                n.pos,
+                super::decode::unknown_name("HAProxy level", &text, &names),
+            );
+            return None;
+        };
+        if !level.is_admin() {
+            d.error(n.pos, rules::haproxy_level(level));
+            return None;
+        }
+        Some(level)
+    });
     Some(HaproxyServer {
         socket: socket?,
         backend: backend?,
         server: server?,
+        level: level?,
     })
 }
 
