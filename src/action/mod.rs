@@ -121,10 +121,17 @@ pub struct Executor<F> {
     fleet: Option<(crate::fleet::FleetLock, String)>,
     /// Where the slots of `lock: local` groups are held.
     local_fleet: crate::fleet::FleetLock,
+    /// Slots of servers an attempt left drained (unverified, or a drain with no ramp),
+    /// by slot key: a drained server is one of the group's `maxConcurrent` until it
+    /// serves again, so its slot stays taken (and renewed) until a later attempt gives
+    /// its weight back or a `ready` readies it.
+    kept_slots: std::sync::Mutex<std::collections::BTreeMap<String, KeptSlot>>,
     /// Policies whose last drain could not be made and has been escalated: the next
     /// such attempt does not escalate again, a drain that succeeds clears it.
     drain_trouble: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
+
+type KeptSlot = (crate::fleet::Slot, crate::policy::FleetLockKind);
 
 /// What the config edits and drains of one attempt left for its outcome.
 #[derive(Default)]
@@ -135,8 +142,12 @@ struct EditTrail {
     /// Servers drained with a ramp back, and the weight each had: given back once the
     /// attempt verifies, and only then.
     ramps: Vec<(load_balancer::DrainedServer, crate::policy::Ramp, u32)>,
-    /// The fleet slot this attempt holds, and where, given back when it ends.
-    fleet_slot: Option<(crate::fleet::Slot, crate::policy::FleetLockKind)>,
+    /// The fleet slot this attempt holds, and where, given back when it ends (kept
+    /// while `left_drained`).
+    fleet_slot: Option<KeptSlot>,
+    /// A drain (or a weight of 0) under the slot was made and its server has not been
+    /// given weight back since.
+    left_drained: bool,
     /// Why this attempt may not drain, once a fleet slot was refused it.
     fleet_refused: Option<load_balancer::NotDrained>,
     /// Why this attempt asks for an escalation of its own (see `AttemptDetail`).
@@ -213,6 +224,7 @@ impl<F: Family> Executor<F> {
             family,
             fleet: None,
             local_fleet: crate::fleet::FleetLock::local(),
+            kept_slots: Default::default(),
             drain_trouble: Default::default(),
         }
     }
@@ -244,10 +256,31 @@ impl<F: Family> Executor<F> {
         }
     }
 
+    /// At an attempt's end: the slot goes back, unless its server stays drained.
     async fn give_back_fleet_slot(&self, trail: &mut EditTrail) {
         let Some((slot, kind)) = trail.fleet_slot.take() else {
             return;
         };
+        if trail.left_drained && !slot.lost() {
+            tracing::info!(slot = %slot.key, "the server stays drained: its fleet slot stays taken");
+            self.kept_slots
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(slot.key.clone(), (slot, kind));
+            return;
+        }
+        self.release_slot(slot, kind).await;
+    }
+
+    /// The slot a server left drained by an earlier attempt still holds, if any.
+    fn kept_slot(&self, key: &str) -> Option<KeptSlot> {
+        self.kept_slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key)
+    }
+
+    async fn release_slot(&self, slot: crate::fleet::Slot, kind: crate::policy::FleetLockKind) {
         if let Some((lock, _)) = self.fleet_lock(kind) {
             if let Err(e) = lock.release(slot).await {
                 // Its lease runs out within the TTL all the same.

@@ -102,6 +102,15 @@ impl FleetLock {
         format!("{PREFIX}{group}/")
     }
 
+    /// The key of `member`'s slot (for `target`, one of its servers) in `group`.
+    pub fn slot_key(group: &str, member: &str, target: Option<&str>) -> String {
+        let prefix = Self::group_prefix(group);
+        match target {
+            Some(target) => format!("{prefix}{member}/{target}"),
+            None => format!("{prefix}{member}"),
+        }
+    }
+
     /// Takes one of the group's `limit` slots for `member`, if one is free.
     pub async fn acquire(
         &self,
@@ -122,10 +131,7 @@ impl FleetLock {
         limit: u32,
     ) -> Result<Acquired, EtcdError> {
         let prefix = Self::group_prefix(group);
-        let key = match target {
-            Some(target) => format!("{prefix}{member}/{target}"),
-            None => format!("{prefix}{member}"),
-        };
+        let key = Self::slot_key(group, member, target);
         let taken = |holders: Vec<etcd::KeyValue>| {
             let mut holders = holders;
             holders.sort_by_key(|kv| kv.create_revision);

@@ -53,6 +53,12 @@ impl<F: Family> Executor<F> {
             why,
             escalate: true,
         };
+        if trail.fleet_slot.is_none() {
+            // A server an earlier attempt left drained still holds its slot.
+            let key =
+                crate::fleet::FleetLock::slot_key(&guard.group, member, Some(&server.to_string()));
+            trail.fleet_slot = self.kept_slot(&key);
+        }
         let refused = match &trail.fleet_slot {
             Some((slot, _)) => match lock.still_held(slot).await {
                 Ok(true) => return Ok(()),
@@ -166,16 +172,20 @@ impl<F: Family> Executor<F> {
         steps: &mut Vec<String>,
     ) -> Option<String> {
         let mut failed = None;
+        let ramps = std::mem::take(&mut trail.ramps);
+        // Whether every server drained got all its weight back.
+        let mut all_back = !ramps.is_empty();
         // Weight goes back only to a server whose attempt verified; one that did not
         // stays drained, and its policy's guard counts the failure. Nor does an agent
         // that lost its fleet slot meanwhile touch the load balancer again: the slot
         // is checked before every step.
-        for (server, ramp, weight) in std::mem::take(&mut trail.ramps) {
+        for (server, ramp, weight) in ramps {
             if verified != Some(true) {
                 steps.push(format!(
                     "ramp: not run: {} stays drained, as the attempt did not verify",
                     server.as_ref()
                 ));
+                all_back = false;
                 continue;
             }
             let weights = load_balancer::ramp_weights(weight, ramp.steps);
@@ -196,6 +206,7 @@ impl<F: Family> Executor<F> {
                         )
                     });
                     self.drain_trouble(policy, &why, trail);
+                    all_back = false;
                     break;
                 }
                 let n = weights.len();
@@ -219,12 +230,34 @@ impl<F: Family> Executor<F> {
                         steps.push(format!("ramp: {}", failure.message));
                         tracing::warn!(error = %failure.message, "the ramp back failed");
                         failed.get_or_insert(failure.message);
+                        all_back = false;
                         break;
                     }
                 }
             }
         }
+        if all_back {
+            trail.left_drained = false;
+        }
         failed
+    }
+
+    /// A server under a fleet guard serves again (readied, or given a weight): the
+    /// slot it held while drained, this attempt's or an earlier one's, is no longer
+    /// taken.
+    async fn serving_again(&self, policy: &Policy, server: LbServer<'_>, trail: &mut EditTrail) {
+        let Some(guard) = &policy.spec.fleet else {
+            return;
+        };
+        trail.left_drained = false;
+        let Some((_, member)) = self.fleet_lock(guard.lock) else {
+            return;
+        };
+        let key =
+            crate::fleet::FleetLock::slot_key(&guard.group, member, Some(&server.to_string()));
+        if let Some((slot, kind)) = self.kept_slot(&key) {
+            self.release_slot(slot, kind).await;
+        }
     }
 
     /// `drain`, `ready` and `setWeight`, on whichever server the action names.
@@ -281,6 +314,7 @@ impl<F: Family> Executor<F> {
                     }
                 };
                 self.drain_made(policy);
+                trail.left_drained |= trail.fleet_slot.is_some();
                 // A server already at weight 0 (an earlier drain that never ramped,
                 // a person) has no weight salve knows to give back.
                 if let (Some(_), 0) = (&args.ramp, weight) {
@@ -298,7 +332,9 @@ impl<F: Family> Executor<F> {
                 Ok(line)
             }
             Action::Ready(args) => {
-                match load_balancer::server_of(&args.haproxy, &args.nginx, &args.gateway, policy)? {
+                let server =
+                    load_balancer::server_of(&args.haproxy, &args.nginx, &args.gateway, policy)?;
+                let readied = match server {
                     LbServer::Haproxy(s) => load_balancer::ready(s).await,
                     LbServer::Nginx(s) => {
                         load_balancer::nginx::weigh(&self.family, s, None, &mut trail.diffs).await
@@ -308,7 +344,9 @@ impl<F: Family> Executor<F> {
                         .weigh_route(policy, g, load_balancer::RouteWeight::Ready)
                         .await
                         .map(|(line, _)| format!("readied {line}")),
-                }
+                }?;
+                self.serving_again(policy, server, trail).await;
+                Ok(readied)
             }
             Action::SetWeight(args) => {
                 let server =
@@ -340,7 +378,7 @@ impl<F: Family> Executor<F> {
                         args.weight
                     ))),
                 };
-                match server {
+                let set = match server {
                     LbServer::Haproxy(s) => load_balancer::set_weight(s, args.weight).await,
                     LbServer::Nginx(s) => {
                         load_balancer::nginx::weigh(
@@ -356,7 +394,13 @@ impl<F: Family> Executor<F> {
                         .weigh_route(policy, g, load_balancer::RouteWeight::To(absolute()?))
                         .await
                         .map(|(line, _)| format!("set the weight of {line}")),
+                }?;
+                if zero {
+                    trail.left_drained |= trail.fleet_slot.is_some();
+                } else {
+                    self.serving_again(policy, server, trail).await;
                 }
+                Ok(set)
             }
             other => Err(Failure::failed(format!(
                 "`{}` is not a load-balancer action",

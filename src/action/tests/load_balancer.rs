@@ -156,6 +156,64 @@ mod drain_and_ramp {
         assert_eq!(weight_of_b(&h).await, (0, 10));
     }
 
+    /// A server left drained (its attempt did not verify) is still one of the group's
+    /// `maxConcurrent`: its slot stays taken until the server serves again, so no
+    /// other server of the group is drained meanwhile; the same server's next attempt
+    /// drains under the slot it kept, and a `ready` gives the slot back. Here in a
+    /// group held in the agent (`lock: local`).
+    #[tokio::test]
+    async fn a_server_left_drained_keeps_its_slot_until_it_serves_again() {
+        let Some(h) = Haproxy::start("kept") else {
+            return;
+        };
+        let guarded = |mut p: Policy| {
+            p.spec.fleet = Some(crate::policy::FleetGuard {
+                group: "web".into(),
+                max_concurrent: crate::policy::FleetSlots::Count(1),
+                lock: crate::policy::FleetLockKind::Local,
+            });
+            p
+        };
+        let b = guarded(draining(&h.socket()));
+        let a = guarded(draining_on(&h.socket(), "web", "a"));
+        let restarts = (0..3).map(|_| Ok("restarted".into())).collect();
+        let executor = Scripted::new(restarts, false);
+        let outcome = executor.run_attempt(&b, 1).await;
+        assert_eq!(outcome.verified, Some(false), "{outcome:?}");
+        assert_eq!(weight_of_b(&h).await.0 & 0x08, 0x08, "b stays drained");
+        let steps = executor.run_attempt(&a, 2).await.detail.unwrap().steps;
+        assert_eq!(
+            steps[0],
+            "drain: not drained: fleet web: all 1 slot(s) are taken, by web/b; the rest of the attempt goes on"
+        );
+        // b's next attempt finds its own slot, not a full group.
+        let steps = executor.run_attempt(&b, 3).await.detail.unwrap().steps;
+        assert!(
+            steps[0].starts_with("drain: drained web/b: drain"),
+            "{steps:?}"
+        );
+        let mut readying = b.clone();
+        readying.spec.actions = vec![crate::policy::Action::Ready(crate::policy::LbServerArgs {
+            haproxy: Some(h.server("web", "b")),
+            nginx: None,
+            gateway: None,
+        })];
+        let steps = executor
+            .run_attempt(&readying, 4)
+            .await
+            .detail
+            .unwrap()
+            .steps;
+        assert!(steps[0].starts_with("ready: "), "{steps:?}");
+        assert_eq!(weight_of_b(&h).await, (0, 10));
+        // b serves again: its slot is free for a.
+        let steps = executor.run_attempt(&a, 5).await.detail.unwrap().steps;
+        assert!(
+            steps[0].starts_with("drain: drained web/a: ready"),
+            "{steps:?}"
+        );
+    }
+
     /// A node-side drain under a fleet guard: with the group's one slot taken by
     /// another agent, nothing is drained and the restart still runs; once the slot is
     /// free, the drain takes it and gives it back after the ramp; with etcd
