@@ -74,13 +74,14 @@ pub trait Family: Sized + Send + Sync + 'static {
     }
 
     /// Sets a Gateway API route backend's weight through the API server: the journal
-    /// line and the weight it had. Only the Kubernetes family reaches an API server.
+    /// line and the weights it had. Only the Kubernetes family reaches an API server.
     fn weigh_route<'a>(
         &'a self,
         _policy: &'a Policy,
         backend: &'a crate::policy::GatewayBackend,
         _weight: load_balancer::RouteWeight,
-    ) -> impl Future<Output = Result<(String, u32), Failure>> + Send + 'a {
+    ) -> impl Future<Output = Result<(String, load_balancer::RouteWeights), Failure>> + Send + 'a
+    {
         std::future::ready(Err(Failure::failed(format!(
             "cannot weigh HTTPRoute {}: only the operator reaches the API server",
             backend.route

@@ -396,7 +396,7 @@ impl Family for KubernetesObjects {
         policy: &'a Policy,
         backend: &'a crate::policy::GatewayBackend,
         weight: crate::action::load_balancer::RouteWeight,
-    ) -> Result<(String, u32), Failure> {
+    ) -> Result<(String, crate::action::load_balancer::RouteWeights), Failure> {
         KubernetesObjects::weigh_route(self, policy, backend, weight, Mode::Apply).await
     }
 

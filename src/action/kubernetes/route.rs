@@ -9,7 +9,7 @@
 //! resourceVersion makes the whole list exact anyway. Field manager `salve`.
 
 use super::{KubernetesObjects, Mode, Transient, FIELD_MANAGER};
-use crate::action::load_balancer::RouteWeight;
+use crate::action::load_balancer::{RouteWeight, RouteWeights};
 use crate::action::Failure;
 use crate::policy::{GatewayBackend, Policy, Target};
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
@@ -111,14 +111,14 @@ fn keep_one_serving(
 
 impl KubernetesObjects {
     /// Sets the backend's weight in every rule that names it; the journal line (the
-    /// weights before and after) and the weight it had.
+    /// weights before and after) and the weights it had.
     pub(super) async fn weigh_route(
         &self,
         policy: &Policy,
         backend: &GatewayBackend,
         weight: RouteWeight,
         mode: Mode,
-    ) -> Result<(String, u32), Failure> {
+    ) -> Result<(String, RouteWeights), Failure> {
         let namespace = namespace_of(policy, backend);
         let what = format!("{}", crate::policy::LbServer::Gateway(backend)).replacen(
             "HTTPRoute ",
@@ -142,27 +142,44 @@ impl KubernetesObjects {
                     )));
                 }
                 let before: Vec<u64> = refs.iter().map(|&(_, _, w)| w).collect();
-                let to = match weight {
-                    RouteWeight::Drain => {
+                let all = |w: u64| vec![w; refs.len()];
+                let to: Vec<u64> = match &weight {
+                    RouteWeight::Drain | RouteWeight::To(0) => {
                         keep_one_serving(&rules, &refs, &what)?;
-                        0
+                        all(0)
                     }
-                    RouteWeight::To(0) => {
-                        keep_one_serving(&rules, &refs, &what)?;
-                        0
-                    }
-                    RouteWeight::To(w) => u64::from(w),
+                    RouteWeight::To(w) => all(u64::from(*w)),
                     // Back to taking traffic: the weight it had, or the default after 0.
-                    RouteWeight::Ready => before
+                    RouteWeight::Ready => all(before
                         .iter()
                         .copied()
                         .max()
                         .unwrap_or(0)
-                        .max(DEFAULT_WEIGHT),
+                        .max(DEFAULT_WEIGHT)),
+                    RouteWeight::Back { had, step, of } => {
+                        // Someone changed the route's rules since the drain: each ref
+                        // gets a share of the largest weight there was.
+                        let largest = had.iter().copied().max().unwrap_or(DEFAULT_WEIGHT);
+                        (0..refs.len())
+                            .map(|m| {
+                                let full = if had.len() == refs.len() {
+                                    had[m]
+                                } else {
+                                    largest
+                                };
+                                let part = full * u64::from(*step) / u64::from((*of).max(1));
+                                if full == 0 {
+                                    0
+                                } else {
+                                    part.max(1)
+                                }
+                            })
+                            .collect()
+                    }
                 };
                 let mut rules = rules;
-                for &(i, j, _) in &refs {
-                    rules[i]["backendRefs"][j]["weight"] = json!(to);
+                for (&(i, j, _), w) in refs.iter().zip(&to) {
+                    rules[i]["backendRefs"][j]["weight"] = json!(w);
                 }
                 let patch = json!({
                     "metadata": { "resourceVersion": route.metadata.resource_version },
@@ -183,12 +200,24 @@ impl KubernetesObjects {
                 Refused::Route(message) => Failure::failed(message),
             })?;
         let (before, to) = changed;
-        let shown: Vec<String> = before.iter().map(u64::to_string).collect();
-        let had = before.iter().copied().max().unwrap_or(DEFAULT_WEIGHT);
-        let line = mode.says(
-            format!("{what}: weight {} -> {to}", shown.join(", ")),
-            format!("would set {what}: weight {} -> {to}", shown.join(", ")),
+        let shown = |ws: &[u64]| {
+            let mut ws: Vec<String> = ws.iter().map(u64::to_string).collect();
+            // One weight set everywhere is said once.
+            ws.dedup();
+            ws.join(", ")
+        };
+        let (was, now) = (
+            before
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            shown(&to),
         );
-        Ok((line, u32::try_from(had).unwrap_or(u32::MAX)))
+        let line = mode.says(
+            format!("{what}: weight {was} -> {now}"),
+            format!("would set {what}: weight {was} -> {now}"),
+        );
+        Ok((line, RouteWeights(before)))
     }
 }

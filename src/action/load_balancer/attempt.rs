@@ -218,11 +218,17 @@ impl<F: Family> Executor<F> {
                         load_balancer::nginx::ramp_step(&self.family, s, i, n, w, &mut trail.diffs)
                             .await
                     }
-                    load_balancer::DrainedServer::Gateway(g) => self
-                        .family
-                        .weigh_route(policy, g, load_balancer::RouteWeight::To(w))
-                        .await
-                        .map(|(line, _)| format!("step {} of {n}: {line}", i + 1)),
+                    load_balancer::DrainedServer::Gateway(g, had) => {
+                        let back = load_balancer::RouteWeight::Back {
+                            had: had.0.clone(),
+                            step: i as u32 + 1,
+                            of: n as u32,
+                        };
+                        self.family
+                            .weigh_route(policy, g, back)
+                            .await
+                            .map(|(line, _)| format!("step {} of {n}: {line}", i + 1))
+                    }
                 };
                 match step {
                     Ok(line) => steps.push(format!("ramp: {line}")),
@@ -288,6 +294,7 @@ impl<F: Family> Executor<F> {
                 // A drain the load balancer refuses (or nginx -t) must not keep the
                 // node from being healed: the rest of the attempt goes on, and a
                 // person hears of it once.
+                let mut route_had = load_balancer::RouteWeights::default();
                 let drained = match server {
                     LbServer::Haproxy(s) => load_balancer::drain(s)
                         .await
@@ -299,7 +306,11 @@ impl<F: Family> Executor<F> {
                         .family
                         .weigh_route(policy, g, load_balancer::RouteWeight::Drain)
                         .await
-                        .map(|(line, had)| (format!("drained {line}"), had)),
+                        .map(|(line, had)| {
+                            let largest = had.largest();
+                            route_had = had;
+                            (format!("drained {line}"), largest)
+                        }),
                 };
                 let (line, weight) = match drained {
                     Ok(done) => done,
@@ -324,7 +335,7 @@ impl<F: Family> Executor<F> {
                 }
                 if let Some(ramp) = &args.ramp {
                     trail.ramps.push((
-                        load_balancer::DrainedServer::of(server),
+                        load_balancer::DrainedServer::of(server, route_had),
                         ramp.clone(),
                         weight,
                     ));

@@ -140,13 +140,32 @@ pub async fn servers_behind(server: LbServer<'_>) -> Result<usize, Failure> {
 }
 
 /// What a change of a Gateway API backend's weight is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteWeight {
     /// 0, unless no other backend of a rule has weight.
     Drain,
     To(u32),
     /// Taking traffic again: the weight it has, or the Gateway API's default (1) after 0.
     Ready,
+    /// Step `step` of `of` of a ramp back: each backendRef gets that share of the
+    /// weight it had before the drain (`had`, in the route's order), so a Service
+    /// weighted differently in two rules gets each rule's weight back.
+    Back {
+        had: Vec<u64>,
+        step: u32,
+        of: u32,
+    },
+}
+
+/// The weight of each backendRef a route change touched, in the route's order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteWeights(pub Vec<u64>);
+
+impl RouteWeights {
+    pub fn largest(&self) -> u32 {
+        let largest = self.0.iter().copied().max().unwrap_or(0);
+        u32::try_from(largest).unwrap_or(u32::MAX)
+    }
 }
 
 /// A drained server kept for its ramp back, once the attempt verifies.
@@ -154,15 +173,17 @@ pub enum RouteWeight {
 pub enum DrainedServer {
     Haproxy(HaproxyServer),
     Nginx(NginxUpstreamServer),
-    Gateway(crate::policy::GatewayBackend),
+    /// With the weight each of its backendRefs had.
+    Gateway(crate::policy::GatewayBackend, RouteWeights),
 }
 
 impl DrainedServer {
-    pub fn of(server: LbServer<'_>) -> Self {
+    /// `route_had`: a route backend's weights before the drain.
+    pub fn of(server: LbServer<'_>, route_had: RouteWeights) -> Self {
         match server {
             LbServer::Haproxy(s) => DrainedServer::Haproxy(s.clone()),
             LbServer::Nginx(s) => DrainedServer::Nginx(s.clone()),
-            LbServer::Gateway(g) => DrainedServer::Gateway(g.clone()),
+            LbServer::Gateway(g) => DrainedServer::Gateway(g.clone(), route_had),
         }
     }
 
@@ -170,7 +191,7 @@ impl DrainedServer {
         match self {
             DrainedServer::Haproxy(s) => LbServer::Haproxy(s),
             DrainedServer::Nginx(s) => LbServer::Nginx(s),
-            DrainedServer::Gateway(g) => LbServer::Gateway(g),
+            DrainedServer::Gateway(g, _) => LbServer::Gateway(g),
         }
     }
 }

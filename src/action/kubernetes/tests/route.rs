@@ -106,6 +106,76 @@ async fn a_drained_backend_gets_its_weight_back_in_steps_once_verified() {
     );
 }
 
+/// php-b in two rules, beside php-a in each, at weights `first` and `second`.
+fn two_rules(version: u64, first: u64, second: u64) -> Value {
+    let rule = |w: u64| {
+        json!({ "backendRefs": [
+            { "name": "php-a", "port": 80, "weight": 10 },
+            { "name": "php-b", "port": 80, "weight": w }
+        ] })
+    };
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": { "namespace": "web", "name": "shop", "resourceVersion": version.to_string() },
+        "spec": { "parentRefs": [{ "name": "edge" }], "rules": [rule(first), rule(second)] }
+    })
+}
+
+fn patched_both(first: u64, second: u64) -> Expect {
+    Expect::new("PATCH", ROUTE)
+        .query("fieldManager", "salve")
+        .body(move |patch: &Value| {
+            let rules = &patch["spec"]["rules"];
+            assert_eq!(rules[0]["backendRefs"][1]["weight"], first, "{patch}");
+            assert_eq!(rules[1]["backendRefs"][1]["weight"], second, "{patch}");
+        })
+}
+
+/// A Service weighted differently in two rules gets each rule's own weight back, in
+/// steps: a share of what it had there, not the largest everywhere.
+#[tokio::test]
+async fn each_rule_gets_its_own_weight_back() {
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "namespace": "web", "name": "php-b", "generation": 2 },
+        "spec": { "replicas": 1 },
+        "status": { "observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1 }
+    });
+    let (client, server) = serve(vec![
+        Expect::new("GET", ROUTE).answer(200, two_rules(5, 10, 4)),
+        patched_both(0, 0).answer(200, two_rules(6, 0, 0)),
+        Expect::new("PATCH", "/apis/apps/v1/namespaces/web/deployments/php-b")
+            .answer(200, deployment.clone()),
+        event_about("web", "Deployment", "php-b"),
+        Expect::new("GET", "/apis/apps/v1/namespaces/web/deployments/php-b")
+            .answer(200, deployment),
+        Expect::new("GET", ROUTE).answer(200, two_rules(6, 0, 0)),
+        patched_both(5, 2).answer(200, two_rules(7, 5, 2)),
+        Expect::new("GET", ROUTE).answer(200, two_rules(7, 5, 2)),
+        patched_both(10, 4).answer(200, two_rules(8, 10, 4)),
+    ]);
+    let executor = family(client);
+    let policy = policy_draining(
+        "    - drain: { gateway: { route: shop, service: php-b }, ramp: { steps: 2, interval: 10ms } }\n    - rolloutRestart: {}",
+    );
+    let outcome = executor.run_attempt(&policy, 3).await;
+    drop(executor);
+    server.await.unwrap();
+    assert_eq!(outcome.verified, Some(true), "{outcome:?}");
+    let steps = outcome.detail.unwrap().steps;
+    assert_eq!(
+        steps[0],
+        "drain: drained HTTPRoute web/shop backend php-b: weight 10, 4 -> 0"
+    );
+    assert_eq!(
+        &steps[2..],
+        [
+            "ramp: step 1 of 2: HTTPRoute web/shop backend php-b: weight 0, 0 -> 5, 2",
+            "ramp: step 2 of 2: HTTPRoute web/shop backend php-b: weight 5, 2 -> 10, 4",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn the_last_backend_of_a_rule_is_not_drained_and_the_heal_goes_on() {
     // php-a already at 0: draining php-b would leave rule 0 nothing.
