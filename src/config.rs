@@ -18,7 +18,9 @@ const CONFIG_FIELDS: &[&str] = &[
     "dryRun",
     "configBackups",
     "fleet",
+    "control",
 ];
+const CONTROL_FIELDS: &[&str] = &["socket", "group"];
 const JOURNAL_FIELDS: &[&str] = &["path", "maxBytes", "keep"];
 const FLEET_FIELDS: &[&str] = &["etcd", "member", "ttl"];
 
@@ -43,6 +45,8 @@ pub struct Config {
     pub config_backups: usize,
     /// Absent: a policy whose `fleet` lock is etcd drains nothing (and says so).
     pub fleet: Option<FleetConfig>,
+    /// The control socket (`salve status`, `pause`, …).
+    pub control: crate::control::ControlConfig,
 }
 
 impl Default for Config {
@@ -53,6 +57,7 @@ impl Default for Config {
             limits: Limits::default(),
             config_backups: crate::action::config_edit::DEFAULT_KEEP_BACKUPS,
             fleet: None,
+            control: Default::default(),
         }
     }
 }
@@ -154,6 +159,26 @@ impl Config {
             }
             if let Some(n) = f.get("fleet") {
                 config.fleet = fleet_config(&mut dec, n);
+            }
+            if let Some(c) = f
+                .get("control")
+                .and_then(|n| dec.fields(n, "control", CONTROL_FIELDS))
+            {
+                if let Some(p) = c.get("socket").and_then(|n| {
+                    dec.checked_string(n, |t| match t.starts_with('/') {
+                        true => Ok(()),
+                        false => Err(format!(
+                            "the control socket must be an absolute path, not \"{t}\""
+                        )),
+                    })
+                }) {
+                    config.control.socket = PathBuf::from(p);
+                }
+                if let Some(g) = c.get("group").and_then(|n| {
+                    dec.checked_string(n, |t| crate::policy::load_balancer::plain_name(t, "group"))
+                }) {
+                    config.control.admin_group = g;
+                }
             }
         }
         if dec.errors.is_empty() {

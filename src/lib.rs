@@ -6,6 +6,7 @@ pub mod action;
 pub mod agent;
 pub mod audit;
 pub mod config;
+pub mod control;
 pub mod controller;
 pub mod diagnose;
 pub mod fleet;

@@ -2,6 +2,7 @@
 //! the loop every runtime shares (`crate::controller`). At start the guard state is
 //! rebuilt from the journal.
 
+mod control;
 mod logs;
 mod service;
 mod watch_files;
@@ -100,6 +101,15 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
         events_tx,
     ));
     agent.0.rebuild_guards(recovered, "the journal");
+    // No socket (its directory missing outside the unit's RuntimeDirectory, say) is
+    // no reason not to heal: the agent runs on, and says so.
+    let mut control = match crate::control::server::listen(&options.config.control) {
+        Ok(listening) => Some(listening),
+        Err(e) => {
+            tracing::warn!(error = %e, "no control socket: `salve status`, `pause` and `reset` cannot reach this agent");
+            None
+        }
+    };
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| AgentError::Signal("SIGHUP", e))?;
     let mut terminate =
         signal(SignalKind::terminate()).map_err(|e| AgentError::Signal("SIGTERM", e))?;
@@ -122,11 +132,14 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
             _ = sleep_until_opt(deadline) => agent.0.handle(Event::Tick {}),
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading policies");
-                agent.reload(&options.policy_paths, &mut probes, &mut logs);
+                let _ = agent.reload(&options.policy_paths, &mut probes, &mut logs);
             }
             Some(()) = file_changes.recv() => {
                 tracing::info!("policy files changed: reloading");
-                agent.reload(&options.policy_paths, &mut probes, &mut logs);
+                let _ = agent.reload(&options.policy_paths, &mut probes, &mut logs);
+            }
+            Some(command) = next_command(&mut control) => {
+                agent.control(command, |agent| agent.reload(&options.policy_paths, &mut probes, &mut logs));
             }
             _ = service::tick(&mut watchdog) => service::watchdog_ping(),
             lost = agent.0.attempts.next_lost() => agent.0.handle(Event::Outcome(lost)),
@@ -135,6 +148,8 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
         }
     }
 
+    // The socket goes first: a person asking now hears the agent is gone.
+    drop(control);
     service::stopping();
     tracing::info!(
         in_flight = agent.0.running.len(),
@@ -167,6 +182,15 @@ fn load_host_policies(paths: &[PathBuf]) -> Result<Vec<Policy>, crate::policy::D
     Ok(policies)
 }
 
+async fn next_command(
+    control: &mut Option<crate::control::server::Listening>,
+) -> Option<crate::control::server::Command> {
+    match control {
+        Some(listening) => listening.commands.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn units_of<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Vec<String> {
     let set: BTreeSet<String> = policies
         .into_iter()
@@ -177,8 +201,14 @@ fn units_of<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Vec<String> {
 
 impl Agent {
     /// Loads the policies again; an invalid set is rejected with every error logged,
-    /// and the agent keeps running the last good set.
-    fn reload(&mut self, paths: &[PathBuf], probes: &mut Probes, logs: &mut logs::Logs) {
+    /// and the agent keeps running the last good set. The policies now running, or
+    /// the number of errors.
+    fn reload(
+        &mut self,
+        paths: &[PathBuf],
+        probes: &mut Probes,
+        logs: &mut logs::Logs,
+    ) -> Result<usize, usize> {
         match load_host_policies(paths) {
             Ok(policies) => {
                 let new_units: BTreeSet<String> = units_of(&policies).into_iter().collect();
@@ -198,6 +228,7 @@ impl Agent {
                 let count = policies.len();
                 self.0.replace_policies(policies);
                 tracing::info!(policies = count, "policies reloaded");
+                Ok(count)
             }
             Err(diagnostics) => {
                 for d in &diagnostics.0 {
@@ -207,6 +238,7 @@ impl Agent {
                     errors = diagnostics.0.len(),
                     "reload rejected: keeping the last good policy set"
                 );
+                Err(diagnostics.0.len())
             }
         }
     }

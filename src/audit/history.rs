@@ -112,7 +112,8 @@ pub fn filter<'a>(records: &'a [Record], f: &HistoryFilter) -> Vec<&'a Record> {
             Entry::Skip { .. }
             | Entry::Escalate { .. }
             | Entry::EscalationSent { .. }
-            | Entry::Rehearsal { .. } => false,
+            | Entry::Rehearsal { .. }
+            | Entry::Control { .. } => false,
         })
         .collect()
 }
@@ -230,6 +231,25 @@ fn detail(entry: &Entry) -> String {
         Entry::Rehearsal { accepted, steps } => {
             let answer = if *accepted { "accepted" } else { "REFUSED" };
             format!("server-side dry run {answer}: {}", steps.join("; "))
+        }
+        Entry::Control {
+            command,
+            by,
+            until,
+            reason,
+            refused,
+        } => {
+            let mut text = format!("{command} by {by}");
+            if let Some(until) = until {
+                text.push_str(&format!(" until {until}"));
+            }
+            if let Some(reason) = reason {
+                text.push_str(&format!(": {reason}"));
+            }
+            if let Some(refused) = refused {
+                text.push_str(&format!(" REFUSED: {refused}"));
+            }
+            text
         }
     };
     if entry.dry_run() && !matches!(entry, Entry::Rehearsal { .. }) {

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 pub use history::{filter, render_json, render_table, HistoryFilter, OutcomeFilter};
 pub use journal::{Journal, Rotation};
 pub use reader::{read_journal, read_recent, JournalRead, ReadProblem};
+pub(crate) use record::format_ts;
 pub use record::{Entry, OutcomeResult, Record, Verification};
 pub use recorder::{decision_record, drain_escalation, outcome_record};
 pub use writer::{Durable, JournalWriter, Sink};

@@ -82,6 +82,20 @@ pub enum Entry {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         failures: Vec<String>,
     },
+    /// A command a person sent the agent's control socket (`pause`, `resume`, `reset`,
+    /// `reload`), accepted or `refused`, with who sent it: the peer's credentials as
+    /// the kernel gave them. A pause names what it pauses in the record's `policy` or
+    /// `target`, and `until` when it expires.
+    Control {
+        command: String,
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refused: Option<String>,
+    },
 }
 
 /// The engine's own outcome type: the journal records exactly what the engine was told.
@@ -103,6 +117,7 @@ impl Entry {
             Entry::Escalate { .. } => "escalate",
             Entry::EscalationSent { .. } => "escalationSent",
             Entry::Rehearsal { .. } => "rehearsal",
+            Entry::Control { .. } => "control",
         }
     }
 
@@ -114,7 +129,7 @@ impl Entry {
             | Entry::Skip { dry_run, .. }
             | Entry::Escalate { dry_run, .. } => *dry_run,
             Entry::Rehearsal { .. } => true,
-            Entry::Outcome { .. } | Entry::EscalationSent { .. } => false,
+            Entry::Outcome { .. } | Entry::EscalationSent { .. } | Entry::Control { .. } => false,
         }
     }
 
@@ -125,7 +140,8 @@ impl Entry {
             Entry::Skip { .. }
             | Entry::Escalate { .. }
             | Entry::EscalationSent { .. }
-            | Entry::Rehearsal { .. } => None,
+            | Entry::Rehearsal { .. }
+            | Entry::Control { .. } => None,
         }
     }
 }

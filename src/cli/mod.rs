@@ -2,6 +2,7 @@
 
 mod agent;
 mod check;
+mod control;
 mod diagnose;
 mod history;
 mod lab;
@@ -59,6 +60,16 @@ pub enum Command {
     Diagnose(diagnose::Args),
     /// A disposable systemd sandbox with nginx and PHP-FPM to break on purpose.
     Lab(lab::Args),
+    /// Ask the running agent: its policies, targets, circuits, pauses, last decisions.
+    Status(control::StatusArgs),
+    /// Hold back the agent's attempts on a target or a policy for a while (a deploy).
+    Pause(control::PauseArgs),
+    /// Lift a pause before it expires.
+    Resume(control::ScopedArgs),
+    /// Close a target's (or a policy's) open circuit: its attempts start afresh.
+    Reset(control::ScopedArgs),
+    /// Make the running agent read its policies again (as SIGHUP does).
+    Reload(control::ReloadArgs),
 }
 
 pub fn init_logging(format: LogFormat, verbose: u8) {
@@ -88,6 +99,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Operator(args) => operator::run(args),
         Command::Lab(args) => lab::run(args),
         Command::Diagnose(args) => diagnose::run(args),
+        Command::Status(args) => control::status(args),
+        Command::Pause(args) => control::pause(args),
+        Command::Resume(args) => control::resume(args),
+        Command::Reset(args) => control::reset(args),
+        Command::Reload(args) => control::reload(args),
         Command::Schema => {
             print!("{}", salve::policy::policy_schema());
             Ok(ExitCode::SUCCESS)

@@ -41,6 +41,25 @@ impl Clock {
         Timestamp::from_duration(START.saturating_sub(before))
     }
 
+    /// The wall-clock time of engine time `t` (a pause's expiry, shown to a person).
+    pub fn wall_of(&self, t: Timestamp) -> SystemTime {
+        let since = t.since_origin();
+        if since >= START {
+            self.wall_origin + (since - START)
+        } else {
+            self.wall_origin - (START - since)
+        }
+    }
+
+    /// Engine time for a wall-clock time after now (a pause's expiry): now plus the
+    /// wait, so a clock stepped meanwhile moves nothing.
+    pub fn ahead(&self, wall: SystemTime) -> Timestamp {
+        let wait = wall
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        self.now() + wait
+    }
+
     pub fn wall_origin(&self) -> SystemTime {
         self.wall_origin
     }

@@ -40,6 +40,34 @@ pub struct Controller<F> {
     pub attempts: attempts::Attempts,
     pub running: HashMap<u64, Running>,
     decisions: Vec<Decision>,
+    /// Each policy's (and selector object's) latest, for `salve status`.
+    pub last_seen: HashMap<(String, String), LastSeen>,
+    /// Why each pause in force was declared, and by whom, by its scope's text.
+    pub pause_notes: HashMap<String, (Option<String>, String)>,
+}
+
+/// The last decision journalled for a policy on a target, and its last outcome.
+#[derive(Debug, Clone, Default)]
+pub struct LastSeen {
+    pub decision: String,
+    pub decided_at: Option<SystemTime>,
+    pub outcome: Option<String>,
+}
+
+/// How many (policy, target) pairs `last_seen` keeps before it forgets those no
+/// policy acts on any more: pods come and go by the thousand.
+const LAST_SEEN_LIMIT: usize = 10_000;
+
+/// A record's decision as `salve status` says it.
+fn decision_text(entry: &crate::audit::Entry) -> Option<String> {
+    use crate::audit::Entry;
+    Some(match entry {
+        Entry::Intent { attempt, .. } => format!("act (attempt {attempt})"),
+        Entry::Skip { reason, .. } => format!("skip: {reason}"),
+        Entry::Escalate { attempts: 0, .. } => "escalate".to_string(),
+        Entry::Escalate { attempts, .. } => format!("escalate after {attempts} attempt(s)"),
+        _ => return None,
+    })
 }
 
 /// The record that an escalation's actions ran.
@@ -76,7 +104,40 @@ impl<F: Family> Controller<F> {
             attempts: attempts::Attempts::default(),
             running: HashMap::new(),
             decisions: Vec::new(),
+            last_seen: HashMap::new(),
+            pause_notes: HashMap::new(),
         }
+    }
+
+    /// Runs `act` on the engine at now, then carries out what it decided (a person's
+    /// pause, resume or reset through the control socket).
+    pub fn with_engine<R>(
+        &mut self,
+        act: impl FnOnce(&mut Engine, crate::engine::Timestamp, &mut Vec<Decision>) -> R,
+    ) -> R {
+        let now = self.clock.now();
+        let mut decisions = Vec::new();
+        let result = act(&mut self.engine, now, &mut decisions);
+        self.carry_out(&decisions);
+        result
+    }
+
+    fn remember(&mut self, policy: &str, target: &str) -> &mut LastSeen {
+        let key = (policy.to_string(), target.to_string());
+        if self.last_seen.len() >= LAST_SEEN_LIMIT && !self.last_seen.contains_key(&key) {
+            let now = self.clock.now();
+            let live: std::collections::HashSet<(String, String)> = self
+                .engine
+                .status(now)
+                .into_iter()
+                .map(|line| (line.policy, line.target))
+                .collect();
+            self.last_seen.retain(|k, _| live.contains(k));
+            if self.last_seen.len() >= LAST_SEEN_LIMIT {
+                self.last_seen.clear();
+            }
+        }
+        self.last_seen.entry(key).or_default()
     }
 
     /// When the engine next needs a tick, on the runtime's clock.
@@ -155,6 +216,12 @@ impl<F: Family> Controller<F> {
             SystemTime::now(),
         );
         tracing::info!(policy = policy.name(), attempt_id = id, result = ?outcome.result, verified = ?outcome.verified, "attempt finished");
+        let said = match (&outcome.result, outcome.verified) {
+            (result, Some(true)) => format!("{}, verified", result.as_str()),
+            (result, Some(false)) => format!("{}, not verified", result.as_str()),
+            (result, None) => result.as_str().to_string(),
+        };
+        self.remember(&record.policy, &record.target).outcome = Some(said);
         self.journal.record(record);
         // A drain the attempt could not make: the heal went on, and a person hears of
         // it once, as of a storm (`attempts: 0`: no circuit opened). One cut off by a
@@ -183,6 +250,11 @@ impl<F: Family> Controller<F> {
             let span = tracing::info_span!("decision", policy = policy.name(), target = %crate::engine::target_name(&policy));
             let _enter = span.enter();
             let record = decision_record(decision, &policy, SystemTime::now());
+            if let Some(text) = decision_text(&record.entry) {
+                let seen = self.remember(&record.policy, &record.target);
+                seen.decision = text;
+                seen.decided_at = Some(record.ts);
+            }
             match &decision.verdict {
                 Verdict::Act {
                     attempt_id,
@@ -279,6 +351,20 @@ impl<F: Family> Controller<F> {
             "guard state rebuilt"
         );
         self.resend_escalations(recovered.unsent_escalations);
+        for paused in recovered.pauses {
+            let until = self.clock.ahead(paused.until);
+            let scope = paused.scope.clone();
+            match self.with_engine(|engine, now, out| engine.pause(now, scope, until, out)) {
+                Ok(()) => {
+                    tracing::info!(scope = %paused.scope, by = %paused.by, "a pause declared before this start is still in force");
+                    self.pause_notes
+                        .insert(paused.scope.to_string(), (paused.reason, paused.by));
+                }
+                Err(e) => {
+                    tracing::warn!(scope = %paused.scope, error = %e, "a pause declared before this start names nothing now")
+                }
+            }
+        }
     }
 
     /// Escalations the journal shows decided but never sent (the agent died while

@@ -25,6 +25,62 @@ pub struct Recovered {
     /// Escalations decided but never reported sent (the agent died while notifying):
     /// (policy, target, attempts), to send again while their circuit is open.
     pub unsent_escalations: Vec<(String, String, u32)>,
+    /// Pauses a person declared that had not expired or been lifted at this start.
+    pub pauses: Vec<Paused>,
+}
+
+/// A pause the journal shows in force.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paused {
+    pub scope: crate::engine::PauseScope,
+    pub until: SystemTime,
+    pub reason: Option<String>,
+    pub by: String,
+}
+
+/// The pauses in force at `now` after the control records `records` (oldest first):
+/// each pause replaces an earlier one of its scope, a resume lifts it.
+pub fn pauses_from(records: &[Record], now: SystemTime) -> Vec<Paused> {
+    use crate::engine::PauseScope;
+    let mut pauses: Vec<Paused> = Vec::new();
+    for record in records {
+        let Entry::Control {
+            command,
+            by,
+            until,
+            reason,
+            refused: None,
+        } = &record.entry
+        else {
+            continue;
+        };
+        let scope = match (record.target.is_empty(), record.policy.is_empty()) {
+            (false, true) => PauseScope::Target(record.target.clone()),
+            (true, false) => PauseScope::Policy(record.policy.clone()),
+            _ => continue,
+        };
+        match command.as_str() {
+            "pause" => {
+                let Some(until) = until
+                    .as_deref()
+                    .and_then(|u| humantime::parse_rfc3339(u).ok())
+                else {
+                    continue;
+                };
+                pauses.retain(|p| p.scope != scope);
+                pauses.push(Paused {
+                    scope,
+                    until,
+                    reason: reason.clone(),
+                    by: by.clone(),
+                });
+            }
+            "resume" => pauses.retain(|p| p.scope != scope),
+            _ => {}
+        }
+    }
+    pauses.retain(|p| p.until > now);
+    pauses
 }
 
 pub const UNKNOWN_OUTCOME: &str = "the agent stopped before the attempt reported back (killed, crashed or out of memory); what it did is not known, so it counts as failed";
@@ -59,6 +115,15 @@ pub fn recover(
     let mut recovered = from_records(&read.records, clock, SystemTime::now());
     recovered.last_attempt_id = last_id.get();
     recovered.unreadable = read.problems.len();
+    // A pause may outlast every window: its records are read on their own horizon.
+    let paused_since = clock
+        .wall_origin()
+        .checked_sub(crate::control::MAX_PAUSE)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let control = read_recent(journal, paused_since, |record| {
+        matches!(record.entry, Entry::Control { .. })
+    })?;
+    recovered.pauses = pauses_from(&control.records, SystemTime::now());
     Ok(recovered)
 }
 
@@ -116,7 +181,7 @@ pub fn from_records(records: &[Record], clock: &Clock, now: SystemTime) -> Recov
             Entry::EscalationSent { .. } => {
                 unsent.retain(|(p, t, _)| !(*p == record.policy && *t == record.target));
             }
-            Entry::Skip { .. } | Entry::Rehearsal { .. } => {}
+            Entry::Skip { .. } | Entry::Rehearsal { .. } | Entry::Control { .. } => {}
         }
     }
     let mut unfinished: Vec<(u64, usize)> = open.into_iter().collect();
@@ -147,6 +212,7 @@ pub fn from_records(records: &[Record], clock: &Clock, now: SystemTime) -> Recov
         unfinished,
         unreadable: 0,
         unsent_escalations: unsent,
+        pauses: Vec::new(),
     }
 }
 

@@ -11,6 +11,8 @@ use std::fs;
 
 /// The service user the shipped unit and polkit rule name.
 pub const SALVE_USER: &str = "salve";
+/// The group the shipped control socket (salve.socket) belongs to.
+pub const ADMIN_GROUP: &str = crate::control::DEFAULT_ADMIN_GROUP;
 
 /// The polkit rule and helper units exactly as shipped.
 pub const POLKIT_RULE: &str = include_str!("../../deploy/polkit/50-salve.rules");
@@ -35,10 +37,8 @@ pub fn write_accounts(layout: &Layout) -> Result<u32, LabError> {
         .chain(group.lines())
         .filter_map(|l| l.split(':').nth(2)?.parse().ok())
         .collect();
-    let name_taken = |text: &str| {
-        text.lines()
-            .any(|l| l.split(':').next() == Some(SALVE_USER))
-    };
+    let name_taken =
+        |text: &str, name: &str| text.lines().any(|l| l.split(':').next() == Some(name));
     // A system id, from the top of Debian's dynamic range down.
     let id = (100..999)
         .rev()
@@ -54,13 +54,25 @@ pub fn write_accounts(layout: &Layout) -> Result<u32, LabError> {
             text.push('\n');
         }
     }
-    if !name_taken(&passwd) {
+    if !name_taken(&passwd, SALVE_USER) {
         passwd.push_str(&format!(
             "{SALVE_USER}:x:{id}:{id}:salve self-healing agent (lab):/nonexistent:/usr/sbin/nologin\n"
         ));
     }
-    if !name_taken(&group) {
+    if !name_taken(&group, SALVE_USER) {
         group.push_str(&format!("{SALVE_USER}:x:{id}:\n"));
+    }
+    if !name_taken(&group, ADMIN_GROUP) {
+        // No one is in it: the tests reach the socket as root, and show that the
+        // agent's own user (and so its exec children) is kept out.
+        let admin = (100..id)
+            .rev()
+            .find(|g| !taken.contains(g))
+            .ok_or_else(|| {
+                let full = std::io::Error::other("every id from 100 to 998 is taken");
+                LabError::io("find a free system gid in", "/etc/group", full)
+            })?;
+        group.push_str(&format!("{ADMIN_GROUP}:x:{admin}:\n"));
     }
     super::files::create_dir(&layout.etc())?;
     super::files::create_dir(&layout.polkit_rules())?;

@@ -103,6 +103,16 @@ impl Agent {
     /// shares with the host), and the lab's own directory in place of /etc/nginx and
     /// /etc/php. User, capabilities and every hardening line stay as shipped.
     pub fn start_unit(env: &Env, policies: &Path, dropins: &[&str]) -> Agent {
+        Agent::start_unit_as(env, policies, dropins, false)
+    }
+
+    /// `start_unit`, with the shipped control socket (deploy/systemd/salve.socket)
+    /// started first, so systemd passes it to the agent.
+    pub fn start_unit_with_socket(env: &Env, policies: &Path, dropins: &[&str]) -> Agent {
+        Agent::start_unit_as(env, policies, dropins, true)
+    }
+
+    fn start_unit_as(env: &Env, policies: &Path, dropins: &[&str], socket: bool) -> Agent {
         let lab = env.lab();
         let (uid, gid) = lab.salve_ids().expect("the lab's salve user");
         let state = env.dir.join("state");
@@ -136,7 +146,24 @@ impl Agent {
         );
         // Sorts after every shipped drop-in, so its resets win.
         std::fs::write(dir.join("zz-test-paths.conf"), paths).expect("test drop-in");
+        if socket {
+            std::fs::write(
+                units.join("salve.socket"),
+                shipped("deploy/systemd/salve.socket"),
+            )
+            .expect("install salve.socket in the lab");
+        }
         lab.systemctl(&["daemon-reload"]).expect("daemon-reload");
+        if socket {
+            let listening = lab
+                .systemctl(&["start", "salve.socket"])
+                .expect("start salve.socket");
+            assert!(
+                listening.status.success(),
+                "salve.socket did not start: {}",
+                String::from_utf8_lossy(&listening.stderr)
+            );
+        }
         let started = lab
             .systemctl(&["start", "salve.service"])
             .expect("start salve.service");

@@ -4,6 +4,7 @@
 
 mod agent;
 mod config_edits;
+mod control;
 mod durability;
 mod harness;
 mod least_privilege;

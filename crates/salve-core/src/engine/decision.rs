@@ -75,6 +75,8 @@ pub enum SkipReason {
     /// More of the selector's objects are unhealthy than `maxUnhealthy` allows, or
     /// were until less than `settle` ago.
     MaxUnhealthy,
+    /// A person paused the target or the policy (`salve pause`).
+    Paused,
 }
 
 impl SkipReason {
@@ -87,6 +89,7 @@ impl SkipReason {
             SkipReason::MaxConcurrent => "max_concurrent",
             SkipReason::InFlight => "in_flight",
             SkipReason::MaxUnhealthy => "max_unhealthy",
+            SkipReason::Paused => "paused",
         }
     }
 }

@@ -31,6 +31,13 @@ pub struct GuardState {
 /// depends on when a policy with a longer window was loaded.
 const REMEMBERED_ATTEMPTS: usize = 1024;
 
+/// See [`GuardState::summary`].
+pub struct GuardSummary {
+    pub attempts: u32,
+    pub circuit_open_until: Option<Timestamp>,
+    pub next_attempt_at: Option<Timestamp>,
+}
+
 pub enum GuardVerdict {
     Go,
     OpenCircuit { attempts: u32 },
@@ -85,6 +92,22 @@ impl GuardState {
             .iter()
             .filter(|&&t| t + guard.window > now)
             .count() as u32
+    }
+
+    /// What `salve status` shows of this guard for a policy with `guard`, at `now`.
+    pub fn summary(&self, guard: &Guard, now: Timestamp) -> GuardSummary {
+        let circuit_open_until = self.circuit_closes_at.filter(|&closes| closes > now);
+        let cooled = self.last_start.map(|last| last + self.cooldown(guard));
+        let next_attempt_at = circuit_open_until
+            .into_iter()
+            .chain(cooled)
+            .max()
+            .filter(|&at| at > now);
+        GuardSummary {
+            attempts: self.attempts_within(guard, now),
+            circuit_open_until,
+            next_attempt_at,
+        }
     }
 
     pub fn cooldown(&self, guard: &Guard) -> Duration {

@@ -5,6 +5,7 @@
 //! and the agent all drive this same code.
 
 mod condition;
+mod control;
 mod decision;
 mod event;
 mod fleet;
@@ -22,6 +23,7 @@ mod properties;
 pub(crate) mod tests;
 
 pub use condition::{Conditions, ObjectState, UnitSnapshot};
+pub use control::{PauseError, PauseScope, PolicyStatus, MAX_PAUSES};
 pub use decision::{Decision, DecisionRecord, PolicyId, SkipReason, Verdict};
 pub use event::{
     AttemptDetail, ContainerObservation, Event, HttpObservation, LogLine, NodeObservation, Outcome,
@@ -165,6 +167,8 @@ pub struct Engine {
     /// Policies held back by `max_concurrent`, first come first served.
     waiting_for_slot: Vec<PolicyId>,
     next_attempt_id: u64,
+    /// Pauses a person declared; they outlive reloads (see `control`).
+    pauses: Vec<control::Pause>,
 }
 
 impl Engine {
@@ -196,6 +200,7 @@ impl Engine {
             timers: BinaryHeap::new(),
             waiting_for_slot: Vec::new(),
             next_attempt_id: 1,
+            pauses: Vec::new(),
         };
         engine.install(policies, Timestamp::ZERO);
         engine
@@ -759,6 +764,7 @@ impl Engine {
         let fleet_hold = self
             .counted_by(id.index())
             .and_then(|of| self.fleet_check(now, id, of, unhealthy, out));
+        let paused = self.paused_until(id, now);
         let policy = &self.policies[id.index()];
         let name = &self.target_names[id.index()];
         let unit = Observed {
@@ -801,6 +807,9 @@ impl Engine {
             state.last_skip = None;
         } else if target.guard.in_flight.is_some() {
             skip(state, SkipReason::InFlight, None, None, out);
+        } else if let Some(until) = paused {
+            skip(state, SkipReason::Paused, Some(until), None, out);
+            retry = Some(until);
         } else if let Some(settled_at) = fleet_hold {
             skip(state, SkipReason::MaxUnhealthy, settled_at, None, out);
             retry = settled_at;

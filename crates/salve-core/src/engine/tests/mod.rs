@@ -2,6 +2,7 @@
 //! helpers here, the tests in one file per concern.
 
 mod attempts;
+mod control;
 mod fleet;
 mod guard;
 mod limits;

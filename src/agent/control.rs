@@ -1,0 +1,263 @@
+//! The agent's answers to its control socket (see `crate::control`): each command
+//! runs on the agent's loop, which owns the engine and the journal, so a pause is
+//! journalled and in force before its answer goes back.
+
+use super::Agent;
+use crate::audit::{Entry, Record};
+use crate::control::server::Command;
+use crate::control::{PauseLine, PolicyLine, Request, Response, StatusReport};
+use crate::engine::{Event, PolicyStatus, Reset};
+use std::time::SystemTime;
+
+fn rfc3339(ts: SystemTime) -> String {
+    crate::audit::format_ts(ts, false).unwrap_or_default()
+}
+
+impl Agent {
+    /// Answers one command. `reload` reads the policies again; every other command
+    /// acts on the engine as it stands.
+    pub(super) fn control(
+        &mut self,
+        command: Command,
+        reload: impl FnOnce(&mut Agent) -> Result<usize, usize>,
+    ) {
+        let Command {
+            request,
+            peer,
+            allowed,
+            reply,
+        } = command;
+        let request = match request {
+            Ok(request) => request,
+            Err(why) => {
+                let _ = reply.send(Response::refused(why));
+                return;
+            }
+        };
+        let by = peer.to_string();
+        if !allowed {
+            tracing::warn!(command = request.name(), by = %by, "control command refused: not root and not in the admin group");
+            let why = "permission denied: only root and the agent's admin group may use its control socket";
+            self.journal_control(&request, &by, None, None, Some(why.to_string()));
+            let _ = reply.send(Response::refused(why));
+            return;
+        }
+        let response = match &request {
+            Request::Status {} => Response {
+                ok: true,
+                message: String::new(),
+                status: Some(self.status()),
+            },
+            Request::Pause {
+                duration, reason, ..
+            } => self.pause(&request, &request.scope(), duration, reason, &by),
+            Request::Resume { .. } => match request.scope().engine() {
+                Err(why) => Response::refused(why),
+                Ok(scope) => {
+                    let lifted = self
+                        .0
+                        .with_engine(|engine, now, out| engine.resume(now, &scope, out));
+                    self.0.pause_notes.remove(&scope.to_string());
+                    self.journal_control(&request, &by, None, None, None);
+                    tracing::info!(scope = %scope, by = %by, lifted, "resumed");
+                    match lifted {
+                        true => Response::ok(format!("resumed {scope}")),
+                        false => Response::ok(format!("{scope} was not paused")),
+                    }
+                }
+            },
+            Request::Reset { .. } => self.reset(&request, &request.scope(), &by),
+            Request::Reload {} => {
+                self.journal_control(&request, &by, None, None, None);
+                match reload(self) {
+                    Ok(n) => Response::ok(format!("reloaded: {n} policies")),
+                    Err(errors) => Response::refused(format!(
+                        "reload rejected ({errors} error(s), in the agent's log): the last good policies stay"
+                    )),
+                }
+            }
+        };
+        let _ = reply.send(response);
+    }
+
+    fn pause(
+        &mut self,
+        request: &Request,
+        scope: &crate::control::Scope,
+        duration: &str,
+        reason: &str,
+        by: &str,
+    ) -> Response {
+        let checked = scope.engine().and_then(|scope| {
+            let duration = crate::control::pause_duration(duration)?;
+            let reason = crate::control::pause_reason(reason)?;
+            Ok((scope, duration, reason))
+        });
+        let (scope, duration, reason) = match checked {
+            Ok(checked) => checked,
+            Err(why) => return Response::refused(why),
+        };
+        let until = self.0.clock.now() + duration;
+        let pause_scope = scope.clone();
+        if let Err(e) = self
+            .0
+            .with_engine(|engine, now, out| engine.pause(now, pause_scope, until, out))
+        {
+            return Response::refused(e.to_string());
+        }
+        let wall_until = rfc3339(SystemTime::now() + duration);
+        self.journal_control(
+            request,
+            by,
+            Some(wall_until.clone()),
+            Some(reason.clone()),
+            None,
+        );
+        self.0
+            .pause_notes
+            .insert(scope.to_string(), (Some(reason.clone()), by.to_string()));
+        tracing::info!(scope = %scope, until = %wall_until, reason = %reason, by = %by, "paused");
+        Response::ok(format!("paused {scope} until {wall_until} ({reason})"))
+    }
+
+    fn reset(&mut self, request: &Request, scope: &crate::control::Scope, by: &str) -> Response {
+        let scope = match scope.engine() {
+            Ok(scope) => scope,
+            Err(why) => return Response::refused(why),
+        };
+        let now = self.0.clock.now();
+        // A target's reset closes the circuit of every policy acting on it.
+        let resets: Vec<Reset> = match &scope {
+            crate::engine::PauseScope::Policy(p) => {
+                if self.0.engine.policy_id(p).is_none() {
+                    return Response::refused(format!("no policy is named {p}"));
+                }
+                vec![Reset {
+                    policy: p.clone(),
+                    target: None,
+                }]
+            }
+            crate::engine::PauseScope::Target(t) => {
+                let mut policies: Vec<String> = self
+                    .0
+                    .engine
+                    .status(now)
+                    .into_iter()
+                    .filter(|line| &line.target == t)
+                    .map(|line| line.policy)
+                    .collect();
+                policies.dedup();
+                if policies.is_empty() {
+                    return Response::refused(format!("no policy acts on a target named {t}"));
+                }
+                policies
+                    .into_iter()
+                    .map(|policy| Reset {
+                        policy,
+                        target: Some(t.clone()),
+                    })
+                    .collect()
+            }
+        };
+        self.journal_control(request, by, None, None, None);
+        for reset in resets {
+            self.0.handle(Event::Reset(reset));
+        }
+        tracing::info!(scope = %scope, by = %by, "circuit reset");
+        Response::ok(format!(
+            "reset {scope}: its circuit is closed and its attempts forgotten"
+        ))
+    }
+
+    fn journal_control(
+        &self,
+        request: &Request,
+        by: &str,
+        until: Option<String>,
+        reason: Option<String>,
+        refused: Option<String>,
+    ) {
+        let scope = request.scope();
+        self.0.journal.record(Record {
+            ts: SystemTime::now(),
+            policy: scope.policy.unwrap_or_default(),
+            target: scope.target.unwrap_or_default(),
+            entry: Entry::Control {
+                command: request.name().to_string(),
+                by: by.to_string(),
+                until,
+                reason,
+                refused,
+            },
+        });
+    }
+
+    /// `salve status`: each policy's line, with its last decision and outcome.
+    fn status(&self) -> StatusReport {
+        let clock = &self.0.clock;
+        let now = clock.now();
+        let wall = |t| rfc3339(clock.wall_of(t));
+        let policies = self
+            .0
+            .engine
+            .status(now)
+            .into_iter()
+            .map(|line| {
+                let seen = self
+                    .0
+                    .last_seen
+                    .get(&(line.policy.clone(), line.target.clone()));
+                PolicyLine {
+                    state: state_of(&line).to_string(),
+                    dry_run: line.dry_run,
+                    attempts: line.attempts,
+                    max_attempts: line.max_attempts,
+                    in_flight: line.in_flight,
+                    circuit_open_until: line.circuit_open_until.map(wall),
+                    next_attempt_at: line.next_attempt_at.map(wall),
+                    paused_until: line.paused_until.map(wall),
+                    last_decision: seen.map(|s| s.decision.clone()).filter(|d| !d.is_empty()),
+                    last_decision_at: seen.and_then(|s| s.decided_at).map(rfc3339),
+                    last_outcome: seen.and_then(|s| s.outcome.clone()),
+                    policy: line.policy,
+                    target: line.target,
+                }
+            })
+            .collect();
+        let pauses = self
+            .0
+            .engine
+            .pauses(now)
+            .into_iter()
+            .map(|(scope, until)| {
+                let note = self.0.pause_notes.get(&scope.to_string());
+                PauseLine {
+                    scope: scope.to_string(),
+                    until: wall(until),
+                    reason: note.and_then(|(reason, _)| reason.clone()),
+                    by: note.map(|(_, by)| by.clone()),
+                }
+            })
+            .collect();
+        StatusReport { policies, pauses }
+    }
+}
+
+/// One word for a line's state, the most pressing first.
+fn state_of(line: &PolicyStatus) -> &'static str {
+    if line.selector {
+        "selector"
+    } else if line.in_flight.is_some() {
+        "acting"
+    } else if line.paused_until.is_some() {
+        "paused"
+    } else if line.circuit_open_until.is_some() {
+        "circuit open"
+    } else if line.triggered {
+        "triggered"
+    } else if line.next_attempt_at.is_some() {
+        "cooldown"
+    } else {
+        "ok"
+    }
+}
