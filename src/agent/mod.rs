@@ -176,8 +176,8 @@ fn load_host_policies(paths: &[PathBuf]) -> Result<Vec<Policy>, crate::policy::D
     let policies = policy::load(paths)?;
     policy::only_targets(
         &policies,
-        |t| t.unit().is_some() || t.haproxy().is_some(),
-        "the host agent acts on systemd units and HAProxy servers; Kubernetes targets are the operator's",
+        |t| t.unit().is_some() || t.is_load_balancer(),
+        "the host agent acts on systemd units and load balancers' servers (HAProxy, nginx); Kubernetes targets are the operator's",
     )?;
     Ok(policies)
 }

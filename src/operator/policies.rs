@@ -298,6 +298,10 @@ fn refusal(policy: &Policy) -> Option<String> {
             "its target is a HAProxy server, which `salve agent` next to that HAProxy acts on"
                 .to_string(),
         ),
+        Target::Nginx(_) => Some(
+            "its target is an nginx upstream server, which `salve agent` next to that nginx acts on"
+                .to_string(),
+        ),
     }
 }
 

@@ -7,7 +7,7 @@ use crate::harness::{lab_of, wait_until, write_policy, Agent, Env, Webhook};
 use salve::audit::{Entry, Record};
 use salve::lab::{failures, LbKind, Load, Node, Scenario, Topology, LB_BACKEND, NODE_WEIGHT};
 use salve::loadbalancer::haproxy::RuntimeApi;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Requests per second through the load balancer while a pool crashes, half GET and
@@ -567,6 +567,80 @@ fn with_etcd_away_nothing_is_drained_the_pool_is_healed_and_one_escalation_goes_
     assert_eq!(webhook.count(), 1);
 }
 
+/// The load balancer's side with nginx: the agent next to nginx probes node b and,
+/// while it fails, takes its upstream server `down` (the policy's target is the server
+/// line itself, with a guard of its own); once node b answers again, the weight comes
+/// back in steps and the file has its original bytes.
+#[test]
+fn an_nginx_upstream_server_is_the_load_balancers_own_target() {
+    let Some(env) = lab_of("lb_nginx_target", Topology::Fleet(LbKind::Nginx)) else {
+        return;
+    };
+    let lab = env.lab();
+    let upstream = lab.lb_site().expect("an nginx load balancer");
+    let original = std::fs::read(&upstream).unwrap();
+    let port = lab.node_port(Node::B);
+    let yaml = format!(
+        r#"apiVersion: salve.dev/v1alpha1
+kind: RemediationPolicy
+metadata:
+  name: nginx-node-b-down
+spec:
+  target:
+    nginx: {{ file: {file}, upstream: {LB_BACKEND}, server: "127.0.0.1:{port}", config: {config} }}
+  trigger:
+    - http: {{ url: "http://127.0.0.1:{port}/ping.php", status: [500, 502, 503, 504], failures: 2, interval: 500ms, timeout: 500ms }}
+  actions:
+    - drain: {{ ramp: {{ steps: 2, interval: 300ms }} }}
+  verify:
+    http: {{ url: "http://127.0.0.1:{port}/ping.php", status: [200], within: 1m }}
+  guard: {{ cooldown: 1s, maxAttempts: 3, window: 10m }}
+"#,
+        file = upstream.display(),
+        config = lab.nginx_conf().display(),
+    );
+    let agent = start_agent(&env, "lb", &yaml, None);
+    let stopped = lab.systemctl(&["stop", Node::B.unit()]).expect("systemctl");
+    assert!(stopped.status.success());
+    let drained = wait_until(Duration::from_secs(15), || {
+        std::fs::read_to_string(&upstream).is_ok_and(|text| {
+            text.lines()
+                .any(|l| l.contains(&format!("127.0.0.1:{port}")) && l.contains(" down"))
+        })
+    });
+    assert!(drained, "node b was not taken down:\n{}", agent.log_text());
+    let started = lab
+        .systemctl(&["start", Node::B.unit()])
+        .expect("systemctl");
+    assert!(started.status.success());
+    let outcomes = wait_for_outcomes(&agent, 1, Duration::from_secs(30));
+    let (steps, verified) = &outcomes[0];
+    assert_eq!(*verified, Some(true), "{steps:?}");
+    let at = format!(
+        "upstream {LB_BACKEND} server 127.0.0.1:{port} in {}",
+        upstream.display()
+    );
+    assert_eq!(
+        steps[0],
+        format!("drain: drained {at}: weight {NODE_WEIGHT} -> down, weight {NODE_WEIGHT}")
+    );
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    assert_eq!(
+        std::fs::read(&upstream).unwrap(),
+        original,
+        "every byte back"
+    );
+    let intent = agent
+        .records()
+        .into_iter()
+        .find(|r| r.entry.kind() == "intent")
+        .expect("an intent");
+    assert_eq!(
+        intent.target,
+        format!("nginx:{LB_BACKEND}/127.0.0.1:{port}@{}", upstream.display())
+    );
+}
+
 /// (f) The nginx load balancer: node b's crash takes its upstream server `down` (an
 /// edit `nginx -t` passed, then a reload) and the ramp gives the file its original
 /// bytes back. With another file of the config broken by someone else, the edit fails
@@ -696,8 +770,24 @@ fn a_backup_pool_turns_a_crash_into_a_retry_and_both_pools_are_kept_alive() {
     let killed = lab
         .systemctl(&["kill", "--signal=SIGKILL", salve::lab::PHP_FPM_UNIT])
         .expect("systemctl");
-    let killed_at = std::time::Instant::now();
     assert!(killed.status.success());
+    // `systemctl kill` returns once the signals are sent; until the last of the pool's
+    // processes is gone its socket still takes connections, and a request it takes
+    // is inside the dead pool. The crash is over when the socket refuses.
+    let socket = PathBuf::from(format!(
+        "/proc/{}/root{}",
+        lab.pid(),
+        salve::lab::PHP_FPM_SOCKET
+    ));
+    let dying = std::time::Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        assert!(
+            dying.elapsed() < Duration::from_secs(5),
+            "the killed pool's socket still takes connections"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let killed_at = std::time::Instant::now();
     assert!(
         healed("php-fpm-primary-pool-down", 1),
         "the primary was not restarted:\n{}",

@@ -1123,8 +1123,51 @@ fn haproxy_targets() {
     unit["spec"]["target"] = json!({ "unit": "php8.2-fpm.service" });
     cluster_breaks(
         unit,
-        &[("spec.actions[0].drain", "`drain` needs `haproxy` (socket, backend, server) or `nginx` (file, upstream, server), as this policy's target is not a HAProxy server")],
+        &[("spec.actions[0].drain", "`drain` needs `haproxy` (socket, backend, server) or `nginx` (file, upstream, server), as this policy's target is not a load balancer's server")],
     );
+}
+
+/// The nginx load balancer's own agent: a policy whose target is an upstream's server
+/// line, probed over HTTP and drained by editing it.
+#[test]
+fn nginx_upstream_targets() {
+    let lb = |trigger: J, actions: J| {
+        json!({
+            "apiVersion": "salve.dev/v1alpha1",
+            "kind": "RemediationPolicy",
+            "metadata": { "name": "lb-b" },
+            "spec": {
+                "target": { "nginx": { "file": "/etc/nginx/conf.d/lb.conf", "upstream": "web", "server": "10.0.0.2:80" } },
+                "trigger": [trigger],
+                "actions": actions,
+                "verify": { "http": { "url": "http://10.0.0.2/ping.php" } }
+            }
+        })
+    };
+    let probe = json!({ "http": { "url": "http://10.0.0.2/ping.php" } });
+    cluster_breaks(
+        lb(
+            probe.clone(),
+            json!([{ "drain": { "ramp": { "steps": 2 } } }, { "setWeight": { "weight": 3 } }]),
+        ),
+        &[],
+    );
+    cluster_breaks(
+        lb(
+            json!({ "unit": { "activeState": ["failed"] } }),
+            json!([{ "setWeight": { "weight": "50%" } }, { "restart": {} }]),
+        ),
+        &[
+            ("spec.trigger[0].unit", "a unit condition watches a systemd unit, and this policy's target is an nginx upstream server: probe the server with an `http` condition"),
+            ("spec.actions[0].setWeight.weight", "an nginx upstream server's weight is a whole number: nginx keeps no configured weight to take a percentage of"),
+            ("spec.actions[1].restart", "`restart` restarts a unit, a pod or a workload's rollout, and salve never reboots a node; a nginx target takes: drain, ready, setWeight, notify, exec"),
+        ],
+    );
+    let mut bad = lb(probe, json!([{ "drain": {} }]));
+    bad["spec"]["target"]["nginx"]["file"] = json!("lb.conf");
+    let found = by_decoder(&bad);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "spec.target.nginx.file");
 }
 
 #[test]
@@ -1224,7 +1267,7 @@ fn gateway_backends_are_the_operators() {
     cluster_breaks(
         with(&[(A, json!([{ "drain": { "gateway": gateway.clone() } }, { "restart": {} }]))]),
         &[
-            ("spec.actions[0].drain", "`drain` needs `haproxy` (socket, backend, server) or `nginx` (file, upstream, server), as this policy's target is not a HAProxy server"),
+            ("spec.actions[0].drain", "`drain` needs `haproxy` (socket, backend, server) or `nginx` (file, upstream, server), as this policy's target is not a load balancer's server"),
             ("spec.actions[0].drain.gateway", "`gateway` weighs an HTTPRoute through the API server: only the operator's policies (a pods, deployment or statefulset target) do"),
         ],
     );

@@ -252,7 +252,10 @@ impl KubernetesObjects {
                 )
             }
             // Validation keeps `restart` to pods and workloads.
-            TargetKey::Node { .. } | TargetKey::Unit(_) | TargetKey::Haproxy(_) => {
+            TargetKey::Node { .. }
+            | TargetKey::Unit(_)
+            | TargetKey::Haproxy(_)
+            | TargetKey::Nginx { .. } => {
                 return Err(Failure::failed(format!("`restart` cannot act on {key}")))
             }
         };
@@ -318,7 +321,7 @@ fn reference(key: &TargetKey) -> Option<ObjectReference> {
             ("apps/v1", "StatefulSet", Some(namespace), name)
         }
         TargetKey::Node { name } => ("v1", "Node", None, name),
-        TargetKey::Unit(_) | TargetKey::Haproxy(_) => return None,
+        TargetKey::Unit(_) | TargetKey::Haproxy(_) | TargetKey::Nginx { .. } => return None,
     };
     Some(ObjectReference {
         api_version: Some(api_version.to_string()),

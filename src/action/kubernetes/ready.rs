@@ -138,7 +138,7 @@ impl KubernetesObjects {
                     other => Err(format!("{key} Ready={}", other.unwrap_or("unknown"))),
                 }
             }
-            TargetKey::Unit(_) | TargetKey::Haproxy(_) => {
+            TargetKey::Unit(_) | TargetKey::Haproxy(_) | TargetKey::Nginx { .. } => {
                 Err(format!("{key} is not a Kubernetes object"))
             }
         }

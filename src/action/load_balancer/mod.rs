@@ -117,6 +117,7 @@ pub fn server_of<'a>(
     // Validation requires one or the other.
     LbServer::named(haproxy, nginx, gateway)
         .or(policy.spec.target.haproxy().map(LbServer::Haproxy))
+        .or(policy.spec.target.nginx().map(LbServer::Nginx))
         .ok_or_else(|| {
             Failure::failed("no load-balancer server named, and the target is none".into())
         })

@@ -27,7 +27,7 @@ pub fn plan(policies: &[Policy]) -> BTreeSet<WatchSpec> {
             .as_deref()
             .unwrap_or(DEFAULT_NAMESPACE);
         let (kind, namespace, selector, name) = match &policy.spec.target {
-            Target::Unit(_) | Target::Haproxy(_) => continue,
+            Target::Unit(_) | Target::Haproxy(_) | Target::Nginx(_) => continue,
             Target::Pods(s) | Target::Deployment(s) | Target::StatefulSet(s) => (
                 match &policy.spec.target {
                     Target::Pods(_) => ObjectKind::Pods,

@@ -208,8 +208,96 @@ fn steps() -> impl Strategy<Value = Vec<(u64, Step)>> {
     prop::collection::vec((0u64..15_000, step()), 1..300)
 }
 
+/// A person's pause at step `at` of a run: of policy `policy`'s target, or of the
+/// policy, for `for_ms`.
+#[derive(Debug, Clone)]
+struct PauseAt {
+    at: usize,
+    policy: usize,
+    by_target: bool,
+    for_ms: u64,
+}
+
+fn pauses() -> impl Strategy<Value = Vec<PauseAt>> {
+    prop::collection::vec(
+        (0usize..300, 0..POLICIES, any::<bool>(), 1u64..60_000).prop_map(
+            |(at, policy, by_target, for_ms)| PauseAt {
+                at,
+                policy,
+                by_target,
+                for_ms,
+            },
+        ),
+        0..6,
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// While a pause names a policy or its target, that policy starts nothing, and
+    /// every skip it journals meanwhile says `paused` or names a rule checked before
+    /// pauses (an attempt in flight).
+    #[test]
+    fn a_paused_policy_never_acts_until_its_pause_ends(
+        params in prop::collection::vec(guard_params(), POLICIES),
+        steps in steps(),
+        pauses in pauses(),
+    ) {
+        let mut engine = build(&params, false, Limits::default());
+        let mut now = Timestamp::ZERO;
+        let mut out = Vec::new();
+        // What each pause names, and until when.
+        let mut windows: Vec<(PauseScope, Timestamp)> = Vec::new();
+        // Checks the decisions just made against the pauses in force when they were.
+        let check = |out: &mut Vec<Decision>, windows: &[(PauseScope, Timestamp)]| -> Result<(), TestCaseError> {
+            for d in out.drain(..) {
+                let name = format!("p{}", d.policy.index());
+                let target = format!("u{}.service", target_of(d.policy.index()));
+                let paused = windows.iter().any(|(scope, until)| {
+                    *until > d.at
+                        && match scope {
+                            PauseScope::Policy(p) => *p == name,
+                            PauseScope::Target(t) => *t == target,
+                        }
+                });
+                if paused {
+                    prop_assert!(
+                        !matches!(d.verdict, Verdict::Act { .. }),
+                        "{name} acted at {:?} while paused: {windows:?}", d.at
+                    );
+                    if let Verdict::Skip { reason, .. } = d.verdict {
+                        prop_assert!(
+                            matches!(reason, SkipReason::Paused | SkipReason::InFlight),
+                            "{name} skipped as {reason:?} while paused"
+                        );
+                    }
+                }
+            }
+            Ok(())
+        };
+        for (i, (gap_ms, step)) in steps.iter().enumerate() {
+            now = now + Duration::from_millis(*gap_ms);
+            while let Some(deadline) = engine.next_deadline().filter(|&d| d <= now) {
+                engine.handle(deadline, &Event::Tick {}, &mut out);
+                check(&mut out, &windows)?;
+            }
+            for p in pauses.iter().filter(|p| p.at == i) {
+                let scope = match p.by_target {
+                    true => PauseScope::Target(format!("u{}.service", target_of(p.policy))),
+                    false => PauseScope::Policy(format!("p{}", p.policy)),
+                };
+                let until = now + Duration::from_millis(p.for_ms);
+                // A later pause of the same scope replaces the earlier one.
+                windows.retain(|(s, _)| s != &scope);
+                windows.push((scope.clone(), until));
+                engine.pause(now, scope, until, &mut out).expect("a known scope");
+                check(&mut out, &windows)?;
+            }
+            engine.handle(now, &event(step), &mut out);
+            check(&mut out, &windows)?;
+        }
+    }
 
     #[test]
     fn attempts_on_a_target_within_any_window_never_exceed_max_attempts(

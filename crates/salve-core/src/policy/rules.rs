@@ -410,7 +410,7 @@ pub fn gateway_weight(weight: super::LbWeight) -> Result<(), String> {
     }
 }
 
-/// The actions a HAProxy server target takes.
+/// The actions a load balancer's server target (HAProxy, nginx) takes.
 pub const LOAD_BALANCER_ACTIONS: &[&str] = &["drain", "ready", "setWeight", "notify", "exec"];
 
 /// Actions only a Kubernetes target takes.

@@ -31,6 +31,10 @@ pub enum Target {
     /// over HTTP, drained and given its weight back through the admin socket.
     #[serde(deserialize_with = "super::serde_text::mapping")]
     Haproxy(super::HaproxyServer),
+    /// A server of an nginx `upstream` block, as the load balancer's own agent sees
+    /// it: probed over HTTP, drained and given its weight back by editing its line.
+    #[serde(deserialize_with = "super::serde_text::mapping")]
+    Nginx(super::NginxUpstreamServer),
 }
 
 /// The target kinds as a policy spells them.
@@ -41,6 +45,7 @@ pub const TARGET_KINDS: &[&str] = &[
     "statefulset",
     "node",
     "haproxy",
+    "nginx",
 ];
 
 /// Namespaced objects of one kind: one by `name`, or all with the `selector`'s labels.
@@ -95,6 +100,20 @@ impl Target {
             Target::StatefulSet(_) => "statefulset",
             Target::Node(_) => "node",
             Target::Haproxy(_) => "haproxy",
+            Target::Nginx(_) => "nginx",
+        }
+    }
+
+    /// A load balancer's server: the policy of the load balancer's own agent.
+    pub fn is_load_balancer(&self) -> bool {
+        matches!(self, Target::Haproxy(_) | Target::Nginx(_))
+    }
+
+    /// The nginx upstream server, for a load balancer's target.
+    pub fn nginx(&self) -> Option<&super::NginxUpstreamServer> {
+        match self {
+            Target::Nginx(n) => Some(n),
+            _ => None,
         }
     }
 
@@ -147,6 +166,11 @@ impl Target {
                 name: n.name.clone()?,
             },
             Target::Haproxy(h) => TargetKey::Haproxy(h.clone()),
+            Target::Nginx(n) => TargetKey::Nginx {
+                file: n.file.clone(),
+                upstream: n.upstream.clone(),
+                server: n.server.clone(),
+            },
         })
     }
 }
@@ -155,7 +179,7 @@ impl Target {
     /// Whether the target selects objects by label, rather than naming one.
     pub fn is_selector(&self) -> bool {
         match self {
-            Target::Unit(_) | Target::Haproxy(_) => false,
+            Target::Unit(_) | Target::Haproxy(_) | Target::Nginx(_) => false,
             Target::Pods(s) | Target::Deployment(s) | Target::StatefulSet(s) => {
                 s.name.is_none() && !s.selector.is_empty()
             }
@@ -169,7 +193,7 @@ impl Target {
             return None;
         }
         match self {
-            Target::Unit(_) | Target::Haproxy(_) => None,
+            Target::Unit(_) | Target::Haproxy(_) | Target::Nginx(_) => None,
             Target::Pods(s) | Target::Deployment(s) | Target::StatefulSet(s) => Some(&s.selector),
             Target::Node(n) => Some(&n.selector),
         }
@@ -227,6 +251,20 @@ impl Target {
                 selector: BTreeMap::new(),
             }),
             TargetKey::Haproxy(h) => Target::Haproxy(h.clone()),
+            // A key knows the server, not how nginx is checked and reloaded: those are
+            // the defaults here (only a selector's objects are made from keys, and an
+            // nginx server is never one).
+            TargetKey::Nginx {
+                file,
+                upstream,
+                server,
+            } => Target::Nginx(super::NginxUpstreamServer {
+                file: file.clone(),
+                upstream: upstream.clone(),
+                server: server.clone(),
+                config: super::defaults::nginx_conf(),
+                unit: super::defaults::nginx_unit(),
+            }),
         }
     }
 }
@@ -247,9 +285,9 @@ impl Target {
                 labels(&s.selector)
             ),
             Target::Node(n) => format!("node {}", labels(&n.selector)),
-            // A unit and a HAProxy server always have a key.
+            // A unit and a load balancer's server always have a key (above).
             Target::Unit(u) => u.to_string(),
-            Target::Haproxy(h) => TargetKey::Haproxy(h.clone()).to_string(),
+            Target::Haproxy(_) | Target::Nginx(_) => String::new(),
         }
     }
 }
@@ -294,6 +332,12 @@ pub enum TargetKey {
     },
     /// `haproxy:BACKEND/SERVER@SOCKET`: two HAProxies on one host may share names.
     Haproxy(super::HaproxyServer),
+    /// `nginx:UPSTREAM/SERVER@FILE`: the server line of one upstream in one file.
+    Nginx {
+        file: std::path::PathBuf,
+        upstream: String,
+        server: String,
+    },
 }
 
 impl TargetKey {
@@ -313,6 +357,19 @@ impl TargetKey {
                 server: server.to_string(),
                 level: Default::default(),
             }));
+        }
+        // An upstream's name holds no `/`; a server's address may (`unix:/run/a.sock`)
+        // and the file is absolute: the last `@/` ends the server.
+        if let Some(rest) = text.strip_prefix("nginx:") {
+            let (names, file) = rest.rsplit_once("@/")?;
+            let (upstream, server) = names.split_once('/')?;
+            super::load_balancer::plain_name(upstream, "").ok()?;
+            super::load_balancer::upstream_address(server).ok()?;
+            return Some(TargetKey::Nginx {
+                file: format!("/{file}").into(),
+                upstream: upstream.to_string(),
+                server: server.to_string(),
+            });
         }
         let mut parts = text.splitn(3, '/');
         let (kind, a, b) = (parts.next()?, parts.next(), parts.next());
@@ -360,6 +417,11 @@ impl fmt::Display for TargetKey {
                 h.server,
                 h.socket.display()
             ),
+            TargetKey::Nginx {
+                file,
+                upstream,
+                server,
+            } => write!(f, "nginx:{upstream}/{server}@{}", file.display()),
         }
     }
 }
@@ -393,6 +455,16 @@ mod tests {
                 server: "node-b".into(),
                 level: Default::default(),
             }),
+            TargetKey::Nginx {
+                file: "/etc/nginx/conf.d/lb.conf".into(),
+                upstream: "web".into(),
+                server: "10.0.0.2:8080".into(),
+            },
+            TargetKey::Nginx {
+                file: "/etc/nginx/conf.d/l@b.conf".into(),
+                upstream: "pools".into(),
+                server: "unix:/run/php/a@b.sock".into(),
+            },
         ];
         for key in keys {
             assert_eq!(

@@ -92,7 +92,7 @@ impl Checker {
         self.target(&spec.target, &at.key("target"));
         match &spec.target {
             Target::Unit(_) => self.host_target(spec, at),
-            Target::Haproxy(_) => self.load_balancer_target(spec, at),
+            Target::Haproxy(_) | Target::Nginx(_) => self.load_balancer_target(spec, at),
             _ => self.kubernetes_target(spec, at),
         }
         self.lb_servers_named(spec, at);
@@ -177,6 +177,7 @@ impl Checker {
         let (kind, namespace, name, selector) = match target {
             Target::Unit(_) => return,
             Target::Haproxy(server) => return self.haproxy(server, &at.key("haproxy")),
+            Target::Nginx(server) => return self.nginx_upstream(server, &at.key("nginx")),
             Target::Pods(s) | Target::Deployment(s) | Target::StatefulSet(s) => {
                 (target.kind(), s.namespace.as_deref(), &s.name, &s.selector)
             }
@@ -296,7 +297,13 @@ impl Checker {
     /// A HAProxy server's policy probes it over HTTP and acts through the admin socket:
     /// no unit, log or Kubernetes object is its own.
     fn load_balancer_target(&mut self, spec: &PolicySpec, at: &FieldPath) {
-        let why = "and this policy's target is a HAProxy server: probe the server with an `http` condition";
+        let server = match spec.target {
+            Target::Nginx(_) => "an nginx upstream server",
+            _ => "a HAProxy server",
+        };
+        let why = format!(
+            "and this policy's target is {server}: probe the server with an `http` condition"
+        );
         for (i, trigger) in spec.trigger.iter().enumerate() {
             let at = at.key("trigger").index(i);
             match &trigger.condition {
@@ -322,9 +329,7 @@ impl Checker {
                 self.rule(
                     &at.key("verify").key(field),
                     given,
-                    &format!(
-                        "`verify.{field}` checks what a HAProxy server is not; use `verify.http`"
-                    ),
+                    &format!("`verify.{field}` checks what {server} is not; use `verify.http`"),
                 );
             }
         }
@@ -332,7 +337,22 @@ impl Checker {
 
     /// A load-balancer action names its server, unless the policy's target is one.
     fn lb_servers_named(&mut self, spec: &PolicySpec, at: &FieldPath) {
-        if spec.target.haproxy().is_some() {
+        if spec.target.is_load_balancer() {
+            // A weight the target's own nginx must take whole.
+            if spec.target.nginx().is_some() {
+                for (list, actions) in [("actions", &spec.actions), ("escalate", &spec.escalate)] {
+                    for (i, action) in actions.iter().enumerate() {
+                        if let Action::SetWeight(set) = action {
+                            if set.haproxy.is_none() && set.nginx.is_none() {
+                                self.check(
+                                    &at.key(list).index(i).key("setWeight").key("weight"),
+                                    rules::nginx_weight(set.weight),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
             for (list, actions) in [("actions", &spec.actions), ("escalate", &spec.escalate)] {
                 for (i, action) in actions.iter().enumerate() {
                     let gateway = match action {
@@ -377,7 +397,7 @@ impl Checker {
                     &at,
                     haproxy.is_none() && nginx.is_none(),
                     &format!(
-                        "`{}` needs `haproxy` (socket, backend, server) or `nginx` (file, upstream, server), as this policy's target is not a HAProxy server",
+                        "`{}` needs `haproxy` (socket, backend, server) or `nginx` (file, upstream, server), as this policy's target is not a load balancer's server",
                         action.name()
                     ),
                 );

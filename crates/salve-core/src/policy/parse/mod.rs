@@ -351,6 +351,9 @@ fn target(dec: &mut Decoder, node: &Node) -> Option<Target> {
     if kind == "haproxy" {
         return Some(Target::Haproxy(haproxy_server(dec, value)?));
     }
+    if kind == "nginx" {
+        return Some(Target::Nginx(nginx_upstream_server(dec, value)?));
+    }
     // Every other kind names one object or selects by labels the same way; only nodes
     // have no namespace.
     let (what, known) = match kind {
