@@ -3,7 +3,7 @@
 //! journalled and in force before its answer goes back.
 
 use super::Agent;
-use crate::audit::{Entry, Record};
+use crate::audit::{Durable, Entry, Record};
 use crate::control::server::Command;
 use crate::control::{PauseLine, PolicyLine, Request, Response, StatusReport};
 use crate::engine::{Event, PolicyStatus, Reset};
@@ -38,10 +38,11 @@ impl Agent {
         if !allowed {
             tracing::warn!(command = request.name(), by = %by, "control command refused: not root and not in the admin group");
             let why = "permission denied: only root and the agent's admin group may use its control socket";
-            self.journal_control(&request, &by, None, None, Some(why.to_string()));
-            let _ = reply.send(Response::refused(why));
+            let journalled = self.journal_control(&request, &by, None, None, Some(why.to_string()));
+            answer_once_journalled(reply, Response::refused(why), Some(journalled));
             return;
         }
+        let mut journalled = None;
         let response = match &request {
             Request::Status {} => Response {
                 ok: true,
@@ -50,7 +51,14 @@ impl Agent {
             },
             Request::Pause {
                 duration, reason, ..
-            } => self.pause(&request, &request.scope(), duration, reason, &by),
+            } => self.pause(
+                &request,
+                &request.scope(),
+                duration,
+                reason,
+                &by,
+                &mut journalled,
+            ),
             Request::Resume { .. } => match request.scope().engine() {
                 Err(why) => Response::refused(why),
                 Ok(scope) => {
@@ -58,7 +66,7 @@ impl Agent {
                         .0
                         .with_engine(|engine, now, out| engine.resume(now, &scope, out));
                     self.0.pause_notes.remove(&scope.to_string());
-                    self.journal_control(&request, &by, None, None, None);
+                    journalled = Some(self.journal_control(&request, &by, None, None, None));
                     tracing::info!(scope = %scope, by = %by, lifted, "resumed");
                     match lifted {
                         true => Response::ok(format!("resumed {scope}")),
@@ -66,9 +74,9 @@ impl Agent {
                     }
                 }
             },
-            Request::Reset { .. } => self.reset(&request, &request.scope(), &by),
+            Request::Reset { .. } => self.reset(&request, &request.scope(), &by, &mut journalled),
             Request::Reload {} => {
-                self.journal_control(&request, &by, None, None, None);
+                journalled = Some(self.journal_control(&request, &by, None, None, None));
                 match reload(self) {
                     Ok(n) => Response::ok(format!("reloaded: {n} policies")),
                     Err(errors) => Response::refused(format!(
@@ -77,7 +85,7 @@ impl Agent {
                 }
             }
         };
-        let _ = reply.send(response);
+        answer_once_journalled(reply, response, journalled);
     }
 
     fn pause(
@@ -87,6 +95,7 @@ impl Agent {
         duration: &str,
         reason: &str,
         by: &str,
+        journalled: &mut Option<Durable>,
     ) -> Response {
         let checked = scope.engine().and_then(|scope| {
             let duration = crate::control::pause_duration(duration)?;
@@ -106,13 +115,13 @@ impl Agent {
             return Response::refused(e.to_string());
         }
         let wall_until = rfc3339(SystemTime::now() + duration);
-        self.journal_control(
+        *journalled = Some(self.journal_control(
             request,
             by,
             Some(wall_until.clone()),
             Some(reason.clone()),
             None,
-        );
+        ));
         self.0
             .pause_notes
             .insert(scope.to_string(), (Some(reason.clone()), by.to_string()));
@@ -120,7 +129,13 @@ impl Agent {
         Response::ok(format!("paused {scope} until {wall_until} ({reason})"))
     }
 
-    fn reset(&mut self, request: &Request, scope: &crate::control::Scope, by: &str) -> Response {
+    fn reset(
+        &mut self,
+        request: &Request,
+        scope: &crate::control::Scope,
+        by: &str,
+        journalled: &mut Option<Durable>,
+    ) -> Response {
         let scope = match scope.engine() {
             Ok(scope) => scope,
             Err(why) => return Response::refused(why),
@@ -159,7 +174,7 @@ impl Agent {
                     .collect()
             }
         };
-        self.journal_control(request, by, None, None, None);
+        *journalled = Some(self.journal_control(request, by, None, None, None));
         for reset in resets {
             self.0.handle(Event::Reset(reset));
         }
@@ -169,6 +184,7 @@ impl Agent {
         ))
     }
 
+    /// Journals a command; the record is on disk when the returned future is.
     fn journal_control(
         &self,
         request: &Request,
@@ -176,9 +192,9 @@ impl Agent {
         until: Option<String>,
         reason: Option<String>,
         refused: Option<String>,
-    ) {
+    ) -> Durable {
         let scope = request.scope();
-        self.0.journal.record(Record {
+        self.0.journal.write(Record {
             ts: SystemTime::now(),
             policy: scope.policy.unwrap_or_default(),
             target: scope.target.unwrap_or_default(),
@@ -189,7 +205,7 @@ impl Agent {
                 reason,
                 refused,
             },
-        });
+        })
     }
 
     /// `salve status`: each policy's line, with its last decision and outcome.
@@ -241,6 +257,29 @@ impl Agent {
             .collect();
         StatusReport { policies, pauses }
     }
+}
+
+/// Sends `response` once the command's record is on disk: a person told "paused" can
+/// count on the pause outliving a crash of the agent. The loop does not wait.
+fn answer_once_journalled(
+    reply: tokio::sync::oneshot::Sender<Response>,
+    response: Response,
+    journalled: Option<Durable>,
+) {
+    let Some(journalled) = journalled else {
+        let _ = reply.send(response);
+        return;
+    };
+    tokio::spawn(async move {
+        let response = match journalled.await {
+            Ok(()) => response,
+            Err(e) => Response::refused(format!(
+                "{} (but the journal could not record it: {e}; it will not outlive a restart)",
+                response.message
+            )),
+        };
+        let _ = reply.send(response);
+    });
 }
 
 /// One word for a line's state, the most pressing first.

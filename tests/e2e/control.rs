@@ -15,24 +15,7 @@ use std::time::Duration;
 const UNIT: &str = "php8.2-fpm.service";
 
 fn policy(ping: &str, guard: &str) -> String {
-    format!(
-        r#"apiVersion: salve.dev/v1alpha1
-kind: RemediationPolicy
-metadata:
-  name: php-fpm-down
-spec:
-  target:
-    unit: {UNIT}
-  trigger:
-    - unit: {{ activeState: [failed, inactive] }}
-  actions:
-    - resetFailed: {{}}
-    - restart: {{}}
-  verify:
-    http: {{ url: "{ping}", status: [200], within: 5s }}
-  guard: {guard}
-"#
-    )
+    crate::agent::down_policy(ping, guard, "")
 }
 
 /// The agent config: the journal stays where the harness puts it, the socket goes
@@ -46,6 +29,21 @@ fn config(env: &Env) -> (PathBuf, PathBuf) {
     )
     .expect("write the agent config");
     (path, socket)
+}
+
+/// The crash policy with `guard` (verified within `within`), and an agent running it
+/// with its control socket in the test's directory.
+fn start(env: &Env, guard: &str, within: &str) -> (Agent, PathBuf, Vec<String>) {
+    let policies = env.dir.join("policies");
+    let yaml = policy(&env.lab().ping_url(), guard).replace("within: 10s", within);
+    write_policy(&policies, "down.yaml", &yaml);
+    let (config, socket) = config(env);
+    let args = vec![
+        "--config".to_string(),
+        config.to_str().expect("UTF-8 path").to_string(),
+    ];
+    let borrowed: Vec<&str> = args.iter().map(String::as_str).collect();
+    (Agent::start(env, &policies, &borrowed), socket, args)
 }
 
 fn salve(socket: &Path, args: &[&str]) -> Output {
@@ -100,18 +98,12 @@ fn a_pause_holds_back_healing_across_a_restart_until_it_is_lifted() {
         return;
     };
     let lab = env.lab();
-    let policies = env.dir.join("policies");
-    write_policy(
-        &policies,
-        "down.yaml",
-        &policy(
-            &lab.ping_url(),
-            "{ cooldown: 1s, maxAttempts: 3, window: 10m, backoff: 1.0 }",
-        ),
+    let (agent, socket, args) = start(
+        &env,
+        "{ cooldown: 1s, maxAttempts: 3, window: 10m, backoff: 1.0 }",
+        "within: 5s",
     );
-    let (config, socket) = config(&env);
-    let config_arg = config.to_str().expect("UTF-8 path");
-    let agent = Agent::start(&env, &policies, &["--config", config_arg]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let meta = std::fs::metadata(&socket).expect("the agent made its control socket");
     assert!(meta.file_type().is_socket());
@@ -179,7 +171,7 @@ fn a_pause_holds_back_healing_across_a_restart_until_it_is_lifted() {
 
     // The pause outlives the agent: a new one reads it from the journal.
     agent.stop();
-    let agent = Agent::start(&env, &policies, &["--config", config_arg]);
+    let agent = Agent::start(&env, &env.dir.join("policies"), &args);
     let report = status(&socket);
     assert_eq!(report.policies[0].state, "paused", "{report:?}");
     std::thread::sleep(Duration::from_secs(2));
@@ -229,21 +221,10 @@ fn reset_closes_an_open_circuit_and_a_stranger_is_refused() {
         return;
     };
     let lab = env.lab();
-    let policies = env.dir.join("policies");
-    write_policy(
-        &policies,
-        "down.yaml",
-        &policy(
-            &lab.ping_url(),
-            "{ cooldown: 1s, maxAttempts: 1, window: 10m, backoff: 1.0 }",
-        )
-        .replace("within: 5s", "within: 2s"),
-    );
-    let (config, socket) = config(&env);
-    let agent = Agent::start(
+    let (agent, socket, _) = start(
         &env,
-        &policies,
-        &["--config", config.to_str().expect("UTF-8 path")],
+        "{ cooldown: 1s, maxAttempts: 1, window: 10m, backoff: 1.0 }",
+        "within: 2s",
     );
     lab.break_scenario(Scenario::CrashLoop).expect("crash loop");
     assert!(

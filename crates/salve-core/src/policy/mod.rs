@@ -178,6 +178,19 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostics> {
     }
 }
 
+/// A problem with a policy as a whole, at its name.
+fn at_policy(policy: &Policy, message: String) -> Diagnostic {
+    Diagnostic {
+        file: policy.source.file.clone(),
+        pos: Pos {
+            line: policy.source.line,
+            col: policy.source.col,
+        },
+        path: None,
+        message,
+    }
+}
+
 /// The policies of one fleet group are one fleet: they take the same slots and are
 /// counted together, so they must say the same of it. A policy that differs from the
 /// group's first is refused (rather than the first silently winning).
@@ -218,14 +231,9 @@ fn fleet_groups_disagree(policies: &[Policy]) -> Vec<Diagnostic> {
             }
             text
         };
-        errors.push(Diagnostic {
-            file: policy.source.file.clone(),
-            pos: Pos {
-                line: policy.source.line,
-                col: policy.source.col,
-            },
-            path: None,
-            message: format!(
+        errors.push(at_policy(
+            policy,
+            format!(
                 "policy \"{}\" is in fleet group {} with {}, and the group's first policy \"{}\" ({}:{}) says {}: the policies of a group share its slots and its count, so they must agree",
                 policy.name(),
                 fleet.group,
@@ -235,7 +243,7 @@ fn fleet_groups_disagree(policies: &[Policy]) -> Vec<Diagnostic> {
                 leader.source.line,
                 say(theirs)
             ),
-        });
+        ));
     }
     errors
 }
@@ -265,20 +273,15 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Policy>, Diagnostics> {
     for policy in &policies {
         let first = *seen.entry(policy.name()).or_insert(&policy.source);
         if !std::ptr::eq(first, &policy.source) {
-            errors.push(Diagnostic {
-                file: policy.source.file.clone(),
-                pos: Pos {
-                    line: policy.source.line,
-                    col: policy.source.col,
-                },
-                path: None,
-                message: format!(
+            errors.push(at_policy(
+                policy,
+                format!(
                     "duplicate policy name \"{}\" (first defined at {}:{})",
                     policy.name(),
                     first.file.display(),
                     first.line
                 ),
-            });
+            ));
         }
     }
     errors.extend(fleet_groups_disagree(&policies));

@@ -59,14 +59,19 @@ fn patched(weight: u64, version: &'static str) -> Expect {
         })
 }
 
-#[tokio::test]
-async fn a_drained_backend_gets_its_weight_back_in_steps_once_verified() {
-    let deployment = json!({
+/// php-b, its rollout complete: what `verify.ready` waits for.
+fn rolled_out() -> Value {
+    json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": { "namespace": "web", "name": "php-b", "generation": 2 },
         "spec": { "replicas": 1 },
         "status": { "observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1 }
-    });
+    })
+}
+
+#[tokio::test]
+async fn a_drained_backend_gets_its_weight_back_in_steps_once_verified() {
+    let deployment = rolled_out();
     let (client, server) = serve(vec![
         Expect::new("GET", ROUTE).answer(200, route(5, Some(10))),
         // Someone changed the route between the read and the write: read afresh.
@@ -135,12 +140,7 @@ fn patched_both(first: u64, second: u64) -> Expect {
 /// steps: a share of what it had there, not the largest everywhere.
 #[tokio::test]
 async fn each_rule_gets_its_own_weight_back() {
-    let deployment = json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": { "namespace": "web", "name": "php-b", "generation": 2 },
-        "spec": { "replicas": 1 },
-        "status": { "observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1 }
-    });
+    let deployment = rolled_out();
     let (client, server) = serve(vec![
         Expect::new("GET", ROUTE).answer(200, two_rules(5, 10, 4)),
         patched_both(0, 0).answer(200, two_rules(6, 0, 0)),
