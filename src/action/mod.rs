@@ -132,7 +132,13 @@ pub struct Executor<F> {
     drain_trouble: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
-type KeptSlot = (crate::fleet::Slot, crate::policy::FleetLockKind);
+/// A slot kept for a server left drained: the slot, where it is held, and the server
+/// (to see whether it serves again).
+type KeptSlot = (
+    crate::fleet::Slot,
+    crate::policy::FleetLockKind,
+    Option<load_balancer::DrainedServer>,
+);
 
 /// What the config edits and drains of one attempt left for its outcome.
 #[derive(Default)]
@@ -143,8 +149,8 @@ struct EditTrail {
     /// Servers drained with a ramp back, and the weight each had: given back once the
     /// attempt verifies, and only then.
     ramps: Vec<(load_balancer::DrainedServer, crate::policy::Ramp, u32)>,
-    /// The fleet slot this attempt holds, and where, given back when it ends (kept
-    /// while `left_drained`).
+    /// The fleet slot this attempt holds, where, and for which server; given back
+    /// when the attempt ends (kept while `left_drained`).
     fleet_slot: Option<KeptSlot>,
     /// A drain (or a weight of 0) under the slot was made and its server has not been
     /// given weight back since.
@@ -259,7 +265,7 @@ impl<F: Family> Executor<F> {
 
     /// At an attempt's end: the slot goes back, unless its server stays drained.
     async fn give_back_fleet_slot(&self, trail: &mut EditTrail) {
-        let Some((slot, kind)) = trail.fleet_slot.take() else {
+        let Some((slot, kind, server)) = trail.fleet_slot.take() else {
             return;
         };
         if trail.left_drained && !slot.lost() {
@@ -267,10 +273,49 @@ impl<F: Family> Executor<F> {
             self.kept_slots
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(slot.key.clone(), (slot, kind));
+                .insert(slot.key.clone(), (slot, kind, server));
             return;
         }
         self.release_slot(slot, kind).await;
+    }
+
+    /// Gives back the slots this agent keeps in `group` for servers that serve again
+    /// by now (readied by hand, by a later attempt's ramp that failed midway, or after
+    /// the policy gave up waiting): whether any was. Asked when the group is full, so
+    /// a kept slot never outlives its drain for long.
+    pub(crate) async fn reclaim_kept_slots(&self, group: &str) -> bool {
+        let prefix = crate::fleet::FleetLock::group_prefix(group);
+        let kept: Vec<(String, KeptSlot)> = {
+            let mut kept = self.kept_slots.lock().unwrap_or_else(|e| e.into_inner());
+            let keys: Vec<String> = kept
+                .keys()
+                .filter(|k| k.starts_with(&prefix))
+                .cloned()
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| kept.remove(&k).map(|v| (k, v)))
+                .collect()
+        };
+        let mut freed = false;
+        for (key, (slot, kind, server)) in kept {
+            let serving = match &server {
+                Some(server) => load_balancer::serving(server.as_ref())
+                    .await
+                    .unwrap_or(false),
+                None => false,
+            };
+            if serving || slot.lost() {
+                tracing::info!(slot = %key, "the server a kept fleet slot was for serves again: slot given back");
+                self.release_slot(slot, kind).await;
+                freed = true;
+            } else {
+                self.kept_slots
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, (slot, kind, server));
+            }
+        }
+        freed
     }
 
     /// The slot a server left drained by an earlier attempt still holds, if any.

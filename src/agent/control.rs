@@ -9,6 +9,9 @@ use crate::control::{PauseLine, PolicyLine, Request, Response, StatusReport};
 use crate::engine::{Event, PolicyStatus, Reset};
 use std::time::SystemTime;
 
+/// The longest policy or target name a control record keeps.
+const MAX_NAME_JOURNALLED: usize = 512;
+
 fn rfc3339(ts: SystemTime) -> String {
     crate::audit::format_ts(ts, false).unwrap_or_default()
 }
@@ -193,11 +196,19 @@ impl Agent {
         reason: Option<String>,
         refused: Option<String>,
     ) -> Durable {
+        // What a sender names is journalled as far as any real name goes.
+        let cut = |text: Option<String>| {
+            let text = text.unwrap_or_default();
+            match text.char_indices().nth(MAX_NAME_JOURNALLED) {
+                Some((end, _)) => format!("{}…", &text[..end]),
+                None => text,
+            }
+        };
         let scope = request.scope();
         self.0.journal.write(Record {
             ts: SystemTime::now(),
-            policy: scope.policy.unwrap_or_default(),
-            target: scope.target.unwrap_or_default(),
+            policy: cut(scope.policy),
+            target: cut(scope.target),
             entry: Entry::Control {
                 command: request.name().to_string(),
                 by: by.to_string(),

@@ -31,33 +31,94 @@ impl std::fmt::Display for Peer {
 }
 
 /// `SO_PEERGROUPS` (Linux 4.13), as asm-generic and x86 number it; the libc crate
-/// exports it only for some targets.
-const SO_PEERGROUPS: libc::c_int = 59;
+/// exports it only for some targets. Elsewhere (sparc, parisc, mips number it
+/// otherwise) no supplementary group is read: only the primary group counts.
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "riscv64",
+    target_arch = "loongarch64",
+    target_arch = "powerpc64",
+    target_arch = "s390x"
+))]
+const SO_PEERGROUPS: Option<libc::c_int> = Some(59);
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "riscv64",
+    target_arch = "loongarch64",
+    target_arch = "powerpc64",
+    target_arch = "s390x"
+)))]
+const SO_PEERGROUPS: Option<libc::c_int> = None;
 /// More groups than any user has (`NGROUPS_MAX` is 65536, but a peer's list is read
 /// once per command and a bound keeps the buffer small).
 const MAX_GROUPS: usize = 1024;
 
 impl Peer {
+    /// The peer's credentials; its user's name is looked up apart (`named`), as the
+    /// user database may be a network service.
     pub fn of(stream: &tokio::net::UnixStream) -> std::io::Result<Peer> {
         let cred = stream.peer_cred()?;
-        let uid = cred.uid();
         Ok(Peer {
-            uid,
+            uid: cred.uid(),
             gid: cred.gid(),
             pid: cred.pid(),
             groups: peer_groups(stream.as_raw_fd()),
-            user: user_name(uid),
+            user: None,
         })
     }
 
+    /// Fills in the user's name, off the async runtime (NSS may block on LDAP).
+    pub async fn named(mut self) -> Peer {
+        let uid = self.uid;
+        self.user = tokio::task::spawn_blocking(move || user_name(uid))
+            .await
+            .ok()
+            .flatten();
+        self
+    }
+
     /// Whether this peer may use the control socket: root, or a member of the admin
-    /// group (`admin_gid`, when that group exists).
-    pub fn allowed(&self, admin_gid: Option<u32>) -> bool {
-        self.uid == 0 || admin_gid.is_some_and(|g| self.gid == g || self.groups.contains(&g))
+    /// group (`admin_gid`, when that group exists); never the agent's own user
+    /// (`own_uid`, unless root), whose `exec` children share it.
+    pub fn allowed(&self, admin_gid: Option<u32>, own_uid: u32) -> bool {
+        if self.uid == 0 {
+            return true;
+        }
+        self.uid != own_uid && admin_gid.is_some_and(|g| self.gid == g || self.groups.contains(&g))
     }
 }
 
+/// This process's effective uid.
+pub fn own_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Whether this process is itself in group `gid` (then its `exec` children are too).
+pub fn in_group(gid: u32) -> bool {
+    // SAFETY: with a zero size getgroups only counts.
+    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    if n <= 0 {
+        return false;
+    }
+    let mut groups = vec![0 as libc::gid_t; n as usize];
+    // SAFETY: writes at most `n` entries into a buffer of `n`.
+    let n = unsafe { libc::getgroups(n, groups.as_mut_ptr()) };
+    // SAFETY: getegid has no preconditions.
+    let egid = unsafe { libc::getegid() };
+    egid == gid || groups.iter().take(n.max(0) as usize).any(|&g| g == gid)
+}
+
 fn peer_groups(fd: libc::c_int) -> Vec<u32> {
+    let Some(option) = SO_PEERGROUPS else {
+        return Vec::new();
+    };
     let mut groups = vec![0 as libc::gid_t; MAX_GROUPS];
     let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
     // SAFETY: the buffer is `len` bytes of gid_t; the kernel writes at most `len`
@@ -66,7 +127,7 @@ fn peer_groups(fd: libc::c_int) -> Vec<u32> {
         libc::getsockopt(
             fd,
             libc::SOL_SOCKET,
-            SO_PEERGROUPS,
+            option,
             groups.as_mut_ptr().cast(),
             &mut len,
         )
@@ -81,21 +142,30 @@ fn peer_groups(fd: libc::c_int) -> Vec<u32> {
 /// The numeric id of group `name`, through the system's user database (NSS).
 pub fn group_id(name: &str) -> Option<u32> {
     let name = std::ffi::CString::new(name).ok()?;
-    let mut group: libc::group = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut found: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: every pointer is to a live buffer of the length given; the result points
-    // into `group` and `buf`, read before they go.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            name.as_ptr(),
-            &mut group,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    (rc == 0 && !found.is_null()).then_some(group.gr_gid)
+    // A group with many members needs a larger buffer: grown until it fits (1 MiB).
+    let mut size = 16 * 1024;
+    loop {
+        // SAFETY: a zeroed `group` is a valid value to be overwritten.
+        let mut group: libc::group = unsafe { std::mem::zeroed() };
+        let mut buf = vec![0 as libc::c_char; size];
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer is to a live buffer of the length given; the result
+        // points into `group` and `buf`, read before they go.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut group,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if rc == libc::ERANGE && size < 1024 * 1024 {
+            size *= 4;
+            continue;
+        }
+        return (rc == 0 && !found.is_null()).then_some(group.gr_gid);
+    }
 }
 
 fn user_name(uid: u32) -> Option<String> {
@@ -125,11 +195,16 @@ mod tests {
             groups,
             user: None,
         };
-        assert!(peer(0, 0, vec![]).allowed(None));
-        assert!(peer(1000, 1000, vec![27, 990]).allowed(Some(990)));
-        assert!(peer(1000, 990, vec![]).allowed(Some(990)));
-        assert!(!peer(1000, 1000, vec![27]).allowed(Some(990)));
-        assert!(!peer(1000, 1000, vec![27]).allowed(None));
+        let agent = 995;
+        assert!(peer(0, 0, vec![]).allowed(None, agent));
+        assert!(peer(1000, 1000, vec![27, 990]).allowed(Some(990), agent));
+        assert!(peer(1000, 990, vec![]).allowed(Some(990), agent));
+        assert!(!peer(1000, 1000, vec![27]).allowed(Some(990), agent));
+        assert!(!peer(1000, 1000, vec![27]).allowed(None, agent));
+        // The agent's own user, even in the admin group: its exec children are it.
+        assert!(!peer(agent, agent, vec![990]).allowed(Some(990), agent));
+        // An agent run as root lets root in, as every root process could anyway.
+        assert!(peer(0, 0, vec![]).allowed(Some(990), 0));
         assert_eq!(
             Peer {
                 user: Some("alice".into()),

@@ -39,6 +39,14 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections served at once; more wait to be accepted.
 const AT_ONCE: usize = 16;
+/// A peer refused is journalled once per this long: someone (something) knocking
+/// without end must not fill the journal.
+const REFUSALS_JOURNALLED_EVERY: Duration = Duration::from_secs(60);
+/// Users whose refusals are remembered; beyond, the oldest are forgotten.
+const REFUSALS_REMEMBERED: usize = 1024;
+
+/// When each user's last refusal was journalled.
+type Refusals = Arc<std::sync::Mutex<std::collections::HashMap<u32, tokio::time::Instant>>>;
 
 /// Where commands arrive, and the socket file to remove when the agent stops (none
 /// for a socket systemd made).
@@ -61,6 +69,9 @@ impl Drop for Listening {
 /// path, open to its owner and the admin group only.
 pub fn listen(config: &ControlConfig) -> Result<Listening, ControlError> {
     let admin_gid = super::peer::group_id(&config.admin_group);
+    if admin_gid.is_some_and(super::peer::in_group) {
+        tracing::warn!(group = %config.admin_group, "the agent is itself in the control socket's admin group, and so are the programs its exec actions run: take it out (it needs no membership; salve.socket owns the socket)");
+    }
     let (listener, path) = match from_systemd() {
         Some(listener) => (listener, None),
         None => (
@@ -120,6 +131,7 @@ fn bind(path: &Path, admin_gid: Option<u32>) -> Result<UnixListener, ControlErro
 
 async fn serve(listener: UnixListener, admin_gid: Option<u32>, tx: mpsc::Sender<Command>) {
     let at_once = Arc::new(Semaphore::new(AT_ONCE));
+    let refusals: Refusals = Default::default();
     loop {
         let Ok(permit) = Arc::clone(&at_once).acquire_owned().await else {
             return;
@@ -133,8 +145,9 @@ async fn serve(listener: UnixListener, admin_gid: Option<u32>, tx: mpsc::Sender<
             }
         };
         let tx = tx.clone();
+        let refusals = Arc::clone(&refusals);
         tokio::spawn(async move {
-            if let Err(e) = answer(stream, admin_gid, &tx).await {
+            if let Err(e) = answer(stream, admin_gid, &tx, &refusals).await {
                 tracing::debug!(error = %e, "control connection ended early");
             }
             drop(permit);
@@ -142,12 +155,47 @@ async fn serve(listener: UnixListener, admin_gid: Option<u32>, tx: mpsc::Sender<
     }
 }
 
+/// Hands the command to the agent's loop and waits for its answer.
+async fn forward(
+    tx: &mpsc::Sender<Command>,
+    command: Command,
+    answered: oneshot::Receiver<Response>,
+) -> Response {
+    match tx.send(command).await {
+        Err(_) => Response::refused("the agent is stopping"),
+        Ok(()) => match tokio::time::timeout(ANSWER_TIMEOUT, answered).await {
+            Ok(Ok(response)) => response,
+            _ => Response::refused("the agent did not answer"),
+        },
+    }
+}
+
+/// Whether a refusal of `uid` is journalled now (at most once a minute per user).
+fn journal_refusal(refusals: &Refusals, uid: u32) -> bool {
+    let now = tokio::time::Instant::now();
+    let mut seen = refusals.lock().unwrap_or_else(|e| e.into_inner());
+    if seen
+        .get(&uid)
+        .is_some_and(|&last| now.duration_since(last) < REFUSALS_JOURNALLED_EVERY)
+    {
+        return false;
+    }
+    if seen.len() >= REFUSALS_REMEMBERED {
+        seen.retain(|_, last| now.duration_since(*last) < REFUSALS_JOURNALLED_EVERY);
+    }
+    if seen.len() < REFUSALS_REMEMBERED {
+        seen.insert(uid, now);
+    }
+    true
+}
+
 async fn answer(
     stream: UnixStream,
     admin_gid: Option<u32>,
     tx: &mpsc::Sender<Command>,
+    refusals: &Refusals,
 ) -> std::io::Result<()> {
-    let peer = Peer::of(&stream)?;
+    let peer = Peer::of(&stream)?.named().await;
     let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
     let mut reader = BufReader::new(read).take(MAX_REQUEST as u64 + 1);
@@ -162,21 +210,32 @@ async fn answer(
             .map_err(|e| format!("not a request salve knows: {e}")),
     };
     let (reply, answered) = oneshot::channel();
+    let allowed = peer.allowed(admin_gid, super::peer::own_uid());
     let command = Command {
         request,
-        allowed: peer.allowed(admin_gid),
+        allowed,
         peer,
         reply,
     };
-    let response = match tx.send(command).await {
-        Err(_) => Response::refused("the agent is stopping"),
-        Ok(()) => match tokio::time::timeout(ANSWER_TIMEOUT, answered).await {
-            Ok(Ok(response)) => response,
-            _ => Response::refused("the agent did not answer"),
-        },
+    let response = if !allowed && !journal_refusal(refusals, command.peer.uid) {
+        Response::refused(
+            "permission denied: only root and the agent's admin group may use its control socket (refused again within a minute: not journalled again)",
+        )
+    } else {
+        forward(tx, command, answered).await
     };
     let mut text = serde_json::to_vec(&response).unwrap_or_default();
     text.push(b'\n');
-    write.write_all(&text).await?;
-    write.shutdown().await
+    // A peer that never reads its answer does not keep its connection for ever.
+    let sent = async {
+        write.write_all(&text).await?;
+        write.shutdown().await
+    };
+    match tokio::time::timeout(READ_TIMEOUT, sent).await {
+        Ok(sent) => sent,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the peer did not read its answer",
+        )),
+    }
 }

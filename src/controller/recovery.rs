@@ -80,6 +80,12 @@ pub fn pauses_from(records: &[Record], now: SystemTime) -> Vec<Paused> {
         }
     }
     pauses.retain(|p| p.until > now);
+    // A clock that was ahead when the pause was declared must not stretch it past
+    // the longest pause from now.
+    let longest = now + crate::control::MAX_PAUSE;
+    for pause in &mut pauses {
+        pause.until = pause.until.min(longest);
+    }
     pauses
 }
 

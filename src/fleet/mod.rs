@@ -98,7 +98,7 @@ impl FleetLock {
         }
     }
 
-    fn group_prefix(group: &str) -> String {
+    pub(crate) fn group_prefix(group: &str) -> String {
         format!("{PREFIX}{group}/")
     }
 

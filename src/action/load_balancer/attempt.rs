@@ -54,13 +54,15 @@ impl<F: Family> Executor<F> {
             escalate: true,
         };
         if trail.fleet_slot.is_none() {
-            // A server an earlier attempt left drained still holds its slot.
+            // A server an earlier attempt left drained still holds its slot, and is
+            // still drained whatever this attempt does: the slot stays with it.
             let key =
                 crate::fleet::FleetLock::slot_key(&guard.group, member, Some(&server.to_string()));
             trail.fleet_slot = self.kept_slot(&key);
+            trail.left_drained = trail.fleet_slot.is_some();
         }
         let refused = match &trail.fleet_slot {
-            Some((slot, _)) => match lock.still_held(slot).await {
+            Some((slot, _, _)) => match lock.still_held(slot).await {
                 Ok(true) => return Ok(()),
                 Ok(false) => trouble(lost_slot(&guard.group)),
                 Err(e) => trouble(format!(
@@ -70,12 +72,10 @@ impl<F: Family> Executor<F> {
             },
             None => match self.fleet_slots(guard, server).await {
                 Err(why) => trouble(why),
-                Ok(slots) => match lock
-                    .acquire_for(&guard.group, member, Some(&server.to_string()), slots)
-                    .await
-                {
+                Ok(slots) => match self.acquire(lock, guard, member, server, slots).await {
                     Ok(Acquired::Held(slot)) => {
-                        trail.fleet_slot = Some((slot, guard.lock));
+                        let drained = load_balancer::DrainedServer::of(server, Default::default());
+                        trail.fleet_slot = Some((slot, guard.lock, Some(drained)));
                         return Ok(());
                     }
                     Ok(Acquired::Full { holders }) => NotDrained {
@@ -101,6 +101,29 @@ impl<F: Family> Executor<F> {
             escalate: refused.escalate,
         });
         Err(refused)
+    }
+
+    /// Asks for a slot; with the group full, first gives back the slots this agent
+    /// kept for servers that serve again, and asks once more.
+    async fn acquire(
+        &self,
+        lock: &crate::fleet::FleetLock,
+        guard: &crate::policy::FleetGuard,
+        member: &str,
+        server: LbServer<'_>,
+        slots: u32,
+    ) -> Result<crate::fleet::Acquired, crate::fleet::etcd::EtcdError> {
+        let target = server.to_string();
+        let first = lock
+            .acquire_for(&guard.group, member, Some(&target), slots)
+            .await?;
+        match first {
+            crate::fleet::Acquired::Full { .. } if self.reclaim_kept_slots(&guard.group).await => {
+                lock.acquire_for(&guard.group, member, Some(&target), slots)
+                    .await
+            }
+            answer => Ok(answer),
+        }
     }
 
     /// The group's slots: its number, or its share of the servers behind the load
@@ -145,7 +168,7 @@ impl<F: Family> Executor<F> {
     /// Whether the attempt may still act on the load balancer for its ramp: it holds
     /// the fleet slot it drained under (or drained under none).
     async fn still_holds_slot(&self, policy: &Policy, trail: &EditTrail) -> Result<(), String> {
-        let (Some((slot, kind)), Some(guard)) = (&trail.fleet_slot, &policy.spec.fleet) else {
+        let (Some((slot, kind, _)), Some(guard)) = (&trail.fleet_slot, &policy.spec.fleet) else {
             return Ok(());
         };
         let Some((lock, _)) = self.fleet_lock(*kind) else {
@@ -255,13 +278,20 @@ impl<F: Family> Executor<F> {
         let Some(guard) = &policy.spec.fleet else {
             return;
         };
-        trail.left_drained = false;
         let Some((_, member)) = self.fleet_lock(guard.lock) else {
             return;
         };
         let key =
             crate::fleet::FleetLock::slot_key(&guard.group, member, Some(&server.to_string()));
-        if let Some((slot, kind)) = self.kept_slot(&key) {
+        // Only the server the attempt's own slot is for stops holding it.
+        if trail
+            .fleet_slot
+            .as_ref()
+            .is_some_and(|(slot, _, _)| slot.key == key)
+        {
+            trail.left_drained = false;
+        }
+        if let Some((slot, kind, _)) = self.kept_slot(&key) {
             self.release_slot(slot, kind).await;
         }
     }

@@ -140,6 +140,20 @@ pub async fn servers_behind(server: LbServer<'_>) -> Result<usize, Failure> {
     }
 }
 
+/// Whether `server` takes traffic now: ready (no admin state) with a weight at
+/// HAProxy, not `down` in nginx. A route's backend is never held by a fleet slot.
+pub async fn serving(server: LbServer<'_>) -> Result<bool, Failure> {
+    match server {
+        LbServer::Haproxy(s) => api(s)
+            .server(&s.backend, &s.server)
+            .await
+            .map(|state| state.admin == 0 && state.weight > 0)
+            .map_err(failure),
+        LbServer::Nginx(s) => nginx::serving(s),
+        LbServer::Gateway(_) => Ok(true),
+    }
+}
+
 /// What a change of a Gateway API backend's weight is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteWeight {

@@ -110,6 +110,11 @@ fn read(s: &NginxUpstreamServer) -> Result<ServerLine, Failure> {
     upstream::read_server(&file, &s.upstream, &s.server).map_err(Failure::failed)
 }
 
+/// Whether the server's line takes requests (not `down`).
+pub fn serving(s: &NginxUpstreamServer) -> Result<bool, Failure> {
+    read(s).map(|line| !line.down)
+}
+
 /// How many servers the upstream lists.
 pub fn servers_in_upstream(s: &NginxUpstreamServer) -> Result<usize, Failure> {
     let text = std::fs::read_to_string(&s.file)

@@ -176,7 +176,7 @@ mod drain_and_ramp {
         };
         let b = guarded(draining(&h.socket()));
         let a = guarded(draining_on(&h.socket(), "web", "a"));
-        let restarts = (0..3).map(|_| Ok("restarted".into())).collect();
+        let restarts = (0..4).map(|_| Ok("restarted".into())).collect();
         let executor = Scripted::new(restarts, false);
         let outcome = executor.run_attempt(&b, 1).await;
         assert_eq!(outcome.verified, Some(false), "{outcome:?}");
@@ -210,6 +210,20 @@ mod drain_and_ramp {
         let steps = executor.run_attempt(&a, 5).await.detail.unwrap().steps;
         assert!(
             steps[0].starts_with("drain: drained web/a: ready"),
+            "{steps:?}"
+        );
+        // a is left drained and keeps the slot; a person readies it by hand. The group
+        // looks full to b, until the agent sees a serving again and gives its slot back.
+        let api = crate::loadbalancer::haproxy::RuntimeApi::new(
+            &h.socket(),
+            std::time::Duration::from_secs(5),
+        );
+        api.set_state("web", "a", crate::loadbalancer::haproxy::AdminState::Ready)
+            .await
+            .unwrap();
+        let steps = executor.run_attempt(&b, 6).await.detail.unwrap().steps;
+        assert!(
+            steps[0].starts_with("drain: drained web/b: ready"),
             "{steps:?}"
         );
     }

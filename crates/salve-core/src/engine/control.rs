@@ -108,9 +108,11 @@ impl Engine {
     /// Lifts the pause of `scope`; whether there was one. What it held back is decided
     /// again at once.
     pub fn resume(&mut self, now: Timestamp, scope: &PauseScope, out: &mut Vec<Decision>) -> bool {
-        let before = self.pauses.len();
+        let lifted = self
+            .pauses
+            .iter()
+            .any(|p| p.until > now && &p.scope == scope);
         self.pauses.retain(|p| p.until > now && &p.scope != scope);
-        let lifted = self.pauses.len() < before;
         if lifted {
             let named = self.paused_by(scope);
             self.redecide(now, named, out);

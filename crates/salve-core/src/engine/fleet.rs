@@ -36,6 +36,10 @@ pub(super) struct Fleet {
 pub(super) struct Storm {
     /// Since when the count has been at or under the limit; `None` while above it.
     pub calm_since: Option<Timestamp>,
+    /// The storm began while a person had the policy paused: its escalation waits for
+    /// the pause to end (a deploy window is no time to page), and goes out then if the
+    /// storm still lasts.
+    pub unsent: bool,
 }
 
 /// How many unhealthy objects an escalation names; the count says the rest.
@@ -95,10 +99,18 @@ impl Engine {
         }
         self.update_storm(now, of, out);
         let fleet = &mut self.states[of.index()].fleet;
-        match fleet.storm? {
-            Storm { calm_since: None } => Some(None),
+        let storm = fleet.storm?;
+        if storm.unsent && storm.calm_since.is_none() && self.paused_until(of, now).is_none() {
+            self.escalate_storm(now, of, out);
+        }
+        let fleet = &mut self.states[of.index()].fleet;
+        match storm {
+            Storm {
+                calm_since: None, ..
+            } => Some(None),
             Storm {
                 calm_since: Some(since),
+                ..
             } if now < since + settle => Some(Some(since + settle)),
             Storm { .. } => {
                 fleet.storm = None;
@@ -130,35 +142,41 @@ impl Engine {
             return;
         };
         let settle = policy.spec.guard.settle;
-        let dry_run = policy.spec.dry_run || self.limits.dry_run;
         let fleet = &self.states[of.index()].fleet;
         let allowed = max.allowed(fleet.selected);
         let over = fleet.unhealthy > allowed;
         match (fleet.storm, over) {
             (None, true) => {
-                let evidence = self.storm_evidence(of, allowed);
-                self.states[of.index()].fleet.storm = Some(Storm { calm_since: None });
-                out.push(Decision {
-                    at: now,
-                    policy: of,
-                    verdict: Verdict::Escalate {
-                        attempts: 0,
-                        dry_run,
-                        evidence,
-                    },
+                self.states[of.index()].fleet.storm = Some(Storm {
+                    calm_since: None,
+                    unsent: true,
                 });
+                if self.paused_until(of, now).is_none() {
+                    self.escalate_storm(now, of, out);
+                }
             }
             (
                 Some(Storm {
                     calm_since: Some(_),
+                    unsent,
                 }),
                 true,
             ) => {
-                self.states[of.index()].fleet.storm = Some(Storm { calm_since: None });
+                self.states[of.index()].fleet.storm = Some(Storm {
+                    calm_since: None,
+                    unsent,
+                });
             }
-            (Some(Storm { calm_since: None }), false) => {
+            (
+                Some(Storm {
+                    calm_since: None,
+                    unsent,
+                }),
+                false,
+            ) => {
                 self.states[of.index()].fleet.storm = Some(Storm {
                     calm_since: Some(now),
+                    unsent,
                 });
                 let wake = now + settle;
                 for i in 0..self.states.len() {
@@ -171,6 +189,29 @@ impl Engine {
             }
             _ => {}
         }
+    }
+
+    /// The storm's one escalation, now.
+    fn escalate_storm(&mut self, now: Timestamp, of: PolicyId, out: &mut Vec<Decision>) {
+        let policy = &self.policies[of.index()];
+        let Some(max) = policy.spec.guard.max_unhealthy else {
+            return;
+        };
+        let dry_run = policy.spec.dry_run || self.limits.dry_run;
+        let allowed = max.allowed(self.states[of.index()].fleet.selected);
+        let evidence = self.storm_evidence(of, allowed);
+        if let Some(storm) = self.states[of.index()].fleet.storm.as_mut() {
+            storm.unsent = false;
+        }
+        out.push(Decision {
+            at: now,
+            policy: of,
+            verdict: Verdict::Escalate {
+                attempts: 0,
+                dry_run,
+                evidence,
+            },
+        });
     }
 
     /// What a storm's escalation says: the count, the limit, and the first objects.

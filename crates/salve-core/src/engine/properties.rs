@@ -263,8 +263,8 @@ proptest! {
                 });
                 if paused {
                     prop_assert!(
-                        !matches!(d.verdict, Verdict::Act { .. }),
-                        "{name} acted at {:?} while paused: {windows:?}", d.at
+                        !matches!(d.verdict, Verdict::Act { .. } | Verdict::Escalate { .. }),
+                        "{name} acted or escalated at {:?} while paused: {windows:?}", d.at
                     );
                     if let Verdict::Skip { reason, .. } = d.verdict {
                         prop_assert!(

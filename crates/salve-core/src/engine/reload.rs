@@ -33,6 +33,15 @@ impl Engine {
             .collect();
         let old_keys: Vec<(String, String)> =
             (0..self.policies.len()).map(|i| key(self, i)).collect();
+        // A fleet group's storm belongs to the group, whichever policy counts it: a
+        // reload that renames, removes or reorders its first policy must not end it.
+        let group_storms: HashMap<String, super::fleet::Storm> = (0..self.states.len())
+            .filter(|&i| self.states[i].in_group_of == Some(PolicyId(i as u32)))
+            .filter_map(|i| {
+                let storm = self.states[i].fleet.storm?;
+                Some((self.policies[i].spec.fleet.as_ref()?.group.clone(), storm))
+            })
+            .collect();
         let old_policies = std::mem::take(&mut self.policies);
         let old_states = std::mem::take(&mut self.states);
         let mut carried: HashMap<(String, String), (Arc<Policy>, PolicyState)> = old_keys
@@ -73,10 +82,39 @@ impl Engine {
                 }
             }
         }
+        let mut leaders = Vec::new();
+        for i in 0..self.policies.len() {
+            let Some(of) = self.states[i].in_group_of else {
+                continue;
+            };
+            // A policy counted now (a group formed or grown by this reload) is counted
+            // from what it knows, not from whether it was counted before: with every
+            // server failing, none is acted on before the count is whole.
+            let state = &self.states[i];
+            self.states[i].unhealthy = state.triggers.iter().any(|t| t.holds_since.is_some())
+                || self.targets[state.target.0 as usize]
+                    .guard
+                    .in_flight
+                    .is_some();
+            if of.index() == i {
+                leaders.push(of);
+                if self.states[i].fleet.storm.is_none() {
+                    let group = self.policies[i]
+                        .spec
+                        .fleet
+                        .as_ref()
+                        .map(|f| f.group.as_str());
+                    self.states[i].fleet.storm = group.and_then(|g| group_storms.get(g).copied());
+                }
+            }
+        }
         for i in 0..self.policies.len() {
             if let (Some(of), true) = (self.counted_by(i), self.states[i].unhealthy) {
                 self.states[of.index()].fleet.unhealthy += 1;
             }
+        }
+        for leader in leaders {
+            self.update_storm(now, leader, out);
         }
         // Those held back by `max_concurrent` keep their place in the queue.
         let now_keys: HashMap<(String, String), PolicyId> = (0..self.policies.len())

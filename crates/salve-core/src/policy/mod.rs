@@ -199,7 +199,13 @@ fn fleet_groups_disagree(policies: &[Policy]) -> Vec<Diagnostic> {
         p.spec.fleet.as_ref().map(|f| {
             let max_unhealthy = p.spec.guard.max_unhealthy;
             let settle = max_unhealthy.map(|_| p.spec.guard.settle);
-            (f.max_concurrent, f.lock, max_unhealthy, settle)
+            (
+                f.max_concurrent,
+                f.lock,
+                max_unhealthy,
+                settle,
+                p.spec.dry_run,
+            )
         })
     };
     let mut first: HashMap<&str, &Policy> = HashMap::new();
@@ -215,13 +221,17 @@ fn fleet_groups_disagree(policies: &[Policy]) -> Vec<Diagnostic> {
         if mine == theirs {
             continue;
         }
-        let say = |(slots, lock, max, settle): (
+        let say = |(slots, lock, max, settle, dry_run): (
             FleetSlots,
             FleetLockKind,
             Option<_>,
             Option<std::time::Duration>,
+            bool,
         )| {
             let mut text = format!("maxConcurrent {slots}, lock {}", lock.as_str());
+            if dry_run {
+                text.push_str(", dryRun");
+            }
             match (max, settle) {
                 (Some(max), Some(settle)) => text.push_str(&format!(
                     ", maxUnhealthy {max}, settle {}",

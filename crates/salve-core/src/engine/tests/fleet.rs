@@ -368,3 +368,113 @@ fn a_reload_keeps_a_fleet_groups_storm() {
         "{out:?}"
     );
 }
+
+/// Every server failing, counted as a storm from the first decision after the
+/// failures (all `for`s passed).
+fn all_failing(e: &mut Engine, servers: &[&str]) -> Vec<(String, Verdict)> {
+    let mut seen = probes(e, 0.0, servers, 200);
+    for t in [1.0, 2.0] {
+        seen.extend(probes(e, t, servers, 502));
+    }
+    seen.extend(decide(e, 5.0, Event::Tick {}));
+    seen
+}
+
+#[test]
+fn a_groups_storm_outlives_a_reload_that_changes_its_first_policy() {
+    let servers = ["node-a", "node-b", "node-c"];
+    let mut e = group_engine(&servers, "1");
+    assert_eq!(escalations(&all_failing(&mut e, &servers)).len(), 1);
+    // node-a's policy goes: node-b's now counts the group, and the storm is its.
+    let fewer: Vec<_> = e.policies().skip(1).cloned().collect();
+    let mut out = Vec::new();
+    e.replace_policies(at(6.0), fewer, &mut out);
+    for t in [7.0, 8.0, 9.0] {
+        for s in &servers[1..] {
+            e.handle(at(t), &probe(s, 502), &mut out);
+        }
+    }
+    assert!(
+        out.iter()
+            .all(|d| !matches!(d.verdict, Verdict::Act { .. } | Verdict::Escalate { .. })),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_reload_that_forms_a_group_counts_every_member_before_any_acts() {
+    let servers = ["node-a", "node-b"];
+    let grouped = group_engine(&servers, "1");
+    // The same policies with neither fleet nor maxUnhealthy, every server failing
+    // for a while already, each attempt over (failed, so within its cooldown).
+    let loose: Vec<_> = grouped
+        .policies()
+        .cloned()
+        .map(|mut p| {
+            p.spec.fleet = None;
+            p.spec.guard.max_unhealthy = None;
+            p
+        })
+        .collect();
+    let mut e = Engine::new(loose, Limits::default());
+    let mut seen = all_failing(&mut e, &servers);
+    assert_eq!(acted_on(&seen).len(), 2);
+    for s in servers {
+        seen = decide(
+            &mut e,
+            6.0,
+            Event::Outcome(Outcome {
+                policy: format!("lb-{s}"),
+                attempt_id: None,
+                result: OutcomeResult::Failed,
+                verified: None,
+                detail: None,
+            }),
+        );
+        assert!(acted_on(&seen).is_empty());
+    }
+    let mut out = Vec::new();
+    let policies: Vec<_> = grouped.policies().cloned().collect();
+    e.replace_policies(at(7.0), policies, &mut out);
+    for t in [8.0, 20.0, 30.0] {
+        for s in servers {
+            e.handle(at(t), &probe(s, 502), &mut out);
+        }
+    }
+    assert!(
+        out.iter()
+            .all(|d| !matches!(d.verdict, Verdict::Act { .. })),
+        "both fail: the group holds both: {out:?}"
+    );
+    assert_eq!(
+        out.iter()
+            .filter(|d| matches!(d.verdict, Verdict::Escalate { attempts: 0, .. }))
+            .count(),
+        1,
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_storm_that_begins_while_paused_is_escalated_when_the_pause_ends() {
+    let servers = ["node-a", "node-b"];
+    let mut e = group_engine(&servers, "1");
+    let mut out = Vec::new();
+    e.pause(
+        at(0.0),
+        PauseScope::Policy("lb-node-a".into()),
+        at(60.0),
+        &mut out,
+    )
+    .unwrap();
+    let seen = all_failing(&mut e, &servers);
+    assert!(
+        escalations(&seen).is_empty(),
+        "no page in a deploy window: {seen:?}"
+    );
+    assert!(acted_on(&seen).is_empty());
+    let seen = probes(&mut e, 61.0, &servers, 502);
+    assert_eq!(escalations(&seen).len(), 1, "{seen:?}");
+    let seen = probes(&mut e, 62.0, &servers, 502);
+    assert!(escalations(&seen).is_empty(), "once: {seen:?}");
+}
