@@ -1163,6 +1163,12 @@ fn nginx_upstream_targets() {
             ("spec.actions[1].restart", "`restart` restarts a unit, a pod or a workload's rollout, and salve never reboots a node; a nginx target takes: drain, ready, setWeight, notify, exec"),
         ],
     );
+    let mut odd = lb(probe.clone(), json!([{ "drain": {} }]));
+    odd["spec"]["target"]["nginx"]["file"] = json!("/etc/nginx/sites@/lb.conf");
+    cluster_breaks(
+        odd,
+        &[("spec.target.nginx.file", "an nginx target's file may not have `@/` in its path (the journal's name for the target ends the server there)")],
+    );
     let mut bad = lb(probe, json!([{ "drain": {} }]));
     bad["spec"]["target"]["nginx"]["file"] = json!("lb.conf");
     let found = by_decoder(&bad);

@@ -177,7 +177,17 @@ impl Checker {
         let (kind, namespace, name, selector) = match target {
             Target::Unit(_) => return,
             Target::Haproxy(server) => return self.haproxy(server, &at.key("haproxy")),
-            Target::Nginx(server) => return self.nginx_upstream(server, &at.key("nginx")),
+            Target::Nginx(server) => {
+                let at = at.key("nginx");
+                // The journal names the target `nginx:UPSTREAM/SERVER@FILE`: a file with
+                // `@/` in its path would read back as another target.
+                self.rule(
+                    &at.key("file"),
+                    server.file.to_string_lossy().contains("@/"),
+                    "an nginx target's file may not have `@/` in its path (the journal's name for the target ends the server there)",
+                );
+                return self.nginx_upstream(server, &at);
+            }
             Target::Pods(s) | Target::Deployment(s) | Target::StatefulSet(s) => {
                 (target.kind(), s.namespace.as_deref(), &s.name, &s.selector)
             }
