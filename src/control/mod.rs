@@ -8,7 +8,8 @@
 //! (`SO_PEERCRED`, `SO_PEERGROUPS`): root, or a member of the admin group. Never the
 //! agent's own user: the programs an `exec` action runs are that user too, and a
 //! policy's program must not be able to pause the agent that runs it. Every command
-//! but `status`, accepted or refused, is journalled with who sent it.
+//! the agent carries out is journalled with who sent it before the answer goes back;
+//! a permission refusal is journalled too, at most once a minute per user.
 
 pub mod client;
 pub mod peer;
