@@ -33,7 +33,7 @@ impl std::fmt::Display for Peer {
 /// `SO_PEERGROUPS` (Linux 4.13), as asm-generic and x86 number it; the libc crate
 /// exports it only for some targets. Elsewhere (sparc, parisc, mips number it
 /// otherwise) no supplementary group is read: only the primary group counts.
-#[cfg(any(
+const SO_PEERGROUPS: Option<libc::c_int> = if cfg!(any(
     target_arch = "x86_64",
     target_arch = "x86",
     target_arch = "aarch64",
@@ -42,19 +42,11 @@ impl std::fmt::Display for Peer {
     target_arch = "loongarch64",
     target_arch = "powerpc64",
     target_arch = "s390x"
-))]
-const SO_PEERGROUPS: Option<libc::c_int> = Some(59);
-#[cfg(not(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "aarch64",
-    target_arch = "arm",
-    target_arch = "riscv64",
-    target_arch = "loongarch64",
-    target_arch = "powerpc64",
-    target_arch = "s390x"
-)))]
-const SO_PEERGROUPS: Option<libc::c_int> = None;
+)) {
+    Some(59)
+} else {
+    None
+};
 /// More groups than any user has (`NGROUPS_MAX` is 65536, but a peer's list is read
 /// once per command and a bound keeps the buffer small).
 const MAX_GROUPS: usize = 1024;
