@@ -8,6 +8,7 @@ use crate::policy::{Action, LbServer, Policy};
 
 /// Why a drain was not made, and whether a person must hear of it (a full group is
 /// the fleet guard doing its job; etcd out of reach or a lost slot is not).
+#[derive(Clone)]
 pub(in crate::action) struct NotDrained {
     why: String,
     escalate: bool,
@@ -24,6 +25,21 @@ fn lost_slot(group: &str) -> String {
     )
 }
 
+/// The fencing check, in words: `Err` says why this agent may not act under `slot`.
+async fn still_held(
+    lock: &crate::fleet::FleetLock,
+    slot: &crate::fleet::Slot,
+    group: &str,
+) -> Result<(), String> {
+    match lock.still_held(slot).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(lost_slot(group)),
+        Err(e) => Err(format!(
+            "fleet {group}: cannot check this agent's slot: {e}"
+        )),
+    }
+}
+
 impl<F: Family> Executor<F> {
     /// Whether the attempt may drain now: it holds a fleet slot and still does (the
     /// fencing check), or took one just now. `Err` says why not.
@@ -35,10 +51,7 @@ impl<F: Family> Executor<F> {
     ) -> Result<(), NotDrained> {
         use crate::fleet::Acquired;
         if let Some(refused) = &trail.fleet_refused {
-            return Err(NotDrained {
-                why: refused.why.clone(),
-                escalate: refused.escalate,
-            });
+            return Err(refused.clone());
         }
         let Some((lock, member)) = self.fleet_lock(guard.lock) else {
             return Err(NotDrained {
@@ -62,13 +75,9 @@ impl<F: Family> Executor<F> {
             trail.left_drained = trail.fleet_slot.is_some();
         }
         let refused = match &trail.fleet_slot {
-            Some((slot, _, _)) => match lock.still_held(slot).await {
-                Ok(true) => return Ok(()),
-                Ok(false) => trouble(lost_slot(&guard.group)),
-                Err(e) => trouble(format!(
-                    "fleet {}: cannot check this agent's slot: {e}",
-                    guard.group
-                )),
+            Some((slot, _, _)) => match still_held(lock, slot, &guard.group).await {
+                Ok(()) => return Ok(()),
+                Err(why) => trouble(why),
             },
             None => match self.fleet_slots(guard, server).await {
                 Err(why) => trouble(why),
@@ -96,10 +105,7 @@ impl<F: Family> Executor<F> {
                 },
             },
         };
-        trail.fleet_refused = Some(NotDrained {
-            why: refused.why.clone(),
-            escalate: refused.escalate,
-        });
+        trail.fleet_refused = Some(refused.clone());
         Err(refused)
     }
 
@@ -174,14 +180,7 @@ impl<F: Family> Executor<F> {
         let Some((lock, _)) = self.fleet_lock(*kind) else {
             return Ok(());
         };
-        match lock.still_held(slot).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(lost_slot(&guard.group)),
-            Err(e) => Err(format!(
-                "fleet {}: cannot check this agent's slot: {e}",
-                guard.group
-            )),
-        }
+        still_held(lock, slot, &guard.group).await
     }
 
     /// Gives each server the attempt drained its weight back, if the attempt verified;
