@@ -105,31 +105,34 @@ pub fn recover(
         .wall_origin()
         .checked_sub(horizon)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let last_id = Cell::new(0u64);
-    let read = read_recent(journal, since, |record| {
-        if let Some(id) = record.entry.id() {
-            last_id.set(last_id.get().max(id));
-        }
-        matches!(
-            record.entry,
-            Entry::Intent { dry_run: false, .. }
-                | Entry::Outcome { .. }
-                | Entry::Escalate { dry_run: false, .. }
-                | Entry::EscalationSent { .. }
-        )
-    })?;
-    let mut recovered = from_records(&read.records, clock, SystemTime::now());
-    recovered.last_attempt_id = last_id.get();
-    recovered.unreadable = read.problems.len();
-    // A pause may outlast every window: its records are read on their own horizon.
+    // A pause may outlast every window: control records have their own horizon,
+    // read in the same pass over the journal.
     let paused_since = clock
         .wall_origin()
         .checked_sub(crate::control::MAX_PAUSE)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let control = read_recent(journal, paused_since, |record| {
-        matches!(record.entry, Entry::Control { .. })
+    let last_id = Cell::new(0u64);
+    let read = read_recent(journal, since.min(paused_since), |record| {
+        if let Some(id) = record.entry.id() {
+            last_id.set(last_id.get().max(id));
+        }
+        match record.entry {
+            Entry::Control { .. } => true,
+            Entry::Intent { dry_run: false, .. }
+            | Entry::Outcome { .. }
+            | Entry::Escalate { dry_run: false, .. }
+            | Entry::EscalationSent { .. } => record.ts >= since,
+            _ => false,
+        }
     })?;
-    recovered.pauses = pauses_from(&control.records, SystemTime::now());
+    let (control, guarded): (Vec<Record>, Vec<Record>) = read
+        .records
+        .into_iter()
+        .partition(|r| matches!(r.entry, Entry::Control { .. }));
+    let mut recovered = from_records(&guarded, clock, SystemTime::now());
+    recovered.last_attempt_id = last_id.get();
+    recovered.unreadable = read.problems.len();
+    recovered.pauses = pauses_from(&control, SystemTime::now());
     Ok(recovered)
 }
 
