@@ -40,7 +40,7 @@ impl Agent {
         let by = peer.to_string();
         if !allowed {
             tracing::warn!(command = request.name(), by = %by, "control command refused: not root and not in the admin group");
-            let why = "permission denied: only root and the agent's admin group may use its control socket";
+            let why = crate::control::PERMISSION_DENIED;
             let journalled = self.journal_control(&request, &by, None, None, Some(why.to_string()));
             answer_once_journalled(reply, Response::refused(why), Some(journalled));
             return;
@@ -125,6 +125,12 @@ impl Agent {
             Some(reason.clone()),
             None,
         ));
+        // Notes of pauses that have expired since go with this one's coming.
+        let now = self.0.clock.now();
+        let live: std::collections::HashSet<String> = (self.0.engine.pauses(now).into_iter())
+            .map(|(scope, _)| scope.to_string())
+            .collect();
+        self.0.pause_notes.retain(|scope, _| live.contains(scope));
         self.0
             .pause_notes
             .insert(scope.to_string(), (Some(reason.clone()), by.to_string()));

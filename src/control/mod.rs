@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The answer to a sender who is neither root nor in the admin group.
+pub const PERMISSION_DENIED: &str =
+    "permission denied: only root and the agent's admin group may use its control socket";
+
 /// Where the agent listens unless its config says otherwise (`control.socket`).
 pub const DEFAULT_SOCKET: &str = "/run/salve/control.sock";
 /// The group whose members may use the socket besides root.

@@ -218,9 +218,10 @@ async fn answer(
         reply,
     };
     let response = if !allowed && !journal_refusal(refusals, command.peer.uid) {
-        Response::refused(
-            "permission denied: only root and the agent's admin group may use its control socket (refused again within a minute: not journalled again)",
-        )
+        Response::refused(format!(
+            "{} (refused again within a minute: not journalled again)",
+            super::PERMISSION_DENIED
+        ))
     } else {
         forward(tx, command, answered).await
     };
