@@ -19,7 +19,9 @@ const CONFIG_FIELDS: &[&str] = &[
     "configBackups",
     "fleet",
     "control",
+    "metrics",
 ];
+const METRICS_FIELDS: &[&str] = &["enabled", "listen"];
 const CONTROL_FIELDS: &[&str] = &["socket", "group"];
 const JOURNAL_FIELDS: &[&str] = &["path", "maxBytes", "keep"];
 const FLEET_FIELDS: &[&str] = &["etcd", "member", "ttl"];
@@ -47,6 +49,8 @@ pub struct Config {
     pub fleet: Option<FleetConfig>,
     /// The control socket (`salve status`, `pause`, …).
     pub control: crate::control::ControlConfig,
+    /// The HTTP listener: `/metrics`, `/healthz`, `/readyz`.
+    pub web: crate::web::WebConfig,
 }
 
 impl Default for Config {
@@ -58,6 +62,7 @@ impl Default for Config {
             config_backups: crate::action::config_edit::DEFAULT_KEEP_BACKUPS,
             fleet: None,
             control: Default::default(),
+            web: Default::default(),
         }
     }
 }
@@ -180,6 +185,9 @@ impl Config {
                     config.control.admin_group = g;
                 }
             }
+            if let Some(n) = f.get("metrics") {
+                web_config(&mut dec, n, &mut config.web);
+            }
         }
         if dec.errors.is_empty() {
             Ok(config)
@@ -188,6 +196,28 @@ impl Config {
                 dec.errors.into_iter().map(|(p, m)| diag(p, m)).collect(),
             ))
         }
+    }
+}
+
+fn web_config(dec: &mut Decoder, node: &crate::policy::Node, web: &mut crate::web::WebConfig) {
+    let Some(f) = dec.fields(node, "metrics", METRICS_FIELDS) else {
+        return;
+    };
+    if let Some(listen) = f.get("listen").and_then(|n| {
+        let text = dec.string(n)?;
+        text.parse::<std::net::SocketAddr>()
+            .map_err(|_| {
+                dec.error(
+                    n.pos,
+                    format!("the metrics listener must be an address and port, as 127.0.0.1:9847 or [::1]:9847, not \"{text}\""),
+                )
+            })
+            .ok()
+    }) {
+        web.listen = Some(listen);
+    }
+    if let Some(false) = f.get("enabled").and_then(|n| dec.bool(n)) {
+        web.listen = None;
     }
 }
 
@@ -294,6 +324,25 @@ mod tests {
         assert!(err.contains("etcd"), "{err}");
         assert!(err.contains("invalid fleet member name"), "{err}");
         assert!(err.contains("the fleet ttl must be from 2s to 5m"), "{err}");
+    }
+
+    #[test]
+    fn metrics_listen_on_loopback_by_default_and_can_be_moved_or_switched_off() {
+        assert_eq!(
+            Config::default().web.listen,
+            Some("127.0.0.1:9847".parse().unwrap())
+        );
+        let c = Config::parse(Path::new("c.yaml"), "metrics: { listen: \"[::1]:9900\" }\n");
+        assert_eq!(c.unwrap().web.listen, Some("[::1]:9900".parse().unwrap()));
+        let c = Config::parse(Path::new("c.yaml"), "metrics: { enabled: false }\n");
+        assert_eq!(c.unwrap().web.listen, None);
+        let err = Config::parse(Path::new("c.yaml"), "metrics: { listen: localhost }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("c.yaml:1:20: the metrics listener must be an address and port"),
+            "{err}"
+        );
     }
 
     #[test]

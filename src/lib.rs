@@ -13,10 +13,12 @@ pub mod fleet;
 pub mod kubernetes;
 pub mod lab;
 pub mod loadbalancer;
+pub mod metrics;
 pub mod operator;
 pub mod signal;
 pub mod simulate;
 pub mod systemd;
+pub mod web;
 
 // The pure core and the config editors are crates of their own (they build in seconds,
 // which mutation testing needs); the paths `salve::policy`, `salve::engine` and

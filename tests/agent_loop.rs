@@ -30,7 +30,7 @@ fn policy(name: &str, unit: &str) -> String {
 /// systemd, played by the test.
 struct FakeSystemd {
     requests: mpsc::Receiver<OpRequest>,
-    events: mpsc::Sender<Event>,
+    events: salve::signal::EventSender,
 }
 
 impl FakeSystemd {

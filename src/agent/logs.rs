@@ -1,12 +1,11 @@
 //! The log followers the loaded policies need, one per distinct file.
 
-use crate::engine::Event;
 use crate::policy::{Condition, Policy};
 use crate::signal::log::{follow, follow_filtered, LineScanner};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 pub struct Logs {
     stop: watch::Sender<bool>,
@@ -15,7 +14,7 @@ pub struct Logs {
 impl Logs {
     /// Follows every file a log trigger names. Lines go to the engine, which matches them
     /// against the triggers' patterns.
-    pub fn start(policies: &[Policy], events: &mpsc::Sender<Event>) -> Self {
+    pub fn start(policies: &[Policy], events: &crate::signal::EventSender) -> Self {
         let (stop, stopped) = watch::channel(false);
         // Each file's followers send only the lines one of its triggers may match.
         let mut patterns: BTreeMap<PathBuf, Vec<&str>> = BTreeMap::new();
@@ -51,7 +50,7 @@ impl Logs {
 
     /// Stops the current followers and starts those `policies` need. A follower starts
     /// at the end of its file: lines written while none ran are not replayed.
-    pub fn restart(&mut self, policies: &[Policy], events: &mpsc::Sender<Event>) {
+    pub fn restart(&mut self, policies: &[Policy], events: &crate::signal::EventSender) {
         self.stop();
         *self = Logs::start(policies, events);
     }

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 pub struct AgentOptions {
     pub policy_paths: Vec<PathBuf>,
@@ -40,7 +40,8 @@ pub type WrapSink = Box<dyn FnOnce(Journal) -> Box<dyn Sink> + Send>;
 /// See [`AgentOptions::systemd_link`]: given the units to watch, where unit events go
 /// and the shutdown signal, starts a link and returns the handle actions use.
 pub type LinkFactory = Box<
-    dyn FnOnce(Vec<String>, mpsc::Sender<Event>, watch::Receiver<bool>) -> SystemdHandle + Send,
+    dyn FnOnce(Vec<String>, crate::signal::EventSender, watch::Receiver<bool>) -> SystemdHandle
+        + Send,
 >;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,12 +66,17 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     let journal = Journal::open(&journal_path, options.config.rotation)?;
     let clock = Clock::start();
     let recovered = crate::controller::recovery::recover(&journal_path, &policies, &clock)?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let observe = {
+        let metrics = Arc::clone(&metrics);
+        move |took, ok| metrics.journal_written(took, ok)
+    };
     let journal = match options.journal_sink {
-        Some(wrap) => JournalWriter::start(wrap(journal), journal_path.clone())?,
-        None => JournalWriter::start(journal, journal_path.clone())?,
+        Some(wrap) => JournalWriter::start_observed(wrap(journal), journal_path.clone(), observe)?,
+        None => JournalWriter::start_observed(journal, journal_path.clone(), observe)?,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
+    let (events_tx, mut events_rx) = crate::signal::event_queue(1024);
 
     let units = units_of(&policies);
     let (handle, link_task) = match options.systemd_link {
@@ -89,17 +95,20 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     let mut logs = logs::Logs::start(&policies, &events_tx);
 
     let engine = Engine::new(policies, options.config.limits.clone());
-    let mut agent = Agent(Controller::new(
-        engine,
-        journal,
-        clock,
-        Executor::new(
-            SystemdUnits::new(handle, DEFAULT_JOB_TIMEOUT)
-                .with_keep_backups(options.config.config_backups),
+    let mut agent = Agent(
+        Controller::new(
+            engine,
+            journal,
+            clock,
+            Executor::new(
+                SystemdUnits::new(handle, DEFAULT_JOB_TIMEOUT)
+                    .with_keep_backups(options.config.config_backups),
+            )
+            .with_fleet(options.config.fleet.as_ref()),
+            events_tx,
         )
-        .with_fleet(options.config.fleet.as_ref()),
-        events_tx,
-    ));
+        .with_metrics(Arc::clone(&metrics)),
+    );
     agent.0.rebuild_guards(recovered, "the journal");
     // No socket (its directory missing outside the unit's RuntimeDirectory, say) is
     // no reason not to heal: the agent runs on, and says so.
@@ -107,6 +116,14 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
         Ok(listening) => Some(listening),
         Err(e) => {
             tracing::warn!(error = %e, "no control socket: `salve status`, `pause` and `reset` cannot reach this agent");
+            None
+        }
+    };
+    // Nor is a metrics port another program holds: the agent heals without it.
+    let mut web = match crate::web::listen(&options.config.web, Arc::clone(&metrics)).await {
+        Ok(listening) => listening,
+        Err(e) => {
+            tracing::warn!(error = %e, "no metrics listener: /metrics, /healthz and /readyz cannot be read");
             None
         }
     };
@@ -128,7 +145,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     loop {
         let deadline = agent.0.deadline();
         tokio::select! {
-            Some(event) = events_rx.recv() => agent.0.handle(event),
+            Some(observed) = events_rx.recv() => agent.0.observe(observed),
             _ = sleep_until_opt(deadline) => agent.0.handle(Event::Tick {}),
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading policies");
@@ -141,6 +158,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
             Some(command) = next_command(&mut control) => {
                 agent.control(command, |agent| agent.reload(&options.policy_paths, &mut probes, &mut logs));
             }
+            Some(ask) = next_ask(&mut web) => agent.0.answer(ask),
             _ = service::tick(&mut watchdog) => service::watchdog_ping(),
             lost = agent.0.attempts.next_lost() => agent.0.handle(Event::Outcome(lost)),
             _ = terminate.recv() => break,
@@ -150,6 +168,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
 
     // The socket goes first: a person asking now hears the agent is gone.
     drop(control);
+    drop(web);
     service::stopping();
     tracing::info!(
         in_flight = agent.0.running.len(),
@@ -191,6 +210,13 @@ async fn next_command(
     }
 }
 
+async fn next_ask(web: &mut Option<crate::web::Listening>) -> Option<crate::web::Ask> {
+    match web {
+        Some(listening) => listening.asks.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn units_of<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Vec<String> {
     let set: BTreeSet<String> = policies
         .into_iter()
@@ -227,6 +253,7 @@ impl Agent {
                 logs.restart(&policies, &self.0.events);
                 let count = policies.len();
                 self.0.replace_policies(policies);
+                self.0.metrics.reloaded(true);
                 tracing::info!(policies = count, "policies reloaded");
                 Ok(count)
             }
@@ -238,6 +265,7 @@ impl Agent {
                     errors = diagnostics.0.len(),
                     "reload rejected: keeping the last good policy set"
                 );
+                self.0.metrics.reloaded(false);
                 Err(diagnostics.0.len())
             }
         }

@@ -85,10 +85,20 @@ impl Future for Durable {
 impl JournalWriter {
     /// Starts the writer thread over `sink`; `path` names the journal in errors.
     pub fn start(sink: impl Sink, path: PathBuf) -> Result<JournalWriter, AuditError> {
+        JournalWriter::start_observed(sink, path, |_, _| {})
+    }
+
+    /// `start`, telling `observe` how long each record took to append and sync, and
+    /// whether it was written (the agent's metrics).
+    pub fn start_observed(
+        sink: impl Sink,
+        path: PathBuf,
+        observe: impl Fn(std::time::Duration, bool) + Send + 'static,
+    ) -> Result<JournalWriter, AuditError> {
         let (queue, jobs) = sync_channel::<Job>(QUEUE);
         let thread = std::thread::Builder::new()
             .name("salve-journal".into())
-            .spawn(move || write_all(sink, jobs))
+            .spawn(move || write_all(sink, jobs, observe))
             .map_err(|cause| AuditError::Write {
                 path: path.clone(),
                 doing: "start the writer thread of",
@@ -160,9 +170,15 @@ impl Drop for JournalWriter {
     }
 }
 
-fn write_all(mut sink: impl Sink, jobs: std::sync::mpsc::Receiver<Job>) {
+fn write_all(
+    mut sink: impl Sink,
+    jobs: std::sync::mpsc::Receiver<Job>,
+    observe: impl Fn(std::time::Duration, bool),
+) {
     for job in jobs {
+        let started = std::time::Instant::now();
         let result = sink.append(&job.record);
+        observe(started.elapsed(), result.is_ok());
         match job.done {
             Some(done) => {
                 // The waiter may have given up (agent shutting down); the record is

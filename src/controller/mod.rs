@@ -36,7 +36,7 @@ pub struct Controller<F> {
     pub clock: Clock,
     pub executor: Arc<Executor<F>>,
     /// Where outcomes are sent; the runtime's signals go to the same queue.
-    pub events: mpsc::Sender<Event>,
+    pub events: crate::signal::EventSender,
     pub attempts: attempts::Attempts,
     pub running: HashMap<u64, Running>,
     decisions: Vec<Decision>,
@@ -44,6 +44,8 @@ pub struct Controller<F> {
     pub last_seen: HashMap<(String, String), LastSeen>,
     /// Why each pause in force was declared, and by whom, by its scope's text.
     pub pause_notes: HashMap<String, (Option<String>, String)>,
+    /// What `/metrics` exports; counted here as decisions are carried out.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The last decision journalled for a policy on a target, and its last outcome.
@@ -93,7 +95,7 @@ impl<F: Family> Controller<F> {
         journal: JournalWriter,
         clock: Clock,
         executor: Executor<F>,
-        events: mpsc::Sender<Event>,
+        events: crate::signal::EventSender,
     ) -> Self {
         Controller {
             engine,
@@ -106,6 +108,25 @@ impl<F: Family> Controller<F> {
             decisions: Vec::new(),
             last_seen: HashMap::new(),
             pause_notes: HashMap::new(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+        }
+    }
+
+    /// Counts into `metrics` (shared with the journal's writer and the HTTP listener)
+    /// instead of a set of its own.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        metrics.policies_loaded(self.engine.policies().len());
+        self.metrics = metrics;
+        self
+    }
+
+    /// Answers the HTTP listener (`crate::web`).
+    pub fn answer(&self, ask: crate::web::Ask) {
+        match ask {
+            crate::web::Ask::Status(reply) => {
+                let now = self.clock.now();
+                let _ = reply.send((self.engine.status(now), now));
+            }
         }
     }
 
@@ -149,6 +170,7 @@ impl<F: Family> Controller<F> {
 
     /// Installs a new policy set and carries out what it decides at once.
     pub fn replace_policies(&mut self, policies: Vec<Policy>) {
+        self.metrics.policies_loaded(policies.len());
         let now = self.clock.now();
         let mut decisions = Vec::new();
         self.engine.replace_policies(now, policies, &mut decisions);
@@ -157,15 +179,19 @@ impl<F: Family> Controller<F> {
 
     /// Takes the outcomes of attempts already running, with no new decisions: the
     /// runtime is stopping. Waits at most `grace`.
-    pub async fn finish(&mut self, events: &mut mpsc::Receiver<Event>, grace: std::time::Duration) {
+    pub async fn finish(
+        &mut self,
+        events: &mut mpsc::Receiver<crate::signal::Observed>,
+        grace: std::time::Duration,
+    ) {
         let grace = tokio::time::sleep(grace);
         tokio::pin!(grace);
         // Escalations in flight are waited for too: the circuit they belong to is open,
         // and a notification cut off now would never be sent.
         while !self.running.is_empty() || self.attempts.running() > 0 {
             tokio::select! {
-                Some(event) = events.recv() => {
-                    if let Event::Outcome(outcome) = &event {
+                Some(observed) = events.recv() => {
+                    if let Event::Outcome(outcome) = &observed.event {
                         self.journal_outcome(outcome);
                     }
                 }
@@ -187,6 +213,19 @@ impl<F: Family> Controller<F> {
     pub fn close(self) {
         if let Ok(journal) = Arc::try_unwrap(self.journal) {
             journal.close();
+        }
+    }
+
+    /// Handles an event from the loop's queue, and counts how long it waited there and
+    /// in the engine (a signal's; outcomes and ticks are not signals).
+    pub fn observe(&mut self, observed: crate::signal::Observed) {
+        let signal = !matches!(
+            observed.event,
+            Event::Outcome(_) | Event::Tick {} | Event::Reset(_)
+        );
+        self.handle(observed.event);
+        if signal {
+            self.metrics.decided(observed.queued.elapsed());
         }
     }
 
@@ -222,6 +261,8 @@ impl<F: Family> Controller<F> {
             (result, None) => result.as_str().to_string(),
         };
         self.remember(&record.policy, &record.target).outcome = Some(said);
+        self.metrics
+            .attempt_finished(policy, outcome, running.started.elapsed());
         self.journal.record(record);
         // A drain the attempt could not make: the heal went on, and a person hears of
         // it once, as of a storm (`attempts: 0`: no circuit opened). One cut off by a
@@ -235,6 +276,7 @@ impl<F: Family> Controller<F> {
                 .escalate
                 .retain(|a| matches!(a, crate::policy::Action::Notify(_)));
             tracing::warn!(policy = policy.name(), reason = %why, "a drain could not be made: escalating");
+            self.metrics.escalated(policy.name());
             let decided = self.journal.write(crate::audit::drain_escalation(
                 &policy,
                 &why,
@@ -271,12 +313,14 @@ impl<F: Family> Controller<F> {
                     ..
                 } => {
                     tracing::warn!(attempts, "circuit open: escalating");
+                    self.metrics.escalated(policy.name());
                     let durable = self.journal.write(record);
                     self.escalate(policy, *attempts, Some(durable));
                 }
                 Verdict::Escalate { .. } => self.journal.record(record),
                 Verdict::Skip { reason, .. } => {
                     tracing::info!(reason = reason.as_str(), "skipped");
+                    self.metrics.skipped(policy.name(), *reason);
                     self.journal.record(record);
                     if *reason == SkipReason::DryRun && F::REHEARSES {
                         self.rehearse(policy);

@@ -205,7 +205,7 @@ pub async fn run(
     // A standby's newest state of each object, by key, fed to the engine on takeover.
     let mut standby_cache: std::collections::HashMap<String, Event> =
         std::collections::HashMap::new();
-    let (events_tx, mut events_rx) = mpsc::channel::<Event>(1024);
+    let (events_tx, mut events_rx) = crate::signal::event_queue(1024);
     let (seen_tx, mut seen_rx) = mpsc::channel::<watches::Seen>(1024);
     let family = KubernetesObjects::new(options.client.clone(), options.instance.clone())
         .with_retry(options.retry);
@@ -264,7 +264,7 @@ pub async fn run(
                 Some(Err(e)) => tracing::warn!(error = %e, "watching RemediationPolicies failed; retrying"),
                 None => break,
             },
-            Some(event) = events_rx.recv() => controller.handle(event),
+            Some(observed) = events_rx.recv() => controller.observe(observed),
             Some(record) = records_rx.recv() => {
                 if let Some((namespace, name)) = set.resource_of(&record.policy) {
                     let _ = status_tx.send(status::StatusChange::Journalled {
@@ -402,7 +402,7 @@ async fn leadership_changed(election: &mut Option<Election>) -> Option<bool> {
 fn probe<'a>(
     probes: &mut Option<Probes>,
     policies: impl IntoIterator<Item = &'a crate::policy::Policy>,
-    events: &mpsc::Sender<Event>,
+    events: &crate::signal::EventSender,
 ) {
     if let Some(old) = probes.take() {
         old.stop();

@@ -5,3 +5,43 @@
 
 pub mod http;
 pub mod log;
+
+use crate::engine::Event;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// An event as the loop takes it from its queue: with the moment it was queued, so
+/// the loop can tell how long a signal waited before the engine decided on it
+/// (`salve_signal_to_decision_seconds`), queueing included.
+#[derive(Debug)]
+pub struct Observed {
+    pub event: Event,
+    pub queued: Instant,
+}
+
+/// The sending side of the loop's event queue: every signal source and every attempt
+/// sends through one of these.
+#[derive(Debug, Clone)]
+pub struct EventSender(mpsc::Sender<Observed>);
+
+/// The loop has stopped: nobody takes events any more.
+#[derive(Debug, thiserror::Error)]
+#[error("the controller's loop has stopped")]
+pub struct LoopGone;
+
+impl EventSender {
+    /// Waits for room in the queue: a source is slowed down, never dropped.
+    pub async fn send(&self, event: Event) -> Result<(), LoopGone> {
+        let observed = Observed {
+            event,
+            queued: Instant::now(),
+        };
+        self.0.send(observed).await.map_err(|_| LoopGone)
+    }
+}
+
+/// The loop's event queue, holding at most `capacity` events.
+pub fn event_queue(capacity: usize) -> (EventSender, mpsc::Receiver<Observed>) {
+    let (tx, rx) = mpsc::channel(capacity);
+    (EventSender(tx), rx)
+}

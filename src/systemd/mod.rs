@@ -184,7 +184,7 @@ impl SystemdHandle {
 pub struct SystemdLink {
     bus: Bus,
     units: Vec<String>,
-    events: mpsc::Sender<Event>,
+    events: crate::signal::EventSender,
     requests: mpsc::Receiver<OpRequest>,
     shutdown: watch::Receiver<bool>,
 }
@@ -198,7 +198,7 @@ enum SessionEnd {
 pub fn link(
     bus: Bus,
     units: Vec<String>,
-    events: mpsc::Sender<Event>,
+    events: crate::signal::EventSender,
     shutdown: watch::Receiver<bool>,
 ) -> (SystemdLink, SystemdHandle) {
     let (tx, rx) = mpsc::channel(64);

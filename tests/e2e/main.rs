@@ -9,4 +9,5 @@ mod durability;
 mod harness;
 mod least_privilege;
 mod load_balancer;
+mod metrics;
 mod stalled_journal;

@@ -20,7 +20,7 @@ use crate::engine::{Event, HttpObservation};
 use crate::policy::HttpUrl;
 use hyper::Method;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 
 /// A `verify` probe gets at least this long to answer even when probing more often:
@@ -84,7 +84,7 @@ pub async fn run_probe_loop(
     url: HttpUrl,
     interval: Duration,
     timeout: Duration,
-    tx: mpsc::Sender<Event>,
+    tx: crate::signal::EventSender,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(interval.max(MIN_INTERVAL));

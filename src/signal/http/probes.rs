@@ -1,11 +1,10 @@
 //! The HTTP probe loops the loaded policies need, one per distinct URL: the agent's and
 //! the operator's alike.
 
-use crate::engine::Event;
 use crate::policy::{Condition, HttpUrl, Policy};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 pub struct Probes {
     stop: watch::Sender<bool>,
@@ -16,7 +15,7 @@ impl Probes {
     /// runs at the shorter interval and timeout, so the service is not probed twice.
     pub fn start<'a>(
         policies: impl IntoIterator<Item = &'a Policy>,
-        events: &mpsc::Sender<Event>,
+        events: &crate::signal::EventSender,
     ) -> Self {
         let (stop, stopped) = watch::channel(false);
         let mut wanted: BTreeMap<String, (HttpUrl, Duration, Duration)> = BTreeMap::new();
@@ -50,7 +49,7 @@ impl Probes {
     pub fn restart<'a>(
         &mut self,
         policies: impl IntoIterator<Item = &'a Policy>,
-        events: &mpsc::Sender<Event>,
+        events: &crate::signal::EventSender,
     ) {
         self.stop();
         *self = Probes::start(policies, events);

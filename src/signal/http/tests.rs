@@ -136,7 +136,7 @@ async fn wait_for_status_honours_the_deadline_when_a_probe_hangs() {
 #[tokio::test]
 async fn probe_loop_sends_each_result_and_stops_on_shutdown() {
     let (url, _requests) = serve(vec![response(200, "ok")]).await;
-    let (tx, mut rx) = mpsc::channel(8);
+    let (tx, mut rx) = crate::signal::event_queue(8);
     let (stop, shutdown) = watch::channel(false);
     let task = tokio::spawn(run_probe_loop(
         url.clone(),
@@ -146,7 +146,7 @@ async fn probe_loop_sends_each_result_and_stops_on_shutdown() {
         shutdown,
     ));
     for _ in 0..2 {
-        let event = rx.recv().await.unwrap();
+        let event = rx.recv().await.unwrap().event;
         let expected = Event::Http(HttpObservation {
             url: url.as_str().into(),
             status: Some(200),
@@ -164,7 +164,7 @@ async fn probe_loop_sends_each_result_and_stops_on_shutdown() {
 #[tokio::test]
 async fn probe_loop_returns_when_the_channel_closes() {
     let (url, _bound) = refused_url();
-    let (tx, rx) = mpsc::channel(1);
+    let (tx, rx) = crate::signal::event_queue(1);
     drop(rx);
     let (_stop, shutdown) = watch::channel(false);
     let looped = run_probe_loop(url, Duration::from_millis(10), SHORT, tx, shutdown);

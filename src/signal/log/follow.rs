@@ -22,7 +22,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 /// Bytes read per `read` call. Reads of a local regular file do not block for long, so
 /// they run on the task itself: a round trip through `spawn_blocking` per chunk would add
@@ -42,7 +42,11 @@ const RETRY: Duration = Duration::from_secs(1);
 /// `tx`. Starts at the current end of the file: old lines are not news. A file that does
 /// not exist yet is waited for and then read from its start, as is every file that takes
 /// the name later (rotation, delete and recreate). Truncation restarts at offset 0.
-pub async fn follow(path: PathBuf, tx: mpsc::Sender<Event>, shutdown: watch::Receiver<bool>) {
+pub async fn follow(
+    path: PathBuf,
+    tx: crate::signal::EventSender,
+    shutdown: watch::Receiver<bool>,
+) {
     follow_with_ready(path, None, tx, shutdown, None).await
 }
 
@@ -52,7 +56,7 @@ pub async fn follow(path: PathBuf, tx: mpsc::Sender<Event>, shutdown: watch::Rec
 pub async fn follow_filtered(
     path: PathBuf,
     scanner: Arc<LineScanner>,
-    tx: mpsc::Sender<Event>,
+    tx: crate::signal::EventSender,
     shutdown: watch::Receiver<bool>,
 ) {
     follow_with_ready(path, Some(scanner), tx, shutdown, None).await
@@ -63,7 +67,7 @@ pub async fn follow_filtered(
 pub(crate) async fn follow_with_ready(
     path: PathBuf,
     scanner: Option<Arc<LineScanner>>,
-    tx: mpsc::Sender<Event>,
+    tx: crate::signal::EventSender,
     mut shutdown: watch::Receiver<bool>,
     mut ready: Option<oneshot::Sender<()>>,
 ) {
@@ -179,7 +183,7 @@ struct Follower {
 impl Follower {
     /// Drains the open file, then switches to the file the path names if that is another
     /// one. Returns false when the receiver is gone.
-    async fn sync(&mut self, tx: &mpsc::Sender<Event>) -> bool {
+    async fn sync(&mut self, tx: &crate::signal::EventSender) -> bool {
         if !self.drain(tx).await {
             return false;
         }
@@ -272,7 +276,7 @@ impl Follower {
     /// Reads the open file from our offset towards its current end, at most
     /// `CHUNKS_PER_WAKE` chunks (setting `backlog` if it stopped there), and sends each
     /// complete line. A file now shorter than the offset was truncated: start again at 0.
-    async fn drain(&mut self, tx: &mpsc::Sender<Event>) -> bool {
+    async fn drain(&mut self, tx: &crate::signal::EventSender) -> bool {
         self.backlog = false;
         let Some(open) = self.open.as_mut() else {
             return true;
@@ -314,7 +318,7 @@ impl Follower {
         true
     }
 
-    async fn send(&self, tx: &mpsc::Sender<Event>, line: String) -> bool {
+    async fn send(&self, tx: &crate::signal::EventSender, line: String) -> bool {
         let event = Event::Log(LogLine {
             path: self.path.clone(),
             line,

@@ -33,7 +33,7 @@ impl Drop for TempDir {
 }
 
 struct Following {
-    rx: mpsc::Receiver<Event>,
+    rx: tokio::sync::mpsc::Receiver<crate::signal::Observed>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -44,7 +44,7 @@ impl Following {
     }
 
     async fn start_with(path: &Path, scanner: Option<Arc<LineScanner>>) -> Self {
-        let (tx, rx) = mpsc::channel(1024);
+        let (tx, rx) = crate::signal::event_queue(1024);
         let (stop, shutdown) = watch::channel(false);
         let (ready_tx, ready) = oneshot::channel();
         let task = tokio::spawn(follow_with_ready(
@@ -62,7 +62,8 @@ impl Following {
     }
 
     async fn next(&mut self) -> String {
-        match tokio::time::timeout(PATIENCE, self.rx.recv()).await {
+        let got = tokio::time::timeout(PATIENCE, self.rx.recv()).await;
+        match got.map(|o| o.map(|o| o.event)) {
             Ok(Some(Event::Log(LogLine { line, .. }))) => line,
             other => panic!("expected a log line, got {other:?}"),
         }
@@ -249,7 +250,7 @@ async fn follower_returns_when_nobody_listens() {
     let dir = TempDir::new("closed");
     let log = dir.join("error.log");
     append(&log, "");
-    let (tx, rx) = mpsc::channel(1);
+    let (tx, rx) = crate::signal::event_queue(1);
     let (_stop, shutdown) = watch::channel(false);
     let (ready_tx, ready) = oneshot::channel();
     let task = tokio::spawn(follow_with_ready(

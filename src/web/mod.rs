@@ -1,0 +1,210 @@
+//! The agent's HTTP listener, on 127.0.0.1 unless configured otherwise: `/metrics`
+//! (Prometheus text format), `/healthz` (the decision loop answers) and `/readyz`
+//! (and the journal takes records). Read-only: nothing here changes the agent; a
+//! person changes it through the control socket, whose peers the kernel names.
+//!
+//! Every answer that needs the engine is asked of the loop, which owns it, and waited
+//! for at most [`LOOP_TIMEOUT`]: a loop that does not answer is what `/healthz` exists
+//! to report.
+
+use crate::engine::{PolicyStatus, Timestamp};
+use crate::metrics::Metrics;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+/// salve's default metrics port (beside the Prometheus exporters' 9100–9999).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9847";
+
+/// How long a request waits for the loop's answer.
+pub const LOOP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections served at once; more are closed as soon as accepted.
+const AT_ONCE: usize = 32;
+/// A client has this long to send a request's headers (an idle keep-alive included).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Asks of the loop queued at most; more are answered 503 at once.
+const ASKS_QUEUED: usize = 16;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebConfig {
+    /// `None`: no listener at all (`metrics: { enabled: false }`).
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            // The constant is a valid address; `parse` cannot fail on it.
+            listen: DEFAULT_LISTEN.parse().ok(),
+        }
+    }
+}
+
+/// What the listener asks of the loop.
+pub enum Ask {
+    /// Every policy's state at the loop's now, for the gauges.
+    Status(oneshot::Sender<(Vec<PolicyStatus>, Timestamp)>),
+}
+
+/// The listener's end: where it asks the loop, and the loop's end of that queue.
+pub struct Listening {
+    pub asks: mpsc::Receiver<Ask>,
+    pub address: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address}: {source}")]
+pub struct WebError {
+    address: SocketAddr,
+    source: std::io::Error,
+}
+
+struct Shared {
+    metrics: Arc<Metrics>,
+    asks: mpsc::Sender<Ask>,
+}
+
+/// Binds the configured address (`Ok(None)` when the listener is off) and serves it
+/// on the current runtime until the returned [`Listening`] is dropped.
+pub async fn listen(
+    config: &WebConfig,
+    metrics: Arc<Metrics>,
+) -> Result<Option<Listening>, WebError> {
+    let Some(address) = config.listen else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| WebError { address, source })?;
+    let address = listener.local_addr().unwrap_or(address);
+    if !address.ip().is_loopback() {
+        tracing::warn!(%address, "the metrics listener is not on loopback: anyone who can reach it reads the agent's policies, targets and metrics");
+    }
+    let (tx, asks) = mpsc::channel(ASKS_QUEUED);
+    let shared = Arc::new(Shared { metrics, asks: tx });
+    let task = tokio::spawn(accept(listener, shared));
+    tracing::info!(%address, "serving /metrics, /healthz and /readyz");
+    Ok(Some(Listening {
+        asks,
+        address,
+        task,
+    }))
+}
+
+async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+    let slots = Arc::new(Semaphore::new(AT_ONCE));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, say: wait rather than spin.
+                tracing::warn!(error = %e, "metrics listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!(%peer, "metrics listener: too many connections, closing one");
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, std::convert::Infallible>(route(&shared, request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "metrics listener: connection ended");
+            }
+            drop(slot);
+        });
+    }
+}
+
+type Answer = Response<Full<Bytes>>;
+
+fn answer(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Answer {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    if let Ok(value) = hyper::header::HeaderValue::from_str(content_type) {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Answer {
+    answer(status, "text/plain; charset=utf-8", body.into())
+}
+
+async fn route(shared: &Shared, request: Request<Incoming>) -> Answer {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut refused = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        refused.headers_mut().insert(
+            hyper::header::ALLOW,
+            hyper::header::HeaderValue::from_static("GET, HEAD"),
+        );
+        return refused;
+    }
+    match request.uri().path() {
+        "/metrics" => match status_of_loop(shared).await {
+            Ok((status, now)) => answer(
+                StatusCode::OK,
+                crate::metrics::CONTENT_TYPE,
+                shared.metrics.encode(&status, now),
+            ),
+            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
+        },
+        "/healthz" => match status_of_loop(shared).await {
+            Ok(_) => text(StatusCode::OK, "ok\n"),
+            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
+        },
+        "/readyz" => match status_of_loop(shared).await {
+            Ok(_) if shared.metrics.journal_failing() => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: the last journal write failed, so no action can run\n",
+            ),
+            Ok(_) => text(StatusCode::OK, "ready\n"),
+            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
+        },
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: /metrics, /healthz, /readyz\n",
+        ),
+    }
+}
+
+async fn status_of_loop(shared: &Shared) -> Result<(Vec<PolicyStatus>, Timestamp), String> {
+    let (tx, rx) = oneshot::channel();
+    if shared.asks.try_send(Ask::Status(tx)).is_err() {
+        return Err("the decision loop is busy or stopping: too many requests waiting\n".into());
+    }
+    match tokio::time::timeout(LOOP_TIMEOUT, rx).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(_)) => Err("the decision loop is stopping\n".into()),
+        Err(_) => Err(format!(
+            "the decision loop has not answered in {}s\n",
+            LOOP_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;
