@@ -37,7 +37,8 @@ crd:
 
 # The log benchmark compares against fail2ban-regex and grep: install them first
 # (without letting apt start a fail2ban server on the host). The operator benchmark is
-# not pinned: the operator runs on two workers, as in a cluster.
+# not pinned: the operator runs on two workers, as in a cluster; nor is the scrape
+# benchmark, whose client stands for a Prometheus on a core of its own.
 bench:
 	-scripts/install-bench-packages.sh
 	$(CARGO) bench --bench engine --no-run
@@ -46,6 +47,8 @@ bench:
 	$(PIN) $(CARGO) bench --bench logmatch
 	$(CARGO) bench --bench operator --no-run
 	$(CARGO) bench --bench operator
+	$(CARGO) bench --bench scrape --no-run
+	$(CARGO) bench --bench scrape
 
 # Restart times after a crash of the whole PHP-FPM pool, salve next to systemd's own
 # Restart= and Monit, and the agent's idle RSS and CPU, all in one lab (needs root;

@@ -21,7 +21,7 @@ const CONFIG_FIELDS: &[&str] = &[
     "control",
     "metrics",
 ];
-const METRICS_FIELDS: &[&str] = &["enabled", "listen"];
+const METRICS_FIELDS: &[&str] = &["enabled", "listen", "statusPage"];
 const CONTROL_FIELDS: &[&str] = &["socket", "group"];
 const JOURNAL_FIELDS: &[&str] = &["path", "maxBytes", "keep"];
 const FLEET_FIELDS: &[&str] = &["etcd", "member", "ttl"];
@@ -216,6 +216,9 @@ fn web_config(dec: &mut Decoder, node: &crate::policy::Node, web: &mut crate::we
     }) {
         web.listen = Some(listen);
     }
+    if let Some(on) = f.get("statusPage").and_then(|n| dec.bool(n)) {
+        web.status_page = on;
+    }
     if let Some(false) = f.get("enabled").and_then(|n| dec.bool(n)) {
         web.listen = None;
     }
@@ -336,6 +339,12 @@ mod tests {
         assert_eq!(c.unwrap().web.listen, Some("[::1]:9900".parse().unwrap()));
         let c = Config::parse(Path::new("c.yaml"), "metrics: { enabled: false }\n");
         assert_eq!(c.unwrap().web.listen, None);
+        assert!(
+            !Config::default().web.status_page,
+            "the status page is off by default"
+        );
+        let c = Config::parse(Path::new("c.yaml"), "metrics: { statusPage: true }\n");
+        assert!(c.unwrap().web.status_page);
         let err = Config::parse(Path::new("c.yaml"), "metrics: { listen: localhost }\n")
             .unwrap_err()
             .to_string();

@@ -35,8 +35,17 @@ spec:
   guard: { cooldown: 0s, maxAttempts: 1000, window: 1h, backoff: 1.0 }
 ";
 
-/// The default storm cap (30 attempts a minute) would hold back a crash a second.
-const CONFIG: &str = "maxActionsPerMinute: 10000\n";
+/// The default storm cap (30 attempts a minute) would hold back a crash a second. The
+/// metrics listener (on this benchmark's own port) and the status page are on, so the
+/// idle figures include them.
+const CONFIG: &str =
+    "maxActionsPerMinute: 10000\nmetrics: { listen: \"127.0.0.1:18521\", statusPage: true }\n";
+/// Where CONFIG's listener is.
+const METRICS_PORT: u16 = 18521;
+/// While idling, `/metrics` is read this often, as Prometheus does by default, and the
+/// status page as often as a browser left open on it reloads it.
+const SCRAPE_EVERY: Duration = Duration::from_secs(15);
+const PAGE_EVERY: Duration = Duration::from_secs(10);
 
 /// Filler policy N: a unit of its own (absent from the lab, so `inactive`, never
 /// `failed`: the trigger never holds), watched over D-Bus like any other target. The
@@ -188,7 +197,19 @@ impl Agent {
         let pid = self.process.pid();
         let ticks_per_second = clock_ticks()?;
         let (before, started) = (cpu_ticks(pid)?, Instant::now());
-        thread::sleep(interval);
+        let (mut scraped, mut paged) = (0u32, 0u32);
+        while started.elapsed() < interval {
+            let at = started.elapsed();
+            if at >= SCRAPE_EVERY * scraped {
+                get(METRICS_PORT, "/metrics")?;
+                scraped += 1;
+            }
+            if at >= PAGE_EVERY * paged {
+                get(METRICS_PORT, "/")?;
+                paged += 1;
+            }
+            thread::sleep(Duration::from_millis(50).min(interval.saturating_sub(at)));
+        }
         let (after, interval) = (cpu_ticks(pid)?, started.elapsed());
         self.process.check_running()?;
         let ticks = after.saturating_sub(before);
@@ -206,6 +227,27 @@ impl Agent {
     pub fn stop(mut self) {
         self.process.stop();
     }
+}
+
+/// One GET to the agent's listener, which must answer 200.
+fn get(port: u16, path: &str) -> Result<()> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
+        .with_context(|| format!("the agent's metrics listener on port {port}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    if !answer.starts_with(b"HTTP/1.1 200") {
+        bail!(
+            "GET {path}: {}",
+            String::from_utf8_lossy(&answer[..answer.len().min(200)])
+        );
+    }
+    Ok(())
 }
 
 /// utime + stime (fields 14 and 15 of /proc/PID/stat, counted after the `(comm)`).

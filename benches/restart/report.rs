@@ -104,7 +104,7 @@ pub fn print(r: &Results) {
         format!("salve agent idle, {POLICIES} policies: RSS MB"),
         format!("{rss_mb:.1}"),
         format!(
-            "target ≤ {} MB: {} (VmRSS; peak VmHWM {:.1} MB; {PROBES_AND_FOLLOWERS} probes and {PROBES_AND_FOLLOWERS} log followers running)",
+            "target ≤ {} MB: {} (VmRSS; peak VmHWM {:.1} MB; {PROBES_AND_FOLLOWERS} probes and {PROBES_AND_FOLLOWERS} log followers running; metrics and status page on, /metrics read every 15 s, the page every 10 s)",
             TARGET_RSS_BYTES / 1_000_000,
             verdict(f.rss_bytes <= TARGET_RSS_BYTES),
             f.peak_rss_bytes as f64 / 1e6

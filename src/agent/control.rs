@@ -5,16 +5,13 @@
 use super::Agent;
 use crate::audit::{Durable, Entry, Record};
 use crate::control::server::Command;
-use crate::control::{PauseLine, PolicyLine, Request, Response, StatusReport};
-use crate::engine::{Event, PolicyStatus, Reset};
+use crate::control::{Request, Response};
+use crate::controller::report::rfc3339;
+use crate::engine::{Event, Reset};
 use std::time::SystemTime;
 
 /// The longest policy or target name a control record keeps.
 const MAX_NAME_JOURNALLED: usize = 512;
-
-fn rfc3339(ts: SystemTime) -> String {
-    crate::audit::format_ts(ts, false).unwrap_or_default()
-}
 
 impl Agent {
     /// Answers one command. `reload` reads the policies again; every other command
@@ -50,7 +47,7 @@ impl Agent {
             Request::Status {} => Response {
                 ok: true,
                 message: String::new(),
-                status: Some(self.status()),
+                status: Some(self.0.report()),
             },
             Request::Pause {
                 duration, reason, ..
@@ -224,56 +221,6 @@ impl Agent {
             },
         })
     }
-
-    /// `salve status`: each policy's line, with its last decision and outcome.
-    fn status(&self) -> StatusReport {
-        let clock = &self.0.clock;
-        let now = clock.now();
-        let wall = |t| rfc3339(clock.wall_of(t));
-        let policies = self
-            .0
-            .engine
-            .status(now)
-            .into_iter()
-            .map(|line| {
-                let seen = self
-                    .0
-                    .last_seen
-                    .get(&(line.policy.clone(), line.target.clone()));
-                PolicyLine {
-                    state: state_of(&line).to_string(),
-                    dry_run: line.dry_run,
-                    attempts: line.attempts,
-                    max_attempts: line.max_attempts,
-                    in_flight: line.in_flight,
-                    circuit_open_until: line.circuit_open_until.map(wall),
-                    next_attempt_at: line.next_attempt_at.map(wall),
-                    paused_until: line.paused_until.map(wall),
-                    last_decision: seen.map(|s| s.decision.clone()).filter(|d| !d.is_empty()),
-                    last_decision_at: seen.and_then(|s| s.decided_at).map(rfc3339),
-                    last_outcome: seen.and_then(|s| s.outcome.clone()),
-                    policy: line.policy,
-                    target: line.target,
-                }
-            })
-            .collect();
-        let pauses = self
-            .0
-            .engine
-            .pauses(now)
-            .into_iter()
-            .map(|(scope, until)| {
-                let note = self.0.pause_notes.get(&scope.to_string());
-                PauseLine {
-                    scope: scope.to_string(),
-                    until: wall(until),
-                    reason: note.and_then(|(reason, _)| reason.clone()),
-                    by: note.map(|(_, by)| by.clone()),
-                }
-            })
-            .collect();
-        StatusReport { policies, pauses }
-    }
 }
 
 /// Sends `response` once the command's record is on disk: a person told "paused" can
@@ -297,23 +244,4 @@ fn answer_once_journalled(
         };
         let _ = reply.send(response);
     });
-}
-
-/// One word for a line's state, the most pressing first.
-fn state_of(line: &PolicyStatus) -> &'static str {
-    if line.selector {
-        "selector"
-    } else if line.in_flight.is_some() {
-        "acting"
-    } else if line.paused_until.is_some() {
-        "paused"
-    } else if line.circuit_open_until.is_some() {
-        "circuit open"
-    } else if line.triggered {
-        "triggered"
-    } else if line.next_attempt_at.is_some() {
-        "cooldown"
-    } else {
-        "ok"
-    }
 }

@@ -120,7 +120,9 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
         }
     };
     // Nor is a metrics port another program holds: the agent heals without it.
-    let mut web = match crate::web::listen(&options.config.web, Arc::clone(&metrics)).await {
+    let mut web = match crate::web::listen(&options.config.web, Arc::clone(&metrics), &journal_path)
+        .await
+    {
         Ok(listening) => listening,
         Err(e) => {
             tracing::warn!(error = %e, "no metrics listener: /metrics, /healthz and /readyz cannot be read");

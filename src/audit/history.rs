@@ -175,7 +175,7 @@ pub fn render_json(records: &[&Record]) -> String {
     out
 }
 
-fn detail(entry: &Entry) -> String {
+pub(crate) fn detail(entry: &Entry) -> String {
     let mut text = match entry {
         Entry::Intent {
             attempt, actions, ..
@@ -268,7 +268,7 @@ fn list(actions: &[String]) -> String {
 
 /// Error messages and names can hold newlines or tabs that would break the
 /// table's rows; escape them instead of dropping them.
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() {

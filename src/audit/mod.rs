@@ -5,7 +5,7 @@
 //! [`filter`], [`render_table`] and [`render_json`] are the query and
 //! rendering behind `salve history`.
 
-mod history;
+pub(crate) mod history;
 mod journal;
 mod reader;
 mod record;
@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 pub use history::{filter, render_json, render_table, HistoryFilter, OutcomeFilter};
 pub use journal::{Journal, Rotation};
-pub use reader::{read_journal, read_recent, JournalRead, ReadProblem};
+pub use reader::{read_journal, read_last, read_recent, JournalRead, ReadProblem};
 pub(crate) use record::format_ts;
 pub use record::{Entry, OutcomeResult, Record, Verification};
 pub use recorder::{decision_record, drain_escalation, outcome_record};

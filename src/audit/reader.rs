@@ -157,6 +157,53 @@ fn read_file(file: &Path, out: &mut JournalRead) -> Result<(), AuditError> {
 /// The journal's files in chronological order. Rotated files are found by
 /// listing the directory rather than probing 1, 2, ... because a crash during
 /// rotation can leave a gap in the numbering.
+/// How much of each file's end `read_last` reads: 50 records are a few dozen KiB.
+const TAIL_BYTES: u64 = 256 * 1024;
+
+/// The last `count` records, oldest first, from the ends of the journal and (when it
+/// holds fewer since its rotation) the newest rotated file: at most [`TAIL_BYTES`] of
+/// each is read, however large the journal. Unreadable lines are left out.
+pub fn read_last(path: &Path, count: usize) -> Result<Vec<Record>, AuditError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut files = journal_files(path)?;
+    let mut newest_first = Vec::new();
+    while newest_first.len() < count {
+        let Some(file) = files.pop() else { break };
+        let mut handle = match fs::File::open(&file) {
+            Ok(handle) => handle,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(read_err(&file, "read")(e)),
+        };
+        let length = handle.metadata().map_err(read_err(&file, "read"))?.len();
+        let from = length.saturating_sub(TAIL_BYTES);
+        handle
+            .seek(SeekFrom::Start(from))
+            .map_err(read_err(&file, "read"))?;
+        let mut tail = Vec::new();
+        handle
+            .take(TAIL_BYTES)
+            .read_to_end(&mut tail)
+            .map_err(read_err(&file, "read"))?;
+        let mut lines: Vec<&[u8]> = tail.split(|&b| b == b'\n').collect();
+        // Read from the middle of a file, the first piece is the end of a line; the last
+        // piece is what follows the final newline (empty, or a write cut off).
+        if from > 0 && !lines.is_empty() {
+            lines.remove(0);
+        }
+        lines.pop();
+        for line in lines.into_iter().rev() {
+            if newest_first.len() == count {
+                break;
+            }
+            if let Ok(record) = serde_json::from_slice::<Record>(line) {
+                newest_first.push(record);
+            }
+        }
+    }
+    newest_first.reverse();
+    Ok(newest_first)
+}
+
 fn journal_files(path: &Path) -> Result<Vec<PathBuf>, AuditError> {
     let Some(name) = path.file_name() else {
         let source = io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name");
@@ -216,6 +263,32 @@ mod tests {
             let read = read_journal(&path).unwrap();
             assert!(read.records.is_empty() && read.problems.is_empty());
         }
+    }
+
+    #[test]
+    fn the_last_records_come_from_the_ends_of_the_journal_and_its_newest_rotation() {
+        let dir = TestDir::new("last");
+        let path = dir.0.join("audit.jsonl");
+        assert!(read_last(&path, 50).unwrap().is_empty(), "no journal yet");
+        let rotated: String = (0..5).map(line).collect();
+        fs::write(dir.0.join("audit.jsonl.1"), rotated).unwrap();
+        // A torn last write and a garbled line are left out.
+        fs::write(
+            &path,
+            line(5) + "disk ate this {\n" + &line(6) + &line(7)[..30],
+        )
+        .unwrap();
+        assert_eq!(TestDir::ids(&read_last(&path, 3).unwrap()), [4, 5, 6]);
+        assert_eq!(
+            TestDir::ids(&read_last(&path, 50).unwrap()),
+            [0, 1, 2, 3, 4, 5, 6]
+        );
+        // A journal larger than the tail read: only its end is read, whole lines only.
+        let big: String = (100..100 + 4000).map(line).collect();
+        assert!(big.len() as u64 > TAIL_BYTES);
+        fs::write(&path, big).unwrap();
+        let last = read_last(&path, 50).unwrap();
+        assert_eq!(TestDir::ids(&last), (4050..4100).collect::<Vec<_>>());
     }
 
     #[test]

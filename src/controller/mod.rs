@@ -11,6 +11,7 @@
 pub mod attempts;
 pub mod clock;
 pub mod recovery;
+pub(crate) mod report;
 
 use crate::action::{Executor, Family};
 use crate::audit::{decision_record, outcome_record, Durable, JournalWriter};
@@ -126,6 +127,9 @@ impl<F: Family> Controller<F> {
             crate::web::Ask::Status(reply) => {
                 let now = self.clock.now();
                 let _ = reply.send((self.engine.status(now), now));
+            }
+            crate::web::Ask::Report(reply) => {
+                let _ = reply.send(self.report());
             }
         }
     }

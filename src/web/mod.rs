@@ -1,12 +1,16 @@
 //! The agent's HTTP listener, on 127.0.0.1 unless configured otherwise: `/metrics`
 //! (Prometheus text format), `/healthz` (the decision loop answers) and `/readyz`
-//! (and the journal takes records). Read-only: nothing here changes the agent; a
-//! person changes it through the control socket, whose peers the kernel names.
+//! (and the journal takes records), and when switched on the status page at `/`.
+//! Read-only: nothing here changes the agent; a person changes it through the control
+//! socket, whose peers the kernel names.
 //!
 //! Every answer that needs the engine is asked of the loop, which owns it, and waited
 //! for at most [`LOOP_TIMEOUT`]: a loop that does not answer is what `/healthz` exists
 //! to report.
 
+pub mod status_page;
+
+use crate::control::StatusReport;
 use crate::engine::{PolicyStatus, Timestamp};
 use crate::metrics::Metrics;
 use http_body_util::Full;
@@ -34,6 +38,8 @@ const ASKS_QUEUED: usize = 16;
 pub struct WebConfig {
     /// `None`: no listener at all (`metrics: { enabled: false }`).
     pub listen: Option<SocketAddr>,
+    /// The HTML status page at `/` (`metrics: { statusPage: true }`); off by default.
+    pub status_page: bool,
 }
 
 impl Default for WebConfig {
@@ -41,6 +47,7 @@ impl Default for WebConfig {
         WebConfig {
             // The constant is a valid address; `parse` cannot fail on it.
             listen: DEFAULT_LISTEN.parse().ok(),
+            status_page: false,
         }
     }
 }
@@ -49,6 +56,8 @@ impl Default for WebConfig {
 pub enum Ask {
     /// Every policy's state at the loop's now, for the gauges.
     Status(oneshot::Sender<(Vec<PolicyStatus>, Timestamp)>),
+    /// What `salve status` says, for the status page.
+    Report(oneshot::Sender<StatusReport>),
 }
 
 /// The listener's end: where it asks the loop, and the loop's end of that queue.
@@ -74,13 +83,17 @@ pub struct WebError {
 struct Shared {
     metrics: Arc<Metrics>,
     asks: mpsc::Sender<Ask>,
+    /// The journal whose last records the status page shows; `None`: no page.
+    status_page: Option<std::path::PathBuf>,
 }
 
 /// Binds the configured address (`Ok(None)` when the listener is off) and serves it
-/// on the current runtime until the returned [`Listening`] is dropped.
+/// on the current runtime until the returned [`Listening`] is dropped. The status page
+/// reads the last records of `journal`.
 pub async fn listen(
     config: &WebConfig,
     metrics: Arc<Metrics>,
+    journal: &std::path::Path,
 ) -> Result<Option<Listening>, WebError> {
     let Some(address) = config.listen else {
         return Ok(None);
@@ -93,9 +106,13 @@ pub async fn listen(
         tracing::warn!(%address, "the metrics listener is not on loopback: anyone who can reach it reads the agent's policies, targets and metrics");
     }
     let (tx, asks) = mpsc::channel(ASKS_QUEUED);
-    let shared = Arc::new(Shared { metrics, asks: tx });
+    let shared = Arc::new(Shared {
+        metrics,
+        asks: tx,
+        status_page: config.status_page.then(|| journal.to_path_buf()),
+    });
     let task = tokio::spawn(accept(listener, shared));
-    tracing::info!(%address, "serving /metrics, /healthz and /readyz");
+    tracing::info!(%address, status_page = config.status_page, "serving /metrics, /healthz and /readyz");
     Ok(Some(Listening {
         asks,
         address,
@@ -184,11 +201,73 @@ async fn route(shared: &Shared, request: Request<Incoming>) -> Answer {
             Ok(_) => text(StatusCode::OK, "ready\n"),
             Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
         },
+        "/" | "/status" => match &shared.status_page {
+            Some(journal) => status_page(shared, journal).await,
+            None => text(
+                StatusCode::NOT_FOUND,
+                "the status page is off: metrics: { statusPage: true } in the agent's config\n",
+            ),
+        },
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: /metrics, /healthz, /readyz\n",
+            "not found: /metrics, /healthz, /readyz, / (the status page)\n",
         ),
     }
+}
+
+async fn status_page(shared: &Shared, journal: &std::path::Path) -> Answer {
+    let (tx, rx) = oneshot::channel();
+    if shared.asks.try_send(Ask::Report(tx)).is_err() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the decision loop is busy or stopping: too many requests waiting\n",
+        );
+    }
+    let report = match tokio::time::timeout(LOOP_TIMEOUT, rx).await {
+        Ok(Ok(report)) => report,
+        _ => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the decision loop has not answered in {}s\n",
+                    LOOP_TIMEOUT.as_secs()
+                ),
+            )
+        }
+    };
+    let path = journal.to_path_buf();
+    let records = tokio::task::spawn_blocking(move || {
+        crate::audit::read_last(&path, status_page::RECORDS_SHOWN)
+    })
+    .await;
+    let records = match records {
+        Ok(Ok(records)) => records,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "status page: the journal's last records cannot be read");
+            Vec::new()
+        }
+        Err(_) => Vec::new(),
+    };
+    let generated =
+        crate::audit::format_ts(std::time::SystemTime::now(), false).unwrap_or_default();
+    let mut page = answer(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        status_page::render(&report, &records, &generated),
+    );
+    let headers = page.headers_mut();
+    for (name, value) in [
+        (
+            "content-security-policy",
+            status_page::CONTENT_SECURITY_POLICY,
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("cache-control", "no-store"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        headers.insert(name, hyper::header::HeaderValue::from_static(value));
+    }
+    page
 }
 
 async fn status_of_loop(shared: &Shared) -> Result<(Vec<PolicyStatus>, Timestamp), String> {

@@ -14,19 +14,27 @@ async fn get(address: SocketAddr, method: &str, path: &str) -> (u16, String, Str
     (status, head.to_string(), body.to_string())
 }
 
-/// A listener on a free loopback port, and a stand-in for the loop that answers
-/// every ask with `status` (or never, when `answer` is false).
-async fn serve(_answer: bool) -> (Listening, Arc<Metrics>, SocketAddr) {
+/// A listener on a free loopback port, its status page on or off, reading `journal`.
+async fn serve_page(
+    status_page: bool,
+    journal: &std::path::Path,
+) -> (Listening, Arc<Metrics>, SocketAddr) {
     let metrics = Arc::new(Metrics::new());
     let config = WebConfig {
         listen: Some("127.0.0.1:0".parse().unwrap()),
+        status_page,
     };
-    let listening = listen(&config, Arc::clone(&metrics))
+    let listening = listen(&config, Arc::clone(&metrics), journal)
         .await
         .unwrap()
         .unwrap();
     let address = listening.address;
     (listening, metrics, address)
+}
+
+/// A listener without the status page; asks go unanswered until `answer_loop`.
+async fn serve(_answer: bool) -> (Listening, Arc<Metrics>, SocketAddr) {
+    serve_page(false, std::path::Path::new("/nonexistent/journal.jsonl")).await
 }
 
 fn answer_loop(mut listening: Listening) -> tokio::task::JoinHandle<Listening> {
@@ -35,6 +43,18 @@ fn answer_loop(mut listening: Listening) -> tokio::task::JoinHandle<Listening> {
             match ask {
                 Ask::Status(reply) => {
                     let _ = reply.send((Vec::new(), crate::engine::Timestamp::default()));
+                }
+                Ask::Report(reply) => {
+                    let report = StatusReport {
+                        policies: vec![crate::control::PolicyLine {
+                            policy: "fpm-down".into(),
+                            target: "php8.2-fpm.service".into(),
+                            state: "circuit open".into(),
+                            ..Default::default()
+                        }],
+                        pauses: Vec::new(),
+                    };
+                    let _ = reply.send(report);
                 }
             }
         }
@@ -84,6 +104,9 @@ async fn only_reading_is_allowed_and_unknown_paths_are_not_found() {
     let (status, _, body) = get(address, "GET", "/../etc/passwd").await;
     assert_eq!(status, 404);
     assert!(body.contains("/metrics, /healthz, /readyz"), "{body}");
+    let (status, _, body) = get(address, "GET", "/").await;
+    assert_eq!(status, 404, "the status page is off by default");
+    assert!(body.contains("statusPage: true"), "{body}");
     assert_eq!(get(address, "HEAD", "/healthz").await.0, 200);
 }
 
@@ -101,11 +124,18 @@ async fn a_loop_that_does_not_answer_is_unhealthy() {
 
 #[tokio::test]
 async fn a_listener_switched_off_binds_nothing() {
-    let config = WebConfig { listen: None };
-    assert!(listen(&config, Arc::new(Metrics::new()))
-        .await
-        .unwrap()
-        .is_none());
+    let config = WebConfig {
+        listen: None,
+        status_page: true,
+    };
+    assert!(listen(
+        &config,
+        Arc::new(Metrics::new()),
+        std::path::Path::new("/j")
+    )
+    .await
+    .unwrap()
+    .is_none());
 }
 
 #[tokio::test]
@@ -113,14 +143,56 @@ async fn a_port_taken_is_an_error_naming_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let config = WebConfig {
         listen: Some(taken.local_addr().unwrap()),
+        status_page: false,
     };
-    let err = listen(&config, Arc::new(Metrics::new()))
-        .await
-        .err()
-        .unwrap();
+    let err = listen(
+        &config,
+        Arc::new(Metrics::new()),
+        std::path::Path::new("/j"),
+    )
+    .await
+    .err()
+    .unwrap();
     assert!(
         err.to_string()
             .contains(&taken.local_addr().unwrap().to_string()),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn the_status_page_shows_the_loops_report_and_the_journals_last_records() {
+    let dir = std::env::temp_dir().join(format!("salve-web-page-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let journal = dir.join("journal.jsonl");
+    let record = crate::audit::Record {
+        ts: std::time::SystemTime::now(),
+        policy: "fpm-down".into(),
+        target: "php8.2-fpm.service".into(),
+        entry: crate::audit::Entry::EscalationSent {
+            failures: vec!["webhook refused".into()],
+        },
+    };
+    std::fs::write(&journal, serde_json::to_string(&record).unwrap() + "\n").unwrap();
+    let (listening, _metrics, address) = serve_page(true, &journal).await;
+    let _loop = answer_loop(listening);
+    let (status, head, body) = get(address, "GET", "/").await;
+    assert_eq!(status, 200, "{head}");
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("content-type: text/html; charset=utf-8"),
+        "{head}"
+    );
+    assert!(
+        head.contains("content-security-policy: default-src 'none'"),
+        "{head}"
+    );
+    assert!(head.contains("cache-control: no-store"), "{head}");
+    assert!(body.contains("data-state=\"circuit open\""), "{body}");
+    assert!(
+        body.contains("webhook refused"),
+        "the journal's record: {body}"
+    );
+    assert_eq!(get(address, "GET", "/status").await.0, 200);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,7 +2,8 @@
 //! (and failing to heal) the lab's pool. The target is up with no scrape error, every
 //! family the agent exports reads back through Prometheus's query API with the values
 //! the journal shows, and `promtool check metrics` finds nothing to say about the
-//! text. `/healthz` and `/readyz` answer beside them.
+//! text. `/healthz` and `/readyz` answer beside them. The status page, in Debian's
+//! headless Chromium, shows an open circuit as such.
 
 use crate::harness::*;
 use salve::lab::Scenario;
@@ -258,4 +259,153 @@ fn prometheus_scrapes_every_family_the_agent_exports() {
     lab.repair().expect("repair the lab");
     drop(prometheus);
     agent.stop();
+}
+
+/// Debian's Chromium, headless, on a page of this test: its DOM after rendering, and a
+/// screenshot. A fresh profile in the test's directory; no network but loopback is
+/// asked for (the background-networking flags), so nothing waits on a closed network.
+fn chromium(dir: &Path, url: &str, screenshot: &Path) -> String {
+    let run = |extra: &[String]| {
+        let out = Command::new("/usr/bin/chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--window-size=1400,1000",
+            ])
+            .arg(format!("--user-data-dir={}", dir.join("chromium-profile").display()))
+            .args(extra)
+            .arg(url)
+            .stdin(Stdio::null())
+            .output()
+            .expect("start /usr/bin/chromium (Debian's chromium package; scripts/setup-test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "chromium: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    run(&[format!("--screenshot={}", screenshot.display())]);
+    run(&["--dump-dom".to_string()])
+}
+
+#[test]
+fn the_status_page_shows_an_open_circuit_in_a_real_browser() {
+    let Some(env) = lab("metrics_status_page") else {
+        return;
+    };
+    let lab = env.lab();
+    let policies = env.dir.join("policies");
+    let yaml = crate::agent::down_policy(
+        &lab.ping_url(),
+        "{ cooldown: 1s, maxAttempts: 1, window: 10m, backoff: 1.0 }",
+        "",
+    )
+    .replace("within: 10s", "within: 2s");
+    write_policy(&policies, "down.yaml", &yaml);
+    let config = env.dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "metrics: {{ listen: \"127.0.0.1:{METRICS_PORT}\", statusPage: true }}\ncontrol: {{ socket: {} }}\n",
+            env.dir.join("control.sock").display()
+        ),
+    )
+    .expect("write the agent config");
+    let agent = Agent::start(
+        &env,
+        &policies,
+        &["--config", config.to_str().expect("UTF-8 path")],
+    );
+    lab.break_scenario(Scenario::CrashLoop).expect("crash loop");
+    assert!(
+        wait_until(Duration::from_secs(30), || agent.count("escalate") == 1),
+        "the one attempt fails and the circuit opens:\n{}",
+        agent.log_text()
+    );
+
+    let screenshot = env.dir.join("status-page.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let dom = chromium(
+        &env.dir,
+        &format!("http://127.0.0.1:{METRICS_PORT}/"),
+        &screenshot,
+    );
+    std::fs::write(env.dir.join("status-page.html"), &dom).expect("keep the DOM");
+    let png = std::fs::read(&screenshot).expect("chromium took a screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "a PNG of the page ({} bytes)",
+        png.len()
+    );
+    // The DOM as the browser built it: the open circuit's row, marked as such.
+    let row = dom
+        .find("data-policy=\"php-fpm-down\"")
+        .map(|at| &dom[dom[..at].rfind("<tr").unwrap_or(0)..])
+        .and_then(|from| from.split_once("</tr>").map(|(row, _)| row))
+        .unwrap_or_else(|| panic!("the policy's row in the DOM:\n{dom}"));
+    assert!(row.contains("class=\"state-circuit-open\""), "{row}");
+    assert!(row.contains("data-state=\"circuit open\""), "{row}");
+    assert!(row.contains(">circuit open</span>"), "{row}");
+    assert!(row.contains("1/1"), "one attempt of one: {row}");
+    assert!(
+        dom.contains("<title>salve: 1 open circuit(s)</title>"),
+        "{dom}"
+    );
+    // The journal's story, newest first: the escalation above the failed attempt.
+    let journal = dom
+        .split_once("id=\"journal\"")
+        .map(|(_, rest)| rest)
+        .expect("the journal table");
+    let escalate = journal.find("<td>escalate</td>").expect("the escalation");
+    let outcome = journal
+        .find("<td>outcome</td>")
+        .expect("the failed attempt");
+    let intent = journal
+        .find("<td>intent</td>")
+        .expect("the attempt's intent");
+    assert!(escalate < outcome && outcome < intent, "{journal}");
+    // No script: the browser ran none, the page forbids any.
+    assert!(!dom.contains("<script"), "{dom}");
+    let (_, head) = http_get_head(METRICS_PORT, "/");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-security-policy: default-src 'none'"),
+        "{head}"
+    );
+    lab.repair().expect("repair the lab");
+    agent.stop();
+}
+
+/// The status line and headers of one GET.
+fn http_get_head(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    let head = raw
+        .split_once("\r\n\r\n")
+        .map(|(h, _)| h.to_string())
+        .unwrap_or(raw);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head)
 }
