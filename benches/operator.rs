@@ -533,6 +533,10 @@ async fn measure(size: Size) -> Figures {
         instance: Some("bench".into()),
         retry: Retry::default(),
         cluster: None,
+        web: salve::web::WebConfig {
+            listen: None,
+            status_page: false,
+        },
     };
     let operator = tokio::spawn(run(options, stop_rx));
 

@@ -137,11 +137,7 @@ fn main() {
         status_page: false,
     };
     let mut listening = runtime
-        .block_on(salve::web::listen(
-            &config,
-            Arc::clone(&metrics),
-            Path::new("/nonexistent"),
-        ))
+        .block_on(salve::web::listen(&config, Arc::clone(&metrics), None))
         .expect("listen")
         .expect("a listener");
     let address = listening.address;

@@ -120,8 +120,12 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
         }
     };
     // Nor is a metrics port another program holds: the agent heals without it.
-    let mut web = match crate::web::listen(&options.config.web, Arc::clone(&metrics), &journal_path)
-        .await
+    let mut web = match crate::web::listen(
+        &options.config.web,
+        Arc::clone(&metrics),
+        Some(&journal_path),
+    )
+    .await
     {
         Ok(listening) => listening,
         Err(e) => {
@@ -160,7 +164,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
             Some(command) = next_command(&mut control) => {
                 agent.control(command, |agent| agent.reload(&options.policy_paths, &mut probes, &mut logs));
             }
-            Some(ask) = next_ask(&mut web) => agent.0.answer(ask),
+            Some(ask) = crate::web::next_ask(&mut web) => agent.0.answer(ask),
             _ = service::tick(&mut watchdog) => service::watchdog_ping(),
             lost = agent.0.attempts.next_lost() => agent.0.handle(Event::Outcome(lost)),
             _ = terminate.recv() => break,
@@ -208,13 +212,6 @@ async fn next_command(
 ) -> Option<crate::control::server::Command> {
     match control {
         Some(listening) => listening.commands.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_ask(web: &mut Option<crate::web::Listening>) -> Option<crate::web::Ask> {
-    match web {
-        Some(listening) => listening.asks.recv().await,
         None => std::future::pending().await,
     }
 }

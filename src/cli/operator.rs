@@ -31,6 +31,21 @@ pub struct Args {
     /// How long the leader's lease lasts unrenewed: the longest a failover takes.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     lease_duration: std::time::Duration,
+    /// Where /metrics, /healthz and /readyz listen (overrides the config's
+    /// `metrics.listen`; `off` for none). In a pod, `0.0.0.0:9847`, so Prometheus and
+    /// the kubelet's probes reach it.
+    #[arg(long, value_parser = metrics_listen)]
+    metrics_listen: Option<Option<std::net::SocketAddr>>,
+}
+
+fn metrics_listen(text: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    match text {
+        "off" => Ok(None),
+        _ => text
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("an address and port, as 0.0.0.0:9847, or off; not \"{text}\"")),
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -44,6 +59,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     if args.dry_run {
         config.limits.dry_run = true;
+    }
+    if let Some(listen) = args.metrics_listen {
+        config.web.listen = listen;
     }
     // Two workers: the journal's thread waits on the runtime for each guard record to
     // reach the cluster (journal_tail.rs), so one worker must stay free to drive the
@@ -96,6 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             journal_sink: None,
             instance: std::env::var("POD_NAME").ok(),
             retry: Retry::default(),
+            web: config.web,
         };
         operator::run(options, stop_rx).await?;
         Ok(ExitCode::SUCCESS)

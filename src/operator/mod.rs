@@ -34,6 +34,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -53,6 +54,9 @@ pub struct OperatorOptions {
     /// Where guard state is kept for the next leader, and the election; `None` runs
     /// alone and remembers nothing across restarts (tests, `--no-leader-election`).
     pub cluster: Option<ClusterState>,
+    /// `/metrics`, `/healthz`, `/readyz` and the status page, as the agent serves them
+    /// (the config's `metrics:`); every replica serves its own.
+    pub web: crate::web::WebConfig,
 }
 
 /// The operator's own namespace, its name among the replicas, and its lease.
@@ -178,6 +182,11 @@ pub async fn run(
         inner: sink,
         records: records_tx,
     });
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let observe = {
+        let metrics = Arc::clone(&metrics);
+        move |took, ok| metrics.journal_written(took, ok)
+    };
     let journal = match &options.cluster {
         Some(cluster) => {
             let tail = journal_tail::ClusterTail::open(
@@ -186,9 +195,9 @@ pub async fn run(
                 &cluster.identity,
             )
             .await?;
-            JournalWriter::start(Tailed { inner: sink, tail }, label)?
+            JournalWriter::start_observed(Tailed { inner: sink, tail }, label, observe)?
         }
-        None => JournalWriter::start(sink, label)?,
+        None => JournalWriter::start_observed(sink, label, observe)?,
     };
     let mut leadership = match options
         .cluster
@@ -215,7 +224,18 @@ pub async fn run(
         Clock::start(),
         Executor::new(family),
         events_tx.clone(),
-    );
+    )
+    .with_metrics(Arc::clone(&metrics));
+    // A port another program holds is no reason not to heal: warned, and run on.
+    let mut web = match crate::web::listen(&options.web, metrics, options.journal_path.as_deref())
+        .await
+    {
+        Ok(listening) => listening,
+        Err(e) => {
+            tracing::warn!(error = %e, "no metrics listener: /metrics, /healthz and /readyz cannot be read");
+            None
+        }
+    };
     let resources: Api<RemediationPolicy> = match &options.namespace {
         Some(ns) => Api::namespaced(options.client.clone(), ns),
         None => Api::all(options.client.clone()),
@@ -313,6 +333,7 @@ pub async fn run(
             },
             _ = sleep_until_opt(deadline) => controller.handle(Event::Tick {}),
             lost = controller.attempts.next_lost() => controller.handle(Event::Outcome(lost)),
+            Some(ask) = crate::web::next_ask(&mut web) => controller.answer(ask),
             _ = stop.changed() => break,
         }
     }
@@ -320,6 +341,7 @@ pub async fn run(
         in_flight = controller.running.len(),
         "stopping: finishing attempts in flight"
     );
+    drop(web);
     watching.stop();
     if let Some(probes) = &probes {
         probes.stop();

@@ -83,8 +83,10 @@ pub struct WebError {
 struct Shared {
     metrics: Arc<Metrics>,
     asks: mpsc::Sender<Ask>,
-    /// The journal whose last records the status page shows; `None`: no page.
-    status_page: Option<std::path::PathBuf>,
+    status_page: bool,
+    /// The journal file whose last records the status page shows (none: the operator
+    /// journalling to stdout only).
+    journal: Option<std::path::PathBuf>,
 }
 
 /// Binds the configured address (`Ok(None)` when the listener is off) and serves it
@@ -93,7 +95,7 @@ struct Shared {
 pub async fn listen(
     config: &WebConfig,
     metrics: Arc<Metrics>,
-    journal: &std::path::Path,
+    journal: Option<&std::path::Path>,
 ) -> Result<Option<Listening>, WebError> {
     let Some(address) = config.listen else {
         return Ok(None);
@@ -109,7 +111,8 @@ pub async fn listen(
     let shared = Arc::new(Shared {
         metrics,
         asks: tx,
-        status_page: config.status_page.then(|| journal.to_path_buf()),
+        status_page: config.status_page,
+        journal: journal.map(std::path::Path::to_path_buf),
     });
     let task = tokio::spawn(accept(listener, shared));
     tracing::info!(%address, status_page = config.status_page, "serving /metrics, /healthz and /readyz");
@@ -118,6 +121,14 @@ pub async fn listen(
         address,
         task,
     }))
+}
+
+/// The next ask of the listener, for a loop's `select!`; never, without a listener.
+pub async fn next_ask(web: &mut Option<Listening>) -> Option<Ask> {
+    match web {
+        Some(listening) => listening.asks.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn accept(listener: TcpListener, shared: Arc<Shared>) {
@@ -201,9 +212,9 @@ async fn route(shared: &Shared, request: Request<Incoming>) -> Answer {
             Ok(_) => text(StatusCode::OK, "ready\n"),
             Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
         },
-        "/" | "/status" => match &shared.status_page {
-            Some(journal) => status_page(shared, journal).await,
-            None => text(
+        "/" | "/status" => match shared.status_page {
+            true => status_page(shared).await,
+            false => text(
                 StatusCode::NOT_FOUND,
                 "the status page is off: metrics: { statusPage: true } in the agent's config\n",
             ),
@@ -215,7 +226,7 @@ async fn route(shared: &Shared, request: Request<Incoming>) -> Answer {
     }
 }
 
-async fn status_page(shared: &Shared, journal: &std::path::Path) -> Answer {
+async fn status_page(shared: &Shared) -> Answer {
     let (tx, rx) = oneshot::channel();
     if shared.asks.try_send(Ask::Report(tx)).is_err() {
         return text(
@@ -235,9 +246,10 @@ async fn status_page(shared: &Shared, journal: &std::path::Path) -> Answer {
             )
         }
     };
-    let path = journal.to_path_buf();
-    let records = tokio::task::spawn_blocking(move || {
-        crate::audit::read_last(&path, status_page::RECORDS_SHOWN)
+    let path = shared.journal.clone();
+    let records = tokio::task::spawn_blocking(move || match path {
+        Some(path) => crate::audit::read_last(&path, status_page::RECORDS_SHOWN),
+        None => Ok(Vec::new()),
     })
     .await;
     let records = match records {

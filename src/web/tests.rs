@@ -24,7 +24,7 @@ async fn serve_page(
         listen: Some("127.0.0.1:0".parse().unwrap()),
         status_page,
     };
-    let listening = listen(&config, Arc::clone(&metrics), journal)
+    let listening = listen(&config, Arc::clone(&metrics), Some(journal))
         .await
         .unwrap()
         .unwrap();
@@ -128,14 +128,10 @@ async fn a_listener_switched_off_binds_nothing() {
         listen: None,
         status_page: true,
     };
-    assert!(listen(
-        &config,
-        Arc::new(Metrics::new()),
-        std::path::Path::new("/j")
-    )
-    .await
-    .unwrap()
-    .is_none());
+    assert!(listen(&config, Arc::new(Metrics::new()), None)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -145,14 +141,10 @@ async fn a_port_taken_is_an_error_naming_it() {
         listen: Some(taken.local_addr().unwrap()),
         status_page: false,
     };
-    let err = listen(
-        &config,
-        Arc::new(Metrics::new()),
-        std::path::Path::new("/j"),
-    )
-    .await
-    .err()
-    .unwrap();
+    let err = listen(&config, Arc::new(Metrics::new()), None)
+        .await
+        .err()
+        .unwrap();
     assert!(
         err.to_string()
             .contains(&taken.local_addr().unwrap().to_string()),

@@ -174,6 +174,10 @@ fn replica(client: Client, identity: &str, journal: &Captured) -> OperatorOption
                 grace: Duration::from_secs(1),
             }),
         }),
+        web: crate::web::WebConfig {
+            listen: None,
+            status_page: false,
+        },
     }
 }
 

@@ -32,6 +32,10 @@ fn alone(client: Client, journal: &Captured) -> OperatorOptions {
         instance: Some("salve-0".into()),
         retry: Retry::default(),
         cluster: None,
+        web: crate::web::WebConfig {
+            listen: None,
+            status_page: false,
+        },
     }
 }
 
@@ -425,5 +429,69 @@ async fn a_failing_http_probe_deletes_the_pod_it_names() {
         intent.1.iter().any(|e| e.contains("503")),
         "the evidence names the probe's answer: {:?}",
         intent.1
+    );
+}
+
+/// One GET to the operator's listener: the status and the body.
+async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: salve\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    Some((
+        head.split_whitespace().nth(1)?.parse().ok()?,
+        body.to_string(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_serves_its_metrics_health_and_status_page_as_the_agent_does() {
+    // This test's own port.
+    const PORT: u16 = 18949;
+    let (client, _requests) = route(api_server());
+    let journal = Captured::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut options = alone(client, &journal);
+    options.web = crate::web::WebConfig {
+        listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], PORT))),
+        status_page: true,
+    };
+    let operator = tokio::spawn(run(options, stop_rx));
+    let mut last = String::new();
+    let counted = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Some((200, text)) = get(PORT, "/metrics").await {
+                if text.contains("salve_attempts_total{") && text.contains("result=\"ok\"") {
+                    return text;
+                }
+                last = text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let text = counted.unwrap_or_else(|_| panic!("the deletion is counted; last scrape:\n{last}"));
+    assert!(text.contains("action=\"restart\""), "{text}");
+    assert!(text.contains("salve_policies 1"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("salve_circuit_open{") && l.contains("php-0")),
+        "the selected pod has its gauge: {text}"
+    );
+    assert_eq!(get(PORT, "/healthz").await, Some((200, "ok\n".into())));
+    assert_eq!(get(PORT, "/readyz").await, Some((200, "ready\n".into())));
+    let (status, page) = get(PORT, "/").await.expect("the status page");
+    assert_eq!(status, 200);
+    assert!(page.contains("php-0"), "{page}");
+    let _ = stop_tx.send(true);
+    operator.await.unwrap().unwrap();
+    assert!(
+        get(PORT, "/healthz").await.is_none(),
+        "the listener goes with the operator"
     );
 }
