@@ -141,6 +141,11 @@ impl Setup {
             policy_paths: vec![self.policies.clone()],
             config: Config {
                 journal_path: self.journal.clone(),
+                // No listener: tests run side by side, and none reads it.
+                web: salve::web::WebConfig {
+                    listen: None,
+                    status_page: false,
+                },
                 ..Config::default()
             },
             bus: "unix:path=/nonexistent".parse().unwrap(),
@@ -419,6 +424,71 @@ async fn a_flood_that_fills_the_event_channel_loses_no_outcome() {
         setup
             .journal_until("the second outcome", |r| outcomes(r, "p").len() == 2)
             .await;
+    })
+    .await;
+}
+
+fn controls(records: &[Record]) -> Vec<(String, String, Option<String>)> {
+    records
+        .iter()
+        .filter_map(|r| match &r.entry {
+            Entry::Control {
+                command,
+                by,
+                reason,
+                ..
+            } => Some((command.clone(), by.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pause_in_the_policys_spec_holds_it_back_until_the_field_goes() {
+    let until =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(3600));
+    let paused = policy("p", PHP).replace(
+        "---\n",
+        &format!("  pause: {{ until: \"{until}\", reason: \"deploy 42\" }}\n---\n"),
+    );
+    let setup = Setup::new("spec-pause", &paused);
+    let setup = &setup;
+    with_agent(setup, |mut systemd| async move {
+        let records = setup
+            .journal_until("the spec's pause", |r| !controls(r).is_empty())
+            .await;
+        assert_eq!(
+            controls(&records),
+            [(
+                "pause".to_string(),
+                "spec.pause".to_string(),
+                Some("deploy 42".to_string())
+            )]
+        );
+        systemd.unit(PHP, ActiveState::Failed).await;
+        let records = setup
+            .journal_until("a paused skip", |r| skips(r, "paused") == 1)
+            .await;
+        assert!(intents(&records, "p").is_empty(), "{records:#?}");
+        // The field goes: the pause is lifted, journalled, and the policy acts at once
+        // on the unit still failed.
+        setup.write_policies(&policy("p", PHP));
+        let restart = systemd.next().await;
+        assert_eq!(
+            (restart.unit.as_str(), &restart.op),
+            (PHP, &UnitOp::Restart)
+        );
+        done(&systemd, restart, ActiveState::Active).await;
+        let records = setup
+            .journal_until("the outcome", |r| !outcomes(r, "p").is_empty())
+            .await;
+        let said = controls(&records);
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert_eq!(
+            (said[1].0.as_str(), said[1].1.as_str()),
+            ("resume", "spec.pause")
+        );
+        assert_eq!(intents(&records, "p"), [(1, 1)]);
     })
     .await;
 }

@@ -30,7 +30,7 @@ pub const DEFAULT_ADMIN_GROUP: &str = "salve-admin";
 /// The longest pause: a deploy window, not a way to switch salve off for good.
 pub const MAX_PAUSE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The longest reason kept.
-pub const MAX_REASON: usize = 500;
+pub const MAX_REASON: usize = crate::policy::rules::PAUSE_REASON_MAX;
 /// The largest request read: far more than any command, and a bound for a peer that
 /// sends without end.
 pub const MAX_REQUEST: usize = 64 * 1024;

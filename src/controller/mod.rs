@@ -12,6 +12,7 @@ pub mod attempts;
 pub mod clock;
 pub mod recovery;
 pub(crate) mod report;
+pub mod spec_pause;
 
 use crate::action::{Executor, Family};
 use crate::audit::{decision_record, outcome_record, Durable, JournalWriter};
@@ -47,6 +48,8 @@ pub struct Controller<F> {
     pub pause_notes: HashMap<String, (Option<String>, String)>,
     /// What `/metrics` exports; counted here as decisions are carried out.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The policies' `spec.pause`s in force, by policy name.
+    spec_pauses: HashMap<String, spec_pause::Declared>,
 }
 
 /// The last decision journalled for a policy on a target, and its last outcome.
@@ -110,6 +113,7 @@ impl<F: Family> Controller<F> {
             last_seen: HashMap::new(),
             pause_notes: HashMap::new(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            spec_pauses: HashMap::new(),
         }
     }
 
@@ -167,8 +171,17 @@ impl<F: Family> Controller<F> {
 
     /// When the engine next needs a tick, on the runtime's clock.
     pub fn deadline(&self) -> Option<tokio::time::Instant> {
-        self.engine
-            .next_deadline()
+        let engine = self.engine.next_deadline();
+        // A spec pause's end is journalled when it comes, even if nothing else happens.
+        let spec_pause_ends = self
+            .spec_pauses
+            .values()
+            .map(|declared| self.clock.ahead(declared.until))
+            .min();
+        engine
+            .into_iter()
+            .chain(spec_pause_ends)
+            .min()
             .map(|t| self.clock.instant_of(t))
     }
 
@@ -179,6 +192,7 @@ impl<F: Family> Controller<F> {
         let mut decisions = Vec::new();
         self.engine.replace_policies(now, policies, &mut decisions);
         self.carry_out(&decisions);
+        self.apply_spec_pauses();
     }
 
     /// Takes the outcomes of attempts already running, with no new decisions: the
@@ -243,6 +257,7 @@ impl<F: Family> Controller<F> {
         self.engine.handle(now, &event, &mut decisions);
         self.carry_out(&decisions);
         self.decisions = decisions;
+        self.expire_spec_pauses();
     }
 
     pub fn journal_outcome(&mut self, outcome: &Outcome) {
@@ -413,6 +428,8 @@ impl<F: Family> Controller<F> {
                 }
             }
         }
+        // The policies' own pauses come from their spec, not from the journal.
+        self.apply_spec_pauses();
     }
 
     /// Escalations the journal shows decided but never sent (the agent died while

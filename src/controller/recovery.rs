@@ -54,6 +54,10 @@ pub fn pauses_from(records: &[Record], now: SystemTime) -> Vec<Paused> {
         else {
             continue;
         };
+        // A policy's spec says its own pause again at every start, or no longer.
+        if by == super::spec_pause::SPEC_PAUSE_BY {
+            continue;
+        }
         let scope = match (record.target.is_empty(), record.policy.is_empty()) {
             (false, true) => PauseScope::Target(record.target.clone()),
             (true, false) => PauseScope::Policy(record.policy.clone()),

@@ -118,7 +118,7 @@ struct Tapped {
 impl Sink for Tapped {
     fn append(&mut self, record: &Record) -> Result<(), AuditError> {
         self.inner.append(record)?;
-        if journal_tail::kept(&record.entry) {
+        if journal_tail::kept(&record.entry) || status::shows(&record.entry) {
             let _ = self.records.try_send(record.clone());
         }
         Ok(())

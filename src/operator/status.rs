@@ -1,7 +1,7 @@
 //! Each RemediationPolicy's status: the `Ready` condition (`True`/`Loaded` while it
 //! runs, `False` with the errors, `Invalid`, or the reason it is not run, `Refused`),
-//! the `CircuitOpen` condition, the attempts within the window and the last attempt
-//! with its outcome, so `kubectl get rp` shows what `salve check` and `salve history`
+//! the `CircuitOpen` condition, the `Paused` condition (`spec.pause`: until when and
+//! why), the attempts within the window and the last attempt with its outcome, so `kubectl get rp` shows what `salve check` and `salve history`
 //! would say.
 //!
 //! One task writes them, in the order they were decided. A merge patch replaces a list
@@ -29,12 +29,18 @@ pub enum StatusChange {
     },
 }
 
+/// Records the status shows besides the guard records: a spec pause and its end.
+pub fn shows(entry: &Entry) -> bool {
+    matches!(entry, Entry::Control { by, .. } if by == crate::controller::spec_pause::SPEC_PAUSE_BY)
+}
+
 /// What one policy's status shows, kept whole for the next write.
 #[derive(Debug, Clone, Default)]
 struct Shown {
     generation: Option<i64>,
     ready: Option<serde_json::Value>,
     circuit: Option<serde_json::Value>,
+    paused: Option<serde_json::Value>,
     attempts: u32,
     last_attempt: Option<serde_json::Value>,
 }
@@ -77,6 +83,16 @@ impl Shown {
                         false,
                         "Closed",
                         "no circuit is open",
+                        now,
+                        update.generation,
+                    ));
+                }
+                if self.paused.is_none() {
+                    self.paused = Some(condition(
+                        "Paused",
+                        false,
+                        "NotPaused",
+                        "no pause in force",
                         now,
                         update.generation,
                     ));
@@ -146,6 +162,34 @@ impl Shown {
                     ));
                     true
                 }
+                Entry::Control {
+                    command,
+                    by,
+                    until,
+                    reason,
+                    refused: None,
+                } if by == crate::controller::spec_pause::SPEC_PAUSE_BY => {
+                    let reason = reason.as_deref().unwrap_or_default();
+                    self.paused = Some(match (command.as_str(), until) {
+                        ("pause", Some(until)) => condition(
+                            "Paused",
+                            true,
+                            "SpecPause",
+                            &format!("spec.pause until {until}: {reason}"),
+                            now,
+                            self.generation,
+                        ),
+                        _ => condition(
+                            "Paused",
+                            false,
+                            "NotPaused",
+                            &format!("the pause {reason}"),
+                            now,
+                            self.generation,
+                        ),
+                    });
+                    true
+                }
                 _ => false,
             },
         }
@@ -157,8 +201,12 @@ impl Shown {
 
     /// The status subresource's patch: everything shown, the conditions whole.
     fn body(&self) -> serde_json::Value {
-        let conditions: Vec<&serde_json::Value> =
-            self.ready.iter().chain(self.circuit.iter()).collect();
+        let conditions: Vec<&serde_json::Value> = self
+            .ready
+            .iter()
+            .chain(self.circuit.iter())
+            .chain(self.paused.iter())
+            .collect();
         let mut status = serde_json::json!({
             "observedGeneration": self.generation,
             "conditions": conditions,

@@ -525,6 +525,11 @@ pub fn exposure(lab: &Lab, unit: &str) -> f64 {
 /// One GET to 127.0.0.1:`port`: the status and the whole body, `None` when nothing
 /// answered within two seconds.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get_whole(port, path).map(|(status, _, body)| (status, body))
+}
+
+/// `http_get`, with the response's head (status line and headers) too.
+pub fn http_get_whole(port: u16, path: &str) -> Option<(u16, String, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
@@ -547,7 +552,7 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     } else {
         body.to_string()
     };
-    Some((status, body))
+    Some((status, head.to_string(), body))
 }
 
 fn dechunk(mut body: &str) -> String {

@@ -96,41 +96,49 @@ fn families(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The crash policy with one attempt, verified within 2s (against a pool that crashes
+/// at once the attempt fails, the circuit opens and the policy escalates), plus
+/// `more` policy files, and an agent running them with its metrics on this test's
+/// port (and the status page when `status_page`).
+fn start_one_attempt_agent(env: &Env, more: &[(&str, String)], status_page: bool) -> Agent {
+    let policies = env.dir.join("policies");
+    let yaml = crate::agent::down_policy(
+        &env.lab().ping_url(),
+        "{ cooldown: 1s, maxAttempts: 1, window: 10m, backoff: 1.0 }",
+        "",
+    )
+    .replace("within: 10s", "within: 2s");
+    write_policy(&policies, "down.yaml", &yaml);
+    for (file, yaml) in more {
+        write_policy(&policies, file, yaml);
+    }
+    let config = env.dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "metrics: {{ listen: \"127.0.0.1:{METRICS_PORT}\", statusPage: {status_page} }}\ncontrol: {{ socket: {} }}\n",
+            env.dir.join("control.sock").display()
+        ),
+    )
+    .expect("write the agent config");
+    Agent::start(
+        env,
+        &policies,
+        &["--config", config.to_str().expect("UTF-8 path")],
+    )
+}
+
 #[test]
 fn prometheus_scrapes_every_family_the_agent_exports() {
     let Some(env) = lab("metrics_prometheus") else {
         return;
     };
     let lab = env.lab();
-    let policies = env.dir.join("policies");
-    // One attempt, verified within 2s: against a pool that crashes at once the attempt
-    // fails, the circuit opens and the policy escalates; later triggers are skipped.
-    let yaml = crate::agent::down_policy(
-        &lab.ping_url(),
-        "{ cooldown: 1s, maxAttempts: 1, window: 10m, backoff: 1.0 }",
-        "",
-    )
-    .replace("within: 10s", "within: 2s");
-    write_policy(&policies, "down.yaml", &yaml);
-    // Its rehearsal beside it, in dry run: every trigger is a `dry_run` skip.
+    // Beside it its rehearsal, in dry run: every trigger is a `dry_run` skip.
     let rehearsal =
         crate::agent::down_policy(&lab.ping_url(), "{ cooldown: 1s }", "  dryRun: true\n")
             .replace("name: php-fpm-down", "name: php-fpm-down-rehearsal");
-    write_policy(&policies, "rehearsal.yaml", &rehearsal);
-    let config = env.dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "metrics: {{ listen: \"127.0.0.1:{METRICS_PORT}\" }}\ncontrol: {{ socket: {} }}\n",
-            env.dir.join("control.sock").display()
-        ),
-    )
-    .expect("write the agent config");
-    let agent = Agent::start(
-        &env,
-        &policies,
-        &["--config", config.to_str().expect("UTF-8 path")],
-    );
+    let agent = start_one_attempt_agent(&env, &[("rehearsal.yaml", rehearsal)], false);
     assert_eq!(
         http_get(METRICS_PORT, "/healthz"),
         Some((200, "ok\n".into()))
@@ -301,28 +309,7 @@ fn the_status_page_shows_an_open_circuit_in_a_real_browser() {
         return;
     };
     let lab = env.lab();
-    let policies = env.dir.join("policies");
-    let yaml = crate::agent::down_policy(
-        &lab.ping_url(),
-        "{ cooldown: 1s, maxAttempts: 1, window: 10m, backoff: 1.0 }",
-        "",
-    )
-    .replace("within: 10s", "within: 2s");
-    write_policy(&policies, "down.yaml", &yaml);
-    let config = env.dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "metrics: {{ listen: \"127.0.0.1:{METRICS_PORT}\", statusPage: true }}\ncontrol: {{ socket: {} }}\n",
-            env.dir.join("control.sock").display()
-        ),
-    )
-    .expect("write the agent config");
-    let agent = Agent::start(
-        &env,
-        &policies,
-        &["--config", config.to_str().expect("UTF-8 path")],
-    );
+    let agent = start_one_attempt_agent(&env, &[], true);
     lab.break_scenario(Scenario::CrashLoop).expect("crash loop");
     assert!(
         wait_until(Duration::from_secs(30), || agent.count("escalate") == 1),
@@ -373,7 +360,7 @@ fn the_status_page_shows_an_open_circuit_in_a_real_browser() {
     assert!(escalate < outcome && outcome < intent, "{journal}");
     // No script: the browser ran none, the page forbids any.
     assert!(!dom.contains("<script"), "{dom}");
-    let (_, head) = http_get_head(METRICS_PORT, "/");
+    let (_, head, _) = http_get_whole(METRICS_PORT, "/").expect("the page again");
     assert!(
         head.to_ascii_lowercase()
             .contains("content-security-policy: default-src 'none'"),
@@ -381,31 +368,4 @@ fn the_status_page_shows_an_open_circuit_in_a_real_browser() {
     );
     lab.repair().expect("repair the lab");
     agent.stop();
-}
-
-/// The status line and headers of one GET.
-fn http_get_head(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let raw = String::from_utf8_lossy(&raw).to_string();
-    let head = raw
-        .split_once("\r\n\r\n")
-        .map(|(h, _)| h.to_string())
-        .unwrap_or(raw);
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head)
 }

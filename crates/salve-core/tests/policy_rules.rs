@@ -1325,3 +1325,55 @@ fn fleet_guards() {
         assert!(found[0].1.starts_with("invalid maxConcurrent"), "{found:?}");
     }
 }
+
+#[test]
+fn a_pause_in_the_spec_names_a_utc_time_and_one_line_of_why() {
+    let paused = |pause: J| {
+        let mut doc = base();
+        doc["spec"]["pause"] = pause;
+        doc
+    };
+    let fine = paused(json!({ "until": "2026-12-03T16:00:00Z", "reason": "deploy" }));
+    assert_eq!(by_validate(&fine), [], "validate");
+    assert_eq!(by_decoder(&fine), [], "decoder");
+    let longest = "r".repeat(500);
+    let edge = paused(json!({ "until": "2026-12-03T16:00:00.5Z", "reason": longest }));
+    assert_eq!(by_validate(&edge), [], "validate");
+    assert_eq!(by_decoder(&edge), [], "decoder");
+    for (pause, path, message) in [
+        (
+            json!({ "until": "tomorrow", "reason": "deploy" }),
+            "spec.pause.until",
+            "\"tomorrow\" is not a time in RFC 3339 UTC, as 2026-12-03T16:00:00Z",
+        ),
+        (
+            json!({ "until": "2026-12-03T16:00:00+01:00", "reason": "deploy" }),
+            "spec.pause.until",
+            "\"2026-12-03T16:00:00+01:00\" is not a time in RFC 3339 UTC, as 2026-12-03T16:00:00Z",
+        ),
+        (
+            json!({ "until": "2026-12-03T16:00:00Z", "reason": " " }),
+            "spec.pause.reason",
+            "a pause's reason must not be empty",
+        ),
+        (
+            json!({ "until": "2026-12-03T16:00:00Z", "reason": "deploy\nrm -rf" }),
+            "spec.pause.reason",
+            "a pause's reason is one line of printable text",
+        ),
+        (
+            json!({ "until": "2026-12-03T16:00:00Z", "reason": "r".repeat(501) }),
+            "spec.pause.reason",
+            "a pause's reason is at most 500 characters",
+        ),
+    ] {
+        let doc = paused(pause);
+        let expected = vec![(path.to_string(), message.to_string())];
+        assert_eq!(by_validate(&doc), expected, "validate");
+        assert_eq!(by_decoder(&doc), expected, "decoder");
+    }
+    let missing = by_decoder(&paused(json!({ "until": "2026-12-03T16:00:00Z" })));
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert_eq!(missing[0].0, "spec.pause");
+    assert!(missing[0].1.contains("reason"), "{missing:?}");
+}

@@ -495,3 +495,81 @@ async fn the_operator_serves_its_metrics_health_and_status_page_as_the_agent_doe
         "the listener goes with the operator"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_in_the_resources_spec_holds_it_back_and_shows_in_its_status() {
+    let until =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(1800))
+            .to_string();
+    let mut inner = api_server();
+    let paused = move |seen: &Seen| {
+        if seen.method == "GET"
+            && seen.path == "/apis/salve.dev/v1alpha1/namespaces/web/remediationpolicies"
+            && !seen.is_watch()
+        {
+            let mut list = policy_list();
+            list["items"][0]["spec"]["pause"] = json!({ "until": until, "reason": "deploy 42" });
+            return Reply::Json(200, list);
+        }
+        inner(seen)
+    };
+    let (client, mut requests) = route(paused);
+    let journal = Captured::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let operator = tokio::spawn(run(alone(client, &journal), stop_rx));
+    let mut seen: Vec<Seen> = Vec::new();
+    let shown =
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(request) = requests.recv().await {
+                let paused_shown = request.path.ends_with("/status")
+                    && request.body.as_ref().is_some_and(|b| {
+                        b["status"]["conditions"].as_array().is_some_and(|c| {
+                            c.iter()
+                                .any(|c| c["type"] == "Paused" && c["status"] == "True")
+                        })
+                    });
+                seen.push(request);
+                let skipped =
+                    journal.0.lock().unwrap().iter().any(
+                        |r| matches!(&r.entry, Entry::Skip { reason, .. } if reason == "paused"),
+                    );
+                if paused_shown && skipped {
+                    break;
+                }
+            }
+        })
+        .await;
+    assert!(
+        shown.is_ok(),
+        "timed out; requests: {seen:#?}\njournal: {:#?}",
+        journal.0.lock().unwrap()
+    );
+    let _ = stop_tx.send(true);
+    operator.await.unwrap().unwrap();
+    assert!(
+        seen.iter().all(|s| s.method != "DELETE"),
+        "nothing is deleted while paused: {seen:#?}"
+    );
+    let status = seen
+        .iter()
+        .rev()
+        .find(|s| s.path.ends_with("/status"))
+        .and_then(|s| s.body.clone())
+        .expect("a status");
+    let paused = status["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Paused"))
+        .cloned()
+        .expect("the Paused condition");
+    assert_eq!(paused["reason"], "SpecPause", "{paused}");
+    let message = paused["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("deploy 42") && message.contains("spec.pause until"),
+        "{paused}"
+    );
+    let records = journal.0.lock().unwrap().clone();
+    assert!(
+        records.iter().any(|r| matches!(&r.entry, Entry::Control { command, by, .. } if command == "pause" && by == "spec.pause")),
+        "{records:#?}"
+    );
+}

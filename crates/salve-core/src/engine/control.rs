@@ -90,7 +90,13 @@ impl Engine {
         out: &mut Vec<Decision>,
     ) -> Result<(), PauseError> {
         let named = self.paused_by(&scope);
-        if named.is_empty() {
+        // A selector that has selected nothing yet is still a policy to pause: the
+        // objects it selects later are held back as they appear.
+        let selector_named = match &scope {
+            PauseScope::Policy(p) => self.policies().any(|policy| policy.name() == p),
+            PauseScope::Target(_) => false,
+        };
+        if named.is_empty() && !selector_named {
             return Err(match scope {
                 PauseScope::Policy(p) => PauseError::UnknownPolicy(p),
                 PauseScope::Target(t) => PauseError::UnknownTarget(t),

@@ -186,6 +186,22 @@ pub struct PolicySpec {
     /// Drains across every agent of a group share `maxConcurrent` slots, held in etcd.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<super::FleetGuard>,
+    /// Hold the policy back until a time: a deploy window declared with the policy
+    /// itself (on the custom resource, where no control socket reaches). Decisions are
+    /// journalled as `paused` skips; the pause ends by itself, or when the field goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<SpecPause>,
+}
+
+/// `spec.pause`: until when, and why.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SpecPause {
+    /// When the pause ends: RFC 3339 in UTC, `2026-12-03T16:00:00Z`. At most 7 days
+    /// ahead are honoured; a time past means no pause.
+    pub until: String,
+    /// Why, for the journal and the status: one line.
+    pub reason: String,
 }
 
 // Read through `TriggerDoc`: serde cannot flatten an enum into a struct that denies

@@ -104,6 +104,33 @@ pub fn not_blank(text: &str, what: &str) -> Result<(), String> {
 }
 
 /// A path salve opens or passes on: relative paths would depend on the agent's cwd.
+/// A wall-clock time as Kubernetes writes one: RFC 3339 in UTC.
+pub fn utc_time(text: &str) -> Result<(), String> {
+    match humantime::parse_rfc3339(text) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(format!(
+            "\"{text}\" is not a time in RFC 3339 UTC, as 2026-12-03T16:00:00Z"
+        )),
+    }
+}
+
+/// The longest pause reason: it goes to the journal, the status and a terminal.
+pub const PAUSE_REASON_MAX: usize = 500;
+
+/// A pause's reason: said, short, and one line of printable text.
+pub fn pause_reason(text: &str) -> Result<(), String> {
+    not_blank(text, "a pause's reason")?;
+    if text.chars().any(char::is_control) {
+        return Err("a pause's reason is one line of printable text".to_string());
+    }
+    if text.chars().count() > PAUSE_REASON_MAX {
+        return Err(format!(
+            "a pause's reason is at most {PAUSE_REASON_MAX} characters"
+        ));
+    }
+    Ok(())
+}
+
 pub fn absolute_path(text: &str) -> Result<(), String> {
     not_blank(text, "a path")?;
     if text.starts_with('/') {

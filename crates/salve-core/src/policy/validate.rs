@@ -120,6 +120,11 @@ impl Checker {
             };
             self.check(&at.key("maxConcurrent"), slots);
         }
+        if let Some(pause) = &spec.pause {
+            let at = at.key("pause");
+            self.check(&at.key("until"), rules::utc_time(&pause.until));
+            self.check(&at.key("reason"), rules::pause_reason(&pause.reason));
+        }
         self.conditions_fit_the_target(spec, at);
         let triggers = at.key("trigger");
         if spec.trigger.is_empty() {

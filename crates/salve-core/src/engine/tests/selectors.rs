@@ -635,3 +635,31 @@ fn a_restored_open_circuit_of_an_object_not_yet_seen_stays_open_for_the_window()
         "{d:?}"
     );
 }
+
+#[test]
+fn a_selector_that_has_selected_nothing_yet_can_be_paused_and_its_objects_wait() {
+    let mut e = selector_engine();
+    let mut out = Vec::new();
+    e.pause(
+        at(0.0),
+        PauseScope::Policy("php".into()),
+        at(60.0),
+        &mut out,
+    )
+    .expect("a selector is a policy to pause, objects or none");
+    let seen = decide(&mut e, 1.0, pod("php-0", true));
+    assert!(acted_on(&seen).is_empty(), "{seen:?}");
+    assert!(
+        seen.iter().any(|(t, v)| t == "pod/web/php-0"
+            && matches!(
+                v,
+                Verdict::Skip {
+                    reason: SkipReason::Paused,
+                    ..
+                }
+            )),
+        "{seen:?}"
+    );
+    let after = decide(&mut e, 60.0, Event::Tick {});
+    assert_eq!(acted_on(&after), ["pod/web/php-0"], "{after:?}");
+}

@@ -27,7 +27,7 @@ use std::time::Duration;
 pub(crate) const POLICY_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
 pub(crate) const METADATA_FIELDS: &[&str] = &["name", "namespace", "labels", "annotations"];
 pub(crate) const SPEC_FIELDS: &[&str] = &[
-    "target", "trigger", "actions", "verify", "guard", "escalate", "dryRun", "fleet",
+    "target", "trigger", "actions", "verify", "guard", "escalate", "dryRun", "fleet", "pause",
 ];
 pub(crate) const FLEET_FIELDS: &[&str] = &["group", "maxConcurrent", "lock"];
 pub(crate) const SELECTION_FIELDS: &[&str] = &["namespace", "name", "selector"];
@@ -266,6 +266,7 @@ fn spec(dec: &mut Decoder, node: &Node) -> Option<PolicySpec> {
     let escalate = f.get("escalate").map(|n| dec.list(n, ACTIONS, action));
     let dry_run = f.get("dryRun").map(|n| dec.bool(n));
     let fleet = optional(f.get("fleet").map(|n| fleet(dec, n)));
+    let pause = optional(f.get("pause").map(|n| pause(dec, n)));
     Some(PolicySpec {
         target: target?,
         trigger: trigger?,
@@ -275,6 +276,20 @@ fn spec(dec: &mut Decoder, node: &Node) -> Option<PolicySpec> {
         escalate: escalate.unwrap_or_else(|| Some(Vec::new()))?,
         dry_run: dry_run.unwrap_or(Some(false))?,
         fleet: fleet?,
+        pause: pause?,
+    })
+}
+
+pub(crate) const PAUSE_FIELDS: &[&str] = &["until", "reason"];
+
+/// The checks on its text are the validation pass's (both readers share them).
+fn pause(dec: &mut Decoder, node: &Node) -> Option<crate::policy::SpecPause> {
+    let f = dec.fields(node, "pause", PAUSE_FIELDS)?;
+    let until = f.required(dec, "until").and_then(|n| dec.string(n));
+    let reason = f.required(dec, "reason").and_then(|n| dec.string(n));
+    Some(crate::policy::SpecPause {
+        until: until?,
+        reason: reason?,
     })
 }
 
