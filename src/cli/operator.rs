@@ -34,8 +34,8 @@ pub struct Args {
     /// Where /metrics, /healthz and /readyz listen (overrides the config's
     /// `metrics.listen`; `off` for none). In a pod, `0.0.0.0:9847`, so Prometheus and
     /// the kubelet's probes reach it.
-    #[arg(long, value_parser = metrics_listen)]
-    metrics_listen: Option<Option<std::net::SocketAddr>>,
+    #[arg(long, value_name = "ADDR|off")]
+    metrics_listen: Option<String>,
 }
 
 fn metrics_listen(text: &str) -> Result<Option<std::net::SocketAddr>, String> {
@@ -60,8 +60,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.dry_run {
         config.limits.dry_run = true;
     }
-    if let Some(listen) = args.metrics_listen {
-        config.web.listen = listen;
+    if let Some(text) = &args.metrics_listen {
+        match metrics_listen(text) {
+            Ok(listen) => config.web.listen = listen,
+            Err(why) => {
+                eprintln!("--metrics-listen: {why}");
+                return Ok(ExitCode::from(2));
+            }
+        }
     }
     // Two workers: the journal's thread waits on the runtime for each guard record to
     // reach the cluster (journal_tail.rs), so one worker must stay free to drive the
@@ -119,4 +125,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         operator::run(options, stop_rx).await?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn the_metrics_listener_is_an_address_or_off() {
+        let cli = Cli::try_parse_from(["salve", "--metrics-listen", "0.0.0.0:9847"]).unwrap();
+        assert_eq!(
+            metrics_listen(cli.args.metrics_listen.as_deref().unwrap()),
+            Ok(Some("0.0.0.0:9847".parse().unwrap()))
+        );
+        assert_eq!(metrics_listen("off"), Ok(None));
+        assert!(metrics_listen("localhost").unwrap_err().contains("or off"));
+    }
 }

@@ -29,7 +29,6 @@ impl<F: Family> Controller<F> {
     /// ones declared, gone or expired ones lifted, each journalled.
     pub fn apply_spec_pauses(&mut self) {
         let wall = SystemTime::now();
-        let longest = wall + crate::control::MAX_PAUSE;
         let wanted: Vec<(String, String, Declared)> = self
             .engine
             .policies()
@@ -41,35 +40,39 @@ impl<F: Family> Controller<F> {
                         policy.name().to_string(),
                         crate::engine::target_name(policy),
                         Declared {
-                            until: until.min(longest),
+                            until,
                             reason: pause.reason.clone(),
                         },
                     )
                 })
             })
             .collect();
+        // Only a pause whose field went is lifted: a changed one is replaced in place
+        // below, never lifted in between (a lift re-decides, and could act).
         let gone: Vec<String> = self
             .spec_pauses
-            .iter()
-            .filter(|(name, declared)| !wanted.iter().any(|(n, _, d)| n == *name && d == *declared))
-            .map(|(name, _)| name.clone())
+            .keys()
+            .filter(|name| !wanted.iter().any(|(n, _, _)| n == *name))
+            .cloned()
             .collect();
         for name in gone {
-            self.lift_spec_pause(&name, "lifted: the policy's spec.pause changed or went");
+            self.lift_spec_pause(&name, "lifted: the policy's spec.pause went");
         }
         for (name, target, declared) in wanted {
             if self.spec_pauses.get(&name) == Some(&declared) {
                 continue;
             }
             let scope = PauseScope::Policy(name.clone());
-            let until = self.clock.ahead(declared.until);
+            // Compared as written (above), capped here: at most 7 days from now.
+            let capped = declared.until.min(wall + crate::control::MAX_PAUSE);
+            let until = self.clock.ahead(capped);
             let paused =
                 self.with_engine(|engine, now, out| engine.pause(now, scope.clone(), until, out));
             if let Err(e) = paused {
                 tracing::warn!(policy = %name, error = %e, "spec.pause not in force");
                 continue;
             }
-            let until_text = super::report::rfc3339(declared.until);
+            let until_text = super::report::rfc3339(capped);
             tracing::info!(policy = %name, until = %until_text, reason = %declared.reason, "paused by its spec");
             self.pause_notes.insert(
                 scope.to_string(),
