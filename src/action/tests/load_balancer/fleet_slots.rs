@@ -218,16 +218,21 @@ async fn a_holder_that_lost_its_slot_does_not_ramp() {
     let executor =
         Scripted::new(vec![Ok("restarted".into())], true).with_fleet(Some(&node_b_in(etcd.url())));
     let running = spawn_attempt(executor, policy);
-    // Once the slot is taken (the drain is made right after), it is taken away.
+    // Once the server is drained (so the slot was taken and the drain is done; the
+    // key alone could vanish between the attempt's create and its count), the slot
+    // is taken away while the attempt sleeps.
     let client = etcd.etcd();
-    let mut keys = Vec::new();
-    for _ in 0..100 {
-        keys = client.range("/salve/fleet/web/").await.unwrap();
-        if !keys.is_empty() {
+    let api = runtime_api(&h);
+    let mut drained = false;
+    for _ in 0..200 {
+        if api.server("web", "b").await.unwrap().admin & 0x08 == 0x08 {
+            drained = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert!(drained, "the attempt drained web/b");
+    let keys = client.range("/salve/fleet/web/").await.unwrap();
     assert_eq!(keys.len(), 1, "the attempt took the group's slot");
     client.delete(&keys[0].key).await.unwrap();
     let outcome = running.await.unwrap();
@@ -239,7 +244,6 @@ async fn a_holder_that_lost_its_slot_does_not_ramp() {
         detail.steps
     );
     assert!(detail.escalate.is_some_and(|e| e.contains("lost its slot")));
-    let api = runtime_api(&h);
     assert_eq!(
         api.server("web", "b").await.unwrap().admin & 0x08,
         0x08,
