@@ -12,11 +12,13 @@ cd "$(dirname "$0")/.."
 # the least-privilege test runs inside the lab, and strace, which shows the journal's syncs;
 # haproxy and etcd, which the load-balancer and fleet tests start (by PID, with sockets,
 # ports and data directories of their own); prometheus, whose server scrapes the agent's
-# metrics in the metrics test and whose promtool checks their text format; chromium,
+# metrics in the metrics test and whose promtool checks their text format;
+# prometheus-alertmanager, which delivers alerts to the agent and takes its escalations
+# in the alerts test; chromium,
 # headless, which renders the status page.
 scripts/install-packages.sh gcc libc6-dev ca-certificates \
     nginx php8.2-fpm php8.2-cli dbus systemd polkitd util-linux findutils strace \
-    python3 python3-venv haproxy etcd-server prometheus chromium
+    python3 python3-venv haproxy etcd-server prometheus prometheus-alertmanager chromium
 
 # kubernetes-validate (PyPI) checks the CustomResourceDefinition against Kubernetes' own
 # API schemas (tests/crd.rs). It goes into a venv under target/, not the system Python.

@@ -20,7 +20,9 @@ const CONFIG_FIELDS: &[&str] = &[
     "fleet",
     "control",
     "metrics",
+    "alerts",
 ];
+const ALERTS_FIELDS: &[&str] = &["listen", "tokenFile"];
 const METRICS_FIELDS: &[&str] = &["enabled", "listen", "statusPage"];
 const CONTROL_FIELDS: &[&str] = &["socket", "group"];
 const JOURNAL_FIELDS: &[&str] = &["path", "maxBytes", "keep"];
@@ -51,6 +53,8 @@ pub struct Config {
     pub control: crate::control::ControlConfig,
     /// The HTTP listener: `/metrics`, `/healthz`, `/readyz`.
     pub web: crate::web::WebConfig,
+    /// Alertmanager's webhook receiver; none unless configured.
+    pub alerts: Option<crate::signal::alertmanager::ReceiverConfig>,
 }
 
 impl Default for Config {
@@ -63,6 +67,7 @@ impl Default for Config {
             fleet: None,
             control: Default::default(),
             web: Default::default(),
+            alerts: None,
         }
     }
 }
@@ -188,6 +193,9 @@ impl Config {
             if let Some(n) = f.get("metrics") {
                 web_config(&mut dec, n, &mut config.web);
             }
+            if let Some(n) = f.get("alerts") {
+                config.alerts = alerts_config(&mut dec, n);
+            }
         }
         if dec.errors.is_empty() {
             Ok(config)
@@ -222,6 +230,32 @@ fn web_config(dec: &mut Decoder, node: &crate::policy::Node, web: &mut crate::we
     if let Some(false) = f.get("enabled").and_then(|n| dec.bool(n)) {
         web.listen = None;
     }
+}
+
+fn alerts_config(
+    dec: &mut Decoder,
+    node: &crate::policy::Node,
+) -> Option<crate::signal::alertmanager::ReceiverConfig> {
+    let f = dec.fields(node, "alerts", ALERTS_FIELDS)?;
+    let listen = f.required(dec, "listen").and_then(|n| {
+        let text = dec.string(n)?;
+        text.parse::<std::net::SocketAddr>()
+            .map_err(|_| {
+                dec.error(
+                    n.pos,
+                    format!("the alert receiver must listen on an address and port, as 0.0.0.0:9848, not \"{text}\""),
+                )
+            })
+            .ok()
+    });
+    // No receiver without a token: anyone who reaches it could fire every policy.
+    let token_file = f
+        .required(dec, "tokenFile")
+        .and_then(|n| dec.checked_string(n, rules::absolute_path));
+    Some(crate::signal::alertmanager::ReceiverConfig {
+        listen: listen?,
+        token_file: PathBuf::from(token_file?),
+    })
 }
 
 fn fleet_config(dec: &mut Decoder, node: &crate::policy::Node) -> Option<FleetConfig> {
@@ -352,6 +386,40 @@ mod tests {
             err.contains("c.yaml:1:20: the metrics listener must be an address and port"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_alert_receiver_is_off_unless_configured_and_needs_a_token_file() {
+        assert_eq!(Config::default().alerts, None);
+        let c = Config::parse(
+            Path::new("c.yaml"),
+            "alerts: { listen: \"0.0.0.0:9848\", tokenFile: /etc/salve/alertmanager.token }\n",
+        )
+        .unwrap();
+        let alerts = c.alerts.unwrap();
+        assert_eq!(alerts.listen, "0.0.0.0:9848".parse().unwrap());
+        assert_eq!(
+            alerts.token_file,
+            PathBuf::from("/etc/salve/alertmanager.token")
+        );
+        let err = Config::parse(
+            Path::new("c.yaml"),
+            "alerts: { listen: \"0.0.0.0:9848\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("tokenFile"), "{err}");
+        let err = Config::parse(
+            Path::new("c.yaml"),
+            "alerts: { listen: anywhere, tokenFile: token }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("the alert receiver must listen on an address and port"),
+            "{err}"
+        );
+        assert!(err.contains("must be an absolute path"), "{err}");
     }
 
     #[test]

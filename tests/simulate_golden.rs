@@ -62,6 +62,11 @@ fn compare(dir: &Path, actual: &str, name: &str) {
 }
 
 #[test]
+fn an_alert_fires_once_after_its_for_and_a_resolved_one_fires_nothing() {
+    check("alerts");
+}
+
+#[test]
 fn crash_is_restarted_once_and_its_own_transitions_are_ignored() {
     check("crash");
 }
@@ -107,6 +112,7 @@ fn every_fixture_folder_has_a_test() {
     assert_eq!(
         names,
         [
+            "alerts",
             "crash",
             "crash-loop",
             "dry-run",

@@ -159,8 +159,8 @@ struct EditTrail {
     fleet_refused: Option<load_balancer::NotDrained>,
     /// Why this attempt asks for an escalation of its own (see `AttemptDetail`).
     escalate: Option<String>,
-    /// The policy's escalation runs, not an attempt.
-    escalating: bool,
+    /// The policy's escalation runs, not an attempt: after how many attempts.
+    escalating: Option<u32>,
 }
 
 /// Why an action did not succeed: what kind of failure it is (decided from the error's
@@ -445,7 +445,7 @@ impl<F: Family> Executor<F> {
     pub async fn run_escalation(&self, policy: &Policy, attempts: u32) -> Vec<String> {
         let mut failures = Vec::new();
         let mut trail = EditTrail {
-            escalating: true,
+            escalating: Some(attempts),
             ..EditTrail::default()
         };
         for action in &policy.spec.escalate {
@@ -484,12 +484,15 @@ impl<F: Family> Executor<F> {
         let target = crate::engine::target_name(policy);
         match action {
             Action::Notify(args) => {
-                let body = serde_json::json!({
-                    "policy": policy.name(),
-                    "target": target,
-                    "attemptId": attempt_id,
-                    "message": format!("salve: policy {} on {target}", policy.name()),
-                });
+                let notice = notify::Notice {
+                    policy: policy.name(),
+                    target: &target,
+                    attempt_id,
+                    escalation: trail.escalating,
+                    window: policy.spec.guard.window,
+                    at: std::time::SystemTime::now(),
+                };
+                let body = notify::body(args.format, &notice);
                 Ok(notify::post_webhook(&args.webhook, &body, args.timeout)
                     .await
                     .map(|status| format!("webhook answered {status}"))?)

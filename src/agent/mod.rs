@@ -94,6 +94,9 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     let mut probes = Probes::start(&policies, &events_tx);
     let mut logs = logs::Logs::start(&policies, &events_tx);
 
+    let alerts =
+        crate::signal::alertmanager::start(options.config.alerts.as_ref(), &policies, &events_tx)
+            .await;
     let engine = Engine::new(policies, options.config.limits.clone());
     let mut agent = Agent(
         Controller::new(
@@ -175,6 +178,7 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
     // The socket goes first: a person asking now hears the agent is gone.
     drop(control);
     drop(web);
+    drop(alerts);
     service::stopping();
     tracing::info!(
         in_flight = agent.0.running.len(),

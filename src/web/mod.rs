@@ -132,42 +132,57 @@ pub async fn next_ask(web: &mut Option<Listening>) -> Option<Ask> {
 }
 
 async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+    serve(listener, "metrics listener", move |request| {
+        let shared = Arc::clone(&shared);
+        async move { route(&shared, request).await }
+    })
+    .await
+}
+
+/// Serves HTTP/1.1 on `listener` until the task is dropped: at most [`AT_ONCE`]
+/// connections (more are closed as soon as accepted), each with [`HEADER_TIMEOUT`] to
+/// send a request's headers. `name` is the listener's in the logs.
+pub(crate) async fn serve<R, F>(listener: TcpListener, name: &'static str, route: R)
+where
+    R: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Answer> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(AT_ONCE));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, say: wait rather than spin.
-                tracing::warn!(error = %e, "metrics listener: accept failed");
+                tracing::warn!(error = %e, listener = name, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::debug!(%peer, "metrics listener: too many connections, closing one");
+            tracing::debug!(%peer, listener = name, "too many connections, closing one");
             continue;
         };
-        let shared = Arc::clone(&shared);
+        let route = route.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
-                let shared = Arc::clone(&shared);
-                async move { Ok::<_, std::convert::Infallible>(route(&shared, request).await) }
+                let answering = route(request);
+                async move { Ok::<_, std::convert::Infallible>(answering.await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "metrics listener: connection ended");
+                tracing::debug!(%peer, listener = name, error = %e, "connection ended");
             }
             drop(slot);
         });
     }
 }
 
-type Answer = Response<Full<Bytes>>;
+pub(crate) type Answer = Response<Full<Bytes>>;
 
-fn answer(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Answer {
+pub(crate) fn answer(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Answer {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     if let Ok(value) = hyper::header::HeaderValue::from_str(content_type) {
@@ -178,7 +193,7 @@ fn answer(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Ans
     response
 }
 
-fn text(status: StatusCode, body: impl Into<String>) -> Answer {
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Answer {
     answer(status, "text/plain; charset=utf-8", body.into())
 }
 

@@ -398,6 +398,17 @@ impl Drop for Agent {
     }
 }
 
+/// Stops a process this test started, by its PID: SIGTERM, then SIGKILL after 10 s.
+pub fn stop_child(child: &mut Child) {
+    signal_pid(child.id(), "-TERM");
+    if !wait_until(Duration::from_secs(10), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    }) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 pub fn wait_until(within: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
     loop {
@@ -455,9 +466,7 @@ impl Webhook {
             for stream in listener.incoming().flatten() {
                 let mut stream = stream;
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut buf = vec![0u8; 16 * 1024];
-                let n = stream.read(&mut buf).unwrap_or(0);
-                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                let text = read_request(&mut stream);
                 if text.starts_with("POST") {
                     h.fetch_add(1, Ordering::SeqCst);
                     b.lock().unwrap_or_else(|e| e.into_inner()).push(text);
@@ -477,6 +486,38 @@ impl Webhook {
     pub fn count(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
+}
+
+/// One request, head and body: read until its `Content-Length` is in (a sender may
+/// write the two apart), at most 1 MiB.
+fn read_request(stream: &mut TcpStream) -> String {
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = stream.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let wanted = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= wanted {
+                break;
+            }
+        }
+        if raw.len() > 1 << 20 {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&raw).into_owned()
 }
 
 pub fn intents(records: &[Record]) -> Vec<&Record> {

@@ -3,6 +3,7 @@
 //! never skip, when they cannot run. One lab at a time: every test holds a lock.
 
 mod agent;
+mod alerts;
 mod config_edits;
 mod control;
 mod durability;

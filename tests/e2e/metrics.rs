@@ -62,15 +62,7 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        if !wait_until(Duration::from_secs(10), || {
-            matches!(self.0.try_wait(), Ok(Some(_)))
-        }) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
+        stop_child(&mut self.0);
     }
 }
 

@@ -1377,3 +1377,104 @@ fn a_pause_in_the_spec_names_a_utc_time_and_one_line_of_why() {
     assert_eq!(missing[0].0, "spec.pause");
     assert!(missing[0].1.contains("reason"), "{missing:?}");
 }
+
+#[test]
+fn alert_conditions_name_an_alert_and_prometheus_labels() {
+    let added = |condition: J| {
+        [(
+            format!("{T}/-"),
+            json!({ "alert": condition, "for": "30s" }),
+        )]
+    };
+    let keep =
+        added(json!({ "name": "PhpFpmSlow", "labels": { "instance": "web-1:9253", "_x": "é" } }));
+    keeps(&[(keep[0].0.as_str(), keep[0].1.clone())]);
+    let longest = "v".repeat(1024);
+    let keep = added(json!({ "name": "n", "labels": { "a": longest } }));
+    keeps(&[(keep[0].0.as_str(), keep[0].1.clone())]);
+    let many: serde_json::Map<String, J> = (0..33).map(|i| (format!("l{i}"), json!("v"))).collect();
+    for (condition, path, message) in [
+        (
+            json!({ "name": " " }),
+            "spec.trigger[3].alert.name",
+            "an alert's name must not be empty".to_string(),
+        ),
+        (
+            json!({ "name": "a\tb" }),
+            "spec.trigger[3].alert.name",
+            "an alert's name is one line of printable text".to_string(),
+        ),
+        (
+            json!({ "name": "x", "labels": { "1st": "v" } }),
+            "spec.trigger[3].alert.labels",
+            "\"1st\" is not a Prometheus label name: a letter or `_`, then letters, digits and `_`".to_string(),
+        ),
+        (
+            json!({ "name": "x", "labels": { "__name__": "v" } }),
+            "spec.trigger[3].alert.labels",
+            "\"__name__\": labels starting with `__` are Prometheus's own and never reach Alertmanager".to_string(),
+        ),
+        (
+            json!({ "name": "x", "labels": { "alertname": "y" } }),
+            "spec.trigger[3].alert.labels",
+            "the alert's name is the condition's `name`, not one of its labels".to_string(),
+        ),
+        (
+            json!({ "name": "x", "labels": { "a": "v".repeat(1025) } }),
+            "spec.trigger[3].alert.labels",
+            "the value of label a is at most 1024 characters".to_string(),
+        ),
+        (
+            json!({ "name": "x", "labels": many }),
+            "spec.trigger[3].alert.labels",
+            "an alert condition names at most 32 labels".to_string(),
+        ),
+    ] {
+        let patch = added(condition);
+        breaks(&[(patch[0].0.as_str(), patch[0].1.clone())], path, &message);
+    }
+}
+
+#[test]
+fn an_alertmanager_notification_posts_to_the_alerts_api() {
+    let notify = |webhook: &str, format: &str| {
+        (
+            format!("{A}/0/notify"),
+            json!({ "webhook": webhook, "format": format, "timeout": "1s" }),
+        )
+    };
+    for (webhook, format) in [
+        ("http://127.0.0.1:9093/api/v2/alerts", "alertmanager"),
+        (
+            "http://am.example:9093/prefix/api/v2/alerts/",
+            "alertmanager",
+        ),
+        ("http://127.0.0.1:9/", "slack"),
+        ("http://127.0.0.1:9/", "json"),
+    ] {
+        let (at, value) = notify(webhook, format);
+        keeps(&[(at.as_str(), value)]);
+    }
+    let (at, value) = notify("http://127.0.0.1:9093/", "alertmanager");
+    breaks(
+        &[(at.as_str(), value)],
+        "spec.actions[0].notify.webhook",
+        "the alertmanager format posts to Alertmanager's alerts API: the webhook is http://ALERTMANAGER:9093/api/v2/alerts, not http://127.0.0.1:9093/",
+    );
+}
+
+#[test]
+fn an_alert_condition_is_the_host_agents_alone() {
+    let mut doc = cluster(
+        json!({ "pods": { "name": "php-0" } }),
+        json!([{ "restart": {} }]),
+    );
+    doc["spec"]["trigger"] = json!([{ "alert": { "name": "PhpFpmSlow" } }]);
+    cluster_breaks(
+        doc,
+        &[(
+            "spec.trigger[0].alert",
+            "an alert condition is heard by the host agent's Alertmanager receiver, and this policy's target is pods: the operator has no receiver yet; watch pods with a `pod` condition",
+        )],
+    );
+}

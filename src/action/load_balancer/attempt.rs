@@ -157,7 +157,7 @@ impl<F: Family> Executor<F> {
     /// policy's last good drain.
     fn drain_trouble(&self, policy: &Policy, why: &str, trail: &mut EditTrail) {
         // An escalation's own drain is not news of its own: it is the escalation.
-        if trail.escalating {
+        if trail.escalating.is_some() {
             return;
         }
         let mut trouble = self.drain_trouble.lock().unwrap_or_else(|e| e.into_inner());

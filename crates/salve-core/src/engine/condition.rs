@@ -1,11 +1,11 @@
 //! Trigger conditions: what each one has seen, whether it holds, and for how long.
 
-use super::event::{ContainerObservation, HttpObservation};
+use super::event::{AlertObservation, AlertStatus, ContainerObservation, HttpObservation};
 use super::time::Timestamp;
 use super::vec_map::VecMap;
 use crate::policy::{
-    ActiveState, Condition, ConditionValue, HttpCondition, LogCondition, NodeCondition,
-    PodCondition, Trigger, UnitCondition, UnitFileState,
+    ActiveState, AlertCondition, Condition, ConditionValue, HttpCondition, LogCondition,
+    NodeCondition, PodCondition, Trigger, UnitCondition, UnitFileState,
 };
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
@@ -62,6 +62,36 @@ pub struct TriggerState {
     /// them up, each with why: `lastState.terminated.reason` stays set while the
     /// restarted container runs fine, so only a new termination is evidence.
     terminations: Vec<(String, String)>,
+    /// Alert: the alerts Alertmanager has said fire, until they resolve.
+    alerts: Vec<HeardAlert>,
+}
+
+/// One firing alert a trigger heard of: which alert (Alertmanager's group key and
+/// fingerprint) and which time it fired (`startsAt`), and whether an attempt used it.
+#[derive(Debug)]
+struct HeardAlert {
+    group_key: String,
+    fingerprint: String,
+    starts_at: String,
+    used: bool,
+    /// `{instance="web-1", severity="page"}`, for the journal.
+    labels: String,
+}
+
+/// How many firing alerts a trigger remembers: a group's worth, bounded whatever
+/// Alertmanager sends.
+const REMEMBERED_ALERTS: usize = 64;
+/// How much of an alert's labels the evidence quotes.
+const QUOTED_LABELS: usize = 512;
+
+/// Whether an alert is the one a condition waits for: its name, and every label the
+/// condition names with exactly that value.
+pub fn alert_matches(cond: &AlertCondition, alert: &AlertObservation) -> bool {
+    alert.labels.get("alertname") == Some(&cond.name)
+        && cond
+            .labels
+            .iter()
+            .all(|(k, v)| alert.labels.get(k) == Some(v))
 }
 
 /// How many fresh terminations a trigger remembers: enough to name the containers of
@@ -97,13 +127,52 @@ impl TriggerState {
         self.last_line = Some(line.to_string());
     }
 
+    /// A firing alert is remembered once, however often Alertmanager repeats it; a
+    /// resolved one is forgotten, so the same alert firing again later is news.
+    pub fn observe_alert(&mut self, alert: &AlertObservation) {
+        let same =
+            |a: &HeardAlert| a.group_key == alert.group_key && a.fingerprint == alert.fingerprint;
+        match alert.status {
+            AlertStatus::Resolved => self.alerts.retain(|a| !same(a)),
+            AlertStatus::Firing => {
+                if let Some(known) = self.alerts.iter_mut().find(|a| same(a)) {
+                    // Fired again after a resolution this agent never heard of (resolved
+                    // notifications off, or lost while it was down).
+                    if known.starts_at != alert.starts_at {
+                        known.starts_at = alert.starts_at.clone();
+                        known.used = false;
+                    }
+                    return;
+                }
+                if self.alerts.len() >= REMEMBERED_ALERTS {
+                    let oldest = self.alerts.iter().position(|a| a.used).unwrap_or(0);
+                    self.alerts.remove(oldest);
+                }
+                self.alerts.push(HeardAlert {
+                    group_key: alert.group_key.clone(),
+                    fingerprint: alert.fingerprint.clone(),
+                    starts_at: alert.starts_at.clone(),
+                    used: false,
+                    labels: quoted_labels(&alert.labels),
+                });
+            }
+        }
+    }
+
     /// The evidence an attempt acts on is used up by it: the next attempt needs fresh
     /// failures or log lines. Live unit state is not evidence that can be used up.
     pub fn consume_evidence(&mut self) {
-        if self.consecutive_failures > 0 || !self.hits.is_empty() || !self.terminations.is_empty() {
+        let fresh_alerts = self.alerts.iter().any(|a| !a.used);
+        if self.consecutive_failures > 0
+            || !self.hits.is_empty()
+            || !self.terminations.is_empty()
+            || fresh_alerts
+        {
             self.consecutive_failures = 0;
             self.hits.clear();
             self.terminations.clear();
+            // Still firing, so remembered: Alertmanager's repeats are not news.
+            self.alerts.iter_mut().for_each(|a| a.used = true);
             self.holds_since = None;
         }
     }
@@ -178,6 +247,7 @@ impl TriggerState {
                 _ => false,
             },
             Condition::Http(cond) => self.consecutive_failures >= cond.failures,
+            Condition::Alert(_) => self.alerts.iter().any(|a| !a.used),
             Condition::Log(cond) => {
                 while self.hits.front().is_some_and(|&t| t + cond.within <= now) {
                     self.hits.pop_front();
@@ -294,6 +364,15 @@ impl TriggerState {
                 }
                 text
             }
+            Condition::Alert(cond) => {
+                let fresh: Vec<&HeardAlert> = self.alerts.iter().filter(|a| !a.used).collect();
+                format!(
+                    "alert {}: {} firing and not acted on yet, last: {}",
+                    cond.name,
+                    fresh.len(),
+                    fresh.last().map_or("?", |a| a.labels.as_str())
+                )
+            }
             Condition::Http(cond) => format!(
                 "http {}: {} consecutive failures, last: {}",
                 cond.url,
@@ -313,6 +392,29 @@ impl TriggerState {
             ),
         }
     }
+}
+
+/// An alert's labels as the journal quotes them, `alertname` left out (the evidence
+/// names it) and cut at a bound.
+fn quoted_labels(labels: &BTreeMap<String, String>) -> String {
+    let mut text = String::from("{");
+    for (k, v) in labels.iter().filter(|(k, _)| *k != "alertname") {
+        if text.len() > 1 {
+            text.push_str(", ");
+        }
+        text.push_str(&format!("{k}={v:?}"));
+        if text.len() > QUOTED_LABELS {
+            let mut end = QUOTED_LABELS;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text.push('…');
+            break;
+        }
+    }
+    text.push('}');
+    text
 }
 
 /// The containers that ended between two observations of a pod (their restart count

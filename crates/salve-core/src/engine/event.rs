@@ -22,6 +22,8 @@ pub enum Event {
     Node(NodeObservation),
     /// One line appended to a watched log file.
     Log(LogLine),
+    /// One alert of an Alertmanager notification, firing or resolved.
+    Alert(AlertObservation),
     /// An attempt the engine asked for has finished.
     Outcome(Outcome),
     /// A person closed a policy's circuit (`salve reset`).
@@ -29,6 +31,29 @@ pub enum Event {
     /// Nothing happened, but time passed: lets `for`, cooldowns and windows expire.
     /// Written `{"tick": {}}`.
     Tick {},
+}
+
+/// One alert as Alertmanager's webhook delivers it: the notification's group, the
+/// alert's fingerprint and start (which together say which alert, and which time it
+/// fired), whether it fires or has resolved, and its labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AlertObservation {
+    pub group_key: String,
+    pub fingerprint: String,
+    pub status: AlertStatus,
+    /// `startsAt`, as Alertmanager wrote it.
+    #[serde(default)]
+    pub starts_at: String,
+    /// `alertname` among them.
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

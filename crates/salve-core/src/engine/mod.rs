@@ -26,8 +26,9 @@ pub use condition::{Conditions, ObjectState, UnitSnapshot};
 pub use control::{PauseError, PauseScope, PolicyStatus, MAX_PAUSES};
 pub use decision::{Decision, DecisionRecord, PolicyId, SkipReason, Verdict};
 pub use event::{
-    AttemptDetail, ContainerObservation, Event, HttpObservation, LogLine, NodeObservation, Outcome,
-    OutcomeResult, PodObservation, Reset, UnitObservation, WorkloadKind, WorkloadObservation,
+    AlertObservation, AlertStatus, AttemptDetail, ContainerObservation, Event, HttpObservation,
+    LogLine, NodeObservation, Outcome, OutcomeResult, PodObservation, Reset, UnitObservation,
+    WorkloadKind, WorkloadObservation,
 };
 pub use guard::current_cooldown;
 pub use limits::{Limits, STORM_WINDOW};
@@ -135,6 +136,8 @@ pub struct Engine {
     by_unit: HashMap<String, Vec<PolicyId>>,
     by_url: HashMap<String, Vec<(PolicyId, usize)>>,
     by_log: HashMap<PathBuf, Vec<(PolicyId, usize)>>,
+    /// Alert triggers by the `alertname` they wait for.
+    by_alert: HashMap<String, Vec<(PolicyId, usize)>>,
     units: HashMap<String, UnitSnapshot>,
     /// The last state seen of each Kubernetes object a policy names or selects, by
     /// target name.
@@ -185,6 +188,7 @@ impl Engine {
             by_unit: HashMap::new(),
             by_url: HashMap::new(),
             by_log: HashMap::new(),
+            by_alert: HashMap::new(),
             units: HashMap::new(),
             objects: HashMap::new(),
             selectors: Vec::new(),
@@ -256,6 +260,7 @@ impl Engine {
         self.by_unit.clear();
         self.by_url.clear();
         self.by_log.clear();
+        self.by_alert.clear();
         self.timers.clear();
         self.waiting_for_slot.clear();
         self.selectors.clear();
@@ -341,6 +346,11 @@ impl Engine {
                     .or_default()
                     .push((id, t)),
                 Condition::Log(c) => self.by_log.entry(c.path.clone()).or_default().push((id, t)),
+                Condition::Alert(c) => self
+                    .by_alert
+                    .entry(c.name.clone())
+                    .or_default()
+                    .push((id, t)),
             }
         }
         let name = self.target_names[id.index()].clone();
@@ -476,6 +486,37 @@ impl Engine {
                 }
                 if let Some(slot) = self.by_log.get_mut(&line.path) {
                     *slot = watchers;
+                }
+            }
+            Event::Alert(alert) => {
+                let Some(watchers) = alert
+                    .labels
+                    .get("alertname")
+                    .and_then(|name| self.by_alert.get_mut(name))
+                    .map(std::mem::take)
+                else {
+                    return;
+                };
+                let mut heard: Vec<PolicyId> = Vec::new();
+                for &(id, t) in &watchers {
+                    if let Condition::Alert(cond) =
+                        &self.policies[id.index()].spec.trigger[t].condition
+                    {
+                        if condition::alert_matches(cond, alert) {
+                            self.states[id.index()].triggers[t].observe_alert(alert);
+                            if heard.last() != Some(&id) {
+                                heard.push(id);
+                            }
+                        }
+                    }
+                }
+                for id in heard {
+                    self.evaluate(now, id, out);
+                }
+                if let Some(name) = alert.labels.get("alertname") {
+                    if let Some(slot) = self.by_alert.get_mut(name) {
+                        *slot = watchers;
+                    }
                 }
             }
             Event::Outcome(outcome) => self.on_outcome(now, outcome, out),

@@ -223,10 +223,11 @@ pub enum Condition {
     Pod(PodCondition),
     Workload(WorkloadCondition),
     Node(NodeCondition),
+    Alert(AlertCondition),
 }
 
 /// The condition kinds as a trigger spells them.
-pub const CONDITION_KINDS: &[&str] = &["unit", "http", "log", "pod", "workload", "node"];
+pub const CONDITION_KINDS: &[&str] = &["unit", "http", "log", "pod", "workload", "node", "alert"];
 
 impl Condition {
     pub fn kind(&self) -> &'static str {
@@ -237,19 +238,21 @@ impl Condition {
             Condition::Pod(_) => "pod",
             Condition::Workload(_) => "workload",
             Condition::Node(_) => "node",
+            Condition::Alert(_) => "alert",
         }
     }
 }
 
 /// A trigger as written: exactly one condition kind (`unit`, `http`, `log`, `pod`,
-/// `workload`, `node`), and `for`.
+/// `workload`, `node`, `alert`), and `for`.
 #[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(
     title = "Trigger",
     extend("oneOf" = [
         { "required": ["unit"] }, { "required": ["http"] }, { "required": ["log"] },
-        { "required": ["pod"] }, { "required": ["workload"] }, { "required": ["node"] }
+        { "required": ["pod"] }, { "required": ["workload"] }, { "required": ["node"] },
+        { "required": ["alert"] }
     ])
 )]
 pub struct TriggerDoc {
@@ -295,6 +298,13 @@ pub struct TriggerDoc {
     )]
     #[schemars(with = "NodeCondition")]
     pub node: Option<NodeCondition>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_mapping"
+    )]
+    #[schemars(with = "AlertCondition")]
+    pub alert: Option<AlertCondition>,
     /// The condition must hold continuously this long; a flap resets it.
     #[serde(rename = "for", default = "defaults::hold", with = "duration_text")]
     #[schemars(with = "DurationSchema")]
@@ -327,6 +337,7 @@ impl TryFrom<TriggerDoc> for Trigger {
             doc.pod.map(Condition::Pod),
             doc.workload.map(Condition::Workload),
             doc.node.map(Condition::Node),
+            doc.alert.map(Condition::Alert),
         ]
         .into_iter()
         .flatten()
@@ -355,6 +366,7 @@ impl From<Trigger> for TriggerDoc {
             pod: None,
             workload: None,
             node: None,
+            alert: None,
             hold: t.hold,
         };
         match t.condition {
@@ -364,9 +376,26 @@ impl From<Trigger> for TriggerDoc {
             Condition::Pod(c) => doc.pod = Some(c),
             Condition::Workload(c) => doc.workload = Some(c),
             Condition::Node(c) => doc.node = Some(c),
+            Condition::Alert(c) => doc.alert = Some(c),
         }
         doc
     }
+}
+
+/// Holds while Alertmanager has delivered a firing alert named `name` whose labels
+/// include every one of `labels` (each with exactly that value), and no attempt has
+/// acted on it yet: an alert is evidence an attempt uses up, so Alertmanager repeating
+/// its notification (the same group and fingerprint) fires nothing more, and only a
+/// new alert, or the same one firing again after it resolved, does. A `resolved`
+/// notification ends it, a trigger still in its `for` included.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AlertCondition {
+    /// The alert's `alertname` label.
+    pub name: String,
+    /// Labels the alert must carry, each with exactly this value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Holds while a container of the target pod is waiting, or last ended, for one of
@@ -980,9 +1009,47 @@ impl KillWhom {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NotifyArgs {
     pub webhook: HttpUrl,
+    /// What the body looks like; `json` when left out.
+    #[serde(default, skip_serializing_if = "NotifyFormat::is_json")]
+    pub format: NotifyFormat,
     #[serde(default = "defaults::notify_timeout", with = "duration_text")]
     #[schemars(with = "DurationSchema")]
     pub timeout: Duration,
+}
+
+/// The body a `notify` posts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NotifyFormat {
+    /// salve's own: `{policy, target, event, attemptId, attempts, message, at}`.
+    #[default]
+    Json,
+    /// `{"text": …}`, as Slack's incoming webhooks (and Mattermost's, Rocket.Chat's)
+    /// take it.
+    Slack,
+    /// One alert for Alertmanager's `POST /api/v2/alerts`: the webhook is that URL.
+    Alertmanager,
+}
+
+impl NotifyFormat {
+    pub const ALL: [NotifyFormat; 3] = [
+        NotifyFormat::Json,
+        NotifyFormat::Slack,
+        NotifyFormat::Alertmanager,
+    ];
+
+    /// As a policy writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyFormat::Json => "json",
+            NotifyFormat::Slack => "slack",
+            NotifyFormat::Alertmanager => "alertmanager",
+        }
+    }
+
+    fn is_json(&self) -> bool {
+        *self == NotifyFormat::Json
+    }
 }
 
 /// A workload's replicas, changed by `by` per attempt and kept within `min`..=`max`.

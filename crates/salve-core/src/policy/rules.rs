@@ -131,6 +131,52 @@ pub fn pause_reason(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An alert's name (its `alertname` label): said, one line.
+pub fn alert_name(text: &str) -> Result<(), String> {
+    not_blank(text, "an alert's name")?;
+    one_line(text, "an alert's name", ALERT_TEXT_MAX)
+}
+
+/// How long an alert's name or a label's value may be: far beyond any alerting rule's,
+/// and a bound on what each trigger keeps.
+pub const ALERT_TEXT_MAX: usize = 1024;
+/// How many labels an alert condition may name.
+pub const ALERT_LABELS_MAX: usize = 32;
+
+/// One label an alert must carry: a Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`,
+/// not `__`-reserved, not `alertname`, which is the condition's `name`) and a value.
+pub fn alert_label(key: &str, value: &str) -> Result<(), String> {
+    let mut chars = key.chars();
+    let named = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !named {
+        return Err(format!(
+            "\"{key}\" is not a Prometheus label name: a letter or `_`, then letters, digits and `_`"
+        ));
+    }
+    if key.starts_with("__") {
+        return Err(format!(
+            "\"{key}\": labels starting with `__` are Prometheus's own and never reach Alertmanager"
+        ));
+    }
+    if key == "alertname" {
+        return Err("the alert's name is the condition's `name`, not one of its labels".into());
+    }
+    one_line(value, &format!("the value of label {key}"), ALERT_TEXT_MAX)
+}
+
+fn one_line(text: &str, what: &str, max: usize) -> Result<(), String> {
+    if text.chars().any(char::is_control) {
+        return Err(format!("{what} is one line of printable text"));
+    }
+    if text.chars().count() > max {
+        return Err(format!("{what} is at most {max} characters"));
+    }
+    Ok(())
+}
+
 pub fn absolute_path(text: &str) -> Result<(), String> {
     not_blank(text, "a path")?;
     if text.starts_with('/') {

@@ -277,6 +277,13 @@ impl Checker {
                     spec.target.is_selector(),
                     &format!("an http condition probes one URL, and this policy's target selects {many} by label: a failing probe would act on each of them; name one object, or watch each with a `{own}` condition"),
                 ),
+                // Alertmanager's webhook reaches the host agent's receiver; the operator
+                // has none yet, and a trigger that can never fire is refused, not kept.
+                Condition::Alert(_) => self.rule(
+                    &at.key("alert"),
+                    true,
+                    &format!("an alert condition is heard by the host agent's Alertmanager receiver, and this policy's target is {kind}: the operator has no receiver yet; watch {many} with a `{own}` condition"),
+                ),
                 _ => {}
             }
         }
@@ -489,6 +496,22 @@ impl Checker {
                     });
                 }
             }
+            Condition::Alert(alert) => {
+                let at = at.key("alert");
+                self.check(&at.key("name"), rules::alert_name(&alert.name));
+                let labels = at.key("labels");
+                self.rule(
+                    &labels,
+                    alert.labels.len() > rules::ALERT_LABELS_MAX,
+                    &format!(
+                        "an alert condition names at most {} labels",
+                        rules::ALERT_LABELS_MAX
+                    ),
+                );
+                for (key, value) in &alert.labels {
+                    self.check(&labels, rules::alert_label(key, value));
+                }
+            }
             Condition::Log(log) => {
                 let at = at.key("log");
                 self.check(&at.key("path"), rules::log_path(&path_text(&log.path)));
@@ -672,6 +695,16 @@ impl Checker {
             }
             Action::Notify(notify) => {
                 self.check(&at.key("timeout"), rules::positive(notify.timeout));
+                let path = notify.webhook.path.split('?').next().unwrap_or_default();
+                self.rule(
+                    &at.key("webhook"),
+                    notify.format == NotifyFormat::Alertmanager
+                        && !path.trim_end_matches('/').ends_with("/api/v2/alerts"),
+                    &format!(
+                        "the alertmanager format posts to Alertmanager's alerts API: the webhook is http://ALERTMANAGER:9093/api/v2/alerts, not {}",
+                        notify.webhook
+                    ),
+                );
             }
             Action::Drain(drain) => {
                 self.lb_server(&drain.haproxy, &drain.nginx, &drain.gateway, at);

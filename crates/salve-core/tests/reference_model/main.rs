@@ -14,8 +14,8 @@ mod model;
 use model::{Model, Said};
 use proptest::prelude::*;
 use salve_core::engine::{
-    Decision, Engine, Event, HttpObservation, Limits, LogLine, Outcome, OutcomeResult, Reset,
-    Timestamp, UnitObservation, Verdict,
+    AlertObservation, AlertStatus, Decision, Engine, Event, HttpObservation, Limits, LogLine,
+    Outcome, OutcomeResult, Reset, Timestamp, UnitObservation, Verdict,
 };
 use salve_core::policy::{parse_file, ActiveState, Policy};
 use std::path::Path;
@@ -33,6 +33,8 @@ struct PolicySpec {
     http: Option<(usize, u32, u64)>,
     /// (log file, count, within, `for` in seconds).
     log: Option<(usize, u32, u64, u64)>,
+    /// (alert name, `for` in seconds).
+    alert: Option<(usize, u64)>,
     cooldown_s: u64,
     max_attempts: u32,
     window_s: u64,
@@ -61,6 +63,9 @@ impl PolicySpec {
             trigger += &format!(
                 "    - log: {{ path: /var/log/{path}.log, pattern: refused, count: {count}, within: {within}s }}\n      for: {hold}s\n"
             );
+        }
+        if let Some((name, hold)) = self.alert {
+            trigger += &format!("    - alert: {{ name: A{name} }}\n      for: {hold}s\n");
         }
         format!(
             "apiVersion: salve.dev/v1alpha1\nkind: RemediationPolicy\nmetadata: {{ name: {} }}\nspec:\n  target: {{ unit: t{}.service }}\n  trigger:\n{trigger}  actions:\n    - restart: {{}}\n  escalate:\n    - notify: {{ webhook: \"http://127.0.0.1:9093/\" }}\n  guard: {{ cooldown: {}s, maxAttempts: {}, window: {}s, backoff: {}.{} }}\n  dryRun: {}\n",
@@ -96,17 +101,24 @@ fn policy_spec(index: usize) -> impl Strategy<Value = PolicySpec> {
             prop::bool::weighted(0.2),
         ),
         prop::option::weighted(0.5, (0usize..2, 1u32..4, hold())),
-        prop::option::weighted(0.5, (0usize..2, 1u32..4, 5u64..60, hold())),
+        (
+            prop::option::weighted(0.5, (0usize..2, 1u32..4, 5u64..60, hold())),
+            prop::option::weighted(0.3, (0usize..2, hold())),
+        ),
         (0u64..20, 1u32..9, 0u64..120, 10u32..30),
     )
         .prop_map(
-            move |(target, dry_run, (unit, unit_sub_failed), http, log, (c, m, w, b))| {
+            move |(target, dry_run, (unit, unit_sub_failed), http, (log, alert), (c, m, w, b))| {
                 PolicySpec {
                     name: format!("p{index}"),
                     target,
                     dry_run,
                     // At least one trigger.
-                    unit_hold_s: if unit.is_none() && http.is_none() && log.is_none() {
+                    unit_hold_s: if unit.is_none()
+                        && http.is_none()
+                        && log.is_none()
+                        && alert.is_none()
+                    {
                         Some(0)
                     } else {
                         unit
@@ -114,6 +126,7 @@ fn policy_spec(index: usize) -> impl Strategy<Value = PolicySpec> {
                     unit_sub_failed,
                     http,
                     log,
+                    alert,
                     cooldown_s: c,
                     max_attempts: m,
                     window_s: c.max(1) + w,
@@ -139,6 +152,8 @@ enum Step {
     Unit(usize, ActiveState, Option<&'static str>),
     Probe(usize, Option<u16>),
     Log(usize, bool),
+    /// An alert's name, fingerprint and start, and whether it fires or resolved.
+    Alert(usize, usize, usize, bool),
     /// Which attempt (index into those running), the result, a failed verification,
     /// and how it names the attempt: 0 by id, 1 by policy name only, 2 a stale id.
     Outcome(usize, OutcomeResult, bool, u8),
@@ -175,6 +190,8 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(t, s, sub)| Step::Unit(t, s, sub)),
         3 => (0usize..2, status).prop_map(|(u, s)| Step::Probe(u, s)),
         2 => (0usize..2, prop::bool::weighted(0.8)).prop_map(|(p, m)| Step::Log(p, m)),
+        2 => (0usize..2, 0usize..3, 0usize..2, prop::bool::weighted(0.7))
+            .prop_map(|(n, f, s, firing)| Step::Alert(n, f, s, firing)),
         4 => (0usize..4, result, prop::bool::weighted(0.2), prop_oneof![6 => Just(0u8), 2 => Just(1u8), 1 => Just(2u8)])
             .prop_map(|(i, r, v, by)| Step::Outcome(i, r, v, by)),
         1 => (0usize..8).prop_map(Step::Reset),
@@ -394,6 +411,17 @@ fn run(scenario: &Scenario, coverage: &mut Coverage) -> Result<(), TestCaseError
                 } else {
                     "a quiet line".into()
                 },
+            }),
+            Step::Alert(name, fingerprint, starts, firing) => Event::Alert(AlertObservation {
+                group_key: "{}:{}".into(),
+                fingerprint: format!("f{fingerprint}"),
+                status: if *firing {
+                    AlertStatus::Firing
+                } else {
+                    AlertStatus::Resolved
+                },
+                starts_at: format!("s{starts}"),
+                labels: [("alertname".to_string(), format!("A{name}"))].into(),
             }),
             Step::Outcome(i, result, unverified, by) => {
                 let (attempt_id, policy) = match (running.is_empty(), by) {

@@ -6,7 +6,7 @@
 //! watchers and keeping timers. Agreement with the engine, decision by decision, is
 //! what the property in `main.rs` checks.
 
-use salve_core::engine::{Event, Limits, OutcomeResult, SkipReason, Timestamp};
+use salve_core::engine::{AlertStatus, Event, Limits, OutcomeResult, SkipReason, Timestamp};
 use salve_core::policy::{ActiveState, Condition, Policy, UnitFileState};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -49,6 +49,8 @@ struct TriggerMemory {
     since: Option<Timestamp>,
     http_failures: u32,
     log_hits: Vec<Timestamp>,
+    /// Firing alerts heard: (fingerprint, start, acted on).
+    alerts: Vec<(String, String, bool)>,
 }
 
 #[derive(Default)]
@@ -248,6 +250,40 @@ impl Model {
                     concerned.extend(self.on_target(&key));
                 }
             }
+            Event::Alert(alert) => {
+                for (i, policy) in self.policies.iter().enumerate() {
+                    let memory = self.memory.get_mut(policy.name()).expect("installed");
+                    for (t, trigger) in policy.spec.trigger.iter().enumerate() {
+                        let Condition::Alert(c) = &trigger.condition else {
+                            continue;
+                        };
+                        let named = alert.labels.get("alertname") == Some(&c.name)
+                            && c.labels.iter().all(|(k, v)| alert.labels.get(k) == Some(v));
+                        if !named {
+                            continue;
+                        }
+                        let heard = &mut memory.triggers[t].alerts;
+                        let known = heard.iter().position(|(f, _, _)| *f == alert.fingerprint);
+                        match (alert.status, known) {
+                            (AlertStatus::Resolved, _) => {
+                                heard.retain(|(f, _, _)| *f != alert.fingerprint)
+                            }
+                            (AlertStatus::Firing, Some(k)) => {
+                                if heard[k].1 != alert.starts_at {
+                                    heard[k] =
+                                        (alert.fingerprint.clone(), alert.starts_at.clone(), false);
+                                }
+                            }
+                            (AlertStatus::Firing, None) => heard.push((
+                                alert.fingerprint.clone(),
+                                alert.starts_at.clone(),
+                                false,
+                            )),
+                        }
+                        concerned.push(i);
+                    }
+                }
+            }
             // The model restates the guardrails over host targets; the generators make
             // no Kubernetes objects, so these never arrive.
             Event::Pod(_) | Event::Workload(_) | Event::Node(_) => {}
@@ -376,6 +412,7 @@ impl Model {
                 }),
                 Condition::Http(c) => m.http_failures >= c.failures,
                 Condition::Pod(_) | Condition::Workload(_) | Condition::Node(_) => false,
+                Condition::Alert(_) => m.alerts.iter().any(|(_, _, used)| !used),
                 Condition::Log(c) => {
                     m.log_hits
                         .iter()
@@ -537,11 +574,14 @@ fn cooldown(guard: &salve_core::policy::Guard, failures: u32) -> Duration {
     }
 }
 
-/// HTTP failures and log lines are evidence an attempt uses up; unit state is not.
+/// HTTP failures, log lines and alerts are evidence an attempt uses up; unit state is
+/// not. A used alert is still remembered: repeated, it is no news.
 fn use_up(m: &mut TriggerMemory) {
-    if m.http_failures > 0 || !m.log_hits.is_empty() {
+    let fresh_alert = m.alerts.iter().any(|(_, _, used)| !used);
+    if m.http_failures > 0 || !m.log_hits.is_empty() || fresh_alert {
         m.http_failures = 0;
         m.log_hits.clear();
+        m.alerts.iter_mut().for_each(|a| a.2 = true);
         m.since = None;
     }
 }

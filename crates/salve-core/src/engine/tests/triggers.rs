@@ -225,3 +225,112 @@ fn the_next_deadline_is_a_live_instant_after_deadlines_moved_later() {
         Some(at(time(98)) + Duration::from_secs(3600))
     );
 }
+
+fn alert(
+    status: AlertStatus,
+    fingerprint: &str,
+    starts_at: &str,
+    labels: &[(&str, &str)],
+) -> Event {
+    Event::Alert(AlertObservation {
+        group_key: "{}:{alertname=\"PhpFpmDown\"}".into(),
+        fingerprint: fingerprint.into(),
+        status,
+        starts_at: starts_at.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    })
+}
+
+const ALERT: &str =
+    "    - alert: { name: PhpFpmDown, labels: { instance: web-1 } }\n      for: 30s";
+const WEB_1: &[(&str, &str)] = &[
+    ("alertname", "PhpFpmDown"),
+    ("instance", "web-1"),
+    ("job", "php"),
+];
+
+#[test]
+fn an_alert_fires_once_however_often_alertmanager_repeats_it() {
+    use AlertStatus::Firing;
+    let mut e = one(ALERT, GUARD, "");
+    assert!(feed(&mut e, 0.0, alert(Firing, "a1", "t0", WEB_1)).is_empty());
+    let fired = feed(&mut e, 30.0, Event::Tick {});
+    assert!(
+        matches!(&fired[..], [Verdict::Act { evidence, .. }]
+            if evidence[0] == "alert PhpFpmDown: 1 firing and not acted on yet, last: {instance=\"web-1\", job=\"php\"}"),
+        "{fired:?}"
+    );
+    feed(&mut e, 31.0, outcome("p", OutcomeResult::Ok));
+    // Alertmanager's repeat_interval and group_interval send the same alert again.
+    let mut later = Vec::new();
+    for t in [40.0, 100.0, 400.0, 4000.0] {
+        later.extend(feed(&mut e, t, alert(Firing, "a1", "t0", WEB_1)));
+        later.extend(feed(&mut e, t + 60.0, Event::Tick {}));
+    }
+    assert_eq!(acts(&later), 0, "{later:?}");
+    // A second alert of the group is news.
+    let mut other = WEB_1.to_vec();
+    other[2] = ("job", "php-2");
+    feed(&mut e, 5000.0, alert(Firing, "b2", "t1", &other));
+    assert_eq!(acts(&feed(&mut e, 5030.0, Event::Tick {})), 1);
+}
+
+#[test]
+fn a_resolved_alert_cancels_a_trigger_in_its_for_and_fires_anew_when_it_fires_again() {
+    use AlertStatus::{Firing, Resolved};
+    let mut e = one(ALERT, GUARD, "");
+    feed(&mut e, 0.0, alert(Firing, "a1", "t0", WEB_1));
+    feed(&mut e, 20.0, alert(Resolved, "a1", "t0", WEB_1));
+    let mut quiet = Vec::new();
+    for t in 21..120 {
+        quiet.extend(feed(&mut e, t as f64, Event::Tick {}));
+    }
+    assert_eq!(acts(&quiet), 0, "resolved within its for: {quiet:?}");
+    // The same alert again, a new start: its own `for` from now.
+    feed(&mut e, 200.0, alert(Firing, "a1", "t2", WEB_1));
+    assert_eq!(acts(&feed(&mut e, 229.0, Event::Tick {})), 0);
+    assert_eq!(acts(&feed(&mut e, 230.0, Event::Tick {})), 1);
+    feed(&mut e, 231.0, outcome("p", OutcomeResult::Ok));
+    // Fired again after a resolution salve never heard of: a new startsAt is news.
+    feed(&mut e, 500.0, alert(Firing, "a1", "t3", WEB_1));
+    assert_eq!(acts(&feed(&mut e, 530.0, Event::Tick {})), 1);
+}
+
+#[test]
+fn an_alert_counts_only_with_its_name_and_every_label_the_condition_names() {
+    use AlertStatus::Firing;
+    let mut e = one(ALERT, GUARD, "");
+    let others: [&[(&str, &str)]; 3] = [
+        &[("alertname", "PhpFpmDown"), ("instance", "web-2")],
+        &[("alertname", "PhpFpmDown")],
+        &[("alertname", "NginxDown"), ("instance", "web-1")],
+    ];
+    let mut heard = Vec::new();
+    for (i, labels) in others.iter().enumerate() {
+        heard.extend(feed(
+            &mut e,
+            i as f64,
+            alert(Firing, &format!("f{i}"), "t0", labels),
+        ));
+    }
+    heard.extend(feed(&mut e, 100.0, Event::Tick {}));
+    assert_eq!(acts(&heard), 0, "{heard:?}");
+    assert!(e.next_deadline().is_none(), "nothing holds");
+}
+
+#[test]
+fn a_flood_of_alerts_keeps_what_a_trigger_remembers_bounded() {
+    use AlertStatus::Firing;
+    let mut e = one(ALERT, GUARD, "");
+    for i in 0..10_000 {
+        feed(&mut e, 0.0, alert(Firing, &format!("f{i}"), "t0", WEB_1));
+    }
+    let fired = feed(&mut e, 30.0, Event::Tick {});
+    assert!(
+        matches!(&fired[..], [Verdict::Act { evidence, .. }] if evidence[0].contains(": 64 firing")),
+        "{fired:?}"
+    );
+}

@@ -32,8 +32,10 @@ pub(crate) const SPEC_FIELDS: &[&str] = &[
 pub(crate) const FLEET_FIELDS: &[&str] = &["group", "maxConcurrent", "lock"];
 pub(crate) const SELECTION_FIELDS: &[&str] = &["namespace", "name", "selector"];
 pub(crate) const NODE_SELECTION_FIELDS: &[&str] = &["name", "selector"];
-pub(crate) const TRIGGER_FIELDS: &[&str] =
-    &["unit", "http", "log", "pod", "workload", "node", "for"];
+pub(crate) const TRIGGER_FIELDS: &[&str] = &[
+    "unit", "http", "log", "pod", "workload", "node", "alert", "for",
+];
+pub(crate) const ALERT_CONDITION_FIELDS: &[&str] = &["name", "labels"];
 pub(crate) const POD_CONDITION_FIELDS: &[&str] = &["reason", "restarts", "condition", "status"];
 pub(crate) const WORKLOAD_CONDITION_FIELDS: &[&str] = &["unavailable", "condition", "status"];
 pub(crate) const NODE_CONDITION_FIELDS: &[&str] = &["condition", "status"];
@@ -76,7 +78,7 @@ pub(crate) const NGINX_UPSTREAM_FIELDS: &[&str] = &["file", "upstream", "server"
 pub(crate) const SCALE_FIELDS: &[&str] = &["by", "min", "max"];
 pub(crate) const RAISE_MEMORY_FIELDS: &[&str] = &["container", "factor", "max"];
 pub(crate) const KILL_FIELDS: &[&str] = &["signal", "whom"];
-pub(crate) const NOTIFY_FIELDS: &[&str] = &["webhook", "timeout"];
+pub(crate) const NOTIFY_FIELDS: &[&str] = &["webhook", "format", "timeout"];
 pub(crate) const EXEC_FIELDS: &[&str] = &["command", "timeout", "env"];
 pub(crate) const VERIFY_FIELDS: &[&str] = &["http", "unit", "ready"];
 pub(crate) const READY_VERIFY_FIELDS: &[&str] = &["within"];
@@ -218,7 +220,7 @@ fn metadata(dec: &mut Decoder, node: &Node) -> Option<Metadata> {
 }
 
 /// A mapping of strings to strings: labels, annotations.
-fn string_map(
+pub(super) fn string_map(
     dec: &mut Decoder,
     node: &Node,
     what: &str,
@@ -522,8 +524,23 @@ fn action(dec: &mut Decoder, node: &Node) -> Option<Action> {
                 defaults::notify_timeout(),
                 positive_duration,
             );
+            let format = opt(dec, &f, "format", NotifyFormat::default(), |d, n| {
+                let text = d.string(n)?;
+                match NotifyFormat::ALL.into_iter().find(|k| k.as_str() == text) {
+                    Some(format) => Some(format),
+                    None => {
+                        let names = NotifyFormat::ALL.map(NotifyFormat::as_str);
+                        d.error(
+                            n.pos,
+                            super::decode::unknown_name("notify format", &text, &names),
+                        );
+                        None
+                    }
+                }
+            });
             Action::Notify(NotifyArgs {
                 webhook: webhook?,
+                format: format?,
                 timeout: timeout?,
             })
         }

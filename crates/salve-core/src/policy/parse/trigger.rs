@@ -1,5 +1,5 @@
-//! Decoding trigger conditions: `unit`, `http`, `log`, and the Kubernetes ones `pod`,
-//! `workload` and `node`.
+//! Decoding trigger conditions: `unit`, `http`, `log`, the Kubernetes ones `pod`,
+//! `workload` and `node`, and Alertmanager's `alert`.
 
 use super::super::decode::Decoder;
 use super::super::model::*;
@@ -39,6 +39,10 @@ pub(super) fn trigger(dec: &mut Decoder, node: &Node) -> Option<Trigger> {
             .get("node")
             .and_then(|n| node_condition(dec, n))
             .map(Condition::Node),
+        ["alert"] => f
+            .get("alert")
+            .and_then(|n| alert_condition(dec, n))
+            .map(Condition::Alert),
         // A misspelt kind was reported already; "needs one of" would only repeat it.
         [] if f.had_unknown => None,
         _ => {
@@ -51,6 +55,20 @@ pub(super) fn trigger(dec: &mut Decoder, node: &Node) -> Option<Trigger> {
     Some(Trigger {
         condition: condition?,
         hold: hold?,
+    })
+}
+
+fn alert_condition(dec: &mut Decoder, node: &Node) -> Option<AlertCondition> {
+    let f = dec.fields(node, "an alert condition", ALERT_CONDITION_FIELDS)?;
+    let name = f
+        .required(dec, "name")
+        .and_then(|n| dec.checked_string(n, rules::alert_name));
+    let labels = opt(dec, &f, "labels", Default::default(), |d, n| {
+        string_map(d, n, "labels")
+    });
+    Some(AlertCondition {
+        name: name?,
+        labels: labels?,
     })
 }
 
