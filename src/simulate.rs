@@ -27,7 +27,7 @@ pub struct EventsError {
 }
 
 const EVENT_KINDS: &[&str] = &[
-    "unit", "http", "log", "pod", "workload", "node", "alert", "outcome", "reset", "tick",
+    "unit", "http", "log", "pod", "workload", "node", "alert", "phpFpm", "outcome", "reset", "tick",
 ];
 const EXPECTED: &str =
     "(expected {\"at\": TIME, KIND: {...}} with KIND one of unit, http, log, pod, workload, node, outcome, reset, tick)";

@@ -504,7 +504,8 @@ fn bad_duration_and_regex_are_errors() {
 fn unknown_action_and_trigger_kind_suggest_a_fix() {
     let file = fixture("errors/unknown-action-and-trigger-kind.yaml");
     let run = check(&[&file]);
-    let trigger_kinds = "(expected one of: unit, http, log, pod, workload, node, alert, for)";
+    let trigger_kinds =
+        "(expected one of: unit, http, log, pod, workload, node, alert, phpFpm, for)";
     assert_errors(
         &run,
         &[

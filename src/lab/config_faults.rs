@@ -62,6 +62,26 @@ impl Lab {
         self.wait_healthy(TAKE_EFFECT)
     }
 
+    /// Moves the pool (and nginx's fastcgi_pass) from its socket to 127.0.0.1:`port`:
+    /// PHP-FPM reports the listen queue of a TCP listener only. `repair` moves it back.
+    pub fn pool_on_tcp(&self, port: u16) -> Result<(), LabError> {
+        let listen = format!("listen = {PHP_FPM_SOCKET}");
+        let tcp = format!("listen = 127.0.0.1:{port}");
+        replace_lines(
+            &self.layout().pool_conf(),
+            &[(listen.as_str(), tcp.as_str())],
+        )?;
+        let pass = format!("fastcgi_pass unix:{PHP_FPM_SOCKET};");
+        let tcp_pass = format!("fastcgi_pass 127.0.0.1:{port};");
+        replace_lines(
+            &self.layout().nginx_site(),
+            &[(pass.as_str(), tcp_pass.as_str())],
+        )?;
+        self.systemctl_ok(&["restart", PHP_FPM_UNIT])?;
+        self.systemctl_ok(&["restart", NGINX_UNIT])?;
+        self.wait_healthy(TAKE_EFFECT)
+    }
+
     /// Reloads take effect a moment after systemctl returns; a scenario is only done
     /// once the site really answers 502.
     fn wait_for_bad_gateway(&self, scenario: Scenario) -> Result<(), LabError> {

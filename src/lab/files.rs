@@ -376,8 +376,20 @@ pub(super) fn pool_conf_of(name: &str, socket: &str) -> String {
          pm.max_children = {MAX_CHILDREN}\n\
          pm.start_servers = {MAX_CHILDREN}\n\
          pm.min_spare_servers = 1\n\
-         pm.max_spare_servers = {MAX_CHILDREN}\n"
+         pm.max_spare_servers = {MAX_CHILDREN}\n\
+         ; The status page on a listener of its own: it answers while every worker is busy.\n\
+         pm.status_path = /status\n\
+         pm.status_listen = {status}\n",
+        status = status_socket_of(socket)
     )
+}
+
+/// A pool's status listener, beside its socket: `/run/php/php8.2-fpm-status.sock`.
+pub fn status_socket_of(socket: &str) -> String {
+    match socket.strip_suffix(".sock") {
+        Some(stem) => format!("{stem}-status.sock"),
+        None => format!("{socket}-status"),
+    }
 }
 
 fn php_fpm_unit(l: &Layout) -> String {

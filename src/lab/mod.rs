@@ -29,7 +29,7 @@ mod status;
 pub use accounts::SALVE_USER;
 pub use config_faults::MISMATCHED_SOCKET;
 pub use error::LabError;
-pub use files::{NGINX_UNIT, PHP_FPM_SOCKET, PHP_FPM_UNIT};
+pub use files::{status_socket_of, NGINX_UNIT, PHP_FPM_SOCKET, PHP_FPM_UNIT};
 pub use guard::LabGuard;
 pub use http::Probe;
 pub use load::{failures, Load, Sample};

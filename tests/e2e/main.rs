@@ -7,6 +7,7 @@ mod alerts;
 mod config_edits;
 mod control;
 mod durability;
+mod fpm_status;
 mod harness;
 mod least_privilege;
 mod load_balancer;

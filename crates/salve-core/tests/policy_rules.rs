@@ -1478,3 +1478,59 @@ fn an_alert_condition_is_the_host_agents_alone() {
         )],
     );
 }
+
+#[test]
+fn php_fpm_conditions_name_a_status_listener_and_bounds() {
+    let added = |condition: J| (format!("{T}/-"), json!({ "phpFpm": condition }));
+    for keep in [
+        json!({ "status": "unix:/run/php/php8.2-fpm-status.sock" }),
+        json!({ "status": "/run/php/status.sock", "path": "/fpm-status", "idleAtMost": 0 }),
+        json!({ "status": "127.0.0.1:9001", "listenQueue": 1000000, "maxChildrenReached": true }),
+        json!({ "status": "[::1]:9001", "interval": "1s", "timeout": "1s" }),
+        json!({ "status": "9001", "idleAtMost": 100000 }),
+    ] {
+        let (at, value) = added(keep);
+        keeps(&[(at.as_str(), value)]);
+    }
+    let how = "write unix:/run/php/php8.2-fpm-status.sock or 127.0.0.1:9001";
+    for (condition, path, message) in [
+        (
+            json!({ "status": "unix:run/status.sock" }),
+            "spec.trigger[3].phpFpm.status",
+            format!("invalid status address \"unix:run/status.sock\": a socket's path is absolute; {how}"),
+        ),
+        (
+            json!({ "status": "localhost" }),
+            "spec.trigger[3].phpFpm.status",
+            format!("invalid status address \"localhost\": no port; {how}"),
+        ),
+        (
+            json!({ "status": "127.0.0.1:0" }),
+            "spec.trigger[3].phpFpm.status",
+            format!("invalid status address \"127.0.0.1:0\": no port; {how}"),
+        ),
+        (
+            json!({ "status": "9001", "path": "status" }),
+            "spec.trigger[3].phpFpm.path",
+            "\"status\" is not a status path: PHP-FPM's pm.status_path starts with / (as /status)".to_string(),
+        ),
+        (
+            json!({ "status": "9001", "listenQueue": 0 }),
+            "spec.trigger[3].phpFpm.listenQueue",
+            "0 is out of range: expected 1 to 1000000".to_string(),
+        ),
+        (
+            json!({ "status": "9001", "idleAtMost": 100001 }),
+            "spec.trigger[3].phpFpm.idleAtMost",
+            "100001 is out of range: expected 0 to 100000".to_string(),
+        ),
+        (
+            json!({ "status": "9001", "interval": "1s", "timeout": "2s" }),
+            "spec.trigger[3].phpFpm.timeout",
+            "timeout: timeout (2s) must not exceed interval (1s), or probes would overlap".to_string(),
+        ),
+    ] {
+        let (at, value) = added(condition);
+        breaks(&[(at.as_str(), value)], path, &message);
+    }
+}

@@ -21,7 +21,7 @@ use crate::policy::HttpUrl;
 use hyper::Method;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::time::{sleep_until, Instant, MissedTickBehavior};
+use tokio::time::{sleep_until, Instant};
 
 /// A `verify` probe gets at least this long to answer even when probing more often:
 /// a service that was just restarted is often slow on its first requests (cold caches),
@@ -85,36 +85,18 @@ pub async fn run_probe_loop(
     interval: Duration,
     timeout: Duration,
     tx: crate::signal::EventSender,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(interval.max(MIN_INTERVAL));
-    // After a slow probe, wait a full interval rather than firing a burst to catch up:
-    // a struggling backend should not get extra load from its own health check.
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        // The whole step (wait, probe, send) is raced against shutdown so that neither a
-        // hanging probe nor a full channel can delay stopping.
-        let step = async {
-            ticker.tick().await;
-            let result = probe(&url, timeout).await;
-            let event = Event::Http(HttpObservation {
-                url: url.as_str().into(),
-                status: result.status,
-                error: result.error,
-            });
-            tx.send(event).await.is_ok()
-        };
-        tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|&stop| stop) => return,
-            sent = step => {
-                if !sent {
-                    tracing::debug!(url = %url, "event channel closed; probe loop stops");
-                    return;
-                }
-            }
-        }
-    }
+    crate::signal::poll_every(interval, tx, shutdown, || async {
+        let result = probe(&url, timeout).await;
+        Event::Http(HttpObservation {
+            url: url.as_str().into(),
+            status: result.status,
+            error: result.error,
+        })
+    })
+    .await;
+    tracing::debug!(url = %url, "probe loop stopped");
 }
 
 /// For `verify`: probes every `every` until a status in `expected` is seen (`Ok(status)`)

@@ -1,11 +1,14 @@
 //! Trigger conditions: what each one has seen, whether it holds, and for how long.
 
-use super::event::{AlertObservation, AlertStatus, ContainerObservation, HttpObservation};
+use super::event::{
+    AlertObservation, AlertStatus, ContainerObservation, HttpObservation, PhpFpmObservation,
+    PhpFpmStatus,
+};
 use super::time::Timestamp;
 use super::vec_map::VecMap;
 use crate::policy::{
     ActiveState, AlertCondition, Condition, ConditionValue, HttpCondition, LogCondition,
-    NodeCondition, PodCondition, Trigger, UnitCondition, UnitFileState,
+    NodeCondition, PhpFpmCondition, PodCondition, Trigger, UnitCondition, UnitFileState,
 };
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
@@ -64,6 +67,19 @@ pub struct TriggerState {
     terminations: Vec<(String, String)>,
     /// Alert: the alerts Alertmanager has said fire, until they resolve.
     alerts: Vec<HeardAlert>,
+    /// PHP-FPM status: the last reading (or why there was none), while no attempt has
+    /// used it; and the pool's max-children count the reading before saw.
+    fpm: Option<Box<FpmReading>>,
+    fpm_children_before: Option<u64>,
+}
+
+/// The last answer of a status page, or why there was none.
+#[derive(Debug)]
+struct FpmReading {
+    status: Option<PhpFpmStatus>,
+    error: Option<String>,
+    /// The pool hit `pm.max_children` between the reading before and this one.
+    children_reached: bool,
 }
 
 /// One firing alert a trigger heard of: which alert (Alertmanager's group key and
@@ -159,6 +175,24 @@ impl TriggerState {
         }
     }
 
+    /// A status page's answer replaces the one before.
+    pub fn observe_fpm(&mut self, obs: &PhpFpmObservation) {
+        let children = obs.status.as_ref().map(|s| s.max_children_reached);
+        // A restarted pool counts from 0 again: only a rise is news.
+        let children_reached = match (self.fpm_children_before, children) {
+            (Some(before), Some(now)) => now > before,
+            _ => false,
+        };
+        if children.is_some() {
+            self.fpm_children_before = children;
+        }
+        self.fpm = Some(Box::new(FpmReading {
+            status: obs.status.clone(),
+            error: obs.error.clone(),
+            children_reached,
+        }));
+    }
+
     /// The evidence an attempt acts on is used up by it: the next attempt needs fresh
     /// failures or log lines. Live unit state is not evidence that can be used up.
     pub fn consume_evidence(&mut self) {
@@ -167,10 +201,12 @@ impl TriggerState {
             || !self.hits.is_empty()
             || !self.terminations.is_empty()
             || fresh_alerts
+            || self.fpm.is_some()
         {
             self.consecutive_failures = 0;
             self.hits.clear();
             self.terminations.clear();
+            self.fpm = None;
             // Still firing, so remembered: Alertmanager's repeats are not news.
             self.alerts.iter_mut().for_each(|a| a.used = true);
             self.holds_since = None;
@@ -248,6 +284,7 @@ impl TriggerState {
             },
             Condition::Http(cond) => self.consecutive_failures >= cond.failures,
             Condition::Alert(_) => self.alerts.iter().any(|a| !a.used),
+            Condition::PhpFpm(cond) => self.fpm.as_deref().is_some_and(|r| fpm_holds(cond, r)),
             Condition::Log(cond) => {
                 while self.hits.front().is_some_and(|&t| t + cond.within <= now) {
                     self.hits.pop_front();
@@ -364,6 +401,35 @@ impl TriggerState {
                 }
                 text
             }
+            Condition::PhpFpm(cond) => {
+                let said = match self.fpm.as_deref() {
+                    Some(FpmReading {
+                        status: Some(s),
+                        children_reached,
+                        ..
+                    }) => format!(
+                        "pool {}: listen queue {}, {} active and {} idle of {}{}",
+                        s.pool,
+                        s.listen_queue,
+                        s.active,
+                        s.idle,
+                        s.total,
+                        if *children_reached {
+                            format!(
+                                ", reached pm.max_children ({} times)",
+                                s.max_children_reached
+                            )
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    Some(FpmReading { error, .. }) => {
+                        format!("no answer: {}", error.as_deref().unwrap_or("?"))
+                    }
+                    None => "not read yet".to_string(),
+                };
+                format!("phpFpm status {}: {said}", cond.source())
+            }
             Condition::Alert(cond) => {
                 let fresh: Vec<&HeardAlert> = self.alerts.iter().filter(|a| !a.used).collect();
                 format!(
@@ -392,6 +458,18 @@ impl TriggerState {
             ),
         }
     }
+}
+
+/// Whether a status page's reading is the trouble the condition names: no answer is,
+/// and every threshold given must hold.
+fn fpm_holds(cond: &PhpFpmCondition, reading: &FpmReading) -> bool {
+    let Some(status) = &reading.status else {
+        return true;
+    };
+    cond.listen_queue_at_least()
+        .is_none_or(|n| status.listen_queue >= n)
+        && cond.idle_at_most.is_none_or(|n| status.idle <= n)
+        && (!cond.max_children_reached || reading.children_reached)
 }
 
 /// An alert's labels as the journal quotes them, `alertname` left out (the evidence

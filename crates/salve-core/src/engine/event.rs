@@ -24,6 +24,8 @@ pub enum Event {
     Log(LogLine),
     /// One alert of an Alertmanager notification, firing or resolved.
     Alert(AlertObservation),
+    /// One reading of a PHP-FPM pool's status page, or why there was none.
+    PhpFpm(PhpFpmObservation),
     /// An attempt the engine asked for has finished.
     Outcome(Outcome),
     /// A person closed a policy's circuit (`salve reset`).
@@ -47,6 +49,32 @@ pub struct AlertObservation {
     pub starts_at: String,
     /// `alertname` among them.
     pub labels: BTreeMap<String, String>,
+}
+
+/// A status page read (`pm.status_path?json`), or not: `source` is the condition's
+/// `status` and `path` together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PhpFpmObservation {
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<PhpFpmStatus>,
+    /// Why nothing was read: "timed out after 1s", "connection refused", ….
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What salve reads of a pool's status page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PhpFpmStatus {
+    pub pool: String,
+    pub listen_queue: u32,
+    pub idle: u32,
+    pub active: u32,
+    pub total: u32,
+    /// How often the pool hit `pm.max_children` since it started.
+    pub max_children_reached: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

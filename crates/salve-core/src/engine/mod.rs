@@ -27,8 +27,8 @@ pub use control::{PauseError, PauseScope, PolicyStatus, MAX_PAUSES};
 pub use decision::{Decision, DecisionRecord, PolicyId, SkipReason, Verdict};
 pub use event::{
     AlertObservation, AlertStatus, AttemptDetail, ContainerObservation, Event, HttpObservation,
-    LogLine, NodeObservation, Outcome, OutcomeResult, PodObservation, Reset, UnitObservation,
-    WorkloadKind, WorkloadObservation,
+    LogLine, NodeObservation, Outcome, OutcomeResult, PhpFpmObservation, PhpFpmStatus,
+    PodObservation, Reset, UnitObservation, WorkloadKind, WorkloadObservation,
 };
 pub use guard::current_cooldown;
 pub use limits::{Limits, STORM_WINDOW};
@@ -138,6 +138,8 @@ pub struct Engine {
     by_log: HashMap<PathBuf, Vec<(PolicyId, usize)>>,
     /// Alert triggers by the `alertname` they wait for.
     by_alert: HashMap<String, Vec<(PolicyId, usize)>>,
+    /// Status-page triggers by the page they read (`PhpFpmCondition::source`).
+    by_fpm: HashMap<String, Vec<(PolicyId, usize)>>,
     units: HashMap<String, UnitSnapshot>,
     /// The last state seen of each Kubernetes object a policy names or selects, by
     /// target name.
@@ -189,6 +191,7 @@ impl Engine {
             by_url: HashMap::new(),
             by_log: HashMap::new(),
             by_alert: HashMap::new(),
+            by_fpm: HashMap::new(),
             units: HashMap::new(),
             objects: HashMap::new(),
             selectors: Vec::new(),
@@ -261,6 +264,7 @@ impl Engine {
         self.by_url.clear();
         self.by_log.clear();
         self.by_alert.clear();
+        self.by_fpm.clear();
         self.timers.clear();
         self.waiting_for_slot.clear();
         self.selectors.clear();
@@ -351,6 +355,7 @@ impl Engine {
                     .entry(c.name.clone())
                     .or_default()
                     .push((id, t)),
+                Condition::PhpFpm(c) => self.by_fpm.entry(c.source()).or_default().push((id, t)),
             }
         }
         let name = self.target_names[id.index()].clone();
@@ -485,6 +490,23 @@ impl Engine {
                     self.evaluate(now, id, out);
                 }
                 if let Some(slot) = self.by_log.get_mut(&line.path) {
+                    *slot = watchers;
+                }
+            }
+            Event::PhpFpm(obs) => {
+                let Some(watchers) = self.by_fpm.get_mut(&obs.source).map(std::mem::take) else {
+                    return;
+                };
+                // As for probes: every watcher records the reading before any is decided.
+                for &(id, t) in &watchers {
+                    self.states[id.index()].triggers[t].observe_fpm(obs);
+                }
+                for (i, &(id, _)) in watchers.iter().enumerate() {
+                    if i == 0 || watchers[i - 1].0 != id {
+                        self.evaluate(now, id, out);
+                    }
+                }
+                if let Some(slot) = self.by_fpm.get_mut(&obs.source) {
                     *slot = watchers;
                 }
             }

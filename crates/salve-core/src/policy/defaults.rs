@@ -66,6 +66,15 @@ pub fn probe_failures() -> u32 {
 pub fn probe_interval() -> Duration {
     Duration::from_secs(5)
 }
+pub fn fpm_status_path() -> String {
+    "/status".to_string()
+}
+pub fn fpm_status_interval() -> Duration {
+    Duration::from_secs(2)
+}
+pub fn fpm_status_timeout() -> Duration {
+    Duration::from_secs(1)
+}
 pub fn probe_timeout() -> Duration {
     Duration::from_secs(2)
 }

@@ -224,10 +224,13 @@ pub enum Condition {
     Workload(WorkloadCondition),
     Node(NodeCondition),
     Alert(AlertCondition),
+    PhpFpm(PhpFpmCondition),
 }
 
 /// The condition kinds as a trigger spells them.
-pub const CONDITION_KINDS: &[&str] = &["unit", "http", "log", "pod", "workload", "node", "alert"];
+pub const CONDITION_KINDS: &[&str] = &[
+    "unit", "http", "log", "pod", "workload", "node", "alert", "phpFpm",
+];
 
 impl Condition {
     pub fn kind(&self) -> &'static str {
@@ -239,12 +242,13 @@ impl Condition {
             Condition::Workload(_) => "workload",
             Condition::Node(_) => "node",
             Condition::Alert(_) => "alert",
+            Condition::PhpFpm(_) => "phpFpm",
         }
     }
 }
 
 /// A trigger as written: exactly one condition kind (`unit`, `http`, `log`, `pod`,
-/// `workload`, `node`, `alert`), and `for`.
+/// `workload`, `node`, `alert`, `phpFpm`), and `for`.
 #[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(
@@ -252,7 +256,7 @@ impl Condition {
     extend("oneOf" = [
         { "required": ["unit"] }, { "required": ["http"] }, { "required": ["log"] },
         { "required": ["pod"] }, { "required": ["workload"] }, { "required": ["node"] },
-        { "required": ["alert"] }
+        { "required": ["alert"] }, { "required": ["phpFpm"] }
     ])
 )]
 pub struct TriggerDoc {
@@ -305,6 +309,13 @@ pub struct TriggerDoc {
     )]
     #[schemars(with = "AlertCondition")]
     pub alert: Option<AlertCondition>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_mapping"
+    )]
+    #[schemars(with = "PhpFpmCondition")]
+    pub php_fpm: Option<PhpFpmCondition>,
     /// The condition must hold continuously this long; a flap resets it.
     #[serde(rename = "for", default = "defaults::hold", with = "duration_text")]
     #[schemars(with = "DurationSchema")]
@@ -338,6 +349,7 @@ impl TryFrom<TriggerDoc> for Trigger {
             doc.workload.map(Condition::Workload),
             doc.node.map(Condition::Node),
             doc.alert.map(Condition::Alert),
+            doc.php_fpm.map(Condition::PhpFpm),
         ]
         .into_iter()
         .flatten()
@@ -367,6 +379,7 @@ impl From<Trigger> for TriggerDoc {
             workload: None,
             node: None,
             alert: None,
+            php_fpm: None,
             hold: t.hold,
         };
         match t.condition {
@@ -377,6 +390,7 @@ impl From<Trigger> for TriggerDoc {
             Condition::Workload(c) => doc.workload = Some(c),
             Condition::Node(c) => doc.node = Some(c),
             Condition::Alert(c) => doc.alert = Some(c),
+            Condition::PhpFpm(c) => doc.php_fpm = Some(c),
         }
         doc
     }
@@ -710,6 +724,114 @@ impl UnitFileState {
             UnitFileState::Transient => "transient",
             UnitFileState::Bad => "bad",
         }
+    }
+}
+
+/// Reads PHP-FPM's status page (`pm.status_path`, asked over FastCGI at its own
+/// `pm.status_listen`, which answers while every worker of the pool is busy) every
+/// `interval`, and holds on the last answer: while the listen queue is at least
+/// `listenQueue`, the idle processes are at most `idleAtMost`, and (with
+/// `maxChildrenReached`) the pool hit `pm.max_children` since the answer before; every
+/// one given must hold, and with none given `listenQueue: 1`. No answer within
+/// `timeout` (or none at all) holds too: a pool whose status cannot be read is in
+/// trouble. Each answer is evidence an attempt uses up.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PhpFpmCondition {
+    /// `pm.status_listen`: `unix:/run/php/php8.2-fpm-status.sock` or `127.0.0.1:9001`.
+    pub status: String,
+    /// `pm.status_path`.
+    #[serde(default = "defaults::fpm_status_path")]
+    pub path: String,
+    /// PHP reports the listen queue of a TCP listener only (on Linux a unix socket's
+    /// reads 0): for a pool on a socket, use `idleAtMost`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "u32", range(min = 1, max = 1000000))]
+    pub listen_queue: Option<u32>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schemars(with = "u32", range(max = 100000))]
+    pub idle_at_most: Option<u32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub max_children_reached: bool,
+    #[serde(default = "defaults::fpm_status_interval", with = "duration_text")]
+    #[schemars(with = "DurationSchema")]
+    pub interval: Duration,
+    #[serde(default = "defaults::fpm_status_timeout", with = "duration_text")]
+    #[schemars(with = "DurationSchema")]
+    pub timeout: Duration,
+}
+
+/// Where a status page listens, as PHP-FPM's `pm.status_listen` or nginx's
+/// `fastcgi_pass` writes it: `unix:/path` or `/path`, `HOST:PORT`, or a bare port
+/// (asked on 127.0.0.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FpmStatusAddress {
+    Unix(PathBuf),
+    Tcp { host: String, port: u16 },
+}
+
+impl FpmStatusAddress {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!("invalid status address \"{text}\": {why}; write unix:/run/php/php8.2-fpm-status.sock or 127.0.0.1:9001")
+        };
+        let path = text.strip_prefix("unix:").unwrap_or(text);
+        if path.starts_with('/') {
+            if path.contains('\0') || path.len() > 107 {
+                return Err(bad("not a socket path"));
+            }
+            return Ok(FpmStatusAddress::Unix(PathBuf::from(path)));
+        }
+        if text.starts_with("unix:") {
+            return Err(bad("a socket's path is absolute"));
+        }
+        let (host, port) = match text.rsplit_once(':') {
+            Some((host, port)) => (host, port),
+            None => ("127.0.0.1", text),
+        };
+        let port = match port.parse::<u16>() {
+            Ok(port) if port > 0 => port,
+            _ => return Err(bad("no port")),
+        };
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if host.is_empty() || host.contains(['/', ' ', '[', ']', '@']) {
+            return Err(bad("no host"));
+        }
+        Ok(FpmStatusAddress::Tcp {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl PhpFpmCondition {
+    /// The listen queue that counts: as written, or 1 when nothing else is asked.
+    pub fn listen_queue_at_least(&self) -> Option<u32> {
+        match (
+            self.listen_queue,
+            self.idle_at_most,
+            self.max_children_reached,
+        ) {
+            (Some(n), _, _) => Some(n),
+            (None, None, false) => Some(1),
+            _ => None,
+        }
+    }
+
+    /// What the signal's events name this status page by.
+    pub fn source(&self) -> String {
+        format!("{}{}", self.status, self.path)
     }
 }
 

@@ -24,6 +24,14 @@ pub struct Real {
 
 pub const MAX_ATTEMPTS: Whole = Whole { min: 1, max: 1000 };
 pub const PROBE_FAILURES: Whole = Whole { min: 1, max: 1000 };
+pub const FPM_LISTEN_QUEUE: Whole = Whole {
+    min: 1,
+    max: 1_000_000,
+};
+pub const FPM_IDLE: Whole = Whole {
+    min: 0,
+    max: 100_000,
+};
 pub const LOG_COUNT: Whole = Whole {
     min: 1,
     max: 100_000,
@@ -173,6 +181,24 @@ fn one_line(text: &str, what: &str, max: usize) -> Result<(), String> {
     }
     if text.chars().count() > max {
         return Err(format!("{what} is at most {max} characters"));
+    }
+    Ok(())
+}
+
+/// A status page's address (`pm.status_listen`).
+pub fn fpm_status_address(text: &str) -> Result<super::FpmStatusAddress, String> {
+    super::FpmStatusAddress::parse(text)
+}
+
+/// A status page's path (`pm.status_path`): absolute, one line, as PHP-FPM requires.
+pub fn fpm_status_path(text: &str) -> Result<(), String> {
+    if !text.starts_with('/')
+        || text.chars().any(|c| c.is_control() || c == ' ')
+        || text.len() > 256
+    {
+        return Err(format!(
+            "\"{text}\" is not a status path: PHP-FPM's pm.status_path starts with / (as /status)"
+        ));
     }
     Ok(())
 }

@@ -277,6 +277,11 @@ impl Checker {
                     spec.target.is_selector(),
                     &format!("an http condition probes one URL, and this policy's target selects {many} by label: a failing probe would act on each of them; name one object, or watch each with a `{own}` condition"),
                 ),
+                Condition::PhpFpm(_) => self.rule(
+                    &at.key("phpFpm"),
+                    true,
+                    &format!("a phpFpm condition reads a pool's status page from the host agent, and this policy's target is {kind}"),
+                ),
                 // Alertmanager's webhook reaches the host agent's receiver; the operator
                 // has none yet, and a trigger that can never fire is refused, not kept.
                 Condition::Alert(_) => self.rule(
@@ -457,6 +462,30 @@ impl Checker {
         }
     }
 
+    /// A condition read every `interval`, each read given `timeout`: both positive,
+    /// and a read over before the next begins.
+    fn polled(
+        &mut self,
+        at: &FieldPath,
+        interval: std::time::Duration,
+        timeout: std::time::Duration,
+    ) {
+        self.check(&at.key("interval"), rules::positive(interval));
+        self.check(&at.key("timeout"), rules::positive(timeout));
+        if timeout > interval {
+            self.found.push(Violation {
+                at: at.key("timeout"),
+                or_at: Some(at.key("interval")),
+                message: rules::exceeds(
+                    "timeout",
+                    ("timeout", timeout),
+                    ("interval", interval),
+                    rules::PROBES_OVERLAP,
+                ),
+            });
+        }
+    }
+
     fn trigger(&mut self, trigger: &Trigger, at: &FieldPath) {
         match &trigger.condition {
             Condition::Unit(unit) => {
@@ -481,20 +510,28 @@ impl Checker {
                     &at.key("failures"),
                     rules::whole(failures, rules::PROBE_FAILURES),
                 );
-                self.check(&at.key("interval"), rules::positive(http.interval));
-                self.check(&at.key("timeout"), rules::positive(http.timeout));
-                if http.timeout > http.interval {
-                    self.found.push(Violation {
-                        at: at.key("timeout"),
-                        or_at: Some(at.key("interval")),
-                        message: rules::exceeds(
-                            "timeout",
-                            ("timeout", http.timeout),
-                            ("interval", http.interval),
-                            rules::PROBES_OVERLAP,
-                        ),
-                    });
+                self.polled(&at, http.interval, http.timeout);
+            }
+            Condition::PhpFpm(fpm) => {
+                let at = at.key("phpFpm");
+                self.check(
+                    &at.key("status"),
+                    rules::fpm_status_address(&fpm.status).map(|_| ()),
+                );
+                self.check(&at.key("path"), rules::fpm_status_path(&fpm.path));
+                if let Some(queue) = fpm.listen_queue {
+                    self.check(
+                        &at.key("listenQueue"),
+                        rules::whole(u64::from(queue), rules::FPM_LISTEN_QUEUE),
+                    );
                 }
+                if let Some(idle) = fpm.idle_at_most {
+                    self.check(
+                        &at.key("idleAtMost"),
+                        rules::whole(u64::from(idle), rules::FPM_IDLE),
+                    );
+                }
+                self.polled(&at, fpm.interval, fpm.timeout);
             }
             Condition::Alert(alert) => {
                 let at = at.key("alert");

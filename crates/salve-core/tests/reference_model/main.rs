@@ -15,7 +15,8 @@ use model::{Model, Said};
 use proptest::prelude::*;
 use salve_core::engine::{
     AlertObservation, AlertStatus, Decision, Engine, Event, HttpObservation, Limits, LogLine,
-    Outcome, OutcomeResult, Reset, Timestamp, UnitObservation, Verdict,
+    Outcome, OutcomeResult, PhpFpmObservation, PhpFpmStatus, Reset, Timestamp, UnitObservation,
+    Verdict,
 };
 use salve_core::policy::{parse_file, ActiveState, Policy};
 use std::path::Path;
@@ -35,6 +36,8 @@ struct PolicySpec {
     log: Option<(usize, u32, u64, u64)>,
     /// (alert name, `for` in seconds).
     alert: Option<(usize, u64)>,
+    /// A status page's listen queue threshold, and `for` in seconds.
+    fpm: Option<(u32, u64)>,
     cooldown_s: u64,
     max_attempts: u32,
     window_s: u64,
@@ -66,6 +69,9 @@ impl PolicySpec {
         }
         if let Some((name, hold)) = self.alert {
             trigger += &format!("    - alert: {{ name: A{name} }}\n      for: {hold}s\n");
+        }
+        if let Some((queue, hold)) = self.fpm {
+            trigger += &format!("    - phpFpm: {{ status: \"127.0.0.1:9001\", listenQueue: {queue} }}\n      for: {hold}s\n");
         }
         format!(
             "apiVersion: salve.dev/v1alpha1\nkind: RemediationPolicy\nmetadata: {{ name: {} }}\nspec:\n  target: {{ unit: t{}.service }}\n  trigger:\n{trigger}  actions:\n    - restart: {{}}\n  escalate:\n    - notify: {{ webhook: \"http://127.0.0.1:9093/\" }}\n  guard: {{ cooldown: {}s, maxAttempts: {}, window: {}s, backoff: {}.{} }}\n  dryRun: {}\n",
@@ -104,11 +110,19 @@ fn policy_spec(index: usize) -> impl Strategy<Value = PolicySpec> {
         (
             prop::option::weighted(0.5, (0usize..2, 1u32..4, 5u64..60, hold())),
             prop::option::weighted(0.3, (0usize..2, hold())),
+            prop::option::weighted(0.3, (1u32..3, hold())),
         ),
         (0u64..20, 1u32..9, 0u64..120, 10u32..30),
     )
         .prop_map(
-            move |(target, dry_run, (unit, unit_sub_failed), http, (log, alert), (c, m, w, b))| {
+            move |(
+                target,
+                dry_run,
+                (unit, unit_sub_failed),
+                http,
+                (log, alert, fpm),
+                (c, m, w, b),
+            )| {
                 PolicySpec {
                     name: format!("p{index}"),
                     target,
@@ -118,6 +132,7 @@ fn policy_spec(index: usize) -> impl Strategy<Value = PolicySpec> {
                         && http.is_none()
                         && log.is_none()
                         && alert.is_none()
+                        && fpm.is_none()
                     {
                         Some(0)
                     } else {
@@ -127,6 +142,7 @@ fn policy_spec(index: usize) -> impl Strategy<Value = PolicySpec> {
                     http,
                     log,
                     alert,
+                    fpm,
                     cooldown_s: c,
                     max_attempts: m,
                     window_s: c.max(1) + w,
@@ -154,6 +170,8 @@ enum Step {
     Log(usize, bool),
     /// An alert's name, fingerprint and start, and whether it fires or resolved.
     Alert(usize, usize, usize, bool),
+    /// A status page's listen queue, or no answer.
+    Fpm(Option<u32>),
     /// Which attempt (index into those running), the result, a failed verification,
     /// and how it names the attempt: 0 by id, 1 by policy name only, 2 a stale id.
     Outcome(usize, OutcomeResult, bool, u8),
@@ -192,6 +210,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0usize..2, prop::bool::weighted(0.8)).prop_map(|(p, m)| Step::Log(p, m)),
         2 => (0usize..2, 0usize..3, 0usize..2, prop::bool::weighted(0.7))
             .prop_map(|(n, f, s, firing)| Step::Alert(n, f, s, firing)),
+        2 => prop::option::weighted(0.8, 0u32..4).prop_map(Step::Fpm),
         4 => (0usize..4, result, prop::bool::weighted(0.2), prop_oneof![6 => Just(0u8), 2 => Just(1u8), 1 => Just(2u8)])
             .prop_map(|(i, r, v, by)| Step::Outcome(i, r, v, by)),
         1 => (0usize..8).prop_map(Step::Reset),
@@ -422,6 +441,18 @@ fn run(scenario: &Scenario, coverage: &mut Coverage) -> Result<(), TestCaseError
                 },
                 starts_at: format!("s{starts}"),
                 labels: [("alertname".to_string(), format!("A{name}"))].into(),
+            }),
+            Step::Fpm(queue) => Event::PhpFpm(PhpFpmObservation {
+                source: "127.0.0.1:9001/status".into(),
+                status: queue.map(|q| PhpFpmStatus {
+                    pool: "www".into(),
+                    listen_queue: q,
+                    idle: 0,
+                    active: 1,
+                    total: 1,
+                    max_children_reached: 0,
+                }),
+                error: queue.is_none().then(|| "timed out after 2s".to_string()),
             }),
             Step::Outcome(i, result, unverified, by) => {
                 let (attempt_id, policy) = match (running.is_empty(), by) {

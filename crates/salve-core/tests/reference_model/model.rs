@@ -51,6 +51,8 @@ struct TriggerMemory {
     log_hits: Vec<Timestamp>,
     /// Firing alerts heard: (fingerprint, start, acted on).
     alerts: Vec<(String, String, bool)>,
+    /// The status page's last reading not yet acted on: its listen queue, or no answer.
+    fpm: Option<Option<u32>>,
 }
 
 #[derive(Default)]
@@ -284,6 +286,20 @@ impl Model {
                     }
                 }
             }
+            Event::PhpFpm(obs) => {
+                for (i, policy) in self.policies.iter().enumerate() {
+                    let memory = self.memory.get_mut(policy.name()).expect("installed");
+                    for (t, trigger) in policy.spec.trigger.iter().enumerate() {
+                        if let Condition::PhpFpm(c) = &trigger.condition {
+                            if format!("{}{}", c.status, c.path) == obs.source {
+                                memory.triggers[t].fpm =
+                                    Some(obs.status.as_ref().map(|s| s.listen_queue));
+                                concerned.push(i);
+                            }
+                        }
+                    }
+                }
+            }
             // The model restates the guardrails over host targets; the generators make
             // no Kubernetes objects, so these never arrive.
             Event::Pod(_) | Event::Workload(_) | Event::Node(_) => {}
@@ -413,6 +429,10 @@ impl Model {
                 Condition::Http(c) => m.http_failures >= c.failures,
                 Condition::Pod(_) | Condition::Workload(_) | Condition::Node(_) => false,
                 Condition::Alert(_) => m.alerts.iter().any(|(_, _, used)| !used),
+                // No answer holds; an answer holds with its queue at the threshold.
+                Condition::PhpFpm(c) => m
+                    .fpm
+                    .is_some_and(|queue| queue.is_none_or(|q| q >= c.listen_queue.unwrap_or(1))),
                 Condition::Log(c) => {
                     m.log_hits
                         .iter()
@@ -578,7 +598,8 @@ fn cooldown(guard: &salve_core::policy::Guard, failures: u32) -> Duration {
 /// not. A used alert is still remembered: repeated, it is no news.
 fn use_up(m: &mut TriggerMemory) {
     let fresh_alert = m.alerts.iter().any(|(_, _, used)| !used);
-    if m.http_failures > 0 || !m.log_hits.is_empty() || fresh_alert {
+    if m.http_failures > 0 || !m.log_hits.is_empty() || fresh_alert || m.fpm.is_some() {
+        m.fpm = None;
         m.http_failures = 0;
         m.log_hits.clear();
         m.alerts.iter_mut().for_each(|a| a.2 = true);

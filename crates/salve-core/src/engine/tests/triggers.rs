@@ -334,3 +334,79 @@ fn a_flood_of_alerts_keeps_what_a_trigger_remembers_bounded() {
         "{fired:?}"
     );
 }
+
+fn fpm(queue: u32, idle: u32, reached: u64) -> Event {
+    Event::PhpFpm(PhpFpmObservation {
+        source: "unix:/run/php/status.sock/status".into(),
+        status: Some(PhpFpmStatus {
+            pool: "www".into(),
+            listen_queue: queue,
+            idle,
+            active: 5 - idle,
+            total: 5,
+            max_children_reached: reached,
+        }),
+        error: None,
+    })
+}
+
+fn fpm_unanswered() -> Event {
+    Event::PhpFpm(PhpFpmObservation {
+        source: "unix:/run/php/status.sock/status".into(),
+        status: None,
+        error: Some("timed out after 1s".into()),
+    })
+}
+
+const FPM: &str = "    - phpFpm: { status: \"unix:/run/php/status.sock\", interval: 1s, timeout: 1s }\n      for: 2s";
+
+#[test]
+fn a_listen_queue_that_stays_above_zero_fires_and_evidence_says_what_the_pool_said() {
+    let mut e = one(FPM, GUARD, "");
+    feed(&mut e, 0.0, fpm(0, 1, 0));
+    feed(&mut e, 1.0, fpm(2, 0, 0));
+    // A reading with an empty queue in between: the `for` starts again.
+    feed(&mut e, 2.0, fpm(0, 0, 0));
+    feed(&mut e, 3.0, fpm(1, 0, 0));
+    assert_eq!(acts(&feed(&mut e, 4.0, fpm(3, 0, 0))), 0);
+    let fired = feed(&mut e, 5.0, Event::Tick {});
+    assert!(
+        matches!(&fired[..], [Verdict::Act { evidence, .. }]
+            if evidence[0] == "phpFpm status unix:/run/php/status.sock/status: pool www: listen queue 3, 5 active and 0 idle of 5"),
+        "{fired:?}"
+    );
+    feed(&mut e, 5.5, outcome("p", OutcomeResult::Ok));
+    // The reading the attempt used is gone: the next ones must hold for 2s again.
+    assert_eq!(acts(&feed(&mut e, 16.0, fpm(1, 0, 0))), 0);
+    assert_eq!(acts(&feed(&mut e, 17.0, fpm(1, 0, 0))), 0);
+    assert_eq!(acts(&feed(&mut e, 18.0, fpm(1, 0, 0))), 1);
+}
+
+#[test]
+fn a_status_page_that_does_not_answer_is_evidence_too() {
+    let mut e = one(FPM, GUARD, "");
+    feed(&mut e, 0.0, fpm_unanswered());
+    feed(&mut e, 1.0, fpm_unanswered());
+    let fired = feed(&mut e, 2.0, Event::Tick {});
+    assert!(
+        matches!(&fired[..], [Verdict::Act { evidence, .. }]
+            if evidence[0].ends_with(": no answer: timed out after 1s")),
+        "{fired:?}"
+    );
+}
+
+#[test]
+fn max_children_reached_counts_only_a_rise_and_every_threshold_given_must_hold() {
+    let reached = "    - phpFpm: { status: \"unix:/run/php/status.sock\", maxChildrenReached: true, idleAtMost: 0 }";
+    let mut e = one(reached, GUARD, "");
+    // The count the pool started with is history.
+    assert_eq!(acts(&feed(&mut e, 0.0, fpm(0, 0, 7))), 0);
+    assert_eq!(acts(&feed(&mut e, 1.0, fpm(0, 0, 7))), 0);
+    // A rise with idle workers left: not both.
+    assert_eq!(acts(&feed(&mut e, 2.0, fpm(0, 2, 8))), 0);
+    let fired = feed(&mut e, 3.0, fpm(0, 0, 9));
+    assert!(
+        matches!(&fired[..], [Verdict::Act { evidence, .. }] if evidence[0].ends_with("reached pm.max_children (9 times)")),
+        "{fired:?}"
+    );
+}

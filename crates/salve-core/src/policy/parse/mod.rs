@@ -33,9 +33,18 @@ pub(crate) const FLEET_FIELDS: &[&str] = &["group", "maxConcurrent", "lock"];
 pub(crate) const SELECTION_FIELDS: &[&str] = &["namespace", "name", "selector"];
 pub(crate) const NODE_SELECTION_FIELDS: &[&str] = &["name", "selector"];
 pub(crate) const TRIGGER_FIELDS: &[&str] = &[
-    "unit", "http", "log", "pod", "workload", "node", "alert", "for",
+    "unit", "http", "log", "pod", "workload", "node", "alert", "phpFpm", "for",
 ];
 pub(crate) const ALERT_CONDITION_FIELDS: &[&str] = &["name", "labels"];
+pub(crate) const PHP_FPM_CONDITION_FIELDS: &[&str] = &[
+    "status",
+    "path",
+    "listenQueue",
+    "idleAtMost",
+    "maxChildrenReached",
+    "interval",
+    "timeout",
+];
 pub(crate) const POD_CONDITION_FIELDS: &[&str] = &["reason", "restarts", "condition", "status"];
 pub(crate) const WORKLOAD_CONDITION_FIELDS: &[&str] = &["unavailable", "condition", "status"];
 pub(crate) const NODE_CONDITION_FIELDS: &[&str] = &["condition", "status"];

@@ -43,6 +43,10 @@ pub(super) fn trigger(dec: &mut Decoder, node: &Node) -> Option<Trigger> {
             .get("alert")
             .and_then(|n| alert_condition(dec, n))
             .map(Condition::Alert),
+        ["phpFpm"] => f
+            .get("phpFpm")
+            .and_then(|n| php_fpm_condition(dec, n))
+            .map(Condition::PhpFpm),
         // A misspelt kind was reported already; "needs one of" would only repeat it.
         [] if f.had_unknown => None,
         _ => {
@@ -69,6 +73,48 @@ fn alert_condition(dec: &mut Decoder, node: &Node) -> Option<AlertCondition> {
     Some(AlertCondition {
         name: name?,
         labels: labels?,
+    })
+}
+
+fn php_fpm_condition(dec: &mut Decoder, node: &Node) -> Option<PhpFpmCondition> {
+    let f = dec.fields(node, "a phpFpm condition", PHP_FPM_CONDITION_FIELDS)?;
+    let status = f
+        .required(dec, "status")
+        .and_then(|n| dec.checked_string(n, |t| rules::fpm_status_address(t).map(|_| ())));
+    let path = opt(dec, &f, "path", defaults::fpm_status_path(), |d, n| {
+        d.checked_string(n, rules::fpm_status_path)
+    });
+    let listen_queue = optional(f.get("listenQueue").map(|n| {
+        // FPM_LISTEN_QUEUE's maximum fits a u32.
+        dec.integer(n, rules::FPM_LISTEN_QUEUE).map(|v| v as u32)
+    }));
+    let idle_at_most = optional(f.get("idleAtMost").map(|n| {
+        // FPM_IDLE's maximum fits a u32.
+        dec.integer(n, rules::FPM_IDLE).map(|v| v as u32)
+    }));
+    let max_children_reached = opt(dec, &f, "maxChildrenReached", false, |d, n| d.bool(n));
+    let interval = opt(
+        dec,
+        &f,
+        "interval",
+        defaults::fpm_status_interval(),
+        positive_duration,
+    );
+    let timeout = opt(
+        dec,
+        &f,
+        "timeout",
+        defaults::fpm_status_timeout(),
+        positive_duration,
+    );
+    Some(PhpFpmCondition {
+        status: status?,
+        path: path?,
+        listen_queue: listen_queue?,
+        idle_at_most: idle_at_most?,
+        max_children_reached: max_children_reached?,
+        interval: interval?,
+        timeout: timeout?,
     })
 }
 
