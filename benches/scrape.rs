@@ -88,7 +88,7 @@ fn drive(engine: &mut Engine, metrics: &Metrics) -> Timestamp {
 fn scrape(address: std::net::SocketAddr) -> usize {
     let mut stream = std::net::TcpStream::connect(address).expect("connect");
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: salve\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .expect("request");
     let mut body = Vec::with_capacity(512 * 1024);
     stream.read_to_end(&mut body).expect("answer");
@@ -149,7 +149,7 @@ fn main() {
                     Ask::Status(reply) => {
                         let _ = reply.send((engine.status(now), now));
                     }
-                    Ask::Report(_) => {}
+                    Ask::Report(_) | Ask::Ping(_) => {}
                 }
             }
         })

@@ -30,7 +30,7 @@ const EVENT_KINDS: &[&str] = &[
     "unit", "http", "log", "pod", "workload", "node", "alert", "phpFpm", "outcome", "reset", "tick",
 ];
 const EXPECTED: &str =
-    "(expected {\"at\": TIME, KIND: {...}} with KIND one of unit, http, log, pod, workload, node, outcome, reset, tick)";
+    "(expected {\"at\": TIME, KIND: {...}} with KIND one of unit, http, log, pod, workload, node, alert, phpFpm, outcome, reset, tick)";
 
 /// The longest virtual time a replay may cover; far beyond any realistic incident, and
 /// small enough that wall-clock stamps for `--journal` cannot overflow.

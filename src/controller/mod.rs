@@ -135,6 +135,9 @@ impl<F: Family> Controller<F> {
             crate::web::Ask::Report(reply) => {
                 let _ = reply.send(self.report());
             }
+            crate::web::Ask::Ping(reply) => {
+                let _ = reply.send(());
+            }
         }
     }
 

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ const KEY_MAX: usize = 4096;
 /// How long a notification waits for room in the loop's queue before Alertmanager is
 /// told to retry (503).
 const QUEUE_WAIT: Duration = Duration::from_secs(5);
+/// How long an authorized request has to send its body.
+const BODY_WAIT: Duration = Duration::from_secs(10);
 /// The shortest token taken: anything shorter is guessable.
 pub const TOKEN_MIN: usize = 16;
 
@@ -51,6 +54,8 @@ pub enum ReceiverError {
     },
     #[error("the alert receiver's token in {path} is {len} characters; at least 16 are needed (`openssl rand -hex 32` makes one)")]
     ShortToken { path: PathBuf, len: usize },
+    #[error("the alert receiver's token in {path} has spaces or several lines: a bearer token is one word")]
+    TokenLines { path: PathBuf },
     #[error("the alert receiver's token file {path} is readable by others (mode {mode:o}): chmod 600 it")]
     OpenToken { path: PathBuf, mode: u32 },
     #[error("cannot listen on {address} for Alertmanager: {source}")]
@@ -92,6 +97,11 @@ impl Token {
         }
         let text = std::fs::read_to_string(path).map_err(failed)?;
         let token = text.trim();
+        if token.chars().any(char::is_whitespace) {
+            return Err(ReceiverError::TokenLines {
+                path: path.to_path_buf(),
+            });
+        }
         if token.chars().count() < TOKEN_MIN {
             return Err(ReceiverError::ShortToken {
                 path: path.to_path_buf(),
@@ -185,7 +195,12 @@ pub async fn listen(
         .await
         .map_err(|source| ReceiverError::Bind { address, source })?;
     let address = listener.local_addr().unwrap_or(address);
-    let receiver = Arc::new(Receiver { token, events });
+    let receiver = Arc::new(Receiver {
+        token,
+        events,
+        refusals: AtomicU64::new(0),
+        said_at: std::sync::Mutex::new(None),
+    });
     let task = tokio::spawn(crate::web::serve(
         listener,
         "alert receiver",
@@ -201,9 +216,27 @@ pub async fn listen(
 struct Receiver {
     token: Token,
     events: EventSender,
+    /// Requests refused since the last warning about them, and when that was.
+    refusals: AtomicU64,
+    said_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Receiver {
+    /// Warns of the refusals counted, once a minute at most.
+    fn say_refusals(&self) {
+        let mut said_at = self.said_at.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        match *said_at {
+            Some(at) if now.duration_since(at) < Duration::from_secs(60) => {}
+            Some(_) => {
+                let refused = self.refusals.swap(0, Ordering::Relaxed);
+                tracing::warn!(refused, "alert receiver: requests without the right bearer token refused in the last minute or more");
+                *said_at = Some(now);
+            }
+            None => *said_at = Some(now),
+        }
+    }
+
     async fn receive(&self, request: Request<Incoming>) -> Answer {
         if request.uri().path() != PATH {
             return text(
@@ -224,32 +257,48 @@ impl Receiver {
             .get(hyper::header::AUTHORIZATION)
             .map(|v| v.as_bytes());
         if !self.token.admits(authorization) {
-            tracing::warn!("alert receiver: a request without the right bearer token was refused");
+            // Once a minute at most: a client hammering the port must not fill the log.
+            if self.refusals.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!("alert receiver: a request without the right bearer token was refused (further refusals are counted, and said once a minute)");
+            }
+            self.say_refusals();
             let mut refused = text(
                 StatusCode::UNAUTHORIZED,
                 "a bearer token is needed: Alertmanager's http_config.authorization.credentials_file\n",
             );
-            refused.headers_mut().insert(
+            let headers = refused.headers_mut();
+            headers.insert(
                 hyper::header::WWW_AUTHENTICATE,
                 hyper::header::HeaderValue::from_static("Bearer"),
             );
+            // Its connection slot back at once.
+            headers.insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
             return refused;
         }
-        let body = match http_body_util::Limited::new(request.into_body(), BODY_MAX)
-            .collect()
-            .await
-        {
-            Ok(body) => body.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+        let reading = http_body_util::Limited::new(request.into_body(), BODY_MAX).collect();
+        let body = match tokio::time::timeout(BODY_WAIT, reading).await {
+            Err(_) => {
+                return text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the body did not arrive within {}s\n", BODY_WAIT.as_secs()),
+                )
+            }
+            Ok(Ok(body)) => body.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
                 return text(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("a notification is at most {BODY_MAX} bytes: set max_alerts in Alertmanager's webhook_config\n"),
                 )
             }
-            Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}\n")),
+            Ok(Err(e)) => {
+                return text(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}\n"))
+            }
         };
-        let alerts = match decode(&body) {
-            Ok(alerts) => alerts,
+        let (alerts, skipped) = match decode(&body) {
+            Ok(decoded) => decoded,
             Err(why) => {
                 tracing::warn!(error = %why, "alert receiver: not an Alertmanager notification");
                 return text(StatusCode::BAD_REQUEST, format!("{why}\n"));
@@ -260,23 +309,32 @@ impl Receiver {
             .first()
             .map(|a| a.group_key.clone())
             .unwrap_or_default();
-        for alert in alerts {
-            match tokio::time::timeout(QUEUE_WAIT, self.events.send(Event::Alert(alert))).await {
-                Ok(Ok(())) => {}
-                // Alertmanager retries a 5xx; an alert queued twice is remembered once.
-                Ok(Err(_)) => {
-                    return text(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping\n")
-                }
-                Err(_) => {
-                    return text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the decision loop is behind: retry\n",
-                    )
-                }
+        for why in &skipped {
+            tracing::warn!(group_key = %group, error = %why, "alert receiver: an alert of the notification was skipped");
+        }
+        // One deadline for the whole notification, however many alerts it holds.
+        let queueing = async {
+            for alert in alerts {
+                self.events.send(Event::Alert(alert)).await?;
+            }
+            Ok::<(), crate::signal::LoopGone>(())
+        };
+        match tokio::time::timeout(QUEUE_WAIT, queueing).await {
+            Ok(Ok(())) => {}
+            // Alertmanager retries a 5xx; an alert queued twice is remembered once.
+            Ok(Err(_)) => return text(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping\n"),
+            Err(_) => {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the decision loop is behind: retry\n",
+                )
             }
         }
-        tracing::info!(group_key = %group, alerts = count, "alert notification received");
-        text(StatusCode::OK, format!("{count} alert(s) received\n"))
+        tracing::info!(group_key = %group, alerts = count, skipped = skipped.len(), "alert notification received");
+        text(
+            StatusCode::OK,
+            format!("{count} alert(s) received, {} skipped\n", skipped.len()),
+        )
     }
 }
 
@@ -302,8 +360,11 @@ struct NotifiedAlert {
     fingerprint: Option<String>,
 }
 
-/// A notification's alerts as engine events; an error says what is wrong with it.
-pub fn decode(body: &[u8]) -> Result<Vec<AlertObservation>, String> {
+/// A notification's alerts as engine events, and why any were skipped (an alert
+/// without a name, say: refusing the whole notification would lose its other alerts,
+/// since Alertmanager does not retry a 4xx); an error says what is wrong with the
+/// notification itself.
+pub fn decode(body: &[u8]) -> Result<(Vec<AlertObservation>, Vec<String>), String> {
     let notification: Notification = serde_json::from_slice(body)
         .map_err(|e| format!("not an Alertmanager webhook notification: {e}"))?;
     if let Some(version) = notification.version.as_deref() {
@@ -322,29 +383,36 @@ pub fn decode(body: &[u8]) -> Result<Vec<AlertObservation>, String> {
             notification.alerts.len()
         ));
     }
-    notification
+    let mut skipped = Vec::new();
+    let alerts = notification
         .alerts
         .into_iter()
-        .map(|alert| {
-            if !alert.labels.contains_key("alertname") {
-                return Err("an alert without an alertname label".to_string());
-            }
-            let fingerprint = alert
-                .fingerprint
-                .filter(|f| !f.is_empty())
-                .unwrap_or_else(|| format!("{:?}", alert.labels));
-            if fingerprint.len() > KEY_MAX || alert.starts_at.len() > 64 {
-                return Err("an alert's fingerprint or startsAt is too long".to_string());
-            }
-            Ok(AlertObservation {
-                group_key: notification.group_key.clone(),
-                fingerprint,
-                status: alert.status,
-                starts_at: alert.starts_at,
-                labels: alert.labels,
-            })
+        .filter_map(|alert| {
+            let decoded = one_alert(&notification.group_key, alert);
+            decoded.map_err(|why| skipped.push(why)).ok()
         })
-        .collect()
+        .collect();
+    Ok((alerts, skipped))
+}
+
+fn one_alert(group_key: &str, alert: NotifiedAlert) -> Result<AlertObservation, String> {
+    if !alert.labels.contains_key("alertname") {
+        return Err("an alert without an alertname label".to_string());
+    }
+    let fingerprint = alert
+        .fingerprint
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| format!("{:?}", alert.labels));
+    if fingerprint.len() > KEY_MAX || alert.starts_at.len() > 64 {
+        return Err("an alert's fingerprint or startsAt is too long".to_string());
+    }
+    Ok(AlertObservation {
+        group_key: group_key.to_string(),
+        fingerprint,
+        status: alert.status,
+        starts_at: alert.starts_at,
+        labels: alert.labels,
+    })
 }
 
 #[cfg(test)]

@@ -58,6 +58,9 @@ pub enum Ask {
     Status(oneshot::Sender<(Vec<PolicyStatus>, Timestamp)>),
     /// What `salve status` says, for the status page.
     Report(oneshot::Sender<StatusReport>),
+    /// Only that the loop answers: `/healthz` and `/readyz`, which a kubelet asks
+    /// every few seconds, cost it nothing else.
+    Ping(oneshot::Sender<()>),
 }
 
 /// The listener's end: where it asks the loop, and the loop's end of that queue.
@@ -87,6 +90,9 @@ struct Shared {
     /// The journal file whose last records the status page shows (none: the operator
     /// journalling to stdout only).
     journal: Option<std::path::PathBuf>,
+    /// On loopback: requests must name the host by address or as `localhost`, so a
+    /// web page whose name was rebound to 127.0.0.1 cannot read the agent.
+    loopback: bool,
 }
 
 /// Binds the configured address (`Ok(None)` when the listener is off) and serves it
@@ -113,6 +119,7 @@ pub async fn listen(
         asks: tx,
         status_page: config.status_page,
         journal: journal.map(std::path::Path::to_path_buf),
+        loopback: address.ip().is_loopback(),
     });
     let task = tokio::spawn(accept(listener, shared));
     tracing::info!(%address, status_page = config.status_page, "serving /metrics, /healthz and /readyz");
@@ -198,6 +205,12 @@ pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Answer {
 }
 
 async fn route(shared: &Shared, request: Request<Incoming>) -> Answer {
+    if shared.loopback && !names_this_host(&request) {
+        return text(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this listener is on loopback: name it as 127.0.0.1, [::1] or localhost\n",
+        );
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut refused = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
         refused.headers_mut().insert(
@@ -215,11 +228,11 @@ async fn route(shared: &Shared, request: Request<Incoming>) -> Answer {
             ),
             Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
         },
-        "/healthz" => match status_of_loop(shared).await {
-            Ok(_) => text(StatusCode::OK, "ok\n"),
+        "/healthz" => match ping_loop(shared).await {
+            Ok(()) => text(StatusCode::OK, "ok\n"),
             Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
         },
-        "/readyz" => match status_of_loop(shared).await {
+        "/readyz" => match ping_loop(shared).await {
             Ok(_) if shared.metrics.journal_failing() => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not ready: the last journal write failed, so no action can run\n",
@@ -239,6 +252,24 @@ async fn route(shared: &Shared, request: Request<Incoming>) -> Answer {
             "not found: /metrics, /healthz, /readyz, / (the status page)\n",
         ),
     }
+}
+
+/// Whether the request's `Host` is an address or `localhost` (with any port): what a
+/// local client sends, and what no rebound DNS name is.
+fn names_this_host(request: &Request<Incoming>) -> bool {
+    let Some(host) = request
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        // HTTP/1.0 without a Host: no browser sends that.
+        return true;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 async fn status_page(shared: &Shared) -> Answer {
@@ -298,8 +329,20 @@ async fn status_page(shared: &Shared) -> Answer {
 }
 
 async fn status_of_loop(shared: &Shared) -> Result<(Vec<PolicyStatus>, Timestamp), String> {
+    ask_loop(shared, Ask::Status).await
+}
+
+async fn ping_loop(shared: &Shared) -> Result<(), String> {
+    ask_loop(shared, Ask::Ping).await
+}
+
+/// Asks the loop, waiting at most [`LOOP_TIMEOUT`]; the error is the answer's body.
+async fn ask_loop<T>(
+    shared: &Shared,
+    ask: impl FnOnce(oneshot::Sender<T>) -> Ask,
+) -> Result<T, String> {
     let (tx, rx) = oneshot::channel();
-    if shared.asks.try_send(Ask::Status(tx)).is_err() {
+    if shared.asks.try_send(ask(tx)).is_err() {
         return Err("the decision loop is busy or stopping: too many requests waiting\n".into());
     }
     match tokio::time::timeout(LOOP_TIMEOUT, rx).await {

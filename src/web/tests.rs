@@ -4,8 +4,17 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn get(address: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
+    get_naming(address, &address.to_string(), method, path).await
+}
+
+async fn get_naming(
+    address: SocketAddr,
+    host: &str,
+    method: &str,
+    path: &str,
+) -> (u16, String, String) {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: salve\r\nConnection: close\r\n\r\n");
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = String::new();
     stream.read_to_string(&mut raw).await.unwrap();
@@ -55,6 +64,9 @@ fn answer_loop(mut listening: Listening) -> tokio::task::JoinHandle<Listening> {
                         pauses: Vec::new(),
                     };
                     let _ = reply.send(report);
+                }
+                Ask::Ping(reply) => {
+                    let _ = reply.send(());
                 }
             }
         }
@@ -108,6 +120,34 @@ async fn only_reading_is_allowed_and_unknown_paths_are_not_found() {
     assert_eq!(status, 404, "the status page is off by default");
     assert!(body.contains("statusPage: true"), "{body}");
     assert_eq!(get(address, "HEAD", "/healthz").await.0, 200);
+}
+
+#[tokio::test]
+async fn on_loopback_only_requests_naming_it_by_address_or_localhost_are_served() {
+    let (listening, _metrics, address) = serve(true).await;
+    let _loop = answer_loop(listening);
+    let port = address.port();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "LOCALHOST".to_string(),
+        format!("[::1]:{port}"),
+    ] {
+        assert_eq!(
+            get_naming(address, &host, "GET", "/healthz").await.0,
+            200,
+            "{host}"
+        );
+    }
+    // A page on a name rebound to 127.0.0.1 sends its own name.
+    for host in [
+        format!("evil.example:{port}"),
+        "localhost.evil.example".to_string(),
+    ] {
+        let (status, _, body) = get_naming(address, &host, "GET", "/metrics").await;
+        assert_eq!(status, 421, "{host}");
+        assert!(body.contains("name it as 127.0.0.1"), "{body}");
+    }
 }
 
 #[tokio::test]

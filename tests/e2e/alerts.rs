@@ -311,6 +311,14 @@ fn alertmanager_fires_a_policy_once_per_alert_and_takes_its_escalation() {
         "resolved within its for"
     );
 
+    // A repeat that fired would have met the circuit (one attempt) and escalated.
+    let escalated = |records: &[Record]| {
+        records
+            .iter()
+            .any(|r| r.policy == "php-fpm-slow" && matches!(r.entry, Entry::Escalate { .. }))
+    };
+    assert!(!escalated(&agent.records()), "no repeat reached the guard");
+    assert_eq!(team.count(), 0, "nothing escalated yet");
     // A second alert for the slow pool: the circuit (one attempt) opens, and the
     // escalation goes out in all three shapes.
     am.post(
@@ -367,12 +375,7 @@ fn alertmanager_fires_a_policy_once_per_alert_and_takes_its_escalation() {
         1,
         "the circuit held"
     );
-    assert!(
-        records
-            .iter()
-            .any(|r| r.policy == "php-fpm-slow" && matches!(r.entry, Entry::Escalate { .. })),
-        "the escalation is journalled"
-    );
+    assert!(escalated(&records), "the escalation is journalled");
     // Without the token, nothing reaches the engine.
     assert_eq!(
         http_post(RECEIVER_PORT, "/alertmanager", "{}"),

@@ -1515,6 +1515,16 @@ fn php_fpm_conditions_name_a_status_listener_and_bounds() {
             "\"status\" is not a status path: PHP-FPM's pm.status_path starts with / (as /status)".to_string(),
         ),
         (
+            json!({ "status": "9001", "path": "/status?full" }),
+            "spec.trigger[3].phpFpm.path",
+            "\"/status?full\" is not a status path: PHP-FPM's pm.status_path starts with / (as /status)".to_string(),
+        ),
+        (
+            json!({ "status": "9001", "failures": 0 }),
+            "spec.trigger[3].phpFpm.failures",
+            "0 is out of range: expected 1 to 1000".to_string(),
+        ),
+        (
             json!({ "status": "9001", "listenQueue": 0 }),
             "spec.trigger[3].phpFpm.listenQueue",
             "0 is out of range: expected 1 to 1000000".to_string(),

@@ -40,7 +40,8 @@ fn a_notification_is_one_event_per_alert() {
         "firing",
         &[("firing", "web-1", "a1"), ("resolved", "web-2", "b2")],
     );
-    let alerts = decode(body.as_bytes()).unwrap();
+    let (alerts, skipped) = decode(body.as_bytes()).unwrap();
+    assert!(skipped.is_empty(), "{skipped:?}");
     assert_eq!(alerts.len(), 2);
     assert_eq!(alerts[0].group_key, "{}:{alertname=\"PhpFpmDown\"}");
     assert_eq!(alerts[0].fingerprint, "a1");
@@ -57,8 +58,11 @@ fn what_is_not_a_notification_is_refused_with_why() {
     assert!(refused(r#"{"groupKey": "g"}"#).contains("missing field `alerts`"));
     let v3 = notification("firing", &[]).replace("\"4\"", "\"3\"");
     assert!(refused(&v3).contains("version \"3\""), "{}", refused(&v3));
-    let unnamed = r#"{"groupKey":"g","alerts":[{"status":"firing","labels":{"a":"b"}}]}"#;
-    assert_eq!(refused(unnamed), "an alert without an alertname label");
+    // An alert without a name is skipped; the rest of its notification is taken.
+    let unnamed = r#"{"groupKey":"g","alerts":[{"status":"firing","labels":{"a":"b"}},{"status":"firing","labels":{"alertname":"x"}}]}"#;
+    let (alerts, skipped) = decode(unnamed.as_bytes()).unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(skipped, ["an alert without an alertname label"]);
     let odd = r#"{"groupKey":"g","alerts":[{"status":"pending","labels":{"alertname":"x"}}]}"#;
     assert!(
         refused(odd).contains("unknown variant `pending`"),
@@ -74,16 +78,11 @@ fn an_alert_without_a_fingerprint_is_told_apart_by_its_labels() {
     let one =
         r#"{"groupKey":"g","alerts":[{"status":"firing","labels":{"alertname":"x","i":"1"}}]}"#;
     let two = one.replace("\"1\"", "\"2\"");
-    let (a, b) = (
-        &decode(one.as_bytes()).unwrap()[0],
-        &decode(two.as_bytes()).unwrap()[0],
-    );
+    let first = |body: &str| decode(body.as_bytes()).unwrap().0.remove(0);
+    let (a, b) = (first(one), first(&two));
     assert!(!a.fingerprint.is_empty());
     assert_ne!(a.fingerprint, b.fingerprint);
-    assert_eq!(
-        a.fingerprint,
-        decode(one.as_bytes()).unwrap()[0].fingerprint
-    );
+    assert_eq!(a.fingerprint, first(one).fingerprint);
 }
 
 #[test]
@@ -117,6 +116,9 @@ fn a_token_file_must_be_private_and_long_enough() {
     std::fs::write(&path, "short\n").unwrap();
     let err = Token::read(&path).unwrap_err().to_string();
     assert!(err.contains("is 5 characters; at least 16"), "{err}");
+    std::fs::write(&path, format!("{TOKEN}\n{TOKEN}\n")).unwrap();
+    let err = Token::read(&path).unwrap_err().to_string();
+    assert!(err.contains("has spaces or several lines"), "{err}");
     let err = Token::read(&dir.0.join("none")).unwrap_err().to_string();
     assert!(
         err.starts_with("cannot read the alert receiver's token from"),
@@ -186,7 +188,10 @@ async fn the_receiver_queues_the_alerts_of_an_authorized_notification_only() {
     assert!(queue.try_recv().is_err());
 
     let (status, said) = exchange(at, &post(&auth), body.as_bytes()).await;
-    assert_eq!((status, said.as_str()), (200, "1 alert(s) received\n"));
+    assert_eq!(
+        (status, said.as_str()),
+        (200, "1 alert(s) received, 0 skipped\n")
+    );
     let Event::Alert(alert) = queue.try_recv().unwrap().event else {
         panic!("an alert event");
     };

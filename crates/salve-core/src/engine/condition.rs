@@ -71,6 +71,8 @@ pub struct TriggerState {
     /// used it; and the pool's max-children count the reading before saw.
     fpm: Option<Box<FpmReading>>,
     fpm_children_before: Option<u64>,
+    /// Status reads in a row that got no answer.
+    fpm_unanswered: u32,
 }
 
 /// The last answer of a status page, or why there was none.
@@ -78,8 +80,10 @@ pub struct TriggerState {
 struct FpmReading {
     status: Option<PhpFpmStatus>,
     error: Option<String>,
-    /// The pool hit `pm.max_children` between the reading before and this one.
+    /// The pool hit `pm.max_children` since an attempt last used a reading.
     children_reached: bool,
+    /// Reads in a row with no answer, this one included.
+    unanswered: u32,
 }
 
 /// One firing alert a trigger heard of: which alert (Alertmanager's group key and
@@ -149,7 +153,9 @@ impl TriggerState {
         let same =
             |a: &HeardAlert| a.group_key == alert.group_key && a.fingerprint == alert.fingerprint;
         match alert.status {
-            AlertStatus::Resolved => self.alerts.retain(|a| !same(a)),
+            // By fingerprint alone: the resolution may come down another route (a
+            // changed `group_by`, a `continue`) than the firing did.
+            AlertStatus::Resolved => self.alerts.retain(|a| a.fingerprint != alert.fingerprint),
             AlertStatus::Firing => {
                 if let Some(known) = self.alerts.iter_mut().find(|a| same(a)) {
                     // Fired again after a resolution this agent never heard of (resolved
@@ -179,17 +185,25 @@ impl TriggerState {
     pub fn observe_fpm(&mut self, obs: &PhpFpmObservation) {
         let children = obs.status.as_ref().map(|s| s.max_children_reached);
         // A restarted pool counts from 0 again: only a rise is news.
-        let children_reached = match (self.fpm_children_before, children) {
+        let rose = match (self.fpm_children_before, children) {
             (Some(before), Some(now)) => now > before,
             _ => false,
         };
         if children.is_some() {
             self.fpm_children_before = children;
         }
+        // A rise is kept until an attempt uses it: it happened once, between two reads,
+        // and a `for` or a cooldown must not let it slip by.
+        let children_reached = rose || self.fpm.as_ref().is_some_and(|r| r.children_reached);
+        self.fpm_unanswered = match obs.status {
+            Some(_) => 0,
+            None => self.fpm_unanswered.saturating_add(1),
+        };
         self.fpm = Some(Box::new(FpmReading {
             status: obs.status.clone(),
             error: obs.error.clone(),
             children_reached,
+            unanswered: self.fpm_unanswered,
         }));
     }
 
@@ -211,6 +225,14 @@ impl TriggerState {
             self.alerts.iter_mut().for_each(|a| a.used = true);
             self.holds_since = None;
         }
+    }
+
+    /// An attempt that did not fix things leaves the alerts still firing as news: it
+    /// is the guard (cooldown, backoff, circuit) that paces the next try, not
+    /// Alertmanager's resolution. After a success they stay used, and a repeat of
+    /// them fires nothing while Alertmanager catches up.
+    pub fn rearm_alerts(&mut self) {
+        self.alerts.iter_mut().for_each(|a| a.used = false);
     }
 
     /// Containers of the target pod that ended since its last observation.
@@ -423,9 +445,12 @@ impl TriggerState {
                             String::new()
                         }
                     ),
-                    Some(FpmReading { error, .. }) => {
-                        format!("no answer: {}", error.as_deref().unwrap_or("?"))
-                    }
+                    Some(FpmReading {
+                        error, unanswered, ..
+                    }) => format!(
+                        "no answer {unanswered} time(s) in a row, last: {}",
+                        error.as_deref().unwrap_or("?")
+                    ),
                     None => "not read yet".to_string(),
                 };
                 format!("phpFpm status {}: {said}", cond.source())
@@ -460,11 +485,12 @@ impl TriggerState {
     }
 }
 
-/// Whether a status page's reading is the trouble the condition names: no answer is,
-/// and every threshold given must hold.
+/// Whether a status page's reading is the trouble the condition names: `failures`
+/// reads in a row without an answer are, and so is an answer meeting every threshold
+/// given.
 fn fpm_holds(cond: &PhpFpmCondition, reading: &FpmReading) -> bool {
     let Some(status) = &reading.status else {
-        return true;
+        return reading.unanswered >= cond.failures;
     };
     cond.listen_queue_at_least()
         .is_none_or(|n| status.listen_queue >= n)

@@ -708,11 +708,13 @@ impl Engine {
         self.global.finished();
         // What the target's triggers saw while the attempt ran describes the trouble it
         // was fixing, not a new one: the next attempt needs fresh evidence.
+        let fixed = outcome.succeeded();
         for &id in &state.policies {
-            self.states[id.index()]
-                .triggers
-                .iter_mut()
-                .for_each(TriggerState::consume_evidence);
+            let triggers = &mut self.states[id.index()].triggers;
+            triggers.iter_mut().for_each(TriggerState::consume_evidence);
+            if !fixed {
+                triggers.iter_mut().for_each(TriggerState::rearm_alerts);
+            }
         }
         // The freed slot goes to whoever waited for one first, then the target is
         // re-decided.
@@ -910,10 +912,10 @@ impl Engine {
                     skip(state, SkipReason::DryRun, None, Some(attempt), out);
                     target.guard.finish(false);
                     state.last_skip = None;
-                    state
-                        .triggers
-                        .iter_mut()
-                        .for_each(TriggerState::consume_evidence);
+                    state.triggers.iter_mut().for_each(|t| {
+                        t.consume_evidence();
+                        t.rearm_alerts();
+                    });
                     let gap = target.guard.cooldown(&policy.spec.guard);
                     retry = Some(now + gap.max(std::time::Duration::from_nanos(1)));
                 }

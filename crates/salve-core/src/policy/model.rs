@@ -731,10 +731,11 @@ impl UnitFileState {
 /// `pm.status_listen`, which answers while every worker of the pool is busy) every
 /// `interval`, and holds on the last answer: while the listen queue is at least
 /// `listenQueue`, the idle processes are at most `idleAtMost`, and (with
-/// `maxChildrenReached`) the pool hit `pm.max_children` since the answer before; every
-/// one given must hold, and with none given `listenQueue: 1`. No answer within
-/// `timeout` (or none at all) holds too: a pool whose status cannot be read is in
-/// trouble. Each answer is evidence an attempt uses up.
+/// `maxChildrenReached`) the pool hit `pm.max_children` since an attempt last used a
+/// reading; every one given must hold, and with none given `listenQueue: 1`.
+/// `failures` reads in a row without an answer within `timeout` (or none at all) hold
+/// too: a pool whose status cannot be read is in trouble. Each reading is evidence an
+/// attempt uses up.
 #[derive(Debug, Clone, PartialEq, Eq, JsonSchema, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PhpFpmCondition {
@@ -761,6 +762,10 @@ pub struct PhpFpmCondition {
     pub idle_at_most: Option<u32>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub max_children_reached: bool,
+    /// Reads in a row without an answer that hold the condition.
+    #[serde(default = "defaults::probe_failures")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub failures: u32,
     #[serde(default = "defaults::fpm_status_interval", with = "duration_text")]
     #[schemars(with = "DurationSchema")]
     pub interval: Duration,
@@ -829,9 +834,10 @@ impl PhpFpmCondition {
         }
     }
 
-    /// What the signal's events name this status page by.
+    /// What the signal's events name this status page by: the address and the path,
+    /// a space apart (a path has none), so two pages never share a name.
     pub fn source(&self) -> String {
-        format!("{}{}", self.status, self.path)
+        format!("{} {}", self.status, self.path)
     }
 }
 

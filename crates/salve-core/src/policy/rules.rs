@@ -193,7 +193,7 @@ pub fn fpm_status_address(text: &str) -> Result<super::FpmStatusAddress, String>
 /// A status page's path (`pm.status_path`): absolute, one line, as PHP-FPM requires.
 pub fn fpm_status_path(text: &str) -> Result<(), String> {
     if !text.starts_with('/')
-        || text.chars().any(|c| c.is_control() || c == ' ')
+        || text.chars().any(|c| c.is_control() || c == ' ' || c == '?')
         || text.len() > 256
     {
         return Err(format!(

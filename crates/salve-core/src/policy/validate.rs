@@ -531,6 +531,10 @@ impl Checker {
                         rules::whole(u64::from(idle), rules::FPM_IDLE),
                     );
                 }
+                self.check(
+                    &at.key("failures"),
+                    rules::whole(u64::from(fpm.failures), rules::PROBE_FAILURES),
+                );
                 self.polled(&at, fpm.interval, fpm.timeout);
             }
             Condition::Alert(alert) => {

@@ -71,7 +71,7 @@ impl PolicySpec {
             trigger += &format!("    - alert: {{ name: A{name} }}\n      for: {hold}s\n");
         }
         if let Some((queue, hold)) = self.fpm {
-            trigger += &format!("    - phpFpm: {{ status: \"127.0.0.1:9001\", listenQueue: {queue} }}\n      for: {hold}s\n");
+            trigger += &format!("    - phpFpm: {{ status: \"127.0.0.1:9001\", listenQueue: {queue}, failures: 2 }}\n      for: {hold}s\n");
         }
         format!(
             "apiVersion: salve.dev/v1alpha1\nkind: RemediationPolicy\nmetadata: {{ name: {} }}\nspec:\n  target: {{ unit: t{}.service }}\n  trigger:\n{trigger}  actions:\n    - restart: {{}}\n  escalate:\n    - notify: {{ webhook: \"http://127.0.0.1:9093/\" }}\n  guard: {{ cooldown: {}s, maxAttempts: {}, window: {}s, backoff: {}.{} }}\n  dryRun: {}\n",
@@ -443,7 +443,7 @@ fn run(scenario: &Scenario, coverage: &mut Coverage) -> Result<(), TestCaseError
                 labels: [("alertname".to_string(), format!("A{name}"))].into(),
             }),
             Step::Fpm(queue) => Event::PhpFpm(PhpFpmObservation {
-                source: "127.0.0.1:9001/status".into(),
+                source: "127.0.0.1:9001 /status".into(),
                 status: queue.map(|q| PhpFpmStatus {
                     pool: "www".into(),
                     listen_queue: q,

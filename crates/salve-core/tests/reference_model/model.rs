@@ -53,6 +53,8 @@ struct TriggerMemory {
     alerts: Vec<(String, String, bool)>,
     /// The status page's last reading not yet acted on: its listen queue, or no answer.
     fpm: Option<Option<u32>>,
+    /// Status reads in a row without an answer (an attempt does not reset them).
+    fpm_unanswered: u32,
 }
 
 #[derive(Default)]
@@ -291,9 +293,13 @@ impl Model {
                     let memory = self.memory.get_mut(policy.name()).expect("installed");
                     for (t, trigger) in policy.spec.trigger.iter().enumerate() {
                         if let Condition::PhpFpm(c) = &trigger.condition {
-                            if format!("{}{}", c.status, c.path) == obs.source {
-                                memory.triggers[t].fpm =
-                                    Some(obs.status.as_ref().map(|s| s.listen_queue));
+                            if c.source() == obs.source {
+                                let m = &mut memory.triggers[t];
+                                m.fpm = Some(obs.status.as_ref().map(|s| s.listen_queue));
+                                m.fpm_unanswered = match obs.status {
+                                    Some(_) => 0,
+                                    None => m.fpm_unanswered + 1,
+                                };
                                 concerned.push(i);
                             }
                         }
@@ -355,6 +361,10 @@ impl Model {
             if self::key(policy, &self.limits) == *key {
                 let memory = self.memory.get_mut(policy.name()).expect("installed");
                 memory.triggers.iter_mut().for_each(use_up);
+                // Not fixed: the alerts still firing are news again.
+                if !succeeded {
+                    memory.triggers.iter_mut().for_each(rearm);
+                }
             }
         }
     }
@@ -430,9 +440,12 @@ impl Model {
                 Condition::Pod(_) | Condition::Workload(_) | Condition::Node(_) => false,
                 Condition::Alert(_) => m.alerts.iter().any(|(_, _, used)| !used),
                 // No answer holds; an answer holds with its queue at the threshold.
-                Condition::PhpFpm(c) => m
-                    .fpm
-                    .is_some_and(|queue| queue.is_none_or(|q| q >= c.listen_queue.unwrap_or(1))),
+                // `failures` reads in a row without an answer hold; an answer holds
+                // with its queue at the threshold.
+                Condition::PhpFpm(c) => m.fpm.is_some_and(|queue| match queue {
+                    None => m.fpm_unanswered >= c.failures,
+                    Some(q) => q >= c.listen_queue.unwrap_or(1),
+                }),
                 Condition::Log(c) => {
                     m.log_hits
                         .iter()
@@ -522,6 +535,7 @@ impl Model {
             report(out, memory, SkipReason::DryRun, None, Some(attempt));
             memory.reported = None;
             memory.triggers.iter_mut().for_each(use_up);
+            memory.triggers.iter_mut().for_each(rearm);
             let gap = cooldown(guard, target.failures_since_success);
             memory.wake.push(now + gap.max(Duration::from_nanos(1)));
             return true;
@@ -592,6 +606,12 @@ fn cooldown(guard: &salve_core::policy::Guard, failures: u32) -> Duration {
     } else {
         Duration::from_secs_f64(secs)
     }
+}
+
+/// An attempt that fixed nothing (a dry run counts as one) leaves the alerts that
+/// still fire fresh.
+fn rearm(m: &mut TriggerMemory) {
+    m.alerts.iter_mut().for_each(|a| a.2 = false);
 }
 
 /// HTTP failures, log lines and alerts are evidence an attempt uses up; unit state is

@@ -337,7 +337,7 @@ fn a_flood_of_alerts_keeps_what_a_trigger_remembers_bounded() {
 
 fn fpm(queue: u32, idle: u32, reached: u64) -> Event {
     Event::PhpFpm(PhpFpmObservation {
-        source: "unix:/run/php/status.sock/status".into(),
+        source: "unix:/run/php/status.sock /status".into(),
         status: Some(PhpFpmStatus {
             pool: "www".into(),
             listen_queue: queue,
@@ -352,7 +352,7 @@ fn fpm(queue: u32, idle: u32, reached: u64) -> Event {
 
 fn fpm_unanswered() -> Event {
     Event::PhpFpm(PhpFpmObservation {
-        source: "unix:/run/php/status.sock/status".into(),
+        source: "unix:/run/php/status.sock /status".into(),
         status: None,
         error: Some("timed out after 1s".into()),
     })
@@ -372,7 +372,7 @@ fn a_listen_queue_that_stays_above_zero_fires_and_evidence_says_what_the_pool_sa
     let fired = feed(&mut e, 5.0, Event::Tick {});
     assert!(
         matches!(&fired[..], [Verdict::Act { evidence, .. }]
-            if evidence[0] == "phpFpm status unix:/run/php/status.sock/status: pool www: listen queue 3, 5 active and 0 idle of 5"),
+            if evidence[0] == "phpFpm status unix:/run/php/status.sock /status: pool www: listen queue 3, 5 active and 0 idle of 5"),
         "{fired:?}"
     );
     feed(&mut e, 5.5, outcome("p", OutcomeResult::Ok));
@@ -385,12 +385,22 @@ fn a_listen_queue_that_stays_above_zero_fires_and_evidence_says_what_the_pool_sa
 #[test]
 fn a_status_page_that_does_not_answer_is_evidence_too() {
     let mut e = one(FPM, GUARD, "");
+    // Two reads without an answer, then one: the count starts again.
     feed(&mut e, 0.0, fpm_unanswered());
     feed(&mut e, 1.0, fpm_unanswered());
-    let fired = feed(&mut e, 2.0, Event::Tick {});
+    feed(&mut e, 2.0, fpm(0, 1, 0));
+    let mut quiet = Vec::new();
+    for t in 3..5 {
+        quiet.extend(feed(&mut e, t as f64, fpm_unanswered()));
+    }
+    quiet.extend(feed(&mut e, 6.0, Event::Tick {}));
+    assert_eq!(acts(&quiet), 0, "two in a row are not three: {quiet:?}");
+    // The third in a row holds, for the trigger's 2 s.
+    feed(&mut e, 7.0, fpm_unanswered());
+    let fired = feed(&mut e, 9.0, Event::Tick {});
     assert!(
         matches!(&fired[..], [Verdict::Act { evidence, .. }]
-            if evidence[0].ends_with(": no answer: timed out after 1s")),
+            if evidence[0].ends_with(": no answer 3 time(s) in a row, last: timed out after 1s")),
         "{fired:?}"
     );
 }
@@ -409,4 +419,35 @@ fn max_children_reached_counts_only_a_rise_and_every_threshold_given_must_hold()
         matches!(&fired[..], [Verdict::Act { evidence, .. }] if evidence[0].ends_with("reached pm.max_children (9 times)")),
         "{fired:?}"
     );
+}
+
+#[test]
+fn an_alert_still_firing_after_a_failed_attempt_is_tried_again_until_the_circuit_opens() {
+    use AlertStatus::Firing;
+    let alert_now = "    - alert: { name: PhpFpmDown, labels: { instance: web-1 } }";
+    let mut e = one(alert_now, GUARD, "");
+    // Alertmanager repeats the alert every second; every restart fails.
+    let mut seen = Vec::new();
+    for t in 0..300 {
+        let decided = feed(&mut e, t as f64, alert(Firing, "a1", "t0", WEB_1));
+        let acted = acts(&decided) > 0;
+        seen.extend(decided);
+        if acted {
+            seen.extend(feed(
+                &mut e,
+                t as f64 + 0.5,
+                outcome("p", OutcomeResult::Failed),
+            ));
+        }
+    }
+    assert_eq!(
+        acts(&seen),
+        3,
+        "maxAttempts, paced by the cooldown: {seen:?}"
+    );
+    let escalations = seen
+        .iter()
+        .filter(|v| matches!(v, Verdict::Escalate { .. }))
+        .count();
+    assert_eq!(escalations, 1, "then the circuit opens: {seen:?}");
 }

@@ -42,6 +42,7 @@ pub(crate) const PHP_FPM_CONDITION_FIELDS: &[&str] = &[
     "listenQueue",
     "idleAtMost",
     "maxChildrenReached",
+    "failures",
     "interval",
     "timeout",
 ];

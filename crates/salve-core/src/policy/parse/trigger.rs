@@ -93,6 +93,10 @@ fn php_fpm_condition(dec: &mut Decoder, node: &Node) -> Option<PhpFpmCondition> 
         dec.integer(n, rules::FPM_IDLE).map(|v| v as u32)
     }));
     let max_children_reached = opt(dec, &f, "maxChildrenReached", false, |d, n| d.bool(n));
+    let failures = opt(dec, &f, "failures", defaults::probe_failures(), |d, n| {
+        // PROBE_FAILURES's maximum fits a u32.
+        d.integer(n, rules::PROBE_FAILURES).map(|v| v as u32)
+    });
     let interval = opt(
         dec,
         &f,
@@ -113,6 +117,7 @@ fn php_fpm_condition(dec: &mut Decoder, node: &Node) -> Option<PhpFpmCondition> 
         listen_queue: listen_queue?,
         idle_at_most: idle_at_most?,
         max_children_reached: max_children_reached?,
+        failures: failures?,
         interval: interval?,
         timeout: timeout?,
     })
