@@ -60,9 +60,9 @@ fn attempts_are_counted_by_policy_actions_and_result() {
         r#"salve_attempts_total{policy="fpm-down",action="resetFailed+restart",result="ok"} 1"#,
         r#"salve_attempts_total{policy="fpm-down",action="resetFailed+restart",result="not_verified"} 1"#,
         r#"salve_attempts_total{policy="fpm-down",action="resetFailed+restart",result="timed_out"} 1"#,
-        r#"salve_attempt_duration_seconds_count{policy="fpm-down"} 3"#,
-        r#"salve_attempt_duration_seconds_bucket{policy="fpm-down",le="0.05"} 1"#,
-        r#"salve_attempt_duration_seconds_bucket{policy="fpm-down",le="5"} 2"#,
+        r#"salve_attempt_duration_seconds_count{action="resetFailed+restart"} 3"#,
+        r#"salve_attempt_duration_seconds_bucket{action="resetFailed+restart",le="0.05"} 1"#,
+        r#"salve_attempt_duration_seconds_bucket{action="resetFailed+restart",le="5"} 2"#,
         "# TYPE salve_attempts_total counter",
         "# TYPE salve_attempt_duration_seconds histogram",
     ] {
